@@ -1,0 +1,121 @@
+// Virtual addresses in the model are JS numbers holding bits 47:0 of a canonical address (DESIGN.md "Addresses").
+// A canonical high-half address keeps only its low 48 bits; it is printed sign-extended from bit 47.
+// A non-canonical address (bits 63:47 not all equal, SDM Vol. 3 §3.3.7.1) cannot be folded into 48 bits, so the
+// model marks it with bit 48 (NON_CANONICAL) on top of its low 48 bits: any access to it raises #GP(0)/#SS(0).
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+export const LARGE_PAGE_SIZE = 2 * 1024 * 1024;
+export const HUGE_PAGE_SIZE = 1024 * 1024 * 1024;
+
+const TWO_32 = 2 ** 32;
+const TWO_47 = 2 ** 47;
+const TWO_48 = 2 ** 48;
+/** Marker bit for a non-canonical address in the model's number form. */
+export const NON_CANONICAL = TWO_48;
+
+/** An error raised at the API edge for bad input: it names the value and the rule it breaks. */
+export class InputError extends Error {
+  override readonly name = 'InputError';
+}
+
+/** True when `va` (model form) is a canonical address the MMU can translate. */
+export function isCanonical(va: number): boolean {
+  return va >= 0 && va < TWO_48 && Number.isInteger(va);
+}
+
+/**
+ * Converts a 64-bit address (bigint, hex/decimal string or a number already in model form) to the model's
+ * number form. Non-canonical 64-bit values become a marked number (see NON_CANONICAL) so that accessing it
+ * faults the way hardware does; malformed input throws InputError.
+ */
+export function toVirtual(address: bigint | number | string): number {
+  if (typeof address === 'number') {
+    if (!Number.isInteger(address) || address < 0 || address >= 2 * TWO_48) {
+      throw new InputError(
+        `address ${address} is not a virtual address: numbers must be integers in 0..2^48-1 ` +
+          '(the low 48 bits of a canonical address); pass a bigint or hex string for the 64-bit form',
+      );
+    }
+    return address;
+  }
+  let value: bigint;
+  if (typeof address === 'string') {
+    const text = address.replaceAll('_', '').trim();
+    if (!/^(0x[0-9a-f]+|[0-9]+)$/i.test(text)) {
+      throw new InputError(`address '${address}' is not a number: write it in hex (0xffffc90000001000) or decimal`);
+    }
+    value = BigInt(text);
+  } else {
+    value = address;
+  }
+  if (value < 0n || value >= 1n << 64n) {
+    throw new InputError(`address ${formatBig(value)} does not fit in 64 bits`);
+  }
+  const low48 = Number(value & 0xffff_ffff_ffffn);
+  const upper = value >> 47n; // bits 63:47, 17 bits
+  if (upper === 0n || upper === 0x1ffffn) return low48;
+  return low48 + NON_CANONICAL;
+}
+
+/** The canonical 64-bit form of a model address, as a bigint (API edge only). */
+export function toCanonicalBigInt(va: number): bigint {
+  const low = BigInt(va % TWO_48);
+  if (va >= NON_CANONICAL) {
+    // Bits 63:48 are not kept for a non-canonical address; print the inverse of the sign extension.
+    return va % TWO_48 >= TWO_47 ? low : low | 0xffff_0000_0000_0000n;
+  }
+  return va >= TWO_47 ? low | 0xffff_0000_0000_0000n : low;
+}
+
+function formatBig(value: bigint): string {
+  return `0x${value.toString(16).padStart(16, '0')}`;
+}
+
+/** Prints a model address in canonical 64-bit form: 0xffffc90000001000. */
+export function formatVirtual(va: number): string {
+  return formatBig(toCanonicalBigInt(va));
+}
+
+/** Prints a physical address: 0x1234000. */
+export function formatPhysical(pa: number): string {
+  return `0x${pa.toString(16)}`;
+}
+
+/** Virtual page number (bits 47:12). */
+export function pageNumber(va: number): number {
+  return Math.floor(va / PAGE_SIZE);
+}
+
+/** Splits a 64-bit value held in a number (exact below 2^53) into its low and high 32-bit halves. */
+export function lowHalf(value: number): number {
+  return value >>> 0;
+}
+export function highHalf(value: number): number {
+  return Math.floor(value / TWO_32) >>> 0;
+}
+
+/**
+ * The 64-bit memory image of a model address: what hardware stores for a canonical address (sign-extended
+ * from bit 47). Returns the high half; the low half is lowHalf(va).
+ */
+export function canonicalHighHalf(va: number): number {
+  const hi = Math.floor((va % TWO_48) / TWO_32);
+  return va % TWO_48 >= TWO_47 ? (hi | 0xffff0000) >>> 0 : hi;
+}
+
+/** Reads a canonical 64-bit value back into model form; non-canonical images get the NON_CANONICAL mark. */
+export function fromCanonicalHalves(lo: number, hi: number): number {
+  const low48 = (hi & 0xffff) * TWO_32 + (lo >>> 0);
+  const upper = hi >>> 15; // bits 63:47
+  if (upper === 0 || upper === 0x1ffff) return low48;
+  return low48 + NON_CANONICAL;
+}
+
+/** Linux x86-64 4-level layout (Documentation/arch/x86/x86_64/mm.rst), in model form. */
+export const LAYOUT = {
+  directMap: toVirtual(0xffff_8880_0000_0000n),
+  vmallocStart: toVirtual(0xffff_c900_0000_0000n),
+  vmallocEnd: toVirtual(0xffff_e8ff_ffff_ffffn) + 1,
+  kernelText: toVirtual(0xffff_ffff_8000_0000n),
+} as const;

@@ -1,0 +1,214 @@
+import { formatPhysical, InputError, PAGE_SIZE } from './address.ts';
+
+/**
+ * Sparse physical memory: a frame's bytes exist once written, so a machine of several GiB costs what it touches.
+ * Frames can be shared copy-on-write with a frozen image (`freeze()`), so the checker can create one machine per
+ * explored execution and pay per frame written, not per MiB.
+ *
+ * Addresses outside the installed memory behave as on a PC with nothing decoded there: reads return all ones and
+ * writes are dropped (so a page-table entry pointing past memory reads as reserved bits set, i.e. RSVD #PF).
+ */
+
+/** Frames of a frozen image; never written again. */
+export type FrameStore = ReadonlyMap<number, DataView>;
+
+const CACHE_SETS = 256;
+const ZERO_FRAME = new DataView(new ArrayBuffer(PAGE_SIZE));
+
+/** A listener for writes to a watched physical range (a spinning CPU's condition). */
+export type WriteWatcher = (owner: number) => void;
+
+export class PhysicalMemory {
+  readonly size: number;
+  private readonly own = new Map<number, DataView>();
+  private base: FrameStore | undefined;
+  // Direct-mapped cache of pfn -> frame for the hot path; `cacheOwned` says the cached frame may be written.
+  private readonly cachePfn = new Float64Array(CACHE_SETS).fill(-1);
+  private readonly cacheFrame: DataView[] = new Array<DataView>(CACHE_SETS).fill(ZERO_FRAME);
+  private readonly cacheOwned = new Uint8Array(CACHE_SETS);
+  // Write watches: one range per owner (a CPU id), checked only while at least one is armed.
+  private watchCount = 0;
+  private readonly watchStart: Float64Array;
+  private readonly watchEnd: Float64Array;
+  private watcher: WriteWatcher | undefined;
+
+  constructor(size: number, base?: FrameStore, watchOwners = 64) {
+    if (!Number.isInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
+      throw new InputError(`memory size ${size} must be a positive multiple of the page size (${PAGE_SIZE})`);
+    }
+    this.size = size;
+    this.base = base;
+    this.watchStart = new Float64Array(watchOwners).fill(-1);
+    this.watchEnd = new Float64Array(watchOwners).fill(-1);
+  }
+
+  /** Number of frames materialised in this memory (not counting frames shared with an image). */
+  get ownFrameCount(): number {
+    return this.own.size;
+  }
+
+  /** Frames holding data, own or shared. */
+  materialisedFrames(): number[] {
+    const pfns = new Set<number>(this.own.keys());
+    if (this.base) for (const pfn of this.base.keys()) pfns.add(pfn);
+    return [...pfns].sort((a, b) => a - b);
+  }
+
+  /**
+   * Freezes the current contents into an image that any number of memories can share copy-on-write.
+   * This memory keeps working on top of the image.
+   */
+  freeze(): FrameStore {
+    const store = new Map<number, DataView>(this.base ?? []);
+    for (const [pfn, frame] of this.own) store.set(pfn, frame);
+    this.own.clear();
+    this.base = store;
+    this.cachePfn.fill(-1);
+    return store;
+  }
+
+  private frameForRead(pfn: number): DataView {
+    const set = pfn & (CACHE_SETS - 1);
+    if (this.cachePfn[set] === pfn) return this.cacheFrame[set]!;
+    const own = this.own.get(pfn);
+    const frame = own ?? this.base?.get(pfn) ?? ZERO_FRAME;
+    this.cachePfn[set] = pfn;
+    this.cacheFrame[set] = frame;
+    this.cacheOwned[set] = own ? 1 : 0;
+    return frame;
+  }
+
+  private frameForWrite(pfn: number): DataView {
+    const set = pfn & (CACHE_SETS - 1);
+    if (this.cachePfn[set] === pfn && this.cacheOwned[set] === 1) return this.cacheFrame[set]!;
+    let frame = this.own.get(pfn);
+    if (!frame) {
+      const shared = this.base?.get(pfn);
+      const bytes = shared ? new Uint8Array(shared.buffer.slice(0)) : new Uint8Array(PAGE_SIZE);
+      frame = new DataView(bytes.buffer);
+      this.own.set(pfn, frame);
+    }
+    this.cachePfn[set] = pfn;
+    this.cacheFrame[set] = frame;
+    this.cacheOwned[set] = 1;
+    return frame;
+  }
+
+  private inRange(pa: number, size: number): boolean {
+    return pa >= 0 && pa + size <= this.size;
+  }
+
+  // Accesses must not cross a frame boundary; the CPU splits those (they translate two pages anyway).
+  read8(pa: number): number {
+    if (!this.inRange(pa, 1)) return 0xff;
+    return this.frameForRead(Math.floor(pa / PAGE_SIZE)).getUint8(pa & 0xfff);
+  }
+  read16(pa: number): number {
+    if (!this.inRange(pa, 2)) return 0xffff;
+    return this.frameForRead(Math.floor(pa / PAGE_SIZE)).getUint16(pa & 0xfff, true);
+  }
+  read32(pa: number): number {
+    if (!this.inRange(pa, 4)) return 0xffffffff;
+    return this.frameForRead(Math.floor(pa / PAGE_SIZE)).getUint32(pa & 0xfff, true);
+  }
+  /** 64-bit read as a number: exact below 2^53 (DESIGN.md: numbers on the hot path, BigInt only at the edge). */
+  read64(pa: number): number {
+    return this.read32(pa + 4) * 2 ** 32 + this.read32(pa);
+  }
+  /** Reads `size` bytes (1, 2, 4 or 8) little-endian. */
+  read(pa: number, size: number): number {
+    switch (size) {
+      case 1:
+        return this.read8(pa);
+      case 2:
+        return this.read16(pa);
+      case 4:
+        return this.read32(pa);
+      default:
+        return this.read64(pa);
+    }
+  }
+
+  write8(pa: number, value: number): void {
+    if (!this.inRange(pa, 1)) return;
+    this.frameForWrite(Math.floor(pa / PAGE_SIZE)).setUint8(pa & 0xfff, value);
+    if (this.watchCount !== 0) this.notify(pa, 1);
+  }
+  write16(pa: number, value: number): void {
+    if (!this.inRange(pa, 2)) return;
+    this.frameForWrite(Math.floor(pa / PAGE_SIZE)).setUint16(pa & 0xfff, value, true);
+    if (this.watchCount !== 0) this.notify(pa, 2);
+  }
+  write32(pa: number, value: number): void {
+    if (!this.inRange(pa, 4)) return;
+    this.frameForWrite(Math.floor(pa / PAGE_SIZE)).setUint32(pa & 0xfff, value >>> 0, true);
+    if (this.watchCount !== 0) this.notify(pa, 4);
+  }
+  /** 64-bit write of a number (its low 53 bits are exact) or of two 32-bit halves via write32. */
+  write64(pa: number, value: number): void {
+    this.write32(pa, value >>> 0);
+    this.write32(pa + 4, Math.floor(value / 2 ** 32) >>> 0);
+  }
+  write(pa: number, size: number, value: number): void {
+    switch (size) {
+      case 1:
+        this.write8(pa, value);
+        return;
+      case 2:
+        this.write16(pa, value);
+        return;
+      case 4:
+        this.write32(pa, value);
+        return;
+      default:
+        this.write64(pa, value);
+    }
+  }
+
+  /** Copies one 4 KiB frame (migration's copy step). */
+  copyFrame(srcPfn: number, dstPfn: number): void {
+    const src = new Uint8Array(this.frameForRead(srcPfn).buffer);
+    const dst = this.frameForWrite(dstPfn);
+    new Uint8Array(dst.buffer).set(src);
+    if (this.watchCount !== 0) this.notify(dstPfn * PAGE_SIZE, PAGE_SIZE);
+  }
+
+  /** A copy of a frame's bytes (for inspection and tests). */
+  frameBytes(pfn: number): Uint8Array {
+    return new Uint8Array(this.frameForRead(pfn).buffer.slice(0));
+  }
+
+  /** Arms a write watch for `owner` over [pa, pa + size); a write overlapping it calls the watcher once. */
+  watch(owner: number, pa: number, size: number, watcher: WriteWatcher): void {
+    if (owner < 0 || owner >= this.watchStart.length) {
+      throw new InputError(`watch owner ${owner} is out of range 0..${this.watchStart.length - 1}`);
+    }
+    if (this.watchStart[owner]! < 0) this.watchCount++;
+    this.watchStart[owner] = pa;
+    this.watchEnd[owner] = pa + size;
+    this.watcher = watcher;
+  }
+
+  unwatch(owner: number): void {
+    if (this.watchStart[owner]! >= 0) {
+      this.watchCount--;
+      this.watchStart[owner] = -1;
+      this.watchEnd[owner] = -1;
+    }
+  }
+
+  private notify(pa: number, size: number): void {
+    const end = pa + size;
+    for (let owner = 0; owner < this.watchStart.length; owner++) {
+      const start = this.watchStart[owner]!;
+      if (start >= 0 && pa < this.watchEnd[owner]! && end > start) {
+        this.unwatch(owner);
+        this.watcher?.(owner);
+      }
+    }
+  }
+
+  toString(): string {
+    return `PhysicalMemory(${formatPhysical(this.size)} bytes, ${this.own.size} own frames)`;
+  }
+}

@@ -1,0 +1,278 @@
+import { formatPhysical, formatVirtual, InputError, PAGE_SIZE } from './address.ts';
+import type { WalkResult } from './walker.ts';
+
+// A per-CPU TLB with the architecture's semantics (SDM Vol. 3 §4.10), not one implementation's:
+// - only translations that were present at every level are cached (fill takes a successful walk);
+// - an entry keeps translating after its PTE is cleared or changed, until this CPU invalidates it;
+// - INVLPG removes every entry for the page, global and large ones too; MOV to CR3 removes non-global entries;
+//   toggling CR4.PGE removes all;
+// - hardware may drop an entry or fill one speculatively at any time (`evict`, `fill` from the checker).
+// Layout follows Bochs cpu/tlb.h and real L1 DTLBs: a set-associative array for 4 KiB pages with FIFO
+// replacement per set (deterministic), and a small fully-associative array for 2 MiB / 1 GiB pages.
+
+export const TLB_FLAG = {
+  WRITABLE: 1 << 0,
+  USER: 1 << 1,
+  NO_EXECUTE: 1 << 2,
+  DIRTY: 1 << 3,
+  GLOBAL: 1 << 4,
+} as const;
+
+export interface TlbConfig {
+  /** Number of 4 KiB entries (power of two). Default 64. */
+  readonly entries?: number;
+  /** Associativity of the 4 KiB array (power of two dividing `entries`). Default 4. */
+  readonly ways?: number;
+  /** Number of large-page (2 MiB / 1 GiB) entries. Default 32. */
+  readonly largeEntries?: number;
+}
+
+/** One cached translation, for snapshots and tests. */
+export interface TlbEntry {
+  /** Virtual address of the page (model form). */
+  readonly va: number;
+  /** Physical base of the page. */
+  readonly pa: number;
+  readonly pageSize: number;
+  readonly writable: boolean;
+  readonly user: boolean;
+  readonly noExecute: boolean;
+  readonly dirty: boolean;
+  readonly global: boolean;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+export class Tlb {
+  readonly capacity: number;
+  readonly ways: number;
+  readonly largeCapacity: number;
+  private readonly sets: number;
+  // 4 KiB array: tag = virtual page number (-1 = invalid), frame = physical page base.
+  private readonly tag: Float64Array;
+  private readonly frame: Float64Array;
+  private readonly flags: Uint8Array;
+  private readonly nextVictim: Uint8Array;
+  // Large array: virtual base (-1 = invalid), size, physical base.
+  private readonly largeBase: Float64Array;
+  private readonly largeSize: Float64Array;
+  private readonly largeFrame: Float64Array;
+  private readonly largeFlags: Uint8Array;
+  private largeNextVictim = 0;
+  private largeCount = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(config: TlbConfig = {}) {
+    const entries = config.entries ?? 64;
+    const ways = config.ways ?? 4;
+    const largeEntries = config.largeEntries ?? 32;
+    if (!isPowerOfTwo(entries)) throw new InputError(`TLB entries ${entries} must be a power of two`);
+    if (!isPowerOfTwo(ways) || ways > entries) {
+      throw new InputError(`TLB ways ${ways} must be a power of two no larger than entries (${entries})`);
+    }
+    if (!Number.isInteger(largeEntries) || largeEntries < 0 || largeEntries > 255) {
+      throw new InputError(`TLB largeEntries ${largeEntries} must be an integer in 0..255`);
+    }
+    this.capacity = entries;
+    this.ways = ways;
+    this.sets = entries / ways;
+    this.largeCapacity = largeEntries;
+    this.tag = new Float64Array(entries).fill(-1);
+    this.frame = new Float64Array(entries);
+    this.flags = new Uint8Array(entries);
+    this.nextVictim = new Uint8Array(this.sets);
+    this.largeBase = new Float64Array(largeEntries).fill(-1);
+    this.largeSize = new Float64Array(largeEntries);
+    this.largeFrame = new Float64Array(largeEntries);
+    this.largeFlags = new Uint8Array(largeEntries);
+  }
+
+  /** Slot holding a translation for `va`, or -1. Slots >= capacity are large-page entries. Counts hit/miss. */
+  lookup(va: number): number {
+    const vpn = Math.floor(va / PAGE_SIZE);
+    const first = (vpn & (this.sets - 1)) * this.ways;
+    for (let i = first; i < first + this.ways; i++) {
+      if (this.tag[i] === vpn) {
+        this.hits++;
+        return i;
+      }
+    }
+    if (this.largeCount !== 0) {
+      for (let j = 0; j < this.largeCapacity; j++) {
+        const base = this.largeBase[j]!;
+        if (base >= 0 && va >= base && va < base + this.largeSize[j]!) {
+          this.hits++;
+          return this.capacity + j;
+        }
+      }
+    }
+    this.misses++;
+    return -1;
+  }
+
+  /** Cached flags (TLB_FLAG bits) of a slot. */
+  flagsOf(slot: number): number {
+    return slot < this.capacity ? this.flags[slot]! : this.largeFlags[slot - this.capacity]!;
+  }
+
+  /** Physical address of `va` through a slot returned by lookup(va). */
+  physical(slot: number, va: number): number {
+    if (slot < this.capacity) return this.frame[slot]! + (va & 0xfff);
+    const j = slot - this.capacity;
+    return this.largeFrame[j]! + (va - this.largeBase[j]!);
+  }
+
+  /**
+   * Caches the translation of a successful walk for `va`, replacing any entry for the same page.
+   * `global` must already account for CR4.PGE (G is ignored without it). Returns the slot.
+   */
+  fill(va: number, walk: WalkResult, global: boolean): number {
+    const flags =
+      (walk.writable ? TLB_FLAG.WRITABLE : 0) |
+      (walk.user ? TLB_FLAG.USER : 0) |
+      (walk.noExecute ? TLB_FLAG.NO_EXECUTE : 0) |
+      (walk.dirty ? TLB_FLAG.DIRTY : 0) |
+      (global ? TLB_FLAG.GLOBAL : 0);
+    if (walk.pageSize === PAGE_SIZE) {
+      const vpn = Math.floor(va / PAGE_SIZE);
+      const set = vpn & (this.sets - 1);
+      const first = set * this.ways;
+      let slot = -1;
+      for (let i = first; i < first + this.ways; i++) {
+        if (this.tag[i] === vpn) slot = i;
+      }
+      if (slot < 0) {
+        for (let i = first; i < first + this.ways && slot < 0; i++) if (this.tag[i] === -1) slot = i;
+      }
+      if (slot < 0) {
+        slot = first + this.nextVictim[set]!;
+        this.nextVictim[set] = (this.nextVictim[set]! + 1) % this.ways;
+      }
+      this.tag[slot] = vpn;
+      this.frame[slot] = walk.pageBase;
+      this.flags[slot] = flags;
+      return slot;
+    }
+    if (this.largeCapacity === 0) return -1;
+    const base = Math.floor(va / walk.pageSize) * walk.pageSize;
+    let j = -1;
+    for (let k = 0; k < this.largeCapacity; k++) if (this.largeBase[k] === base) j = k;
+    if (j < 0) {
+      for (let k = 0; k < this.largeCapacity && j < 0; k++) if (this.largeBase[k] === -1) j = k;
+    }
+    if (j < 0) {
+      j = this.largeNextVictim;
+      this.largeNextVictim = (this.largeNextVictim + 1) % this.largeCapacity;
+      this.largeCount--;
+    }
+    if (this.largeBase[j] === -1) this.largeCount++;
+    this.largeBase[j] = base;
+    this.largeSize[j] = walk.pageSize;
+    this.largeFrame[j] = walk.pageBase;
+    this.largeFlags[j] = flags;
+    return this.capacity + j;
+  }
+
+  /** INVLPG: removes every entry translating `va` (global and large-page ones too). Returns how many. */
+  invalidatePage(va: number): number {
+    let removed = 0;
+    const vpn = Math.floor(va / PAGE_SIZE);
+    const first = (vpn & (this.sets - 1)) * this.ways;
+    for (let i = first; i < first + this.ways; i++) {
+      if (this.tag[i] === vpn) {
+        this.tag[i] = -1;
+        removed++;
+      }
+    }
+    for (let j = 0; j < this.largeCapacity && this.largeCount !== 0; j++) {
+      const base = this.largeBase[j]!;
+      if (base >= 0 && va >= base && va < base + this.largeSize[j]!) {
+        this.largeBase[j] = -1;
+        this.largeCount--;
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** MOV to CR3 (without PCID): removes all non-global entries. */
+  flushNonGlobal(): void {
+    this.flushWhere(true);
+  }
+
+  /** CR4.PGE toggle (or a full flush): removes everything. */
+  flushAll(): void {
+    this.flushWhere(false);
+  }
+
+  private flushWhere(keepGlobal: boolean): void {
+    for (let i = 0; i < this.capacity; i++) {
+      if (!keepGlobal || (this.flags[i]! & TLB_FLAG.GLOBAL) === 0) this.tag[i] = -1;
+    }
+    for (let j = 0; j < this.largeCapacity; j++) {
+      if (this.largeBase[j]! >= 0 && (!keepGlobal || (this.largeFlags[j]! & TLB_FLAG.GLOBAL) === 0)) {
+        this.largeBase[j] = -1;
+        this.largeCount--;
+      }
+    }
+  }
+
+  /** Number of valid entries. */
+  get size(): number {
+    let n = this.largeCount;
+    for (let i = 0; i < this.capacity; i++) if (this.tag[i]! >= 0) n++;
+    return n;
+  }
+
+  /** The cached translations, 4 KiB array first (slot order), then large pages. Off the hot path. */
+  entries(): TlbEntry[] {
+    const out: TlbEntry[] = [];
+    const entry = (va: number, pa: number, pageSize: number, f: number): TlbEntry => ({
+      va,
+      pa,
+      pageSize,
+      writable: (f & TLB_FLAG.WRITABLE) !== 0,
+      user: (f & TLB_FLAG.USER) !== 0,
+      noExecute: (f & TLB_FLAG.NO_EXECUTE) !== 0,
+      dirty: (f & TLB_FLAG.DIRTY) !== 0,
+      global: (f & TLB_FLAG.GLOBAL) !== 0,
+    });
+    for (let i = 0; i < this.capacity; i++) {
+      const vpn = this.tag[i]!;
+      if (vpn >= 0) out.push(entry(vpn * PAGE_SIZE, this.frame[i]!, PAGE_SIZE, this.flags[i]!));
+    }
+    for (let j = 0; j < this.largeCapacity; j++) {
+      const base = this.largeBase[j]!;
+      if (base >= 0) out.push(entry(base, this.largeFrame[j]!, this.largeSize[j]!, this.largeFlags[j]!));
+    }
+    return out;
+  }
+
+  /** Copies another TLB's contents and counters into this one (same geometry), for machine clones. */
+  copyFrom(other: Tlb): void {
+    if (other.capacity !== this.capacity || other.ways !== this.ways || other.largeCapacity !== this.largeCapacity) {
+      throw new InputError('cannot copy a TLB of a different geometry');
+    }
+    this.tag.set(other.tag);
+    this.frame.set(other.frame);
+    this.flags.set(other.flags);
+    this.nextVictim.set(other.nextVictim);
+    this.largeBase.set(other.largeBase);
+    this.largeSize.set(other.largeSize);
+    this.largeFrame.set(other.largeFrame);
+    this.largeFlags.set(other.largeFlags);
+    this.largeNextVictim = other.largeNextVictim;
+    this.largeCount = other.largeCount;
+    this.hits = other.hits;
+    this.misses = other.misses;
+  }
+
+  toString(): string {
+    return this.entries()
+      .map((e) => `${formatVirtual(e.va)} -> ${formatPhysical(e.pa)}${e.global ? ' G' : ''}${e.dirty ? ' D' : ''}`)
+      .join('\n');
+  }
+}
