@@ -178,15 +178,19 @@ export class PhysicalMemory {
     return new Uint8Array(this.frameForRead(pfn).buffer.slice(0));
   }
 
+  /** Sets the function told when a watched range is written (the machine wakes that CPU). */
+  setWatcher(watcher: WriteWatcher): void {
+    this.watcher = watcher;
+  }
+
   /** Arms a write watch for `owner` over [pa, pa + size); a write overlapping it calls the watcher once. */
-  watch(owner: number, pa: number, size: number, watcher: WriteWatcher): void {
+  watch(owner: number, pa: number, size: number): void {
     if (owner < 0 || owner >= this.watchStart.length) {
       throw new InputError(`watch owner ${owner} is out of range 0..${this.watchStart.length - 1}`);
     }
     if (this.watchStart[owner]! < 0) this.watchCount++;
     this.watchStart[owner] = pa;
     this.watchEnd[owner] = pa + size;
-    this.watcher = watcher;
   }
 
   unwatch(owner: number): void {

@@ -1,0 +1,494 @@
+import { formatVirtual, InputError, PAGE_SIZE } from '../mmu/address.ts';
+import type { Footprint } from '../mmu/footprint.ts';
+import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
+import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
+import { LocalApic } from './apic.ts';
+import { deliverEvent } from './delivery.ts';
+import { VECTOR } from './exceptions.ts';
+import {
+  Assembler,
+  type Instruction,
+  Instruction as InstructionClass,
+  type IpiDestination,
+  type IpiMode,
+  OP,
+  type Program,
+} from './instruction.ts';
+import { MemoryPort } from './memory-port.ts';
+import {
+  CR4,
+  defaultRegisters,
+  emptyTss,
+  type Gate,
+  type HandlerContext,
+  type Registers,
+  RFLAGS,
+  type TaskStateSegment,
+} from './registers.ts';
+import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
+
+/** What a CPU needs from the machine around it. */
+export interface CpuBus {
+  /** Delivers an IPI through the APIC bus; returns the target CPU ids. */
+  sendIpi(from: number, to: IpiDestination, vector: number, mode: IpiMode): readonly number[];
+  /** The code address of a program: return-address tokens are made from it (same program, same RIP). */
+  codeAddress(program: Program): number;
+}
+
+/** One level of the CPU's control stack: the task program, a called program, or a handler. */
+interface Activation {
+  readonly kind: 'task' | 'call' | 'handler';
+  readonly gen: Generator<Instruction, number | undefined | void, number>;
+  readonly codeBase: number;
+  /** Instructions completed; RIP = codeBase + 4 * index. */
+  index: number;
+  /** The instruction to execute next (a faulted or blocked one is re-executed from here). */
+  pending: Instruction | undefined;
+  /** Value to resume the generator with. */
+  resume: number;
+  /** The task program returned: the CPU idles (halted) under it. */
+  finished: boolean;
+  /** Handler only: the vector pushed an error code (the entry code drops it before iret). */
+  readonly errorCodePushed: boolean;
+  readonly vector: number;
+}
+
+export interface CpuConfig {
+  readonly tlb?: TlbConfig;
+}
+
+const RIP_STRIDE = 4;
+
+/** One x86-64 logical CPU: registers, TLB, local APIC, and a control stack of running programs. */
+export class Cpu {
+  readonly regs: Registers = defaultRegisters();
+  readonly tss: TaskStateSegment = emptyTss();
+  readonly idt: (Gate | undefined)[] = new Array<Gate | undefined>(256).fill(undefined);
+  readonly tlb: Tlb;
+  readonly apic = new LocalApic();
+  readonly port: MemoryPort;
+  readonly asm: Assembler;
+  state: CpuState = 'halted';
+  stopEvent: StopEvent | undefined;
+  /** The most recent exception raised on this CPU (vector, error code, CR2 at that time). */
+  lastException: { vector: number; errorCode: number; cr2: number } | undefined;
+  /** NMIs are blocked from NMI delivery until the next IRET (SDM §6.7.1). */
+  nmiBlocked = false;
+  /** STI shadow: interrupts are not recognised before the instruction after STI completes. */
+  interruptShadow = false;
+  /** Exceptions raised in the current step (cleared at each step). */
+  readonly exceptionLog: ExceptionEvent[] = [];
+  /** Instructions and interrupt acceptances executed. */
+  steps = 0;
+  /** The instruction executed by the last step, if any. */
+  lastInstruction: Instruction | undefined;
+  /** Result of the last completed instruction. */
+  lastResult = 0;
+  /** The interrupt accepted by the last step, if that step was an acceptance. */
+  lastAccepted: { vector: number; nmi: boolean } | undefined;
+  /** Targets of the IPI sent by the last step. */
+  lastIpiTargets: readonly number[] | undefined;
+  private readonly activations: Activation[] = [];
+  /** The task program and its arguments, as given to start() (machine images restart it in clones). */
+  task: { readonly program: Program; readonly args: readonly unknown[] } | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly memory: PhysicalMemory,
+    private readonly bus: CpuBus,
+    config: CpuConfig = {},
+  ) {
+    this.tlb = new Tlb(config.tlb);
+    this.port = new MemoryPort(memory, this.tlb, this.regs);
+    this.asm = new Assembler(id);
+  }
+
+  /** RIP of the next instruction of the innermost program (0 before any program starts). */
+  get rip(): number {
+    const top = this.activations[this.activations.length - 1];
+    return top ? top.codeBase + RIP_STRIDE * top.index : 0;
+  }
+
+  /** Depth of the control stack (task, calls and handlers). */
+  get depth(): number {
+    return this.activations.length;
+  }
+
+  get interruptsEnabled(): boolean {
+    return (this.regs.rflags & RFLAGS.IF) !== 0;
+  }
+
+  /** Whether the CPU started a task program. */
+  get started(): boolean {
+    return this.activations.length > 0;
+  }
+
+  /** Starts the task program on this CPU. */
+  start<A extends readonly unknown[]>(program: Program<A>, ...args: A): void {
+    if (this.activations.length !== 0) {
+      throw new InputError(`CPU ${this.id} already runs a program; start() may be called once per CPU`);
+    }
+    this.task = { program: program as Program, args };
+    this.activations.push(this.activation('task', program as Program, args, 0, false));
+    this.state = 'running';
+  }
+
+  /** Installs an IDT gate. */
+  setGate(vector: number, gate: Gate): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) {
+      throw new InputError(`IDT vector ${vector} is out of range 0..255`);
+    }
+    this.idt[vector] = gate;
+  }
+
+  private activation(
+    kind: Activation['kind'],
+    program: Program,
+    args: readonly unknown[],
+    vector: number,
+    errorCodePushed: boolean,
+  ): Activation {
+    return {
+      kind,
+      gen: program(this.asm, ...args),
+      codeBase: this.bus.codeAddress(program),
+      index: 0,
+      pending: undefined,
+      resume: 0,
+      finished: false,
+      errorCodePushed,
+      vector,
+    };
+  }
+
+  /** Called by delivery once the frame is pushed. */
+  startHandler(gate: Gate, vector: number, errorCode: number, errorCodePushed: boolean, external: boolean): void {
+    const interrupted = this.activations[this.activations.length - 1];
+    const context: HandlerContext = {
+      vector,
+      errorCode,
+      cr2: this.regs.cr2,
+      frameRsp: this.regs.rsp,
+      hasFixup: !external && interrupted?.pending?.fixup !== undefined,
+      external,
+    };
+    this.activations.push(this.activation('handler', gate.handler, [context], vector, errorCodePushed));
+    this.state = 'running';
+  }
+
+  /** Stops the CPU in the shutdown state (triple fault); only NMI/INIT/RESET would leave it. */
+  shutdown(reason: string): void {
+    this.state = 'shutdown';
+    this.stopEvent = { outcome: 'triple-fault', message: reason };
+  }
+
+  /** Stops the CPU with an event (die/panic, failed assertion, stack corruption). */
+  stop(event: StopEvent): void {
+    this.state = 'stopped';
+    this.stopEvent = event;
+    this.memory.unwatch(this.id);
+  }
+
+  /** Stopped with an event or shut down: this CPU will not move again. */
+  get isStopped(): boolean {
+    return this.state === 'stopped' || this.state === 'shutdown';
+  }
+
+  /** Whether an interrupt or NMI would be accepted at the next boundary. */
+  get interruptDeliverable(): boolean {
+    if (this.apic.nmiPending && !this.nmiBlocked) return true;
+    return this.interruptsEnabled && !this.interruptShadow && this.apic.deliverable() >= 0;
+  }
+
+  /** Whether step() can make progress: not stopped, and not halted/blocked unless an interrupt can be taken. */
+  get runnable(): boolean {
+    if (this.state === 'running') return true;
+    if (this.state === 'halted' || this.state === 'blocked') return this.interruptDeliverable;
+    return false;
+  }
+
+  /** A spinning CPU's watched bytes were written (or its TLB changed): it re-checks its condition when stepped. */
+  wake(): void {
+    if (this.state === 'blocked') {
+      this.state = 'running';
+      this.memory.unwatch(this.id);
+    }
+  }
+
+  /**
+   * Executes exactly one instruction or one interrupt acceptance. A halted CPU with nothing to accept does
+   * nothing (an idle step). Exceptions thrown by program code propagate (the CPU stops with `assertion`).
+   */
+  step(footprint?: Footprint): void {
+    this.exceptionLog.length = 0;
+    this.lastInstruction = undefined;
+    this.lastAccepted = undefined;
+    this.lastIpiTargets = undefined;
+    this.port.footprint = footprint;
+    this.port.lastPa = -1;
+    if (this.state === 'shutdown' || this.state === 'stopped') return;
+    this.steps++;
+    const shadowed = this.interruptShadow;
+    this.interruptShadow = false;
+    if (this.apic.nmiPending && !this.nmiBlocked) {
+      this.apic.nmiPending = false;
+      this.nmiBlocked = true;
+      this.acceptInterrupt(VECTOR.NMI);
+      return;
+    }
+    if (this.interruptsEnabled && !shadowed) {
+      const vector = this.apic.deliverable();
+      if (vector >= 0) {
+        this.apic.accept(vector);
+        this.acceptInterrupt(vector);
+        return;
+      }
+    }
+    if (this.state === 'halted') return;
+    if (this.state === 'blocked') this.wake();
+    const top = this.activations[this.activations.length - 1]!;
+    const instruction = this.fetch(top);
+    if (!instruction) return;
+    this.lastInstruction = instruction;
+    this.execute(top, instruction);
+  }
+
+  private acceptInterrupt(vector: number): void {
+    this.lastAccepted = { vector, nmi: vector === VECTOR.NMI };
+    this.memory.unwatch(this.id);
+    deliverEvent(this, vector, 0, true);
+  }
+
+  private fetch(top: Activation): Instruction | undefined {
+    if (top.pending) return top.pending;
+    if (top.finished) return undefined;
+    let next: IteratorResult<Instruction, number | undefined | void>;
+    try {
+      next = top.gen.next(top.resume);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.stop({ outcome: 'assertion', message: `program threw at RIP ${formatVirtual(this.rip)}: ${message}` });
+      throw error;
+    }
+    if (next.done) {
+      const value = typeof next.value === 'number' ? next.value : 0;
+      if (top.kind === 'task') {
+        top.finished = true;
+        this.state = 'halted';
+        return undefined;
+      }
+      top.pending = top.kind === 'call' ? new InstructionClass(OP.RET, 0, 8, value) : new InstructionClass(OP.IRET);
+      return top.pending;
+    }
+    if (!(next.value instanceof InstructionClass)) {
+      const error = new InputError(
+        `CPU ${this.id} program yielded ${String(next.value)}, not an instruction: yield x.load(...), x.store(...), ...`,
+      );
+      this.stop({ outcome: 'assertion', message: error.message });
+      throw error;
+    }
+    top.pending = next.value;
+    return top.pending;
+  }
+
+  private complete(act: Activation, result: number): void {
+    act.pending = undefined;
+    act.index++;
+    act.resume = result;
+    this.lastResult = result;
+  }
+
+  /** Raises an exception for the current instruction (which stays pending and re-executes after iret). */
+  raise(vector: number, errorCode: number, cr2: number): void {
+    if (vector === VECTOR_PF) this.regs.cr2 = cr2;
+    this.lastException = { vector, errorCode, cr2: this.regs.cr2 };
+    deliverEvent(this, vector, errorCode, false);
+  }
+
+  private raiseFault(): void {
+    const f = this.port.fault;
+    this.raise(f.vector, f.errorCode, f.cr2);
+  }
+
+  private get userAccess(): number {
+    return this.regs.cpl === 3 ? ACCESS.USER : 0;
+  }
+
+  private execute(act: Activation, ins: Instruction): void {
+    const port = this.port;
+    switch (ins.op) {
+      case OP.LOAD: {
+        const value = port.read(ins.va, ins.size, this.userAccess);
+        if (value < 0) return this.raiseFault();
+        return this.complete(act, value);
+      }
+      case OP.STORE:
+        if (!port.write(ins.va, ins.size, ins.value, this.userAccess)) return this.raiseFault();
+        return this.complete(act, 0);
+      case OP.PUSH: {
+        const rsp = this.regs.rsp - 8;
+        if (!port.write(rsp, 8, ins.value, this.userAccess | ACCESS.STACK)) return this.raiseFault();
+        this.regs.rsp = rsp;
+        return this.complete(act, 0);
+      }
+      case OP.POP: {
+        const value = port.read(this.regs.rsp, 8, this.userAccess | ACCESS.STACK);
+        if (value < 0) return this.raiseFault();
+        this.regs.rsp += 8;
+        return this.complete(act, value);
+      }
+      case OP.CMPXCHG:
+      case OP.XCHG: {
+        // A locked read-modify-write is a write access even when the compare fails (SDM Vol. 2 CMPXCHG).
+        const pa = port.translate(ins.va, this.userAccess | ACCESS.WRITE);
+        if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE_SIZE) {
+          if (pa >= 0) throw new InputError(`locked access at ${formatVirtual(ins.va)} crosses a page (split lock)`);
+          return this.raiseFault();
+        }
+        const old = this.memory.read(pa, ins.size);
+        const swap = ins.op === OP.XCHG || old === ins.expected;
+        if (port.footprint) port.footprint.reads.push(pa, ins.size);
+        if (swap) {
+          if (port.footprint) port.footprint.writes.push(pa, ins.size);
+          this.memory.write(pa, ins.size, ins.value);
+        }
+        return this.complete(act, old);
+      }
+      case OP.SPIN_UNTIL: {
+        const value = port.read(ins.va, ins.size, this.userAccess);
+        if (value < 0) return this.raiseFault();
+        if (ins.condition!(value)) return this.complete(act, value);
+        this.state = 'blocked';
+        this.memory.watch(this.id, port.lastPa, ins.size);
+        return;
+      }
+      case OP.PAUSE:
+        return this.complete(act, 0);
+      case OP.CLI:
+      case OP.STI:
+      case OP.HLT:
+        // Privileged with IOPL 0 at CPL 3: #GP(0).
+        if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
+        if (ins.op === OP.CLI) this.regs.rflags &= ~RFLAGS.IF;
+        else if (ins.op === OP.STI) {
+          if (!this.interruptsEnabled) this.interruptShadow = true;
+          this.regs.rflags |= RFLAGS.IF;
+        } else this.state = 'halted';
+        return this.complete(act, 0);
+      case OP.INVLPG:
+        this.tlb.invalidatePage(ins.va);
+        if (port.footprint) port.footprint.tlbInvalidations.push(Math.floor(ins.va / PAGE_SIZE));
+        return this.complete(act, 0);
+      case OP.MOV_TO_CR3:
+        this.regs.cr3 = ins.value;
+        this.tlb.flushNonGlobal();
+        if (port.footprint) port.footprint.tlbInvalidations.push(-1);
+        return this.complete(act, 0);
+      case OP.MOV_TO_CR4:
+        // Changing CR4.PGE invalidates all TLB entries, global ones included (SDM §4.10.4.1).
+        if (((this.regs.cr4 ^ ins.value) & CR4.PGE) !== 0) {
+          this.tlb.flushAll();
+          if (port.footprint) port.footprint.tlbInvalidations.push(-2);
+        }
+        this.regs.cr4 = ins.value;
+        return this.complete(act, 0);
+      case OP.SEND_IPI: {
+        const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
+        const targets = this.bus.sendIpi(this.id, ins.target!, ins.value, mode);
+        this.lastIpiTargets = targets;
+        if (port.footprint) for (const t of targets) port.footprint.ipisSent.push(t, ins.value);
+        return this.complete(act, targets.length);
+      }
+      case OP.EOI:
+        return this.complete(act, this.apic.eoi());
+      case OP.ASSERT:
+        if (!ins.condition!(0)) {
+          return this.stop({ outcome: 'assertion', message: ins.text ?? 'assertion failed' });
+        }
+        return this.complete(act, 0);
+      case OP.DIE:
+        return this.stop({ outcome: ins.outcome!, message: ins.text ?? '' });
+      case OP.CALL:
+        return this.call(act, ins);
+      case OP.RET:
+        return this.ret(act, ins);
+      case OP.IRET:
+        return this.iret(act, ins.value === 1);
+    }
+  }
+
+  private call(act: Activation, ins: Instruction): void {
+    const rsp = this.regs.rsp - 8;
+    const pa = this.port.translate(rsp, this.userAccess | ACCESS.WRITE | ACCESS.STACK);
+    if (pa < 0) return this.raiseFault();
+    this.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
+    this.regs.rsp = rsp;
+    this.activations.push(this.activation('call', ins.program!, ins.args ?? [], 0, false));
+  }
+
+  private corrupted(what: string, popped: number, expected: number): void {
+    this.stop({
+      outcome: 'stack-corruption',
+      message: `${what} popped ${formatVirtual(popped)} but the continuation is at ${formatVirtual(expected)}`,
+    });
+  }
+
+  private ret(act: Activation, ins: Instruction): void {
+    if (act.kind === 'task') {
+      // `ret` from the task program itself ends it: the CPU idles.
+      act.pending = undefined;
+      act.finished = true;
+      this.state = 'halted';
+      return;
+    }
+    const caller = this.activations[this.activations.length - 2]!;
+    const popped = this.port.readAddress(this.regs.rsp, this.userAccess | ACCESS.STACK);
+    if (popped < 0) return this.raiseFault();
+    const expected = caller.codeBase + RIP_STRIDE * (caller.index + 1);
+    if (act.kind !== 'call' || popped !== expected) return this.corrupted('ret', popped, expected);
+    this.regs.rsp += 8;
+    this.activations.pop();
+    this.complete(caller, ins.value);
+  }
+
+  private iret(act: Activation, toFixup: boolean): void {
+    const below = this.activations[this.activations.length - 2];
+    if (act.kind !== 'handler' || !below) {
+      return this.stop({ outcome: 'stack-corruption', message: 'iret with no interrupted context on the stack' });
+    }
+    // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
+    const base = this.regs.rsp + (act.errorCodePushed ? 8 : 0);
+    const access = ACCESS.STACK;
+    const rip = this.port.readAddress(base, access);
+    if (rip < 0) return this.raiseFault();
+    const cs = this.port.read(base + 8, 8, access);
+    if (cs < 0) return this.raiseFault();
+    const rflags = this.port.read(base + 16, 8, access);
+    if (rflags < 0) return this.raiseFault();
+    const rsp = this.port.readAddress(base + 24, access);
+    if (rsp < 0) return this.raiseFault();
+    const expected = below.codeBase + RIP_STRIDE * below.index;
+    if (rip !== expected) return this.corrupted('iret', rip, expected);
+    if (toFixup && below.pending?.fixup === undefined) {
+      return this.stop({ outcome: 'oops', message: 'iret to a fixup, but the interrupted instruction has none' });
+    }
+    this.regs.rsp = rsp;
+    this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
+    this.regs.cpl = (cs & 3) === 3 ? 3 : 0;
+    this.nmiBlocked = false;
+    this.activations.pop();
+    if (toFixup) this.complete(below, below.pending!.fixup!);
+    this.state = below.finished ? 'halted' : 'running';
+  }
+
+  /** Control stack, innermost last, for snapshots: kind, RIP and pending instruction name. */
+  controlStack(): { kind: Activation['kind']; rip: number; vector: number; pending: string | undefined }[] {
+    return this.activations.map((a) => ({
+      kind: a.kind,
+      rip: a.codeBase + RIP_STRIDE * a.index,
+      vector: a.vector,
+      pending: a.pending?.name,
+    }));
+  }
+}

@@ -1,0 +1,191 @@
+import { canonicalHighHalf, fromCanonicalHalves, isCanonical, PAGE_SIZE } from '../mmu/address.ts';
+import type { Footprint } from '../mmu/footprint.ts';
+import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
+import { ACCESS, type PagingControls, PF_ERROR, VECTOR_PF, WalkResult, walkPageTables } from '../mmu/walker.ts';
+import { CR0, CR4, EFER, type Registers } from './registers.ts';
+
+/**
+ * A CPU's path to memory: TLB first, the page walk on a miss, then physical memory. Loads return unsigned values,
+ * so -1 signals a fault, whose record is in `fault` (vector, errorCode, cr2). No allocation per access.
+ */
+export class MemoryPort {
+  /** Fault record of the last failed access (and scratch for walks). */
+  readonly fault = new WalkResult();
+  /** TLB outcome and physical address of the last translation, for the trace. */
+  lastHit = false;
+  lastPa = -1;
+  /** Set by the CPU for the current step when the machine records footprints. */
+  footprint: Footprint | undefined;
+  private readonly walk = new WalkResult();
+  private readonly controls: PagingControls = { cr3: 0, wp: true, nxe: true };
+
+  constructor(
+    readonly memory: PhysicalMemory,
+    readonly tlb: Tlb,
+    private readonly regs: Registers,
+  ) {}
+
+  private syncControls(): PagingControls {
+    const c = this.controls;
+    c.cr3 = this.regs.cr3;
+    c.wp = (this.regs.cr0 & CR0.WP) !== 0;
+    c.nxe = (this.regs.efer & EFER.NXE) !== 0;
+    return c;
+  }
+
+  /** Fills the fault record for a #PF detected on a TLB hit (no walk happened). */
+  private protectionFault(va: number, access: number): number {
+    const f = this.fault;
+    f.ok = false;
+    f.vector = VECTOR_PF;
+    f.errorCode = PF_ERROR.P | (access & (ACCESS.WRITE | ACCESS.USER));
+    f.cr2 = va;
+    this.invalidateOnFault(va);
+    return -1;
+  }
+
+  // SDM §4.10.4.1: a #PF invalidates the TLB entries for the faulting linear address.
+  private invalidateOnFault(va: number): void {
+    if (this.tlb.invalidatePage(va) !== 0 && this.footprint)
+      this.footprint.tlbInvalidations.push(Math.floor(va / PAGE_SIZE));
+  }
+
+  /** Walks and fills the TLB; returns the slot, -1 with the fault record set, or -2 when the page is not cached. */
+  private walkAndFill(va: number, access: number): number {
+    const w = walkPageTables(this.memory, this.syncControls(), va, access, this.walk, this.footprint);
+    if (!w.ok) {
+      const f = this.fault;
+      f.ok = false;
+      f.vector = w.vector;
+      f.errorCode = w.errorCode;
+      f.cr2 = w.cr2;
+      if (w.vector === VECTOR_PF) this.invalidateOnFault(va);
+      return -1;
+    }
+    const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
+    if (slot < 0) return -2; // a large page with no large-page entries configured: used uncached
+    if (this.footprint) this.footprint.tlbFills.push(Math.floor(va / PAGE_SIZE));
+    return slot;
+  }
+
+  private uncached(): number {
+    this.lastPa = this.walk.pa;
+    return this.lastPa;
+  }
+
+  /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */
+  translate(va: number, access: number): number {
+    if (!isCanonical(va)) {
+      walkPageTables(this.memory, this.syncControls(), va, access, this.fault);
+      return -1;
+    }
+    let slot = this.tlb.lookup(va);
+    this.lastHit = slot >= 0;
+    if (slot < 0) {
+      slot = this.walkAndFill(va, access);
+      if (slot === -2) return this.uncached();
+      if (slot < 0) return -1;
+    } else {
+      const flags = this.tlb.flagsOf(slot);
+      const user = (access & ACCESS.USER) !== 0;
+      const write = (access & ACCESS.WRITE) !== 0;
+      // Permissions are checked against the cached entry; a stale, stricter entry gives a spurious #PF (§4.10.4.3).
+      if (user && (flags & TLB_FLAG.USER) === 0) return this.protectionFault(va, access);
+      if (write && (flags & TLB_FLAG.WRITABLE) === 0 && (user || (this.regs.cr0 & CR0.WP) !== 0)) {
+        return this.protectionFault(va, access);
+      }
+      // A write through an entry cached with D=0 walks again to set D in memory (§4.8).
+      if (write && (flags & TLB_FLAG.DIRTY) === 0) {
+        slot = this.walkAndFill(va, access);
+        if (slot === -2) return this.uncached();
+        if (slot < 0) return -1;
+      }
+    }
+    const pa = this.tlb.physical(slot, va);
+    this.lastPa = pa;
+    return pa;
+  }
+
+  /** Reads `size` bytes at `va`: the value, or -1 on a fault. */
+  read(va: number, size: number, access: number): number {
+    if ((va & 0xfff) + size > PAGE_SIZE) return this.readSplit(va, size, access);
+    const pa = this.translate(va, access);
+    if (pa < 0) return -1;
+    if (this.footprint) this.footprint.reads.push(pa, size);
+    return this.memory.read(pa, size);
+  }
+
+  /** Writes `size` bytes at `va`; false on a fault (nothing written). */
+  write(va: number, size: number, value: number, access: number): boolean {
+    if ((va & 0xfff) + size > PAGE_SIZE) return this.writeSplit(va, size, value, access);
+    const pa = this.translate(va, access | ACCESS.WRITE);
+    if (pa < 0) return false;
+    if (this.footprint) this.footprint.writes.push(pa, size);
+    this.memory.write(pa, size, value);
+    return true;
+  }
+
+  /** Reads a 64-bit canonical address (a pushed return address or frame RSP) into model form; -1 on a fault. */
+  readAddress(va: number, access: number): number {
+    const lo = this.read(va, 4, access);
+    if (lo < 0) return -1;
+    const hi = this.read(va + 4, 4, access);
+    if (hi < 0) return -1;
+    return fromCanonicalHalves(lo, hi);
+  }
+
+  /** Physical addresses of the 8-byte slots [va, va+8*count) for a supervisor stack write, or false on a fault. */
+  translateStackWrite(va: number, count: number, out: Float64Array): boolean {
+    // Frame pushes go from the highest slot down, so the fault (and CR2) is the first slot that cannot be written.
+    for (let k = count - 1; k >= 0; k--) {
+      const pa = this.translate(va + 8 * k, ACCESS.WRITE | ACCESS.STACK);
+      if (pa < 0) return false;
+      out[k] = pa;
+    }
+    return true;
+  }
+
+  /** Writes a canonical 64-bit address image at a translated physical address. */
+  writeAddressAt(pa: number, va: number): void {
+    if (this.footprint) this.footprint.writes.push(pa, 8);
+    this.memory.write32(pa, va >>> 0);
+    this.memory.write32(pa + 4, canonicalHighHalf(va));
+  }
+
+  writeAt(pa: number, value: number): void {
+    if (this.footprint) this.footprint.writes.push(pa, 8);
+    this.memory.write64(pa, value);
+  }
+
+  private readSplit(va: number, size: number, access: number): number {
+    let value = 0;
+    const pas = new Float64Array(size);
+    for (let i = 0; i < size; i++) {
+      const pa = this.translate(va + i, access);
+      if (pa < 0) return -1;
+      pas[i] = pa;
+    }
+    for (let i = size - 1; i >= 0; i--) {
+      if (this.footprint) this.footprint.reads.push(pas[i]!, 1);
+      value = value * 256 + this.memory.read8(pas[i]!);
+    }
+    return value;
+  }
+
+  private writeSplit(va: number, size: number, value: number, access: number): boolean {
+    const pas = new Float64Array(size);
+    for (let i = 0; i < size; i++) {
+      const pa = this.translate(va + i, access | ACCESS.WRITE);
+      if (pa < 0) return false;
+      pas[i] = pa;
+    }
+    let v = value;
+    for (let i = 0; i < size; i++) {
+      if (this.footprint) this.footprint.writes.push(pas[i]!, 1);
+      this.memory.write8(pas[i]!, ((v % 256) + 256) % 256);
+      v = Math.floor(v / 256);
+    }
+    return true;
+  }
+}

@@ -1,0 +1,58 @@
+import type { Escalation } from './exceptions.ts';
+import type { IpiMode, Outcome } from './instruction.ts';
+
+/** Lifecycle of a CPU as the scheduler sees it. */
+export type CpuState = 'running' | 'halted' | 'blocked' | 'shutdown' | 'stopped';
+
+/**
+ * One exception raised in a step, in order. The first is the instruction's fault or the interrupt accepted; each
+ * later one was raised while delivering the one before it (`during`).
+ * - `delivered`: its frame was pushed and its handler started;
+ * - `frame-fault`: pushing its frame raised the next entry;
+ * - `double-fault`, `triple-fault`: SDM Table 6-5 turned this fault, raised during delivery, into #DF (the next
+ *   entry) or a shutdown. A fault raised during delivery that the table handles serially is simply delivered
+ *   (or frame-faults) itself, with `during` set.
+ */
+export interface ExceptionEvent {
+  readonly vector: number;
+  readonly name: string;
+  readonly errorCode: number;
+  /** CR2 for a #PF (model address form). */
+  readonly cr2?: number;
+  /** Vector whose delivery raised this one. */
+  readonly during?: number;
+  readonly outcome: 'delivered' | 'frame-fault' | Exclude<Escalation, 'serial'>;
+  /** Stack the frame went to: `ist1`..`ist7`, `rsp0` or `current` (delivered events only). */
+  readonly stack?: string;
+  /** RSP after the frame push (delivered events only). */
+  readonly rsp?: number;
+}
+
+/** Why a CPU stopped: a kernel die()/panic, a failed assertion, stack corruption, or a triple fault. */
+export interface StopEvent {
+  readonly outcome: Exclude<Outcome, 'ok'>;
+  readonly message: string;
+}
+
+/** One step of one CPU (DESIGN.md: every step emits a trace event). */
+export interface StepEvent {
+  /** Machine-wide step number, from 0. */
+  readonly step: number;
+  readonly cpu: number;
+  /** RIP of the instruction (or of the interrupted instruction for an accepted interrupt). */
+  readonly rip: number;
+  /** Mnemonic: an instruction name, `interrupt` (an IPI or NMI accepted), or `idle`. */
+  readonly op: string;
+  readonly va?: number;
+  readonly pa?: number;
+  readonly size?: number;
+  /** Value stored, loaded, pushed or popped. */
+  readonly value?: number;
+  readonly tlb?: 'hit' | 'miss';
+  readonly exceptions?: readonly ExceptionEvent[];
+  readonly ipi?: { readonly to: readonly number[]; readonly vector: number; readonly mode: IpiMode };
+  readonly accepted?: { readonly vector: number; readonly nmi: boolean };
+  readonly stop?: StopEvent;
+  /** The CPU's state after the step. */
+  readonly state: CpuState;
+}

@@ -1,0 +1,4 @@
+// x86slice public API: the hardware model (mmu, cpu) and the machine that steps it.
+export * from './cpu/index.ts';
+export * from './machine/index.ts';
+export * from './mmu/index.ts';

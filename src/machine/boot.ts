@@ -1,0 +1,147 @@
+import type { Cpu } from '../cpu/cpu.ts';
+import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
+import type { Program } from '../cpu/instruction.ts';
+import { type Gate, type HandlerContext, RFLAGS } from '../cpu/registers.ts';
+import { formatVirtual, InputError, LARGE_PAGE_SIZE, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
+import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { PF_ERROR } from '../mmu/walker.ts';
+import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
+
+// A minimal boot for tests at the hardware level (the Linux kernel layer replaces it later): a direct map of all
+// memory, a 16 KiB VMAP-style task stack per CPU with a guard page below (THREAD_SIZE, CONFIG_VMAP_STACK), #DF
+// and NMI stacks on IST1/IST2 in a cpu_entry_area-like region with guard pages, and an IDT whose handlers behave
+// like Linux's: #PF oopses unless the faulting instruction has an exception-table fixup, #DF panics.
+
+export const THREAD_SIZE = 16 * 1024;
+export const EXCEPTION_STACK_SIZE = PAGE_SIZE;
+/** First frame the boot allocator hands out (below it: the legacy first MiB). */
+export const BOOT_FRAMES_START = 0x100000;
+/** cpu_entry_area (Documentation/arch/x86/x86_64/mm.rst): per-CPU IST stacks live here. */
+export const CPU_ENTRY_AREA = toVirtual(0xffff_fe00_0000_0000n);
+const PER_CPU_STRIDE = 0x10000;
+
+export interface StackRange {
+  /** Lowest mapped address. */
+  readonly bottom: number;
+  /** Address just above the stack (initial RSP). */
+  readonly top: number;
+  /** The unmapped guard page just below `bottom`. */
+  readonly guard: number;
+}
+
+export interface BootInfo {
+  readonly pml4: number;
+  readonly pageTables: PageTableEditor;
+  readonly frames: BootFrameAllocator;
+  /** Per CPU: its task's VMAP stack. */
+  readonly taskStacks: readonly StackRange[];
+  /** Per CPU: the #DF stack (IST1) and the NMI stack (IST2). */
+  readonly doubleFaultStacks: readonly StackRange[];
+  readonly nmiStacks: readonly StackRange[];
+  /** Virtual address of a physical address in the direct map. */
+  directMap(pa: number): number;
+}
+
+function describePageFault(ctx: HandlerContext): string {
+  const ec = ctx.errorCode;
+  const who = ec & PF_ERROR.U ? 'user' : 'supervisor';
+  const what = ec & PF_ERROR.I ? 'instruction fetch' : ec & PF_ERROR.W ? 'write' : 'read';
+  const why =
+    ec & PF_ERROR.RSVD ? 'reserved bit violation' : ec & PF_ERROR.P ? 'permissions violation' : 'not-present page';
+  return (
+    `BUG: unable to handle page fault for address: ${formatVirtual(ctx.cr2)}\n` +
+    `#PF: ${who} ${what} access in ${ec & PF_ERROR.U ? 'user' : 'kernel'} mode\n` +
+    `#PF: error_code(0x${ec.toString(16).padStart(4, '0')}) - ${why}`
+  );
+}
+
+/** Handlers modelled on arch/x86/mm/fault.c and arch/x86/kernel/traps.c, for the minimal boot. */
+export function bootHandlers(taskStacks: readonly StackRange[]): Map<number, Gate> {
+  // exc_page_fault -> no-context path: an exception-table fixup if the instruction has one, else oops.
+  const pageFault: Program<[HandlerContext]> = function* pageFault(x, ctx) {
+    if (ctx.hasFixup) {
+      yield x.iret({ fixup: true });
+      return;
+    }
+    yield x.die('oops', describePageFault(ctx));
+  };
+  // exc_double_fault: a CR2 in the guard page below the task stack is a stack overflow; otherwise panic.
+  const doubleFault: Program<[HandlerContext]> = function* doubleFault(x, ctx) {
+    const stack = taskStacks[x.cpuId];
+    if (stack && ctx.cr2 >= stack.guard && ctx.cr2 < stack.bottom) {
+      yield x.die(
+        'double-fault',
+        'kernel stack overflow (double-fault)\n' +
+          `BUG: stack guard page was hit at ${formatVirtual(ctx.cr2)} ` +
+          `(stack is ${formatVirtual(stack.bottom)}..${formatVirtual(stack.top - 1)})`,
+      );
+    }
+    yield x.die('double-fault', `PANIC: double fault, error_code: 0x${ctx.errorCode.toString(16)}`);
+  };
+  const nmi: Program<[HandlerContext]> = function* nmi(x) {
+    yield x.iret();
+  };
+  const otherException: Program<[HandlerContext]> = function* otherException(x, ctx) {
+    const name = EXCEPTIONS[ctx.vector]?.mnemonic ?? `vector ${ctx.vector}`;
+    const detail = ctx.vector === VECTOR.GP ? 'general protection fault' : `${name} exception`;
+    yield x.die('oops', `${detail}, error_code: 0x${ctx.errorCode.toString(16)} in kernel mode`);
+  };
+  const gates = new Map<number, Gate>();
+  for (const info of EXCEPTIONS) gates.set(info.vector, { handler: otherException, ist: 0, type: 'interrupt' });
+  gates.set(VECTOR.PF, { handler: pageFault, ist: 0, type: 'interrupt' });
+  gates.set(VECTOR.DF, { handler: doubleFault, ist: 1, type: 'interrupt' });
+  gates.set(VECTOR.NMI, { handler: nmi, ist: 2, type: 'interrupt' });
+  return gates;
+}
+
+function mapStack(pt: PageTableEditor, frames: BootFrameAllocator, bottom: number, size: number): StackRange {
+  for (let va = bottom; va < bottom + size; va += PAGE_SIZE) {
+    pt.map4k(va, frames.alloc(), { writable: true, global: true, noExecute: true });
+  }
+  return { bottom, top: bottom + size, guard: bottom - PAGE_SIZE };
+}
+
+/** Builds page tables, stacks and IDTs for every CPU, and sets their registers to run kernel code. */
+export function bootMinimal(memory: PhysicalMemory, cpus: readonly Cpu[]): BootInfo {
+  if (memory.size < 4 * 1024 * 1024) {
+    throw new InputError(`memory of ${memory.size} bytes is too small to boot: the minimal boot needs 4 MiB`);
+  }
+  const frames = new BootFrameAllocator(BOOT_FRAMES_START, memory.size);
+  const pml4 = frames.alloc();
+  const pageTables = new PageTableEditor(memory, pml4, frames);
+  // Direct map of all memory with 2 MiB global pages, like Linux's kernel_physical_mapping_init().
+  for (let pa = 0; pa < memory.size; pa += LARGE_PAGE_SIZE) {
+    pageTables.map2m(LAYOUT.directMap + pa, pa, { writable: true, global: true, noExecute: true });
+  }
+  const taskStacks: StackRange[] = [];
+  const doubleFaultStacks: StackRange[] = [];
+  const nmiStacks: StackRange[] = [];
+  for (const cpu of cpus) {
+    // VMAP stack: THREAD_SIZE-aligned in vmalloc space, the page below left unmapped as the guard.
+    const area = LAYOUT.vmallocStart + cpu.id * PER_CPU_STRIDE;
+    taskStacks.push(mapStack(pageTables, frames, area + THREAD_SIZE, THREAD_SIZE));
+    const entryArea = CPU_ENTRY_AREA + cpu.id * PER_CPU_STRIDE;
+    doubleFaultStacks.push(mapStack(pageTables, frames, entryArea + PAGE_SIZE, EXCEPTION_STACK_SIZE));
+    nmiStacks.push(mapStack(pageTables, frames, entryArea + 3 * PAGE_SIZE, EXCEPTION_STACK_SIZE));
+  }
+  const gates = bootHandlers(taskStacks);
+  for (const cpu of cpus) {
+    for (const [vector, gate] of gates) cpu.setGate(vector, gate);
+    const task = taskStacks[cpu.id]!;
+    cpu.regs.cr3 = pml4;
+    cpu.regs.rsp = task.top;
+    cpu.regs.rflags = RFLAGS.FIXED | RFLAGS.IF;
+    cpu.tss.rsp0 = task.top;
+    cpu.tss.ist[1] = doubleFaultStacks[cpu.id]!.top;
+    cpu.tss.ist[2] = nmiStacks[cpu.id]!.top;
+  }
+  return {
+    pml4,
+    pageTables,
+    frames,
+    taskStacks,
+    doubleFaultStacks,
+    nmiStacks,
+    directMap: (pa: number) => LAYOUT.directMap + pa,
+  };
+}

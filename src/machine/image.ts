@@ -1,0 +1,80 @@
+import { LocalApic } from '../cpu/apic.ts';
+import type { Program } from '../cpu/instruction.ts';
+import type { Gate, Registers } from '../cpu/registers.ts';
+import { InputError } from '../mmu/address.ts';
+import type { FrameStore } from '../mmu/physical-memory.ts';
+import { Tlb } from '../mmu/tlb.ts';
+import type { BootInfo } from './boot.ts';
+import { Machine, type MachineConfig } from './machine.ts';
+import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
+
+// A machine image: a booted machine with programs loaded but not started, frozen so that any number of machines
+// can be made from it cheaply (DESIGN.md "Performance"): frames are shared copy-on-write, CPU state and TLBs are
+// typed arrays copied per clone, and each clone restarts the loaded programs from their beginning.
+
+interface CpuImage {
+  readonly regs: Registers;
+  readonly rsp0: number;
+  readonly ist: Float64Array;
+  readonly idt: readonly (Gate | undefined)[];
+  readonly tlb: Tlb;
+  readonly apic: LocalApic;
+  readonly task: { readonly program: Program; readonly args: readonly unknown[] } | undefined;
+}
+
+export class MachineImage {
+  private constructor(
+    private readonly config: MachineConfig,
+    private readonly frames: FrameStore,
+    private readonly cpus: readonly CpuImage[],
+    private readonly codeAddresses: Map<Program, number>,
+    private readonly boot: (BootInfo & { readonly framesPosition: number }) | undefined,
+  ) {}
+
+  /** Freezes `machine` (which must not have stepped yet) into an image; the machine itself stays usable. */
+  static capture(machine: Machine): MachineImage {
+    if (machine.stepCount !== 0) {
+      throw new InputError(
+        `cannot image a machine that has run ${machine.stepCount} steps: take the image before the first step`,
+      );
+    }
+    const frames = machine.memory.freeze();
+    const cpus = machine.cpus.map((cpu): CpuImage => {
+      const tlb = new Tlb(machine.config.tlb);
+      tlb.copyFrom(cpu.tlb);
+      const apic = new LocalApic();
+      apic.copyFrom(cpu.apic);
+      return {
+        regs: { ...cpu.regs },
+        rsp0: cpu.tss.rsp0,
+        ist: Float64Array.from(cpu.tss.ist),
+        idt: [...cpu.idt],
+        tlb,
+        apic,
+        task: cpu.task,
+      };
+    });
+    const boot = machine.boot ? { ...machine.boot, framesPosition: machine.boot.frames.position } : undefined;
+    return new MachineImage({ ...machine.config, boot: false }, frames, cpus, new Map(machine.programAddresses), boot);
+  }
+
+  /** A new machine in the image's state, its programs loaded afresh. Options override tracing/footprints. */
+  instantiate(options: { readonly trace?: boolean; readonly footprint?: boolean } = {}): Machine {
+    const m = Machine.fromFrames({ ...this.config, ...options }, this.frames, this.codeAddresses);
+    if (this.boot) {
+      const frames = new BootFrameAllocator(this.boot.framesPosition, m.memory.size);
+      m.boot = { ...this.boot, frames, pageTables: new PageTableEditor(m.memory, this.boot.pml4, frames) };
+    }
+    for (const [id, image] of this.cpus.entries()) {
+      const cpu = m.cpu(id);
+      Object.assign(cpu.regs, image.regs);
+      cpu.tss.rsp0 = image.rsp0;
+      cpu.tss.ist.set(image.ist);
+      for (const [vector, gate] of image.idt.entries()) cpu.idt[vector] = gate;
+      cpu.tlb.copyFrom(image.tlb);
+      cpu.apic.copyFrom(image.apic);
+      if (image.task) cpu.start(image.task.program, ...image.task.args);
+    }
+    return m;
+  }
+}

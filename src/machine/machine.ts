@@ -1,0 +1,397 @@
+import createDebug from 'debug';
+import { Cpu, type CpuBus } from '../cpu/cpu.ts';
+import { type IpiDestination, type IpiMode, OP, type Outcome, type Program } from '../cpu/instruction.ts';
+import { CR0, CR4, EFER } from '../cpu/registers.ts';
+import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
+import { describeStep } from '../cpu/step-format.ts';
+import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
+import { Footprint } from '../mmu/footprint.ts';
+import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
+import type { TlbConfig } from '../mmu/tlb.ts';
+import { WalkResult, walkPageTables } from '../mmu/walker.ts';
+import { type BootInfo, bootMinimal } from './boot.ts';
+import type { MapFlags } from './page-tables.ts';
+import { Prng, parseSchedule, type ScheduleEntry, type SchedulePolicy } from './schedule.ts';
+import { type MachineSnapshot, snapshotMachine } from './snapshot.ts';
+
+const log = {
+  cpu: createDebug('x86slice:cpu'),
+  mmu: createDebug('x86slice:mmu'),
+  apic: createDebug('x86slice:apic'),
+};
+
+export const MAX_CPUS = 64;
+const DEFAULT_MEMORY = 64 * 1024 * 1024;
+/** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
+const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
+const CODE_STRIDE = 0x1_0000;
+
+export interface MachineConfig {
+  /** Number of CPUs, 1..64. Default 2. */
+  readonly cpus?: number;
+  /** Physical memory in bytes (multiple of 4 KiB). Default 64 MiB; a larger machine costs what it touches. */
+  readonly memory?: number;
+  readonly tlb?: TlbConfig;
+  /** Record a StepEvent per step in `trace`. Default true. */
+  readonly trace?: boolean;
+  /** Record each step's footprint (for the checker). Default false. */
+  readonly footprint?: boolean;
+  /** Build page tables, stacks and IDTs (bootMinimal). Default true; false leaves bare CPUs. */
+  readonly boot?: boolean;
+}
+
+export interface RunOptions {
+  /** Default 'round-robin'. An array or string is an explicit schedule (see parseSchedule). */
+  readonly schedule?: SchedulePolicy;
+  /** Seed for the 'random' policy. Default 1. */
+  readonly seed?: number;
+  /** Upper bound on steps in this run. Default 100000. */
+  readonly maxSteps?: number;
+}
+
+export interface RunResult {
+  readonly outcome: Outcome;
+  /** Steps taken by this run. */
+  readonly steps: number;
+  /** The run hit maxSteps with CPUs still able to move. */
+  readonly limitReached: boolean;
+  /** The first CPU that stopped with an event, and why. */
+  readonly stop?: StopEvent & { readonly cpu: number; readonly step: number };
+  readonly cpus: readonly { readonly id: number; readonly state: Cpu['state'] }[];
+}
+
+interface ResolvedConfig {
+  readonly cpus: number;
+  readonly memory: number;
+  readonly tlb: TlbConfig;
+  readonly trace: boolean;
+  readonly footprint: boolean;
+  readonly boot: boolean;
+}
+
+function resolveConfig(config: MachineConfig): ResolvedConfig {
+  const cpus = config.cpus ?? 2;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
+    throw new InputError(`cpus ${cpus} is impossible: a machine has 1..${MAX_CPUS} CPUs`);
+  }
+  return {
+    cpus,
+    memory: config.memory ?? DEFAULT_MEMORY,
+    tlb: config.tlb ?? {},
+    trace: config.trace ?? true,
+    footprint: config.footprint ?? false,
+    boot: config.boot ?? true,
+  };
+}
+
+/** A multi-CPU x86-64 machine: CPUs sharing physical memory, stepped one instruction at a time. */
+export class Machine implements CpuBus {
+  readonly memory: PhysicalMemory;
+  readonly cpus: readonly Cpu[];
+  readonly config: ResolvedConfig;
+  /** Step events, when tracing is on. */
+  readonly trace: StepEvent[] = [];
+  /** Footprint of the last step, when footprints are on. */
+  readonly footprint: Footprint | undefined;
+  boot: BootInfo | undefined;
+  /** Steps taken since creation. */
+  stepCount = 0;
+  /** The first CPU that stopped with an event. */
+  firstStop: RunResult['stop'];
+  private readonly codeAddresses: Map<Program, number>;
+  private readonly scratchWalk = new WalkResult();
+
+  protected constructor(config: ResolvedConfig, base?: FrameStore, codeAddresses?: Map<Program, number>) {
+    this.config = config;
+    this.memory = new PhysicalMemory(config.memory, base, MAX_CPUS);
+    this.memory.setWatcher((owner) => this.cpus[owner]?.wake());
+    this.cpus = Array.from({ length: config.cpus }, (_, id) => new Cpu(id, this.memory, this, { tlb: config.tlb }));
+    this.footprint = config.footprint ? new Footprint() : undefined;
+    this.codeAddresses = new Map(codeAddresses);
+  }
+
+  /** Creates a machine; by default booted with page tables, stacks and IDTs (see bootMinimal). */
+  static create(config: MachineConfig = {}): Machine {
+    const m = new Machine(resolveConfig(config));
+    if (m.config.boot) m.boot = bootMinimal(m.memory, m.cpus);
+    return m;
+  }
+
+  /** Internal: a machine sharing `base` frames copy-on-write (see MachineImage). */
+  static fromFrames(config: MachineConfig, base: FrameStore, codeAddresses: Map<Program, number>): Machine {
+    return new Machine(resolveConfig(config), base, codeAddresses);
+  }
+
+  cpu(id: number): Cpu {
+    const cpu = this.cpus[id];
+    if (!cpu) throw new InputError(`CPU ${id} does not exist: this machine has CPUs 0..${this.cpus.length - 1}`);
+    return cpu;
+  }
+
+  /** Starts `program` as the task on CPU `id`. */
+  load<A extends readonly unknown[]>(id: number, program: Program<A>, ...args: A): this {
+    this.cpu(id).start(program, ...args);
+    return this;
+  }
+
+  // CpuBus --------------------------------------------------------------------------------------------------
+
+  codeAddress(program: Program): number {
+    let address = this.codeAddresses.get(program);
+    if (address === undefined) {
+      address = CODE_BASE + this.codeAddresses.size * CODE_STRIDE;
+      this.codeAddresses.set(program, address);
+    }
+    return address;
+  }
+
+  /** Code addresses assigned so far (for images). */
+  get programAddresses(): ReadonlyMap<Program, number> {
+    return this.codeAddresses;
+  }
+
+  sendIpi(from: number, to: IpiDestination, vector: number, mode: IpiMode): readonly number[] {
+    let targets: number[];
+    if (to === 'self') targets = [from];
+    else if (to === 'all') targets = this.cpus.map((c) => c.id);
+    else if (to === 'all-but-self') targets = this.cpus.map((c) => c.id).filter((id) => id !== from);
+    else targets = typeof to === 'number' ? [to] : [...to];
+    for (const id of targets) {
+      const target = this.cpu(id);
+      if (mode === 'nmi') target.apic.raiseNmi();
+      else target.apic.raise(vector);
+    }
+    if (log.apic.enabled)
+      log.apic('cpu%d sends %s vector 0x%s to [%s]', from, mode, vector.toString(16), targets.join(','));
+    return targets;
+  }
+
+  // Stepping ------------------------------------------------------------------------------------------------
+
+  /** Whether CPU `id` can move: running, or halted/blocked with an interrupt it can accept. */
+  runnable(id: number): boolean {
+    return this.cpu(id).runnable;
+  }
+
+  /**
+   * Executes exactly one instruction or one interrupt acceptance on CPU `id`. A blocked CPU re-checks its spin
+   * condition; a halted CPU with nothing to accept takes an idle step. Returns the step's event when tracing.
+   */
+  step(id: number): StepEvent | undefined {
+    const cpu = this.cpu(id);
+    if (!cpu.started && cpu.state !== 'halted') {
+      throw new InputError(`CPU ${id} has no program: load one with machine.load(${id}, program)`);
+    }
+    if (cpu.isStopped) {
+      throw new InputError(
+        `CPU ${id} cannot step: it is ${cpu.state} (${cpu.stopEvent?.outcome}: ${cpu.stopEvent?.message.split('\n')[0]})`,
+      );
+    }
+    const rip = cpu.rip;
+    const rsp = cpu.regs.rsp;
+    const fp = this.footprint;
+    fp?.clear();
+    cpu.step(fp);
+    const step = this.stepCount++;
+    if (cpu.isStopped && !this.firstStop && cpu.stopEvent) {
+      this.firstStop = { ...cpu.stopEvent, cpu: id, step };
+    }
+    if (!this.config.trace && !log.cpu.enabled) return undefined;
+    const event = this.describe(cpu, step, rip, rsp);
+    if (this.config.trace) this.trace.push(event);
+    if (log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, id, formatVirtual(rip), describeStep(event));
+    if (log.mmu.enabled && event.tlb === 'miss') log.mmu('cpu%d TLB miss %s -> walk', id, describeStep(event));
+    return event;
+  }
+
+  private describe(cpu: Cpu, step: number, rip: number, rsp: number): StepEvent {
+    const ins = cpu.lastInstruction;
+    const ex = cpu.exceptionLog;
+    const faulted = ex.length > 0 && !cpu.lastAccepted;
+    const event: { -readonly [K in keyof StepEvent]: StepEvent[K] } = {
+      step,
+      cpu: cpu.id,
+      rip,
+      op: ins ? ins.name : cpu.lastAccepted ? 'interrupt' : 'idle',
+      state: cpu.state,
+    };
+    if (ins) {
+      switch (ins.op) {
+        case OP.PUSH:
+        case OP.CALL:
+          event.va = rsp - 8;
+          break;
+        case OP.POP:
+        case OP.RET:
+          event.va = rsp;
+          break;
+        case OP.LOAD:
+        case OP.STORE:
+        case OP.CMPXCHG:
+        case OP.XCHG:
+        case OP.SPIN_UNTIL:
+        case OP.INVLPG:
+          event.va = ins.va;
+          event.size = ins.size;
+          break;
+      }
+      if (ins.op === OP.STORE || ins.op === OP.PUSH) event.value = ins.value;
+      else if (!faulted && cpu.state !== 'blocked' && (ins.op === OP.LOAD || ins.op === OP.POP)) {
+        event.value = cpu.lastResult;
+      } else if (!faulted && (ins.op === OP.CMPXCHG || ins.op === OP.XCHG || ins.op === OP.SPIN_UNTIL)) {
+        event.value = cpu.lastResult;
+      }
+      // A faulting instruction has no physical access to show (lastPa would be the frame push's).
+      if (event.va !== undefined && !faulted && ins.op !== OP.INVLPG && cpu.port.lastPa >= 0) {
+        event.pa = cpu.port.lastPa;
+        event.tlb = cpu.port.lastHit ? 'hit' : 'miss';
+      }
+      if (ins.op === OP.SEND_IPI && cpu.lastIpiTargets) {
+        event.ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
+      }
+    }
+    if (cpu.lastAccepted) event.accepted = cpu.lastAccepted;
+    if (ex.length > 0) event.exceptions = ex.slice();
+    if (cpu.stopEvent && cpu.isStopped) event.stop = cpu.stopEvent;
+    return event;
+  }
+
+  /** Hardware drops the TLB entry for `va` on CPU `id` (legal at any time; the checker's choice). */
+  evictTlb(id: number, va: number | bigint): void {
+    const cpu = this.cpu(id);
+    const v = typeof va === 'number' ? va : toVirtual(va);
+    if (cpu.tlb.invalidatePage(v) !== 0) cpu.wake();
+  }
+
+  /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
+  fillTlb(id: number, va: number | bigint): boolean {
+    const cpu = this.cpu(id);
+    const v = typeof va === 'number' ? va : toVirtual(va);
+    const { cr0, cr3, cr4, efer } = cpu.regs;
+    const controls = { cr3, wp: (cr0 & CR0.WP) !== 0, nxe: (efer & EFER.NXE) !== 0 };
+    const w = walkPageTables(this.memory, controls, v, 0, this.scratchWalk);
+    if (!w.ok) return false;
+    cpu.tlb.fill(v, w, w.global && (cr4 & CR4.PGE) !== 0);
+    return true;
+  }
+
+  /** Runs until no CPU can move, a CPU stops with an event, the schedule ends, or maxSteps. */
+  run(options: RunOptions = {}): RunResult {
+    const maxSteps = options.maxSteps ?? 100_000;
+    if (!Number.isInteger(maxSteps) || maxSteps < 0)
+      throw new InputError(`maxSteps ${maxSteps} must be an integer >= 0`);
+    const policy = options.schedule ?? 'round-robin';
+    const start = this.stepCount;
+    let limitReached = false;
+    if (policy === 'round-robin' || policy === 'random') {
+      const prng = new Prng(options.seed ?? 1);
+      let last = -1;
+      const n = this.cpus.length;
+      const candidates: number[] = [];
+      while (!this.firstStop) {
+        candidates.length = 0;
+        for (let k = 1; k <= n; k++) {
+          const id = (last + k) % n;
+          if (this.cpus[id]!.runnable) candidates.push(id);
+        }
+        if (candidates.length === 0) break;
+        if (this.stepCount - start >= maxSteps) {
+          limitReached = true;
+          break;
+        }
+        const id = policy === 'random' ? candidates[prng.below(candidates.length)]! : candidates[0]!;
+        this.step(id);
+        last = id;
+      }
+    } else {
+      const entries: readonly ScheduleEntry[] = typeof policy === 'string' ? parseSchedule(policy) : policy;
+      for (const [index, entry] of entries.entries()) {
+        const id = typeof entry === 'number' ? entry : entry.cpu;
+        if (!Number.isInteger(id) || !this.cpus[id]) {
+          throw new InputError(
+            `schedule entry ${index} names CPU ${id}, which does not exist (0..${this.cpus.length - 1})`,
+          );
+        }
+      }
+      for (const [index, entry] of entries.entries()) {
+        if (this.firstStop) break;
+        if (this.stepCount - start >= maxSteps) {
+          limitReached = true;
+          break;
+        }
+        if (typeof entry !== 'number') {
+          if (entry.tlb === 'evict') this.evictTlb(entry.cpu, entry.va);
+          else this.fillTlb(entry.cpu, entry.va);
+          continue;
+        }
+        const cpu = this.cpus[entry]!;
+        if (cpu.isStopped) {
+          throw new InputError(`schedule entry ${index} names CPU ${entry}, which is ${cpu.state}`);
+        }
+        this.step(entry);
+      }
+    }
+    return this.result(this.stepCount - start, limitReached);
+  }
+
+  /** The outcome so far: the first stop event, a deadlock (no CPU can move while one spins), or ok. */
+  get outcome(): Outcome {
+    if (this.firstStop) return this.firstStop.outcome;
+    if (this.cpus.some((c) => c.state === 'blocked') && !this.cpus.some((c) => c.runnable)) return 'deadlock';
+    return 'ok';
+  }
+
+  private result(steps: number, limitReached: boolean): RunResult {
+    return {
+      outcome: this.outcome,
+      steps,
+      limitReached,
+      ...(this.firstStop ? { stop: this.firstStop } : {}),
+      cpus: this.cpus.map((c) => ({ id: c.id, state: c.state })),
+    };
+  }
+
+  /** An immutable view of architectural state (registers, TLBs, APICs) at this point of the run. */
+  snapshot(): MachineSnapshot {
+    return snapshotMachine(this.stepCount, this.cpus, this.memory);
+  }
+
+  // Memory helpers for tests and scenarios (boot-time edits, off the step path) --------------------------------
+
+  private requireBoot(what: string): BootInfo {
+    if (!this.boot) throw new InputError(`${what} needs a booted machine (Machine.create({ boot: true }))`);
+    return this.boot;
+  }
+
+  /** Allocates a zeroed frame and maps it at `va` (4 KiB, supervisor, global, NX by default). Returns `va`. */
+  map(va: number | bigint, flags: MapFlags = {}): number {
+    const boot = this.requireBoot('map()');
+    const v = typeof va === 'number' ? va : toVirtual(va);
+    if (v % PAGE_SIZE !== 0) throw new InputError(`map(${formatVirtual(v)}): the address must be 4 KiB aligned`);
+    boot.pageTables.map4k(v, boot.frames.alloc(), { global: true, ...flags });
+    return v;
+  }
+
+  /** Physical address of the leaf page-table entry for `va`. */
+  pteAddress(va: number | bigint): number {
+    return this.requireBoot('pteAddress()').pageTables.leafEntry(typeof va === 'number' ? va : toVirtual(va));
+  }
+
+  /** The direct-map virtual address of a physical address: how kernel code reaches page tables. */
+  directMap(pa: number): number {
+    if (!Number.isInteger(pa) || pa < 0 || pa >= this.memory.size) {
+      throw new InputError(
+        `physical address 0x${pa.toString(16)} is outside memory (0..0x${this.memory.size.toString(16)})`,
+      );
+    }
+    return LAYOUT.directMap + pa;
+  }
+
+  /** Where `va` maps in the page tables now (no TLB, no A/D updates), or undefined. */
+  physicalAddress(va: number | bigint): number | undefined {
+    const v = typeof va === 'number' ? va : toVirtual(va);
+    const m = this.requireBoot('physicalAddress()').pageTables.lookup(v);
+    if (!m?.pte.present) return undefined;
+    return m.pte.address - (m.pte.address % m.pageSize) + (v % m.pageSize);
+  }
+}

@@ -1,0 +1,154 @@
+import { formatVirtual, InputError, isCanonical, PAGE_SIZE } from '../mmu/address.ts';
+import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { decodePte, encodePte, PTE_LO, type PteFields, pteAddress, tableIndex } from '../mmu/pte.ts';
+
+// Boot-time page-table editing: the firmware/early-boot view, writing entries straight into physical memory
+// (DESIGN.md allows explicitly named physical accesses by the kernel). Running programs change page tables with
+// ordinary stores through the direct map instead, so the checker sees those writes.
+
+/** A bump allocator handing out zeroed 4 KiB frames from a range. */
+export class BootFrameAllocator {
+  constructor(
+    private next: number,
+    private readonly end: number,
+  ) {}
+
+  /** Allocates one frame; returns its physical address. */
+  alloc(): number {
+    if (this.next + PAGE_SIZE > this.end) {
+      throw new InputError(`out of boot memory: no frame left below 0x${this.end.toString(16)}; give the machine more`);
+    }
+    const pa = this.next;
+    this.next += PAGE_SIZE;
+    return pa;
+  }
+
+  get used(): number {
+    return this.next;
+  }
+
+  /** State for cloning. */
+  get position(): number {
+    return this.next;
+  }
+}
+
+export type MapFlags = Partial<Pick<PteFields, 'writable' | 'user' | 'global' | 'noExecute'>>;
+
+export interface PageMapping {
+  readonly level: 1 | 2 | 3;
+  readonly pageSize: number;
+  /** Physical address of the leaf entry. */
+  readonly entry: number;
+  readonly pte: PteFields;
+}
+
+/** Creates and edits 4-level page tables rooted at `pml4` in physical memory. */
+export class PageTableEditor {
+  constructor(
+    readonly memory: PhysicalMemory,
+    readonly pml4: number,
+    private readonly frames: BootFrameAllocator,
+  ) {}
+
+  private checkVa(va: number, align: number): void {
+    if (!isCanonical(va) || va % align !== 0) {
+      throw new InputError(`cannot map ${formatVirtual(va)}: it must be canonical and ${align}-byte aligned`);
+    }
+  }
+
+  /** Physical address of the entry for `va` at `level`, creating intermediate tables down to it. */
+  private entryFor(va: number, level: 1 | 2 | 3): number {
+    let table = this.pml4;
+    for (let l = 4; l > level; l--) {
+      const entry = table + tableIndex(va, l as 1 | 2 | 3 | 4) * 8;
+      const lo = this.memory.read32(entry);
+      const hi = this.memory.read32(entry + 4);
+      if ((lo & PTE_LO.P) === 0) {
+        const next = this.frames.alloc();
+        // Intermediate entries are permissive; the leaf decides (as Linux's _PAGE_TABLE / _KERNPG_TABLE do).
+        const e = encodePte({ address: next, present: true, writable: true, user: true, accessed: false });
+        this.memory.write32(entry, e.lo);
+        this.memory.write32(entry + 4, e.hi);
+        table = next;
+      } else {
+        if ((lo & PTE_LO.PS) !== 0) {
+          throw new InputError(`cannot map ${formatVirtual(va)} at level ${level}: a large page already covers it`);
+        }
+        table = pteAddress(lo, hi);
+      }
+    }
+    return table + tableIndex(va, level) * 8;
+  }
+
+  private writeLeaf(entry: number, pa: number, flags: MapFlags, pageSize: boolean): void {
+    const e = encodePte({
+      address: pa,
+      present: true,
+      writable: flags.writable ?? true,
+      user: flags.user ?? false,
+      global: flags.global ?? false,
+      noExecute: flags.noExecute ?? true,
+      pageSize,
+    });
+    this.memory.write32(entry, e.lo);
+    this.memory.write32(entry + 4, e.hi);
+  }
+
+  /** Maps a 4 KiB page; returns the physical address of its PTE. */
+  map4k(va: number, pa: number, flags: MapFlags = {}): number {
+    this.checkVa(va, PAGE_SIZE);
+    const entry = this.entryFor(va, 1);
+    this.writeLeaf(entry, pa, flags, false);
+    return entry;
+  }
+
+  /** Maps a 2 MiB page (PDE with PS). */
+  map2m(va: number, pa: number, flags: MapFlags = {}): number {
+    this.checkVa(va, 2 * 1024 * 1024);
+    const entry = this.entryFor(va, 2);
+    this.writeLeaf(entry, pa, flags, true);
+    return entry;
+  }
+
+  /** Maps a 1 GiB page (PDPTE with PS). */
+  map1g(va: number, pa: number, flags: MapFlags = {}): number {
+    this.checkVa(va, 1024 * 1024 * 1024);
+    const entry = this.entryFor(va, 3);
+    this.writeLeaf(entry, pa, flags, true);
+    return entry;
+  }
+
+  /** The leaf mapping of `va`, or undefined when some level is not present. Reads only. */
+  lookup(va: number): PageMapping | undefined {
+    if (!isCanonical(va)) return undefined;
+    let table = this.pml4;
+    for (let l = 4; l >= 1; l--) {
+      const entry = table + tableIndex(va, l as 1 | 2 | 3 | 4) * 8;
+      const lo = this.memory.read32(entry);
+      const hi = this.memory.read32(entry + 4);
+      const pte = decodePte(lo, hi);
+      if (l === 1 || (l <= 3 && pte.pageSize)) {
+        const level = l as 1 | 2 | 3;
+        return { level, pageSize: PAGE_SIZE * 512 ** (level - 1), entry, pte };
+      }
+      if (!pte.present) return undefined;
+      table = pte.address;
+    }
+    return undefined;
+  }
+
+  /** Physical address of the leaf entry mapping `va` (present or not), creating no tables. */
+  leafEntry(va: number): number {
+    const m = this.lookup(va);
+    if (!m) throw new InputError(`${formatVirtual(va)} has no page table down to its leaf entry`);
+    return m.entry;
+  }
+
+  /** Clears the present bit of the leaf entry for `va` (the entry keeps its frame, like a PTE being migrated). */
+  clearPresent(va: number): number {
+    const entry = this.leafEntry(va);
+    this.memory.write32(entry, this.memory.read32(entry) & ~PTE_LO.P);
+    return entry;
+  }
+}
