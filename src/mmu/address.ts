@@ -69,7 +69,7 @@ export function toCanonicalBigInt(va: number): bigint {
 }
 
 function formatBig(value: bigint): string {
-  return `0x${value.toString(16).padStart(16, '0')}`;
+  return value < 0n ? `-0x${(-value).toString(16)}` : `0x${value.toString(16).padStart(16, '0')}`;
 }
 
 /** Prints a model address in canonical 64-bit form: 0xffffc90000001000. */

@@ -167,6 +167,12 @@ export class PhysicalMemory {
 
   /** Copies one 4 KiB frame (migration's copy step). */
   copyFrame(srcPfn: number, dstPfn: number): void {
+    if (!this.inRange(dstPfn * PAGE_SIZE, PAGE_SIZE)) return;
+    if (!this.inRange(srcPfn * PAGE_SIZE, PAGE_SIZE)) {
+      new Uint8Array(this.frameForWrite(dstPfn).buffer).fill(0xff);
+      if (this.watchCount !== 0) this.notify(dstPfn * PAGE_SIZE, PAGE_SIZE);
+      return;
+    }
     const src = new Uint8Array(this.frameForRead(srcPfn).buffer);
     const dst = this.frameForWrite(dstPfn);
     new Uint8Array(dst.buffer).set(src);

@@ -7,8 +7,9 @@ import type { WalkResult } from './walker.ts';
 // - INVLPG removes every entry for the page, global and large ones too; MOV to CR3 removes non-global entries;
 //   toggling CR4.PGE removes all;
 // - hardware may drop an entry or fill one speculatively at any time (`evict`, `fill` from the checker).
-// Layout follows Bochs cpu/tlb.h and real L1 DTLBs: a set-associative array for 4 KiB pages with FIFO
-// replacement per set (deterministic), and a small fully-associative array for 2 MiB / 1 GiB pages.
+// Layout follows Bochs cpu/tlb.h and real L1 DTLBs: a set-associative array for 4 KiB pages and a small
+// fully-associative array for 2 MiB / 1 GiB pages. Replacement is deterministic: a free way if there is one, else
+// a round-robin victim pointer per set (any choice is legal; this one replays bit for bit).
 
 export const TLB_FLAG = {
   WRITABLE: 1 << 0,
@@ -54,7 +55,7 @@ export class Tlb {
   private readonly tag: Float64Array;
   private readonly frame: Float64Array;
   private readonly flags: Uint8Array;
-  private readonly nextVictim: Uint8Array;
+  private readonly nextVictim: Uint32Array;
   // Large array: virtual base (-1 = invalid), size, physical base.
   private readonly largeBase: Float64Array;
   private readonly largeSize: Float64Array;
@@ -83,7 +84,7 @@ export class Tlb {
     this.tag = new Float64Array(entries).fill(-1);
     this.frame = new Float64Array(entries);
     this.flags = new Uint8Array(entries);
-    this.nextVictim = new Uint8Array(this.sets);
+    this.nextVictim = new Uint32Array(this.sets);
     this.largeBase = new Float64Array(largeEntries).fill(-1);
     this.largeSize = new Float64Array(largeEntries);
     this.largeFrame = new Float64Array(largeEntries);
@@ -130,6 +131,7 @@ export class Tlb {
    * `global` must already account for CR4.PGE (G is ignored without it). Returns the slot.
    */
   fill(va: number, walk: WalkResult, global: boolean): number {
+    if (!walk.ok) throw new InputError('a TLB caches only successful translations: fill() got a faulting walk');
     const flags =
       (walk.writable ? TLB_FLAG.WRITABLE : 0) |
       (walk.user ? TLB_FLAG.USER : 0) |
@@ -164,9 +166,9 @@ export class Tlb {
       for (let k = 0; k < this.largeCapacity && j < 0; k++) if (this.largeBase[k] === -1) j = k;
     }
     if (j < 0) {
+      // The victim stays a valid slot, so the count of valid large entries does not change.
       j = this.largeNextVictim;
       this.largeNextVictim = (this.largeNextVictim + 1) % this.largeCapacity;
-      this.largeCount--;
     }
     if (this.largeBase[j] === -1) this.largeCount++;
     this.largeBase[j] = base;
