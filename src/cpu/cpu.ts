@@ -87,6 +87,8 @@ export class Cpu {
   lastResult = 0;
   /** The interrupt accepted by the last step, if that step was an acceptance. */
   lastAccepted: { vector: number; nmi: boolean } | undefined;
+  /** The last step found the task program finished (it returned): the CPU now idles. */
+  lastExited = false;
   /** Targets of the IPI sent by the last step. */
   lastIpiTargets: readonly number[] | undefined;
   private readonly activations: Activation[] = [];
@@ -224,6 +226,7 @@ export class Cpu {
     this.exceptionLog.length = 0;
     this.lastInstruction = undefined;
     this.lastAccepted = undefined;
+    this.lastExited = false;
     this.lastIpiTargets = undefined;
     this.port.footprint = footprint;
     this.port.lastPa = -1;
@@ -275,6 +278,7 @@ export class Cpu {
       const value = typeof next.value === 'number' ? next.value : 0;
       if (top.kind === 'task') {
         top.finished = true;
+        this.lastExited = true;
         this.state = 'halted';
         return undefined;
       }

@@ -41,7 +41,10 @@ export interface StepEvent {
   readonly cpu: number;
   /** RIP of the instruction (or of the interrupted instruction for an accepted interrupt). */
   readonly rip: number;
-  /** Mnemonic: an instruction name, `interrupt` (an IPI or NMI accepted), or `idle`. */
+  /**
+   * Mnemonic: an instruction name, `interrupt` (an IPI or NMI accepted), `exit` (the task program returned and the
+   * CPU idles), or `idle` (a halted CPU stepped with nothing to accept).
+   */
   readonly op: string;
   readonly va?: number;
   readonly pa?: number;

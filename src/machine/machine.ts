@@ -212,7 +212,7 @@ export class Machine implements CpuBus {
       step,
       cpu: cpu.id,
       rip,
-      op: ins ? ins.name : cpu.lastAccepted ? 'interrupt' : 'idle',
+      op: ins ? ins.name : cpu.lastAccepted ? 'interrupt' : cpu.lastExited ? 'exit' : 'idle',
       state: cpu.state,
     };
     if (ins) {

@@ -1,0 +1,28 @@
+import { InputError } from '../mmu/address.ts';
+import { dfTriple, pfInPf } from './double-fault.ts';
+import { type ParamValue, resolveParams, type Scenario, type ScenarioRun } from './scenario.ts';
+import { staleTlb } from './stale-tlb.ts';
+
+/** Every scenario, in the order `x86slice list` shows them. */
+export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb];
+
+export function findScenario(name: string): Scenario {
+  const scenario = SCENARIOS.find((s) => s.name === name);
+  if (!scenario) {
+    throw new InputError(`unknown scenario '${name}'; valid scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  }
+  return scenario;
+}
+
+/** Builds and runs a scenario by name with `key=value` parameters (unknown ones are an InputError). */
+export function runScenario(
+  name: string,
+  params: Readonly<Record<string, string | ParamValue>> = {},
+  options: { readonly trace?: boolean } = {},
+): ScenarioRun {
+  const scenario = findScenario(name);
+  const resolved = resolveParams(scenario, params);
+  const built = scenario.build(resolved, { trace: options.trace ?? true });
+  const result = built.machine.run(built.run);
+  return { scenario, params: resolved, machine: built.machine, result };
+}

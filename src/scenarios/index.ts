@@ -1,0 +1,4 @@
+export * from './catalogue.ts';
+export * from './double-fault.ts';
+export * from './scenario.ts';
+export * from './stale-tlb.ts';

@@ -1,0 +1,85 @@
+import type { Outcome } from '../cpu/instruction.ts';
+import type { Machine, RunOptions, RunResult } from '../machine/machine.ts';
+import { InputError } from '../mmu/address.ts';
+
+// A scenario is a named, parameterised machine set-up plus how to run it: the catalogue users start from.
+
+export type ParamValue = number | boolean;
+
+export interface ScenarioParam {
+  readonly name: string;
+  readonly description: string;
+  readonly kind: 'integer' | 'boolean';
+  readonly default: ParamValue;
+  /** Inclusive range for integers. */
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export type ScenarioParams = Readonly<Record<string, ParamValue>>;
+
+export interface BuiltScenario {
+  readonly machine: Machine;
+  readonly run: RunOptions;
+}
+
+export interface Scenario {
+  readonly name: string;
+  /** The docs page family (docs/scenarios/<family>.md). */
+  readonly family: string;
+  readonly summary: string;
+  /** The outcome the scenario demonstrates with default parameters. */
+  readonly expected: Outcome;
+  readonly params: readonly ScenarioParam[];
+  build(params: ScenarioParams, options: { readonly trace: boolean }): BuiltScenario;
+}
+
+export interface ScenarioRun {
+  readonly scenario: Scenario;
+  readonly params: ScenarioParams;
+  readonly machine: Machine;
+  readonly result: RunResult;
+}
+
+function describeParam(p: ScenarioParam): string {
+  const range = p.kind === 'integer' ? ` (${p.min ?? '-inf'}..${p.max ?? 'inf'})` : ' (true|false)';
+  return `${p.name}${range}, default ${p.default}`;
+}
+
+/** Validates `key=value` strings (or already-typed values) against a scenario's parameters; fills defaults. */
+export function resolveParams(scenario: Scenario, raw: Readonly<Record<string, string | ParamValue>>): ScenarioParams {
+  const out: Record<string, ParamValue> = {};
+  for (const p of scenario.params) out[p.name] = p.default;
+  for (const [key, value] of Object.entries(raw)) {
+    const p = scenario.params.find((q) => q.name === key);
+    if (!p) {
+      const valid = scenario.params.length ? scenario.params.map(describeParam).join('; ') : 'none';
+      throw new InputError(`unknown parameter '${key}' for scenario ${scenario.name}; valid parameters: ${valid}`);
+    }
+    if (p.kind === 'boolean') {
+      if (typeof value === 'boolean') out[key] = value;
+      else if (value === 'true' || value === 'false') out[key] = value === 'true';
+      else throw new InputError(`parameter ${key}=${String(value)} must be true or false`);
+      continue;
+    }
+    const n = typeof value === 'number' ? value : /^-?\d+$/.test(String(value)) ? Number(value) : Number.NaN;
+    if (!Number.isInteger(n) || (p.min !== undefined && n < p.min) || (p.max !== undefined && n > p.max)) {
+      throw new InputError(
+        `parameter ${key}=${String(value)} must be an integer in ${p.min ?? '-inf'}..${p.max ?? 'inf'}`,
+      );
+    }
+    out[key] = n;
+  }
+  return out;
+}
+
+/** Parses CLI `-p key=value` strings into a record (values stay strings until resolveParams). */
+export function parseParamStrings(pairs: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new InputError(`parameter '${pair}' must be written key=value`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
