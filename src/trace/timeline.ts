@@ -12,7 +12,7 @@ export interface TimelineOptions {
   readonly rip?: boolean;
 }
 
-function fit(text: string, width: number): string {
+function fitLane(text: string, width: number): string {
   return text.length > width ? `${text.slice(0, width - 1)}…` : text.padEnd(width);
 }
 
@@ -27,10 +27,10 @@ export function formatTimeline(events: readonly StepEvent[], cpuCount: number, o
   const lanes = Array.from({ length: cpuCount }, (_, i) => i);
   const stepWidth = Math.max(4, String(events.length ? events[events.length - 1]!.step : 0).length);
   const lines: string[] = [];
-  lines.push(`${'step'.padStart(stepWidth)}  ${lanes.map((i) => fit(`CPU${i}`, width)).join(' │ ')}`.trimEnd());
+  lines.push(`${'step'.padStart(stepWidth)}  ${lanes.map((i) => fitLane(`CPU${i}`, width)).join(' │ ')}`.trimEnd());
   lines.push(`${'─'.repeat(stepWidth)}──${lanes.map(() => '─'.repeat(width)).join('─┼─')}`);
   const row = (label: string, cpu: number, text: string) =>
-    `${label.padStart(stepWidth)}  ${lanes.map((i) => fit(i === cpu ? text : '', width)).join(' │ ')}`.trimEnd();
+    `${label.padStart(stepWidth)}  ${lanes.map((i) => fitLane(i === cpu ? text : '', width)).join(' │ ')}`.trimEnd();
   for (const e of events) {
     const head = options.rip ? `${formatVirtual(e.rip).slice(10)} ${mainLine(e)}` : mainLine(e);
     lines.push(row(String(e.step), e.cpu, head));

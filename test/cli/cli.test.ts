@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { EXIT_USAGE, main } from '../../src/cli/main.ts';
+
+async function cli(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('x86slice CLI', () => {
+  it('list shows every scenario with its parameters', async () => {
+    const { code, out } = await cli('list');
+    expect(code).toBe(0);
+    for (const name of ['pf-in-pf', 'df-triple', 'stale-tlb']) expect(out).toContain(name);
+    expect(out).toContain('-p df-ist=<0..2>');
+  });
+
+  it('run --json prints one object with scenario, outcome, steps and per-CPU final state', async () => {
+    const { code, out } = await cli('run', 'pf-in-pf', '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(out);
+    expect(report).toMatchObject({ scenario: 'pf-in-pf', outcome: 'double-fault', steps: 6 });
+    expect(report.cpus[0]).toMatchObject({ id: 0, state: 'stopped', registers: { cr2: '0xffffc90000007fe8' } });
+  });
+
+  it('run takes -p key=value parameters', async () => {
+    const { code, out } = await cli('run', 'pf-in-pf', '-p', 'df-ist=0', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(out).outcome).toBe('triple-fault');
+    const twice = await cli('run', 'stale-tlb', '-p', 'reads=2', '--json');
+    expect(JSON.parse(twice.out).params).toEqual({ reads: 2 });
+  });
+
+  it('run without --json prints a per-CPU timeline and the outcome', async () => {
+    const { code, out } = await cli('run', 'stale-tlb');
+    expect(code).toBe(0);
+    expect(out).toMatch(/CPU0 +│ CPU1/);
+    expect(out).toContain('outcome: ok');
+  });
+
+  it('an unknown scenario is exit code 2 with the valid names', async () => {
+    const { code, err } = await cli('run', 'nope');
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain("unknown scenario 'nope'; valid scenarios: pf-in-pf, df-triple, stale-tlb");
+  });
+
+  it('an unknown or out-of-range parameter is exit code 2 naming the rule', async () => {
+    const unknown = await cli('run', 'pf-in-pf', '-p', 'colour=red');
+    expect(unknown.code).toBe(EXIT_USAGE);
+    expect(unknown.err).toContain("unknown parameter 'colour' for scenario pf-in-pf; valid parameters: cpus");
+    const range = await cli('run', 'pf-in-pf', '-p', 'df-ist=9');
+    expect(range.code).toBe(EXIT_USAGE);
+    expect(range.err).toContain('df-ist=9 must be an integer in 0..2');
+    const malformed = await cli('run', 'pf-in-pf', '-p', 'df-ist');
+    expect(malformed.err).toContain("parameter 'df-ist' must be written key=value");
+  });
+
+  it('an unknown command or option is exit code 2', async () => {
+    expect((await cli('frobnicate')).code).toBe(EXIT_USAGE);
+    expect((await cli('run', 'pf-in-pf', '--bogus')).code).toBe(EXIT_USAGE);
+  });
+
+  it('demo runs the flagship pf-in-pf scenario with its timeline', async () => {
+    const { code, out } = await cli('demo');
+    expect(code).toBe(0);
+    expect(out).toContain('#DF(0x0) delivered on ist1');
+    expect(out).toContain('outcome: double-fault');
+  });
+});
