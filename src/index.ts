@@ -2,3 +2,5 @@
 export * from './cpu/index.ts';
 export * from './machine/index.ts';
 export * from './mmu/index.ts';
+export * from './scenarios/index.ts';
+export * from './trace/index.ts';
