@@ -5,7 +5,7 @@ import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
 import { LocalApic } from './apic.ts';
 import { deliverEvent } from './delivery.ts';
-import { VECTOR } from './exceptions.ts';
+import { VECTOR, vectorInfo, vectorName } from './exceptions.ts';
 import {
   Assembler,
   type Instruction,
@@ -460,6 +460,13 @@ export class Cpu {
     const below = this.activations[this.activations.length - 2];
     if (act.kind !== 'handler' || !below) {
       return this.stop({ outcome: 'stack-corruption', message: 'iret with no interrupted context on the stack' });
+    }
+    // An abort (#DF, #MC) saves an undefined CS:RIP and cannot be returned from (SDM §6.5, §6.15 interrupt 8).
+    if (vectorInfo(act.vector).kind === 'abort' && act.vector !== VECTOR.NMI) {
+      return this.stop({
+        outcome: act.vector === VECTOR.DF ? 'double-fault' : 'oops',
+        message: `iret from ${vectorName(act.vector)}: an abort is not restartable (its saved RIP is undefined)`,
+      });
     }
     // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
     const base = this.regs.rsp + (act.errorCodePushed ? 8 : 0);
