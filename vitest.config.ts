@@ -1,7 +1,27 @@
 import { defineConfig } from 'vitest/config';
+import type { Reporter, TestModule } from 'vitest/node';
+
+/** Prints a plain closing line, "tests: N passed, N failed", after vitest's own summary (CI reads it). */
+class ClosingLine implements Reporter {
+  onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
+    let passed = 0;
+    let failed = 0;
+    let skipped = 0;
+    for (const module of modules) {
+      for (const test of module.children.allTests()) {
+        const state = test.result().state;
+        if (state === 'passed') passed++;
+        else if (state === 'failed') failed++;
+        else skipped++;
+      }
+    }
+    process.stdout.write(`\ntests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+  }
+}
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'docs/**/*.test.ts'],
+    reporters: ['default', new ClosingLine()],
   },
 });
