@@ -21,6 +21,8 @@ export class LocalApic {
   readonly irr = new Uint32Array(8);
   readonly isr = new Uint32Array(8);
   nmiPending = false;
+  /** Number of vectors pending in IRR: checked at every instruction boundary, so kept instead of scanned. */
+  pendingCount = 0;
   /** Fixed IPIs that arrived while their vector was already pending (merged into one IRR bit). */
   coalesced = 0;
 
@@ -33,6 +35,7 @@ export class LocalApic {
       return false;
     }
     this.irr[word] = this.irr[word]! | bit;
+    this.pendingCount++;
     return true;
   }
 
@@ -42,6 +45,7 @@ export class LocalApic {
 
   /** The vector the APIC would deliver now (ignoring IF), or -1: highest IRR above the in-service priority. */
   deliverable(): number {
+    if (this.pendingCount === 0) return -1;
     const pending = highestBit(this.irr);
     if (pending < 0) return -1;
     const inService = highestBit(this.isr);
@@ -52,6 +56,7 @@ export class LocalApic {
   accept(vector: number): void {
     const word = vector >>> 5;
     const bit = 1 << (vector & 31);
+    if ((this.irr[word]! & bit) !== 0) this.pendingCount--;
     this.irr[word] = this.irr[word]! & ~bit;
     this.isr[word] = this.isr[word]! | bit;
   }
@@ -76,5 +81,6 @@ export class LocalApic {
     this.isr.set(other.isr);
     this.nmiPending = other.nmiPending;
     this.coalesced = other.coalesced;
+    this.pendingCount = other.pendingCount;
   }
 }

@@ -60,6 +60,9 @@ export interface CpuConfig {
 
 const RIP_STRIDE = 4;
 
+/** The context of a CPU that has no program (Linux's idle loop): interrupts return to it and it halts again. */
+const idleLoop: Program = function* idle() {};
+
 /** One x86-64 logical CPU: registers, TLB, local APIC, and a control stack of running programs. */
 export class Cpu {
   readonly regs: Registers = defaultRegisters();
@@ -121,16 +124,20 @@ export class Cpu {
     return (this.regs.rflags & RFLAGS.IF) !== 0;
   }
 
-  /** Whether the CPU started a task program. */
+  /** Whether the CPU was given a task program. */
   get started(): boolean {
-    return this.activations.length > 0;
+    return this.task !== undefined;
   }
 
   /** Starts the task program on this CPU. */
   start<A extends readonly unknown[]>(program: Program<A>, ...args: A): void {
-    if (this.activations.length !== 0) {
+    if (this.task) {
       throw new InputError(`CPU ${this.id} already runs a program; start() may be called once per CPU`);
     }
+    if (this.activations.length > 1) {
+      throw new InputError(`CPU ${this.id} is in an interrupt handler; start its program when it is idle`);
+    }
+    this.activations.length = 0; // drop the idle context an interrupt may have created
     this.task = { program: program as Program, args };
     this.activations.push(this.activation('task', program as Program, args, 0, false));
     this.state = 'running';
@@ -223,7 +230,8 @@ export class Cpu {
    * nothing (an idle step). Exceptions thrown by program code propagate (the CPU stops with `assertion`).
    */
   step(footprint?: Footprint): void {
-    this.exceptionLog.length = 0;
+    // Setting length on an empty array is a slow runtime call in V8; most steps raise nothing.
+    if (this.exceptionLog.length !== 0) this.exceptionLog.length = 0;
     this.lastInstruction = undefined;
     this.lastAccepted = undefined;
     this.lastExited = false;
@@ -234,16 +242,17 @@ export class Cpu {
     this.steps++;
     const shadowed = this.interruptShadow;
     this.interruptShadow = false;
-    if (this.apic.nmiPending && !this.nmiBlocked) {
-      this.apic.nmiPending = false;
+    const apic = this.apic;
+    if (apic.nmiPending && !this.nmiBlocked) {
+      apic.nmiPending = false;
       this.nmiBlocked = true;
       this.acceptInterrupt(VECTOR.NMI);
       return;
     }
-    if (this.interruptsEnabled && !shadowed) {
-      const vector = this.apic.deliverable();
+    if (apic.pendingCount !== 0 && (this.regs.rflags & RFLAGS.IF) !== 0 && !shadowed) {
+      const vector = apic.deliverable();
       if (vector >= 0) {
-        this.apic.accept(vector);
+        apic.accept(vector);
         this.acceptInterrupt(vector);
         return;
       }
@@ -258,6 +267,12 @@ export class Cpu {
   }
 
   private acceptInterrupt(vector: number): void {
+    // A CPU with no program is in the idle loop: give the interrupt a context to return to.
+    if (this.activations.length === 0) {
+      const idle = this.activation('task', idleLoop, [], 0, false);
+      idle.finished = true;
+      this.activations.push(idle);
+    }
     this.lastAccepted = { vector, nmi: vector === VECTOR.NMI };
     this.memory.unwatch(this.id);
     deliverEvent(this, vector, 0, true);
@@ -362,7 +377,7 @@ export class Cpu {
       case OP.SPIN_UNTIL: {
         const value = port.read(ins.va, ins.size, this.userAccess);
         if (value < 0) return this.raiseFault();
-        if (ins.condition!(value)) return this.complete(act, value);
+        if (ins.aux!.condition!(value)) return this.complete(act, value);
         this.state = 'blocked';
         this.memory.watch(this.id, port.lastPa, ins.size);
         return;
@@ -399,7 +414,7 @@ export class Cpu {
         return this.complete(act, 0);
       case OP.SEND_IPI: {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
-        const targets = this.bus.sendIpi(this.id, ins.target!, ins.value, mode);
+        const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
         this.lastIpiTargets = targets;
         if (port.footprint) for (const t of targets) port.footprint.ipisSent.push(t, ins.value);
         return this.complete(act, targets.length);
@@ -407,12 +422,12 @@ export class Cpu {
       case OP.EOI:
         return this.complete(act, this.apic.eoi());
       case OP.ASSERT:
-        if (!ins.condition!(0)) {
-          return this.stop({ outcome: 'assertion', message: ins.text ?? 'assertion failed' });
+        if (!ins.aux!.condition!(0)) {
+          return this.stop({ outcome: 'assertion', message: ins.aux?.text ?? 'assertion failed' });
         }
         return this.complete(act, 0);
       case OP.DIE:
-        return this.stop({ outcome: ins.outcome!, message: ins.text ?? '' });
+        return this.stop({ outcome: ins.aux!.outcome!, message: ins.aux!.text ?? '' });
       case OP.CALL:
         return this.call(act, ins);
       case OP.RET:
@@ -428,7 +443,7 @@ export class Cpu {
     if (pa < 0) return this.raiseFault();
     this.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
     this.regs.rsp = rsp;
-    this.activations.push(this.activation('call', ins.program!, ins.args ?? [], 0, false));
+    this.activations.push(this.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false));
   }
 
   private corrupted(what: string, popped: number, expected: number): void {

@@ -72,6 +72,7 @@ export function deliverEvent(cpu: Cpu, vector: number, errorCode: number, extern
     // The second exception: CR2 is overwritten by a nested #PF even when it becomes #DF (SDM §6.15, int 14).
     if (secondVector === VECTOR.PF) cpu.regs.cr2 = secondCr2;
     const action = escalate(vector, secondVector);
+    cpu.lastException = { vector: secondVector, errorCode: secondCode, cr2: cpu.regs.cr2 };
     if (action === 'serial') {
       during = vector;
       vector = secondVector;
@@ -88,7 +89,6 @@ export function deliverEvent(cpu: Cpu, vector: number, errorCode: number, extern
       ...(secondVector === VECTOR.PF ? { cr2: secondCr2 } : {}),
     };
     log.push(nested);
-    cpu.lastException = { vector: secondVector, errorCode: secondCode, cr2: cpu.regs.cr2 };
     if (action === 'triple-fault') {
       cpu.shutdown(
         `triple fault: ${nested.name} (error code ${secondCode}) while delivering ${vectorName(vector)}` +

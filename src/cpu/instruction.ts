@@ -88,9 +88,21 @@ export interface AccessOptions {
   readonly fixup?: number;
 }
 
+/** Operands only some instructions have; kept apart so the common instruction object stays small. */
+export interface InstructionAux {
+  /** Exception-table fixup value (see AccessOptions). */
+  readonly fixup?: number;
+  readonly program?: Program;
+  readonly args?: readonly unknown[];
+  readonly condition?: (value: number) => boolean;
+  readonly text?: string;
+  readonly target?: IpiDestination;
+  readonly outcome?: Exclude<Outcome, 'ok'>;
+}
+
 /**
- * One instruction. A single class with fixed fields keeps the CPU's dispatch monomorphic.
- * Fields are interpreted per op (see Assembler); unused ones are 0 / undefined.
+ * One instruction. A single class with six fixed fields keeps the CPU's dispatch monomorphic and the per-step
+ * allocation small. Fields are interpreted per op (see Assembler); unused ones are 0 / undefined.
  */
 export class Instruction {
   constructor(
@@ -99,22 +111,28 @@ export class Instruction {
     readonly size = 8,
     readonly value = 0,
     readonly expected = 0,
-    readonly fixup: number | undefined = undefined,
-    readonly program: Program | undefined = undefined,
-    readonly args: readonly unknown[] | undefined = undefined,
-    readonly condition: ((value: number) => boolean) | undefined = undefined,
-    readonly text: string | undefined = undefined,
-    readonly target: IpiDestination | undefined = undefined,
-    readonly outcome: Exclude<Outcome, 'ok'> | undefined = undefined,
+    readonly aux: InstructionAux | undefined = undefined,
   ) {}
 
   get name(): string {
     return OP_NAMES[this.op];
   }
+
+  /** The exception-table fixup value, if this instruction has one. */
+  get fixup(): number | undefined {
+    return this.aux?.fixup;
+  }
 }
 
 function address(va: number | bigint): number {
-  return typeof va === 'number' ? va : toVirtual(va);
+  if (typeof va !== 'number') return toVirtual(va);
+  // Checked here, once per instruction built, so the MMU's hot path can assume an integer address.
+  if (!Number.isInteger(va)) throw new InputError(`address ${va} is not an integer`);
+  return va;
+}
+
+function withFixup(options: AccessOptions | undefined): InstructionAux | undefined {
+  return options?.fixup === undefined ? undefined : { fixup: options.fixup };
 }
 
 function checkSize(size: number): number {
@@ -140,11 +158,11 @@ export class Assembler {
 
   /** Loads `size` bytes at `va`; the result is the value (unsigned, exact below 2^53). */
   load(va: number | bigint, size = 8, options?: AccessOptions): Instruction {
-    return new Instruction(OP.LOAD, address(va), checkSize(size), 0, 0, options?.fixup);
+    return new Instruction(OP.LOAD, address(va), checkSize(size), 0, 0, withFixup(options));
   }
   /** Stores the low `size` bytes of `value` at `va`. */
   store(va: number | bigint, size: number, value: number, options?: AccessOptions): Instruction {
-    return new Instruction(OP.STORE, address(va), checkSize(size), value, 0, options?.fixup);
+    return new Instruction(OP.STORE, address(va), checkSize(size), value, 0, withFixup(options));
   }
   /** Pushes 8 bytes: RSP -= 8, then the store (a faulting push leaves RSP unchanged). */
   push(value: number): Instruction {
@@ -156,7 +174,7 @@ export class Assembler {
   }
   /** Pushes a return address and runs `program`; the result is what it returns. */
   call<A extends readonly unknown[]>(program: Program<A>, ...args: A): Instruction {
-    return new Instruction(OP.CALL, 0, 8, 0, 0, undefined, program as Program, args);
+    return new Instruction(OP.CALL, 0, 8, 0, 0, { program: program as Program, args });
   }
   /** Returns from the current `call` with `value` (a callee that finishes returns implicitly). */
   ret(value = 0): Instruction {
@@ -176,17 +194,7 @@ export class Assembler {
    * changes. The result is the value that satisfied the condition.
    */
   spinUntil(va: number | bigint, size: number, condition: (value: number) => boolean): Instruction {
-    return new Instruction(
-      OP.SPIN_UNTIL,
-      address(va),
-      checkSize(size),
-      0,
-      0,
-      undefined,
-      undefined,
-      undefined,
-      condition,
-    );
+    return new Instruction(OP.SPIN_UNTIL, address(va), checkSize(size), 0, 0, { condition });
   }
   pause(): Instruction {
     return new Instruction(OP.PAUSE);
@@ -215,19 +223,7 @@ export class Assembler {
   /** Sends an IPI through the local APIC's ICR. */
   sendIpi(to: IpiDestination, vector: number, mode: IpiMode = 'fixed'): Instruction {
     const v = checkVector(vector, mode);
-    return new Instruction(
-      OP.SEND_IPI,
-      0,
-      8,
-      v,
-      mode === 'nmi' ? 1 : 0,
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      to,
-    );
+    return new Instruction(OP.SEND_IPI, 0, 8, v, mode === 'nmi' ? 1 : 0, { target: to });
   }
   /** End of interrupt: clears the highest in-service vector in the local APIC. */
   eoi(): Instruction {
@@ -243,10 +239,10 @@ export class Assembler {
   /** A checked condition: when false the CPU stops with an `assertion` event (a checker violation). */
   assert(condition: boolean | (() => boolean), message: string): Instruction {
     const check = typeof condition === 'function' ? condition : () => condition;
-    return new Instruction(OP.ASSERT, 0, 8, 0, 0, undefined, undefined, undefined, check, message);
+    return new Instruction(OP.ASSERT, 0, 8, 0, 0, { condition: check, text: message });
   }
   /** Kernel die()/panic(): stops the CPU with `outcome` and a message, as panic's cli;hlt loop would. */
   die(outcome: Exclude<Outcome, 'ok'>, message: string): Instruction {
-    return new Instruction(OP.DIE, 0, 8, 0, 0, undefined, undefined, undefined, undefined, message, undefined, outcome);
+    return new Instruction(OP.DIE, 0, 8, 0, 0, { text: message, outcome });
   }
 }

@@ -1,4 +1,4 @@
-import { canonicalHighHalf, fromCanonicalHalves, isCanonical, PAGE_SIZE } from '../mmu/address.ts';
+import { canonicalHighHalf, fromCanonicalHalves, LOWER_HALF_END, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
@@ -76,7 +76,8 @@ export class MemoryPort {
 
   /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */
   translate(va: number, access: number): number {
-    if (!isCanonical(va)) {
+    // Instruction addresses are integers (the Assembler checks); RSP is checked when it is set.
+    if (!(va >= 0 && va < NON_CANONICAL)) {
       walkPageTables(this.memory, this.syncControls(), va, access, this.fault);
       return -1;
     }
@@ -158,11 +159,17 @@ export class MemoryPort {
     this.memory.write64(pa, value);
   }
 
+  /** Address of byte `i` of an access at `va`: crossing from the lower half into bit 47 is non-canonical. */
+  private byteAddress(va: number, i: number): number {
+    const a = va + i;
+    return va < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL : a;
+  }
+
   private readSplit(va: number, size: number, access: number): number {
     let value = 0;
     const pas = new Float64Array(size);
     for (let i = 0; i < size; i++) {
-      const pa = this.translate(va + i, access);
+      const pa = this.translate(this.byteAddress(va, i), access);
       if (pa < 0) return -1;
       pas[i] = pa;
     }
@@ -176,7 +183,7 @@ export class MemoryPort {
   private writeSplit(va: number, size: number, value: number, access: number): boolean {
     const pas = new Float64Array(size);
     for (let i = 0; i < size; i++) {
-      const pa = this.translate(va + i, access | ACCESS.WRITE);
+      const pa = this.translate(this.byteAddress(va, i), access | ACCESS.WRITE);
       if (pa < 0) return false;
       pas[i] = pa;
     }

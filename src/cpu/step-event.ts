@@ -34,7 +34,10 @@ export interface StopEvent {
   readonly message: string;
 }
 
-/** One step of one CPU (DESIGN.md: every step emits a trace event). */
+/**
+ * One step of one CPU (DESIGN.md: every step emits a trace event). Fields that do not apply are undefined (every
+ * event has the same shape, which keeps tracing cheap); JSON output omits them.
+ */
 export interface StepEvent {
   /** Machine-wide step number, from 0. */
   readonly step: number;
@@ -46,16 +49,16 @@ export interface StepEvent {
    * CPU idles), or `idle` (a halted CPU stepped with nothing to accept).
    */
   readonly op: string;
-  readonly va?: number;
-  readonly pa?: number;
-  readonly size?: number;
+  readonly va?: number | undefined;
+  readonly pa?: number | undefined;
+  readonly size?: number | undefined;
   /** Value stored, loaded, pushed or popped. */
-  readonly value?: number;
-  readonly tlb?: 'hit' | 'miss';
-  readonly exceptions?: readonly ExceptionEvent[];
-  readonly ipi?: { readonly to: readonly number[]; readonly vector: number; readonly mode: IpiMode };
-  readonly accepted?: { readonly vector: number; readonly nmi: boolean };
-  readonly stop?: StopEvent;
+  readonly value?: number | undefined;
+  readonly tlb?: 'hit' | 'miss' | undefined;
+  readonly exceptions?: readonly ExceptionEvent[] | undefined;
+  readonly ipi?: { readonly to: readonly number[]; readonly vector: number; readonly mode: IpiMode } | undefined;
+  readonly accepted?: { readonly vector: number; readonly nmi: boolean } | undefined;
+  readonly stop?: StopEvent | undefined;
   /** The CPU's state after the step. */
   readonly state: CpuState;
 }

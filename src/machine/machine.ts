@@ -156,8 +156,8 @@ export class Machine implements CpuBus {
     else if (to === 'all') targets = this.cpus.map((c) => c.id);
     else if (to === 'all-but-self') targets = this.cpus.map((c) => c.id).filter((id) => id !== from);
     else targets = typeof to === 'number' ? [to] : [...to];
-    for (const id of targets) {
-      const target = this.cpu(id);
+    const cpus = targets.map((id) => this.cpu(id)); // all validated before any IRR changes
+    for (const target of cpus) {
       if (mode === 'nmi') target.apic.raiseNmi();
       else target.apic.raise(vector);
     }
@@ -179,7 +179,7 @@ export class Machine implements CpuBus {
    */
   step(id: number): StepEvent | undefined {
     const cpu = this.cpu(id);
-    if (!cpu.started && cpu.state !== 'halted') {
+    if (!cpu.started && !cpu.runnable) {
       throw new InputError(`CPU ${id} has no program: load one with machine.load(${id}, program)`);
     }
     if (cpu.isStopped) {
@@ -187,73 +187,78 @@ export class Machine implements CpuBus {
         `CPU ${id} cannot step: it is ${cpu.state} (${cpu.stopEvent?.outcome}: ${cpu.stopEvent?.message.split('\n')[0]})`,
       );
     }
-    const rip = cpu.rip;
-    const rsp = cpu.regs.rsp;
+    return this.stepCpu(cpu, this.config.trace || log.cpu.enabled);
+  }
+
+  /** The step itself, after validation; `observe` builds the event (tracing or debug logging). */
+  private stepCpu(cpu: Cpu, observe: boolean): StepEvent | undefined {
+    const rip = observe ? cpu.rip : 0;
+    const rsp = observe ? cpu.regs.rsp : 0;
     const fp = this.footprint;
-    fp?.clear();
-    cpu.step(fp);
-    const step = this.stepCount++;
-    if (cpu.isStopped && !this.firstStop && cpu.stopEvent) {
-      this.firstStop = { ...cpu.stopEvent, cpu: id, step };
+    if (fp) fp.clear();
+    try {
+      cpu.step(fp);
+    } finally {
+      // Also when program code threw (a failed expect): the CPU stopped and the run's outcome says so.
+      const step = this.stepCount++;
+      if (cpu.stopEvent && !this.firstStop && cpu.isStopped) this.firstStop = { ...cpu.stopEvent, cpu: cpu.id, step };
     }
-    if (!this.config.trace && !log.cpu.enabled) return undefined;
+    const step = this.stepCount - 1;
+    if (!observe) return undefined;
     const event = this.describe(cpu, step, rip, rsp);
     if (this.config.trace) this.trace.push(event);
-    if (log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, id, formatVirtual(rip), describeStep(event));
-    if (log.mmu.enabled && event.tlb === 'miss') log.mmu('cpu%d TLB miss %s -> walk', id, describeStep(event));
+    if (log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, cpu.id, formatVirtual(rip), describeStep(event));
+    if (log.mmu.enabled && event.tlb === 'miss') log.mmu('cpu%d TLB miss %s -> walk', cpu.id, describeStep(event));
     return event;
   }
 
   private describe(cpu: Cpu, step: number, rip: number, rsp: number): StepEvent {
     const ins = cpu.lastInstruction;
     const ex = cpu.exceptionLog;
-    const faulted = ex.length > 0 && !cpu.lastAccepted;
-    const event: { -readonly [K in keyof StepEvent]: StepEvent[K] } = {
+    const accepted = cpu.lastAccepted;
+    const faulted = ex.length > 0 && !accepted;
+    let va: number | undefined;
+    let size: number | undefined;
+    let value: number | undefined;
+    let pa: number | undefined;
+    let tlb: 'hit' | 'miss' | undefined;
+    let ipi: StepEvent['ipi'];
+    if (ins) {
+      const op = ins.op;
+      if (op === OP.PUSH || op === OP.CALL) va = rsp - 8;
+      else if (op === OP.POP || op === OP.RET) va = rsp;
+      else if (op <= OP.STORE || op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL || op === OP.INVLPG) {
+        va = ins.va;
+        size = ins.size;
+      }
+      if (op === OP.STORE || op === OP.PUSH) value = ins.value;
+      else if (!faulted && cpu.state !== 'blocked' && (op === OP.LOAD || op === OP.POP)) value = cpu.lastResult;
+      else if (!faulted && (op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL)) value = cpu.lastResult;
+      // A faulting instruction has no physical access to show (lastPa would be the frame push's).
+      if (va !== undefined && !faulted && op !== OP.INVLPG && cpu.port.lastPa >= 0) {
+        pa = cpu.port.lastPa;
+        tlb = cpu.port.lastHit ? 'hit' : 'miss';
+      }
+      if (op === OP.SEND_IPI && cpu.lastIpiTargets) {
+        ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
+      }
+    }
+    return {
       step,
       cpu: cpu.id,
       rip,
-      op: ins ? ins.name : cpu.lastAccepted ? 'interrupt' : cpu.lastExited ? 'exit' : 'idle',
+      op: ins ? ins.name : accepted ? 'interrupt' : cpu.lastExited ? 'exit' : 'idle',
+      va,
+      pa,
+      size,
+      value,
+      tlb,
+      exceptions: ex.length > 0 ? ex.slice() : undefined,
+      ipi,
+      accepted,
+      stop: cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined,
       state: cpu.state,
     };
-    if (ins) {
-      switch (ins.op) {
-        case OP.PUSH:
-        case OP.CALL:
-          event.va = rsp - 8;
-          break;
-        case OP.POP:
-        case OP.RET:
-          event.va = rsp;
-          break;
-        case OP.LOAD:
-        case OP.STORE:
-        case OP.CMPXCHG:
-        case OP.XCHG:
-        case OP.SPIN_UNTIL:
-        case OP.INVLPG:
-          event.va = ins.va;
-          event.size = ins.size;
-          break;
-      }
-      if (ins.op === OP.STORE || ins.op === OP.PUSH) event.value = ins.value;
-      else if (!faulted && cpu.state !== 'blocked' && (ins.op === OP.LOAD || ins.op === OP.POP)) {
-        event.value = cpu.lastResult;
-      } else if (!faulted && (ins.op === OP.CMPXCHG || ins.op === OP.XCHG || ins.op === OP.SPIN_UNTIL)) {
-        event.value = cpu.lastResult;
-      }
-      // A faulting instruction has no physical access to show (lastPa would be the frame push's).
-      if (event.va !== undefined && !faulted && ins.op !== OP.INVLPG && cpu.port.lastPa >= 0) {
-        event.pa = cpu.port.lastPa;
-        event.tlb = cpu.port.lastHit ? 'hit' : 'miss';
-      }
-      if (ins.op === OP.SEND_IPI && cpu.lastIpiTargets) {
-        event.ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
-      }
-    }
-    if (cpu.lastAccepted) event.accepted = cpu.lastAccepted;
-    if (ex.length > 0) event.exceptions = ex.slice();
-    if (cpu.stopEvent && cpu.isStopped) event.stop = cpu.stopEvent;
-    return event;
   }
 
   /** Hardware drops the TLB entry for `va` on CPU `id` (legal at any time; the checker's choice). */
@@ -283,26 +288,13 @@ export class Machine implements CpuBus {
     const policy = options.schedule ?? 'round-robin';
     const start = this.stepCount;
     let limitReached = false;
+    const observe = this.config.trace || log.cpu.enabled;
     if (policy === 'round-robin' || policy === 'random') {
-      const prng = new Prng(options.seed ?? 1);
-      let last = -1;
-      const n = this.cpus.length;
-      const candidates: number[] = [];
-      while (!this.firstStop) {
-        candidates.length = 0;
-        for (let k = 1; k <= n; k++) {
-          const id = (last + k) % n;
-          if (this.cpus[id]!.runnable) candidates.push(id);
-        }
-        if (candidates.length === 0) break;
-        if (this.stepCount - start >= maxSteps) {
-          limitReached = true;
-          break;
-        }
-        const id = policy === 'random' ? candidates[prng.below(candidates.length)]! : candidates[0]!;
-        this.step(id);
-        last = id;
-      }
+      const taken =
+        policy === 'random'
+          ? this.runRandom(new Prng(options.seed ?? 1), maxSteps, observe)
+          : this.runRoundRobin(maxSteps, observe);
+      limitReached = taken < 0;
     } else {
       const entries: readonly ScheduleEntry[] = typeof policy === 'string' ? parseSchedule(policy) : policy;
       for (const [index, entry] of entries.entries()) {
@@ -332,6 +324,56 @@ export class Machine implements CpuBus {
       }
     }
     return this.result(this.stepCount - start, limitReached);
+  }
+
+  /**
+   * Steps the next runnable CPU after the last one until none can move, one stops, or `maxSteps`. Returns the
+   * steps taken, or -1 when the limit stopped it with CPUs still able to move. Kept small: it is the hot loop.
+   */
+  private runRoundRobin(maxSteps: number, observe: boolean): number {
+    const cpus = this.cpus;
+    const n = cpus.length;
+    let last = n - 1;
+    let steps = 0;
+    while (!this.firstStop) {
+      let id = -1;
+      for (let k = 1; k <= n; k++) {
+        const c = last + k < n ? last + k : last + k - n;
+        if (cpus[c]!.runnable) {
+          id = c;
+          break;
+        }
+      }
+      if (id < 0) return steps;
+      if (steps >= maxSteps) return -1;
+      this.stepCpu(cpus[id]!, observe);
+      steps++;
+      last = id;
+    }
+    return steps;
+  }
+
+  /** As runRoundRobin, picking uniformly among the runnable CPUs with the seeded PRNG. */
+  private runRandom(prng: Prng, maxSteps: number, observe: boolean): number {
+    const cpus = this.cpus;
+    let steps = 0;
+    while (!this.firstStop) {
+      let count = 0;
+      for (const c of cpus) if (c.runnable) count++;
+      if (count === 0) return steps;
+      if (steps >= maxSteps) return -1;
+      let pick = prng.below(count);
+      let chosen = cpus[0]!;
+      for (const c of cpus) {
+        if (c.runnable && pick-- === 0) {
+          chosen = c;
+          break;
+        }
+      }
+      this.stepCpu(chosen, observe);
+      steps++;
+    }
+    return steps;
   }
 
   /** The outcome so far: the first stop event, a deadlock (no CPU can move while one spins), or ok. */

@@ -1,4 +1,4 @@
-import { formatVirtual, InputError, toVirtual } from '../mmu/address.ts';
+import { formatVirtual, InputError, isCanonical, toVirtual } from '../mmu/address.ts';
 
 // Which CPU moves at each step, and the hardware TLB events the scheduler may choose between steps
 // (DESIGN.md: a TLB may drop an entry or fill one speculatively at any time).
@@ -33,6 +33,9 @@ export function parseSchedule(text: string): ScheduleEntry[] {
         va = toVirtual(event[3]!);
       } catch (error) {
         throw new InputError(`schedule token '${token}': ${(error as Error).message}`);
+      }
+      if (!isCanonical(va)) {
+        throw new InputError(`schedule token '${token}': ${event[3]} is not a canonical address (bits 63:47 differ)`);
       }
       entries.push({ cpu: Number(event[2]), tlb: event[1] as 'evict' | 'fill', va });
       continue;

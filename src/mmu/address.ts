@@ -13,6 +13,8 @@ const TWO_47 = 2 ** 47;
 const TWO_48 = 2 ** 48;
 /** Marker bit for a non-canonical address in the model's number form. */
 export const NON_CANONICAL = TWO_48;
+/** Bit 47: addresses at or above it in the lower half are in the non-canonical hole. */
+export const LOWER_HALF_END = TWO_47;
 
 /** An error raised at the API edge for bad input: it names the value and the rule it breaks. */
 export class InputError extends Error {
@@ -100,8 +102,12 @@ export function highHalf(value: number): number {
  * from bit 47). Returns the high half; the low half is lowHalf(va).
  */
 export function canonicalHighHalf(va: number): number {
-  const hi = Math.floor((va % TWO_48) / TWO_32);
-  return va % TWO_48 >= TWO_47 ? (hi | 0xffff0000) >>> 0 : hi;
+  const low48 = va % TWO_48;
+  const hi = Math.floor(low48 / TWO_32);
+  const signExtend = low48 >= TWO_47;
+  // A marked non-canonical address is stored with the inverse of the sign extension (see toCanonicalBigInt), so
+  // reading it back gives the same non-canonical value.
+  return (va >= NON_CANONICAL ? !signExtend : signExtend) ? (hi | 0xffff0000) >>> 0 : hi;
 }
 
 /** Reads a canonical 64-bit value back into model form; non-canonical images get the NON_CANONICAL mark. */

@@ -113,10 +113,22 @@ export class PhysicalMemory {
   }
   /** 64-bit read as a number: exact below 2^53 (DESIGN.md: numbers on the hot path, BigInt only at the edge). */
   read64(pa: number): number {
-    return this.read32(pa + 4) * 2 ** 32 + this.read32(pa);
+    const offset = pa & 0xfff;
+    if (offset > PAGE_SIZE - 8 || !this.inRange(pa, 8)) return this.read32(pa + 4) * 2 ** 32 + this.read32(pa);
+    const frame = this.frameForRead(Math.floor(pa / PAGE_SIZE));
+    return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
   }
   /** Reads `size` bytes (1, 2, 4 or 8) little-endian. */
   read(pa: number, size: number): number {
+    // The common case first: an aligned access inside installed memory, one cache probe.
+    const offset = pa & 0xfff;
+    if (offset + size <= PAGE_SIZE && pa >= 0 && pa + size <= this.size) {
+      const frame = this.frameForRead(Math.floor(pa / PAGE_SIZE));
+      if (size === 8) return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
+      if (size === 4) return frame.getUint32(offset, true);
+      if (size === 2) return frame.getUint16(offset, true);
+      return frame.getUint8(offset);
+    }
     switch (size) {
       case 1:
         return this.read8(pa);
@@ -146,8 +158,16 @@ export class PhysicalMemory {
   }
   /** 64-bit write of a number (its low 53 bits are exact) or of two 32-bit halves via write32. */
   write64(pa: number, value: number): void {
-    this.write32(pa, value >>> 0);
-    this.write32(pa + 4, Math.floor(value / 2 ** 32) >>> 0);
+    const offset = pa & 0xfff;
+    if (offset > PAGE_SIZE - 8 || !this.inRange(pa, 8)) {
+      this.write32(pa, value >>> 0);
+      this.write32(pa + 4, Math.floor(value / 2 ** 32) >>> 0);
+      return;
+    }
+    const frame = this.frameForWrite(Math.floor(pa / PAGE_SIZE));
+    frame.setUint32(offset, value >>> 0, true);
+    frame.setUint32(offset + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+    if (this.watchCount !== 0) this.notify(pa, 8);
   }
   write(pa: number, size: number, value: number): void {
     switch (size) {

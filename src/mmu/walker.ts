@@ -83,6 +83,10 @@ export interface FaultRecord {
   readonly cr2?: number;
 }
 
+/** 2^(12 + 9 * (level - 1)): dividing by it and masking 9 bits gives the table index at `level` (1..4). */
+const LEVEL_DIVISOR = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39];
+const PAGE_SIZE_AT_LEVEL = [0, PAGE_SIZE, LARGE_PAGE_SIZE, HUGE_PAGE_SIZE];
+
 function fail(out: WalkResult, vector: number, errorCode: number, cr2: number): WalkResult {
   out.ok = false;
   out.vector = vector;
@@ -124,7 +128,7 @@ export function walkPageTables(
   let pageSize = PAGE_SIZE;
   // Levels 4 (PML4) down to 1 (PT); index shift 39, 30, 21, 12.
   for (let level = 4; level >= 1; level--) {
-    const index = (va / 2 ** (3 + 9 * level)) & 511;
+    const index = (va / LEVEL_DIVISOR[level]!) & 511;
     entryAddr = table + index * 8;
     lo = memory.read32(entryAddr);
     const hi = memory.read32(entryAddr + 4);
@@ -141,7 +145,7 @@ export function walkPageTables(
     userOk &&= (lo & PTE_LO.US) !== 0;
     noExecute ||= (hi & PTE_HI.NX) !== 0 && controls.nxe;
     if (isLeaf) {
-      pageSize = level === 1 ? PAGE_SIZE : level === 2 ? LARGE_PAGE_SIZE : HUGE_PAGE_SIZE;
+      pageSize = PAGE_SIZE_AT_LEVEL[level]!;
       table = pteAddress(lo, hi);
       break;
     }
