@@ -45,14 +45,6 @@ export function hitProgram(kind: HitKind, data: readonly number[]): Program {
   }
 }
 
-/** Diagnostic: a load loop yielding the same Instruction object, so the program allocates nothing per step. */
-export function preassembledLoad(data: readonly number[]): Program {
-  return function* preassembledLoadLoop(x) {
-    const ins = x.load(data[x.cpuId]! + 8, 8);
-    for (;;) yield ins;
-  };
-}
-
 /** Loads cycling over `pages` (one per page, in order), forever. */
 export function cycleLoads(pages: readonly number[]): Program {
   return function* cycleLoadLoop(x) {

@@ -15,7 +15,6 @@ import {
   hitProgram,
   mapDataPages,
   mapPages,
-  preassembledLoad,
 } from './programs.ts';
 
 // Targets (DESIGN.md "Performance"; the suite's brief).
@@ -38,7 +37,7 @@ const WALK_CALLS = 500_000;
 const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 
 interface HitResult {
-  readonly kind: HitKind | 'load (preassembled)';
+  readonly kind: HitKind;
   readonly cpus: number;
   readonly trace: boolean;
   readonly chunk: number;
@@ -51,7 +50,7 @@ interface HitResult {
 function measureHit(kind: HitResult['kind'], cpus: number, trace: boolean, chunk = CHUNK): HitResult {
   const m = Machine.create({ cpus, trace });
   const data = mapDataPages(m, cpus);
-  const program = kind === 'load (preassembled)' ? preassembledLoad(data) : hitProgram(kind, data);
+  const program = hitProgram(kind, data);
   for (let id = 0; id < cpus; id++) m.load(id, program);
   const steps = trace ? TRACE_STEPS : HIT_STEPS;
   m.run({ maxSteps: CHUNK }); // fill the TLBs and let the JIT see the loop
@@ -158,9 +157,8 @@ function main(): void {
       for (const trace of [false, true]) hits.push(measureHit(kind, cpus, trace));
     }
   }
-  // Diagnostics (no target): the program side without per-step allocation, and tracing with small chunks.
+  // Diagnostics (no target): tracing with small chunks.
   const diagnostics: HitResult[] = [
-    measureHit('load (preassembled)', 1, false),
     measureHit('load', 1, true, SMALL_CHUNK),
     measureHit('push+pop', 1, true, SMALL_CHUNK),
   ];
@@ -199,7 +197,7 @@ function main(): void {
   }
   for (const h of diagnostics) {
     const note = h.trace
-      ? `${(h.nsPerStep / find(h.kind as HitKind, h.cpus, false).nsPerStep).toFixed(2)}x off (diagnostic)`
+      ? `${(h.nsPerStep / find(h.kind, h.cpus, false).nsPerStep).toFixed(2)}x off (diagnostic)`
       : 'diagnostic';
     hitRows.push(row(h, note));
   }
@@ -209,7 +207,6 @@ function main(): void {
     `   trace on/Nk: m.trace cleared every N thousand steps. The verdict uses ${CHUNK / 1000}k chunks (events live long ` +
       `enough to be promoted, as in a kept trace); the ${SMALL_CHUNK / 1000}k rows show the same with events dying young.`,
   );
-  console.log('   load (preassembled): yields one Instruction object forever (no allocation in the program).');
   console.log(table(['instruction', 'CPUs', 'trace', 'instr/s', 'ns/instr', 'TLB hits', 'target'], hitRows));
   console.log('');
 

@@ -14,6 +14,7 @@ import {
   type IpiMode,
   OP,
   type Program,
+  StaleInstructionError,
 } from './instruction.ts';
 import { MemoryPort } from './memory-port.ts';
 import {
@@ -27,6 +28,35 @@ import {
   type TaskStateSegment,
 } from './registers.ts';
 import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
+
+// Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
+// every use, while a local const is folded into the optimised code. This file is on the per-step path.
+const {
+  LOAD: OP_LOAD,
+  STORE: OP_STORE,
+  PUSH: OP_PUSH,
+  POP: OP_POP,
+  CALL: OP_CALL,
+  RET: OP_RET,
+  CMPXCHG: OP_CMPXCHG,
+  XCHG: OP_XCHG,
+  SPIN_UNTIL: OP_SPIN_UNTIL,
+  PAUSE: OP_PAUSE,
+  CLI: OP_CLI,
+  STI: OP_STI,
+  HLT: OP_HLT,
+  INVLPG: OP_INVLPG,
+  MOV_TO_CR3: OP_MOV_TO_CR3,
+  MOV_TO_CR4: OP_MOV_TO_CR4,
+  SEND_IPI: OP_SEND_IPI,
+  EOI: OP_EOI,
+  IRET: OP_IRET,
+  ASSERT: OP_ASSERT,
+  DIE: OP_DIE,
+} = OP;
+const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
+const { IF: RFLAGS_IF } = RFLAGS;
+const PAGE = PAGE_SIZE;
 
 /** What a CPU needs from the machine around it. */
 export interface CpuBus {
@@ -121,7 +151,7 @@ export class Cpu {
   }
 
   get interruptsEnabled(): boolean {
-    return (this.regs.rflags & RFLAGS.IF) !== 0;
+    return (this.regs.rflags & RFLAGS_IF) !== 0;
   }
 
   /** Whether the CPU was given a task program. */
@@ -249,7 +279,7 @@ export class Cpu {
       this.acceptInterrupt(VECTOR.NMI);
       return;
     }
-    if (apic.pendingCount !== 0 && (this.regs.rflags & RFLAGS.IF) !== 0 && !shadowed) {
+    if (apic.pendingCount !== 0 && (this.regs.rflags & RFLAGS_IF) !== 0 && !shadowed) {
       const vector = apic.deliverable();
       if (vector >= 0) {
         apic.accept(vector);
@@ -260,8 +290,9 @@ export class Cpu {
     if (this.state === 'halted') return;
     if (this.state === 'blocked') this.wake();
     const top = this.activations[this.activations.length - 1]!;
-    const instruction = this.fetch(top);
-    if (!instruction) return;
+    // A faulted or spinning instruction is re-executed; otherwise the program yields its next one.
+    const instruction = top.pending ?? this.fetch(top);
+    if (instruction === undefined) return;
     this.lastInstruction = instruction;
     this.execute(top, instruction);
   }
@@ -278,8 +309,8 @@ export class Cpu {
     deliverEvent(this, vector, 0, true);
   }
 
+  /** Resumes the program for its next instruction (undefined when the task has finished). */
   private fetch(top: Activation): Instruction | undefined {
-    if (top.pending) return top.pending;
     if (top.finished) return undefined;
     let next: IteratorResult<Instruction, number | undefined | void>;
     try {
@@ -297,18 +328,37 @@ export class Cpu {
         this.state = 'halted';
         return undefined;
       }
-      top.pending = top.kind === 'call' ? new InstructionClass(OP.RET, 0, 8, value) : new InstructionClass(OP.IRET);
+      top.pending = top.kind === 'call' ? new InstructionClass(OP_RET, 0, 8, value) : new InstructionClass(OP_IRET);
       return top.pending;
     }
-    if (!(next.value instanceof InstructionClass)) {
+    // Not `instanceof`: with esbuild's keepNames (tsx, some bundlers) the class's redefined `name` sends instanceof
+    // down a slow path that cost 11 ns a step; comparing the constructor is one load.
+    if ((next.value as { constructor?: unknown } | undefined)?.constructor !== InstructionClass) {
       const error = new InputError(
         `CPU ${this.id} program yielded ${String(next.value)}, not an instruction: yield x.load(...), x.store(...), ...`,
       );
       this.stop({ outcome: 'assertion', message: error.message });
       throw error;
     }
-    top.pending = next.value;
-    return top.pending;
+    const ins = next.value;
+    if (ins === this.asm.reused) {
+      const unexecuted = this.asm.builds - this.asm.consumed;
+      if (unexecuted !== 1) this.staleInstruction(unexecuted);
+      this.asm.consumed = this.asm.builds;
+    }
+    top.pending = ins;
+    return ins;
+  }
+
+  private staleInstruction(unexecuted: number): never {
+    const error = new StaleInstructionError(
+      `CPU ${this.id} program yielded a load/store/push ${
+        unexecuted === 0 ? 'it had already yielded' : `after building ${unexecuted} of them`
+      }: these reuse one instruction object per CPU, so build each in the yield that executes it ` +
+        '(yield x.load(va, 8)), not ahead of time',
+    );
+    this.stop({ outcome: 'assertion', message: error.message });
+    throw error;
   }
 
   private complete(act: Activation, result: number): void {
@@ -320,6 +370,9 @@ export class Cpu {
 
   /** Raises an exception for the current instruction (which stays pending and re-executes after iret). */
   raise(vector: number, errorCode: number, cr2: number): void {
+    // The faulting instruction stays pending across the handler, whose builds refill the reused object: copy it.
+    const top = this.activations[this.activations.length - 1];
+    if (top?.pending === this.asm.reused) top.pending = this.asm.reused.copy();
     if (vector === VECTOR_PF) this.regs.cr2 = cr2;
     this.lastException = { vector, errorCode, cr2: this.regs.cr2 };
     deliverEvent(this, vector, errorCode, false);
@@ -331,42 +384,42 @@ export class Cpu {
   }
 
   private get userAccess(): number {
-    return this.regs.cpl === 3 ? ACCESS.USER : 0;
+    return this.regs.cpl === 3 ? ACCESS_USER : 0;
   }
 
   private execute(act: Activation, ins: Instruction): void {
     const port = this.port;
     switch (ins.op) {
-      case OP.LOAD: {
+      case OP_LOAD: {
         const value = port.read(ins.va, ins.size, this.userAccess);
         if (value < 0) return this.raiseFault();
         return this.complete(act, value);
       }
-      case OP.STORE:
+      case OP_STORE:
         if (!port.write(ins.va, ins.size, ins.value, this.userAccess)) return this.raiseFault();
         return this.complete(act, 0);
-      case OP.PUSH: {
+      case OP_PUSH: {
         const rsp = this.regs.rsp - 8;
-        if (!port.write(rsp, 8, ins.value, this.userAccess | ACCESS.STACK)) return this.raiseFault();
+        if (!port.write(rsp, 8, ins.value, this.userAccess | ACCESS_STACK)) return this.raiseFault();
         this.regs.rsp = rsp;
         return this.complete(act, 0);
       }
-      case OP.POP: {
-        const value = port.read(this.regs.rsp, 8, this.userAccess | ACCESS.STACK);
+      case OP_POP: {
+        const value = port.read(this.regs.rsp, 8, this.userAccess | ACCESS_STACK);
         if (value < 0) return this.raiseFault();
         this.regs.rsp += 8;
         return this.complete(act, value);
       }
-      case OP.CMPXCHG:
-      case OP.XCHG: {
+      case OP_CMPXCHG:
+      case OP_XCHG: {
         // A locked read-modify-write is a write access even when the compare fails (SDM Vol. 2 CMPXCHG).
-        const pa = port.translate(ins.va, this.userAccess | ACCESS.WRITE);
-        if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE_SIZE) {
+        const pa = port.translate(ins.va, this.userAccess | ACCESS_WRITE);
+        if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE) {
           if (pa >= 0) throw new InputError(`locked access at ${formatVirtual(ins.va)} crosses a page (split lock)`);
           return this.raiseFault();
         }
         const old = this.memory.read(pa, ins.size);
-        const swap = ins.op === OP.XCHG || old === ins.expected;
+        const swap = ins.op === OP_XCHG || old === ins.expected;
         if (port.footprint) port.footprint.reads.push(pa, ins.size);
         if (swap) {
           if (port.footprint) port.footprint.writes.push(pa, ins.size);
@@ -374,7 +427,7 @@ export class Cpu {
         }
         return this.complete(act, old);
       }
-      case OP.SPIN_UNTIL: {
+      case OP_SPIN_UNTIL: {
         const value = port.read(ins.va, ins.size, this.userAccess);
         if (value < 0) return this.raiseFault();
         if (ins.aux!.condition!(value)) return this.complete(act, value);
@@ -382,29 +435,29 @@ export class Cpu {
         this.memory.watch(this.id, port.lastPa, ins.size);
         return;
       }
-      case OP.PAUSE:
+      case OP_PAUSE:
         return this.complete(act, 0);
-      case OP.CLI:
-      case OP.STI:
-      case OP.HLT:
+      case OP_CLI:
+      case OP_STI:
+      case OP_HLT:
         // Privileged with IOPL 0 at CPL 3: #GP(0).
         if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
-        if (ins.op === OP.CLI) this.regs.rflags &= ~RFLAGS.IF;
-        else if (ins.op === OP.STI) {
+        if (ins.op === OP_CLI) this.regs.rflags &= ~RFLAGS_IF;
+        else if (ins.op === OP_STI) {
           if (!this.interruptsEnabled) this.interruptShadow = true;
-          this.regs.rflags |= RFLAGS.IF;
+          this.regs.rflags |= RFLAGS_IF;
         } else this.state = 'halted';
         return this.complete(act, 0);
-      case OP.INVLPG:
+      case OP_INVLPG:
         this.tlb.invalidatePage(ins.va);
-        if (port.footprint) port.footprint.tlbInvalidations.push(Math.floor(ins.va / PAGE_SIZE));
+        if (port.footprint) port.footprint.tlbInvalidations.push(Math.floor(ins.va / PAGE));
         return this.complete(act, 0);
-      case OP.MOV_TO_CR3:
+      case OP_MOV_TO_CR3:
         this.regs.cr3 = ins.value;
         this.tlb.flushNonGlobal();
         if (port.footprint) port.footprint.tlbInvalidations.push(-1);
         return this.complete(act, 0);
-      case OP.MOV_TO_CR4:
+      case OP_MOV_TO_CR4:
         // Changing CR4.PGE invalidates all TLB entries, global ones included (SDM §4.10.4.1).
         if (((this.regs.cr4 ^ ins.value) & CR4.PGE) !== 0) {
           this.tlb.flushAll();
@@ -412,34 +465,34 @@ export class Cpu {
         }
         this.regs.cr4 = ins.value;
         return this.complete(act, 0);
-      case OP.SEND_IPI: {
+      case OP_SEND_IPI: {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
         const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
         this.lastIpiTargets = targets;
         if (port.footprint) for (const t of targets) port.footprint.ipisSent.push(t, ins.value);
         return this.complete(act, targets.length);
       }
-      case OP.EOI:
+      case OP_EOI:
         return this.complete(act, this.apic.eoi());
-      case OP.ASSERT:
+      case OP_ASSERT:
         if (!ins.aux!.condition!(0)) {
           return this.stop({ outcome: 'assertion', message: ins.aux?.text ?? 'assertion failed' });
         }
         return this.complete(act, 0);
-      case OP.DIE:
+      case OP_DIE:
         return this.stop({ outcome: ins.aux!.outcome!, message: ins.aux!.text ?? '' });
-      case OP.CALL:
+      case OP_CALL:
         return this.call(act, ins);
-      case OP.RET:
+      case OP_RET:
         return this.ret(act, ins);
-      case OP.IRET:
+      case OP_IRET:
         return this.iret(act, ins.value === 1);
     }
   }
 
   private call(act: Activation, ins: Instruction): void {
     const rsp = this.regs.rsp - 8;
-    const pa = this.port.translate(rsp, this.userAccess | ACCESS.WRITE | ACCESS.STACK);
+    const pa = this.port.translate(rsp, this.userAccess | ACCESS_WRITE | ACCESS_STACK);
     if (pa < 0) return this.raiseFault();
     this.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
     this.regs.rsp = rsp;
@@ -462,7 +515,7 @@ export class Cpu {
       return;
     }
     const caller = this.activations[this.activations.length - 2]!;
-    const popped = this.port.readAddress(this.regs.rsp, this.userAccess | ACCESS.STACK);
+    const popped = this.port.readAddress(this.regs.rsp, this.userAccess | ACCESS_STACK);
     if (popped < 0) return this.raiseFault();
     const expected = caller.codeBase + RIP_STRIDE * (caller.index + 1);
     if (act.kind !== 'call' || popped !== expected) return this.corrupted('ret', popped, expected);
@@ -485,7 +538,7 @@ export class Cpu {
     }
     // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
     const base = this.regs.rsp + (act.errorCodePushed ? 8 : 0);
-    const access = ACCESS.STACK;
+    const access = ACCESS_STACK;
     const rip = this.port.readAddress(base, access);
     if (rip < 0) return this.raiseFault();
     const cs = this.port.read(base + 8, 8, access);

@@ -101,8 +101,9 @@ export interface InstructionAux {
 }
 
 /**
- * One instruction. A single class with six fixed fields keeps the CPU's dispatch monomorphic and the per-step
- * allocation small. Fields are interpreted per op (see Assembler); unused ones are 0 / undefined.
+ * One instruction. A single class with six fixed fields keeps the CPU's dispatch monomorphic. Fields are
+ * interpreted per op (see Assembler); unused ones are 0 / undefined. Read-only to programs: the Assembler refills
+ * one per CPU for the hot operations (see Assembler).
  */
 export class Instruction {
   constructor(
@@ -118,11 +119,27 @@ export class Instruction {
     return OP_NAMES[this.op];
   }
 
+  /** A copy that no later build can change (for an instruction that stays pending across a handler). */
+  copy(): Instruction {
+    return new Instruction(this.op, this.va, this.size, this.value, this.expected, this.aux);
+  }
+
   /** The exception-table fixup value, if this instruction has one. */
   get fixup(): number | undefined {
     return this.aux?.fixup;
   }
 }
+
+// Instructions are immutable, so the ones without operands are shared rather than allocated per step.
+const SHARED = {
+  pop: new Instruction(OP.POP),
+  pause: new Instruction(OP.PAUSE),
+  cli: new Instruction(OP.CLI),
+  sti: new Instruction(OP.STI),
+  hlt: new Instruction(OP.HLT),
+  eoi: new Instruction(OP.EOI),
+  iret: new Instruction(OP.IRET),
+} as const;
 
 function address(va: number | bigint): number {
   if (typeof va !== 'number') return toVirtual(va);
@@ -150,27 +167,60 @@ function checkVector(vector: number, mode: IpiMode): number {
 }
 
 /** Builds instructions for one CPU's programs; `yield` each one immediately. */
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Thrown by the CPU when a program yields a reused instruction that no longer holds what was built. */
+export class StaleInstructionError extends InputError {}
+
+/**
+ * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store and push (the hot
+ * operations) refill one instruction object per CPU instead of allocating, which is what makes a TLB-hit step
+ * cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the same one
+ * twice, is a StaleInstructionError naming the CPU, never a silently different instruction.
+ */
 export class Assembler {
+  /** The instruction load/store/push refill. */
+  readonly reused: Instruction = new Instruction(OP.LOAD);
+  /** How many times `reused` was filled, and how many of those fills the CPU has executed. */
+  builds = 0;
+  consumed = 0;
+
   constructor(
     /** The CPU this assembler's programs run on (smp_processor_id()). */
     readonly cpuId: number,
   ) {}
 
+  private fill(op: Op, va: number, size: number, value: number): Instruction {
+    const ins = this.reused as Writable<Instruction>;
+    ins.op = op;
+    ins.va = va;
+    ins.size = size;
+    ins.value = value;
+    this.builds++;
+    return this.reused;
+  }
+
   /** Loads `size` bytes at `va`; the result is the value (unsigned, exact below 2^53). */
   load(va: number | bigint, size = 8, options?: AccessOptions): Instruction {
-    return new Instruction(OP.LOAD, address(va), checkSize(size), 0, 0, withFixup(options));
+    if (options?.fixup !== undefined) {
+      return new Instruction(OP.LOAD, address(va), checkSize(size), 0, 0, withFixup(options));
+    }
+    return this.fill(OP.LOAD, address(va), checkSize(size), 0);
   }
   /** Stores the low `size` bytes of `value` at `va`. */
   store(va: number | bigint, size: number, value: number, options?: AccessOptions): Instruction {
-    return new Instruction(OP.STORE, address(va), checkSize(size), value, 0, withFixup(options));
+    if (options?.fixup !== undefined) {
+      return new Instruction(OP.STORE, address(va), checkSize(size), value, 0, withFixup(options));
+    }
+    return this.fill(OP.STORE, address(va), checkSize(size), value);
   }
   /** Pushes 8 bytes: RSP -= 8, then the store (a faulting push leaves RSP unchanged). */
   push(value: number): Instruction {
-    return new Instruction(OP.PUSH, 0, 8, value);
+    return this.fill(OP.PUSH, 0, 8, value);
   }
   /** Pops 8 bytes; the result is the value. */
   pop(): Instruction {
-    return new Instruction(OP.POP);
+    return SHARED.pop;
   }
   /** Pushes a return address and runs `program`; the result is what it returns. */
   call<A extends readonly unknown[]>(program: Program<A>, ...args: A): Instruction {
@@ -197,17 +247,17 @@ export class Assembler {
     return new Instruction(OP.SPIN_UNTIL, address(va), checkSize(size), 0, 0, { condition });
   }
   pause(): Instruction {
-    return new Instruction(OP.PAUSE);
+    return SHARED.pause;
   }
   cli(): Instruction {
-    return new Instruction(OP.CLI);
+    return SHARED.cli;
   }
   /** Sets IF; interrupts are recognised after the next instruction (the STI shadow, SDM Vol. 2 STI). */
   sti(): Instruction {
-    return new Instruction(OP.STI);
+    return SHARED.sti;
   }
   hlt(): Instruction {
-    return new Instruction(OP.HLT);
+    return SHARED.hlt;
   }
   invlpg(va: number | bigint): Instruction {
     return new Instruction(OP.INVLPG, address(va));
@@ -227,7 +277,7 @@ export class Assembler {
   }
   /** End of interrupt: clears the highest in-service vector in the local APIC. */
   eoi(): Instruction {
-    return new Instruction(OP.EOI);
+    return SHARED.eoi;
   }
   /**
    * Returns from an exception or interrupt handler (a handler that finishes returns implicitly). With

@@ -5,6 +5,22 @@ import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
 import { ACCESS, type PagingControls, PF_ERROR, VECTOR_PF, WalkResult, walkPageTables } from '../mmu/walker.ts';
 import { CR0, CR4, EFER, type Registers } from './registers.ts';
 
+// Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
+// every use, while a local const is folded into the optimised code. This file is on the per-step path.
+const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
+const { USER: TLB_USER, WRITABLE: TLB_WRITABLE, DIRTY: TLB_DIRTY } = TLB_FLAG;
+const NON_CANONICAL_MARK = NON_CANONICAL;
+const PAGE = PAGE_SIZE;
+
+/** TLB flags the fast path requires, indexed by the WRITE|USER access bits. */
+const REQUIRED_FLAGS: readonly number[] = (() => {
+  const table: number[] = [];
+  for (let a = 0; a <= (ACCESS_WRITE | ACCESS_USER); a++) {
+    table[a] = (a & ACCESS_USER ? TLB_USER : 0) | (a & ACCESS_WRITE ? TLB_WRITABLE | TLB_DIRTY : 0);
+  }
+  return table;
+})();
+
 /**
  * A CPU's path to memory: TLB first, the page walk on a miss, then physical memory. Loads return unsigned values,
  * so -1 signals a fault, whose record is in `fault` (vector, errorCode, cr2). No allocation per access.
@@ -39,7 +55,7 @@ export class MemoryPort {
     const f = this.fault;
     f.ok = false;
     f.vector = VECTOR_PF;
-    f.errorCode = PF_ERROR.P | (access & (ACCESS.WRITE | ACCESS.USER));
+    f.errorCode = PF_ERROR.P | (access & (ACCESS_WRITE | ACCESS_USER));
     f.cr2 = va;
     this.invalidateOnFault(va);
     return -1;
@@ -48,7 +64,7 @@ export class MemoryPort {
   // SDM §4.10.4.1: a #PF invalidates the TLB entries for the faulting linear address.
   private invalidateOnFault(va: number): void {
     if (this.tlb.invalidatePage(va) !== 0 && this.footprint)
-      this.footprint.tlbInvalidations.push(Math.floor(va / PAGE_SIZE));
+      this.footprint.tlbInvalidations.push(Math.floor(va / PAGE));
   }
 
   /** Walks and fills the TLB; returns the slot, -1 with the fault record set, or -2 when the page is not cached. */
@@ -65,7 +81,7 @@ export class MemoryPort {
     }
     const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
     if (slot < 0) return -2; // a large page with no large-page entries configured: used uncached
-    if (this.footprint) this.footprint.tlbFills.push(Math.floor(va / PAGE_SIZE));
+    if (this.footprint) this.footprint.tlbFills.push(Math.floor(va / PAGE));
     return slot;
   }
 
@@ -77,7 +93,7 @@ export class MemoryPort {
   /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */
   translate(va: number, access: number): number {
     // Instruction addresses are integers (the Assembler checks); RSP is checked when it is set.
-    if (!(va >= 0 && va < NON_CANONICAL)) {
+    if (!(va >= 0 && va < NON_CANONICAL_MARK)) {
       walkPageTables(this.memory, this.syncControls(), va, access, this.fault);
       return -1;
     }
@@ -89,15 +105,15 @@ export class MemoryPort {
       if (slot < 0) return -1;
     } else {
       const flags = this.tlb.flagsOf(slot);
-      const user = (access & ACCESS.USER) !== 0;
-      const write = (access & ACCESS.WRITE) !== 0;
+      const user = (access & ACCESS_USER) !== 0;
+      const write = (access & ACCESS_WRITE) !== 0;
       // Permissions are checked against the cached entry; a stale, stricter entry gives a spurious #PF (§4.10.4.3).
-      if (user && (flags & TLB_FLAG.USER) === 0) return this.protectionFault(va, access);
-      if (write && (flags & TLB_FLAG.WRITABLE) === 0 && (user || (this.regs.cr0 & CR0.WP) !== 0)) {
+      if (user && (flags & TLB_USER) === 0) return this.protectionFault(va, access);
+      if (write && (flags & TLB_WRITABLE) === 0 && (user || (this.regs.cr0 & CR0.WP) !== 0)) {
         return this.protectionFault(va, access);
       }
       // A write through an entry cached with D=0 walks again to set D in memory (§4.8).
-      if (write && (flags & TLB_FLAG.DIRTY) === 0) {
+      if (write && (flags & TLB_DIRTY) === 0) {
         slot = this.walkAndFill(va, access);
         if (slot === -2) return this.uncached();
         if (slot < 0) return -1;
@@ -108,20 +124,45 @@ export class MemoryPort {
     return pa;
   }
 
+  /**
+   * The TLB-hit fast path, small enough to inline: an access within one page through a 4 KiB entry whose cached
+   * rights allow it outright (a write also needs D=1). Returns the physical address, or -1 to take translate(),
+   * which handles everything else and counts its own hit or miss.
+   */
+  private hit(va: number, size: number, access: number): number {
+    if ((va & 0xfff) + size > PAGE || !(va >= 0 && va < NON_CANONICAL_MARK)) return -1;
+    const tlb = this.tlb;
+    const slot = tlb.probe(va);
+    if (slot < 0) return -1;
+    const required = REQUIRED_FLAGS[access & (ACCESS_WRITE | ACCESS_USER)]!;
+    if ((tlb.smallFlags(slot) & required) !== required) return -1;
+    tlb.hits++;
+    this.lastHit = true;
+    const pa = tlb.smallFrame(slot) + (va & 0xfff);
+    this.lastPa = pa;
+    return pa;
+  }
+
   /** Reads `size` bytes at `va`: the value, or -1 on a fault. */
   read(va: number, size: number, access: number): number {
-    if ((va & 0xfff) + size > PAGE_SIZE) return this.readSplit(va, size, access);
-    const pa = this.translate(va, access);
-    if (pa < 0) return -1;
+    let pa = this.hit(va, size, access);
+    if (pa < 0) {
+      if ((va & 0xfff) + size > PAGE) return this.readSplit(va, size, access);
+      pa = this.translate(va, access);
+      if (pa < 0) return -1;
+    }
     if (this.footprint) this.footprint.reads.push(pa, size);
     return this.memory.read(pa, size);
   }
 
   /** Writes `size` bytes at `va`; false on a fault (nothing written). */
   write(va: number, size: number, value: number, access: number): boolean {
-    if ((va & 0xfff) + size > PAGE_SIZE) return this.writeSplit(va, size, value, access);
-    const pa = this.translate(va, access | ACCESS.WRITE);
-    if (pa < 0) return false;
+    let pa = this.hit(va, size, access | ACCESS_WRITE);
+    if (pa < 0) {
+      if ((va & 0xfff) + size > PAGE) return this.writeSplit(va, size, value, access);
+      pa = this.translate(va, access | ACCESS_WRITE);
+      if (pa < 0) return false;
+    }
     if (this.footprint) this.footprint.writes.push(pa, size);
     this.memory.write(pa, size, value);
     return true;
@@ -140,7 +181,7 @@ export class MemoryPort {
   translateStackWrite(va: number, count: number, out: Float64Array): boolean {
     // Frame pushes go from the highest slot down, so the fault (and CR2) is the first slot that cannot be written.
     for (let k = count - 1; k >= 0; k--) {
-      const pa = this.translate(va + 8 * k, ACCESS.WRITE | ACCESS.STACK);
+      const pa = this.translate(va + 8 * k, ACCESS_WRITE | ACCESS_STACK);
       if (pa < 0) return false;
       out[k] = pa;
     }
@@ -162,7 +203,7 @@ export class MemoryPort {
   /** Address of byte `i` of an access at `va`: crossing from the lower half into bit 47 is non-canonical. */
   private byteAddress(va: number, i: number): number {
     const a = va + i;
-    return va < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL : a;
+    return va < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL_MARK : a;
   }
 
   private readSplit(va: number, size: number, access: number): number {
@@ -183,7 +224,7 @@ export class MemoryPort {
   private writeSplit(va: number, size: number, value: number, access: number): boolean {
     const pas = new Float64Array(size);
     for (let i = 0; i < size; i++) {
-      const pa = this.translate(this.byteAddress(va, i), access | ACCESS.WRITE);
+      const pa = this.translate(this.byteAddress(va, i), access | ACCESS_WRITE);
       if (pa < 0) return false;
       pas[i] = pa;
     }

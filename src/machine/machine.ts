@@ -198,18 +198,27 @@ export class Machine implements CpuBus {
     if (fp) fp.clear();
     try {
       cpu.step(fp);
-    } finally {
-      // Also when program code threw (a failed expect): the CPU stopped and the run's outcome says so.
-      const step = this.stepCount++;
-      if (cpu.stopEvent && !this.firstStop && cpu.isStopped) this.firstStop = { ...cpu.stopEvent, cpu: cpu.id, step };
+    } catch (error) {
+      // Program code threw (a failed expect): the CPU stopped, and the run's outcome must say so.
+      this.countStep(cpu);
+      throw error;
     }
-    const step = this.stepCount - 1;
+    const step = this.countStep(cpu);
     if (!observe) return undefined;
     const event = this.describe(cpu, step, rip, rsp);
     if (this.config.trace) this.trace.push(event);
     if (log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, cpu.id, formatVirtual(rip), describeStep(event));
     if (log.mmu.enabled && event.tlb === 'miss') log.mmu('cpu%d TLB miss %s -> walk', cpu.id, describeStep(event));
     return event;
+  }
+
+  /** Numbers the step just taken and records the first CPU to stop. */
+  private countStep(cpu: Cpu): number {
+    const step = this.stepCount++;
+    if (cpu.stopEvent !== undefined && this.firstStop === undefined && cpu.isStopped) {
+      this.firstStop = { ...cpu.stopEvent, cpu: cpu.id, step };
+    }
+    return step;
   }
 
   private describe(cpu: Cpu, step: number, rip: number, rsp: number): StepEvent {

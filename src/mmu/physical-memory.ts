@@ -1,5 +1,9 @@
 import { formatPhysical, InputError, PAGE_SIZE } from './address.ts';
 
+// Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
+// every use, while a local const is folded into the optimised code. This file is on the per-step path.
+const PAGE = PAGE_SIZE;
+
 /**
  * Sparse physical memory: a frame's bytes exist once written, so a machine of several GiB costs what it touches.
  * Frames can be shared copy-on-write with a frozen image (`freeze()`), so the checker can create one machine per
@@ -33,8 +37,8 @@ export class PhysicalMemory {
   private watcher: WriteWatcher | undefined;
 
   constructor(size: number, base?: FrameStore, watchOwners = 64) {
-    if (!Number.isInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
-      throw new InputError(`memory size ${size} must be a positive multiple of the page size (${PAGE_SIZE})`);
+    if (!Number.isInteger(size) || size <= 0 || size % PAGE !== 0) {
+      throw new InputError(`memory size ${size} must be a positive multiple of the page size (${PAGE})`);
     }
     this.size = size;
     this.base = base;
@@ -84,7 +88,7 @@ export class PhysicalMemory {
     let frame = this.own.get(pfn);
     if (!frame) {
       const shared = this.base?.get(pfn);
-      const bytes = shared ? new Uint8Array(shared.buffer.slice(0)) : new Uint8Array(PAGE_SIZE);
+      const bytes = shared ? new Uint8Array(shared.buffer.slice(0)) : new Uint8Array(PAGE);
       frame = new DataView(bytes.buffer);
       this.own.set(pfn, frame);
     }
@@ -101,29 +105,29 @@ export class PhysicalMemory {
   // Accesses must not cross a frame boundary; the CPU splits those (they translate two pages anyway).
   read8(pa: number): number {
     if (!this.inRange(pa, 1)) return 0xff;
-    return this.frameForRead(Math.floor(pa / PAGE_SIZE)).getUint8(pa & 0xfff);
+    return this.frameForRead(Math.floor(pa / PAGE)).getUint8(pa & 0xfff);
   }
   read16(pa: number): number {
     if (!this.inRange(pa, 2)) return 0xffff;
-    return this.frameForRead(Math.floor(pa / PAGE_SIZE)).getUint16(pa & 0xfff, true);
+    return this.frameForRead(Math.floor(pa / PAGE)).getUint16(pa & 0xfff, true);
   }
   read32(pa: number): number {
     if (!this.inRange(pa, 4)) return 0xffffffff;
-    return this.frameForRead(Math.floor(pa / PAGE_SIZE)).getUint32(pa & 0xfff, true);
+    return this.frameForRead(Math.floor(pa / PAGE)).getUint32(pa & 0xfff, true);
   }
   /** 64-bit read as a number: exact below 2^53 (DESIGN.md: numbers on the hot path, BigInt only at the edge). */
   read64(pa: number): number {
     const offset = pa & 0xfff;
-    if (offset > PAGE_SIZE - 8 || !this.inRange(pa, 8)) return this.read32(pa + 4) * 2 ** 32 + this.read32(pa);
-    const frame = this.frameForRead(Math.floor(pa / PAGE_SIZE));
+    if (offset > PAGE - 8 || !this.inRange(pa, 8)) return this.read32(pa + 4) * 2 ** 32 + this.read32(pa);
+    const frame = this.frameForRead(Math.floor(pa / PAGE));
     return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
   }
   /** Reads `size` bytes (1, 2, 4 or 8) little-endian. */
   read(pa: number, size: number): number {
     // The common case first: an aligned access inside installed memory, one cache probe.
     const offset = pa & 0xfff;
-    if (offset + size <= PAGE_SIZE && pa >= 0 && pa + size <= this.size) {
-      const frame = this.frameForRead(Math.floor(pa / PAGE_SIZE));
+    if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size) {
+      const frame = this.frameForRead(Math.floor(pa / PAGE));
       if (size === 8) return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
       if (size === 4) return frame.getUint32(offset, true);
       if (size === 2) return frame.getUint16(offset, true);
@@ -143,28 +147,28 @@ export class PhysicalMemory {
 
   write8(pa: number, value: number): void {
     if (!this.inRange(pa, 1)) return;
-    this.frameForWrite(Math.floor(pa / PAGE_SIZE)).setUint8(pa & 0xfff, value);
+    this.frameForWrite(Math.floor(pa / PAGE)).setUint8(pa & 0xfff, value);
     if (this.watchCount !== 0) this.notify(pa, 1);
   }
   write16(pa: number, value: number): void {
     if (!this.inRange(pa, 2)) return;
-    this.frameForWrite(Math.floor(pa / PAGE_SIZE)).setUint16(pa & 0xfff, value, true);
+    this.frameForWrite(Math.floor(pa / PAGE)).setUint16(pa & 0xfff, value, true);
     if (this.watchCount !== 0) this.notify(pa, 2);
   }
   write32(pa: number, value: number): void {
     if (!this.inRange(pa, 4)) return;
-    this.frameForWrite(Math.floor(pa / PAGE_SIZE)).setUint32(pa & 0xfff, value >>> 0, true);
+    this.frameForWrite(Math.floor(pa / PAGE)).setUint32(pa & 0xfff, value >>> 0, true);
     if (this.watchCount !== 0) this.notify(pa, 4);
   }
   /** 64-bit write of a number (its low 53 bits are exact) or of two 32-bit halves via write32. */
   write64(pa: number, value: number): void {
     const offset = pa & 0xfff;
-    if (offset > PAGE_SIZE - 8 || !this.inRange(pa, 8)) {
+    if (offset > PAGE - 8 || !this.inRange(pa, 8)) {
       this.write32(pa, value >>> 0);
       this.write32(pa + 4, Math.floor(value / 2 ** 32) >>> 0);
       return;
     }
-    const frame = this.frameForWrite(Math.floor(pa / PAGE_SIZE));
+    const frame = this.frameForWrite(Math.floor(pa / PAGE));
     frame.setUint32(offset, value >>> 0, true);
     frame.setUint32(offset + 4, Math.floor(value / 2 ** 32) >>> 0, true);
     if (this.watchCount !== 0) this.notify(pa, 8);
@@ -187,16 +191,16 @@ export class PhysicalMemory {
 
   /** Copies one 4 KiB frame (migration's copy step). */
   copyFrame(srcPfn: number, dstPfn: number): void {
-    if (!this.inRange(dstPfn * PAGE_SIZE, PAGE_SIZE)) return;
-    if (!this.inRange(srcPfn * PAGE_SIZE, PAGE_SIZE)) {
+    if (!this.inRange(dstPfn * PAGE, PAGE)) return;
+    if (!this.inRange(srcPfn * PAGE, PAGE)) {
       new Uint8Array(this.frameForWrite(dstPfn).buffer).fill(0xff);
-      if (this.watchCount !== 0) this.notify(dstPfn * PAGE_SIZE, PAGE_SIZE);
+      if (this.watchCount !== 0) this.notify(dstPfn * PAGE, PAGE);
       return;
     }
     const src = new Uint8Array(this.frameForRead(srcPfn).buffer);
     const dst = this.frameForWrite(dstPfn);
     new Uint8Array(dst.buffer).set(src);
-    if (this.watchCount !== 0) this.notify(dstPfn * PAGE_SIZE, PAGE_SIZE);
+    if (this.watchCount !== 0) this.notify(dstPfn * PAGE, PAGE);
   }
 
   /** A copy of a frame's bytes (for inspection and tests). */

@@ -1,6 +1,10 @@
 import { formatPhysical, formatVirtual, InputError, PAGE_SIZE } from './address.ts';
 import type { WalkResult } from './walker.ts';
 
+// Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
+// every use, while a local const is folded into the optimised code. This file is on the per-step path.
+const PAGE = PAGE_SIZE;
+
 // A per-CPU TLB with the architecture's semantics (SDM Vol. 3 §4.10), not one implementation's:
 // - only translations that were present at every level are cached (fill takes a successful walk);
 // - an entry keeps translating after its PTE is cleared or changed, until this CPU invalidates it;
@@ -93,7 +97,7 @@ export class Tlb {
 
   /** Slot holding a translation for `va`, or -1. Slots >= capacity are large-page entries. Counts hit/miss. */
   lookup(va: number): number {
-    const vpn = Math.floor(va / PAGE_SIZE);
+    const vpn = Math.floor(va / PAGE);
     const first = (vpn & (this.sets - 1)) * this.ways;
     for (let i = first; i < first + this.ways; i++) {
       if (this.tag[i] === vpn) {
@@ -112,6 +116,25 @@ export class Tlb {
     }
     this.misses++;
     return -1;
+  }
+
+  /**
+   * The 4 KiB slot translating `va`, or -1, without counting a hit or miss: the CPU's fast path probes first
+   * and counts only the hits it uses (a miss goes on to lookup(), which counts it).
+   */
+  probe(va: number): number {
+    const vpn = Math.floor(va / PAGE);
+    const first = (vpn & (this.sets - 1)) * this.ways;
+    for (let i = first; i < first + this.ways; i++) if (this.tag[i] === vpn) return i;
+    return -1;
+  }
+
+  /** Flags and physical page base of a 4 KiB slot from probe(). */
+  smallFlags(slot: number): number {
+    return this.flags[slot]!;
+  }
+  smallFrame(slot: number): number {
+    return this.frame[slot]!;
   }
 
   /** Cached flags (TLB_FLAG bits) of a slot. */
@@ -138,8 +161,8 @@ export class Tlb {
       (walk.noExecute ? TLB_FLAG.NO_EXECUTE : 0) |
       (walk.dirty ? TLB_FLAG.DIRTY : 0) |
       (global ? TLB_FLAG.GLOBAL : 0);
-    if (walk.pageSize === PAGE_SIZE) {
-      const vpn = Math.floor(va / PAGE_SIZE);
+    if (walk.pageSize === PAGE) {
+      const vpn = Math.floor(va / PAGE);
       const set = vpn & (this.sets - 1);
       const first = set * this.ways;
       let slot = -1;
@@ -181,7 +204,7 @@ export class Tlb {
   /** INVLPG: removes every entry translating `va` (global and large-page ones too). Returns how many. */
   invalidatePage(va: number): number {
     let removed = 0;
-    const vpn = Math.floor(va / PAGE_SIZE);
+    const vpn = Math.floor(va / PAGE);
     const first = (vpn & (this.sets - 1)) * this.ways;
     for (let i = first; i < first + this.ways; i++) {
       if (this.tag[i] === vpn) {
@@ -244,7 +267,7 @@ export class Tlb {
     });
     for (let i = 0; i < this.capacity; i++) {
       const vpn = this.tag[i]!;
-      if (vpn >= 0) out.push(entry(vpn * PAGE_SIZE, this.frame[i]!, PAGE_SIZE, this.flags[i]!));
+      if (vpn >= 0) out.push(entry(vpn * PAGE, this.frame[i]!, PAGE, this.flags[i]!));
     }
     for (let j = 0; j < this.largeCapacity; j++) {
       const base = this.largeBase[j]!;
