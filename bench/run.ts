@@ -8,14 +8,7 @@ import { Machine } from '../src/machine/machine.ts';
 import { LAYOUT, PAGE_SIZE } from '../src/mmu/address.ts';
 import { ACCESS, WalkResult, walkPageTables } from '../src/mmu/walker.ts';
 import { bestOf, formatNs, formatRate, nowNs, table, timeSteps, tlbCounters } from './harness.ts';
-import {
-  cycleLoads,
-  HIT_KINDS,
-  type HitKind,
-  hitProgram,
-  mapDataPages,
-  mapPages,
-} from './programs.ts';
+import { cycleLoads, HIT_KINDS, type HitKind, hitProgram, mapDataPages, mapPages } from './programs.ts';
 
 // Targets (DESIGN.md "Performance"; the suite's brief).
 const TARGET_HIT_RATE = 25e6; // TLB-hit instructions/s, one CPU, tracing off
