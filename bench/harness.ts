@@ -31,7 +31,7 @@ export function timeSteps(machine: Machine, steps: number, chunk: number): numbe
         `benchmark program stopped after ${r.steps} of ${n} steps: ${r.outcome} ${r.stop?.message ?? ''}`,
       );
     }
-    machine.trace.length = 0;
+    machine.clearTrace();
     left -= n;
   }
   return nowNs() - start;

@@ -47,7 +47,7 @@ function measureHit(kind: HitResult['kind'], cpus: number, trace: boolean, chunk
   for (let id = 0; id < cpus; id++) m.load(id, program);
   const steps = trace ? TRACE_STEPS : HIT_STEPS;
   m.run({ maxSteps: CHUNK }); // fill the TLBs and let the JIT see the loop
-  m.trace.length = 0;
+  m.clearTrace();
   const before = tlbCounters(m);
   const ns = bestOf(REPEATS, () => timeSteps(m, steps, chunk));
   const after = tlbCounters(m);
@@ -138,7 +138,7 @@ function main(): void {
       `each run is Machine.run({ maxSteps: ${CHUNK.toLocaleString('en')} }) repeated (chunks).`,
   );
   console.log(
-    `tracing on: Machine.create({ trace: true }) records a StepEvent per step; m.trace.length = 0 after every ` +
+    `tracing on: Machine.create({ trace: true }) records a StepEvent per step; m.clearTrace() after every ` +
       `${CHUNK.toLocaleString('en')}-step chunk keeps memory flat (inside the timed region, as is the GC of the events).`,
   );
   console.log('');

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { Cpu, type CpuBus } from '../cpu/cpu.ts';
 import { type IpiDestination, type IpiMode, OP, type Outcome, type Program } from '../cpu/instruction.ts';
 import { CR0, CR4, EFER } from '../cpu/registers.ts';
-import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
+import { type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
@@ -13,6 +13,7 @@ import { type BootInfo, bootMinimal } from './boot.ts';
 import type { MapFlags } from './page-tables.ts';
 import { Prng, parseSchedule, type ScheduleEntry, type SchedulePolicy } from './schedule.ts';
 import { type MachineSnapshot, snapshotMachine } from './snapshot.ts';
+import { TraceLog } from './trace-log.ts';
 
 const log = {
   cpu: createDebug('x86slice:cpu'),
@@ -89,8 +90,8 @@ export class Machine implements CpuBus {
   readonly memory: PhysicalMemory;
   readonly cpus: readonly Cpu[];
   readonly config: ResolvedConfig;
-  /** Step events, when tracing is on. */
-  readonly trace: StepEvent[] = [];
+  /** The recorded steps, when tracing is on (see `trace`). */
+  readonly traceLog = new TraceLog();
   /** Footprint of the last step, when footprints are on. */
   readonly footprint: Footprint | undefined;
   boot: BootInfo | undefined;
@@ -187,11 +188,11 @@ export class Machine implements CpuBus {
         `CPU ${id} cannot step: it is ${cpu.state} (${cpu.stopEvent?.outcome}: ${cpu.stopEvent?.message.split('\n')[0]})`,
       );
     }
-    return this.stepCpu(cpu, this.config.trace || log.cpu.enabled);
+    return this.stepCpu(cpu, this.config.trace || log.cpu.enabled || log.mmu.enabled, true);
   }
 
   /** The step itself, after validation; `observe` builds the event (tracing or debug logging). */
-  private stepCpu(cpu: Cpu, observe: boolean): StepEvent | undefined {
+  private stepCpu(cpu: Cpu, observe: boolean, wanted = false): StepEvent | undefined {
     const rip = observe ? cpu.rip : 0;
     const rsp = observe ? cpu.regs.rsp : 0;
     const fp = this.footprint;
@@ -205,10 +206,12 @@ export class Machine implements CpuBus {
     }
     const step = this.countStep(cpu);
     if (!observe) return undefined;
-    const event = this.describe(cpu, step, rip, rsp);
-    if (this.config.trace) this.trace.push(event);
-    if (log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, cpu.id, formatVirtual(rip), describeStep(event));
-    if (log.mmu.enabled && event.tlb === 'miss') log.mmu('cpu%d TLB miss %s -> walk', cpu.id, describeStep(event));
+    const logging = log.cpu.enabled || log.mmu.enabled;
+    const event = this.describe(cpu, step, rip, rsp, wanted || logging);
+    if (event && log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, cpu.id, formatVirtual(rip), describeStep(event));
+    if (event && log.mmu.enabled && event.tlb === 'miss') {
+      log.mmu('cpu%d TLB miss %s -> walk', cpu.id, describeStep(event));
+    }
     return event;
   }
 
@@ -221,7 +224,8 @@ export class Machine implements CpuBus {
     return step;
   }
 
-  private describe(cpu: Cpu, step: number, rip: number, rsp: number): StepEvent {
+  /** Records the step in the trace (when tracing) and returns its event if `wanted`. */
+  private describe(cpu: Cpu, step: number, rip: number, rsp: number, wanted: boolean): StepEvent | undefined {
     const ins = cpu.lastInstruction;
     const ex = cpu.exceptionLog;
     const accepted = cpu.lastAccepted;
@@ -252,22 +256,41 @@ export class Machine implements CpuBus {
         ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
       }
     }
-    return {
+    const name = ins ? ins.name : accepted ? 'interrupt' : cpu.lastExited ? 'exit' : 'idle';
+    const stop = cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined;
+    const rare = ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined;
+    const extras = rare ? { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop } : undefined;
+    if (this.config.trace) {
+      const index = this.traceLog.append(step, cpu.id, rip, name, va, pa, size, value, tlb, cpu.state, extras);
+      // Only a caller that wants the event (step(), debug logs) pays for building it.
+      return wanted ? this.traceLog.at(index) : undefined;
+    }
+    return new StepRecord(
       step,
-      cpu: cpu.id,
+      cpu.id,
       rip,
-      op: ins ? ins.name : accepted ? 'interrupt' : cpu.lastExited ? 'exit' : 'idle',
+      name,
       va,
       pa,
       size,
       value,
       tlb,
-      exceptions: ex.length > 0 ? ex.slice() : undefined,
+      extras?.exceptions,
       ipi,
       accepted,
-      stop: cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined,
-      state: cpu.state,
-    };
+      stop,
+      cpu.state,
+    );
+  }
+
+  /** Every step recorded so far (tracing on), oldest first; event objects are built when first read. */
+  get trace(): readonly StepEvent[] {
+    return this.traceLog.events();
+  }
+
+  /** Forgets the recorded steps: long runs keep memory flat by clearing between chunks. */
+  clearTrace(): void {
+    this.traceLog.clear();
   }
 
   /** Hardware drops the TLB entry for `va` on CPU `id` (legal at any time; the checker's choice). */
@@ -297,7 +320,7 @@ export class Machine implements CpuBus {
     const policy = options.schedule ?? 'round-robin';
     const start = this.stepCount;
     let limitReached = false;
-    const observe = this.config.trace || log.cpu.enabled;
+    const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
     if (policy === 'round-robin' || policy === 'random') {
       const taken =
         policy === 'random'
