@@ -90,6 +90,10 @@ export interface CpuConfig {
 
 const RIP_STRIDE = 4;
 
+/** What a step did: executed an instruction, accepted an interrupt, found its task finished, or nothing. */
+export const STEP_KIND = { IDLE: 0, INSTRUCTION: 1, INTERRUPT: 2, EXIT: 3 } as const;
+export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
+
 /** The context of a CPU that has no program (Linux's idle loop): interrupts return to it and it halts again. */
 const idleLoop: Program = function* idle() {};
 
@@ -114,15 +118,15 @@ export class Cpu {
   readonly exceptionLog: ExceptionEvent[] = [];
   /** Instructions and interrupt acceptances executed. */
   steps = 0;
-  /** The instruction executed by the last step, if any. */
+  /** What the last step did, for its trace event: see StepKind. Set once per step; the fields below are valid per it. */
+  lastKind: StepKind = STEP_KIND.IDLE;
+  /** The instruction executed by the last step (valid when lastKind is INSTRUCTION). */
   lastInstruction: Instruction | undefined;
   /** Result of the last completed instruction. */
   lastResult = 0;
-  /** The interrupt accepted by the last step, if that step was an acceptance. */
+  /** The interrupt accepted by the last step (valid when lastKind is INTERRUPT). */
   lastAccepted: { vector: number; nmi: boolean } | undefined;
-  /** The last step found the task program finished (it returned): the CPU now idles. */
-  lastExited = false;
-  /** Targets of the IPI sent by the last step. */
+  /** Targets of the last IPI sent (valid when the last instruction was send-IPI). */
   lastIpiTargets: readonly number[] | undefined;
   private readonly activations: Activation[] = [];
   /** The task program and its arguments, as given to start() (machine images restart it in clones). */
@@ -258,16 +262,12 @@ export class Cpu {
   /**
    * Executes exactly one instruction or one interrupt acceptance. A halted CPU with nothing to accept does
    * nothing (an idle step). Exceptions thrown by program code propagate (the CPU stops with `assertion`).
+   * Footprints are recorded into `port.footprint` when the machine set one.
    */
-  step(footprint?: Footprint): void {
+  step(): void {
     // Setting length on an empty array is a slow runtime call in V8; most steps raise nothing.
     if (this.exceptionLog.length !== 0) this.exceptionLog.length = 0;
-    this.lastInstruction = undefined;
-    this.lastAccepted = undefined;
-    this.lastExited = false;
-    this.lastIpiTargets = undefined;
-    this.port.footprint = footprint;
-    this.port.lastPa = -1;
+    this.lastKind = STEP_KIND.IDLE;
     if (this.state === 'shutdown' || this.state === 'stopped') return;
     this.steps++;
     const shadowed = this.interruptShadow;
@@ -293,6 +293,7 @@ export class Cpu {
     // A faulted or spinning instruction is re-executed; otherwise the program yields its next one.
     const instruction = top.pending ?? this.fetch(top);
     if (instruction === undefined) return;
+    this.lastKind = STEP_KIND.INSTRUCTION;
     this.lastInstruction = instruction;
     this.execute(top, instruction);
   }
@@ -304,6 +305,7 @@ export class Cpu {
       idle.finished = true;
       this.activations.push(idle);
     }
+    this.lastKind = STEP_KIND.INTERRUPT;
     this.lastAccepted = { vector, nmi: vector === VECTOR.NMI };
     this.memory.unwatch(this.id);
     deliverEvent(this, vector, 0, true);
@@ -324,7 +326,7 @@ export class Cpu {
       const value = typeof next.value === 'number' ? next.value : 0;
       if (top.kind === 'task') {
         top.finished = true;
-        this.lastExited = true;
+        this.lastKind = STEP_KIND.EXIT;
         this.state = 'halted';
         return undefined;
       }

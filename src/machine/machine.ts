@@ -1,5 +1,5 @@
 import createDebug from 'debug';
-import { Cpu, type CpuBus } from '../cpu/cpu.ts';
+import { Cpu, type CpuBus, STEP_KIND } from '../cpu/cpu.ts';
 import { type IpiDestination, type IpiMode, OP, type Outcome, type Program } from '../cpu/instruction.ts';
 import { CR0, CR4, EFER } from '../cpu/registers.ts';
 import { type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
@@ -108,6 +108,7 @@ export class Machine implements CpuBus {
     this.memory.setWatcher((owner) => this.cpus[owner]?.wake());
     this.cpus = Array.from({ length: config.cpus }, (_, id) => new Cpu(id, this.memory, this, { tlb: config.tlb }));
     this.footprint = config.footprint ? new Footprint() : undefined;
+    for (const cpu of this.cpus) cpu.port.footprint = this.footprint;
     this.codeAddresses = new Map(codeAddresses);
   }
 
@@ -195,10 +196,9 @@ export class Machine implements CpuBus {
   private stepCpu(cpu: Cpu, observe: boolean, wanted = false): StepEvent | undefined {
     const rip = observe ? cpu.rip : 0;
     const rsp = observe ? cpu.regs.rsp : 0;
-    const fp = this.footprint;
-    if (fp) fp.clear();
+    if (this.footprint) this.footprint.clear();
     try {
-      cpu.step(fp);
+      cpu.step();
     } catch (error) {
       // Program code threw (a failed expect): the CPU stopped, and the run's outcome must say so.
       this.countStep(cpu);
@@ -226,9 +226,9 @@ export class Machine implements CpuBus {
 
   /** Records the step in the trace (when tracing) and returns its event if `wanted`. */
   private describe(cpu: Cpu, step: number, rip: number, rsp: number, wanted: boolean): StepEvent | undefined {
-    const ins = cpu.lastInstruction;
+    const ins = cpu.lastKind === STEP_KIND.INSTRUCTION ? cpu.lastInstruction : undefined;
     const ex = cpu.exceptionLog;
-    const accepted = cpu.lastAccepted;
+    const accepted = cpu.lastKind === STEP_KIND.INTERRUPT ? cpu.lastAccepted : undefined;
     const faulted = ex.length > 0 && !accepted;
     let va: number | undefined;
     let size: number | undefined;
@@ -256,7 +256,7 @@ export class Machine implements CpuBus {
         ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
       }
     }
-    const name = ins ? ins.name : accepted ? 'interrupt' : cpu.lastExited ? 'exit' : 'idle';
+    const name = ins ? ins.name : accepted ? 'interrupt' : cpu.lastKind === STEP_KIND.EXIT ? 'exit' : 'idle';
     const stop = cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined;
     const rare = ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined;
     const extras = rare ? { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop } : undefined;

@@ -1,5 +1,5 @@
 import type { IpiMode } from '../cpu/instruction.ts';
-import { type CpuState, type ExceptionEvent, StepRecord, type StepEvent, type StopEvent } from '../cpu/step-event.ts';
+import { type CpuState, type ExceptionEvent, type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
 
 // The machine's trace, stored as typed-array columns so that recording a step writes a few numbers instead of
 // keeping an object alive: a run of a million traced steps would otherwise promote a million events out of the

@@ -174,6 +174,18 @@ export class PhysicalMemory {
     if (this.watchCount !== 0) this.notify(pa, 8);
   }
   write(pa: number, size: number, value: number): void {
+    // The common case first, as in read(): an aligned access inside installed memory, nobody spinning on it.
+    const offset = pa & 0xfff;
+    if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size && this.watchCount === 0) {
+      const frame = this.frameForWrite(Math.floor(pa / PAGE));
+      if (size === 8) {
+        frame.setUint32(offset, value >>> 0, true);
+        frame.setUint32(offset + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+      } else if (size === 4) frame.setUint32(offset, value >>> 0, true);
+      else if (size === 2) frame.setUint16(offset, value, true);
+      else frame.setUint8(offset, value);
+      return;
+    }
     switch (size) {
       case 1:
         this.write8(pa, value);
