@@ -1,5 +1,4 @@
 import { formatVirtual, InputError, PAGE_SIZE } from '../mmu/address.ts';
-import type { Footprint } from '../mmu/footprint.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
