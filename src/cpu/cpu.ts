@@ -548,6 +548,7 @@ export class Cpu {
     if (rflags < 0) return this.raiseFault();
     const rsp = this.port.readAddress(base + 24, access);
     if (rsp < 0) return this.raiseFault();
+    if (this.port.read(base + 32, 8, access) < 0) return this.raiseFault(); // SS: not kept, but read (and can fault)
     const expected = below.codeBase + RIP_STRIDE * below.index;
     if (rip !== expected) return this.corrupted('iret', rip, expected);
     if (toFixup && below.pending?.fixup === undefined) {

@@ -92,7 +92,7 @@ export class MemoryPort {
 
   /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */
   translate(va: number, access: number): number {
-    // Instruction addresses are integers (the Assembler checks); RSP is checked when it is set.
+    // Instruction addresses are integers (the Assembler checks); RSP is only ever written with integers.
     if (!(va >= 0 && va < NON_CANONICAL_MARK)) {
       walkPageTables(this.memory, this.syncControls(), va, access, this.fault);
       return -1;
