@@ -1,8 +1,8 @@
 import createDebug from 'debug';
-import { Cpu, type CpuBus, STEP_KIND } from '../cpu/cpu.ts';
-import { type IpiDestination, type IpiMode, OP, type Outcome, type Program } from '../cpu/instruction.ts';
+import { Cpu, type CpuBus } from '../cpu/cpu.ts';
+import type { IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
 import { CR0, CR4, EFER } from '../cpu/registers.ts';
-import { type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
+import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
@@ -92,6 +92,8 @@ export class Machine implements CpuBus {
   readonly config: ResolvedConfig;
   /** The recorded steps, when tracing is on (see `trace`). */
   readonly traceLog = new TraceLog();
+  /** One-step log for debug output when tracing is off. */
+  private readonly logScratch = new TraceLog();
   /** Footprint of the last step, when footprints are on. */
   readonly footprint: Footprint | undefined;
   boot: BootInfo | undefined;
@@ -224,63 +226,13 @@ export class Machine implements CpuBus {
     return step;
   }
 
-  /** Records the step in the trace (when tracing) and returns its event if `wanted`. */
+  /** Records the step in the trace (or, for debug logs only, a scratch log) and returns its event if `wanted`. */
   private describe(cpu: Cpu, step: number, rip: number, rsp: number, wanted: boolean): StepEvent | undefined {
-    const ins = cpu.lastKind === STEP_KIND.INSTRUCTION ? cpu.lastInstruction : undefined;
-    const ex = cpu.exceptionLog;
-    const accepted = cpu.lastKind === STEP_KIND.INTERRUPT ? cpu.lastAccepted : undefined;
-    const faulted = ex.length > 0 && !accepted;
-    let va: number | undefined;
-    let size: number | undefined;
-    let value: number | undefined;
-    let pa: number | undefined;
-    let tlb: 'hit' | 'miss' | undefined;
-    let ipi: StepEvent['ipi'];
-    if (ins) {
-      const op = ins.op;
-      if (op === OP.PUSH || op === OP.CALL) va = rsp - 8;
-      else if (op === OP.POP || op === OP.RET) va = rsp;
-      else if (op <= OP.STORE || op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL || op === OP.INVLPG) {
-        va = ins.va;
-        size = ins.size;
-      }
-      if (op === OP.STORE || op === OP.PUSH) value = ins.value;
-      else if (!faulted && cpu.state !== 'blocked' && (op === OP.LOAD || op === OP.POP)) value = cpu.lastResult;
-      else if (!faulted && (op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL)) value = cpu.lastResult;
-      // A faulting instruction has no physical access to show (lastPa would be the frame push's).
-      if (va !== undefined && !faulted && op !== OP.INVLPG && cpu.port.lastPa >= 0) {
-        pa = cpu.port.lastPa;
-        tlb = cpu.port.lastHit ? 'hit' : 'miss';
-      }
-      if (op === OP.SEND_IPI && cpu.lastIpiTargets) {
-        ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
-      }
-    }
-    const name = ins ? ins.name : accepted ? 'interrupt' : cpu.lastKind === STEP_KIND.EXIT ? 'exit' : 'idle';
-    const stop = cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined;
-    const rare = ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined;
-    const extras = rare ? { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop } : undefined;
-    if (this.config.trace) {
-      const index = this.traceLog.append(step, cpu.id, rip, name, va, pa, size, value, tlb, cpu.state, extras);
-      // Only a caller that wants the event (step(), debug logs) pays for building it.
-      return wanted ? this.traceLog.at(index) : undefined;
-    }
-    return new StepRecord(
-      step,
-      cpu.id,
-      rip,
-      name,
-      va,
-      pa,
-      size,
-      value,
-      tlb,
-      extras?.exceptions,
-      ipi,
-      accepted,
-      stop,
-      cpu.state,
-    );
+    const log = this.config.trace ? this.traceLog : this.logScratch;
+    if (!this.config.trace) log.clear();
+    const index = log.appendStep(cpu, step, rip, rsp);
+    // Only a caller that wants the event (step(), debug logs) pays for building it.
+    return wanted ? log.at(index) : undefined;
   }
 
   /** Every step recorded so far (tracing on), oldest first; event objects are built when first read. */

@@ -1,4 +1,5 @@
-import type { IpiMode } from '../cpu/instruction.ts';
+import { type Cpu, STEP_KIND } from '../cpu/cpu.ts';
+import { type IpiMode, OP } from '../cpu/instruction.ts';
 import { type CpuState, type ExceptionEvent, type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
 
 // The machine's trace, stored as typed-array columns so that recording a step writes a few numbers instead of
@@ -98,6 +99,49 @@ export class TraceLog {
     this.state[i] = STATES.indexOf(state);
     if (extras) this.extras.set(i, extras);
     return i;
+  }
+
+  /**
+   * Records what `cpu` did in the step it just took (`rip` and `rsp` as they were before it): the instruction and
+   * its virtual and physical address, TLB outcome and value, or the interrupt it accepted, plus any exceptions,
+   * IPI and stop. Returns the record's index.
+   */
+  appendStep(cpu: Cpu, step: number, rip: number, rsp: number): number {
+    const ins = cpu.lastKind === STEP_KIND.INSTRUCTION ? cpu.lastInstruction : undefined;
+    const ex = cpu.exceptionLog;
+    const accepted = cpu.lastKind === STEP_KIND.INTERRUPT ? cpu.lastAccepted : undefined;
+    const faulted = ex.length > 0 && !accepted;
+    let va: number | undefined;
+    let size: number | undefined;
+    let value: number | undefined;
+    let pa: number | undefined;
+    let tlb: 'hit' | 'miss' | undefined;
+    let ipi: StepEvent['ipi'];
+    if (ins) {
+      const op = ins.op;
+      if (op === OP.PUSH || op === OP.CALL) va = rsp - 8;
+      else if (op === OP.POP || op === OP.RET) va = rsp;
+      else if (op <= OP.STORE || op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL || op === OP.INVLPG) {
+        va = ins.va;
+        size = ins.size;
+      }
+      if (op === OP.STORE || op === OP.PUSH) value = ins.value;
+      else if (!faulted && cpu.state !== 'blocked' && (op === OP.LOAD || op === OP.POP)) value = cpu.lastResult;
+      else if (!faulted && (op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL)) value = cpu.lastResult;
+      // A faulting instruction has no physical access to show (lastPa would be the frame push's).
+      if (va !== undefined && !faulted && op !== OP.INVLPG && cpu.port.lastPa >= 0) {
+        pa = cpu.port.lastPa;
+        tlb = cpu.port.lastHit ? 'hit' : 'miss';
+      }
+      if (op === OP.SEND_IPI && cpu.lastIpiTargets) {
+        ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
+      }
+    }
+    const name = ins ? ins.name : accepted ? 'interrupt' : cpu.lastKind === STEP_KIND.EXIT ? 'exit' : 'idle';
+    const stop = cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined;
+    const rare = ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined;
+    const extras = rare ? { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop } : undefined;
+    return this.append(step, cpu.id, rip, name, va, pa, size, value, tlb, cpu.state, extras);
   }
 
   /** The event at index `i` (0 <= i < length); events are built in order, each once. */
