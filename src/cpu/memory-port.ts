@@ -90,6 +90,17 @@ export class MemoryPort {
     return this.lastPa;
   }
 
+  /**
+   * A speculative fill, as hardware may do at any time: a read walk that caches the translation if it is present
+   * (setting A bits like any walk) and otherwise changes nothing. Returns whether a translation was cached.
+   */
+  fillSpeculatively(va: number): boolean {
+    if (!(va >= 0 && va < NON_CANONICAL_MARK)) return false;
+    const w = walkPageTables(this.memory, this.syncControls(), va, 0, this.walk, this.footprint);
+    if (!w.ok) return false;
+    return this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0) >= 0;
+  }
+
   /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */
   translate(va: number, access: number): number {
     // Instruction addresses are integers (the Assembler checks); RSP is only ever written with integers.

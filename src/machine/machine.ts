@@ -1,14 +1,12 @@
 import createDebug from 'debug';
 import { Cpu, type CpuBus } from '../cpu/cpu.ts';
 import type { IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
-import { CR0, CR4, EFER } from '../cpu/registers.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
 import type { TlbConfig } from '../mmu/tlb.ts';
-import { WalkResult, walkPageTables } from '../mmu/walker.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
 import type { MapFlags } from './page-tables.ts';
 import { Prng, parseSchedule, type ScheduleEntry, type SchedulePolicy } from './schedule.ts';
@@ -102,7 +100,6 @@ export class Machine implements CpuBus {
   /** The first CPU that stopped with an event. */
   firstStop: RunResult['stop'];
   private readonly codeAddresses: Map<Program, number>;
-  private readonly scratchWalk = new WalkResult();
 
   protected constructor(config: ResolvedConfig, base?: FrameStore, codeAddresses?: Map<Program, number>) {
     this.config = config;
@@ -254,14 +251,7 @@ export class Machine implements CpuBus {
 
   /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
   fillTlb(id: number, va: number | bigint): boolean {
-    const cpu = this.cpu(id);
-    const v = typeof va === 'number' ? va : toVirtual(va);
-    const { cr0, cr3, cr4, efer } = cpu.regs;
-    const controls = { cr3, wp: (cr0 & CR0.WP) !== 0, nxe: (efer & EFER.NXE) !== 0 };
-    const w = walkPageTables(this.memory, controls, v, 0, this.scratchWalk);
-    if (!w.ok) return false;
-    cpu.tlb.fill(v, w, w.global && (cr4 & CR4.PGE) !== 0);
-    return true;
+    return this.cpu(id).port.fillSpeculatively(typeof va === 'number' ? va : toVirtual(va));
   }
 
   /** Runs until no CPU can move, a CPU stops with an event, the schedule ends, or maxSteps. */
