@@ -89,6 +89,24 @@ export interface CpuConfig {
 
 const RIP_STRIDE = 4;
 
+/** CPU states as numbers, indexing STATE_NAMES. */
+export const STATUS = { RUNNING: 0, HALTED: 1, BLOCKED: 2, SHUTDOWN: 3, STOPPED: 4 } as const;
+export const STATE_NAMES: readonly CpuState[] = ['running', 'halted', 'blocked', 'shutdown', 'stopped'];
+const {
+  RUNNING: STATUS_RUNNING,
+  HALTED: STATUS_HALTED,
+  BLOCKED: STATUS_BLOCKED,
+  SHUTDOWN: STATUS_SHUTDOWN,
+  STOPPED: STATUS_STOPPED,
+} = STATUS;
+
+type ProgramGenerator = ReturnType<Program>;
+/** %GeneratorPrototype%.next, shared by every generator object. */
+const generatorNext = Object.getPrototypeOf(Object.getPrototypeOf((function* () {})())).next as (
+  this: ProgramGenerator,
+  resume: number,
+) => IteratorResult<Instruction, number | undefined | void>;
+
 /** What a step did: executed an instruction, accepted an interrupt, found its task finished, or nothing. */
 export const STEP_KIND = { IDLE: 0, INSTRUCTION: 1, INTERRUPT: 2, EXIT: 3 } as const;
 export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
@@ -105,7 +123,8 @@ export class Cpu {
   readonly apic = new LocalApic();
   readonly port: MemoryPort;
   readonly asm: Assembler;
-  state: CpuState = 'halted';
+  /** The state as a small integer (STATUS), which the per-step checks compare; `state` names it. */
+  status: number = STATUS_HALTED;
   stopEvent: StopEvent | undefined;
   /** The most recent exception raised on this CPU (vector, error code, CR2 at that time). */
   lastException: { vector: number; errorCode: number; cr2: number } | undefined;
@@ -157,6 +176,11 @@ export class Cpu {
     return (this.regs.rflags & RFLAGS_IF) !== 0;
   }
 
+  /** running, halted, blocked (spinning on a false condition), shutdown (triple fault) or stopped (an event). */
+  get state(): CpuState {
+    return STATE_NAMES[this.status]!;
+  }
+
   /** Whether the CPU was given a task program. */
   get started(): boolean {
     return this.task !== undefined;
@@ -170,10 +194,11 @@ export class Cpu {
     if (this.activations.length > 1) {
       throw new InputError(`CPU ${this.id} is in an interrupt handler; start its program when it is idle`);
     }
+    const task = this.activation('task', program as Program, args, 0, false);
     this.activations.length = 0; // drop the idle context an interrupt may have created
     this.task = { program: program as Program, args };
-    this.activations.push(this.activation('task', program as Program, args, 0, false));
-    this.state = 'running';
+    this.activations.push(task);
+    this.status = STATUS_RUNNING;
   }
 
   /** Installs an IDT gate. */
@@ -191,9 +216,16 @@ export class Cpu {
     vector: number,
     errorCodePushed: boolean,
   ): Activation {
+    const gen = program(this.asm, ...args) as ProgramGenerator | undefined;
+    if (typeof gen !== 'object' || gen === null || gen.next !== generatorNext) {
+      const name = program.name || 'anonymous';
+      throw new InputError(
+        `program ${name} is not a generator function: write programs as function* (x) { yield x.load(...); ... }`,
+      );
+    }
     return {
       kind,
-      gen: program(this.asm, ...args),
+      gen,
       codeBase: this.bus.codeAddress(program),
       index: 0,
       pending: undefined,
@@ -216,25 +248,25 @@ export class Cpu {
       external,
     };
     this.activations.push(this.activation('handler', gate.handler, [context], vector, errorCodePushed));
-    this.state = 'running';
+    this.status = STATUS_RUNNING;
   }
 
   /** Stops the CPU in the shutdown state (triple fault); only NMI/INIT/RESET would leave it. */
   shutdown(reason: string): void {
-    this.state = 'shutdown';
+    this.status = STATUS_SHUTDOWN;
     this.stopEvent = { outcome: 'triple-fault', message: reason };
   }
 
   /** Stops the CPU with an event (die/panic, failed assertion, stack corruption). */
   stop(event: StopEvent): void {
-    this.state = 'stopped';
+    this.status = STATUS_STOPPED;
     this.stopEvent = event;
     this.memory.unwatch(this.id);
   }
 
   /** Stopped with an event or shut down: this CPU will not move again. */
   get isStopped(): boolean {
-    return this.state === 'stopped' || this.state === 'shutdown';
+    return this.status === STATUS_STOPPED || this.status === STATUS_SHUTDOWN;
   }
 
   /** Whether an interrupt or NMI would be accepted at the next boundary. */
@@ -245,15 +277,15 @@ export class Cpu {
 
   /** Whether step() can make progress: not stopped, and not halted/blocked unless an interrupt can be taken. */
   get runnable(): boolean {
-    if (this.state === 'running') return true;
-    if (this.state === 'halted' || this.state === 'blocked') return this.interruptDeliverable;
+    if (this.status === STATUS_RUNNING) return true;
+    if (this.status === STATUS_HALTED || this.status === STATUS_BLOCKED) return this.interruptDeliverable;
     return false;
   }
 
   /** A spinning CPU's watched bytes were written (or its TLB changed): it re-checks its condition when stepped. */
   wake(): void {
-    if (this.state === 'blocked') {
-      this.state = 'running';
+    if (this.status === STATUS_BLOCKED) {
+      this.status = STATUS_RUNNING;
       this.memory.unwatch(this.id);
     }
   }
@@ -267,31 +299,58 @@ export class Cpu {
     // Setting length on an empty array is a slow runtime call in V8; most steps raise nothing.
     if (this.exceptionLog.length !== 0) this.exceptionLog.length = 0;
     this.lastKind = STEP_KIND.IDLE;
-    if (this.state === 'shutdown' || this.state === 'stopped') return;
+    if (this.status === STATUS_SHUTDOWN || this.status === STATUS_STOPPED) return;
     this.steps++;
-    const shadowed = this.interruptShadow;
-    this.interruptShadow = false;
     const apic = this.apic;
-    if (apic.nmiPending && !this.nmiBlocked) {
-      apic.nmiPending = false;
-      this.nmiBlocked = true;
-      this.acceptInterrupt(VECTOR.NMI);
-      return;
-    }
-    if (apic.pendingCount !== 0 && (this.regs.rflags & RFLAGS_IF) !== 0 && !shadowed) {
-      const vector = apic.deliverable();
-      if (vector >= 0) {
-        apic.accept(vector);
-        this.acceptInterrupt(vector);
-        return;
+    // Interrupt acceptance at the instruction boundary (SDM §6.9: NMI first, then the highest deliverable IRR
+    // vector when IF=1 and no STI shadow). Most steps find nothing to accept on a running CPU.
+    if (this.status !== STATUS_RUNNING || apic.pendingCount !== 0 || apic.nmiPending || this.interruptShadow) {
+      const shadowed = this.interruptShadow;
+      this.interruptShadow = false;
+      if (apic.nmiPending && !this.nmiBlocked) {
+        apic.nmiPending = false;
+        this.nmiBlocked = true;
+        return this.acceptInterrupt(VECTOR.NMI);
       }
+      if (apic.pendingCount !== 0 && (this.regs.rflags & RFLAGS_IF) !== 0 && !shadowed) {
+        const vector = apic.deliverable();
+        if (vector >= 0) {
+          apic.accept(vector);
+          return this.acceptInterrupt(vector);
+        }
+      }
+      if (this.status === STATUS_HALTED) return;
+      if (this.status === STATUS_BLOCKED) this.wake();
     }
-    if (this.state === 'halted') return;
-    if (this.state === 'blocked') this.wake();
     const top = this.activations[this.activations.length - 1]!;
     // A faulted or spinning instruction is re-executed; otherwise the program yields its next one.
-    const instruction = top.pending ?? this.fetch(top);
-    if (instruction === undefined) return;
+    if (top.pending !== undefined) return this.executeNext(top, top.pending);
+    if (top.finished) return;
+    let next: IteratorResult<Instruction, number | undefined | void>;
+    try {
+      // Through the one %GeneratorPrototype%.next rather than top.gen.next: each program's generators have their
+      // own map, so the property lookup went megamorphic as soon as a machine had run a few programs.
+      next = generatorNext.call(top.gen, top.resume);
+    } catch (error) {
+      return this.programThrew(error);
+    }
+    // The hot case: a load, store, push or pop in the Assembler's reused object. It is written out here, not in a
+    // helper, so that step() stays too large for V8 to inline into the run loop: compiled on its own, it has the
+    // inlining budget (counted in bytecode) to take access() and the memory access in as well.
+    const asm = this.asm;
+    if (next.value === asm.reused && next.done !== true) {
+      const unexecuted = asm.builds - asm.consumed;
+      if (unexecuted !== 1) this.staleInstruction(unexecuted);
+      asm.consumed = asm.builds;
+      this.lastKind = STEP_KIND.INSTRUCTION;
+      this.lastInstruction = asm.reused;
+      return this.access(top, asm.reused);
+    }
+    const instruction = this.fetched(top, next);
+    if (instruction !== undefined) this.executeNext(top, instruction);
+  }
+
+  private executeNext(top: Activation, instruction: Instruction): void {
     this.lastKind = STEP_KIND.INSTRUCTION;
     this.lastInstruction = instruction;
     this.execute(top, instruction);
@@ -310,23 +369,26 @@ export class Cpu {
     deliverEvent(this, vector, 0, true);
   }
 
-  /** Resumes the program for its next instruction (undefined when the task has finished). */
-  private fetch(top: Activation): Instruction | undefined {
-    if (top.finished) return undefined;
-    let next: IteratorResult<Instruction, number | undefined | void>;
-    try {
-      next = top.gen.next(top.resume);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      this.stop({ outcome: 'assertion', message: `program threw at RIP ${formatVirtual(this.rip)}: ${message}` });
-      throw error;
-    }
+  private programThrew(error: unknown): never {
+    const message = error instanceof Error ? error.message : String(error);
+    this.stop({ outcome: 'assertion', message: `program threw at RIP ${formatVirtual(this.rip)}: ${message}` });
+    throw error;
+  }
+
+  /**
+   * What step() does with a program's `next()` other than a reused load/store/push/pop: the program returned (a
+   * task ends, a callee returns, a handler irets), or yielded another instruction, or something that is not one.
+   */
+  private fetched(
+    top: Activation,
+    next: IteratorResult<Instruction, number | undefined | void>,
+  ): Instruction | undefined {
     if (next.done) {
       const value = typeof next.value === 'number' ? next.value : 0;
       if (top.kind === 'task') {
         top.finished = true;
         this.lastKind = STEP_KIND.EXIT;
-        this.state = 'halted';
+        this.status = STATUS_HALTED;
         return undefined;
       }
       top.pending = top.kind === 'call' ? new InstructionClass(OP_RET, 0, 8, value) : new InstructionClass(OP_IRET);
@@ -341,19 +403,13 @@ export class Cpu {
       this.stop({ outcome: 'assertion', message: error.message });
       throw error;
     }
-    const ins = next.value;
-    if (ins === this.asm.reused) {
-      const unexecuted = this.asm.builds - this.asm.consumed;
-      if (unexecuted !== 1) this.staleInstruction(unexecuted);
-      this.asm.consumed = this.asm.builds;
-    }
-    top.pending = ins;
-    return ins;
+    top.pending = next.value;
+    return next.value;
   }
 
   private staleInstruction(unexecuted: number): never {
     const error = new StaleInstructionError(
-      `CPU ${this.id} program yielded a load/store/push ${
+      `CPU ${this.id} program yielded a load/store/push/pop ${
         unexecuted === 0 ? 'it had already yielded' : `after building ${unexecuted} of them`
       }: these reuse one instruction object per CPU, so build each in the yield that executes it ` +
         '(yield x.load(va, 8)), not ahead of time',
@@ -379,6 +435,12 @@ export class Cpu {
     deliverEvent(this, vector, errorCode, false);
   }
 
+  /** `ins` faulted: it stays pending, to re-execute after the handler irets (or complete through a fixup). */
+  private faulted(act: Activation, ins: Instruction): void {
+    act.pending = ins;
+    this.raiseFault();
+  }
+
   private raiseFault(): void {
     const f = this.port.fault;
     this.raise(f.vector, f.errorCode, f.cr2);
@@ -388,29 +450,37 @@ export class Cpu {
     return this.regs.cpl === 3 ? ACCESS_USER : 0;
   }
 
+  /**
+   * Load, store, push and pop: the instructions the Assembler builds in its reused object, executed by the fast
+   * path in step() and by execute() (an instruction re-executed after a fault, or one with a fixup).
+   */
+  private access(act: Activation, ins: Instruction): void {
+    // One read and one write call site for the four operations keeps what V8 inlines into step() within budget.
+    const op = ins.op;
+    const stack = op === OP_PUSH || op === OP_POP;
+    const rsp = this.regs.rsp;
+    const access = (this.regs.cpl === 3 ? ACCESS_USER : 0) | (stack ? ACCESS_STACK : 0);
+    let result = 0;
+    if (op === OP_LOAD || op === OP_POP) {
+      result = this.port.read(stack ? rsp : ins.va, ins.size, access);
+      if (result < 0) return this.faulted(act, ins);
+      if (stack) this.regs.rsp = rsp + 8;
+    } else {
+      // A push writes below RSP and moves RSP only once the write succeeded (a faulting push changes nothing).
+      if (!this.port.write(stack ? rsp - 8 : ins.va, ins.size, ins.value, access)) return this.faulted(act, ins);
+      if (stack) this.regs.rsp = rsp - 8;
+    }
+    this.complete(act, result);
+  }
+
   private execute(act: Activation, ins: Instruction): void {
     const port = this.port;
     switch (ins.op) {
-      case OP_LOAD: {
-        const value = port.read(ins.va, ins.size, this.userAccess);
-        if (value < 0) return this.raiseFault();
-        return this.complete(act, value);
-      }
+      case OP_LOAD:
       case OP_STORE:
-        if (!port.write(ins.va, ins.size, ins.value, this.userAccess)) return this.raiseFault();
-        return this.complete(act, 0);
-      case OP_PUSH: {
-        const rsp = this.regs.rsp - 8;
-        if (!port.write(rsp, 8, ins.value, this.userAccess | ACCESS_STACK)) return this.raiseFault();
-        this.regs.rsp = rsp;
-        return this.complete(act, 0);
-      }
-      case OP_POP: {
-        const value = port.read(this.regs.rsp, 8, this.userAccess | ACCESS_STACK);
-        if (value < 0) return this.raiseFault();
-        this.regs.rsp += 8;
-        return this.complete(act, value);
-      }
+      case OP_PUSH:
+      case OP_POP:
+        return this.access(act, ins);
       case OP_CMPXCHG:
       case OP_XCHG: {
         // A locked read-modify-write is a write access even when the compare fails (SDM Vol. 2 CMPXCHG).
@@ -432,7 +502,7 @@ export class Cpu {
         const value = port.read(ins.va, ins.size, this.userAccess);
         if (value < 0) return this.raiseFault();
         if (ins.aux!.condition!(value)) return this.complete(act, value);
-        this.state = 'blocked';
+        this.status = STATUS_BLOCKED;
         this.memory.watch(this.id, port.lastPa, ins.size);
         return;
       }
@@ -447,7 +517,7 @@ export class Cpu {
         else if (ins.op === OP_STI) {
           if (!this.interruptsEnabled) this.interruptShadow = true;
           this.regs.rflags |= RFLAGS_IF;
-        } else this.state = 'halted';
+        } else this.status = STATUS_HALTED;
         return this.complete(act, 0);
       case OP_INVLPG:
         this.tlb.invalidatePage(ins.va);
@@ -512,7 +582,7 @@ export class Cpu {
       // `ret` from the task program itself ends it: the CPU idles.
       act.pending = undefined;
       act.finished = true;
-      this.state = 'halted';
+      this.status = STATUS_HALTED;
       return;
     }
     const caller = this.activations[this.activations.length - 2]!;
@@ -560,7 +630,7 @@ export class Cpu {
     this.nmiBlocked = false;
     this.activations.pop();
     if (toFixup) this.complete(below, below.pending!.fixup!);
-    this.state = below.finished ? 'halted' : 'running';
+    this.status = below.finished ? STATUS_HALTED : STATUS_RUNNING;
   }
 
   /** Control stack, innermost last, for snapshots: kind, RIP and pending instruction name. */

@@ -132,7 +132,6 @@ export class Instruction {
 
 // Instructions are immutable, so the ones without operands are shared rather than allocated per step.
 const SHARED = {
-  pop: new Instruction(OP.POP),
   pause: new Instruction(OP.PAUSE),
   cli: new Instruction(OP.CLI),
   sti: new Instruction(OP.STI),
@@ -141,7 +140,14 @@ const SHARED = {
   iret: new Instruction(OP.IRET),
 } as const;
 
-function address(va: number | bigint): number {
+const { LOAD: OP_LOAD, STORE: OP_STORE } = OP;
+
+/** An integer address and a size of 1, 2, 4 or 8: nothing to convert or report (checked on every load/store). */
+function isPlainAccess(va: number | bigint, size: number): va is number {
+  return typeof va === 'number' && (size === 8 || size === 4 || size === 2 || size === 1) && Number.isInteger(va);
+}
+
+function toAddress(va: number | bigint): number {
   if (typeof va !== 'number') return toVirtual(va);
   // Checked here, once per instruction built, so the MMU's hot path can assume an integer address.
   if (!Number.isInteger(va)) throw new InputError(`address ${va} is not an integer`);
@@ -173,13 +179,13 @@ type Writable<T> = { -readonly [K in keyof T]: T[K] };
 export class StaleInstructionError extends InputError {}
 
 /**
- * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store and push (the hot
+ * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store, push and pop (the hot
  * operations) refill one instruction object per CPU instead of allocating, which is what makes a TLB-hit step
  * cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the same one
  * twice, is a StaleInstructionError naming the CPU, never a silently different instruction.
  */
 export class Assembler {
-  /** The instruction load/store/push refill. */
+  /** The instruction load/store/push/pop refill. */
   readonly reused: Instruction = new Instruction(OP.LOAD);
   /** How many times `reused` was filled, and how many of those fills the CPU has executed. */
   builds = 0;
@@ -200,19 +206,23 @@ export class Assembler {
     return this.reused;
   }
 
+  /** A load or store with a BigInt address, an odd size or a fixup: converted and checked, off the fast path. */
+  private access(op: Op, va: number | bigint, size: number, value: number, options: AccessOptions | undefined) {
+    const address = toAddress(va);
+    const checked = checkSize(size);
+    if (options?.fixup !== undefined) return new Instruction(op, address, checked, value, 0, withFixup(options));
+    return this.fill(op, address, checked, value);
+  }
+
   /** Loads `size` bytes at `va`; the result is the value (unsigned, exact below 2^53). */
   load(va: number | bigint, size = 8, options?: AccessOptions): Instruction {
-    if (options?.fixup !== undefined) {
-      return new Instruction(OP.LOAD, address(va), checkSize(size), 0, 0, withFixup(options));
-    }
-    return this.fill(OP.LOAD, address(va), checkSize(size), 0);
+    if (options === undefined && isPlainAccess(va, size)) return this.fill(OP_LOAD, va, size, 0);
+    return this.access(OP_LOAD, va, size, 0, options);
   }
   /** Stores the low `size` bytes of `value` at `va`. */
   store(va: number | bigint, size: number, value: number, options?: AccessOptions): Instruction {
-    if (options?.fixup !== undefined) {
-      return new Instruction(OP.STORE, address(va), checkSize(size), value, 0, withFixup(options));
-    }
-    return this.fill(OP.STORE, address(va), checkSize(size), value);
+    if (options === undefined && isPlainAccess(va, size)) return this.fill(OP_STORE, va, size, value);
+    return this.access(OP_STORE, va, size, value, options);
   }
   /** Pushes 8 bytes: RSP -= 8, then the store (a faulting push leaves RSP unchanged). */
   push(value: number): Instruction {
@@ -220,7 +230,7 @@ export class Assembler {
   }
   /** Pops 8 bytes; the result is the value. */
   pop(): Instruction {
-    return SHARED.pop;
+    return this.fill(OP.POP, 0, 8, 0);
   }
   /** Pushes a return address and runs `program`; the result is what it returns. */
   call<A extends readonly unknown[]>(program: Program<A>, ...args: A): Instruction {
@@ -232,11 +242,11 @@ export class Assembler {
   }
   /** Atomic compare-and-exchange; the result is the old value (success when it equals `expected`). */
   cmpxchg(va: number | bigint, size: number, expected: number, value: number): Instruction {
-    return new Instruction(OP.CMPXCHG, address(va), checkSize(size), value, expected);
+    return new Instruction(OP.CMPXCHG, toAddress(va), checkSize(size), value, expected);
   }
   /** Atomic exchange; the result is the old value. */
   xchg(va: number | bigint, size: number, value: number): Instruction {
-    return new Instruction(OP.XCHG, address(va), checkSize(size), value);
+    return new Instruction(OP.XCHG, toAddress(va), checkSize(size), value);
   }
   /**
    * A spin loop as one instruction: loads `size` bytes at `va` until `condition(value)` holds. While it does not,
@@ -244,7 +254,7 @@ export class Assembler {
    * changes. The result is the value that satisfied the condition.
    */
   spinUntil(va: number | bigint, size: number, condition: (value: number) => boolean): Instruction {
-    return new Instruction(OP.SPIN_UNTIL, address(va), checkSize(size), 0, 0, { condition });
+    return new Instruction(OP.SPIN_UNTIL, toAddress(va), checkSize(size), 0, 0, { condition });
   }
   pause(): Instruction {
     return SHARED.pause;
@@ -260,7 +270,7 @@ export class Assembler {
     return SHARED.hlt;
   }
   invlpg(va: number | bigint): Instruction {
-    return new Instruction(OP.INVLPG, address(va));
+    return new Instruction(OP.INVLPG, toAddress(va));
   }
   /** MOV to CR3: switches page tables and flushes non-global TLB entries. */
   movToCr3(pml4: number): Instruction {

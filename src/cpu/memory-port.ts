@@ -1,8 +1,9 @@
 import { canonicalHighHalf, fromCanonicalHalves, LOWER_HALF_END, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
-import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
 import { ACCESS, type PagingControls, PF_ERROR, VECTOR_PF, WalkResult, walkPageTables } from '../mmu/walker.ts';
+import { PAGE_CACHE_ENTRIES, PageCache } from './page-cache.ts';
 import { CR0, CR4, EFER, type Registers } from './registers.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
@@ -10,6 +11,9 @@ import { CR0, CR4, EFER, type Registers } from './registers.ts';
 const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
 const { USER: TLB_USER, WRITABLE: TLB_WRITABLE, DIRTY: TLB_DIRTY } = TLB_FLAG;
 const NON_CANONICAL_MARK = NON_CANONICAL;
+const PAGE_INDEX_MASK = PAGE_CACHE_ENTRIES - 1;
+const readBytes = readFrame;
+const writeBytes = writeFrame;
 const PAGE = PAGE_SIZE;
 
 /** TLB flags the fast path requires, indexed by the WRITE|USER access bits. */
@@ -34,13 +38,19 @@ export class MemoryPort {
   /** Set by the CPU for the current step when the machine records footprints. */
   footprint: Footprint | undefined;
   private readonly walk = new WalkResult();
+  /** Pages recently reached through TLB hits (see PageCache). */
+  private readonly pages = new PageCache();
   private readonly controls: PagingControls = { cr3: 0, wp: true, nxe: true };
 
   constructor(
     readonly memory: PhysicalMemory,
     readonly tlb: Tlb,
     private readonly regs: Registers,
-  ) {}
+  ) {
+    const drop = (): void => this.pages.clear();
+    tlb.onChange(drop);
+    memory.onFramesChange(drop);
+  }
 
   private syncControls(): PagingControls {
     const c = this.controls;
@@ -149,13 +159,35 @@ export class MemoryPort {
     if ((tlb.smallFlags(slot) & required) !== required) return -1;
     tlb.hits++;
     this.lastHit = true;
-    const pa = tlb.smallFrame(slot) + (va & 0xfff);
+    const base = tlb.smallFrame(slot);
+    // The next access to this page can skip the TLB probe and the frame lookup (see PageCache). Footprints record
+    // every physical access, so with them every access comes this way.
+    if (this.footprint === undefined && base + PAGE <= this.memory.size) {
+      const write = (access & ACCESS_WRITE) !== 0;
+      const frame = this.memory.frame(base / PAGE, write);
+      this.pages.fill(va, base, (tlb.smallFlags(slot) & TLB_USER) !== 0, write, frame);
+    }
+    const pa = base + (va & 0xfff);
     this.lastPa = pa;
     return pa;
   }
 
   /** Reads `size` bytes at `va`: the value, or -1 on a fault. */
   read(va: number, size: number, access: number): number {
+    // The fast path: a page of the PageCache, the access inside it, and U/S allowing it.
+    const pages = this.pages;
+    const offset = va & 0xfff;
+    const i = (va >>> 12) & PAGE_INDEX_MASK;
+    if (pages.readTag[i] === va - offset && offset + size <= PAGE && ((access & ACCESS_USER) === 0 || pages.user[i])) {
+      this.tlb.hits++;
+      this.lastHit = true;
+      this.lastPa = pages.base[i]! + offset;
+      return readBytes(pages.frames[i]!, offset, size);
+    }
+    return this.readThroughTlb(va, size, access);
+  }
+
+  private readThroughTlb(va: number, size: number, access: number): number {
     let pa = this.hit(va, size, access);
     if (pa < 0) {
       if ((va & 0xfff) + size > PAGE) return this.readSplit(va, size, access);
@@ -168,6 +200,26 @@ export class MemoryPort {
 
   /** Writes `size` bytes at `va`; false on a fault (nothing written). */
   write(va: number, size: number, value: number, access: number): boolean {
+    // As read(); a watched range (a spinning CPU) must hear of the write, so any watch sends writes the long way.
+    const pages = this.pages;
+    const offset = va & 0xfff;
+    const i = (va >>> 12) & PAGE_INDEX_MASK;
+    if (
+      pages.writeTag[i] === va - offset &&
+      offset + size <= PAGE &&
+      ((access & ACCESS_USER) === 0 || pages.user[i]) &&
+      !this.memory.watching
+    ) {
+      this.tlb.hits++;
+      this.lastHit = true;
+      this.lastPa = pages.base[i]! + offset;
+      writeBytes(pages.frames[i]!, offset, size, value);
+      return true;
+    }
+    return this.writeThroughTlb(va, size, value, access);
+  }
+
+  private writeThroughTlb(va: number, size: number, value: number, access: number): boolean {
     let pa = this.hit(va, size, access | ACCESS_WRITE);
     if (pa < 0) {
       if ((va & 0xfff) + size > PAGE) return this.writeSplit(va, size, value, access);

@@ -1,5 +1,5 @@
 import createDebug from 'debug';
-import { Cpu, type CpuBus } from '../cpu/cpu.ts';
+import { Cpu, type CpuBus, STATUS } from '../cpu/cpu.ts';
 import type { IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
@@ -20,6 +20,11 @@ const log = {
 };
 
 export const MAX_CPUS = 64;
+const STATUS_RUNNING = STATUS.RUNNING;
+/** What a run's steps record (Machine.recording): nothing, the trace only, or everything through stepCpu. */
+const RECORD_NOTHING = 0;
+const RECORD_TRACE = 1;
+const RECORD_ALL = 2;
 const DEFAULT_MEMORY = 64 * 1024 * 1024;
 /** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
 const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
@@ -193,6 +198,7 @@ export class Machine implements CpuBus {
 
   /** The step itself, after validation; `observe` builds the event (tracing or debug logging). */
   private stepCpu(cpu: Cpu, observe: boolean, wanted = false): StepEvent | undefined {
+    if (!observe && this.footprint === undefined) return this.stepUnrecorded(cpu);
     const rip = observe ? cpu.rip : 0;
     const rsp = observe ? cpu.regs.rsp : 0;
     if (this.footprint) this.footprint.clear();
@@ -214,13 +220,54 @@ export class Machine implements CpuBus {
     return event;
   }
 
+  /** One step of a run loop, recording what `mode` (from recording()) says. */
+  private stepRecording(cpu: Cpu, mode: number, observe: boolean): void {
+    if (mode === RECORD_NOTHING) this.stepUnrecorded(cpu);
+    else if (mode === RECORD_TRACE) this.stepTraced(cpu);
+    else this.stepCpu(cpu, observe);
+  }
+
+  /** A traced step with no footprint or debug log to feed: the run loops' second fast case. */
+  private stepTraced(cpu: Cpu): void {
+    const rip = cpu.rip;
+    const rsp = cpu.regs.rsp;
+    try {
+      cpu.step();
+    } catch (error) {
+      this.countStep(cpu);
+      throw error;
+    }
+    this.traceLog.appendStep(cpu, this.countStep(cpu), rip, rsp);
+  }
+
+  /** A step with nothing to record: small, so the run loops inline it. */
+  private stepUnrecorded(cpu: Cpu): undefined {
+    // A program that threw (a failed expect) stopped its CPU; the step still counts, so the outcome says so.
+    try {
+      cpu.step();
+    } catch (error) {
+      this.countStep(cpu);
+      throw error;
+    }
+    this.countStep(cpu);
+    return undefined;
+  }
+
+  /** What the steps of a run record, decided once per run (debug's `enabled` is a getter worth not calling). */
+  private recording(observe: boolean): number {
+    if (this.footprint !== undefined || log.cpu.enabled || log.mmu.enabled) return RECORD_ALL;
+    return observe ? RECORD_TRACE : RECORD_NOTHING;
+  }
+
   /** Numbers the step just taken and records the first CPU to stop. */
   private countStep(cpu: Cpu): number {
     const step = this.stepCount++;
-    if (cpu.stopEvent !== undefined && this.firstStop === undefined && cpu.isStopped) {
-      this.firstStop = { ...cpu.stopEvent, cpu: cpu.id, step };
-    }
+    if (cpu.stopEvent !== undefined) this.noteStop(cpu, step);
     return step;
+  }
+
+  private noteStop(cpu: Cpu, step: number): void {
+    if (this.firstStop === undefined && cpu.isStopped) this.firstStop = { ...cpu.stopEvent!, cpu: cpu.id, step };
   }
 
   /** Records the step in the trace (or, for debug logs only, a scratch log) and returns its event if `wanted`. */
@@ -309,18 +356,20 @@ export class Machine implements CpuBus {
     const n = cpus.length;
     let last = n - 1;
     let steps = 0;
-    while (!this.firstStop) {
+    const mode = this.recording(observe);
+    while (this.firstStop === undefined) {
       let id = -1;
       for (let k = 1; k <= n; k++) {
         const c = last + k < n ? last + k : last + k - n;
-        if (cpus[c]!.runnable) {
+        const cpu = cpus[c]!;
+        if (cpu.status === STATUS_RUNNING || cpu.runnable) {
           id = c;
           break;
         }
       }
       if (id < 0) return steps;
       if (steps >= maxSteps) return -1;
-      this.stepCpu(cpus[id]!, observe);
+      this.stepRecording(cpus[id]!, mode, observe);
       steps++;
       last = id;
     }
@@ -331,6 +380,7 @@ export class Machine implements CpuBus {
   private runRandom(prng: Prng, maxSteps: number, observe: boolean): number {
     const cpus = this.cpus;
     let steps = 0;
+    const mode = this.recording(observe);
     while (!this.firstStop) {
       let count = 0;
       for (const c of cpus) if (c.runnable) count++;
@@ -344,7 +394,7 @@ export class Machine implements CpuBus {
           break;
         }
       }
-      this.stepCpu(chosen, observe);
+      this.stepRecording(chosen, mode, observe);
       steps++;
     }
     return steps;

@@ -1,13 +1,44 @@
-import { type Cpu, STEP_KIND } from '../cpu/cpu.ts';
-import { type IpiMode, OP } from '../cpu/instruction.ts';
-import { type CpuState, type ExceptionEvent, type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
+import { type Cpu, STATE_NAMES, STATUS, STEP_KIND } from '../cpu/cpu.ts';
+import { type IpiMode, OP, OP_NAMES } from '../cpu/instruction.ts';
+import { type ExceptionEvent, type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
 
 // The machine's trace, stored as typed-array columns so that recording a step writes a few numbers instead of
 // keeping an object alive: a run of a million traced steps would otherwise promote a million events out of the
 // young generation, and the copying dominated a traced step. Event objects are built when the trace is read.
 
-const STATES: readonly CpuState[] = ['running', 'halted', 'blocked', 'shutdown', 'stopped'];
 const TLB_OUTCOMES = [undefined, 'hit', 'miss'] as const;
+const TLB_HIT = 1;
+const TLB_MISS = 2;
+
+// The mnemonic column holds an instruction's OP code, or one of these for a step that executed no instruction.
+const LABEL_IDLE = 0;
+const LABEL_INTERRUPT = 64;
+const LABEL_EXIT = 65;
+const LABELS: readonly string[] = (() => {
+  const labels: string[] = [];
+  for (const [code, name] of Object.entries(OP_NAMES)) labels[Number(code)] = name;
+  labels[LABEL_IDLE] = 'idle';
+  labels[LABEL_INTERRUPT] = 'interrupt';
+  labels[LABEL_EXIT] = 'exit';
+  return labels;
+})();
+
+// Module-local copies of imported constants, read on every traced step (see the note in cpu/cpu.ts).
+const {
+  LOAD: OP_LOAD,
+  STORE: OP_STORE,
+  PUSH: OP_PUSH,
+  POP: OP_POP,
+  CALL: OP_CALL,
+  RET: OP_RET,
+  CMPXCHG: OP_CMPXCHG,
+  XCHG: OP_XCHG,
+  SPIN_UNTIL: OP_SPIN_UNTIL,
+  INVLPG: OP_INVLPG,
+  SEND_IPI: OP_SEND_IPI,
+} = OP;
+const { INSTRUCTION: KIND_INSTRUCTION, INTERRUPT: KIND_INTERRUPT, EXIT: KIND_EXIT } = STEP_KIND;
+const STATUS_BLOCKED = STATUS.BLOCKED;
 
 /** The fields of a step that are rare (exceptions, IPIs, acceptances, stops), kept per step that has them. */
 interface Extras {
@@ -31,9 +62,6 @@ export class TraceLog {
   private tlb = new Uint8Array(0);
   private state = new Uint8Array(0);
   private readonly extras = new Map<number, Extras>();
-  /** Mnemonics by index, in order of first use. */
-  private readonly ops: string[] = [];
-  private readonly opIndex = new Map<string, number>();
   /** Events built so far (index i is step record i). */
   private readonly built: StepEvent[] = [];
 
@@ -61,87 +89,63 @@ export class TraceLog {
     this.capacity = capacity;
   }
 
-  private opCode(name: string): number {
-    let code = this.opIndex.get(name);
-    if (code === undefined) {
-      code = this.ops.length;
-      this.ops.push(name);
-      this.opIndex.set(name, code);
-    }
-    return code;
-  }
-
-  /** Records one step; undefined numbers are stored as NaN (size as 0). Returns its index. */
-  append(
-    step: number,
-    cpu: number,
-    rip: number,
-    op: string,
-    va: number | undefined,
-    pa: number | undefined,
-    size: number | undefined,
-    value: number | undefined,
-    tlb: 'hit' | 'miss' | undefined,
-    state: CpuState,
-    extras: Extras | undefined,
-  ): number {
-    if (this.count === this.capacity) this.grow();
-    const i = this.count++;
-    this.step[i] = step;
-    this.cpu[i] = cpu;
-    this.rip[i] = rip;
-    this.op[i] = this.opCode(op);
-    this.va[i] = va ?? Number.NaN;
-    this.pa[i] = pa ?? Number.NaN;
-    this.size[i] = size ?? 0;
-    this.value[i] = value ?? Number.NaN;
-    this.tlb[i] = tlb === undefined ? 0 : tlb === 'hit' ? 1 : 2;
-    this.state[i] = STATES.indexOf(state);
-    if (extras) this.extras.set(i, extras);
-    return i;
-  }
-
   /**
    * Records what `cpu` did in the step it just took (`rip` and `rsp` as they were before it): the instruction and
    * its virtual and physical address, TLB outcome and value, or the interrupt it accepted, plus any exceptions,
-   * IPI and stop. Returns the record's index.
+   * IPI and stop. Returns the record's index. Called once per traced step, so it writes numbers only: undefined
+   * fields are NaN (size 0), the mnemonic is an op code (see LABELS), the state its STATUS number.
    */
   appendStep(cpu: Cpu, step: number, rip: number, rsp: number): number {
-    const ins = cpu.lastKind === STEP_KIND.INSTRUCTION ? cpu.lastInstruction : undefined;
+    if (this.count === this.capacity) this.grow();
+    const i = this.count++;
+    const kind = cpu.lastKind;
+    const ins = kind === KIND_INSTRUCTION ? cpu.lastInstruction : undefined;
     const ex = cpu.exceptionLog;
-    const accepted = cpu.lastKind === STEP_KIND.INTERRUPT ? cpu.lastAccepted : undefined;
-    const faulted = ex.length > 0 && !accepted;
-    let va: number | undefined;
-    let size: number | undefined;
-    let value: number | undefined;
-    let pa: number | undefined;
-    let tlb: 'hit' | 'miss' | undefined;
+    const accepted = kind === KIND_INTERRUPT ? cpu.lastAccepted : undefined;
+    const faulted = ex.length > 0 && accepted === undefined;
+    let va = Number.NaN;
+    let size = 0;
+    let value = Number.NaN;
+    let pa = Number.NaN;
+    let tlb = 0;
     let ipi: StepEvent['ipi'];
-    if (ins) {
+    let label: number = kind === KIND_INTERRUPT ? LABEL_INTERRUPT : kind === KIND_EXIT ? LABEL_EXIT : LABEL_IDLE;
+    if (ins !== undefined) {
       const op = ins.op;
-      if (op === OP.PUSH || op === OP.CALL) va = rsp - 8;
-      else if (op === OP.POP || op === OP.RET) va = rsp;
-      else if (op <= OP.STORE || op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL || op === OP.INVLPG) {
+      label = op;
+      if (op === OP_PUSH || op === OP_CALL) va = rsp - 8;
+      else if (op === OP_POP || op === OP_RET) va = rsp;
+      else if (op <= OP_STORE || op === OP_CMPXCHG || op === OP_XCHG || op === OP_SPIN_UNTIL || op === OP_INVLPG) {
         va = ins.va;
         size = ins.size;
       }
-      if (op === OP.STORE || op === OP.PUSH) value = ins.value;
-      else if (!faulted && cpu.state !== 'blocked' && (op === OP.LOAD || op === OP.POP)) value = cpu.lastResult;
-      else if (!faulted && (op === OP.CMPXCHG || op === OP.XCHG || op === OP.SPIN_UNTIL)) value = cpu.lastResult;
+      if (op === OP_STORE || op === OP_PUSH) value = ins.value;
+      else if (!faulted && cpu.status !== STATUS_BLOCKED && (op === OP_LOAD || op === OP_POP)) value = cpu.lastResult;
+      else if (!faulted && (op === OP_CMPXCHG || op === OP_XCHG || op === OP_SPIN_UNTIL)) value = cpu.lastResult;
       // A faulting instruction has no physical access to show (lastPa would be the frame push's).
-      if (va !== undefined && !faulted && op !== OP.INVLPG && cpu.port.lastPa >= 0) {
+      if (!Number.isNaN(va) && !faulted && op !== OP_INVLPG && cpu.port.lastPa >= 0) {
         pa = cpu.port.lastPa;
-        tlb = cpu.port.lastHit ? 'hit' : 'miss';
+        tlb = cpu.port.lastHit ? TLB_HIT : TLB_MISS;
       }
-      if (op === OP.SEND_IPI && cpu.lastIpiTargets) {
+      if (op === OP_SEND_IPI && cpu.lastIpiTargets) {
         ipi = { to: cpu.lastIpiTargets, vector: ins.value, mode: ins.expected === 1 ? 'nmi' : 'fixed' };
       }
     }
-    const name = ins ? ins.name : accepted ? 'interrupt' : cpu.lastKind === STEP_KIND.EXIT ? 'exit' : 'idle';
-    const stop = cpu.stopEvent && cpu.isStopped ? cpu.stopEvent : undefined;
-    const rare = ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined;
-    const extras = rare ? { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop } : undefined;
-    return this.append(step, cpu.id, rip, name, va, pa, size, value, tlb, cpu.state, extras);
+    this.step[i] = step;
+    this.cpu[i] = cpu.id;
+    this.rip[i] = rip;
+    this.op[i] = label;
+    this.va[i] = va;
+    this.pa[i] = pa;
+    this.size[i] = size;
+    this.value[i] = value;
+    this.tlb[i] = tlb;
+    this.state[i] = cpu.status;
+    const stop = cpu.stopEvent !== undefined && cpu.isStopped ? cpu.stopEvent : undefined;
+    if (ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined) {
+      this.extras.set(i, { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop });
+    }
+    return i;
   }
 
   /** The event at index `i` (0 <= i < length); events are built in order, each once. */
@@ -157,7 +161,7 @@ export class TraceLog {
       this.step[i]!,
       this.cpu[i]!,
       this.rip[i]!,
-      this.ops[this.op[i]!]!,
+      LABELS[this.op[i]!]!,
       number(this.va[i]!),
       number(this.pa[i]!),
       this.size[i] === 0 ? undefined : this.size[i],
@@ -167,7 +171,7 @@ export class TraceLog {
       extras?.ipi,
       extras?.accepted,
       extras?.stop,
-      STATES[this.state[i]!]!,
+      STATE_NAMES[this.state[i]!]!,
     );
   }
 

@@ -19,6 +19,38 @@ export type FrameStore = ReadonlyMap<number, DataView>;
 const CACHE_SETS = 256;
 const ZERO_FRAME = new DataView(new ArrayBuffer(PAGE_SIZE));
 
+/** Bits 63..32 of a 64-bit value held in a number: a multiply by 2^-32 (exact), not a division, which is slow. */
+function highWord(value: number): number {
+  return Math.floor(value * 2 ** -32) >>> 0;
+}
+
+/** Reads `size` (1, 2, 4 or 8) bytes little-endian at `offset` of a frame; the access must not leave the frame. */
+export function readFrame(frame: DataView, offset: number, size: number): number {
+  // Eight bytes inline, the narrower sizes out of line: callers on the per-step path inline this, and V8's
+  // inlining budget is counted in bytecode.
+  if (size === 8) return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
+  return readNarrow(frame, offset, size);
+}
+
+function readNarrow(frame: DataView, offset: number, size: number): number {
+  if (size === 4) return frame.getUint32(offset, true);
+  if (size === 2) return frame.getUint16(offset, true);
+  return frame.getUint8(offset);
+}
+
+/** Writes the low `size` bytes of `value` little-endian at `offset` of a frame (a 64-bit value's low 53 bits). */
+export function writeFrame(frame: DataView, offset: number, size: number, value: number): void {
+  if (size !== 8) return writeNarrow(frame, offset, size, value);
+  frame.setUint32(offset, value >>> 0, true);
+  frame.setUint32(offset + 4, highWord(value), true);
+}
+
+function writeNarrow(frame: DataView, offset: number, size: number, value: number): void {
+  if (size === 4) frame.setUint32(offset, value >>> 0, true);
+  else if (size === 2) frame.setUint16(offset, value, true);
+  else frame.setUint8(offset, value);
+}
+
 /** A listener for writes to a watched physical range (a spinning CPU's condition). */
 export type WriteWatcher = (owner: number) => void;
 
@@ -35,6 +67,12 @@ export class PhysicalMemory {
   private readonly watchStart: Float64Array;
   private readonly watchEnd: Float64Array;
   private watcher: WriteWatcher | undefined;
+  /**
+   * Bumped whenever the frame object behind a page number changes (a frame materialises or is copied on write,
+   * or `freeze()` hands the own frames to an image): a frame from `frame()` is good until then.
+   */
+  epoch = 0;
+  private readonly frameListeners: (() => void)[] = [];
 
   constructor(size: number, base?: FrameStore, watchOwners = 64) {
     if (!Number.isInteger(size) || size <= 0 || size % PAGE !== 0) {
@@ -68,7 +106,32 @@ export class PhysicalMemory {
     this.own.clear();
     this.base = store;
     this.cachePfn.fill(-1);
+    this.framesChanged();
     return store;
+  }
+
+  /** Calls `listener` whenever `epoch` moves (whoever holds frames from `frame()` drops them). */
+  onFramesChange(listener: () => void): void {
+    this.frameListeners.push(listener);
+  }
+
+  private framesChanged(): void {
+    this.epoch++;
+    for (const listener of this.frameListeners) listener();
+  }
+
+  /**
+   * The bytes of frame `pfn` (inside installed memory) for direct access: for `write`, a frame this memory owns
+   * (copied from the image or materialised now). Valid until `epoch` moves; writes through it bypass write
+   * watches, so a caller writing must first check `watching`.
+   */
+  frame(pfn: number, write: boolean): DataView {
+    return write ? this.frameForWrite(pfn) : this.frameForRead(pfn);
+  }
+
+  /** Whether any write watch is armed (a write must then go through write() to notify). */
+  get watching(): boolean {
+    return this.watchCount !== 0;
   }
 
   private frameForRead(pfn: number): DataView {
@@ -91,6 +154,7 @@ export class PhysicalMemory {
       const bytes = shared ? new Uint8Array(shared.buffer.slice(0)) : new Uint8Array(PAGE);
       frame = new DataView(bytes.buffer);
       this.own.set(pfn, frame);
+      this.framesChanged();
     }
     this.cachePfn[set] = pfn;
     this.cacheFrame[set] = frame;
@@ -127,11 +191,7 @@ export class PhysicalMemory {
     // The common case first: an aligned access inside installed memory, one cache probe.
     const offset = pa & 0xfff;
     if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size) {
-      const frame = this.frameForRead(Math.floor(pa / PAGE));
-      if (size === 8) return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
-      if (size === 4) return frame.getUint32(offset, true);
-      if (size === 2) return frame.getUint16(offset, true);
-      return frame.getUint8(offset);
+      return readFrame(this.frameForRead(Math.floor(pa / PAGE)), offset, size);
     }
     switch (size) {
       case 1:
@@ -165,25 +225,19 @@ export class PhysicalMemory {
     const offset = pa & 0xfff;
     if (offset > PAGE - 8 || !this.inRange(pa, 8)) {
       this.write32(pa, value >>> 0);
-      this.write32(pa + 4, Math.floor(value / 2 ** 32) >>> 0);
+      this.write32(pa + 4, highWord(value));
       return;
     }
     const frame = this.frameForWrite(Math.floor(pa / PAGE));
     frame.setUint32(offset, value >>> 0, true);
-    frame.setUint32(offset + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+    frame.setUint32(offset + 4, highWord(value), true);
     if (this.watchCount !== 0) this.notify(pa, 8);
   }
   write(pa: number, size: number, value: number): void {
     // The common case first, as in read(): an aligned access inside installed memory, nobody spinning on it.
     const offset = pa & 0xfff;
     if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size && this.watchCount === 0) {
-      const frame = this.frameForWrite(Math.floor(pa / PAGE));
-      if (size === 8) {
-        frame.setUint32(offset, value >>> 0, true);
-        frame.setUint32(offset + 4, Math.floor(value / 2 ** 32) >>> 0, true);
-      } else if (size === 4) frame.setUint32(offset, value >>> 0, true);
-      else if (size === 2) frame.setUint16(offset, value, true);
-      else frame.setUint8(offset, value);
+      writeFrame(this.frameForWrite(Math.floor(pa / PAGE)), offset, size, value);
       return;
     }
     switch (size) {

@@ -69,6 +69,9 @@ export class Tlb {
   private largeCount = 0;
   hits = 0;
   misses = 0;
+  /** Bumped by every change to the cached translations (fill, invalidation, flush, copy). */
+  version = 0;
+  private readonly listeners: (() => void)[] = [];
 
   constructor(config: TlbConfig = {}) {
     const entries = config.entries ?? 64;
@@ -93,6 +96,16 @@ export class Tlb {
     this.largeSize = new Float64Array(largeEntries);
     this.largeFrame = new Float64Array(largeEntries);
     this.largeFlags = new Uint8Array(largeEntries);
+  }
+
+  /** Calls `listener` after every change to the cached translations (a cache derived from entries drops itself). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    this.version++;
+    for (const listener of this.listeners) listener();
   }
 
   /** Slot holding a translation for `va`, or -1. Slots >= capacity are large-page entries. Counts hit/miss. */
@@ -155,6 +168,7 @@ export class Tlb {
    */
   fill(va: number, walk: WalkResult, global: boolean): number {
     if (!walk.ok) throw new InputError('a TLB caches only successful translations: fill() got a faulting walk');
+    this.changed();
     const flags =
       (walk.writable ? TLB_FLAG.WRITABLE : 0) |
       (walk.user ? TLB_FLAG.USER : 0) |
@@ -203,6 +217,7 @@ export class Tlb {
 
   /** INVLPG: removes every entry translating `va` (global and large-page ones too). Returns how many. */
   invalidatePage(va: number): number {
+    this.changed();
     let removed = 0;
     const vpn = Math.floor(va / PAGE);
     const first = (vpn & (this.sets - 1)) * this.ways;
@@ -234,6 +249,7 @@ export class Tlb {
   }
 
   private flushWhere(keepGlobal: boolean): void {
+    this.changed();
     for (let i = 0; i < this.capacity; i++) {
       if (!keepGlobal || (this.flags[i]! & TLB_FLAG.GLOBAL) === 0) this.tag[i] = -1;
     }
@@ -281,6 +297,7 @@ export class Tlb {
     if (other.capacity !== this.capacity || other.ways !== this.ways || other.largeCapacity !== this.largeCapacity) {
       throw new InputError('cannot copy a TLB of a different geometry');
     }
+    this.changed();
     this.tag.set(other.tag);
     this.frame.set(other.frame);
     this.flags.set(other.flags);

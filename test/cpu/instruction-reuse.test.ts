@@ -4,7 +4,7 @@ import { Machine } from '../../src/machine/machine.ts';
 
 const DATA = 0xffffc90001000000n;
 
-describe('load, store and push reuse one instruction object per CPU', () => {
+describe('load, store, push and pop reuse one instruction object per CPU', () => {
   it('yielding each instruction as it is built runs them all, with the right operands', () => {
     const m = Machine.create({ cpus: 1 });
     const va = m.map(DATA, { writable: true });
@@ -28,7 +28,9 @@ describe('load, store and push reuse one instruction object per CPU', () => {
     expect(() => m.run()).toThrow(StaleInstructionError);
     expect(() => m.run()).not.toThrow(); // the run is over: the CPU stopped
     expect(m.outcome).toBe('assertion');
-    expect(m.cpu(0).stopEvent?.message).toMatch(/CPU 0 program yielded a load\/store\/push after building 2 of them/);
+    expect(m.cpu(0).stopEvent?.message).toMatch(
+      /CPU 0 program yielded a load\/store\/push\/pop after building 2 of them/,
+    );
   });
 
   it('yielding the same load twice is a clear error', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Assembler, type Instruction } from '../../src/cpu/instruction.ts';
+import { Assembler, type Instruction, type Program } from '../../src/cpu/instruction.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { parseSchedule } from '../../src/machine/schedule.ts';
 import { InputError, toVirtual } from '../../src/mmu/address.ts';
@@ -218,6 +218,20 @@ describe('bad instructions inside programs', () => {
       yield 5 as unknown as Instruction;
     });
     expectInputError(() => machine.step(0), /^CPU 0 program yielded 5, not an instruction/);
+  });
+
+  it('a program that is not a generator function is refused at load, leaving the CPU free for a real one', () => {
+    const machine = Machine.create({ cpus: 1 });
+    const notAGenerator = (() => [] as unknown as Generator<Instruction>) as unknown as Program;
+    expectInputError(
+      () => machine.load(0, notAGenerator),
+      /^program notAGenerator is not a generator function: write programs as function\* \(x\)/,
+    );
+    expect(machine.cpu(0).started).toBe(false);
+    machine.load(0, function* (x) {
+      yield x.pause();
+    });
+    expect(machine.run().outcome).toBe('ok');
   });
 
   it('an IDT vector out of range is refused', () => {
