@@ -15,26 +15,40 @@ export function bestOf(repeats: number, fn: () => number): number {
   return best;
 }
 
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Per-step times of a timed run: the median chunk (the figure the targets use) and the fastest. */
+export interface ChunkTimes {
+  readonly medianNs: number;
+  readonly bestNs: number;
+  readonly chunks: number;
+  readonly steps: number;
+}
+
 /**
- * Steps `machine` for exactly `steps` steps with run({ maxSteps }) in chunks of `chunk` steps, clearing
- * `machine.trace` after every chunk so that tracing keeps memory flat. Returns the elapsed nanoseconds
- * (the trace clearing is inside the timed region; it is one property store per chunk).
+ * Steps `machine` for `chunks` chunks of `chunk` steps (run({ maxSteps: chunk }) each), timing each chunk
+ * including the m.clearTrace() that keeps a traced run's memory flat. Returns ns per step of the median and of
+ * the fastest chunk. The median, not the mean: this is a shared 2-core VM, and a chunk that another tenant
+ * interrupted says nothing about the model.
  */
-export function timeSteps(machine: Machine, steps: number, chunk: number): number {
-  const start = nowNs();
-  let left = steps;
-  while (left > 0) {
-    const n = Math.min(chunk, left);
-    const r = machine.run({ maxSteps: n });
-    if (r.steps !== n || !r.limitReached) {
+export function timeChunks(machine: Machine, chunks: number, chunk: number): ChunkTimes {
+  const perStep: number[] = [];
+  for (let c = 0; c < chunks; c++) {
+    const start = nowNs();
+    const r = machine.run({ maxSteps: chunk });
+    machine.clearTrace();
+    perStep.push((nowNs() - start) / chunk);
+    if (r.steps !== chunk || !r.limitReached) {
       throw new Error(
-        `benchmark program stopped after ${r.steps} of ${n} steps: ${r.outcome} ${r.stop?.message ?? ''}`,
+        `benchmark program stopped after ${r.steps} of ${chunk} steps: ${r.outcome} ${r.stop?.message ?? ''}`,
       );
     }
-    machine.clearTrace();
-    left -= n;
   }
-  return nowNs() - start;
+  return { medianNs: median(perStep), bestNs: Math.min(...perStep), chunks, steps: chunks * chunk };
 }
 
 /** Sum of TLB hit and miss counters over all CPUs. */

@@ -5,7 +5,8 @@ import type { Machine } from '../src/machine/machine.ts';
 import { LAYOUT, PAGE_SIZE } from '../src/mmu/address.ts';
 
 export const HIT_KINDS = ['load', 'store', 'push+pop'] as const;
-export type HitKind = (typeof HIT_KINDS)[number];
+/** `mixed`: load, store, push and pop in turn, one program (a diagnostic: every kind through one set of JIT code). */
+export type HitKind = (typeof HIT_KINDS)[number] | 'mixed';
 
 /** Maps `count` pages at `base`, `stride` bytes apart; returns their addresses. */
 export function mapPages(m: Machine, base: number, stride: number, count: number): number[] {
@@ -32,6 +33,18 @@ export function hitProgram(kind: HitKind, data: readonly number[]): Program {
         for (;;) {
           yield x.store(va, 8, value);
           value = (value + 1) & 0xffff;
+        }
+      };
+    case 'mixed':
+      return function* mixedLoop(x) {
+        const va = data[x.cpuId]! + 8;
+        let value = 0;
+        for (;;) {
+          value = (value + 1) & 0xffff;
+          yield x.load(va, 8);
+          yield x.store(va, 8, value);
+          yield x.push(value);
+          yield x.pop();
         }
       };
     case 'push+pop':
