@@ -147,6 +147,8 @@ export class Cpu {
   /** Targets of the last IPI sent (valid when the last instruction was send-IPI). */
   lastIpiTargets: readonly number[] | undefined;
   private readonly activations: Activation[] = [];
+  /** The innermost activation (the last of `activations`), kept so the step reads one field. */
+  private current: Activation | undefined;
   /** The task program and its arguments, as given to start() (machine images restart it in clones). */
   task: { readonly program: Program; readonly args: readonly unknown[] } | undefined;
 
@@ -197,8 +199,18 @@ export class Cpu {
     const task = this.activation('task', program as Program, args, 0, false);
     this.activations.length = 0; // drop the idle context an interrupt may have created
     this.task = { program: program as Program, args };
-    this.activations.push(task);
+    this.pushActivation(task);
     this.status = STATUS_RUNNING;
+  }
+
+  private pushActivation(a: Activation): void {
+    this.activations.push(a);
+    this.current = a;
+  }
+
+  private popActivation(): void {
+    this.activations.pop();
+    this.current = this.activations[this.activations.length - 1];
   }
 
   /** Installs an IDT gate. */
@@ -247,7 +259,7 @@ export class Cpu {
       hasFixup: !external && interrupted?.pending?.fixup !== undefined,
       external,
     };
-    this.activations.push(this.activation('handler', gate.handler, [context], vector, errorCodePushed));
+    this.pushActivation(this.activation('handler', gate.handler, [context], vector, errorCodePushed));
     this.status = STATUS_RUNNING;
   }
 
@@ -322,7 +334,7 @@ export class Cpu {
       if (this.status === STATUS_HALTED) return;
       if (this.status === STATUS_BLOCKED) this.wake();
     }
-    const top = this.activations[this.activations.length - 1]!;
+    const top = this.current!;
     // A faulted or spinning instruction is re-executed; otherwise the program yields its next one.
     if (top.pending !== undefined) return this.executeNext(top, top.pending);
     if (top.finished) return;
@@ -361,7 +373,7 @@ export class Cpu {
     if (this.activations.length === 0) {
       const idle = this.activation('task', idleLoop, [], 0, false);
       idle.finished = true;
-      this.activations.push(idle);
+      this.pushActivation(idle);
     }
     this.lastKind = STEP_KIND.INTERRUPT;
     this.lastAccepted = { vector, nmi: vector === VECTOR.NMI };
@@ -567,7 +579,7 @@ export class Cpu {
     if (pa < 0) return this.raiseFault();
     this.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
     this.regs.rsp = rsp;
-    this.activations.push(this.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false));
+    this.pushActivation(this.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false));
   }
 
   private corrupted(what: string, popped: number, expected: number): void {
@@ -591,7 +603,7 @@ export class Cpu {
     const expected = caller.codeBase + RIP_STRIDE * (caller.index + 1);
     if (act.kind !== 'call' || popped !== expected) return this.corrupted('ret', popped, expected);
     this.regs.rsp += 8;
-    this.activations.pop();
+    this.popActivation();
     this.complete(caller, ins.value);
   }
 
@@ -628,7 +640,7 @@ export class Cpu {
     this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
     this.regs.cpl = (cs & 3) === 3 ? 3 : 0;
     this.nmiBlocked = false;
-    this.activations.pop();
+    this.popActivation();
     if (toFixup) this.complete(below, below.pending!.fixup!);
     this.status = below.finished ? STATUS_HALTED : STATUS_RUNNING;
   }
