@@ -358,20 +358,20 @@ export class Machine implements CpuBus {
     let steps = 0;
     const mode = this.recording(observe);
     while (this.firstStop === undefined) {
-      let id = -1;
+      let next: Cpu | undefined;
       for (let k = 1; k <= n; k++) {
         const c = last + k < n ? last + k : last + k - n;
         const cpu = cpus[c]!;
         if (cpu.status === STATUS_RUNNING || cpu.runnable) {
-          id = c;
+          next = cpu;
+          last = c;
           break;
         }
       }
-      if (id < 0) return steps;
+      if (next === undefined) return steps;
       if (steps >= maxSteps) return -1;
-      this.stepRecording(cpus[id]!, mode, observe);
+      this.stepRecording(next, mode, observe);
       steps++;
-      last = id;
     }
     return steps;
   }
