@@ -165,7 +165,9 @@ export class MemoryPort {
     if (this.footprint === undefined && base + PAGE <= this.memory.size) {
       const write = (access & ACCESS_WRITE) !== 0;
       const frame = this.memory.frame(base / PAGE, write);
-      this.pages.fill(va, base, (tlb.smallFlags(slot) & TLB_USER) !== 0, write, frame);
+      // While a write watch is armed (a CPU spins), writes go the long way, which tells the watcher.
+      const writable = write && !this.memory.watching;
+      this.pages.fill(va, base, (tlb.smallFlags(slot) & TLB_USER) !== 0, writable, frame);
     }
     const pa = base + (va & 0xfff);
     this.lastPa = pa;
@@ -200,16 +202,11 @@ export class MemoryPort {
 
   /** Writes `size` bytes at `va`; false on a fault (nothing written). */
   write(va: number, size: number, value: number, access: number): boolean {
-    // As read(); a watched range (a spinning CPU) must hear of the write, so any watch sends writes the long way.
+    // As read(). No entry allows writes while a write watch is armed (see hit()), so a spinning CPU hears of them.
     const pages = this.pages;
     const offset = va & 0xfff;
     const i = (va >>> 12) & PAGE_INDEX_MASK;
-    if (
-      pages.writeTag[i] === va - offset &&
-      offset + size <= PAGE &&
-      ((access & ACCESS_USER) === 0 || pages.user[i]) &&
-      !this.memory.watching
-    ) {
+    if (pages.writeTag[i] === va - offset && offset + size <= PAGE && ((access & ACCESS_USER) === 0 || pages.user[i])) {
       this.tlb.hits++;
       this.lastHit = true;
       this.lastPa = pages.base[i]! + offset;

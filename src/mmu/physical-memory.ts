@@ -110,7 +110,10 @@ export class PhysicalMemory {
     return store;
   }
 
-  /** Calls `listener` whenever `epoch` moves (whoever holds frames from `frame()` drops them). */
+  /**
+   * Calls `listener` whenever `epoch` moves, or the first write watch is armed: whoever holds frames from
+   * `frame()` drops them.
+   */
   onFramesChange(listener: () => void): void {
     this.frameListeners.push(listener);
   }
@@ -284,9 +287,12 @@ export class PhysicalMemory {
     if (owner < 0 || owner >= this.watchStart.length) {
       throw new InputError(`watch owner ${owner} is out of range 0..${this.watchStart.length - 1}`);
     }
-    if (this.watchStart[owner]! < 0) this.watchCount++;
+    const armed = this.watchStart[owner]! >= 0;
     this.watchStart[owner] = pa;
     this.watchEnd[owner] = pa + size;
+    if (armed) return;
+    // Writes through frame() bypass the watches, so whoever holds frames drops them when the first is armed.
+    if (this.watchCount++ === 0) this.framesChanged();
   }
 
   unwatch(owner: number): void {
