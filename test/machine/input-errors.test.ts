@@ -197,6 +197,14 @@ describe('bad instructions inside programs', () => {
     expect(machine.cpu(1).state).toBe('halted');
   });
 
+  it('the assembler refuses an address that is not an integer, naming it', () => {
+    const x = new Assembler(0);
+    expectInputError(() => x.load(DATA + 0.5, 8), /^address \d+\.5 is not an integer$/);
+    expectInputError(() => x.store(Number.NaN, 8, 0), /^address NaN is not an integer$/);
+    expectInputError(() => x.cmpxchg(Number.POSITIVE_INFINITY, 8, 0, 1), /^address Infinity is not an integer$/);
+    expect(x.load(DATA, 8).va).toBe(DATA); // and builds the next one normally
+  });
+
   it('the assembler refuses a bad size or vector directly, too', () => {
     const x = new Assembler(0);
     expectInputError(() => x.load(DATA, 3), /access size 3/);
