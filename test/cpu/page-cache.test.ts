@@ -430,7 +430,10 @@ describe('stale translations: the warm page lasts exactly as long as the TLB ent
     expect(loads.map((e) => e.tlb)).toEqual(['miss', 'hit', 'hit', 'miss', 'hit']);
   });
 
-  it('an evict: event in the schedule string between two loads makes the next load miss and see the new PTE', () => {
+  it.each([
+    ['an evict: event in the schedule string between two loads makes the next load miss', 'evict', 'miss'],
+    ['a speculative fill: event after the PTE change makes the next load a hit', 'fill', 'hit'],
+  ] as const)('%s and see the new PTE', (_name, event, outcome) => {
     const { m, newFrame } = retargetMachine();
     const seen: number[] = [];
     m.load(0, function* (x) {
@@ -440,25 +443,9 @@ describe('stale translations: the warm page lasts exactly as long as the TLB ent
       seen.push(yield x.load(DATA, 8));
       seen.push(yield x.load(DATA, 8));
     });
-    expect(runThen(m, `0*5,evict:0:${formatVirtual(DATA)},0`).outcome).toBe('ok');
+    expect(runThen(m, `0*5,${event}:0:${formatVirtual(DATA)},0`).outcome).toBe('ok');
     expect(seen).toEqual([1, 1, 1, 2]);
-    const last = events(m, 0, 'load').at(-1)!;
-    expect(last).toMatchObject({ tlb: 'miss', pa: newFrame, value: 2 });
-  });
-
-  it('a speculative fill: event after the PTE change makes the next load a hit on the new frame', () => {
-    const { m, newFrame } = retargetMachine();
-    const seen: number[] = [];
-    m.load(0, function* (x) {
-      seen.push(yield x.load(DATA, 8));
-      seen.push(yield x.load(DATA, 8));
-      yield* editPte(x, m, DATA, pointAt(newFrame));
-      seen.push(yield x.load(DATA, 8));
-      seen.push(yield x.load(DATA, 8));
-    });
-    expect(runThen(m, `0*5,fill:0:${formatVirtual(DATA)},0`).outcome).toBe('ok');
-    expect(seen).toEqual([1, 1, 1, 2]);
-    expect(events(m, 0, 'load').at(-1)).toMatchObject({ tlb: 'hit', pa: newFrame, value: 2 });
+    expect(events(m, 0, 'load').at(-1)).toMatchObject({ tlb: outcome, pa: newFrame, value: 2 });
   });
 
   it('a warm page whose TLB entry another page evicted (a one-entry TLB) is walked again', () => {
