@@ -35,7 +35,10 @@ export class MemoryPort {
   /** TLB outcome and physical address of the last translation, for the trace. */
   lastHit = false;
   lastPa = -1;
-  /** Set by the CPU for the current step when the machine records footprints. */
+  /**
+   * Where accesses are recorded, when the machine records footprints. Set by the machine before any access: with
+   * it set, no page is cached (see hit()), so that every access reaches the footprint.
+   */
   footprint: Footprint | undefined;
   private readonly walk = new WalkResult();
   /** Pages recently reached through TLB hits (see PageCache). */
