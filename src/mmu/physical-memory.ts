@@ -67,11 +67,7 @@ export class PhysicalMemory {
   private readonly watchStart: Float64Array;
   private readonly watchEnd: Float64Array;
   private watcher: WriteWatcher | undefined;
-  /**
-   * Bumped whenever the frame object behind a page number changes (a frame materialises or is copied on write,
-   * or `freeze()` hands the own frames to an image): a frame from `frame()` is good until then.
-   */
-  epoch = 0;
+  /** Told when frames handed out by `frame()` stop being good to use (see onFramesChange). */
   private readonly frameListeners: (() => void)[] = [];
 
   constructor(size: number, base?: FrameStore, watchOwners = 64) {
@@ -111,22 +107,22 @@ export class PhysicalMemory {
   }
 
   /**
-   * Calls `listener` whenever `epoch` moves, or the first write watch is armed: whoever holds frames from
-   * `frame()` drops them.
+   * Calls `listener` whenever the frame object behind a page number changes (a frame materialises or is copied on
+   * write, or `freeze()` hands the own frames to an image), and when the first write watch is armed: whoever
+   * holds frames from `frame()` drops them.
    */
   onFramesChange(listener: () => void): void {
     this.frameListeners.push(listener);
   }
 
   private framesChanged(): void {
-    this.epoch++;
     for (const listener of this.frameListeners) listener();
   }
 
   /**
    * The bytes of frame `pfn` (inside installed memory) for direct access: for `write`, a frame this memory owns
-   * (copied from the image or materialised now). Valid until `epoch` moves; writes through it bypass write
-   * watches, so a caller writing must first check `watching`.
+   * (copied from the image or materialised now). Good until the frame listeners are told otherwise; writes
+   * through it bypass write watches, so a caller may write through it only while `watching` is false.
    */
   frame(pfn: number, write: boolean): DataView {
     return write ? this.frameForWrite(pfn) : this.frameForRead(pfn);

@@ -69,8 +69,6 @@ export class Tlb {
   private largeCount = 0;
   hits = 0;
   misses = 0;
-  /** Bumped by every change to the cached translations (fill, invalidation, flush, copy). */
-  version = 0;
   private readonly listeners: (() => void)[] = [];
 
   constructor(config: TlbConfig = {}) {
@@ -103,8 +101,8 @@ export class Tlb {
     this.listeners.push(listener);
   }
 
+  /** Every change to the cached translations (fill, invalidation, flush, copy) tells the listeners. */
   private changed(): void {
-    this.version++;
     for (const listener of this.listeners) listener();
   }
 
