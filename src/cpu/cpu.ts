@@ -1,9 +1,18 @@
-import { formatVirtual, InputError, PAGE_SIZE } from '../mmu/address.ts';
+import { formatVirtual, fromCanonicalHalves, PAGE_SIZE } from '../mmu/address.ts';
+import {
+  describeHex,
+  describeValue,
+  InputError,
+  requireBoolean,
+  requireInteger,
+  requireOneOf,
+} from '../mmu/input-error.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
 import { LocalApic } from './apic.ts';
-import { deliverEvent } from './delivery.ts';
+import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
 import { VECTOR, vectorInfo, vectorName } from './exceptions.ts';
 import {
   Assembler,
@@ -11,22 +20,28 @@ import {
   Instruction as InstructionClass,
   type IpiDestination,
   type IpiMode,
+  isGeneratorFunction,
   OP,
   type Program,
+  returnValue,
   StaleInstructionError,
 } from './instruction.ts';
 import { MemoryPort } from './memory-port.ts';
 import {
-  CR4,
   defaultRegisters,
   emptyTss,
+  GATE_TYPES,
   type Gate,
+  type GateInit,
   type HandlerContext,
   type Registers,
   RFLAGS,
+  SELECTOR,
   type TaskStateSegment,
 } from './registers.ts';
+import { checkReturnSelectors } from './segments.ts';
 import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
+import { executeSystemRegister, GP_FAULT, isSystemRegisterOp } from './system-registers.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
@@ -44,14 +59,12 @@ const {
   CLI: OP_CLI,
   STI: OP_STI,
   HLT: OP_HLT,
-  INVLPG: OP_INVLPG,
-  MOV_TO_CR3: OP_MOV_TO_CR3,
-  MOV_TO_CR4: OP_MOV_TO_CR4,
   SEND_IPI: OP_SEND_IPI,
   EOI: OP_EOI,
   IRET: OP_IRET,
   ASSERT: OP_ASSERT,
   DIE: OP_DIE,
+  INT: OP_INT,
 } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
@@ -66,7 +79,7 @@ export interface CpuBus {
 }
 
 /** One level of the CPU's control stack: the task program, a called program, or a handler. */
-interface Activation {
+export interface Activation {
   readonly kind: 'task' | 'call' | 'handler';
   readonly gen: Generator<Instruction, number | undefined | void, number>;
   readonly codeBase: number;
@@ -81,6 +94,22 @@ interface Activation {
   /** Handler only: the vector pushed an error code (the entry code drops it before iret). */
   readonly errorCodePushed: boolean;
   readonly vector: number;
+  /** Handler only: RSP just after its frame was pushed (where exceptionFrame() reads it). */
+  readonly frameRsp: number;
+}
+
+/** The frame a handler received, as stored in memory (SDM Vol. 3 Figure 6-9), in model form. */
+export interface ExceptionFrame {
+  readonly vector: number;
+  /** The error code slot, when the event pushed one. */
+  readonly errorCode?: number;
+  readonly rip: number;
+  readonly cs: number;
+  readonly rflags: number;
+  readonly rsp: number;
+  readonly ss: number;
+  /** Virtual address of the lowest slot (the error code, or RIP). */
+  readonly address: number;
 }
 
 export interface CpuConfig {
@@ -118,7 +147,8 @@ const idleLoop: Program = function* idle() {};
 export class Cpu {
   readonly regs: Registers = defaultRegisters();
   readonly tss: TaskStateSegment = emptyTss();
-  readonly idt: (Gate | undefined)[] = new Array<Gate | undefined>(256).fill(undefined);
+  /** The IDT: set it with setGate()/clearGate(), which check what they store. */
+  readonly idt: readonly (Gate | undefined)[] = new Array<Gate | undefined>(256).fill(undefined);
   readonly tlb: Tlb;
   readonly apic = new LocalApic();
   readonly port: MemoryPort;
@@ -151,6 +181,8 @@ export class Cpu {
   private current: Activation | undefined;
   /** The task program and its arguments, as given to start() (machine images restart it in clones). */
   task: { readonly program: Program; readonly args: readonly unknown[] } | undefined;
+  /** Programs registered with Assembler.userEntry, by entry RIP: where an iret to user mode may go. */
+  private readonly userEntries = new Map<number, { readonly program: Program; readonly args: readonly unknown[] }>();
 
   constructor(
     readonly id: number,
@@ -160,7 +192,11 @@ export class Cpu {
   ) {
     this.tlb = new Tlb(config.tlb);
     this.port = new MemoryPort(memory, this.tlb, this.regs);
-    this.asm = new Assembler(id);
+    this.asm = new Assembler(id, (program, args) => {
+      const rip = this.bus.codeAddress(program);
+      this.userEntries.set(rip, { program, args });
+      return rip;
+    });
   }
 
   /** RIP of the next instruction of the innermost program (0 before any program starts). */
@@ -213,12 +249,40 @@ export class Cpu {
     this.current = this.activations[this.activations.length - 1];
   }
 
-  /** Installs an IDT gate. */
-  setGate(vector: number, gate: Gate): void {
-    if (!Number.isInteger(vector) || vector < 0 || vector > 255) {
-      throw new InputError(`IDT vector ${vector} is out of range 0..255`);
+  /**
+   * Installs an IDT gate, checked whole before anything changes: the handler a generator function, IST 0..7
+   * (0 = none), type 'interrupt' or 'trap', DPL 0..3, a 16-bit selector; present, DPL 0 and __KERNEL_CS unless given.
+   * A selector that names no 64-bit code segment is accepted here and faults at delivery, as on hardware.
+   */
+  setGate(vector: number, gate: GateInit): void {
+    const where = `CPU ${this.id} setGate(${describeValue(vector)})`;
+    requireInteger(vector, `${where}: IDT vector`, 0, 255);
+    if (typeof gate !== 'object' || gate === null)
+      throw new InputError(`${where}: gate ${describeValue(gate)} must be an object`);
+    if (!isGeneratorFunction(gate.handler)) {
+      throw new InputError(
+        `${where}: handler ${describeValue(gate.handler)} is not a generator function: ` +
+          'write handlers as function* (x, ctx) { ... }',
+      );
     }
-    this.idt[vector] = gate;
+    const stored: Gate = Object.freeze({
+      handler: gate.handler,
+      ist: requireInteger(gate.ist, `${where}: IST index`, 0, 7),
+      type: requireOneOf(gate.type, `${where}: gate type`, GATE_TYPES),
+      present: requireBoolean(gate.present, `${where}: present`, true),
+      dpl: gate.dpl === undefined ? 0 : requireInteger(gate.dpl, `${where}: DPL`, 0, 3),
+      selector:
+        gate.selector === undefined
+          ? SELECTOR.KERNEL_CS
+          : requireInteger(gate.selector, `${where}: selector`, 0, 0xffff),
+    });
+    (this.idt as (Gate | undefined)[])[vector] = stored;
+  }
+
+  /** Removes the gate for `vector`, as a zeroed IDT descriptor: delivering it raises #GP(vector*8+2+EXT). */
+  clearGate(vector: number): void {
+    requireInteger(vector, `CPU ${this.id} clearGate: IDT vector`, 0, 255);
+    (this.idt as (Gate | undefined)[])[vector] = undefined;
   }
 
   private activation(
@@ -227,6 +291,7 @@ export class Cpu {
     args: readonly unknown[],
     vector: number,
     errorCodePushed: boolean,
+    frameRsp = 0,
   ): Activation {
     const gen = program(this.asm, ...args) as ProgramGenerator | undefined;
     if (typeof gen !== 'object' || gen === null || gen.next !== generatorNext) {
@@ -245,21 +310,24 @@ export class Cpu {
       finished: false,
       errorCodePushed,
       vector,
+      frameRsp,
     };
   }
 
-  /** Called by delivery once the frame is pushed. */
-  startHandler(gate: Gate, vector: number, errorCode: number, errorCodePushed: boolean, external: boolean): void {
+  /**
+   * Called by delivery before it writes the frame: the handler's activation, made first so that a handler that
+   * cannot start leaves no half-pushed frame. `hasFixup` is filled in here (the interrupted instruction's).
+   */
+  prepareHandler(gate: Gate, context: HandlerContext, errorCodePushed: boolean): Activation {
     const interrupted = this.activations[this.activations.length - 1];
-    const context: HandlerContext = {
-      vector,
-      errorCode,
-      cr2: this.regs.cr2,
-      frameRsp: this.regs.rsp,
-      hasFixup: !external && interrupted?.pending?.fixup !== undefined,
-      external,
-    };
-    this.pushActivation(this.activation('handler', gate.handler, [context], vector, errorCodePushed));
+    const hasFixup = !context.external && !context.software && interrupted?.pending?.fixup !== undefined;
+    const ctx: HandlerContext = { ...context, hasFixup };
+    return this.activation('handler', gate.handler, [ctx], context.vector, errorCodePushed, context.frameRsp);
+  }
+
+  /** Called by delivery once the frame is pushed. */
+  enterHandler(handler: Activation): void {
+    this.pushActivation(handler);
     this.status = STATUS_RUNNING;
   }
 
@@ -365,7 +433,26 @@ export class Cpu {
   private executeNext(top: Activation, instruction: Instruction): void {
     this.lastKind = STEP_KIND.INSTRUCTION;
     this.lastInstruction = instruction;
-    this.execute(top, instruction);
+    try {
+      this.execute(top, instruction);
+    } catch (error) {
+      this.instructionFailed(instruction, error);
+    }
+  }
+
+  /**
+   * An instruction threw while executing (a bad operand only execution can see, a spin-until condition or assert
+   * function that threw, a callee that is not a generator, a split lock): the CPU stops with an event naming the
+   * error, as when the program's own body throws, and the error propagates out of step()/run(). The instruction
+   * made no change first (each instruction checks before it writes).
+   */
+  private instructionFailed(instruction: Instruction, error: unknown): never {
+    const message = error instanceof Error ? error.message : describeValue(error);
+    this.stop({
+      outcome: 'assertion',
+      message: `CPU ${this.id} ${instruction.name} at RIP ${formatVirtual(this.rip)} failed: ${message}`,
+    });
+    throw error;
   }
 
   private acceptInterrupt(vector: number): void {
@@ -378,11 +465,11 @@ export class Cpu {
     this.lastKind = STEP_KIND.INTERRUPT;
     this.lastAccepted = { vector, nmi: vector === VECTOR.NMI };
     this.memory.unwatch(this.id);
-    deliverEvent(this, vector, 0, true);
+    deliverEvent(this, vector, 0, EVENT_SOURCE.EXTERNAL, this.rip);
   }
 
   private programThrew(error: unknown): never {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = error instanceof Error ? error.message : describeValue(error);
     this.stop({ outcome: 'assertion', message: `program threw at RIP ${formatVirtual(this.rip)}: ${message}` });
     throw error;
   }
@@ -396,14 +483,22 @@ export class Cpu {
     next: IteratorResult<Instruction, number | undefined | void>,
   ): Instruction | undefined {
     if (next.done) {
-      const value = typeof next.value === 'number' ? next.value : 0;
+      let value: number;
+      try {
+        value = returnValue(next.value, `CPU ${this.id} program ${this.programName(top)} returned a`);
+      } catch (error) {
+        return this.programThrew(error);
+      }
       if (top.kind === 'task') {
         top.finished = true;
         this.lastKind = STEP_KIND.EXIT;
         this.status = STATUS_HALTED;
         return undefined;
       }
-      top.pending = top.kind === 'call' ? new InstructionClass(OP_RET, 0, 8, value) : new InstructionClass(OP_IRET);
+      top.pending =
+        top.kind === 'call'
+          ? new InstructionClass(OP_RET, 0, 8, value, 0, undefined, this.id)
+          : new InstructionClass(OP_IRET, 0, 8, 0, 0, undefined, this.id);
       return top.pending;
     }
     // Not `instanceof`: with esbuild's keepNames (tsx, some bundlers) the class's redefined `name` sends instanceof
@@ -415,8 +510,20 @@ export class Cpu {
       this.stop({ outcome: 'assertion', message: error.message });
       throw error;
     }
+    if (next.value.owner !== this.id) {
+      const error = new InputError(
+        `CPU ${this.id} program yielded a ${next.value.name} built by CPU ${next.value.owner}'s assembler: ` +
+          'build instructions with the x a program receives on the CPU that runs it',
+      );
+      this.stop({ outcome: 'assertion', message: error.message });
+      throw error;
+    }
     top.pending = next.value;
     return next.value;
+  }
+
+  private programName(a: Activation): string {
+    return a.kind === 'task' && this.task ? this.task.program.name || '(anonymous)' : `at ${formatVirtual(a.codeBase)}`;
   }
 
   private staleInstruction(unexecuted: number): never {
@@ -444,7 +551,7 @@ export class Cpu {
     if (top?.pending === this.asm.reused) top.pending = this.asm.reused.copy();
     if (vector === VECTOR_PF) this.regs.cr2 = cr2;
     this.lastException = { vector, errorCode, cr2: this.regs.cr2 };
-    deliverEvent(this, vector, errorCode, false);
+    deliverEvent(this, vector, errorCode, EVENT_SOURCE.EXCEPTION, this.rip);
   }
 
   /** `ins` faulted: it stays pending, to re-execute after the handler irets (or complete through a fixup). */
@@ -531,23 +638,8 @@ export class Cpu {
           this.regs.rflags |= RFLAGS_IF;
         } else this.status = STATUS_HALTED;
         return this.complete(act, 0);
-      case OP_INVLPG:
-        this.tlb.invalidatePage(ins.va);
-        if (port.footprint) port.footprint.tlbInvalidations.push(Math.floor(ins.va / PAGE));
-        return this.complete(act, 0);
-      case OP_MOV_TO_CR3:
-        this.regs.cr3 = ins.value;
-        this.tlb.flushNonGlobal();
-        if (port.footprint) port.footprint.tlbInvalidations.push(-1);
-        return this.complete(act, 0);
-      case OP_MOV_TO_CR4:
-        // Changing CR4.PGE invalidates all TLB entries, global ones included (SDM §4.10.4.1).
-        if (((this.regs.cr4 ^ ins.value) & CR4.PGE) !== 0) {
-          this.tlb.flushAll();
-          if (port.footprint) port.footprint.tlbInvalidations.push(-2);
-        }
-        this.regs.cr4 = ins.value;
-        return this.complete(act, 0);
+      case OP_INT:
+        return this.softwareInterrupt(act, ins.value);
       case OP_SEND_IPI: {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
         const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
@@ -570,6 +662,27 @@ export class Cpu {
         return this.ret(act, ins);
       case OP_IRET:
         return this.iret(act, ins.value === 1);
+      default:
+        if (isSystemRegisterOp(ins.op)) {
+          if (executeSystemRegister(this, ins) === GP_FAULT) return this.raise(VECTOR_GP, 0, 0);
+          return this.complete(act, 0);
+        }
+        throw new InputError(`CPU ${this.id}: unknown operation ${describeValue(ins.op)}`);
+    }
+  }
+
+  /**
+   * INT n / INT3: delivered through the IDT as a trap (the frame saves the next RIP). When a fault raised while
+   * delivering it is delivered instead, the INT stays pending and re-executes after that handler's iret.
+   */
+  private softwareInterrupt(act: Activation, vector: number): void {
+    const next = act.codeBase + RIP_STRIDE * (act.index + 1);
+    if (deliverEvent(this, vector, 0, EVENT_SOURCE.SOFTWARE, next)) {
+      // The INT completed: the interrupted program resumes after it once the handler irets.
+      act.pending = undefined;
+      act.index++;
+      act.resume = 0;
+      this.lastResult = 0;
     }
   }
 
@@ -577,9 +690,11 @@ export class Cpu {
     const rsp = this.regs.rsp - 8;
     const pa = this.port.translate(rsp, this.userAccess | ACCESS_WRITE | ACCESS_STACK);
     if (pa < 0) return this.raiseFault();
+    // The callee's generator is made before the return address is written: a callee that cannot start changes nothing.
+    const callee = this.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false);
     this.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
     this.regs.rsp = rsp;
-    this.pushActivation(this.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false));
+    this.pushActivation(callee);
   }
 
   private corrupted(what: string, popped: number, expected: number): void {
@@ -608,20 +723,17 @@ export class Cpu {
   }
 
   private iret(act: Activation, toFixup: boolean): void {
-    const below = this.activations[this.activations.length - 2];
-    if (act.kind !== 'handler' || !below) {
-      return this.stop({ outcome: 'stack-corruption', message: 'iret with no interrupted context on the stack' });
-    }
+    const handler = act.kind === 'handler';
     // An abort (#DF, #MC) saves an undefined CS:RIP and cannot be returned from (SDM §6.5, §6.15 interrupt 8).
-    if (vectorInfo(act.vector).kind === 'abort' && act.vector !== VECTOR.NMI) {
+    if (handler && vectorInfo(act.vector).kind === 'abort' && act.vector !== VECTOR.NMI) {
       return this.stop({
         outcome: act.vector === VECTOR.DF ? 'double-fault' : 'oops',
         message: `iret from ${vectorName(act.vector)}: an abort is not restartable (its saved RIP is undefined)`,
       });
     }
     // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
-    const base = this.regs.rsp + (act.errorCodePushed ? 8 : 0);
-    const access = ACCESS_STACK;
+    const base = this.regs.rsp + (handler && act.errorCodePushed ? 8 : 0);
+    const access = this.userAccess | ACCESS_STACK;
     const rip = this.port.readAddress(base, access);
     if (rip < 0) return this.raiseFault();
     const cs = this.port.read(base + 8, 8, access);
@@ -630,7 +742,16 @@ export class Cpu {
     if (rflags < 0) return this.raiseFault();
     const rsp = this.port.readAddress(base + 24, access);
     if (rsp < 0) return this.raiseFault();
-    if (this.port.read(base + 32, 8, access) < 0) return this.raiseFault(); // SS: not kept, but read (and can fault)
+    const ss = this.port.read(base + 32, 8, access);
+    if (ss < 0) return this.raiseFault();
+    // The popped CS and SS are checked before anything changes (SDM Vol. 2 IRET, IA-32e mode).
+    const selectorFault = checkReturnSelectors(cs % 0x10000, ss % 0x10000, this.regs.cpl);
+    if (selectorFault) return this.raise(selectorFault.vector, selectorFault.errorCode, 0);
+    if (!handler) return this.enterUser(rip, cs, rflags, rsp);
+    const below = this.activations[this.activations.length - 2];
+    if (!below) {
+      return this.stop({ outcome: 'stack-corruption', message: 'iret with no interrupted context on the stack' });
+    }
     const expected = below.codeBase + RIP_STRIDE * below.index;
     if (rip !== expected) return this.corrupted('iret', rip, expected);
     if (toFixup && below.pending?.fixup === undefined) {
@@ -643,6 +764,70 @@ export class Cpu {
     this.popActivation();
     if (toFixup) this.complete(below, below.pending!.fixup!);
     this.status = below.finished ? STATUS_HALTED : STATUS_RUNNING;
+  }
+
+  /**
+   * IRET outside a handler, from a frame the kernel code pushed: to a user entry (CS RPL 3, RIP from userEntry())
+   * it enters user mode there, and the kernel's control stack is dropped, as a kernel stack is empty while its
+   * task runs in user mode. Any other RIP is a corrupted frame.
+   */
+  private enterUser(rip: number, cs: number, rflags: number, rsp: number): void {
+    const entry = (cs & 3) === 3 ? this.userEntries.get(rip) : undefined;
+    if (!entry) {
+      return this.stop({
+        outcome: 'stack-corruption',
+        message:
+          `iret outside a handler popped RIP ${formatVirtual(rip)} with CS ${describeHex(cs)}, ` +
+          'which is no user entry: iret returns from a handler, or enters user mode at x.userEntry(program)',
+      });
+    }
+    const user = this.activation('task', entry.program, entry.args, 0, false);
+    this.activations.length = 0;
+    this.pushActivation(user);
+    this.regs.rsp = rsp;
+    this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
+    this.regs.cpl = 3;
+    this.nmiBlocked = false;
+    this.status = STATUS_RUNNING;
+  }
+
+  /**
+   * The frame the handler at control-stack `level` received (default: the innermost handler), read from memory as
+   * it is now, through this CPU's current page tables without touching TLB or A/D bits. Undefined when no handler
+   * is running at that level, or when a slot is unmapped.
+   */
+  exceptionFrame(level?: number): ExceptionFrame | undefined {
+    let a: Activation | undefined;
+    if (level === undefined) {
+      for (let i = this.activations.length - 1; i >= 0 && !a; i--) {
+        if (this.activations[i]!.kind === 'handler') a = this.activations[i];
+      }
+    } else {
+      requireInteger(level, `CPU ${this.id} exceptionFrame level`, 0, Math.max(0, this.activations.length - 1));
+      a = this.activations[level];
+    }
+    if (a?.kind !== 'handler') return undefined;
+    const slot = (i: number): number => {
+      const t = lookupTables(this.memory, this.regs.cr3, a.frameRsp + 8 * i);
+      return t.present ? this.memory.read64(t.pa) : -1;
+    };
+    const k = a.errorCodePushed ? 1 : 0;
+    const values = [0, 1, 2, 3, 4, 5].slice(0, 5 + k).map(slot);
+    if (values.some((v) => v < 0)) return undefined;
+    const address = (i: number): number => {
+      const t = lookupTables(this.memory, this.regs.cr3, a.frameRsp + 8 * i);
+      return fromCanonicalHalves(this.memory.read32(t.pa), this.memory.read32(t.pa + 4));
+    };
+    return {
+      vector: a.vector,
+      ...(k ? { errorCode: values[0]! } : {}),
+      rip: address(k),
+      cs: values[k + 1]!,
+      rflags: values[k + 2]!,
+      rsp: address(k + 3),
+      ss: values[k + 4]!,
+      address: a.frameRsp,
+    };
   }
 
   /** Control stack, innermost last, for snapshots: kind, RIP and pending instruction name. */

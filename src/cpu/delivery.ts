@@ -1,83 +1,153 @@
 import { formatVirtual } from '../mmu/address.ts';
 import type { Cpu } from './cpu.ts';
-import { escalate, VECTOR, vectorInfo, vectorName } from './exceptions.ts';
+import { ESCALATION, type ExceptionClass, VECTOR, vectorInfo, vectorName } from './exceptions.ts';
 import { RFLAGS, SELECTOR } from './registers.ts';
+import { checkGateSelector } from './segments.ts';
 import type { ExceptionEvent } from './step-event.ts';
 
-// 64-bit exception and interrupt delivery (SDM Vol. 3 §6.14.2-6.14.5) with nested-fault escalation (Table 6-5):
-// pick the stack (IST from the gate, RSP0 on a privilege change, else the current RSP), align it to 16, push SS,
-// RSP, RFLAGS, CS, RIP and the error code through the MMU as supervisor writes, then start the handler. A fault
-// while pushing is a second exception; the escalation table decides whether it is delivered instead (serial),
-// becomes #DF, or shuts the CPU down (triple fault). The interrupted state is untouched until a push succeeds.
+// 64-bit exception and interrupt delivery (SDM Vol. 3 §6.14.2-6.14.5, INT n pseudocode) with nested-fault
+// escalation (Table 6-5): read the IDT gate (a missing one is #GP, a not-present one #NP, an INT n through a gate
+// whose DPL is below CPL #GP, each with the IDT-format error code), check the gate's code segment, pick the stack
+// (IST from the gate, RSP0 on a privilege change, else the current RSP), align it to 16, push SS, RSP, RFLAGS, CS,
+// RIP and the error code through the MMU, then start the handler. A fault on any of those steps is a second
+// exception; the escalation table decides whether it is delivered instead (serial), becomes #DF, or shuts the CPU
+// down (triple fault). The interrupted state is untouched until the whole frame is pushed.
+
+/** What is being delivered: an exception, an external interrupt (IPI, NMI) or a software interrupt (INT n). */
+export const EVENT_SOURCE = { EXCEPTION: 0, EXTERNAL: 1, SOFTWARE: 2 } as const;
+export type EventSource = (typeof EVENT_SOURCE)[keyof typeof EVENT_SOURCE];
 
 const frameSlots = new Float64Array(6);
 
-/** Delivers an exception (`external` = false) or an accepted interrupt/IPI/NMI (`external` = true). */
-export function deliverEvent(cpu: Cpu, vector: number, errorCode: number, external: boolean): void {
+/** Vectors whose error code has the selector format, with EXT in bit 0 (SDM §6.13). */
+function selectorFormat(vector: number): boolean {
+  return vector === VECTOR.TS || vector === VECTOR.NP || vector === VECTOR.SS || vector === VECTOR.GP;
+}
+
+/** IDT-format error code: the gate's index with the IDT bit (bit 1) and EXT (SDM §6.13, Figure 6-6). */
+function idtErrorCode(vector: number, ext: number): number {
+  return vector * 8 + 2 + ext;
+}
+
+/**
+ * Delivers an event. `returnRip` is the RIP the frame saves: the faulting instruction for a fault or an interrupt,
+ * the next instruction for INT n. Returns whether that event itself was delivered (its handler started) rather
+ * than replaced by a fault raised while delivering it (that fault's frame saves the current RIP instead).
+ */
+export function deliverEvent(
+  cpu: Cpu,
+  vector: number,
+  errorCode: number,
+  source: EventSource,
+  returnRip: number,
+): boolean {
   const log = cpu.exceptionLog;
   let during = -1;
-  let ext = external;
+  // EXT is 1 in the error code of a fault raised while delivering an exception or an external interrupt, 0 while
+  // delivering INT n / INT3 (SDM §6.13).
+  let ext = source === EVENT_SOURCE.SOFTWARE ? 0 : 1;
+  let rip = returnRip;
   for (;;) {
     const info = vectorInfo(vector);
-    const gate = cpu.idt[vector];
+    // INT n and external interrupts push no error code, even on vectors whose exception has one (SDM §6.13).
+    const pushesErrorCode = source === EVENT_SOURCE.EXCEPTION && info.errorCode;
+    // A software or external interrupt is benign for Table 6-5 whatever its vector.
+    const cls: ExceptionClass = source === EVENT_SOURCE.EXCEPTION ? info.cls : 'benign';
     const entry: { -readonly [K in keyof ExceptionEvent]: ExceptionEvent[K] } = {
       vector,
-      name: vectorName(vector),
-      errorCode,
+      name: source === EVENT_SOURCE.SOFTWARE ? (vector === 3 ? 'INT3' : `INT 0x${vector.toString(16)}`) : info.mnemonic,
+      errorCode: pushesErrorCode ? errorCode : 0,
       outcome: 'delivered',
     };
-    if (vector === VECTOR.PF) entry.cr2 = cpu.regs.cr2;
+    if (vector === VECTOR.PF && source === EVENT_SOURCE.EXCEPTION) entry.cr2 = cpu.regs.cr2;
     if (during >= 0) entry.during = during;
     log.push(entry);
 
-    let secondVector: number;
-    let secondCode: number;
+    const regs = cpu.regs;
+    const gate = cpu.idt[vector];
+    let secondVector = -1;
+    let secondCode = 0;
     let secondCr2 = 0;
+    let newCpl = 0;
     if (!gate) {
-      // A missing IDT entry raises #NP with an IDT-flavoured error code (SDM §6.13: index, IDT bit, EXT bit).
+      // No gate: beyond the IDT limit or a descriptor that is no interrupt/trap gate: #GP (SDM INT n).
+      secondVector = VECTOR.GP;
+      secondCode = idtErrorCode(vector, ext);
+    } else if (source === EVENT_SOURCE.SOFTWARE && gate.dpl < regs.cpl) {
+      secondVector = VECTOR.GP;
+      secondCode = idtErrorCode(vector, ext);
+    } else if (!gate.present) {
       secondVector = VECTOR.NP;
-      secondCode = vector * 8 + 2 + (ext ? 1 : 0);
+      secondCode = idtErrorCode(vector, ext);
     } else {
-      const regs = cpu.regs;
-      const stackSource = gate.ist !== 0 ? `ist${gate.ist}` : regs.cpl !== 0 ? 'rsp0' : 'current';
-      const top = gate.ist !== 0 ? cpu.tss.ist[gate.ist]! : regs.cpl !== 0 ? cpu.tss.rsp0 : regs.rsp;
+      const checked = checkGateSelector(gate.selector, regs.cpl);
+      if (typeof checked === 'number') newCpl = checked;
+      else {
+        secondVector = checked.vector;
+        secondCode = checked.errorCode | ext;
+      }
+    }
+    if (secondVector >= 0) {
+      entry.outcome = 'gate-fault';
+    } else if (gate) {
+      // The stack: IST if the gate names one, RSP0 when the privilege level changes, else the current RSP.
+      const stackSource = gate.ist !== 0 ? `ist${gate.ist}` : newCpl < regs.cpl ? 'rsp0' : 'current';
+      const top = gate.ist !== 0 ? cpu.tss.ist[gate.ist]! : newCpl < regs.cpl ? cpu.tss.rsp0 : regs.rsp;
       const aligned = top - (top % 16);
-      const slots = info.errorCode ? 6 : 5;
+      const slots = pushesErrorCode ? 6 : 5;
       const base = aligned - 8 * slots;
-      if (cpu.port.translateStackWrite(base, slots, frameSlots)) {
+      const port = cpu.port;
+      if (port.translateStackWrite(base, slots, frameSlots, newCpl === 3)) {
+        const external = source === EVENT_SOURCE.EXTERNAL;
+        // The handler's generator is made before any byte of the frame is written, so nothing is half-done.
+        const handler = cpu.prepareHandler(
+          gate,
+          {
+            vector,
+            errorCode: pushesErrorCode ? errorCode : 0,
+            cr2: regs.cr2,
+            frameRsp: base,
+            hasFixup: false,
+            external,
+            software: source === EVENT_SOURCE.SOFTWARE,
+          },
+          pushesErrorCode,
+        );
         const user = regs.cpl === 3;
-        const k = info.errorCode ? 1 : 0;
-        const port = cpu.port;
+        const k = pushesErrorCode ? 1 : 0;
         port.writeAt(frameSlots[k + 4]!, user ? SELECTOR.USER_SS : SELECTOR.KERNEL_SS);
         port.writeAddressAt(frameSlots[k + 3]!, regs.rsp);
         port.writeAt(frameSlots[k + 2]!, regs.rflags);
         port.writeAt(frameSlots[k + 1]!, user ? SELECTOR.USER_CS : SELECTOR.KERNEL_CS);
-        port.writeAddressAt(frameSlots[k]!, cpu.rip);
-        if (info.errorCode) port.writeAt(frameSlots[0]!, errorCode);
+        port.writeAddressAt(frameSlots[k]!, rip);
+        if (pushesErrorCode) port.writeAt(frameSlots[0]!, errorCode);
         regs.rsp = base;
-        regs.cpl = 0;
+        regs.cpl = newCpl === 3 ? 3 : 0;
         if (gate.type === 'interrupt') regs.rflags &= ~RFLAGS.IF;
         entry.stack = stackSource;
         entry.rsp = base;
-        if (cpu.port.footprint) cpu.port.footprint.accepted.push(vector);
-        cpu.startHandler(gate, vector, errorCode, info.errorCode, external && ext);
-        return;
+        if (port.footprint) port.footprint.accepted.push(vector);
+        cpu.enterHandler(handler);
+        return during < 0;
       }
       entry.outcome = 'frame-fault';
-      secondVector = cpu.port.fault.vector;
-      secondCode = cpu.port.fault.errorCode;
-      secondCr2 = cpu.port.fault.cr2;
+      secondVector = port.fault.vector;
+      secondCode = port.fault.errorCode;
+      secondCr2 = port.fault.cr2;
+      if (selectorFormat(secondVector)) secondCode |= ext;
     }
-    if (!gate) entry.outcome = 'frame-fault';
     // The second exception: CR2 is overwritten by a nested #PF even when it becomes #DF (SDM §6.15, int 14).
-    if (secondVector === VECTOR.PF) cpu.regs.cr2 = secondCr2;
-    const action = escalate(vector, secondVector);
-    cpu.lastException = { vector: secondVector, errorCode: secondCode, cr2: cpu.regs.cr2 };
+    if (secondVector === VECTOR.PF) regs.cr2 = secondCr2;
+    const action = ESCALATION[cls][vectorInfo(secondVector).cls];
+    cpu.lastException = { vector: secondVector, errorCode: secondCode, cr2: regs.cr2 };
+    // Every later event is an exception raised during delivery: EXT = 1, and its frame saves the current RIP.
+    ext = 1;
+    rip = cpu.rip;
     if (action === 'serial') {
       during = vector;
       vector = secondVector;
       errorCode = secondCode;
-      ext = false;
+      source = EVENT_SOURCE.EXCEPTION;
       continue;
     }
     const nested: ExceptionEvent = {
@@ -94,13 +164,13 @@ export function deliverEvent(cpu: Cpu, vector: number, errorCode: number, extern
         `triple fault: ${nested.name} (error code ${secondCode}) while delivering ${vectorName(vector)}` +
           (secondVector === VECTOR.PF ? ` (CR2 ${formatVirtual(secondCr2)})` : ''),
       );
-      return;
+      return false;
     }
     // #DF: abort class, error code always 0 (SDM §6.15, interrupt 8).
     during = vector;
     vector = VECTOR.DF;
     errorCode = 0;
-    ext = false;
-    cpu.lastException = { vector: VECTOR.DF, errorCode: 0, cr2: cpu.regs.cr2 };
+    source = EVENT_SOURCE.EXCEPTION;
+    cpu.lastException = { vector: VECTOR.DF, errorCode: 0, cr2: regs.cr2 };
   }
 }

@@ -1,4 +1,12 @@
-import { InputError, toVirtual } from '../mmu/address.ts';
+import { toVirtual } from '../mmu/address.ts';
+import {
+  describeValue,
+  InputError,
+  requireBoolean,
+  requireInteger,
+  requireOneOf,
+  requireOptions,
+} from '../mmu/input-error.ts';
 
 // Programs are generator functions that yield instructions (DESIGN.md "Execution model"); the CPU executes each
 // with x86 semantics and resumes the generator with the result. One instruction = one step.
@@ -26,6 +34,11 @@ export const OP = {
   IRET: 19,
   ASSERT: 20,
   DIE: 21,
+  INT: 22,
+  MOV_TO_RSP: 23,
+  MOV_TO_CR0: 24,
+  MOV_TO_CR2: 25,
+  WRMSR: 26,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -51,7 +64,15 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   19: 'iret',
   20: 'assert',
   21: 'die',
+  22: 'int',
+  23: 'mov-to-rsp',
+  24: 'mov-to-cr0',
+  25: 'mov-to-cr2',
+  26: 'wrmsr',
 };
+
+/** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
+export const MSR = { EFER: 0xc000_0080 } as const;
 
 /** Outcomes a run can end in; `die` takes the ones a kernel handler reports. */
 export type Outcome =
@@ -101,18 +122,20 @@ export interface InstructionAux {
 }
 
 /**
- * One instruction. A single class with six fixed fields keeps the CPU's dispatch monomorphic. Fields are
+ * One instruction. A single class with seven fixed fields keeps the CPU's dispatch monomorphic. Fields are
  * interpreted per op (see Assembler); unused ones are 0 / undefined. Read-only to programs: the Assembler refills
- * one per CPU for the hot operations (see Assembler).
+ * one per CPU for the hot operations (see Assembler). `owner` is the CPU whose assembler built it: a CPU refuses
+ * an instruction built for another.
  */
 export class Instruction {
   constructor(
     readonly op: Op,
-    readonly va = 0,
-    readonly size = 8,
-    readonly value = 0,
-    readonly expected = 0,
-    readonly aux: InstructionAux | undefined = undefined,
+    readonly va: number,
+    readonly size: number,
+    readonly value: number,
+    readonly expected: number,
+    readonly aux: InstructionAux | undefined,
+    readonly owner: number,
   ) {}
 
   get name(): string {
@@ -121,7 +144,7 @@ export class Instruction {
 
   /** A copy that no later build can change (for an instruction that stays pending across a handler). */
   copy(): Instruction {
-    return new Instruction(this.op, this.va, this.size, this.value, this.expected, this.aux);
+    return new Instruction(this.op, this.va, this.size, this.value, this.expected, this.aux, this.owner);
   }
 
   /** The exception-table fixup value, if this instruction has one. */
@@ -130,71 +153,164 @@ export class Instruction {
   }
 }
 
-// Instructions are immutable, so the ones without operands are shared rather than allocated per step.
-const SHARED = {
-  pause: new Instruction(OP.PAUSE),
-  cli: new Instruction(OP.CLI),
-  sti: new Instruction(OP.STI),
-  hlt: new Instruction(OP.HLT),
-  eoi: new Instruction(OP.EOI),
-  iret: new Instruction(OP.IRET),
-} as const;
-
 const { LOAD: OP_LOAD, STORE: OP_STORE } = OP;
 
+/**
+ * The largest value of each access size, indexed by size. Values have one meaning per size: a negative value of
+ * 1, 2 or 4 bytes is its two's complement (store(va, 1, -1) stores 0xff, and cmpxchg(va, 1, -1, ...) matches it);
+ * 8-byte values are 0..2^53-1, the integers a number holds exactly (loads return numbers).
+ */
+const VALUE_MAX = [0, 0xff, 0xffff, 0, 0xffff_ffff, 0, 0, 0, Number.MAX_SAFE_INTEGER];
+const VALUE_RULE = [
+  '',
+  'a 1-byte value is an integer in -128..255',
+  'a 2-byte value is an integer in -32768..65535',
+  '',
+  'a 4-byte value is an integer in -2147483648..4294967295',
+  '',
+  '',
+  '',
+  'an 8-byte value is an integer in 0..2^53-1 (loads return numbers, exact only below 2^53; ' +
+    'write a negative or larger 64-bit value as two 4-byte halves)',
+];
+
 /** An integer address and a size of 1, 2, 4 or 8: nothing to convert or report (checked on every load/store). */
-function isPlainAccess(va: number | bigint, size: number): va is number {
+function isPlainAccess(va: unknown, size: unknown): va is number {
   return typeof va === 'number' && (size === 8 || size === 4 || size === 2 || size === 1) && Number.isInteger(va);
 }
 
-function toAddress(va: number | bigint): number {
-  if (typeof va !== 'number') return toVirtual(va);
-  // Checked here, once per instruction built, so the MMU's hot path can assume an integer address.
-  if (!Number.isInteger(va)) throw new InputError(`address ${va} is not an integer`);
-  return va;
+/** A value that needs no conversion for `size` (a valid size): the hot store/push check. */
+function isPlainValue(value: unknown, size: number): value is number {
+  return typeof value === 'number' && value >= 0 && value <= VALUE_MAX[size]! && Number.isInteger(value);
 }
 
-function withFixup(options: AccessOptions | undefined): InstructionAux | undefined {
-  return options?.fixup === undefined ? undefined : { fixup: options.fixup };
+/** Checks a caller's value for an access of `size` bytes and returns its unsigned image (see VALUE_MAX). */
+export function operandValue(value: unknown, size: number, what: string): number {
+  const max = VALUE_MAX[size]!;
+  const min = size === 8 ? 0 : -(max + 1) / 2;
+  let n: number | undefined;
+  if (typeof value === 'number' && Number.isInteger(value)) n = value;
+  else if (typeof value === 'bigint' && value >= BigInt(min) && value <= BigInt(max)) n = Number(value);
+  if (n === undefined || n < min || n > max) {
+    throw new InputError(`${what} ${describeValue(value)} does not fit in ${size} bytes: ${VALUE_RULE[size]}`);
+  }
+  return n < 0 ? n + max + 1 : n;
 }
 
-function checkSize(size: number): number {
+function checkSize(size: unknown, what: string): number {
   if (size !== 1 && size !== 2 && size !== 4 && size !== 8) {
-    throw new InputError(`access size ${size} is not one of 1, 2, 4, 8 bytes`);
+    throw new InputError(`${what} access size ${describeValue(size)} is not one of 1, 2, 4, 8 bytes`);
   }
   return size;
 }
 
-function checkVector(vector: number, mode: IpiMode): number {
-  if (!Number.isInteger(vector) || vector < 0 || vector > 255 || (mode === 'fixed' && vector < 16)) {
-    throw new InputError(`IPI vector ${vector} is illegal: fixed IPIs use vectors 16..255 (SDM §11.5.2)`);
+function checkVector(vector: unknown, mode: IpiMode, what: string): number {
+  if (
+    typeof vector !== 'number' ||
+    !Number.isInteger(vector) ||
+    vector < 0 ||
+    vector > 255 ||
+    (mode === 'fixed' && vector < 16)
+  ) {
+    throw new InputError(
+      `${what} vector ${describeValue(vector)} is illegal: fixed IPIs use vectors 16..255 (SDM §11.5.2), NMIs 0..255`,
+    );
   }
   return vector;
 }
 
-/** Builds instructions for one CPU's programs; `yield` each one immediately. */
+function checkDestination(to: unknown, what: string): IpiDestination {
+  if (to === 'self' || to === 'all' || to === 'all-but-self') return to;
+  const isId = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+  if (isId(to)) return to as number;
+  if (Array.isArray(to) && to.length > 0 && Array.from(to).every(isId)) return Object.freeze([...(to as number[])]);
+  throw new InputError(
+    `${what} destination ${describeValue(to)} must be a CPU id, a non-empty array of CPU ids, ` +
+      "or one of 'self', 'all', 'all-but-self'",
+  );
+}
+
+const GENERATOR_FUNCTION = Object.getPrototypeOf(function* () {});
+
+/** Whether `f` is a generator function (bound ones included): what programs, callees and handlers must be. */
+export function isGeneratorFunction(f: unknown): boolean {
+  try {
+    return typeof f === 'function' && Object.getPrototypeOf(f) === GENERATOR_FUNCTION;
+  } catch {
+    return false;
+  }
+}
+
+const OUTCOMES: readonly Exclude<Outcome, 'ok'>[] = [
+  'double-fault',
+  'triple-fault',
+  'oops',
+  'stack-corruption',
+  'lost-write',
+  'use-after-free',
+  'deadlock',
+  'assertion',
+];
+
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Thrown by the CPU when a program yields a reused instruction that no longer holds what was built. */
 export class StaleInstructionError extends InputError {}
+
+/** Registers a program as a user-mode entry point and returns its entry RIP (see Assembler.userEntry). */
+export type UserEntryRegistrar = (program: Program, args: readonly unknown[]) => number;
 
 /**
  * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store, push and pop (the hot
  * operations) refill one instruction object per CPU instead of allocating, which is what makes a TLB-hit step
  * cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the same one
  * twice, is a StaleInstructionError naming the CPU, never a silently different instruction.
+ *
+ * Every operand is checked here, where it enters (docs/guide.md "Errors"): a bad one throws an InputError from the
+ * program's own `yield` expression, which stops the CPU like any exception thrown by the program.
  */
 export class Assembler {
   /** The instruction load/store/push/pop refill. */
-  readonly reused: Instruction = new Instruction(OP.LOAD);
+  readonly reused: Instruction;
   /** How many times `reused` was filled, and how many of those fills the CPU has executed. */
   builds = 0;
   consumed = 0;
+  // Instructions without operands, one of each per CPU (an instruction names the CPU it was built for).
+  private readonly shared: {
+    readonly pause: Instruction;
+    readonly cli: Instruction;
+    readonly sti: Instruction;
+    readonly hlt: Instruction;
+    readonly eoi: Instruction;
+    readonly iret: Instruction;
+    readonly int3: Instruction;
+  };
 
   constructor(
     /** The CPU this assembler's programs run on (smp_processor_id()). */
     readonly cpuId: number,
-  ) {}
+    private readonly registerUserEntry?: UserEntryRegistrar,
+  ) {
+    this.reused = this.make(OP.LOAD);
+    this.shared = {
+      pause: this.make(OP.PAUSE),
+      cli: this.make(OP.CLI),
+      sti: this.make(OP.STI),
+      hlt: this.make(OP.HLT),
+      eoi: this.make(OP.EOI),
+      iret: this.make(OP.IRET),
+      int3: this.make(OP.INT, 0, 8, 3, 1),
+    };
+  }
+
+  private make(op: Op, va = 0, size = 8, value = 0, expected = 0, aux?: InstructionAux): Instruction {
+    return new Instruction(op, va, size, value, expected, aux, this.cpuId);
+  }
+
+  /** "CPU 0 store": where a bad operand came from. */
+  private where(instruction: string): string {
+    return `CPU ${this.cpuId} ${instruction}`;
+  }
 
   private fill(op: Op, va: number, size: number, value: number): Instruction {
     const ins = this.reused as Writable<Instruction>;
@@ -206,12 +322,25 @@ export class Assembler {
     return this.reused;
   }
 
-  /** A load or store with a BigInt address, an odd size or a fixup: converted and checked, off the fast path. */
-  private access(op: Op, va: number | bigint, size: number, value: number, options: AccessOptions | undefined) {
-    const address = toAddress(va);
-    const checked = checkSize(size);
-    if (options?.fixup !== undefined) return new Instruction(op, address, checked, value, 0, withFixup(options));
-    return this.fill(op, address, checked, value);
+  private address(va: unknown, instruction: string): number {
+    return toVirtual(va as number, `${this.where(instruction)} address`);
+  }
+
+  private fixup(options: unknown, instruction: string): InstructionAux | undefined {
+    const o = requireOptions<AccessOptions>(options, `${this.where(instruction)} options`, ['fixup']);
+    if (o.fixup === undefined) return undefined;
+    return { fixup: returnValue(o.fixup, `${this.where(instruction)} fixup`) };
+  }
+
+  /** A load or store off the fast path: a BigInt address, a negative value, a fixup, or an operand to refuse. */
+  private access(op: Op, va: unknown, size: unknown, value: unknown, options: unknown): Instruction {
+    const name = OP_NAMES[op];
+    const address = this.address(va, name);
+    const checked = checkSize(size, this.where(name));
+    const v = op === OP_STORE ? operandValue(value, checked, `${this.where(name)} value`) : 0;
+    const aux = this.fixup(options, name);
+    if (aux !== undefined) return this.make(op, address, checked, v, 0, aux);
+    return this.fill(op, address, checked, v);
   }
 
   /** Loads `size` bytes at `va`; the result is the value (unsigned, exact below 2^53). */
@@ -219,34 +348,54 @@ export class Assembler {
     if (options === undefined && isPlainAccess(va, size)) return this.fill(OP_LOAD, va, size, 0);
     return this.access(OP_LOAD, va, size, 0, options);
   }
-  /** Stores the low `size` bytes of `value` at `va`. */
-  store(va: number | bigint, size: number, value: number, options?: AccessOptions): Instruction {
-    if (options === undefined && isPlainAccess(va, size)) return this.fill(OP_STORE, va, size, value);
+  /**
+   * Stores the low `size` bytes of `value` at `va`. A negative value of 1, 2 or 4 bytes is stored as its two's
+   * complement; an 8-byte value is 0..2^53-1; anything else is refused (see VALUE_MAX).
+   */
+  store(va: number | bigint, size: number, value: number | bigint, options?: AccessOptions): Instruction {
+    if (options === undefined && isPlainAccess(va, size) && isPlainValue(value, size)) {
+      return this.fill(OP_STORE, va, size, value);
+    }
     return this.access(OP_STORE, va, size, value, options);
   }
   /** Pushes 8 bytes: RSP -= 8, then the store (a faulting push leaves RSP unchanged). */
-  push(value: number): Instruction {
-    return this.fill(OP.PUSH, 0, 8, value);
+  push(value: number | bigint): Instruction {
+    if (isPlainValue(value, 8)) return this.fill(OP.PUSH, 0, 8, value);
+    return this.fill(OP.PUSH, 0, 8, operandValue(value, 8, `${this.where('push')} value`));
   }
   /** Pops 8 bytes; the result is the value. */
   pop(): Instruction {
     return this.fill(OP.POP, 0, 8, 0);
   }
-  /** Pushes a return address and runs `program`; the result is what it returns. */
+  /** Pushes a return address and runs `program` (a generator function); the result is what it returns. */
   call<A extends readonly unknown[]>(program: Program<A>, ...args: A): Instruction {
-    return new Instruction(OP.CALL, 0, 8, 0, 0, { program: program as Program, args });
+    if (!isGeneratorFunction(program)) {
+      throw new InputError(
+        `${this.where('call')} target ${describeValue(program)} is not a generator function: ` +
+          'call programs written as function* (x, ...args) { ... }',
+      );
+    }
+    return this.make(OP.CALL, 0, 8, 0, 0, { program: program as Program, args });
   }
-  /** Returns from the current `call` with `value` (a callee that finishes returns implicitly). */
-  ret(value = 0): Instruction {
-    return new Instruction(OP.RET, 0, 8, value);
+  /** Returns from the current `call` with `value`, any safe integer (a callee that finishes returns implicitly). */
+  ret(value: number = 0): Instruction {
+    return this.make(OP.RET, 0, 8, returnValue(value, this.where('ret')));
   }
   /** Atomic compare-and-exchange; the result is the old value (success when it equals `expected`). */
-  cmpxchg(va: number | bigint, size: number, expected: number, value: number): Instruction {
-    return new Instruction(OP.CMPXCHG, toAddress(va), checkSize(size), value, expected);
+  cmpxchg(va: number | bigint, size: number, expected: number | bigint, value: number | bigint): Instruction {
+    const where = this.where('cmpxchg');
+    const address = this.address(va, 'cmpxchg');
+    const s = checkSize(size, where);
+    // `expected` is reduced like a stored value, so cmpxchg(va, 1, -1, v) matches what store(va, 1, -1) stored.
+    const e = operandValue(expected, s, `${where} expected`);
+    return this.make(OP.CMPXCHG, address, s, operandValue(value, s, `${where} value`), e);
   }
   /** Atomic exchange; the result is the old value. */
-  xchg(va: number | bigint, size: number, value: number): Instruction {
-    return new Instruction(OP.XCHG, toAddress(va), checkSize(size), value);
+  xchg(va: number | bigint, size: number, value: number | bigint): Instruction {
+    const where = this.where('xchg');
+    const address = this.address(va, 'xchg');
+    const s = checkSize(size, where);
+    return this.make(OP.XCHG, address, s, operandValue(value, s, `${where} value`));
   }
   /**
    * A spin loop as one instruction: loads `size` bytes at `va` until `condition(value)` holds. While it does not,
@@ -254,55 +403,140 @@ export class Assembler {
    * changes. The result is the value that satisfied the condition.
    */
   spinUntil(va: number | bigint, size: number, condition: (value: number) => boolean): Instruction {
-    return new Instruction(OP.SPIN_UNTIL, toAddress(va), checkSize(size), 0, 0, { condition });
+    const where = this.where('spin-until');
+    const address = this.address(va, 'spin-until');
+    const s = checkSize(size, where);
+    if (typeof condition !== 'function') {
+      throw new InputError(`${where} condition ${describeValue(condition)} must be a function (value) => boolean`);
+    }
+    return this.make(OP.SPIN_UNTIL, address, s, 0, 0, { condition });
   }
   pause(): Instruction {
-    return SHARED.pause;
+    return this.shared.pause;
   }
   cli(): Instruction {
-    return SHARED.cli;
+    return this.shared.cli;
   }
   /** Sets IF; interrupts are recognised after the next instruction (the STI shadow, SDM Vol. 2 STI). */
   sti(): Instruction {
-    return SHARED.sti;
+    return this.shared.sti;
   }
   hlt(): Instruction {
-    return SHARED.hlt;
+    return this.shared.hlt;
   }
   invlpg(va: number | bigint): Instruction {
-    return new Instruction(OP.INVLPG, toAddress(va));
+    return this.make(OP.INVLPG, this.address(va, 'invlpg'));
   }
-  /** MOV to CR3: switches page tables and flushes non-global TLB entries. */
+  /**
+   * MOV to CR3: switches page tables and flushes non-global TLB entries. Bits at or above MAXPHYADDR (46) raise
+   * #GP(0); the low 12 bits (PWT, PCD) are kept and ignored by the walk.
+   */
   movToCr3(pml4: number): Instruction {
-    return new Instruction(OP.MOV_TO_CR3, 0, 8, pml4);
+    return this.make(OP.MOV_TO_CR3, 0, 8, operandValue(pml4, 8, `${this.where('mov-to-cr3')} value`));
   }
-  /** MOV to CR4: toggling PGE flushes the whole TLB. */
+  /** MOV to CR4: toggling PGE flushes the whole TLB; clearing PAE in IA-32e mode raises #GP(0). */
   movToCr4(value: number): Instruction {
-    return new Instruction(OP.MOV_TO_CR4, 0, 8, value);
+    return this.make(OP.MOV_TO_CR4, 0, 8, operandValue(value, 8, `${this.where('mov-to-cr4')} value`));
+  }
+  /** MOV to CR0: WP is the bit kernel code changes; clearing PG or PE in IA-32e mode raises #GP(0). */
+  movToCr0(value: number): Instruction {
+    return this.make(OP.MOV_TO_CR0, 0, 8, operandValue(value, 8, `${this.where('mov-to-cr0')} value`));
+  }
+  /** MOV to CR2 (as a #PF handler that saves and restores it does). */
+  movToCr2(va: number | bigint): Instruction {
+    return this.make(OP.MOV_TO_CR2, 0, 8, this.address(va, 'mov-to-cr2'));
+  }
+  /**
+   * WRMSR. Only IA32_EFER (MSR.EFER) is modelled: NXE and SCE may change, LME only with paging off (never here),
+   * LMA is read-only; a reserved bit or another MSR raises #GP(0), as on hardware.
+   */
+  wrmsr(msr: number, value: number): Instruction {
+    const where = this.where('wrmsr');
+    const index = requireInteger(msr, `${where} MSR`, 0, 0xffff_ffff);
+    return this.make(OP.WRMSR, 0, 8, operandValue(value, 8, `${where} value`), index);
+  }
+  /**
+   * Loads RSP (mov %reg, %rsp): how a context switch changes stacks. Unprivileged, and it touches no memory: the
+   * next push or pop is what finds out whether the new stack is mapped.
+   */
+  movToRsp(rsp: number | bigint): Instruction {
+    return this.make(OP.MOV_TO_RSP, 0, 8, this.address(rsp, 'mov-to-rsp'));
+  }
+  /**
+   * INT n: a software interrupt through IDT gate `vector`. A trap: the frame's RIP is the next instruction. The
+   * gate's DPL must be >= CPL (else #GP(vector*8+2)); no error code is pushed even for vectors that have one; a
+   * fault while delivering it is delivered serially (no #DF: the software interrupt is no exception class).
+   */
+  int(vector: number): Instruction {
+    return this.make(OP.INT, 0, 8, requireInteger(vector, `${this.where('int')} vector`, 0, 255));
+  }
+  /** INT3 (#BP), the breakpoint trap: INT 3 with the same gate checks. */
+  int3(): Instruction {
+    return this.shared.int3;
   }
   /** Sends an IPI through the local APIC's ICR. */
   sendIpi(to: IpiDestination, vector: number, mode: IpiMode = 'fixed'): Instruction {
-    const v = checkVector(vector, mode);
-    return new Instruction(OP.SEND_IPI, 0, 8, v, mode === 'nmi' ? 1 : 0, { target: to });
+    const where = this.where('send-ipi');
+    const m = requireOneOf(mode, `${where} mode`, ['fixed', 'nmi'] as const);
+    const v = checkVector(vector, m, where);
+    return this.make(OP.SEND_IPI, 0, 8, v, m === 'nmi' ? 1 : 0, { target: checkDestination(to, where) });
   }
   /** End of interrupt: clears the highest in-service vector in the local APIC. */
   eoi(): Instruction {
-    return SHARED.eoi;
+    return this.shared.eoi;
   }
   /**
-   * Returns from an exception or interrupt handler (a handler that finishes returns implicitly). With
-   * `{ fixup: true }` the interrupted instruction is completed with its fixup value instead of re-executed.
+   * IRET. From a handler it returns to the interrupted context (a handler that finishes returns implicitly). With
+   * `{ fixup: true }` the interrupted instruction is completed with its fixup value instead of re-executed. From
+   * kernel code that is not a handler, it pops a frame the code pushed itself: a frame whose CS is __USER_CS and
+   * whose RIP is a `userEntry()` enters user mode there (how Linux starts a user task).
    */
   iret(options?: { readonly fixup?: boolean }): Instruction {
-    return new Instruction(OP.IRET, 0, 8, options?.fixup ? 1 : 0);
+    if (options === undefined) return this.shared.iret;
+    const o = requireOptions<{ fixup: boolean }>(options, `${this.where('iret')} options`, ['fixup']);
+    return requireBoolean(o.fixup, `${this.where('iret')} fixup`, false)
+      ? this.make(OP.IRET, 0, 8, 1)
+      : this.shared.iret;
+  }
+  /**
+   * The RIP at which `program` starts in user mode, for the RIP slot of a frame that `iret` pops (SS, RSP, RFLAGS,
+   * CS, RIP pushed in that order). Building it changes nothing; the CPU remembers program and arguments.
+   */
+  userEntry<A extends readonly unknown[]>(program: Program<A>, ...args: A): number {
+    if (!isGeneratorFunction(program)) {
+      throw new InputError(`${this.where('userEntry')} program ${describeValue(program)} is not a generator function`);
+    }
+    if (!this.registerUserEntry) throw new InputError(`${this.where('userEntry')}: this assembler has no CPU`);
+    return this.registerUserEntry(program as Program, args);
   }
   /** A checked condition: when false the CPU stops with an `assertion` event (a checker violation). */
   assert(condition: boolean | (() => boolean), message: string): Instruction {
+    const where = this.where('assert');
+    if (typeof condition !== 'boolean' && typeof condition !== 'function') {
+      throw new InputError(`${where} condition ${describeValue(condition)} must be a boolean or a function`);
+    }
+    if (typeof message !== 'string')
+      throw new InputError(`${where} message ${describeValue(message)} must be a string`);
     const check = typeof condition === 'function' ? condition : () => condition;
-    return new Instruction(OP.ASSERT, 0, 8, 0, 0, { condition: check, text: message });
+    return this.make(OP.ASSERT, 0, 8, 0, 0, { condition: check, text: message });
   }
   /** Kernel die()/panic(): stops the CPU with `outcome` and a message, as panic's cli;hlt loop would. */
   die(outcome: Exclude<Outcome, 'ok'>, message: string): Instruction {
-    return new Instruction(OP.DIE, 0, 8, 0, 0, { text: message, outcome });
+    const where = this.where('die');
+    const o = requireOneOf(outcome, `${where} outcome`, OUTCOMES);
+    if (typeof message !== 'string')
+      throw new InputError(`${where} message ${describeValue(message)} must be a string`);
+    return this.make(OP.DIE, 0, 8, 0, 0, { text: message, outcome: o });
   }
+}
+
+/** A callee's result (like RAX): any safe integer; undefined (a bare `return`) is 0. */
+export function returnValue(value: unknown, what: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new InputError(
+      `${what} value ${describeValue(value)} must be a safe integer (the callee's result, like RAX)`,
+    );
+  }
+  return value;
 }

@@ -241,11 +241,15 @@ export class MemoryPort {
     return fromCanonicalHalves(lo, hi);
   }
 
-  /** Physical addresses of the 8-byte slots [va, va+8*count) for a supervisor stack write, or false on a fault. */
-  translateStackWrite(va: number, count: number, out: Float64Array): boolean {
+  /**
+   * Physical addresses of the 8-byte slots [va, va+8*count) for a frame push (a supervisor write, or a user one for
+   * a handler whose code segment has DPL 3), or false on a fault.
+   */
+  translateStackWrite(va: number, count: number, out: Float64Array, user = false): boolean {
+    const access = ACCESS_WRITE | ACCESS_STACK | (user ? ACCESS_USER : 0);
     // Frame pushes go from the highest slot down, so the fault (and CR2) is the first slot that cannot be written.
     for (let k = count - 1; k >= 0; k--) {
-      const pa = this.translate(va + 8 * k, ACCESS_WRITE | ACCESS_STACK);
+      const pa = this.translate(va + 8 * k, access);
       if (pa < 0) return false;
       out[k] = pa;
     }

@@ -67,12 +67,26 @@ export interface HandlerContext {
   readonly hasFixup: boolean;
   /** An external interrupt or IPI, not an exception. */
   readonly external: boolean;
+  /** A software interrupt (INT n, INT3): the frame's RIP is the instruction after it. */
+  readonly software: boolean;
 }
 
-/** An IDT gate (SDM §6.14.1): the handler program, the IST index (0 = none) and the gate type. */
+/** Gate types of the 64-bit IDT (SDM Table 3-2: 0xE interrupt gate, 0xF trap gate). */
+export const GATE_TYPES = ['interrupt', 'trap'] as const;
+
+/**
+ * An IDT gate (SDM §6.14.1), as stored: the handler program, the IST index (0 = none), the gate type, the present
+ * bit, the DPL (the CPL an INT n may call it from) and the code-segment selector the handler runs in.
+ */
 export interface Gate {
   readonly handler: Program<[HandlerContext]>;
   readonly ist: number;
   /** An interrupt gate clears IF on entry; a trap gate leaves it. */
-  readonly type: 'interrupt' | 'trap';
+  readonly type: (typeof GATE_TYPES)[number];
+  readonly present: boolean;
+  readonly dpl: number;
+  readonly selector: number;
 }
+
+/** A gate as setGate takes it: present, DPL 0 and __KERNEL_CS unless given. */
+export type GateInit = Pick<Gate, 'handler' | 'ist' | 'type'> & Partial<Pick<Gate, 'present' | 'dpl' | 'selector'>>;

@@ -8,6 +8,8 @@ export type CpuState = 'running' | 'halted' | 'blocked' | 'shutdown' | 'stopped'
  * One exception raised in a step, in order. The first is the instruction's fault or the interrupt accepted; each
  * later one was raised while delivering the one before it (`during`).
  * - `delivered`: its frame was pushed and its handler started;
+ * - `gate-fault`: its IDT gate or the gate's code segment raised the next entry (a missing or not-present gate,
+ *   an INT n through a gate of lower DPL, a bad selector);
  * - `frame-fault`: pushing its frame raised the next entry;
  * - `double-fault`, `triple-fault`: SDM Table 6-5 turned this fault, raised during delivery, into #DF (the next
  *   entry) or a shutdown. A fault raised during delivery that the table handles serially is simply delivered
@@ -21,7 +23,7 @@ export interface ExceptionEvent {
   readonly cr2?: number;
   /** Vector whose delivery raised this one. */
   readonly during?: number;
-  readonly outcome: 'delivered' | 'frame-fault' | Exclude<Escalation, 'serial'>;
+  readonly outcome: 'delivered' | 'gate-fault' | 'frame-fault' | Exclude<Escalation, 'serial'>;
   /** Stack the frame went to: `ist1`..`ist7`, `rsp0` or `current` (delivered events only). */
   readonly stack?: string;
   /** RSP after the frame push (delivered events only). */

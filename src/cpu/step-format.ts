@@ -13,6 +13,8 @@ export function describeException(e: ExceptionEvent): string {
   switch (e.outcome) {
     case 'delivered':
       return `${head} delivered on ${e.stack} (RSP=${formatVirtual(e.rsp ?? 0)})`;
+    case 'gate-fault':
+      return `${head}: its IDT gate faulted`;
     case 'frame-fault':
       return `${head}: pushing its frame faulted`;
     case 'double-fault':

@@ -1,8 +1,16 @@
 import type { Cpu } from '../cpu/cpu.ts';
 import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
 import type { Program } from '../cpu/instruction.ts';
-import { type Gate, type HandlerContext, RFLAGS } from '../cpu/registers.ts';
-import { formatVirtual, InputError, LARGE_PAGE_SIZE, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
+import { type GateInit, type HandlerContext, RFLAGS } from '../cpu/registers.ts';
+import {
+  formatVirtual,
+  HUGE_PAGE_SIZE,
+  InputError,
+  LARGE_PAGE_SIZE,
+  LAYOUT,
+  PAGE_SIZE,
+  toVirtual,
+} from '../mmu/address.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { PF_ERROR } from '../mmu/walker.ts';
 import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
@@ -56,7 +64,7 @@ function describePageFault(ctx: HandlerContext): string {
 }
 
 /** Handlers modelled on arch/x86/mm/fault.c and arch/x86/kernel/traps.c, for the minimal boot. */
-export function bootHandlers(taskStacks: readonly StackRange[]): Map<number, Gate> {
+export function bootHandlers(taskStacks: readonly StackRange[]): Map<number, GateInit> {
   // exc_page_fault -> no-context path: an exception-table fixup if the instruction has one, else oops.
   const pageFault: Program<[HandlerContext]> = function* pageFault(x, ctx) {
     if (ctx.hasFixup) {
@@ -86,7 +94,7 @@ export function bootHandlers(taskStacks: readonly StackRange[]): Map<number, Gat
     const detail = ctx.vector === VECTOR.GP ? 'general protection fault' : `${name} exception`;
     yield x.die('oops', `${detail}, error_code: 0x${ctx.errorCode.toString(16)} in kernel mode`);
   };
-  const gates = new Map<number, Gate>();
+  const gates = new Map<number, GateInit>();
   for (const info of EXCEPTIONS) gates.set(info.vector, { handler: otherException, ist: 0, type: 'interrupt' });
   gates.set(VECTOR.PF, { handler: pageFault, ist: 0, type: 'interrupt' });
   gates.set(VECTOR.DF, { handler: doubleFault, ist: 1, type: 'interrupt' });
@@ -109,9 +117,17 @@ export function bootMinimal(memory: PhysicalMemory, cpus: readonly Cpu[]): BootI
   const frames = new BootFrameAllocator(BOOT_FRAMES_START, memory.size);
   const pml4 = frames.alloc();
   const pageTables = new PageTableEditor(memory, pml4, frames);
-  // Direct map of all memory with 2 MiB global pages, like Linux's kernel_physical_mapping_init().
-  for (let pa = 0; pa < memory.size; pa += LARGE_PAGE_SIZE) {
-    pageTables.map2m(LAYOUT.directMap + pa, pa, { writable: true, global: true, noExecute: true });
+  // Direct map of all memory, like Linux's kernel_physical_mapping_init(): 1 GiB pages where a whole GiB is
+  // memory (gbpages), 2 MiB pages for the rest, all global. So booting costs the same for 64 MiB and for 1 TiB.
+  const flags = { writable: true, global: true, noExecute: true };
+  for (let pa = 0; pa < memory.size; ) {
+    if (pa % HUGE_PAGE_SIZE === 0 && pa + HUGE_PAGE_SIZE <= memory.size) {
+      pageTables.map1g(LAYOUT.directMap + pa, pa, flags);
+      pa += HUGE_PAGE_SIZE;
+    } else {
+      pageTables.map2m(LAYOUT.directMap + pa, pa, flags);
+      pa += LARGE_PAGE_SIZE;
+    }
   }
   const taskStacks: StackRange[] = [];
   const doubleFaultStacks: StackRange[] = [];

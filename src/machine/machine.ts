@@ -3,13 +3,29 @@ import { Cpu, type CpuBus, STATUS } from '../cpu/cpu.ts';
 import type { IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
-import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
+import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
+import {
+  describeHex,
+  describeValue,
+  InputError,
+  requireBoolean,
+  requireInteger,
+  requireOptions,
+} from '../mmu/input-error.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
+import { lookupTables } from '../mmu/table-lookup.ts';
 import type { TlbConfig } from '../mmu/tlb.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
 import type { MapFlags } from './page-tables.ts';
-import { Prng, parseSchedule, type ScheduleEntry, type SchedulePolicy } from './schedule.ts';
+import {
+  checkScheduleArray,
+  checkScheduleRuns,
+  Prng,
+  parseScheduleRuns,
+  type SchedulePolicy,
+  type ScheduleRun,
+} from './schedule.ts';
 import { type MachineSnapshot, snapshotMachine } from './snapshot.ts';
 import { TraceLog } from './trace-log.ts';
 
@@ -26,6 +42,13 @@ const RECORD_NOTHING = 0;
 const RECORD_TRACE = 1;
 const RECORD_ALL = 2;
 const DEFAULT_MEMORY = 64 * 1024 * 1024;
+/**
+ * The most memory a machine may have: 64 TiB, what Linux's 4-level direct map (0xffff888000000000, 64 TiB) and
+ * the model's MAXPHYADDR (46 bits) can hold. Memory is sparse, so any size up to it costs what is touched.
+ */
+export const MAX_MEMORY = 2 ** 46;
+/** Memory the minimal boot needs for page tables and stacks. */
+export const MIN_BOOT_MEMORY = 4 * 1024 * 1024;
 /** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
 const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
 const CODE_STRIDE = 0x1_0000;
@@ -73,20 +96,41 @@ interface ResolvedConfig {
   readonly boot: boolean;
 }
 
+const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot'] as const;
+
+/** Checks every option of Machine.create before anything is built (docs/guide.md "Errors"). */
 function resolveConfig(config: MachineConfig): ResolvedConfig {
-  const cpus = config.cpus ?? 2;
-  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
-    throw new InputError(`cpus ${cpus} is impossible: a machine has 1..${MAX_CPUS} CPUs`);
+  const c = requireOptions<MachineConfig>(config, 'Machine.create options', CONFIG_KEYS);
+  const cpus = c.cpus ?? 2;
+  if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
+    throw new InputError(`cpus ${describeValue(cpus)} is impossible: a machine has 1..${MAX_CPUS} CPUs`);
   }
+  const boot = requireBoolean(c.boot, 'Machine.create option boot', true);
+  const memory = c.memory ?? DEFAULT_MEMORY;
+  if (typeof memory !== 'number' || !Number.isSafeInteger(memory) || memory <= 0 || memory % PAGE_SIZE !== 0) {
+    throw new InputError(`memory size ${describeValue(memory)} must be a positive multiple of the page size (4096)`);
+  }
+  if (memory > MAX_MEMORY) {
+    throw new InputError(
+      `memory ${describeHex(memory)} is impossible: at most 64 TiB (2^46 bytes), what the direct map ` +
+        '(0xffff888000000000, 64 TiB) and MAXPHYADDR (46 bits) can hold',
+    );
+  }
+  if (boot && memory < MIN_BOOT_MEMORY) {
+    throw new InputError(`memory of ${memory} bytes is too small to boot: the minimal boot needs 4 MiB`);
+  }
+  const tlb = requireOptions<TlbConfig>(c.tlb, 'Machine.create option tlb', ['entries', 'ways', 'largeEntries']);
   return {
     cpus,
-    memory: config.memory ?? DEFAULT_MEMORY,
-    tlb: config.tlb ?? {},
-    trace: config.trace ?? true,
-    footprint: config.footprint ?? false,
-    boot: config.boot ?? true,
+    memory,
+    tlb,
+    trace: requireBoolean(c.trace, 'Machine.create option trace', true),
+    footprint: requireBoolean(c.footprint, 'Machine.create option footprint', false),
+    boot,
   };
 }
+
+const RUN_KEYS = ['schedule', 'seed', 'maxSteps'] as const;
 
 /** A multi-CPU x86-64 machine: CPUs sharing physical memory, stepped one instruction at a time. */
 export class Machine implements CpuBus {
@@ -130,7 +174,9 @@ export class Machine implements CpuBus {
 
   cpu(id: number): Cpu {
     const cpu = this.cpus[id];
-    if (!cpu) throw new InputError(`CPU ${id} does not exist: this machine has CPUs 0..${this.cpus.length - 1}`);
+    if (!cpu || typeof id !== 'number') {
+      throw new InputError(`CPU ${describeValue(id)} does not exist: this machine has CPUs 0..${this.cpus.length - 1}`);
+    }
     return cpu;
   }
 
@@ -292,59 +338,71 @@ export class Machine implements CpuBus {
   /** Hardware drops the TLB entry for `va` on CPU `id` (legal at any time; the checker's choice). */
   evictTlb(id: number, va: number | bigint): void {
     const cpu = this.cpu(id);
-    const v = typeof va === 'number' ? va : toVirtual(va);
+    const v = toVirtual(va, 'evictTlb address');
     if (cpu.tlb.invalidatePage(v) !== 0) cpu.wake();
   }
 
   /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
   fillTlb(id: number, va: number | bigint): boolean {
-    return this.cpu(id).port.fillSpeculatively(typeof va === 'number' ? va : toVirtual(va));
+    const cpu = this.cpu(id);
+    return cpu.port.fillSpeculatively(toVirtual(va, 'fillTlb address'));
   }
 
-  /** Runs until no CPU can move, a CPU stops with an event, the schedule ends, or maxSteps. */
+  /**
+   * Runs until no CPU can move, a CPU stops with an event, the schedule ends, or maxSteps. Options and the whole
+   * schedule are checked before the first step; a schedule string is consumed lazily (its repeats never expand).
+   */
   run(options: RunOptions = {}): RunResult {
-    const maxSteps = options.maxSteps ?? 100_000;
-    if (!Number.isInteger(maxSteps) || maxSteps < 0)
-      throw new InputError(`maxSteps ${maxSteps} must be an integer >= 0`);
-    const policy = options.schedule ?? 'round-robin';
+    const o = requireOptions<RunOptions>(options, 'run options', RUN_KEYS);
+    const maxSteps = o.maxSteps ?? 100_000;
+    if (typeof maxSteps !== 'number' || !Number.isSafeInteger(maxSteps) || maxSteps < 0) {
+      throw new InputError(`maxSteps ${describeValue(maxSteps)} must be an integer >= 0`);
+    }
+    const policy = o.schedule ?? 'round-robin';
+    const prng = policy === 'random' ? new Prng(o.seed ?? 1) : undefined;
+    if (policy !== 'random' && o.seed !== undefined) {
+      throw new InputError(
+        `seed ${describeValue(o.seed)} is only used by schedule 'random', not ${describeValue(policy)}`,
+      );
+    }
     const start = this.stepCount;
-    let limitReached = false;
     const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
-    if (policy === 'round-robin' || policy === 'random') {
-      const taken =
-        policy === 'random'
-          ? this.runRandom(new Prng(options.seed ?? 1), maxSteps, observe)
-          : this.runRoundRobin(maxSteps, observe);
-      limitReached = taken < 0;
+    if (policy === 'round-robin' || prng) {
+      const taken = prng ? this.runRandom(prng, maxSteps, observe) : this.runRoundRobin(maxSteps, observe);
+      return this.result(this.stepCount - start, taken < 0);
+    }
+    let runs: ScheduleRun[];
+    if (typeof policy === 'string') {
+      runs = parseScheduleRuns(policy);
+      checkScheduleRuns(runs, this.cpus.length);
     } else {
-      const entries: readonly ScheduleEntry[] = typeof policy === 'string' ? parseSchedule(policy) : policy;
-      for (const [index, entry] of entries.entries()) {
-        const id = typeof entry === 'number' ? entry : entry.cpu;
-        if (!Number.isInteger(id) || !this.cpus[id]) {
-          throw new InputError(
-            `schedule entry ${index} names CPU ${id}, which does not exist (0..${this.cpus.length - 1})`,
-          );
-        }
+      runs = checkScheduleArray(policy, this.cpus.length);
+    }
+    const limitReached = this.runSchedule(runs, maxSteps);
+    return this.result(this.stepCount - start, limitReached);
+  }
+
+  /** Follows checked schedule runs; returns whether maxSteps stopped it. */
+  private runSchedule(runs: readonly ScheduleRun[], maxSteps: number): boolean {
+    const start = this.stepCount;
+    let index = 0;
+    for (const run of runs) {
+      if ('tlb' in run) {
+        if (this.firstStop) return false;
+        if (run.tlb === 'evict') this.evictTlb(run.cpu, run.va);
+        else this.fillTlb(run.cpu, run.va);
+        index++;
+        continue;
       }
-      for (const [index, entry] of entries.entries()) {
-        if (this.firstStop) break;
-        if (this.stepCount - start >= maxSteps) {
-          limitReached = true;
-          break;
-        }
-        if (typeof entry !== 'number') {
-          if (entry.tlb === 'evict') this.evictTlb(entry.cpu, entry.va);
-          else this.fillTlb(entry.cpu, entry.va);
-          continue;
-        }
-        const cpu = this.cpus[entry]!;
-        if (cpu.isStopped) {
-          throw new InputError(`schedule entry ${index} names CPU ${entry}, which is ${cpu.state}`);
-        }
-        this.step(entry);
+      const cpu = this.cpus[run.cpu]!;
+      for (let k = 0; k < run.times; k++, index++) {
+        if (this.firstStop) return false;
+        if (this.stepCount - start >= maxSteps) return true;
+        if (cpu.isStopped) throw new InputError(`schedule entry ${index} names CPU ${run.cpu}, which is ${cpu.state}`);
+        this.step(run.cpu);
       }
     }
-    return this.result(this.stepCount - start, limitReached);
+    return false;
   }
 
   /**
@@ -429,25 +487,71 @@ export class Machine implements CpuBus {
     return this.boot;
   }
 
-  /** Allocates a zeroed frame and maps it at `va` (4 KiB, supervisor, global, NX by default). Returns `va`. */
+  /**
+   * Allocates a zeroed frame and maps it at `va` (4 KiB, supervisor, global, NX by default). Returns `va`. An
+   * address that is already mapped is refused (map() never replaces a frame; change a live mapping with stores to
+   * its PTE, as kernel code does).
+   */
   map(va: number | bigint, flags: MapFlags = {}): number {
     const boot = this.requireBoot('map()');
-    const v = typeof va === 'number' ? va : toVirtual(va);
-    if (v % PAGE_SIZE !== 0) throw new InputError(`map(${formatVirtual(v)}): the address must be 4 KiB aligned`);
-    boot.pageTables.map4k(v, boot.frames.alloc(), { global: true, ...flags });
+    const v = toVirtual(va, 'map() address');
+    const where = `map(${formatVirtual(v)})`;
+    if (!isCanonical(v) || v % PAGE_SIZE !== 0) {
+      throw new InputError(`${where}: the address must be canonical and 4 KiB aligned`);
+    }
+    const f = requireOptions<MapFlags>(flags, `${where} flags`, ['writable', 'user', 'global', 'noExecute']);
+    const checked: MapFlags = {
+      writable: requireBoolean(f.writable, `${where} flag writable`, true),
+      user: requireBoolean(f.user, `${where} flag user`, false),
+      global: requireBoolean(f.global, `${where} flag global`, true),
+      noExecute: requireBoolean(f.noExecute, `${where} flag noExecute`, true),
+    };
+    const existing = lookupTables(this.memory, boot.pml4, v);
+    if (existing.present) {
+      const by = existing.pageSize > PAGE_SIZE ? ` by a ${existing.pageSize / 2 ** 20} MiB page` : '';
+      throw new InputError(
+        `${where}: the address is already mapped (to physical ${describeHex(existing.pa)}${by}); ` +
+          'map() never replaces a mapping',
+      );
+    }
+    boot.pageTables.map4k(v, boot.frames.alloc(), checked);
     return v;
   }
 
-  /** Physical address of the leaf page-table entry for `va`. */
+  /** Physical address of the leaf page-table entry for `va` (the PTE, or the PDE/PDPTE of a large page). */
   pteAddress(va: number | bigint): number {
-    return this.requireBoot('pteAddress()').pageTables.leafEntry(typeof va === 'number' ? va : toVirtual(va));
+    return this.requireBoot('pteAddress()').pageTables.leafEntry(toVirtual(va, 'pteAddress() address'));
+  }
+
+  /**
+   * Physical address of the paging entry for `va` at `level` (4 = PML4E, 3 = PDPTE, 2 = PDE, 1 = PTE) in the
+   * tables under `root` (default: the boot page tables). Refused when the walk cannot reach that level (an entry
+   * above it is not present, or is a large-page leaf).
+   */
+  entryAddress(va: number | bigint, level: 1 | 2 | 3 | 4, root?: number): number {
+    const v = toVirtual(va, 'entryAddress() address');
+    requireInteger(level, 'entryAddress() level', 1, 4);
+    const r =
+      root === undefined
+        ? this.requireBoot('entryAddress()').pml4
+        : requireInteger(root, 'entryAddress() root', 0, this.memory.size - 1);
+    if (!isCanonical(v)) throw new InputError(`entryAddress(${formatVirtual(v)}): the address is not canonical`);
+    const t = lookupTables(this.memory, r, v);
+    const entry = t.entries[level]!;
+    if (entry < 0) {
+      const stop = t.present ? `a ${t.pageSize / 2 ** 20} MiB page` : 'a non-present entry';
+      throw new InputError(
+        `entryAddress(${formatVirtual(v)}, ${level}): the walk stops at level ${t.level} (${stop}), above level ${level}`,
+      );
+    }
+    return entry;
   }
 
   /** The direct-map virtual address of a physical address: how kernel code reaches page tables. */
   directMap(pa: number): number {
-    if (!Number.isInteger(pa) || pa < 0 || pa >= this.memory.size) {
+    if (typeof pa !== 'number' || !Number.isInteger(pa) || pa < 0 || pa >= this.memory.size) {
       throw new InputError(
-        `physical address 0x${pa.toString(16)} is outside memory (0..0x${this.memory.size.toString(16)})`,
+        `physical address ${describeHex(pa)} is outside memory (0..0x${this.memory.size.toString(16)})`,
       );
     }
     return LAYOUT.directMap + pa;
@@ -455,7 +559,7 @@ export class Machine implements CpuBus {
 
   /** Where `va` maps in the page tables now (no TLB, no A/D updates), or undefined. */
   physicalAddress(va: number | bigint): number | undefined {
-    const v = typeof va === 'number' ? va : toVirtual(va);
+    const v = toVirtual(va, 'physicalAddress() address');
     const m = this.requireBoot('physicalAddress()').pageTables.lookup(v);
     if (!m?.pte.present) return undefined;
     return m.pte.address - (m.pte.address % m.pageSize) + (v % m.pageSize);

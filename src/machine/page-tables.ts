@@ -1,6 +1,6 @@
 import { formatVirtual, InputError, isCanonical, PAGE_SIZE } from '../mmu/address.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
-import { decodePte, encodePte, PTE_LO, type PteFields, pteAddress, tableIndex } from '../mmu/pte.ts';
+import { decodePte, encodePte, entryFrame, PTE_LO, type PteFields, tableIndex } from '../mmu/pte.ts';
 
 // Boot-time page-table editing: the firmware/early-boot view, writing entries straight into physical memory
 // (DESIGN.md allows explicitly named physical accesses by the kernel). Running programs change page tables with
@@ -75,7 +75,7 @@ export class PageTableEditor {
         if ((lo & PTE_LO.PS) !== 0) {
           throw new InputError(`cannot map ${formatVirtual(va)} at level ${level}: a large page already covers it`);
         }
-        table = pteAddress(lo, hi);
+        table = entryFrame(lo, hi);
       }
     }
     return table + tableIndex(va, level) * 8;

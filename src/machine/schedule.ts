@@ -1,4 +1,5 @@
-import { formatVirtual, InputError, isCanonical, toVirtual } from '../mmu/address.ts';
+import { formatVirtual, isCanonical, toVirtual } from '../mmu/address.ts';
+import { describeValue, InputError, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 
 // Which CPU moves at each step, and the hardware TLB events the scheduler may choose between steps
 // (DESIGN.md: a TLB may drop an entry or fill one speculatively at any time).
@@ -12,37 +13,125 @@ const SYNTAX =
   'a schedule is a comma- or space-separated list of CPU ids ("0,1,1"), repeats ("1*3"), ' +
   'and TLB events ("evict:1:0xffffc90000001000", "fill:0:0xffffc90000001000")';
 
-/** Parses a schedule string such as "0,1*3,evict:1:0xffffc90000001000,0". */
-export function parseSchedule(text: string): ScheduleEntry[] {
-  const entries: ScheduleEntry[] = [];
-  const tokens = text.split(/[\s,]+/).filter((t) => t.length > 0);
-  for (const token of tokens) {
-    const repeat = /^(\d+)(?:\*(\d+))?$/.exec(token);
+/** Longest repeat one token may ask for ("1*1000000"). */
+export const MAX_REPEAT = 1_000_000;
+/** Most entries parseSchedule expands a string to; run() consumes strings lazily and has no such limit. */
+export const MAX_EXPANDED_ENTRIES = 10_000_000;
+
+/** A schedule in compact form: a CPU moving `times` steps in a row, or one TLB event. */
+export type ScheduleRun = { readonly cpu: number; readonly times: number } | TlbEvent;
+
+/**
+ * Parses a schedule string into runs without expanding repeats: the cost is proportional to the string, whatever
+ * its repeat counts add up to. Every token is checked before any is used.
+ */
+export function parseScheduleRuns(text: string): ScheduleRun[] {
+  if (typeof text !== 'string') throw new InputError(`schedule ${describeValue(text)} must be a string or an array`);
+  const runs: ScheduleRun[] = [];
+  for (const token of text.split(/[\s,]+/)) {
+    if (token.length === 0) continue;
+    const repeat = /^(\d{1,7})(?:\*(\d{1,8}))?$/.exec(token);
     if (repeat) {
       const cpu = Number(repeat[1]);
       const times = repeat[2] === undefined ? 1 : Number(repeat[2]);
-      if (times < 1 || times > 1_000_000)
-        throw new InputError(`schedule token '${token}': repeat count must be 1..1000000`);
-      for (let i = 0; i < times; i++) entries.push(cpu);
+      if (times < 1 || times > MAX_REPEAT) {
+        throw new InputError(`schedule token '${token}': repeat count must be 1..${MAX_REPEAT}`);
+      }
+      runs.push({ cpu, times });
       continue;
     }
-    const event = /^(evict|fill):(\d+):(\S+)$/.exec(token);
+    const event = /^(evict|fill):(\d{1,7}):(\S+)$/.exec(token);
     if (event) {
-      let va: number;
-      try {
-        va = toVirtual(event[3]!);
-      } catch (error) {
-        throw new InputError(`schedule token '${token}': ${(error as Error).message}`);
-      }
-      if (!isCanonical(va)) {
-        throw new InputError(`schedule token '${token}': ${event[3]} is not a canonical address (bits 63:47 differ)`);
-      }
-      entries.push({ cpu: Number(event[2]), tlb: event[1] as 'evict' | 'fill', va });
+      runs.push({ cpu: Number(event[2]), tlb: event[1] as 'evict' | 'fill', va: eventAddress(event[3]!, token) });
       continue;
     }
-    throw new InputError(`malformed schedule token '${token}': ${SYNTAX}`);
+    const shown = token.length > 60 ? `${token.slice(0, 60)}...` : token;
+    throw new InputError(`malformed schedule token '${shown}': ${SYNTAX}`);
+  }
+  return runs;
+}
+
+function eventAddress(text: string, token: string): number {
+  let va: number;
+  try {
+    va = toVirtual(text);
+  } catch (error) {
+    throw new InputError(`schedule token '${token}': ${(error as Error).message}`);
+  }
+  if (!isCanonical(va)) {
+    throw new InputError(`schedule token '${token}': ${text} is not a canonical address (bits 63:47 differ)`);
+  }
+  return va;
+}
+
+/** Parses a schedule string such as "0,1*3,evict:1:0xffffc90000001000,0" into one entry per step or event. */
+export function parseSchedule(text: string): ScheduleEntry[] {
+  const runs = parseScheduleRuns(text);
+  let total = 0;
+  for (const r of runs) total += 'tlb' in r ? 1 : r.times;
+  if (total > MAX_EXPANDED_ENTRIES) {
+    throw new InputError(
+      `schedule expands to ${total} entries, more than ${MAX_EXPANDED_ENTRIES}: ` +
+        'pass the string to run(), which consumes it lazily, or use parseScheduleRuns',
+    );
+  }
+  const entries: ScheduleEntry[] = [];
+  for (const r of runs) {
+    if ('tlb' in r) entries.push(r);
+    else for (let i = 0; i < r.times; i++) entries.push(r.cpu);
   }
   return entries;
+}
+
+const TLB_EVENT_KINDS = ['evict', 'fill'] as const;
+
+/**
+ * Checks a schedule array entry by entry (holes, null, unknown event kinds and bad fields are refused, naming the
+ * index) and returns it as runs. `cpus` is the machine's CPU count.
+ */
+export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[] {
+  if (!Array.isArray(entries)) throw new InputError(`schedule ${describeValue(entries)} must be a string or an array`);
+  const runs: ScheduleRun[] = [];
+  for (let index = 0; index < entries.length; index++) {
+    const where = `schedule entry ${index}`;
+    const entry: unknown = entries[index];
+    if (typeof entry === 'number') {
+      checkCpu(entry, where, cpus);
+      const last = runs[runs.length - 1];
+      if (last && !('tlb' in last) && last.cpu === entry) runs[runs.length - 1] = { cpu: entry, times: last.times + 1 };
+      else runs.push({ cpu: entry, times: 1 });
+      continue;
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      throw new InputError(
+        `${where} is ${index in entries ? describeValue(entry) : 'a hole'}: ` +
+          'each entry is a CPU id or a TLB event { cpu, tlb: "evict" | "fill", va }',
+      );
+    }
+    const e = requireOptions<TlbEvent>(entry, where, ['cpu', 'tlb', 'va']);
+    const tlb = requireOneOf(e.tlb, `${where} TLB event kind`, TLB_EVENT_KINDS);
+    const cpu = checkCpu(e.cpu, where, cpus);
+    const va = toVirtual(e.va as number, `${where} address`);
+    if (!isCanonical(va)) throw new InputError(`${where} address ${formatVirtual(va)} is not canonical`);
+    runs.push({ cpu, tlb, va });
+  }
+  return runs;
+}
+
+/** Checks the CPU of a schedule string's runs against the machine. */
+export function checkScheduleRuns(runs: readonly ScheduleRun[], cpus: number): void {
+  let index = 0;
+  for (const run of runs) {
+    checkCpu(run.cpu, `schedule entry ${index}`, cpus);
+    index += 'tlb' in run ? 1 : run.times;
+  }
+}
+
+function checkCpu(cpu: unknown, where: string, cpus: number): number {
+  if (typeof cpu !== 'number' || !Number.isInteger(cpu) || cpu < 0 || cpu >= cpus) {
+    throw new InputError(`${where} names CPU ${describeValue(cpu)}, which does not exist (0..${cpus - 1})`);
+  }
+  return cpu;
 }
 
 /** The inverse of parseSchedule, with runs of one CPU folded ("1*3"). */
@@ -68,7 +157,9 @@ export class Prng {
   private state: number;
 
   constructor(seed: number) {
-    if (!Number.isInteger(seed)) throw new InputError(`seed ${seed} must be an integer`);
+    if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) {
+      throw new InputError(`seed ${describeValue(seed)} must be an integer`);
+    }
     this.state = seed >>> 0;
   }
 

@@ -16,10 +16,9 @@ export const NON_CANONICAL = TWO_48;
 /** Bit 47: addresses at or above it in the lower half are in the non-canonical hole. */
 export const LOWER_HALF_END = TWO_47;
 
-/** An error raised at the API edge for bad input: it names the value and the rule it breaks. */
-export class InputError extends Error {
-  override readonly name = 'InputError';
-}
+import { describeValue, InputError } from './input-error.ts';
+
+export { InputError } from './input-error.ts';
 
 /** True when `va` (model form) is a canonical address the MMU can translate. */
 export function isCanonical(va: number): boolean {
@@ -31,11 +30,11 @@ export function isCanonical(va: number): boolean {
  * number form. Non-canonical 64-bit values become a marked number (see NON_CANONICAL) so that accessing it
  * faults the way hardware does; malformed input throws InputError.
  */
-export function toVirtual(address: bigint | number | string): number {
+export function toVirtual(address: bigint | number | string, where = 'address'): number {
   if (typeof address === 'number') {
     if (!Number.isInteger(address) || address < 0 || address >= 2 * TWO_48) {
       throw new InputError(
-        `address ${address} is not a virtual address: numbers must be integers in 0..2^48-1 ` +
+        `${where} ${describeValue(address)} is not a virtual address: numbers must be integers in 0..2^48-1 ` +
           '(the low 48 bits of a canonical address); pass a bigint or hex string for the 64-bit form',
       );
     }
@@ -45,14 +44,20 @@ export function toVirtual(address: bigint | number | string): number {
   if (typeof address === 'string') {
     const text = address.replaceAll('_', '').trim();
     if (!/^(0x[0-9a-f]+|[0-9]+)$/i.test(text)) {
-      throw new InputError(`address '${address}' is not a number: write it in hex (0xffffc90000001000) or decimal`);
+      throw new InputError(
+        `${where} ${describeValue(address)} is not a number: write it in hex (0xffffc90000001000) or decimal`,
+      );
     }
     value = BigInt(text);
-  } else {
+  } else if (typeof address === 'bigint') {
     value = address;
+  } else {
+    throw new InputError(
+      `${where} ${describeValue(address)} is not an address: pass a number (model form), a bigint or a hex string`,
+    );
   }
   if (value < 0n || value >= 1n << 64n) {
-    throw new InputError(`address ${formatBig(value)} does not fit in 64 bits`);
+    throw new InputError(`${where} ${formatBig(value)} does not fit in 64 bits`);
   }
   const low48 = Number(value & 0xffff_ffff_ffffn);
   const upper = value >> 47n; // bits 63:47, 17 bits
@@ -76,12 +81,14 @@ function formatBig(value: bigint): string {
 
 /** Prints a model address in canonical 64-bit form: 0xffffc90000001000. */
 export function formatVirtual(va: number): string {
+  // Messages format addresses a caller passed, so a value that is not a model address is described, not thrown on.
+  if (typeof va !== 'number' || !Number.isInteger(va) || va < 0 || va >= 2 * TWO_48) return describeValue(va);
   return formatBig(toCanonicalBigInt(va));
 }
 
 /** Prints a physical address: 0x1234000. */
 export function formatPhysical(pa: number): string {
-  return `0x${pa.toString(16)}`;
+  return typeof pa === 'number' && Number.isSafeInteger(pa) && pa >= 0 ? `0x${pa.toString(16)}` : describeValue(pa);
 }
 
 /** Virtual page number (bits 47:12). */

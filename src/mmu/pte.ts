@@ -1,6 +1,8 @@
 // Page-table entry format, x86-64 4-level paging (SDM Vol. 3 §4.5, Tables 4-14..4-20).
 // Entries are 8 bytes; the model reads them as two 32-bit halves so NX (bit 63) needs no BigInt.
 
+import { describeHex, InputError } from './input-error.ts';
+
 /** Bits in the low half (bits 31:0). */
 export const PTE_LO = {
   P: 1 << 0, // present
@@ -50,8 +52,8 @@ export const LARGE_1G_RESERVED_LO = 0x3fffe000;
 
 const TWO_32 = 2 ** 32;
 
-/** Physical address held in an entry (bits 51:12). */
-export function pteAddress(lo: number, hi: number): number {
+/** The physical address an entry points at (bits 51:12): the next table, or the page of a leaf. */
+export function entryFrame(lo: number, hi: number): number {
   return (hi & PTE_HI.ADDR) * TWO_32 + ((lo & PTE_LO.ADDR) >>> 0);
 }
 
@@ -79,7 +81,7 @@ export interface PteHalves {
 
 export function decodePte(lo: number, hi: number): PteFields {
   return {
-    address: pteAddress(lo, hi),
+    address: entryFrame(lo, hi),
     present: (lo & PTE_LO.P) !== 0,
     writable: (lo & PTE_LO.RW) !== 0,
     user: (lo & PTE_LO.US) !== 0,
@@ -99,7 +101,7 @@ export function decodePte(lo: number, hi: number): PteFields {
 export function encodePte(fields: Partial<PteFields> & { readonly address: number }): PteHalves {
   const { address } = fields;
   if (!Number.isInteger(address) || address < 0 || address % 4096 !== 0 || address >= 2 ** 52) {
-    throw new RangeError(`PTE address 0x${address.toString(16)} must be 4 KiB aligned and below 2^52`);
+    throw new InputError(`PTE address ${describeHex(address)} must be 4 KiB aligned and below 2^52`);
   }
   let lo = (address % TWO_32) & PTE_LO.ADDR;
   let hi = Math.floor(address / TWO_32) & PTE_HI.ADDR;

@@ -1,4 +1,5 @@
-import { formatPhysical, formatVirtual, InputError, PAGE_SIZE } from './address.ts';
+import { formatPhysical, formatVirtual, PAGE_SIZE } from './address.ts';
+import { describeValue, InputError, requireOptions } from './input-error.ts';
 import type { WalkResult } from './walker.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
@@ -46,8 +47,12 @@ export interface TlbEntry {
   readonly global: boolean;
 }
 
-function isPowerOfTwo(n: number): boolean {
-  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+/** The largest 4 KiB array a TLB may have: it is allocated up front, so the bound keeps a typo from costing GiBs. */
+export const MAX_TLB_ENTRIES = 65536;
+
+function isPowerOfTwo(n: unknown): n is number {
+  // Not (n & (n - 1)): bitwise operators truncate to 32 bits, so 3 * 2^32 would pass.
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
 export class Tlb {
@@ -72,15 +77,22 @@ export class Tlb {
   private readonly listeners: (() => void)[] = [];
 
   constructor(config: TlbConfig = {}) {
-    const entries = config.entries ?? 64;
-    const ways = config.ways ?? 4;
-    const largeEntries = config.largeEntries ?? 32;
-    if (!isPowerOfTwo(entries)) throw new InputError(`TLB entries ${entries} must be a power of two`);
-    if (!isPowerOfTwo(ways) || ways > entries) {
-      throw new InputError(`TLB ways ${ways} must be a power of two no larger than entries (${entries})`);
+    const c = requireOptions<TlbConfig>(config, 'TLB config', ['entries', 'ways', 'largeEntries']);
+    const entries = c.entries ?? 64;
+    const ways = c.ways ?? 4;
+    const largeEntries = c.largeEntries ?? 32;
+    if (!isPowerOfTwo(entries) || entries > MAX_TLB_ENTRIES) {
+      throw new InputError(
+        `TLB entries ${describeValue(entries)} must be a power of two in 1..${MAX_TLB_ENTRIES} (real L1 and L2 TLBs hold 64 to a few thousand)`,
+      );
     }
-    if (!Number.isInteger(largeEntries) || largeEntries < 0 || largeEntries > 255) {
-      throw new InputError(`TLB largeEntries ${largeEntries} must be an integer in 0..255`);
+    if (!isPowerOfTwo(ways) || ways > entries) {
+      throw new InputError(
+        `TLB ways ${describeValue(ways)} must be a power of two no larger than entries (${entries})`,
+      );
+    }
+    if (typeof largeEntries !== 'number' || !Number.isInteger(largeEntries) || largeEntries < 0 || largeEntries > 255) {
+      throw new InputError(`TLB largeEntries ${describeValue(largeEntries)} must be an integer in 0..255`);
     }
     this.capacity = entries;
     this.ways = ways;

@@ -1,7 +1,7 @@
 import { HUGE_PAGE_SIZE, isCanonical, LARGE_PAGE_SIZE, PAGE_SIZE } from './address.ts';
 import type { Footprint } from './footprint.ts';
 import type { PhysicalMemory } from './physical-memory.ts';
-import { LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO, pteAddress } from './pte.ts';
+import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO } from './pte.ts';
 
 // The 4-level page walk (SDM Vol. 3 §4.5), shaped like QEMU's mmu_translate(): input the paging controls, an
 // address and an access kind; output a translation or a fault record. It never throws; its only side effects
@@ -146,7 +146,7 @@ export function walkPageTables(
     noExecute ||= (hi & PTE_HI.NX) !== 0 && controls.nxe;
     if (isLeaf) {
       pageSize = PAGE_SIZE_AT_LEVEL[level]!;
-      table = pteAddress(lo, hi);
+      table = entryFrame(lo, hi);
       break;
     }
     // A non-leaf entry was used to reach the next table: set its A bit (§4.8).
@@ -154,7 +154,7 @@ export function walkPageTables(
       memory.write32(entryAddr, (lo | PTE_LO.A) >>> 0);
       if (footprint) footprint.pteWrites.push(entryAddr);
     }
-    table = pteAddress(lo, hi);
+    table = entryFrame(lo, hi);
   }
 
   // Permission checks on the combined rights (§4.6): user access needs U/S everywhere; a write needs R/W unless

@@ -80,16 +80,16 @@ const CASES: readonly Case[] = [
     message: new RegExp(`unable to handle page fault for address: ${formatVirtual(UNMAPPED + PAGE_SIZE - 8)}`),
   },
   {
-    name: 'a #GP with no IDT gate raises #NP while delivering it: contributory + contributory -> #DF',
+    name: 'a #GP through a not-present IDT gate raises #NP while delivering it: contributory + contributory -> #DF',
     first: 'contributory',
     second: 'contributory',
     at: 1,
     build: () =>
       oneCpu(loadNonCanonical, (m) => {
-        m.cpu(0).idt[VECTOR.GP] = undefined;
+        m.cpu(0).setGate(VECTOR.GP, { ...m.cpu(0).idt[VECTOR.GP]!, present: false });
       }),
     chain: [
-      { vector: VECTOR.GP, outcome: 'frame-fault' },
+      { vector: VECTOR.GP, outcome: 'gate-fault' },
       { vector: VECTOR.NP, outcome: 'double-fault', during: VECTOR.GP },
       { vector: VECTOR.DF, outcome: 'delivered', during: VECTOR.GP },
     ],
@@ -155,18 +155,18 @@ const CASES: readonly Case[] = [
     message: new RegExp(`unable to handle page fault for address: ${formatVirtual(UNMAPPED + PAGE_SIZE - 8)}`),
   },
   {
-    name: 'an IPI with no IDT gate raises #NP: benign + contributory is serial, the #NP is delivered',
+    name: 'an IPI with no IDT gate raises #GP: benign + contributory is serial, the #GP is delivered',
     first: 'benign',
     second: 'contributory',
     at: 1,
     build: () => oneCpu(selfIpi),
     chain: [
-      { vector: IPI_VECTOR, outcome: 'frame-fault' },
-      { vector: VECTOR.NP, outcome: 'delivered', during: IPI_VECTOR },
+      { vector: IPI_VECTOR, outcome: 'gate-fault' },
+      { vector: VECTOR.GP, outcome: 'delivered', during: IPI_VECTOR },
     ],
     outcome: 'oops',
-    // IDT-flavoured error code: index 0xf0 << 3 | IDT (2) | EXT (1).
-    message: /^#NP exception, error_code: 0x783 in kernel mode$/,
+    // IDT-flavoured error code: index 0xf0 << 3 | IDT (2) | EXT (1) (SDM INT n: a missing gate is #GP).
+    message: /^general protection fault, error_code: 0x783 in kernel mode$/,
   },
   {
     name: 'an NMI whose IST stack is non-canonical raises #SS: benign + contributory is serial',
@@ -182,7 +182,8 @@ const CASES: readonly Case[] = [
       { vector: VECTOR.SS, outcome: 'delivered', during: VECTOR.NMI },
     ],
     outcome: 'oops',
-    message: /^#SS exception, error_code: 0x0 in kernel mode$/,
+    // EXT (bit 0) is set: the #SS was raised while delivering an external event (SDM §6.13).
+    message: /^#SS exception, error_code: 0x1 in kernel mode$/,
   },
   {
     name: 'a #PF while pushing the #DF frame (IST1 page unmapped): -> triple fault',
@@ -220,26 +221,27 @@ const CASES: readonly Case[] = [
       { vector: VECTOR.SS, outcome: 'triple-fault', during: VECTOR.DF },
     ],
     outcome: 'triple-fault',
-    message: /^triple fault: #SS \(error code 0\) while delivering #DF$/,
+    message: /^triple fault: #SS \(error code 1\) while delivering #DF$/,
   },
   {
-    name: 'a #DF with no IDT gate raises #NP: -> triple fault',
+    name: 'a #DF through a not-present IDT gate raises #NP: -> triple fault',
     first: 'double-fault',
     second: 'contributory',
     at: 3,
     build: () =>
       oneCpu(loadUnmapped, (m) => {
         unmapTaskStackTop(m);
-        m.cpu(0).idt[VECTOR.DF] = undefined;
+        m.cpu(0).setGate(VECTOR.DF, { ...m.cpu(0).idt[VECTOR.DF]!, present: false });
       }),
     chain: [
       { vector: VECTOR.PF, outcome: 'frame-fault' },
       { vector: VECTOR.PF, outcome: 'double-fault', during: VECTOR.PF },
-      { vector: VECTOR.DF, outcome: 'frame-fault', during: VECTOR.PF },
+      { vector: VECTOR.DF, outcome: 'gate-fault', during: VECTOR.PF },
       { vector: VECTOR.NP, outcome: 'triple-fault', during: VECTOR.DF },
     ],
     outcome: 'triple-fault',
-    message: /^triple fault: #NP \(error code 66\) while delivering #DF$/,
+    // 8 << 3 | IDT (2) | EXT (1): raised while delivering an exception.
+    message: /^triple fault: #NP \(error code 67\) while delivering #DF$/,
   },
 ];
 

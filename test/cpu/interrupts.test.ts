@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import { type Gate, type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
+import { type Gate, type GateInit, type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
 import type { StepEvent } from '../../src/cpu/step-event.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { DATA, IPI_VECTOR, readFrame } from './fixtures.ts';
 
 /** An IPI handler that records its context and EOIs; `pauses` instructions first (time in service). */
-function ipiGate(seen: HandlerContext[], pauses = 0, type: Gate['type'] = 'interrupt'): Gate {
+function ipiGate(seen: HandlerContext[], pauses = 0, type: Gate['type'] = 'interrupt'): GateInit {
   return {
     handler: function* (x, ctx) {
       seen.push(ctx);
@@ -190,7 +190,7 @@ describe('IPI coalescing and in-service priority', () => {
   it('with IF=1 in a trap-gate handler, a same-class IPI waits for EOI while a higher-class one nests', () => {
     const m = Machine.create({ cpus: 2 });
     const order: number[] = [];
-    const gate = (pauses: number): Gate => ({
+    const gate = (pauses: number): GateInit => ({
       handler: function* (x, ctx) {
         order.push(ctx.vector);
         for (let i = 0; i < pauses; i++) yield x.pause();

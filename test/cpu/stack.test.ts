@@ -86,13 +86,23 @@ describe('call and ret through return addresses in memory', () => {
     expect(m.trace.at(-1)!.op).toBe('iret');
   });
 
-  it('iret from the task program itself (no interrupted context) is stack-corruption', () => {
+  it('iret outside a handler pops whatever is on the stack: above an empty stack it faults (#PF, oops)', () => {
     const m = Machine.create({ cpus: 1 });
     m.load(0, function* (x) {
       yield x.iret();
     });
+    expect(m.run().outcome).toBe('oops');
+    expect(m.cpu(0).lastException).toMatchObject({ vector: VECTOR.PF, cr2: m.boot!.taskStacks[0]!.top });
+  });
+
+  it('iret outside a handler, popping a kernel frame whose RIP is no user entry, is stack-corruption', () => {
+    const m = Machine.create({ cpus: 1 });
+    m.load(0, function* (x) {
+      for (const slot of [0x18, 0, 0x202, 0x10, 0x1234]) yield x.push(slot);
+      yield x.iret();
+    });
     expect(m.run().outcome).toBe('stack-corruption');
-    expect(m.firstStop!.message).toBe('iret with no interrupted context on the stack');
+    expect(m.firstStop!.message).toMatch(/^iret outside a handler popped RIP 0x0000000000001234 with CS 0x10/);
   });
 });
 

@@ -95,7 +95,7 @@ describe('MachineImage', () => {
     const b = clone.snapshot().cpus;
     expect(b.map((c) => c.registers)).toEqual(a.map((c) => c.registers));
     expect(b.map((c) => c.tss)).toEqual(a.map((c) => c.tss));
-    expect(clone.cpu(1).idt[IPI_VECTOR]).toBe(base.cpu(1).idt[IPI_VECTOR]);
+    expect(clone.cpu(1).idt[IPI_VECTOR]).toEqual(base.cpu(1).idt[IPI_VECTOR]);
     expect(clone.run().outcome).toBe('ok');
     expect(read(clone, DATA)).toBe(2); // the argument `2` given to load()
   });

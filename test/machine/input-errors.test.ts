@@ -143,11 +143,11 @@ describe('addresses', () => {
     const machine = Machine.create({ cpus: 1 });
     expectInputError(
       () => machine.map(0x0000_8000_0000_0000n),
-      /^cannot map 0x0000800000000000: it must be canonical and 4096-byte aligned$/,
+      /^map\(0x0000800000000000\): the address must be canonical and 4 KiB aligned$/,
     );
     expectInputError(
       () => machine.map(0xffff_c900_0100_0008n),
-      /^map\(0xffffc90001000008\): the address must be 4 KiB aligned$/,
+      /^map\(0xffffc90001000008\): the address must be canonical and 4 KiB aligned$/,
     );
     expect(machine.map(DATA)).toBe(DATA); // still usable
   });
@@ -178,10 +178,18 @@ describe('bad instructions inside programs', () => {
   }
 
   it.each([
-    ['access size 3', (x: Assembler) => x.load(DATA, 3), /^access size 3 is not one of 1, 2, 4, 8 bytes$/],
-    ['store size 16', (x: Assembler) => x.store(DATA, 16, 0), /^access size 16 is not one of 1, 2, 4, 8 bytes$/],
-    ['IPI vector 5', (x: Assembler) => x.sendIpi(1, 5), /^IPI vector 5 is illegal: fixed IPIs use vectors 16\.\.255/],
-    ['IPI vector 256', (x: Assembler) => x.sendIpi(1, 256), /^IPI vector 256 is illegal/],
+    ['access size 3', (x: Assembler) => x.load(DATA, 3), /^CPU 0 load access size 3 is not one of 1, 2, 4, 8 bytes$/],
+    [
+      'store size 16',
+      (x: Assembler) => x.store(DATA, 16, 0),
+      /^CPU 0 store access size 16 is not one of 1, 2, 4, 8 bytes$/,
+    ],
+    [
+      'IPI vector 5',
+      (x: Assembler) => x.sendIpi(1, 5),
+      /^CPU 0 send-ipi vector 5 is illegal: fixed IPIs use vectors 16\.\.255/,
+    ],
+    ['IPI vector 256', (x: Assembler) => x.sendIpi(1, 256), /^CPU 0 send-ipi vector 256 is illegal/],
   ] as const)('%s: step() throws a clear InputError and stops only that CPU', (_name, bad, message) => {
     const machine = twoCpus(bad);
     expectInputError(() => machine.step(0), message);
@@ -199,9 +207,12 @@ describe('bad instructions inside programs', () => {
 
   it('the assembler refuses an address that is not an integer, naming it', () => {
     const x = new Assembler(0);
-    expectInputError(() => x.load(DATA + 0.5, 8), /^address \d+\.5 is not an integer$/);
-    expectInputError(() => x.store(Number.NaN, 8, 0), /^address NaN is not an integer$/);
-    expectInputError(() => x.cmpxchg(Number.POSITIVE_INFINITY, 8, 0, 1), /^address Infinity is not an integer$/);
+    expectInputError(() => x.load(DATA + 0.5, 8), /^CPU 0 load address \d+\.5 is not a virtual address/);
+    expectInputError(() => x.store(Number.NaN, 8, 0), /^CPU 0 store address NaN is not a virtual address/);
+    expectInputError(
+      () => x.cmpxchg(Number.POSITIVE_INFINITY, 8, 0, 1),
+      /^CPU 0 cmpxchg address Infinity is not a virtual address/,
+    );
     expect(x.load(DATA, 8).va).toBe(DATA); // and builds the next one normally
   });
 
@@ -209,7 +220,7 @@ describe('bad instructions inside programs', () => {
     const x = new Assembler(0);
     expectInputError(() => x.load(DATA, 3), /access size 3/);
     expectInputError(() => x.cmpxchg(DATA, 0, 0, 1), /access size 0/);
-    expectInputError(() => x.sendIpi(1, 15), /IPI vector 15 is illegal/);
+    expectInputError(() => x.sendIpi(1, 15), /send-ipi vector 15 is illegal/);
     expect(x.sendIpi(1, 2, 'nmi').value).toBe(2); // NMI takes no fixed vector
   });
 
@@ -246,7 +257,7 @@ describe('bad instructions inside programs', () => {
     const machine = Machine.create({ cpus: 1 });
     expectInputError(
       () => machine.cpu(0).setGate(256, { handler: function* () {}, ist: 0, type: 'interrupt' }),
-      /^IDT vector 256 is out of range 0\.\.255$/,
+      /^CPU 0 setGate\(256\): IDT vector 256 must be an integer in 0\.\.255$/,
     );
   });
 });

@@ -3,7 +3,7 @@
 // leaf decides the permissions unless a test edits an upper entry itself (see entryAddress).
 import { HUGE_PAGE_SIZE, LARGE_PAGE_SIZE, PAGE_SIZE } from '../../src/mmu/address.ts';
 import type { PhysicalMemory } from '../../src/mmu/physical-memory.ts';
-import { PTE_LO, pteAddress } from '../../src/mmu/pte.ts';
+import { entryFrame, PTE_LO } from '../../src/mmu/pte.ts';
 import type { PagingControls } from '../../src/mmu/walker.ts';
 
 export type Level = 1 | 2 | 3 | 4;
@@ -43,7 +43,7 @@ export class PageTables {
         this.memory.write32(entry, lo);
         this.memory.write32(entry + 4, hi);
       }
-      table = pteAddress(lo, hi);
+      table = entryFrame(lo, hi);
     }
     return table + index(va, level) * 8;
   }

@@ -1,15 +1,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HUGE_PAGE_SIZE, LARGE_PAGE_SIZE, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';
+import { HUGE_PAGE_SIZE, InputError, LARGE_PAGE_SIZE, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';
 import { Footprint } from '../../src/mmu/footprint.ts';
 import { PhysicalMemory } from '../../src/mmu/physical-memory.ts';
 import {
   decodePte,
   encodePte,
+  entryFrame,
   PTE_HI,
   PTE_LO,
   type PteFields,
-  pteAddress,
   pteToBigInt,
   tableIndex,
 } from '../../src/mmu/pte.ts';
@@ -77,7 +77,7 @@ describe('page-table entry format', () => {
         expect(lo).toBe(lo >>> 0);
         expect(hi).toBe(hi >>> 0);
         expect(decodePte(lo, hi)).toEqual(f);
-        expect(pteAddress(lo, hi)).toBe(f.address);
+        expect(entryFrame(lo, hi)).toBe(f.address);
       }),
     );
   });
@@ -117,9 +117,9 @@ describe('page-table entry format', () => {
   });
 
   it('rejects an entry address that is unaligned or not below 2^52', () => {
-    expect(() => encodePte({ address: 0x1001 })).toThrow(RangeError);
-    expect(() => encodePte({ address: 2 ** 52 })).toThrow(RangeError);
-    expect(() => encodePte({ address: -PAGE_SIZE })).toThrow(RangeError);
+    expect(() => encodePte({ address: 0x1001 })).toThrow(InputError);
+    expect(() => encodePte({ address: 2 ** 52 })).toThrow(InputError);
+    expect(() => encodePte({ address: -PAGE_SIZE })).toThrow(InputError);
   });
 
   it('indexes each level by bits 47:39, 38:30, 29:21 and 20:12 of the address', () => {
