@@ -1,6 +1,6 @@
 import type { Outcome } from '../cpu/instruction.ts';
 import type { Machine, RunOptions, RunResult } from '../machine/machine.ts';
-import { InputError } from '../mmu/address.ts';
+import { describeValue, InputError } from '../mmu/input-error.ts';
 
 // A scenario is a named, parameterised machine set-up plus how to run it: the catalogue users start from.
 
@@ -48,38 +48,47 @@ function describeParam(p: ScenarioParam): string {
 
 /** Validates `key=value` strings (or already-typed values) against a scenario's parameters; fills defaults. */
 export function resolveParams(scenario: Scenario, raw: Readonly<Record<string, string | ParamValue>>): ScenarioParams {
-  const out: Record<string, ParamValue> = {};
+  if (typeof raw !== 'object' || raw === null) {
+    throw new InputError(`parameters ${describeValue(raw)} for scenario ${scenario.name} must be an object`);
+  }
+  // A prototype-less record: a parameter named __proto__ or toString is an unknown parameter, not an accessor.
+  const out: Record<string, ParamValue> = Object.create(null);
   for (const p of scenario.params) out[p.name] = p.default;
-  for (const [key, value] of Object.entries(raw)) {
-    const p = scenario.params.find((q) => q.name === key);
-    if (!p) {
+  for (const key of Reflect.ownKeys(raw)) {
+    const value: unknown = (raw as Record<PropertyKey, unknown>)[key];
+    const p = typeof key === 'string' ? scenario.params.find((q) => q.name === key) : undefined;
+    if (!p || typeof key !== 'string') {
       const valid = scenario.params.length ? scenario.params.map(describeParam).join('; ') : 'none';
-      throw new InputError(`unknown parameter '${key}' for scenario ${scenario.name}; valid parameters: ${valid}`);
+      throw new InputError(
+        `unknown parameter ${describeValue(key)} for scenario ${scenario.name}; valid parameters: ${valid}`,
+      );
     }
+    // A value from the command line is shown as typed; any other value is described safely.
+    const shown = typeof value === 'string' ? value : describeValue(value);
     if (p.kind === 'boolean') {
       if (typeof value === 'boolean') out[key] = value;
       else if (value === 'true' || value === 'false') out[key] = value === 'true';
-      else throw new InputError(`parameter ${key}=${String(value)} must be true or false`);
+      else throw new InputError(`parameter ${key}=${shown} must be true or false`);
       continue;
     }
-    const n = typeof value === 'number' ? value : /^-?\d+$/.test(String(value)) ? Number(value) : Number.NaN;
+    const n = typeof value === 'number' ? value : /^-?\d{1,15}$/.test(String(value)) ? Number(value) : Number.NaN;
     if (!Number.isInteger(n) || (p.min !== undefined && n < p.min) || (p.max !== undefined && n > p.max)) {
-      throw new InputError(
-        `parameter ${key}=${String(value)} must be an integer in ${p.min ?? '-inf'}..${p.max ?? 'inf'}`,
-      );
+      throw new InputError(`parameter ${key}=${shown} must be an integer in ${p.min ?? '-inf'}..${p.max ?? 'inf'}`);
     }
     out[key] = n;
   }
-  return out;
+  return { ...out };
 }
 
 /** Parses CLI `-p key=value` strings into a record (values stay strings until resolveParams). */
 export function parseParamStrings(pairs: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null);
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new InputError(`parameter '${pair}' must be written key=value`);
-    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+    if (eq <= 0) throw new InputError(`parameter ${describeValue(pair)} must be written key=value`);
+    const key = pair.slice(0, eq);
+    if (Object.hasOwn(out, key)) throw new InputError(`parameter ${key} is given twice (-p ${key}=...)`);
+    out[key] = pair.slice(eq + 1);
   }
   return out;
 }

@@ -56,6 +56,26 @@ describe('x86slice CLI', () => {
     expect(malformed.err).toContain("parameter 'df-ist' must be written key=value");
   });
 
+  it.each([
+    ['__proto__=1', "unknown parameter '__proto__' for scenario stale-tlb"],
+    ['constructor=1', "unknown parameter 'constructor' for scenario stale-tlb"],
+    ['toString=1', "unknown parameter 'toString' for scenario stale-tlb"],
+    ['reads=1e3', 'parameter reads=1e3 must be an integer in 1..100'],
+    ['reads=0x10', 'parameter reads=0x10 must be an integer in 1..100'],
+    ['reads=', 'parameter reads= must be an integer in 1..100'],
+    ['=3', "parameter '=3' must be written key=value"],
+  ])('-p %s is exit code 2 naming the parameter and the rule', async (pair, message) => {
+    const { code, err } = await cli('run', 'stale-tlb', '-p', pair);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain(message);
+  });
+
+  it('a parameter given twice is exit code 2, not silently the last one', async () => {
+    const { code, err } = await cli('run', 'stale-tlb', '-p', 'reads=2', '-p', 'reads=3');
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain('parameter reads is given twice');
+  });
+
   it('an unknown command or option is exit code 2', async () => {
     expect((await cli('frobnicate')).code).toBe(EXIT_USAGE);
     expect((await cli('run', 'pf-in-pf', '--bogus')).code).toBe(EXIT_USAGE);
