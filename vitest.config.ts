@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 import type { Reporter, TestModule } from 'vitest/node';
 
@@ -20,6 +21,9 @@ class ClosingLine implements Reporter {
 }
 
 export default defineConfig({
+  // The docs examples import 'x86slice' as users do; package.json exports point into dist/ (the compiled package),
+  // so the suite maps the name to the sources and never runs a stale or missing build.
+  resolve: { alias: [{ find: /^x86slice$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) }] },
   test: {
     include: ['test/**/*.test.ts', 'docs/**/*.test.ts'],
     reporters: ['default', new ClosingLine()],

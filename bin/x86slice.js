@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// The CLI is TypeScript; tsx registers a loader so the bin runs the sources directly (no build step on install).
-import { register } from 'tsx/esm/api';
+// The x86slice command: runs the compiled CLI in dist/ with plain node. `npm run build` writes dist/ (npm runs it on
+// `npm ci`, `npm install` in a clone, `npm pack` and `npm start`); the published package ships it.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-register();
-const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const compiled = new URL('../dist/cli/main.js', import.meta.url);
+if (existsSync(compiled)) {
+  const { main } = await import(compiled.href);
+  process.exitCode = await main(process.argv.slice(2));
+} else {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  process.stderr.write(`x86slice: the compiled CLI (dist/cli/main.js) is missing; run \`npm run build\` in ${root}\n`);
+  process.exitCode = 2;
+}

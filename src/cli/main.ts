@@ -1,10 +1,19 @@
 import { cac } from 'cac';
-import { InputError } from '../mmu/address.ts';
-import { runScenario, SCENARIOS } from '../scenarios/catalogue.ts';
+import { InputError } from '../mmu/input-error.ts';
+import { SCENARIO_LIST as SCENARIOS } from '../scenarios/listing.ts';
 import { parseParamStrings } from '../scenarios/scenario.ts';
-import { runReport, runText } from './report.ts';
 
-// The x86slice command line: list the scenarios, run one, or show the flagship demo.
+// The x86slice command line: list the scenarios, run one, or show the flagship demo. `list` needs only the
+// scenarios' descriptions; the machine and the reports load when a command runs one, so `list` starts fast.
+
+/** The modules that run a scenario and print it, loaded on first use. */
+async function runner() {
+  const [{ runScenario }, { runReport, runText }] = await Promise.all([
+    import('../scenarios/catalogue.ts'),
+    import('./report.ts'),
+  ]);
+  return { runScenario, runReport, runText };
+}
 
 export interface CliIo {
   readonly out: (text: string) => void;
@@ -47,12 +56,15 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .command('run <scenario>', 'Run a scenario and print its per-CPU timeline')
     .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
     .option('--json', 'Print one JSON object: scenario, outcome, steps, per-CPU final state')
-    .action((name: string, options: { param?: string | string[]; json?: boolean }) => {
+    .action(async (name: string, options: { param?: string | string[]; json?: boolean }) => {
       const pairs = options.param === undefined ? [] : [options.param].flat().map(String);
-      const run = runScenario(name, parseParamStrings(pairs), { trace: !options.json });
+      const params = parseParamStrings(pairs);
+      const { runScenario, runReport, runText } = await runner();
+      const run = runScenario(name, params, { trace: !options.json });
       io.out(options.json ? JSON.stringify(runReport(run), null, 2) : runText(run));
     });
-  cli.command('demo', 'The flagship demo: pf-in-pf with its timeline').action(() => {
+  cli.command('demo', 'The flagship demo: pf-in-pf with its timeline').action(async () => {
+    const { runScenario, runText } = await runner();
     io.out(DEMO_INTRO);
     io.out(runText(runScenario('pf-in-pf')));
   });

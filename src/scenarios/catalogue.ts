@@ -1,4 +1,4 @@
-import { InputError } from '../mmu/address.ts';
+import { describeValue, InputError } from '../mmu/input-error.ts';
 import { dfTriple, pfInPf } from './double-fault.ts';
 import { type ParamValue, resolveParams, type Scenario, type ScenarioRun } from './scenario.ts';
 import { staleTlb } from './stale-tlb.ts';
@@ -9,7 +9,9 @@ export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb];
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);
   if (!scenario) {
-    throw new InputError(`unknown scenario '${name}'; valid scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    throw new InputError(
+      `unknown scenario ${describeValue(name)}; valid scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`,
+    );
   }
   return scenario;
 }

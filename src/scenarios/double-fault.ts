@@ -2,6 +2,7 @@ import type { Assembler, Instruction } from '../cpu/instruction.ts';
 import { Machine } from '../machine/machine.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { PTE_LO } from '../mmu/pte.ts';
+import { DF_TRIPLE, PF_IN_PF } from './listing.ts';
 import type { Scenario } from './scenario.ts';
 
 // The double-fault family (docs/scenarios/double-fault.md): a #PF that cannot push its frame because the stack
@@ -39,39 +40,12 @@ function buildStackLoss(cpus: number, trace: boolean, options: { dfIst: number; 
   return { machine, run: { schedule: 'round-robin' as const, maxSteps: 1000 } };
 }
 
-const cpusParam = {
-  name: 'cpus',
-  description: 'number of CPUs (CPU 0 runs the task; the others idle)',
-  kind: 'integer',
-  default: 1,
-  min: 1,
-  max: 64,
-} as const;
-
 export const pfInPf: Scenario = {
-  name: 'pf-in-pf',
-  family: 'double-fault',
-  summary: 'a #PF whose frame push faults (the running stack page is unmapped) -> #DF on IST1',
-  expected: 'double-fault',
-  params: [
-    cpusParam,
-    {
-      name: 'df-ist',
-      description: 'IST index of the #DF gate; 0 delivers #DF on the (unmapped) current stack -> triple fault',
-      kind: 'integer',
-      default: 1,
-      min: 0,
-      max: 2,
-    },
-  ],
+  ...PF_IN_PF,
   build: (p, o) => buildStackLoss(p.cpus as number, o.trace, { dfIst: p['df-ist'] as number, unmapDfStack: false }),
 };
 
 export const dfTriple: Scenario = {
-  name: 'df-triple',
-  family: 'double-fault',
-  summary: 'as pf-in-pf, but the #DF stack (IST1) is unmapped too -> triple fault, CPU shutdown',
-  expected: 'triple-fault',
-  params: [cpusParam],
+  ...DF_TRIPLE,
   build: (p, o) => buildStackLoss(p.cpus as number, o.trace, { dfIst: 1, unmapDfStack: true }),
 };

@@ -1,4 +1,5 @@
 export * from './catalogue.ts';
 export * from './double-fault.ts';
+export * from './listing.ts';
 export * from './scenario.ts';
 export * from './stale-tlb.ts';

@@ -23,6 +23,9 @@ export interface BuiltScenario {
   readonly run: RunOptions;
 }
 
+/** What a scenario is, without the code that builds it (see listing.ts). */
+export type ScenarioInfo = Omit<Scenario, 'build'>;
+
 export interface Scenario {
   readonly name: string;
   /** The docs page family (docs/scenarios/<family>.md). */

@@ -1,6 +1,7 @@
 import { Machine } from '../machine/machine.ts';
 import { toVirtual } from '../mmu/address.ts';
 import { PTE_LO } from '../mmu/pte.ts';
+import { STALE_TLB } from './listing.ts';
 import type { Scenario } from './scenario.ts';
 
 // The TLB-coherence family (docs/scenarios/tlb-coherence.md): clearing a PTE does not reach other CPUs' TLBs.
@@ -16,20 +17,7 @@ export const FAULTED = 0xdead;
 const VALUE = 42;
 
 export const staleTlb: Scenario = {
-  name: 'stale-tlb',
-  family: 'tlb-coherence',
-  summary: 'CPU1 reads through its stale TLB entry after CPU0 cleared the PTE, until CPU1 executes INVLPG',
-  expected: 'ok',
-  params: [
-    {
-      name: 'reads',
-      description: 'reads CPU1 makes through the stale entry before its INVLPG',
-      kind: 'integer',
-      default: 1,
-      min: 1,
-      max: 100,
-    },
-  ],
+  ...STALE_TLB,
   build(p, o) {
     const machine = Machine.create({ cpus: 2, trace: o.trace });
     machine.map(DATA_VA, { writable: true });

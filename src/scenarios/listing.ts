@@ -1,0 +1,59 @@
+import type { ScenarioInfo } from './scenario.ts';
+
+// What `x86slice list` shows: each scenario's name, family, summary and parameters, apart from the code that
+// builds it, so listing the catalogue loads no machine. Each scenario module spreads its entry from here.
+
+const cpusParam = {
+  name: 'cpus',
+  description: 'number of CPUs (CPU 0 runs the task; the others idle)',
+  kind: 'integer',
+  default: 1,
+  min: 1,
+  max: 64,
+} as const;
+
+export const PF_IN_PF: ScenarioInfo = {
+  name: 'pf-in-pf',
+  family: 'double-fault',
+  summary: 'a #PF whose frame push faults (the running stack page is unmapped) -> #DF on IST1',
+  expected: 'double-fault',
+  params: [
+    cpusParam,
+    {
+      name: 'df-ist',
+      description: 'IST index of the #DF gate; 0 delivers #DF on the (unmapped) current stack -> triple fault',
+      kind: 'integer',
+      default: 1,
+      min: 0,
+      max: 2,
+    },
+  ],
+};
+
+export const DF_TRIPLE: ScenarioInfo = {
+  name: 'df-triple',
+  family: 'double-fault',
+  summary: 'as pf-in-pf, but the #DF stack (IST1) is unmapped too -> triple fault, CPU shutdown',
+  expected: 'triple-fault',
+  params: [cpusParam],
+};
+
+export const STALE_TLB: ScenarioInfo = {
+  name: 'stale-tlb',
+  family: 'tlb-coherence',
+  summary: 'CPU1 reads through its stale TLB entry after CPU0 cleared the PTE, until CPU1 executes INVLPG',
+  expected: 'ok',
+  params: [
+    {
+      name: 'reads',
+      description: 'reads CPU1 makes through the stale entry before its INVLPG',
+      kind: 'integer',
+      default: 1,
+      min: 1,
+      max: 100,
+    },
+  ],
+};
+
+/** Every scenario, in the order `x86slice list` shows them (the catalogue holds them in the same order). */
+export const SCENARIO_LIST: readonly ScenarioInfo[] = [PF_IN_PF, DF_TRIPLE, STALE_TLB];
