@@ -24,7 +24,8 @@ const WALK_REPEATS = 5;
 
 export type BenchCase =
   | { readonly type: 'hit'; readonly kind: HitKind; readonly cpus: number; readonly trace: boolean }
-  | { readonly type: 'miss'; readonly layout: 'dense' | 'sparse' };
+  | { readonly type: 'miss'; readonly layout: 'dense' | 'sparse' }
+  | { readonly type: 'create'; readonly memory: number };
 
 export interface HitResult {
   readonly kind: HitKind;
@@ -47,6 +48,28 @@ export interface MissResult {
   readonly missCostNs: number;
   /** walkPageTables() alone, called directly on the same pages (best of several runs). */
   readonly walkNs: number;
+}
+
+export interface CreateResult {
+  readonly memory: number;
+  /** Machine.create({ cpus: 4, memory, trace: false }): median and fastest of CREATE_REPEATS, in microseconds. */
+  readonly medianUs: number;
+  readonly bestUs: number;
+}
+
+/** Machines created per memory size (after as many warm-up creations). */
+export const CREATE_REPEATS = 40;
+
+/** Booting a machine: the direct map is the part that grows with memory (1 GiB pages keep it small). */
+function measureCreate(memory: number): CreateResult {
+  const time = (): number => {
+    const start = nowNs();
+    Machine.create({ cpus: 4, memory, trace: false });
+    return (nowNs() - start) / 1000;
+  };
+  for (let i = 0; i < CREATE_REPEATS; i++) time();
+  const times = Array.from({ length: CREATE_REPEATS }, time).sort((a, b) => a - b);
+  return { memory, medianUs: times[times.length >> 1]!, bestUs: times[0]! };
 }
 
 function measureHit(kind: HitKind, cpus: number, trace: boolean): HitResult {
@@ -122,7 +145,8 @@ function measureMiss(layout: MissResult['layout']): MissResult {
   };
 }
 
-export function measure(c: BenchCase): HitResult | MissResult {
+export function measure(c: BenchCase): HitResult | MissResult | CreateResult {
+  if (c.type === 'create') return measureCreate(c.memory);
   return c.type === 'hit' ? measureHit(c.kind, c.cpus, c.trace) : measureMiss(c.layout);
 }
 

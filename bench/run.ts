@@ -10,6 +10,8 @@ import { formatNs, formatRate, nowNs, table } from './harness.ts';
 import {
   type BenchCase,
   CHUNK,
+  CREATE_REPEATS,
+  type CreateResult,
   HIT_CHUNKS,
   type HitResult,
   MISS_CHUNKS,
@@ -25,6 +27,13 @@ import { HIT_KINDS, type HitKind } from './programs.ts';
 const TARGET_HIT_RATE = 25e6; // TLB-hit instructions/s, one CPU, tracing off
 const TARGET_TRACE_RATIO = 3; // tracing on at most 3x slower than off
 const TARGET_MISS_NS = 1000; // TLB miss + 4-level walk, ns
+const TARGET_CREATE_RATIO = 2; // creating a 1 TiB machine costs about what a 64 MiB one does (the issue: "the same")
+const CREATE_SIZES = [
+  { name: '64 MiB', bytes: 2 ** 26 },
+  { name: '1 GiB', bytes: 2 ** 30 },
+  { name: '1 TiB', bytes: 2 ** 40 },
+  { name: '64 TiB', bytes: 2 ** 46 },
+] as const;
 
 const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 const MEASURE = fileURLToPath(new URL('./measure.ts', import.meta.url));
@@ -158,6 +167,34 @@ function main(): void {
   console.log(table(['pages', 'hit ns/load', 'miss ns/load', 'miss cost', 'walkPageTables()', 'target'], missRows));
   console.log('');
 
+  // 3. Machine creation -------------------------------------------------------------------------------------------
+  const creations = CREATE_SIZES.map((s) =>
+    runCase<CreateResult>({ type: 'create', memory: s.bytes }, (r) => r.medianUs),
+  );
+  const base = creations[0]!.medianUs;
+  console.log(
+    `3. Machine.create({ cpus: 4, memory, trace: false }), median of ${CREATE_REPEATS} after as many warm-ups` +
+      ' (memory is sparse; the direct map uses 1 GiB pages where a whole GiB exists)',
+  );
+  const createRows = creations.map((r, i) => {
+    const ratio = r.medianUs / base;
+    const name = CREATE_SIZES[i]!.name;
+    let target = '';
+    if (name === '1 TiB') {
+      const pass = ratio <= TARGET_CREATE_RATIO;
+      target = `<= ${TARGET_CREATE_RATIO}x 64 MiB ${verdict(pass)}`;
+      checks.push({
+        name: 'create 1 TiB / 64 MiB',
+        value: `${ratio.toFixed(2)}x`,
+        target: `<= ${TARGET_CREATE_RATIO}x`,
+        pass,
+      });
+    }
+    return [name, `${r.medianUs.toFixed(0)} us`, `${r.bestUs.toFixed(0)} us`, `${ratio.toFixed(2)}x`, target];
+  });
+  console.log(table(['memory', 'median', 'best', 'vs 64 MiB', 'target'], createRows));
+  console.log('');
+
   // Summary -------------------------------------------------------------------------------------------------------
   console.log('Targets');
   console.log(
@@ -204,6 +241,7 @@ function main(): void {
         missCostNs: round(r.missCostNs),
         walkNs: round(r.walkNs),
       })),
+      create: creations.map((r) => ({ memory: r.memory, medianUs: round(r.medianUs), bestUs: round(r.bestUs) })),
       targets: checks.map((c) => ({ check: c.name, measured: c.value, target: c.target, pass: c.pass })),
       pass: checks.every((c) => c.pass),
       seconds: round(elapsed, 1),

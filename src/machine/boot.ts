@@ -2,15 +2,7 @@ import type { Cpu } from '../cpu/cpu.ts';
 import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
 import type { Program } from '../cpu/instruction.ts';
 import { type GateInit, type HandlerContext, RFLAGS } from '../cpu/registers.ts';
-import {
-  formatVirtual,
-  HUGE_PAGE_SIZE,
-  InputError,
-  LARGE_PAGE_SIZE,
-  LAYOUT,
-  PAGE_SIZE,
-  toVirtual,
-} from '../mmu/address.ts';
+import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { PF_ERROR } from '../mmu/walker.ts';
 import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
@@ -119,16 +111,7 @@ export function bootMinimal(memory: PhysicalMemory, cpus: readonly Cpu[]): BootI
   const pageTables = new PageTableEditor(memory, pml4, frames);
   // Direct map of all memory, like Linux's kernel_physical_mapping_init(): 1 GiB pages where a whole GiB is
   // memory (gbpages), 2 MiB pages for the rest, all global. So booting costs the same for 64 MiB and for 1 TiB.
-  const flags = { writable: true, global: true, noExecute: true };
-  for (let pa = 0; pa < memory.size; ) {
-    if (pa % HUGE_PAGE_SIZE === 0 && pa + HUGE_PAGE_SIZE <= memory.size) {
-      pageTables.map1g(LAYOUT.directMap + pa, pa, flags);
-      pa += HUGE_PAGE_SIZE;
-    } else {
-      pageTables.map2m(LAYOUT.directMap + pa, pa, flags);
-      pa += LARGE_PAGE_SIZE;
-    }
-  }
+  pageTables.mapLargeRange(LAYOUT.directMap, 0, memory.size, { writable: true, global: true, noExecute: true });
   const taskStacks: StackRange[] = [];
   const doubleFaultStacks: StackRange[] = [];
   const nmiStacks: StackRange[] = [];
