@@ -76,6 +76,8 @@ export interface CpuBus {
   sendIpi(from: number, to: IpiDestination, vector: number, mode: IpiMode): readonly number[];
   /** The code address of a program: return-address tokens are made from it (same program, same RIP). */
   codeAddress(program: Program): number;
+  /** The code address of a program run in user mode (a userEntry): in the low half, where user code lives. */
+  userCodeAddress(program: Program): number;
 }
 
 /** One level of the CPU's control stack: the task program, a called program, or a handler. */
@@ -193,7 +195,7 @@ export class Cpu {
     this.tlb = new Tlb(config.tlb);
     this.port = new MemoryPort(memory, this.tlb, this.regs);
     this.asm = new Assembler(id, (program, args) => {
-      const rip = this.bus.codeAddress(program);
+      const rip = this.bus.userCodeAddress(program);
       this.userEntries.set(rip, { program, args });
       return rip;
     });
@@ -292,6 +294,7 @@ export class Cpu {
     vector: number,
     errorCodePushed: boolean,
     frameRsp = 0,
+    codeBase = this.bus.codeAddress(program),
   ): Activation {
     const gen = program(this.asm, ...args) as ProgramGenerator | undefined;
     if (typeof gen !== 'object' || gen === null || gen.next !== generatorNext) {
@@ -303,7 +306,7 @@ export class Cpu {
     return {
       kind,
       gen,
-      codeBase: this.bus.codeAddress(program),
+      codeBase,
       index: 0,
       pending: undefined,
       resume: 0,
@@ -781,7 +784,7 @@ export class Cpu {
           'which is no user entry: iret returns from a handler, or enters user mode at x.userEntry(program)',
       });
     }
-    const user = this.activation('task', entry.program, entry.args, 0, false);
+    const user = this.activation('task', entry.program, entry.args, 0, false, 0, rip);
     this.activations.length = 0;
     this.pushActivation(user);
     this.regs.rsp = rsp;

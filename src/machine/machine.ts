@@ -52,6 +52,8 @@ export const MIN_BOOT_MEMORY = 4 * 1024 * 1024;
 /** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
 const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
 const CODE_STRIDE = 0x1_0000;
+/** User programs (entered by iret at a userEntry) get code addresses in the low half, from the ELF default base. */
+const USER_CODE_BASE = 0x40_0000;
 
 export interface MachineConfig {
   /** Number of CPUs, 1..64. Default 2. */
@@ -149,6 +151,7 @@ export class Machine implements CpuBus {
   /** The first CPU that stopped with an event. */
   firstStop: RunResult['stop'];
   private readonly codeAddresses: Map<Program, number>;
+  private readonly userCodeAddresses = new Map<Program, number>();
 
   protected constructor(config: ResolvedConfig, base?: FrameStore, codeAddresses?: Map<Program, number>) {
     this.config = config;
@@ -193,6 +196,15 @@ export class Machine implements CpuBus {
     if (address === undefined) {
       address = CODE_BASE + this.codeAddresses.size * CODE_STRIDE;
       this.codeAddresses.set(program, address);
+    }
+    return address;
+  }
+
+  userCodeAddress(program: Program): number {
+    let address = this.userCodeAddresses.get(program);
+    if (address === undefined) {
+      address = USER_CODE_BASE + this.userCodeAddresses.size * CODE_STRIDE;
+      this.userCodeAddresses.set(program, address);
     }
     return address;
   }
