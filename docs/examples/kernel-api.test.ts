@@ -25,8 +25,9 @@ test('kernel code enters user mode with iret; the user task traps back with int 
     ist: 0,
     type: 'trap',
     dpl: 3,
-    handler: function* (_x, ctx) {
+    handler: function* (x, ctx) {
       calls.push(ctx.vector);
+      yield x.pause(); // the handler's work; returning is its iret
     },
   });
   function* user(x: Assembler) {

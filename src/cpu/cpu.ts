@@ -98,6 +98,8 @@ export interface Activation {
   readonly vector: number;
   /** Handler only: RSP just after its frame was pushed (where exceptionFrame() reads it). */
   readonly frameRsp: number;
+  /** Handler only: entered by an exception (not INT n or an interrupt), so an abort vector's frame is undefined. */
+  readonly byException: boolean;
 }
 
 /** The frame a handler received, as stored in memory (SDM Vol. 3 Figure 6-9), in model form. */
@@ -295,6 +297,7 @@ export class Cpu {
     errorCodePushed: boolean,
     frameRsp = 0,
     codeBase = this.bus.codeAddress(program),
+    byException = false,
   ): Activation {
     const gen = program(this.asm, ...args) as ProgramGenerator | undefined;
     if (typeof gen !== 'object' || gen === null || gen.next !== generatorNext) {
@@ -314,6 +317,7 @@ export class Cpu {
       errorCodePushed,
       vector,
       frameRsp,
+      byException,
     };
   }
 
@@ -325,7 +329,17 @@ export class Cpu {
     const interrupted = this.activations[this.activations.length - 1];
     const hasFixup = !context.external && !context.software && interrupted?.pending?.fixup !== undefined;
     const ctx: HandlerContext = { ...context, hasFixup };
-    return this.activation('handler', gate.handler, [ctx], context.vector, errorCodePushed, context.frameRsp);
+    const byException = !context.external && !context.software;
+    return this.activation(
+      'handler',
+      gate.handler,
+      [ctx],
+      context.vector,
+      errorCodePushed,
+      context.frameRsp,
+      undefined,
+      byException,
+    );
   }
 
   /** Called by delivery once the frame is pushed. */
@@ -727,8 +741,9 @@ export class Cpu {
 
   private iret(act: Activation, toFixup: boolean): void {
     const handler = act.kind === 'handler';
-    // An abort (#DF, #MC) saves an undefined CS:RIP and cannot be returned from (SDM §6.5, §6.15 interrupt 8).
-    if (handler && vectorInfo(act.vector).kind === 'abort' && act.vector !== VECTOR.NMI) {
+    // An abort (#DF, #MC) saves an undefined CS:RIP and cannot be returned from (SDM §6.5, §6.15 interrupt 8); the
+    // same vector entered by INT n has a trap frame and returns like any other (IRET ignores the vector).
+    if (handler && act.byException && vectorInfo(act.vector).kind === 'abort') {
       return this.stop({
         outcome: act.vector === VECTOR.DF ? 'double-fault' : 'oops',
         message: `iret from ${vectorName(act.vector)}: an abort is not restartable (its saved RIP is undefined)`,
@@ -750,7 +765,7 @@ export class Cpu {
     // The popped CS and SS are checked before anything changes (SDM Vol. 2 IRET, IA-32e mode).
     const selectorFault = checkReturnSelectors(cs % 0x10000, ss % 0x10000, this.regs.cpl);
     if (selectorFault) return this.raise(selectorFault.vector, selectorFault.errorCode, 0);
-    if (!handler) return this.enterUser(rip, cs, rflags, rsp);
+    if (!handler) return this.enterUser(rip, cs, rflags, rsp, ss);
     const below = this.activations[this.activations.length - 2];
     if (!below) {
       return this.stop({ outcome: 'stack-corruption', message: 'iret with no interrupted context on the stack' });
@@ -763,6 +778,7 @@ export class Cpu {
     this.regs.rsp = rsp;
     this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
     this.regs.cpl = (cs & 3) === 3 ? 3 : 0;
+    this.regs.ss = ss % 0x10000;
     this.nmiBlocked = false;
     this.popActivation();
     if (toFixup) this.complete(below, below.pending!.fixup!);
@@ -774,7 +790,7 @@ export class Cpu {
    * it enters user mode there, and the kernel's control stack is dropped, as a kernel stack is empty while its
    * task runs in user mode. Any other RIP is a corrupted frame.
    */
-  private enterUser(rip: number, cs: number, rflags: number, rsp: number): void {
+  private enterUser(rip: number, cs: number, rflags: number, rsp: number, ss: number): void {
     const entry = (cs & 3) === 3 ? this.userEntries.get(rip) : undefined;
     if (!entry) {
       return this.stop({
@@ -790,6 +806,7 @@ export class Cpu {
     this.regs.rsp = rsp;
     this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
     this.regs.cpl = 3;
+    this.regs.ss = ss % 0x10000;
     this.nmiBlocked = false;
     this.status = STATUS_RUNNING;
   }

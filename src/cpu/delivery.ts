@@ -115,13 +115,15 @@ export function deliverEvent(
         );
         const user = regs.cpl === 3;
         const k = pushesErrorCode ? 1 : 0;
-        port.writeAt(frameSlots[k + 4]!, user ? SELECTOR.USER_SS : SELECTOR.KERNEL_SS);
+        port.writeAt(frameSlots[k + 4]!, regs.ss);
         port.writeAddressAt(frameSlots[k + 3]!, regs.rsp);
         port.writeAt(frameSlots[k + 2]!, regs.rflags);
         port.writeAt(frameSlots[k + 1]!, user ? SELECTOR.USER_CS : SELECTOR.KERNEL_CS);
         port.writeAddressAt(frameSlots[k]!, rip);
         if (pushesErrorCode) port.writeAt(frameSlots[0]!, errorCode);
         regs.rsp = base;
+        // A privilege change loads SS with a NULL selector whose RPL is the new CPL (SDM §6.14.4).
+        if (newCpl < regs.cpl) regs.ss = newCpl;
         regs.cpl = newCpl === 3 ? 3 : 0;
         if (gate.type === 'interrupt') regs.rflags &= ~RFLAGS.IF;
         entry.stack = stackSource;

@@ -174,9 +174,18 @@ const VALUE_RULE = [
     'write a negative or larger 64-bit value as two 4-byte halves)',
 ];
 
-/** An integer address and a size of 1, 2, 4 or 8: nothing to convert or report (checked on every load/store). */
+/** Model addresses are below 2^49: bits 47:0 plus the non-canonical mark (src/mmu/address.ts). */
+const ADDRESS_LIMIT = 2 ** 49;
+
+/** A model address and a size of 1, 2, 4 or 8: nothing to convert or report (checked on every load/store). */
 function isPlainAccess(va: unknown, size: unknown): va is number {
-  return typeof va === 'number' && (size === 8 || size === 4 || size === 2 || size === 1) && Number.isInteger(va);
+  return (
+    typeof va === 'number' &&
+    (size === 8 || size === 4 || size === 2 || size === 1) &&
+    va >= 0 &&
+    va < ADDRESS_LIMIT &&
+    Number.isInteger(va)
+  );
 }
 
 /** A value that needs no conversion for `size` (a valid size): the hot store/push check. */

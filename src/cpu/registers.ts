@@ -9,8 +9,8 @@ export const RFLAGS = {
   IF: 1 << 9,
 } as const;
 
-export const CR0 = { PE: 1 << 0, WP: 1 << 16, PG: 2 ** 31 } as const;
-export const CR4 = { PAE: 1 << 5, PGE: 1 << 7 } as const;
+export const CR0 = { PE: 1 << 0, WP: 1 << 16, NW: 1 << 29, CD: 1 << 30, PG: 2 ** 31 } as const;
+export const CR4 = { PAE: 1 << 5, PGE: 1 << 7, LA57: 1 << 12 } as const;
 export const EFER = { LME: 1 << 8, LMA: 1 << 10, NXE: 1 << 11 } as const;
 
 /** Selectors pushed in frames: Linux's __KERNEL_CS/__KERNEL_DS and __USER_CS/__USER_DS. */
@@ -22,6 +22,11 @@ export interface Registers {
   rflags: number;
   /** Current privilege level, 0 (kernel) or 3 (user). */
   cpl: 0 | 3;
+  /**
+   * The SS selector: __KERNEL_DS at boot, NULL (0) after an interrupt changes privilege to CPL 0 (SDM §6.14.4),
+   * and what IRET pops. Frames save it; the model uses it for nothing else (no segmentation in 64-bit mode).
+   */
+  ss: number;
   cr0: number;
   /** Linear address of the last #PF (model form). */
   cr2: number;
@@ -36,7 +41,9 @@ export function defaultRegisters(): Registers {
     rsp: 0,
     rflags: RFLAGS.FIXED,
     cpl: 0,
-    cr0: CR0.PE | CR0.PG | CR0.WP,
+    ss: SELECTOR.KERNEL_SS,
+    // >>> 0: PG is bit 31, and a bitwise OR of it gives a negative number.
+    cr0: (CR0.PE | CR0.PG | CR0.WP) >>> 0,
     cr2: 0,
     cr3: 0,
     cr4: CR4.PAE | CR4.PGE,

@@ -53,8 +53,9 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
       if (footprint) footprint.tlbInvalidations.push(Math.floor(ins.va / PAGE_SIZE));
       return 0;
     case OP.MOV_TO_CR0:
-      // In IA-32e mode clearing PG (or PE) is #GP(0); bits 63:32 are reserved (SDM Vol. 2 MOV CR).
+      // In IA-32e mode clearing PG (or PE) is #GP(0); so are bits 63:32 and NW without CD (SDM Vol. 2 MOV CR).
       if (value >= TWO_32 || (value & CR0.PG) === 0 || (value & CR0.PE) === 0) return GP_FAULT;
+      if ((value & CR0.NW) !== 0 && (value & CR0.CD) === 0) return GP_FAULT;
       regs.cr0 = value >>> 0;
       return 0;
     case OP.MOV_TO_CR2:
@@ -67,8 +68,8 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
       if (footprint) footprint.tlbInvalidations.push(-1);
       return 0;
     case OP.MOV_TO_CR4:
-      // Clearing PAE in IA-32e mode is #GP(0); bits 63:32 are reserved.
-      if (value >= TWO_32 || (value & CR4.PAE) === 0) return GP_FAULT;
+      // Clearing PAE, or changing LA57, in IA-32e mode is #GP(0); bits 63:32 are reserved (SDM Vol. 3 §2.5).
+      if (value >= TWO_32 || (value & CR4.PAE) === 0 || ((value ^ regs.cr4) & CR4.LA57) !== 0) return GP_FAULT;
       // Changing CR4.PGE invalidates all TLB entries, global ones included (SDM §4.10.4.1).
       if (((regs.cr4 ^ value) & CR4.PGE) !== 0) {
         cpu.tlb.flushAll();

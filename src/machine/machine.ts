@@ -55,6 +55,16 @@ const CODE_STRIDE = 0x1_0000;
 /** User programs (entered by iret at a userEntry) get code addresses in the low half, from the ELF default base. */
 const USER_CODE_BASE = 0x40_0000;
 
+/** A program's code address in `assigned`, given in order of first use from `base` (deterministic). */
+function assignCodeAddress(assigned: Map<Program, number>, program: Program, base: number): number {
+  let address = assigned.get(program);
+  if (address === undefined) {
+    address = base + assigned.size * CODE_STRIDE;
+    assigned.set(program, address);
+  }
+  return address;
+}
+
 export interface MachineConfig {
   /** Number of CPUs, 1..64. Default 2. */
   readonly cpus?: number;
@@ -103,12 +113,12 @@ const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot'] as c
 /** Checks every option of Machine.create before anything is built (docs/guide.md "Errors"). */
 function resolveConfig(config: MachineConfig): ResolvedConfig {
   const c = requireOptions<MachineConfig>(config, 'Machine.create options', CONFIG_KEYS);
-  const cpus = c.cpus ?? 2;
+  const cpus = c.cpus === undefined ? 2 : c.cpus;
   if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
     throw new InputError(`cpus ${describeValue(cpus)} is impossible: a machine has 1..${MAX_CPUS} CPUs`);
   }
   const boot = requireBoolean(c.boot, 'Machine.create option boot', true);
-  const memory = c.memory ?? DEFAULT_MEMORY;
+  const memory = c.memory === undefined ? DEFAULT_MEMORY : c.memory;
   if (typeof memory !== 'number' || !Number.isSafeInteger(memory) || memory <= 0 || memory % PAGE_SIZE !== 0) {
     throw new InputError(`memory size ${describeValue(memory)} must be a positive multiple of the page size (4096)`);
   }
@@ -192,21 +202,11 @@ export class Machine implements CpuBus {
   // CpuBus --------------------------------------------------------------------------------------------------
 
   codeAddress(program: Program): number {
-    let address = this.codeAddresses.get(program);
-    if (address === undefined) {
-      address = CODE_BASE + this.codeAddresses.size * CODE_STRIDE;
-      this.codeAddresses.set(program, address);
-    }
-    return address;
+    return assignCodeAddress(this.codeAddresses, program, CODE_BASE);
   }
 
   userCodeAddress(program: Program): number {
-    let address = this.userCodeAddresses.get(program);
-    if (address === undefined) {
-      address = USER_CODE_BASE + this.userCodeAddresses.size * CODE_STRIDE;
-      this.userCodeAddresses.set(program, address);
-    }
-    return address;
+    return assignCodeAddress(this.userCodeAddresses, program, USER_CODE_BASE);
   }
 
   /** Code addresses assigned so far (for images). */
@@ -366,12 +366,12 @@ export class Machine implements CpuBus {
    */
   run(options: RunOptions = {}): RunResult {
     const o = requireOptions<RunOptions>(options, 'run options', RUN_KEYS);
-    const maxSteps = o.maxSteps ?? 100_000;
+    const maxSteps = o.maxSteps === undefined ? 100_000 : o.maxSteps;
     if (typeof maxSteps !== 'number' || !Number.isSafeInteger(maxSteps) || maxSteps < 0) {
       throw new InputError(`maxSteps ${describeValue(maxSteps)} must be an integer >= 0`);
     }
-    const policy = o.schedule ?? 'round-robin';
-    const prng = policy === 'random' ? new Prng(o.seed ?? 1) : undefined;
+    const policy = o.schedule === undefined ? 'round-robin' : o.schedule;
+    const prng = policy === 'random' ? new Prng(o.seed === undefined ? 1 : o.seed) : undefined;
     if (policy !== 'random' && o.seed !== undefined) {
       throw new InputError(
         `seed ${describeValue(o.seed)} is only used by schedule 'random', not ${describeValue(policy)}`,

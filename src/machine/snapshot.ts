@@ -15,6 +15,7 @@ export interface CpuSnapshot {
     readonly rsp: number;
     readonly rflags: number;
     readonly cpl: number;
+    readonly ss: number;
     readonly cr0: number;
     readonly cr2: number;
     readonly cr3: number;
@@ -58,6 +59,7 @@ export function snapshotCpu(cpu: Cpu): CpuSnapshot {
       rsp: r.rsp,
       rflags: r.rflags,
       cpl: r.cpl,
+      ss: r.ss,
       cr0: r.cr0,
       cr2: r.cr2,
       cr3: r.cr3,

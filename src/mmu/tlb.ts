@@ -78,9 +78,9 @@ export class Tlb {
 
   constructor(config: TlbConfig = {}) {
     const c = requireOptions<TlbConfig>(config, 'TLB config', ['entries', 'ways', 'largeEntries']);
-    const entries = c.entries ?? 64;
-    const ways = c.ways ?? 4;
-    const largeEntries = c.largeEntries ?? 32;
+    const entries = c.entries === undefined ? 64 : c.entries;
+    const ways = c.ways === undefined ? 4 : c.ways;
+    const largeEntries = c.largeEntries === undefined ? 32 : c.largeEntries;
     if (!isPowerOfTwo(entries) || entries > MAX_TLB_ENTRIES) {
       throw new InputError(
         `TLB entries ${describeValue(entries)} must be a power of two in 1..${MAX_TLB_ENTRIES} (real L1 and L2 TLBs hold 64 to a few thousand)`,

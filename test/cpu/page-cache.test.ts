@@ -27,7 +27,15 @@ const ALIAS = toVirtual(0xffff_c900_0140_0000n);
 const SPLIT = toVirtual(0xffff_c900_0180_0000n); // two adjacent pages: SPLIT and SPLIT + 4 KiB
 const USER_PAGE = toVirtual(0xffff_c900_01c0_0000n);
 const EXTRA_STACK = toVirtual(0xffff_c900_0300_0000n);
+// A user stack page in the low half; its page-cache slot (bits 12..16 of the address: 30) is nobody else's.
+const USER_STACK = toVirtual(0x0000_7fff_ffff_e000n);
 const FAULTED = 0xfa17;
+/** __USER_DS, __USER_CS and RFLAGS with IF set: the SS, CS and RFLAGS slots of an iret frame to user mode. */
+const USER_DS = 0x2b;
+const USER_CS = 0x33;
+const USER_RFLAGS = 0x202;
+/** The vector user code traps to the kernel through (Linux's int 0x80 entry). */
+const SYSCALL = 0x80;
 
 /** Physical address `va` translates to in the page tables now (no TLB, no A/D update). */
 function phys(m: Machine, va: number): number {
@@ -71,9 +79,10 @@ function events(m: Machine, cpu: number, op: string): StepEvent[] {
   return m.trace.filter((e) => e.cpu === cpu && e.op === op);
 }
 
+/** The exceptions raised on `cpu`, one per step; INT 0x80 (how user code returns to the kernel) is no fault. */
 function faults(m: Machine, cpu: number) {
   return m.trace
-    .filter((e) => e.cpu === cpu && e.exceptions !== undefined)
+    .filter((e) => e.cpu === cpu && e.exceptions !== undefined && e.op !== 'int')
     .map((e) => ({ op: e.op, ...e.exceptions![0]! }));
 }
 
@@ -117,6 +126,31 @@ function mapBackOnFault(m: Machine, seen: { ctx: HandlerContext; savedRsp: numbe
     ist: 3,
     type: 'interrupt',
   });
+}
+
+/** Set-up: maps the user stack page (user, writable) and returns its top, the RSP user code starts with. */
+function mapUserStack(m: Machine): number {
+  m.map(USER_STACK, { writable: true, user: true });
+  return USER_STACK + PAGE_SIZE;
+}
+
+/**
+ * Kernel code, first part of entering user mode: pushes the frame `iret` pops to run `user` at CPL 3 with RSP
+ * `userRsp` (SS, RSP, RFLAGS, CS, RIP). Tests push it before warming their pages and iret after: the first write to
+ * the kernel stack's never-written frame materialises it, which empties the page cache, so pushing first keeps
+ * the warm pages warm up to the CPL change (and the exception and INT frames later written on TSS.RSP0, the same
+ * page, find it materialised). Nothing in between flushes the TLB: an iret flushes nothing.
+ */
+function* pushUserFrame(x: Assembler, user: Program<[]>, userRsp: number): Body {
+  for (const slot of [USER_DS, userRsp, USER_RFLAGS, USER_CS, x.userEntry(user)]) yield x.push(slot);
+}
+
+/**
+ * A DPL 3 trap gate at SYSCALL on CPU 0 whose handler runs `kernel` at CPL 0: user code's `x.int(SYSCALL)` goes
+ * back to kernel mode (frame on TSS.RSP0), and the handler's iret resumes the user code after the INT, at CPL 3.
+ */
+function syscallGate(m: Machine, kernel: (x: Assembler) => Body): void {
+  m.cpu(0).setGate(SYSCALL, { ist: 0, type: 'trap', dpl: 3, handler: kernel });
 }
 
 describe('a load through a warm page sees every store to its frame', () => {
@@ -554,23 +588,29 @@ describe('permissions are checked against the cached entry', () => {
     'a user-mode (CPL 3) %s of a supervisor page right after supervisor loads and stores of it faults with U set',
     (first, errorCodes) => {
       const m = Machine.create({ cpus: 1 });
+      const userRsp = mapUserStack(m);
       m.map(DATA, { writable: true });
       const seen: number[] = [];
       const cpls: number[] = [];
       const userLoad = (x: Assembler) => x.load(DATA, 8, { fixup: FAULTED });
       const userStore = (x: Assembler) => x.store(DATA, 8, 9, { fixup: FAULTED });
+      const user = function* (x: Assembler): Body {
+        seen.push(yield first === 'load' ? userLoad(x) : userStore(x));
+        cpls.push(m.cpu(0).regs.cpl); // the boot handler's fixup iret returned to CPL 3
+        seen.push(yield first === 'load' ? userStore(x) : userLoad(x));
+        yield x.int(SYSCALL);
+      };
+      syscallGate(m, function* (x) {
+        seen.push(yield x.load(DATA, 8)); // back at CPL 0
+        seen.push(yield x.load(DATA, 8));
+      });
       m.load(0, function* (x) {
+        yield* pushUserFrame(x, user, userRsp);
         seen.push(yield x.load(DATA, 8));
         yield x.store(DATA, 8, 7);
         yield x.store(DATA, 8, 7); // warm for writes
         seen.push(yield x.load(DATA, 8)); // and for reads
-        m.cpu(0).regs.cpl = 3; // as after an iret to user mode, which flushes nothing
-        seen.push(yield first === 'load' ? userLoad(x) : userStore(x));
-        cpls.push(m.cpu(0).regs.cpl); // the boot handler's fixup iret returned to CPL 3
-        seen.push(yield first === 'load' ? userStore(x) : userLoad(x));
-        m.cpu(0).regs.cpl = 0;
-        seen.push(yield x.load(DATA, 8));
-        seen.push(yield x.load(DATA, 8));
+        yield x.iret(); // to CPL 3, which flushes nothing
       });
       expect(m.run().outcome).toBe('ok');
       expect(seen).toEqual([0, 7, FAULTED, FAULTED, 7, 7]);
@@ -584,18 +624,21 @@ describe('permissions are checked against the cached entry', () => {
 
   it('a user-mode store to a supervisor page held warm by stores through another supervisor page in between', () => {
     const m = Machine.create({ cpus: 1 });
+    const userRsp = mapUserStack(m);
     m.map(DATA, { writable: true });
     m.map(OTHER, { writable: true });
     const seen: number[] = [];
+    const user = function* (x: Assembler): Body {
+      seen.push(yield x.store(DATA, 8, 3, { fixup: FAULTED }));
+      seen.push(yield x.store(OTHER, 8, 3, { fixup: FAULTED }));
+    };
     m.load(0, function* (x) {
+      yield* pushUserFrame(x, user, userRsp);
       yield x.store(DATA, 8, 1);
       yield x.store(OTHER, 8, 1);
       yield x.store(DATA, 8, 2);
       yield x.store(OTHER, 8, 2);
-      m.cpu(0).regs.cpl = 3;
-      seen.push(yield x.store(DATA, 8, 3, { fixup: FAULTED }));
-      seen.push(yield x.store(OTHER, 8, 3, { fixup: FAULTED }));
-      m.cpu(0).regs.cpl = 0;
+      yield x.iret();
     });
     expect(m.run().outcome).toBe('ok');
     expect(seen).toEqual([FAULTED, FAULTED]);
@@ -604,18 +647,24 @@ describe('permissions are checked against the cached entry', () => {
 
   it('a read-only user page: CPL 3 loads are warm, a CPL 3 store faults P|W|U and a CPL 0 store (WP=1) faults P|W', () => {
     const m = Machine.create({ cpus: 1 });
+    const userRsp = mapUserStack(m);
     m.map(USER_PAGE, { writable: false, user: true });
     m.memory.write64(phys(m, USER_PAGE), 0x42);
     const seen: number[] = [];
-    m.load(0, function* (x) {
-      m.cpu(0).regs.cpl = 3;
+    const user = function* (x: Assembler): Body {
       seen.push(yield x.load(USER_PAGE, 8));
       seen.push(yield x.load(USER_PAGE, 8));
       seen.push(yield x.store(USER_PAGE, 8, 1, { fixup: FAULTED }));
       seen.push(yield x.load(USER_PAGE, 8));
-      m.cpu(0).regs.cpl = 0;
-      seen.push(yield x.load(USER_PAGE, 8));
+      yield x.int(SYSCALL);
+    };
+    syscallGate(m, function* (x) {
+      seen.push(yield x.load(USER_PAGE, 8)); // CPL 0
       seen.push(yield x.store(USER_PAGE, 8, 2, { fixup: FAULTED }));
+    });
+    m.load(0, function* (x) {
+      yield* pushUserFrame(x, user, userRsp);
+      yield x.iret();
     });
     expect(m.run().outcome).toBe('ok');
     expect(seen).toEqual([0x42, 0x42, FAULTED, 0x42, 0x42, FAULTED]);
@@ -627,17 +676,20 @@ describe('permissions are checked against the cached entry', () => {
 
   it('a writable user page written at CPL 0 is read and written at CPL 3 without faults', () => {
     const m = Machine.create({ cpus: 1 });
+    const userRsp = mapUserStack(m);
     m.map(USER_PAGE, { writable: true, user: true });
     const seen: number[] = [];
-    m.load(0, function* (x) {
-      yield x.store(USER_PAGE, 8, 1);
-      yield x.store(USER_PAGE, 8, 2);
-      m.cpu(0).regs.cpl = 3;
+    const user = function* (x: Assembler): Body {
       seen.push(yield x.load(USER_PAGE, 8));
       yield x.store(USER_PAGE, 8, 3);
       yield x.store(USER_PAGE, 8, 4);
       seen.push(yield x.load(USER_PAGE, 8));
-      m.cpu(0).regs.cpl = 0;
+    };
+    m.load(0, function* (x) {
+      yield* pushUserFrame(x, user, userRsp);
+      yield x.store(USER_PAGE, 8, 1);
+      yield x.store(USER_PAGE, 8, 2);
+      yield x.iret();
     });
     expect(m.run().outcome).toBe('ok');
     expect(seen).toEqual([2, 4]);
@@ -651,11 +703,13 @@ describe('permissions are checked against the cached entry', () => {
     m.load(0, function* (x) {
       seen.push(yield x.load(DATA, 8));
       seen.push(yield x.load(DATA, 8));
-      m.cpu(0).regs.cr0 &= ~CR0.WP;
+      // The boot leaves regs.cr0 as a signed int32 (PG is bit 31): >>> 0 gives the register's unsigned value.
+      const cr0 = m.cpu(0).regs.cr0 >>> 0;
+      yield x.movToCr0((cr0 & ~CR0.WP) >>> 0); // changes WP only: flushes nothing
       yield x.store(DATA, 8, 5);
       yield x.store(DATA, 8, 6);
       seen.push(yield x.load(DATA, 8));
-      m.cpu(0).regs.cr0 |= CR0.WP;
+      yield x.movToCr0(cr0);
       seen.push(yield x.store(DATA, 8, 7, { fixup: FAULTED }));
       seen.push(yield x.load(DATA, 8));
     });
@@ -1335,16 +1389,12 @@ describe('pages far apart whose page numbers agree in their low bits (one slot o
 
   it('a supervisor page in the slot of a warm user page: CPL 3 reaches the user page and faults on the other', () => {
     const m = Machine.create({ cpus: 1 });
+    const userRsp = mapUserStack(m);
     const b = SAME_SLOT[1]!;
     m.map(A, { writable: true, user: true });
     m.map(b, { writable: true });
     const seen: number[] = [];
-    m.load(0, function* (x) {
-      yield x.store(A, 8, 1);
-      yield x.store(b, 8, 2);
-      seen.push(yield x.load(A, 8));
-      seen.push(yield x.load(b, 8)); // supervisor, b now in the slot
-      m.cpu(0).regs.cpl = 3;
+    const user = function* (x: Assembler): Body {
       seen.push(yield x.load(b, 8, { fixup: FAULTED }));
       seen.push(yield x.load(A, 8));
       seen.push(yield x.load(A, 8));
@@ -1353,8 +1403,18 @@ describe('pages far apart whose page numbers agree in their low bits (one slot o
       yield x.store(A, 8, 5);
       seen.push(yield x.load(b, 8, { fixup: FAULTED }));
       seen.push(yield x.load(A, 8));
-      m.cpu(0).regs.cpl = 0;
-      seen.push(yield x.load(b, 8));
+      yield x.int(SYSCALL);
+    };
+    syscallGate(m, function* (x) {
+      seen.push(yield x.load(b, 8)); // CPL 0
+    });
+    m.load(0, function* (x) {
+      yield* pushUserFrame(x, user, userRsp);
+      yield x.store(A, 8, 1);
+      yield x.store(b, 8, 2);
+      seen.push(yield x.load(A, 8));
+      seen.push(yield x.load(b, 8)); // supervisor, b now in the slot
+      yield x.iret();
     });
     expect(m.run().outcome).toBe('ok');
     expect(seen).toEqual([1, 2, FAULTED, 1, 1, FAULTED, FAULTED, 5, 2]);
@@ -1441,7 +1501,7 @@ describe('non-canonical addresses right after warm accesses', () => {
       yield x.push(1);
       yield x.push(2);
       yield x.pop();
-      m.cpu(0).regs.rsp = LOWER_HOLE;
+      yield x.movToRsp(LOWER_HOLE); // touches no memory: the next stack access finds out
       if (op === 'push') yield x.push(3);
       else yield x.pop();
     });
