@@ -1,4 +1,4 @@
-import { formatVirtual, fromCanonicalHalves, PAGE_SIZE } from '../mmu/address.ts';
+import { formatVirtual, fromCanonicalHalves, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import {
   describeHex,
   describeValue,
@@ -765,6 +765,8 @@ export class Cpu {
     // The popped CS and SS are checked before anything changes (SDM Vol. 2 IRET, IA-32e mode).
     const selectorFault = checkReturnSelectors(cs % 0x10000, ss % 0x10000, this.regs.cpl);
     if (selectorFault) return this.raise(selectorFault.vector, selectorFault.errorCode, 0);
+    // A non-canonical return RIP is #GP(0) (SDM Vol. 2 IRET, IA-32e mode), before any continuation check.
+    if (rip >= NON_CANONICAL) return this.raise(VECTOR_GP, 0, 0);
     if (!handler) return this.enterUser(rip, cs, rflags, rsp, ss);
     const below = this.activations[this.activations.length - 2];
     if (!below) {

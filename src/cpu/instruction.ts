@@ -457,7 +457,8 @@ export class Assembler {
   }
   /**
    * WRMSR. Only IA32_EFER (MSR.EFER) is modelled: NXE and SCE may change, LME only with paging off (never here),
-   * LMA is read-only; a reserved bit or another MSR raises #GP(0), as on hardware.
+   * LMA is read-only; a reserved bit raises #GP(0) as on hardware, and so does every other MSR here (on hardware
+   * only an unimplemented one does: see docs/deviations.md).
    */
   wrmsr(msr: number, value: number): Instruction {
     const where = this.where('wrmsr');

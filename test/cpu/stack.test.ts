@@ -95,6 +95,16 @@ describe('call and ret through return addresses in memory', () => {
     expect(m.cpu(0).lastException).toMatchObject({ vector: VECTOR.PF, cr2: m.boot!.taskStacks[0]!.top });
   });
 
+  it('iret popping a non-canonical RIP raises #GP(0) before anything changes (SDM IRET, IA-32e mode)', () => {
+    const m = Machine.create({ cpus: 1 });
+    m.load(0, function* (x) {
+      for (const slot of [0x18, 0, 0x202, 0x10, 2 ** 47]) yield x.push(slot); // RIP 0x0000800000000000
+      yield x.iret();
+    });
+    expect(m.run().outcome).toBe('oops');
+    expect(m.cpu(0).lastException).toMatchObject({ vector: VECTOR.GP, errorCode: 0 });
+  });
+
   it('iret outside a handler, popping a kernel frame whose RIP is no user entry, is stack-corruption', () => {
     const m = Machine.create({ cpus: 1 });
     m.load(0, function* (x) {
