@@ -1,4 +1,4 @@
-import { formatVirtual, fromCanonicalHalves, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
+import { formatVirtual, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import {
   describeHex,
   describeValue,
@@ -6,13 +6,14 @@ import {
   requireBoolean,
   requireInteger,
   requireOneOf,
+  requireOptions,
 } from '../mmu/input-error.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
-import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
 import { LocalApic } from './apic.ts';
 import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
+import { type ExceptionFrame, readExceptionFrame } from './exception-frame.ts';
 import { VECTOR, vectorInfo, vectorName } from './exceptions.ts';
 import {
   Assembler,
@@ -20,6 +21,7 @@ import {
   Instruction as InstructionClass,
   type IpiDestination,
   type IpiMode,
+  isBuilt,
   isGeneratorFunction,
   OP,
   type Program,
@@ -78,6 +80,8 @@ export interface CpuBus {
   codeAddress(program: Program): number;
   /** The code address of a program run in user mode (a userEntry): in the low half, where user code lives. */
   userCodeAddress(program: Program): number;
+  /** CPU `id`'s assembler, if that CPU exists. */
+  assembler(id: number): Assembler | undefined;
 }
 
 /** One level of the CPU's control stack: the task program, a called program, or a handler. */
@@ -102,20 +106,6 @@ export interface Activation {
   readonly byException: boolean;
 }
 
-/** The frame a handler received, as stored in memory (SDM Vol. 3 Figure 6-9), in model form. */
-export interface ExceptionFrame {
-  readonly vector: number;
-  /** The error code slot, when the event pushed one. */
-  readonly errorCode?: number;
-  readonly rip: number;
-  readonly cs: number;
-  readonly rflags: number;
-  readonly rsp: number;
-  readonly ss: number;
-  /** Virtual address of the lowest slot (the error code, or RIP). */
-  readonly address: number;
-}
-
 export interface CpuConfig {
   readonly tlb?: TlbConfig;
 }
@@ -134,6 +124,19 @@ const {
 } = STATUS;
 
 type ProgramGenerator = ReturnType<Program>;
+
+/**
+ * Whether a yielded value is an Instruction. Not `instanceof`: with esbuild's keepNames (tsx, some bundlers) the
+ * class's redefined `name` sends instanceof down a slow path that cost 11 ns a step; comparing the constructor is
+ * one load. Guarded, because reading a revoked Proxy's constructor throws.
+ */
+function isInstruction(value: unknown): value is Instruction {
+  try {
+    return (value as { constructor?: unknown } | undefined)?.constructor === InstructionClass;
+  } catch {
+    return false;
+  }
+}
 /** %GeneratorPrototype%.next, shared by every generator object. */
 const generatorNext = Object.getPrototypeOf(Object.getPrototypeOf((function* () {})())).next as (
   this: ProgramGenerator,
@@ -261,8 +264,8 @@ export class Cpu {
   setGate(vector: number, gate: GateInit): void {
     const where = `CPU ${this.id} setGate(${describeValue(vector)})`;
     requireInteger(vector, `${where}: IDT vector`, 0, 255);
-    if (typeof gate !== 'object' || gate === null)
-      throw new InputError(`${where}: gate ${describeValue(gate)} must be an object`);
+    if (gate === undefined) throw new InputError(`${where}: gate undefined must be an object`);
+    requireOptions<GateInit>(gate, `${where}: gate`, ['handler', 'ist', 'type', 'present', 'dpl', 'selector']);
     if (!isGeneratorFunction(gate.handler)) {
       throw new InputError(
         `${where}: handler ${describeValue(gate.handler)} is not a generator function: ` +
@@ -296,16 +299,18 @@ export class Cpu {
     vector: number,
     errorCodePushed: boolean,
     frameRsp = 0,
-    codeBase = this.bus.codeAddress(program),
+    codeBase = -1,
     byException = false,
   ): Activation {
-    const gen = program(this.asm, ...args) as ProgramGenerator | undefined;
-    if (typeof gen !== 'object' || gen === null || gen.next !== generatorNext) {
-      const name = program.name || 'anonymous';
+    // Checked before the program is called: calling a plain function would run it.
+    if (!isGeneratorFunction(program)) {
+      const name = typeof program === 'function' ? program.name || 'anonymous' : describeValue(program);
       throw new InputError(
         `program ${name} is not a generator function: write programs as function* (x) { yield x.load(...); ... }`,
       );
     }
+    const gen = program(this.asm, ...args) as ProgramGenerator;
+    if (codeBase < 0) codeBase = this.bus.codeAddress(program);
     return {
       kind,
       gen,
@@ -518,25 +523,35 @@ export class Cpu {
           : new InstructionClass(OP_IRET, 0, 8, 0, 0, undefined, this.id);
       return top.pending;
     }
-    // Not `instanceof`: with esbuild's keepNames (tsx, some bundlers) the class's redefined `name` sends instanceof
-    // down a slow path that cost 11 ns a step; comparing the constructor is one load.
-    if ((next.value as { constructor?: unknown } | undefined)?.constructor !== InstructionClass) {
-      const error = new InputError(
-        `CPU ${this.id} program yielded ${String(next.value)}, not an instruction: yield x.load(...), x.store(...), ...`,
+    const ins = next.value;
+    if (!isInstruction(ins)) {
+      return this.refuseYield(
+        `CPU ${this.id} program yielded ${describeValue(ins)}, not an instruction: yield x.load(...), x.store(...), ...`,
       );
-      this.stop({ outcome: 'assertion', message: error.message });
-      throw error;
     }
-    if (next.value.owner !== this.id) {
-      const error = new InputError(
-        `CPU ${this.id} program yielded a ${next.value.name} built by CPU ${next.value.owner}'s assembler: ` +
+    if (ins.owner !== this.id) {
+      // The other CPU's assembler counted this build: it was not yielded there, so it must not count against it.
+      const owner = this.bus.assembler(ins.owner);
+      if (owner && ins === owner.reused) owner.consumed = owner.builds;
+      return this.refuseYield(
+        `CPU ${this.id} program yielded a ${ins.name} built by CPU ${ins.owner}'s assembler: ` +
           'build instructions with the x a program receives on the CPU that runs it',
       );
-      this.stop({ outcome: 'assertion', message: error.message });
-      throw error;
     }
-    top.pending = next.value;
-    return next.value;
+    if (!isBuilt(ins)) {
+      return this.refuseYield(
+        `CPU ${this.id} program yielded a ${ins.name} made with new Instruction(): build instructions with x ` +
+          '(x.load, x.store, ...), which checks their operands',
+      );
+    }
+    top.pending = ins;
+    return ins;
+  }
+
+  private refuseYield(message: string): never {
+    const error = new InputError(message);
+    this.stop({ outcome: 'assertion', message });
+    throw error;
   }
 
   private programName(a: Activation): string {
@@ -829,27 +844,7 @@ export class Cpu {
       a = this.activations[level];
     }
     if (a?.kind !== 'handler') return undefined;
-    const slot = (i: number): number => {
-      const t = lookupTables(this.memory, this.regs.cr3, a.frameRsp + 8 * i);
-      return t.present ? this.memory.read64(t.pa) : -1;
-    };
-    const k = a.errorCodePushed ? 1 : 0;
-    const values = [0, 1, 2, 3, 4, 5].slice(0, 5 + k).map(slot);
-    if (values.some((v) => v < 0)) return undefined;
-    const address = (i: number): number => {
-      const t = lookupTables(this.memory, this.regs.cr3, a.frameRsp + 8 * i);
-      return fromCanonicalHalves(this.memory.read32(t.pa), this.memory.read32(t.pa + 4));
-    };
-    return {
-      vector: a.vector,
-      ...(k ? { errorCode: values[0]! } : {}),
-      rip: address(k),
-      cs: values[k + 1]!,
-      rflags: values[k + 2]!,
-      rsp: address(k + 3),
-      ss: values[k + 4]!,
-      address: a.frameRsp,
-    };
+    return readExceptionFrame(this.memory, this.regs.cr3, a.vector, a.frameRsp, a.errorCodePushed);
   }
 
   /** Control stack, innermost last, for snapshots: kind, RIP and pending instruction name. */

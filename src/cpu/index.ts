@@ -1,6 +1,7 @@
 export * from './apic.ts';
 export * from './cpu.ts';
 export * from './delivery.ts';
+export * from './exception-frame.ts';
 export * from './exceptions.ts';
 export * from './instruction.ts';
 export * from './memory-port.ts';

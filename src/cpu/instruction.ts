@@ -144,7 +144,9 @@ export class Instruction {
 
   /** A copy that no later build can change (for an instruction that stays pending across a handler). */
   copy(): Instruction {
-    return new Instruction(this.op, this.va, this.size, this.value, this.expected, this.aux, this.owner);
+    const ins = new Instruction(this.op, this.va, this.size, this.value, this.expected, this.aux, this.owner);
+    if (built.has(this)) built.add(ins);
+    return ins;
   }
 
   /** The exception-table fixup value, if this instruction has one. */
@@ -228,13 +230,27 @@ function checkVector(vector: unknown, mode: IpiMode, what: string): number {
   return vector;
 }
 
+/** The most CPUs an IPI destination list may name (a machine has at most 64). */
+const MAX_DESTINATIONS = 64;
+
 function checkDestination(to: unknown, what: string): IpiDestination {
   if (to === 'self' || to === 'all' || to === 'all-but-self') return to;
   const isId = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
   if (isId(to)) return to as number;
-  if (Array.isArray(to) && to.length > 0 && Array.from(to).every(isId)) return Object.freeze([...(to as number[])]);
+  let ids: number[] | undefined;
+  try {
+    // Indexed reads up to a bounded length: an iterator or a huge sparse array costs nothing to refuse.
+    if (Array.isArray(to) && to.length > 0 && to.length <= MAX_DESTINATIONS) {
+      ids = [];
+      for (let i = 0; i < to.length; i++) ids.push(to[i]);
+      if (!ids.every(isId)) ids = undefined;
+    }
+  } catch {
+    ids = undefined;
+  }
+  if (ids) return Object.freeze(ids);
   throw new InputError(
-    `${what} destination ${describeValue(to)} must be a CPU id, a non-empty array of CPU ids, ` +
+    `${what} destination ${describeValue(to)} must be a CPU id, an array of 1..${MAX_DESTINATIONS} CPU ids, ` +
       "or one of 'self', 'all', 'all-but-self'",
   );
 }
@@ -262,6 +278,14 @@ const OUTCOMES: readonly Exclude<Outcome, 'ok'>[] = [
 ];
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Instructions an Assembler built (or a CPU made for itself): a CPU executes no other (see isBuilt). */
+const built = new WeakSet<Instruction>();
+
+/** Whether `ins` was built by an Assembler, so its operands were checked; a hand-made `new Instruction` was not. */
+export function isBuilt(ins: Instruction): boolean {
+  return built.has(ins);
+}
 
 /** Thrown by the CPU when a program yields a reused instruction that no longer holds what was built. */
 export class StaleInstructionError extends InputError {}
@@ -313,7 +337,9 @@ export class Assembler {
   }
 
   private make(op: Op, va = 0, size = 8, value = 0, expected = 0, aux?: InstructionAux): Instruction {
-    return new Instruction(op, va, size, value, expected, aux, this.cpuId);
+    const ins = new Instruction(op, va, size, value, expected, aux, this.cpuId);
+    built.add(ins);
+    return ins;
   }
 
   /** "CPU 0 store": where a bad operand came from. */

@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import { Cpu, type CpuBus, STATUS } from '../cpu/cpu.ts';
-import type { IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
+import type { Assembler, IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
@@ -144,6 +144,13 @@ function resolveConfig(config: MachineConfig): ResolvedConfig {
 
 const RUN_KEYS = ['schedule', 'seed', 'maxSteps'] as const;
 
+/** A caller's address that must be canonical (a TLB event names a page the TLB could hold). */
+function canonicalAddress(va: number | bigint, where: string): number {
+  const v = toVirtual(va, where);
+  if (!isCanonical(v)) throw new InputError(`${where} ${formatVirtual(v)} is not canonical (bits 63:47 differ)`);
+  return v;
+}
+
 /** A multi-CPU x86-64 machine: CPUs sharing physical memory, stepped one instruction at a time. */
 export class Machine implements CpuBus {
   readonly memory: PhysicalMemory;
@@ -186,8 +193,8 @@ export class Machine implements CpuBus {
   }
 
   cpu(id: number): Cpu {
-    const cpu = this.cpus[id];
-    if (!cpu || typeof id !== 'number') {
+    const cpu = typeof id === 'number' && Number.isInteger(id) ? this.cpus[id] : undefined;
+    if (!cpu) {
       throw new InputError(`CPU ${describeValue(id)} does not exist: this machine has CPUs 0..${this.cpus.length - 1}`);
     }
     return cpu;
@@ -203,6 +210,10 @@ export class Machine implements CpuBus {
 
   codeAddress(program: Program): number {
     return assignCodeAddress(this.codeAddresses, program, CODE_BASE);
+  }
+
+  assembler(id: number): Assembler | undefined {
+    return this.cpus[id]?.asm;
   }
 
   userCodeAddress(program: Program): number {
@@ -350,14 +361,14 @@ export class Machine implements CpuBus {
   /** Hardware drops the TLB entry for `va` on CPU `id` (legal at any time; the checker's choice). */
   evictTlb(id: number, va: number | bigint): void {
     const cpu = this.cpu(id);
-    const v = toVirtual(va, 'evictTlb address');
+    const v = canonicalAddress(va, 'evictTlb address');
     if (cpu.tlb.invalidatePage(v) !== 0) cpu.wake();
   }
 
   /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
   fillTlb(id: number, va: number | bigint): boolean {
     const cpu = this.cpu(id);
-    return cpu.port.fillSpeculatively(toVirtual(va, 'fillTlb address'));
+    return cpu.port.fillSpeculatively(canonicalAddress(va, 'fillTlb address'));
   }
 
   /**
@@ -390,8 +401,26 @@ export class Machine implements CpuBus {
     } else {
       runs = checkScheduleArray(policy, this.cpus.length);
     }
+    this.checkScheduledCpus(runs);
     const limitReached = this.runSchedule(runs, maxSteps);
     return this.result(this.stepCount - start, limitReached);
+  }
+
+  /**
+   * Every CPU a schedule steps must have a program (an idle CPU that only takes interrupts is given one that returns
+   * at once): checked before the first step, so a schedule naming an empty CPU changes nothing.
+   */
+  private checkScheduledCpus(runs: readonly ScheduleRun[]): void {
+    let index = 0;
+    for (const run of runs) {
+      if (!('tlb' in run) && !this.cpus[run.cpu]!.started) {
+        throw new InputError(
+          `schedule entry ${index} names CPU ${run.cpu}, which has no program: load one with ` +
+            `machine.load(${run.cpu}, program) (function* () {} for a CPU that only takes interrupts)`,
+        );
+      }
+      index += 'tlb' in run ? 1 : run.times;
+    }
   }
 
   /** Follows checked schedule runs; returns whether maxSteps stopped it. */
@@ -524,6 +553,13 @@ export class Machine implements CpuBus {
       throw new InputError(
         `${where}: the address is already mapped (to physical ${describeHex(existing.pa)}${by}); ` +
           'map() never replaces a mapping',
+      );
+    }
+    // The leaf frame and every missing table below the first non-present entry: all or nothing.
+    const needed = existing.level;
+    if (boot.frames.remaining < needed) {
+      throw new InputError(
+        `${where}: out of boot memory: it needs ${needed} frames and ${boot.frames.remaining} are left; give the machine more`,
       );
     }
     boot.pageTables.map4k(v, boot.frames.alloc(), checked);

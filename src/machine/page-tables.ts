@@ -32,6 +32,11 @@ export class BootFrameAllocator {
     return this.next;
   }
 
+  /** Frames left to hand out. */
+  get remaining(): number {
+    return Math.floor((this.end - this.next) / PAGE_SIZE);
+  }
+
   /** State for cloning. */
   get position(): number {
     return this.next;

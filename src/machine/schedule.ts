@@ -85,12 +85,21 @@ export function parseSchedule(text: string): ScheduleEntry[] {
 
 const TLB_EVENT_KINDS = ['evict', 'fill'] as const;
 
+/** Array.isArray that answers false for a revoked Proxy instead of throwing. */
+function isArray(value: unknown): value is unknown[] {
+  try {
+    return Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Checks a schedule array entry by entry (holes, null, unknown event kinds and bad fields are refused, naming the
  * index) and returns it as runs. `cpus` is the machine's CPU count.
  */
 export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[] {
-  if (!Array.isArray(entries)) throw new InputError(`schedule ${describeValue(entries)} must be a string or an array`);
+  if (!isArray(entries)) throw new InputError(`schedule ${describeValue(entries)} must be a string or an array`);
   const runs: ScheduleRun[] = [];
   for (let index = 0; index < entries.length; index++) {
     const where = `schedule entry ${index}`;
@@ -102,7 +111,7 @@ export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[
       else runs.push({ cpu: entry, times: 1 });
       continue;
     }
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+    if (typeof entry !== 'object' || entry === null || isArray(entry)) {
       throw new InputError(
         `${where} is ${index in entries ? describeValue(entry) : 'a hole'}: ` +
           'each entry is a CPU id or a TLB event { cpu, tlb: "evict" | "fill", va }',

@@ -43,6 +43,13 @@ export function toVirtual(address: bigint | number | string, where = 'address'):
   let value: bigint;
   if (typeof address === 'string') {
     const text = address.replaceAll('_', '').trim();
+    // 0x and 64 hex digits is the longest spelling worth parsing (leading zeros included); a longer one is refused
+    // without converting a possibly huge number.
+    if (text.length > 66) {
+      throw new InputError(
+        `${where} ${describeValue(address)} is ${text.length} characters: no 64-bit address is that long`,
+      );
+    }
     if (!/^(0x[0-9a-f]+|[0-9]+)$/i.test(text)) {
       throw new InputError(
         `${where} ${describeValue(address)} is not a number: write it in hex (0xffffc90000001000) or decimal`,

@@ -70,10 +70,15 @@ export function requireBoolean(value: unknown, what: string, fallback: boolean):
 /** Requires a plain options object (or undefined) whose keys are all in `known`; returns it (or {}). */
 export function requireOptions<T extends object>(value: unknown, what: string, known: readonly string[]): Partial<T> {
   if (value === undefined) return {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  let keys: (string | symbol)[];
+  try {
+    // A revoked Proxy throws on any look at it: it is refused like any other unreadable value.
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError();
+    keys = Reflect.ownKeys(value);
+  } catch {
     throw new InputError(`${what} ${describeValue(value)} must be an object`);
   }
-  for (const key of Reflect.ownKeys(value)) {
+  for (const key of keys) {
     if (typeof key !== 'string' || !known.includes(key)) {
       throw new InputError(
         `${what} has an unknown option ${describeValue(key)}; known options: ${known.join(', ') || 'none'}`,

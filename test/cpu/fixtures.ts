@@ -1,6 +1,7 @@
 // Shared set-up for the CPU and machine behaviour tests: kernel data pages, page-table edits made by programs
 // through the direct map (as kernel code makes them), IST stacks, and readers of frames left in memory.
 import type { Assembler, Instruction } from '../../src/cpu/instruction.ts';
+import { RFLAGS, SELECTOR } from '../../src/cpu/registers.ts';
 import type { ExceptionEvent, StepEvent } from '../../src/cpu/step-event.ts';
 import type { Machine } from '../../src/machine/machine.ts';
 import { fromCanonicalHalves, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';
@@ -17,6 +18,14 @@ export const EXTRA_STACK = toVirtual(0xffff_c900_0300_0000n);
 export const NON_CANONICAL = 0x0000_8000_0000_0000n;
 /** The vector tests use for IPIs (Linux's CALL_FUNCTION_VECTOR is 0xfb; any fixed vector 16..255 works). */
 export const IPI_VECTOR = 0xf0;
+
+/** User mode: the selectors and RFLAGS (IF set) of an iret frame to CPL 3, and a user stack and data page. */
+export const USER_CS = SELECTOR.USER_CS;
+export const USER_SS = SELECTOR.USER_SS;
+export const USER_RFLAGS = RFLAGS.FIXED | RFLAGS.IF;
+export const USER_STACK = toVirtual(0x0000_7fff_f000_0000n);
+export const USER_STACK_TOP = USER_STACK + PAGE_SIZE;
+export const USER_DATA = toVirtual(0x0000_0000_0060_0000n);
 
 export type Body = Generator<Instruction, void, number>;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ExceptionFrame } from '../../src/cpu/cpu.ts';
+import type { ExceptionFrame } from '../../src/cpu/exception-frame.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
 import type { Assembler, Program } from '../../src/cpu/instruction.ts';
 import { type GateInit, type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
@@ -16,6 +16,12 @@ import {
   readFrame,
   setPresent,
   UNMAPPED,
+  USER_CS,
+  USER_DATA,
+  USER_RFLAGS,
+  USER_SS,
+  USER_STACK,
+  USER_STACK_TOP,
   useIstStack,
 } from './fixtures.ts';
 
@@ -23,15 +29,8 @@ import {
 // §6.4.2, §6.12, §6.13, §6.14), and entering user mode with IRET (SDM Vol. 2 "IRET", RETURN-TO-OUTER-PRIVILEGE-LEVEL).
 
 const SYSCALL_VECTOR = 0x80;
-const USER_CS = 0x33;
-const USER_SS = 0x2b;
 const KERNEL_CS = 0x10;
 const KERNEL_SS = 0x18;
-const USER_RFLAGS = RFLAGS.FIXED | RFLAGS.IF;
-/** A user stack page and a user data page in the lower half. */
-const USER_STACK = toVirtual(0x0000_7fff_f000_0000n);
-const USER_STACK_TOP = USER_STACK + PAGE_SIZE;
-const USER_DATA = toVirtual(0x0000_0000_0060_0000n);
 /** Where the model keeps RIPs of consecutive instructions apart (cpu.ts RIP_STRIDE). */
 const NEXT = 4;
 /** Bytes of a frame without / with an error code. */

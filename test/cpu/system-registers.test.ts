@@ -1,11 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import type { ExceptionFrame } from '../../src/cpu/cpu.ts';
+import type { ExceptionFrame } from '../../src/cpu/exception-frame.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
 import { type Assembler, type Instruction, MSR, type Program } from '../../src/cpu/instruction.ts';
 import { CR0, CR4, EFER, type GateInit, type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { InputError, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';
-import { type Body, chain, DATA, FLAGS, faultingStep, UNMAPPED, useIstStack } from './fixtures.ts';
+import {
+  type Body,
+  chain,
+  DATA,
+  FLAGS,
+  faultingStep,
+  UNMAPPED,
+  USER_CS,
+  USER_DATA,
+  USER_RFLAGS,
+  USER_SS,
+  USER_STACK,
+  USER_STACK_TOP,
+  useIstStack,
+} from './fixtures.ts';
 
 // Instructions that write system state (SDM Vol. 2 "MOV—Move to/from Control Registers", "WRMSR", "INVLPG",
 // "CLI", "STI", "HLT"; Vol. 3 §2.5 control registers, §4.10.4.1 TLB invalidation, §2.2.1 IA32_EFER).
@@ -13,12 +27,6 @@ import { type Body, chain, DATA, FLAGS, faultingStep, UNMAPPED, useIstStack } fr
 const PF_P = 1;
 const PF_W = 2;
 const PF_RSVD = 8;
-const USER_CS = 0x33;
-const USER_SS = 0x2b;
-const USER_RFLAGS = RFLAGS.FIXED | RFLAGS.IF;
-const USER_STACK = toVirtual(0x0000_7fff_f000_0000n);
-const USER_STACK_TOP = USER_STACK + PAGE_SIZE;
-const USER_DATA = toVirtual(0x0000_0000_0060_0000n);
 /** An MSR index no processor implements: WRMSR to it is #GP(0) (SDM Vol. 2 WRMSR). */
 const NO_SUCH_MSR = 0xdead_beef;
 

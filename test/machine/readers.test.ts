@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ExceptionFrame } from '../../src/cpu/cpu.ts';
+import type { ExceptionFrame } from '../../src/cpu/exception-frame.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
 import type { Program } from '../../src/cpu/instruction.ts';
 import { type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
