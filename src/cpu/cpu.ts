@@ -1,4 +1,4 @@
-import { formatVirtual, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
+import { formatVirtual, LOWER_HALF_END, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import {
   describeHex,
   describeValue,
@@ -67,6 +67,7 @@ const {
   ASSERT: OP_ASSERT,
   DIE: OP_DIE,
   INT: OP_INT,
+  COPY: OP_COPY,
 } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
@@ -104,6 +105,8 @@ export interface Activation {
   readonly frameRsp: number;
   /** Handler only: entered by an exception (not INT n or an interrupt), so an abort vector's frame is undefined. */
   readonly byException: boolean;
+  /** Bytes a pending `copy` has moved so far (its RSI/RDI/RCX progress); 0 otherwise. */
+  progress: number;
 }
 
 export interface CpuConfig {
@@ -150,6 +153,15 @@ export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
 /** The context of a CPU that has no program (Linux's idle loop): interrupts return to it and it halts again. */
 const idleLoop: Program = function* idle() {};
 
+/**
+ * `base + offset` for a multi-byte access that walks forward: leaving the lower canonical half (bit 47) makes the
+ * address non-canonical, not a high-half one (model addresses keep only bits 47:0).
+ */
+function offsetAddress(base: number, offset: number): number {
+  const a = base + offset;
+  return base < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL : a;
+}
+
 /** One x86-64 logical CPU: registers, TLB, local APIC, and a control stack of running programs. */
 export class Cpu {
   readonly regs: Registers = defaultRegisters();
@@ -181,6 +193,8 @@ export class Cpu {
   lastResult = 0;
   /** The interrupt accepted by the last step (valid when lastKind is INTERRUPT). */
   lastAccepted: { vector: number; nmi: boolean } | undefined;
+  /** Virtual address the last copy chunk wrote (valid when the last instruction was a copy). */
+  lastCopyDestination = 0;
   /** Targets of the last IPI sent (valid when the last instruction was send-IPI). */
   lastIpiTargets: readonly number[] | undefined;
   private readonly activations: Activation[] = [];
@@ -323,6 +337,7 @@ export class Cpu {
       vector,
       frameRsp,
       byException,
+      progress: 0,
     };
   }
 
@@ -672,6 +687,8 @@ export class Cpu {
         return this.complete(act, 0);
       case OP_INT:
         return this.softwareInterrupt(act, ins.value);
+      case OP_COPY:
+        return this.copyChunk(act, ins);
       case OP_SEND_IPI: {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
         const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
@@ -700,6 +717,35 @@ export class Cpu {
           return this.complete(act, 0);
         }
         throw new InputError(`CPU ${this.id}: unknown operation ${describeValue(ins.op)}`);
+    }
+  }
+
+  /**
+   * One chunk of a `copy` (one iteration of rep movs): translate the source for reading and the destination for
+   * writing, then move the bytes. The copy stays pending until its last chunk; a fault keeps the progress, so the
+   * re-executed copy goes on where it stopped.
+   */
+  private copyChunk(act: Activation, ins: Instruction): void {
+    const done = act.progress;
+    const n = ins.size;
+    const src = offsetAddress(ins.expected, done);
+    const dst = offsetAddress(ins.va, done);
+    const port = this.port;
+    const user = this.userAccess;
+    this.lastCopyDestination = dst;
+    const spa = port.translate(src, user);
+    if (spa < 0) return this.raiseFault();
+    const dpa = port.translate(dst, user | ACCESS_WRITE);
+    if (dpa < 0) return this.raiseFault();
+    this.memory.copy(spa, dpa, n);
+    if (port.footprint) {
+      port.footprint.reads.push(spa, n);
+      port.footprint.writes.push(dpa, n);
+    }
+    act.progress = done + n;
+    if (act.progress >= ins.value) {
+      act.progress = 0;
+      this.complete(act, 0);
     }
   }
 
@@ -798,7 +844,10 @@ export class Cpu {
     this.regs.ss = ss % 0x10000;
     this.nmiBlocked = false;
     this.popActivation();
-    if (toFixup) this.complete(below, below.pending!.fixup!);
+    if (toFixup) {
+      below.progress = 0; // a copy completed by its fixup starts afresh next time
+      this.complete(below, below.pending!.fixup!);
+    }
     this.status = below.finished ? STATUS_HALTED : STATUS_RUNNING;
   }
 

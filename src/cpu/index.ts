@@ -4,6 +4,7 @@ export * from './delivery.ts';
 export * from './exception-frame.ts';
 export * from './exceptions.ts';
 export * from './instruction.ts';
+export * from './ipi-bus.ts';
 export * from './memory-port.ts';
 export * from './registers.ts';
 export * from './segments.ts';

@@ -1,4 +1,4 @@
-import { toVirtual } from '../mmu/address.ts';
+import { formatVirtual, toVirtual } from '../mmu/address.ts';
 import {
   describeValue,
   InputError,
@@ -39,6 +39,7 @@ export const OP = {
   MOV_TO_CR0: 24,
   MOV_TO_CR2: 25,
   WRMSR: 26,
+  COPY: 27,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -69,6 +70,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   24: 'mov-to-cr0',
   25: 'mov-to-cr2',
   26: 'wrmsr',
+  27: 'copy',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -490,6 +492,55 @@ export class Assembler {
     const where = this.where('wrmsr');
     const index = requireInteger(msr, `${where} MSR`, 0, 0xffff_ffff);
     return this.make(OP.WRMSR, 0, 8, operandValue(value, 8, `${where} value`), index);
+  }
+  /**
+   * Copies `bytes` from `src` to `dst` through this CPU's MMU, as `rep movsq` (Linux's copy_page) does: one chunk
+   * of `chunk` bytes (default 8) per step, so other CPUs and interrupts see every intermediate state, and the bytes
+   * move as bytes: a saved RIP or any 64-bit word above 2^53 arrives exactly. Each chunk reads `src` then writes
+   * `dst`; a fault leaves the copy pending where it stopped (as RSI, RDI and RCX would), and after the handler's
+   * iret it goes on from there. `dst`, `src` and `bytes` are multiples of `chunk`, a power of two up to 4096 (a
+   * larger chunk is a coarser interleaving grain, not what hardware does). The result is 0.
+   */
+  copy(
+    dst: number | bigint,
+    src: number | bigint,
+    bytes: number,
+    options?: { readonly chunk?: number; readonly fixup?: number },
+  ): Instruction {
+    const where = this.where('copy');
+    const d = this.address(dst, 'copy destination');
+    const s = this.address(src, 'copy source');
+    const o = requireOptions<{ chunk: number; fixup: number }>(options, `${where} options`, ['chunk', 'fixup']);
+    const chunk = o.chunk === undefined ? 8 : o.chunk;
+    if (
+      typeof chunk !== 'number' ||
+      !Number.isInteger(chunk) ||
+      chunk < 1 ||
+      chunk > 4096 ||
+      (chunk & (chunk - 1)) !== 0
+    ) {
+      throw new InputError(`${where} chunk ${describeValue(chunk)} must be a power of two in 1..4096`);
+    }
+    const n = requireInteger(bytes, `${where} byte count`, 1, 2 ** 32);
+    if (n % chunk !== 0 || d % chunk !== 0 || s % chunk !== 0) {
+      throw new InputError(
+        `${where}: destination ${formatVirtual(d)}, source ${formatVirtual(s)} and ${n} bytes must be multiples of the ` +
+          `${chunk}-byte chunk (so that no chunk crosses a page)`,
+      );
+    }
+    const aux = o.fixup === undefined ? undefined : { fixup: returnValue(o.fixup, `${where} fixup`) };
+    return this.make(OP.COPY, d, chunk, n, s, aux);
+  }
+  /** copy_page(): a 4 KiB copy between page-aligned addresses, 8 bytes per step (rep movsq). */
+  copyPage(dst: number | bigint, src: number | bigint): Instruction {
+    const d = this.address(dst, 'copy-page destination');
+    const s = this.address(src, 'copy-page source');
+    if (d % 4096 !== 0 || s % 4096 !== 0) {
+      throw new InputError(
+        `${this.where('copy-page')}: ${formatVirtual(d)} and ${formatVirtual(s)} must be 4 KiB aligned`,
+      );
+    }
+    return this.copy(d, s, 4096);
   }
   /**
    * Loads RSP (mov %reg, %rsp): how a context switch changes stacks. Unprivileged, and it touches no memory: the

@@ -48,7 +48,8 @@ export interface StepEvent {
   readonly rip: number;
   /**
    * Mnemonic: an instruction name, `interrupt` (an IPI or NMI accepted), `exit` (the task program returned and the
-   * CPU idles), or `idle` (a halted CPU stepped with nothing to accept).
+   * CPU idles), `idle` (a halted CPU stepped with nothing to accept), or `deliver` (not a step: an IPI in flight
+   * reached this CPU's IRR before step `step`).
    */
   readonly op: string;
   readonly va?: number | undefined;
@@ -58,7 +59,10 @@ export interface StepEvent {
   readonly value?: number | undefined;
   readonly tlb?: 'hit' | 'miss' | undefined;
   readonly exceptions?: readonly ExceptionEvent[] | undefined;
-  readonly ipi?: { readonly to: readonly number[]; readonly vector: number; readonly mode: IpiMode } | undefined;
+  /** An IPI sent (op `send-ipi`: its targets) or delivered (op `deliver`: the target, and `from`, its sender). */
+  readonly ipi?:
+    | { readonly to: readonly number[]; readonly vector: number; readonly mode: IpiMode; readonly from?: number }
+    | undefined;
   readonly accepted?: { readonly vector: number; readonly nmi: boolean } | undefined;
   readonly stop?: StopEvent | undefined;
   /** The CPU's state after the step. */

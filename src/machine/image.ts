@@ -1,5 +1,6 @@
 import { LocalApic } from '../cpu/apic.ts';
 import type { Program } from '../cpu/instruction.ts';
+import { IpiBus } from '../cpu/ipi-bus.ts';
 import type { Gate, Registers } from '../cpu/registers.ts';
 import { InputError } from '../mmu/address.ts';
 import type { FrameStore } from '../mmu/physical-memory.ts';
@@ -29,6 +30,8 @@ export class MachineImage {
     private readonly cpus: readonly CpuImage[],
     private readonly codeAddresses: Map<Program, number>,
     private readonly boot: (BootInfo & { readonly framesPosition: number }) | undefined,
+    /** The interrupt bus: its delivery mode and any IPIs in flight. */
+    private readonly ipiBus: IpiBus,
   ) {}
 
   /** Freezes `machine` (which must not have stepped yet) into an image; the machine itself stays usable. */
@@ -55,7 +58,10 @@ export class MachineImage {
       };
     });
     const boot = machine.boot ? { ...machine.boot, framesPosition: machine.boot.frames.position } : undefined;
-    return new MachineImage({ ...machine.config, boot: false }, frames, cpus, new Map(machine.programAddresses), boot);
+    const ipiBus = new IpiBus([], machine.ipiBus.mode);
+    ipiBus.copyFrom(machine.ipiBus);
+    const config = { ...machine.config, boot: false };
+    return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus);
   }
 
   /** A new machine in the image's state, its programs loaded afresh. Options override tracing/footprints. */
@@ -78,6 +84,7 @@ export class MachineImage {
       cpu.apic.copyFrom(image.apic);
       if (image.task) cpu.start(image.task.program, ...image.task.args);
     }
+    m.ipiBus.copyFrom(this.ipiBus);
     return m;
   }
 }

@@ -1,6 +1,13 @@
 import createDebug from 'debug';
 import { Cpu, type CpuBus, STATUS } from '../cpu/cpu.ts';
 import type { Assembler, IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
+import {
+  type DeliverySelector,
+  type InFlightIpi,
+  IPI_DELIVERY_MODES,
+  IpiBus,
+  type IpiDelivery,
+} from '../cpu/ipi-bus.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
@@ -11,6 +18,7 @@ import {
   InputError,
   requireBoolean,
   requireInteger,
+  requireOneOf,
   requireOptions,
 } from '../mmu/input-error.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
@@ -21,6 +29,8 @@ import type { MapFlags } from './page-tables.ts';
 import {
   checkScheduleArray,
   checkScheduleRuns,
+  formatEvent,
+  isStepRun,
   Prng,
   parseScheduleRuns,
   type SchedulePolicy,
@@ -77,6 +87,11 @@ export interface MachineConfig {
   readonly footprint?: boolean;
   /** Build page tables, stacks and IDTs (bootMinimal). Default true; false leaves bare CPUs. */
   readonly boot?: boolean;
+  /**
+   * When a sent IPI reaches its target: `immediate` (default; in the sending step) or `scheduled` (in flight until
+   * a delivery event: a schedule's `deliver:` entry, `deliverIpi`, or the built-in policies' bus turn).
+   */
+  readonly ipiDelivery?: IpiDelivery;
 }
 
 export interface RunOptions {
@@ -86,6 +101,8 @@ export interface RunOptions {
   readonly seed?: number;
   /** Upper bound on steps in this run. Default 100000. */
   readonly maxSteps?: number;
+  /** IPI delivery for this run only (see MachineConfig.ipiDelivery); the machine's setting is restored after. */
+  readonly ipiDelivery?: IpiDelivery;
 }
 
 export interface RunResult {
@@ -106,9 +123,10 @@ interface ResolvedConfig {
   readonly trace: boolean;
   readonly footprint: boolean;
   readonly boot: boolean;
+  readonly ipiDelivery: IpiDelivery;
 }
 
-const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot'] as const;
+const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot', 'ipiDelivery'] as const;
 
 /** Checks every option of Machine.create before anything is built (docs/guide.md "Errors"). */
 function resolveConfig(config: MachineConfig): ResolvedConfig {
@@ -139,10 +157,14 @@ function resolveConfig(config: MachineConfig): ResolvedConfig {
     trace: requireBoolean(c.trace, 'Machine.create option trace', true),
     footprint: requireBoolean(c.footprint, 'Machine.create option footprint', false),
     boot,
+    ipiDelivery:
+      c.ipiDelivery === undefined
+        ? 'immediate'
+        : requireOneOf(c.ipiDelivery, 'Machine.create option ipiDelivery', IPI_DELIVERY_MODES),
   };
 }
 
-const RUN_KEYS = ['schedule', 'seed', 'maxSteps'] as const;
+const RUN_KEYS = ['schedule', 'seed', 'maxSteps', 'ipiDelivery'] as const;
 
 /** A caller's address that must be canonical (a TLB event names a page the TLB could hold). */
 function canonicalAddress(va: number | bigint, where: string): number {
@@ -162,6 +184,8 @@ export class Machine implements CpuBus {
   private readonly logScratch = new TraceLog();
   /** Footprint of the last step, when footprints are on. */
   readonly footprint: Footprint | undefined;
+  /** The interrupt bus: where IPIs in flight wait for delivery. */
+  readonly ipiBus: IpiBus;
   boot: BootInfo | undefined;
   /** Steps taken since creation. */
   stepCount = 0;
@@ -175,6 +199,10 @@ export class Machine implements CpuBus {
     this.memory = new PhysicalMemory(config.memory, base, MAX_CPUS);
     this.memory.setWatcher((owner) => this.cpus[owner]?.wake());
     this.cpus = Array.from({ length: config.cpus }, (_, id) => new Cpu(id, this.memory, this, { tlb: config.tlb }));
+    this.ipiBus = new IpiBus(
+      this.cpus.map((c) => c.apic),
+      config.ipiDelivery,
+    );
     this.footprint = config.footprint ? new Footprint() : undefined;
     for (const cpu of this.cpus) cpu.port.footprint = this.footprint;
     this.codeAddresses = new Map(codeAddresses);
@@ -231,14 +259,55 @@ export class Machine implements CpuBus {
     else if (to === 'all') targets = this.cpus.map((c) => c.id);
     else if (to === 'all-but-self') targets = this.cpus.map((c) => c.id).filter((id) => id !== from);
     else targets = typeof to === 'number' ? [to] : [...to];
-    const cpus = targets.map((id) => this.cpu(id)); // all validated before any IRR changes
-    for (const target of cpus) {
-      if (mode === 'nmi') target.apic.raiseNmi();
-      else target.apic.raise(vector);
+    for (const id of targets) this.cpu(id); // all validated before any IRR changes
+    this.ipiBus.send(from, targets, vector, mode === 'nmi');
+    if (log.apic.enabled) {
+      const how = this.ipiBus.mode === 'immediate' ? 'delivered' : 'in flight';
+      log.apic('cpu%d sends %s vector 0x%s to [%s] (%s)', from, mode, vector.toString(16), targets.join(','), how);
     }
-    if (log.apic.enabled)
-      log.apic('cpu%d sends %s vector 0x%s to [%s]', from, mode, vector.toString(16), targets.join(','));
     return targets;
+  }
+
+  /** IPIs sent and not yet in their target's IRR, oldest first (only in `scheduled` delivery; see IpiBus). */
+  get inFlightIpis(): readonly InFlightIpi[] {
+    return this.ipiBus.inFlight;
+  }
+
+  /** How sent IPIs reach their targets from now on: `immediate` or at delivery events (`scheduled`). */
+  get ipiDelivery(): IpiDelivery {
+    return this.ipiBus.mode;
+  }
+
+  set ipiDelivery(mode: IpiDelivery) {
+    this.ipiBus.mode = requireOneOf(mode, 'ipiDelivery', IPI_DELIVERY_MODES);
+  }
+
+  /**
+   * A delivery event: the oldest IPI in flight to CPU `id` that `which` selects ('oldest', 'nmi' or a vector) reaches
+   * its IRR (or NMI latch), as hardware may let it at any time. The trace records it as a `deliver` event on the
+   * target. Refused when no such IPI is in flight.
+   */
+  deliverIpi(id: number, which: DeliverySelector = 'oldest'): InFlightIpi {
+    const cpu = this.cpu(id);
+    if (which !== 'oldest' && which !== 'nmi' && !(typeof which === 'number' && Number.isInteger(which))) {
+      throw new InputError(`deliverIpi(${id}, ${describeValue(which)}): which must be 'oldest', 'nmi' or a vector`);
+    }
+    const index = this.ipiBus.find(id, which);
+    if (index < 0) {
+      const what = which === 'oldest' ? 'IPI' : which === 'nmi' ? 'NMI' : `IPI of vector 0x${which.toString(16)}`;
+      throw new InputError(`no ${what} is in flight to CPU ${id} (${this.ipiBus.inFlight.length} in flight in all)`);
+    }
+    return this.deliverInFlight(cpu, index);
+  }
+
+  /** Delivers the in-flight IPI at `index` (to `cpu`) and records the event. */
+  private deliverInFlight(cpu: Cpu, index: number): InFlightIpi {
+    const ipi = this.ipiBus.deliverAt(index);
+    if (this.config.trace) this.traceLog.appendDelivery(cpu, this.stepCount, ipi);
+    if (log.apic.enabled) {
+      log.apic('vector 0x%s from cpu%d delivered to cpu%d', ipi.vector.toString(16), ipi.from, ipi.to);
+    }
+    return ipi;
   }
 
   // Stepping ------------------------------------------------------------------------------------------------
@@ -388,22 +457,34 @@ export class Machine implements CpuBus {
         `seed ${describeValue(o.seed)} is only used by schedule 'random', not ${describeValue(policy)}`,
       );
     }
+    const delivery =
+      o.ipiDelivery === undefined ? this.ipiBus.mode : requireOneOf(o.ipiDelivery, 'ipiDelivery', IPI_DELIVERY_MODES);
+    let runs: ScheduleRun[] = [];
+    if (policy !== 'round-robin' && !prng) {
+      if (typeof policy === 'string') {
+        runs = parseScheduleRuns(policy);
+        checkScheduleRuns(runs, this.cpus.length);
+      } else {
+        runs = checkScheduleArray(policy, this.cpus.length);
+      }
+      this.checkScheduledCpus(runs);
+    }
+    // Everything is checked: from here on the run changes the machine.
     const start = this.stepCount;
-    const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
-    if (policy === 'round-robin' || prng) {
-      const taken = prng ? this.runRandom(prng, maxSteps, observe) : this.runRoundRobin(maxSteps, observe);
-      return this.result(this.stepCount - start, taken < 0);
+    const machineDelivery = this.ipiBus.mode;
+    this.ipiBus.mode = delivery;
+    try {
+      const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
+      let limitReached: boolean;
+      if (prng) limitReached = this.runRandom(prng, maxSteps, observe) < 0;
+      else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps);
+      else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
+        limitReached = this.runRoundRobin(maxSteps, observe) < 0;
+      } else limitReached = this.runRoundRobinWithBus(maxSteps, observe) < 0;
+      return this.result(this.stepCount - start, limitReached);
+    } finally {
+      this.ipiBus.mode = machineDelivery;
     }
-    let runs: ScheduleRun[];
-    if (typeof policy === 'string') {
-      runs = parseScheduleRuns(policy);
-      checkScheduleRuns(runs, this.cpus.length);
-    } else {
-      runs = checkScheduleArray(policy, this.cpus.length);
-    }
-    this.checkScheduledCpus(runs);
-    const limitReached = this.runSchedule(runs, maxSteps);
-    return this.result(this.stepCount - start, limitReached);
   }
 
   /**
@@ -413,13 +494,13 @@ export class Machine implements CpuBus {
   private checkScheduledCpus(runs: readonly ScheduleRun[]): void {
     let index = 0;
     for (const run of runs) {
-      if (!('tlb' in run) && !this.cpus[run.cpu]!.started) {
+      if (isStepRun(run) && !this.cpus[run.cpu]!.started) {
         throw new InputError(
           `schedule entry ${index} names CPU ${run.cpu}, which has no program: load one with ` +
             `machine.load(${run.cpu}, program) (function* () {} for a CPU that only takes interrupts)`,
         );
       }
-      index += 'tlb' in run ? 1 : run.times;
+      index += isStepRun(run) ? run.times : 1;
     }
   }
 
@@ -428,10 +509,20 @@ export class Machine implements CpuBus {
     const start = this.stepCount;
     let index = 0;
     for (const run of runs) {
-      if ('tlb' in run) {
+      if (!isStepRun(run)) {
         if (this.firstStop) return false;
-        if (run.tlb === 'evict') this.evictTlb(run.cpu, run.va);
-        else this.fillTlb(run.cpu, run.va);
+        if ('tlb' in run) {
+          if (run.tlb === 'evict') this.evictTlb(run.cpu, run.va);
+          else this.fillTlb(run.cpu, run.va);
+        } else {
+          const found = this.ipiBus.find(run.cpu, run.deliver);
+          if (found < 0) {
+            throw new InputError(
+              `schedule entry ${index} (${formatEvent(run)}) delivers to CPU ${run.cpu}, but no such IPI is in flight`,
+            );
+          }
+          this.deliverInFlight(this.cpus[run.cpu]!, found);
+        }
         index++;
         continue;
       }
@@ -475,7 +566,40 @@ export class Machine implements CpuBus {
     return steps;
   }
 
-  /** As runRoundRobin, picking uniformly among the runnable CPUs with the seeded PRNG. */
+  /**
+   * Round-robin with the interrupt bus as one more participant: CPU 0, 1, ..., n-1, then the bus, which delivers
+   * the oldest IPI in flight (a delivery is an event, not a step). So an IPI waits at most one round, deterministically.
+   */
+  private runRoundRobinWithBus(maxSteps: number, observe: boolean): number {
+    const cpus = this.cpus;
+    const n = cpus.length;
+    let last = n; // the bus went last: CPU 0 moves first
+    let steps = 0;
+    const mode = this.recording(observe);
+    while (this.firstStop === undefined) {
+      let picked = -1;
+      for (let k = 1; k <= n + 1 && picked < 0; k++) {
+        const t = (last + k) % (n + 1);
+        if (t === n ? this.ipiBus.inFlight.length > 0 : cpus[t]!.runnable) picked = t;
+      }
+      if (picked < 0) return steps;
+      last = picked;
+      if (picked === n) {
+        const oldest = this.ipiBus.inFlight[0]!;
+        this.deliverInFlight(cpus[oldest.to]!, 0);
+        continue;
+      }
+      if (steps >= maxSteps) return -1;
+      this.stepRecording(cpus[picked]!, mode, observe);
+      steps++;
+    }
+    return steps;
+  }
+
+  /**
+   * As runRoundRobin, picking uniformly with the seeded PRNG among the runnable CPUs and the IPIs in flight (a
+   * picked IPI is delivered, an event that takes no step).
+   */
   private runRandom(prng: Prng, maxSteps: number, observe: boolean): number {
     const cpus = this.cpus;
     let steps = 0;
@@ -483,9 +607,14 @@ export class Machine implements CpuBus {
     while (!this.firstStop) {
       let count = 0;
       for (const c of cpus) if (c.runnable) count++;
-      if (count === 0) return steps;
+      const inFlight = this.ipiBus.inFlight.length;
+      if (count + inFlight === 0) return steps;
+      let pick = prng.below(count + inFlight);
+      if (pick >= count) {
+        this.deliverInFlight(cpus[this.ipiBus.inFlight[pick - count]!.to]!, pick - count);
+        continue;
+      }
       if (steps >= maxSteps) return -1;
-      let pick = prng.below(count);
       let chosen = cpus[0]!;
       for (const c of cpus) {
         if (c.runnable && pick-- === 0) {
@@ -499,9 +628,13 @@ export class Machine implements CpuBus {
     return steps;
   }
 
-  /** The outcome so far: the first stop event, a deadlock (no CPU can move while one spins), or ok. */
+  /**
+   * The outcome so far: the first stop event, a deadlock (a CPU spins, no CPU can move and no IPI is in flight to
+   * wake one), or ok.
+   */
   get outcome(): Outcome {
     if (this.firstStop) return this.firstStop.outcome;
+    if (this.ipiBus.inFlight.length > 0) return 'ok';
     if (this.cpus.some((c) => c.state === 'blocked') && !this.cpus.some((c) => c.runnable)) return 'deadlock';
     return 'ok';
   }
@@ -518,7 +651,7 @@ export class Machine implements CpuBus {
 
   /** An immutable view of architectural state (registers, TLBs, APICs) at this point of the run. */
   snapshot(): MachineSnapshot {
-    return snapshotMachine(this.stepCount, this.cpus, this.memory);
+    return snapshotMachine(this.stepCount, this.cpus, this.memory, this.ipiBus.inFlight);
   }
 
   // Memory helpers for tests and scenarios (boot-time edits, off the step path) --------------------------------

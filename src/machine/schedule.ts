@@ -1,25 +1,42 @@
+import type { DeliverySelector } from '../cpu/ipi-bus.ts';
 import { formatVirtual, isCanonical, toVirtual } from '../mmu/address.ts';
 import { describeValue, InputError, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 
-// Which CPU moves at each step, and the hardware TLB events the scheduler may choose between steps
-// (DESIGN.md: a TLB may drop an entry or fill one speculatively at any time).
+// Which CPU moves at each step, and the hardware events the scheduler may choose between steps (DESIGN.md: a TLB
+// may drop an entry or fill one speculatively at any time; an IPI in flight may reach its target at any time).
 
 export type TlbEvent = { readonly cpu: number; readonly tlb: 'evict' | 'fill'; readonly va: number };
-/** A CPU id to step, or a hardware TLB event on a CPU. */
-export type ScheduleEntry = number | TlbEvent;
+/** An in-flight IPI to `cpu` reaches its IRR: the oldest, the oldest NMI, or the oldest of a vector. */
+export type DeliveryEvent = { readonly cpu: number; readonly deliver: DeliverySelector };
+/** A hardware event between steps. */
+export type HardwareEvent = TlbEvent | DeliveryEvent;
+/** A CPU id to step, or a hardware event. */
+export type ScheduleEntry = number | HardwareEvent;
 export type SchedulePolicy = 'round-robin' | 'random' | readonly ScheduleEntry[] | string;
 
 const SYNTAX =
   'a schedule is a comma- or space-separated list of CPU ids ("0,1,1"), repeats ("1*3"), ' +
-  'and TLB events ("evict:1:0xffffc90000001000", "fill:0:0xffffc90000001000")';
+  'TLB events ("evict:1:0xffffc90000001000", "fill:0:0xffffc90000001000") and IPI deliveries ' +
+  '("deliver:1", "deliver:1:0xf0", "deliver:1:nmi")';
 
 /** Longest repeat one token may ask for ("1*1000000"). */
 export const MAX_REPEAT = 1_000_000;
 /** Most entries parseSchedule expands a string to; run() consumes strings lazily and has no such limit. */
 export const MAX_EXPANDED_ENTRIES = 10_000_000;
 
-/** A schedule in compact form: a CPU moving `times` steps in a row, or one TLB event. */
-export type ScheduleRun = { readonly cpu: number; readonly times: number } | TlbEvent;
+/** A schedule in compact form: a CPU moving `times` steps in a row, or one hardware event. */
+export type ScheduleRun = StepRun | HardwareEvent;
+export type StepRun = { readonly cpu: number; readonly times: number };
+
+/** Whether a run steps a CPU (rather than being a hardware event). */
+export function isStepRun(run: ScheduleRun): run is StepRun {
+  return 'times' in run;
+}
+
+/** Schedule entries a run stands for: `times` steps, or 1 for an event. */
+function entryCount(run: ScheduleRun): number {
+  return isStepRun(run) ? run.times : 1;
+}
 
 /**
  * Parses a schedule string into runs without expanding repeats: the cost is proportional to the string, whatever
@@ -45,10 +62,25 @@ export function parseScheduleRuns(text: string): ScheduleRun[] {
       runs.push({ cpu: Number(event[2]), tlb: event[1] as 'evict' | 'fill', va: eventAddress(event[3]!, token) });
       continue;
     }
+    const delivery = /^deliver:(\d{1,7})(?::(nmi|0x[0-9a-f]{1,2}|\d{1,3}))?$/i.exec(token);
+    if (delivery) {
+      const which = delivery[2]?.toLowerCase();
+      runs.push({ cpu: Number(delivery[1]), deliver: which === undefined ? 'oldest' : deliverySelector(which, token) });
+      continue;
+    }
     const shown = token.length > 60 ? `${token.slice(0, 60)}...` : token;
     throw new InputError(`malformed schedule token '${shown}': ${SYNTAX}`);
   }
   return runs;
+}
+
+function deliverySelector(text: string, token: string): DeliverySelector {
+  if (text === 'nmi') return 'nmi';
+  const vector = Number(text);
+  if (vector < 16 || vector > 255) {
+    throw new InputError(`schedule token '${token}': a fixed IPI's vector is 16..255 (SDM §11.5.2), or nmi`);
+  }
+  return vector;
 }
 
 function eventAddress(text: string, token: string): number {
@@ -68,7 +100,7 @@ function eventAddress(text: string, token: string): number {
 export function parseSchedule(text: string): ScheduleEntry[] {
   const runs = parseScheduleRuns(text);
   let total = 0;
-  for (const r of runs) total += 'tlb' in r ? 1 : r.times;
+  for (const r of runs) total += entryCount(r);
   if (total > MAX_EXPANDED_ENTRIES) {
     throw new InputError(
       `schedule expands to ${total} entries, more than ${MAX_EXPANDED_ENTRIES}: ` +
@@ -77,13 +109,26 @@ export function parseSchedule(text: string): ScheduleEntry[] {
   }
   const entries: ScheduleEntry[] = [];
   for (const r of runs) {
-    if ('tlb' in r) entries.push(r);
+    if (!isStepRun(r)) entries.push(r);
     else for (let i = 0; i < r.times; i++) entries.push(r.cpu);
   }
   return entries;
 }
 
 const TLB_EVENT_KINDS = ['evict', 'fill'] as const;
+
+function isFixedVector(v: number): boolean {
+  return Number.isInteger(v) && v >= 16 && v <= 255;
+}
+
+/** Whether an object has `key` of its own, answering false where looking throws (a revoked Proxy). */
+function hasKey(value: object, key: string): boolean {
+  try {
+    return Object.hasOwn(value, key);
+  } catch {
+    return false;
+  }
+}
 
 /** Array.isArray that answers false for a revoked Proxy instead of throwing. */
 function isArray(value: unknown): value is unknown[] {
@@ -107,15 +152,28 @@ export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[
     if (typeof entry === 'number') {
       checkCpu(entry, where, cpus);
       const last = runs[runs.length - 1];
-      if (last && !('tlb' in last) && last.cpu === entry) runs[runs.length - 1] = { cpu: entry, times: last.times + 1 };
+      if (last && isStepRun(last) && last.cpu === entry) runs[runs.length - 1] = { cpu: entry, times: last.times + 1 };
       else runs.push({ cpu: entry, times: 1 });
       continue;
     }
     if (typeof entry !== 'object' || entry === null || isArray(entry)) {
       throw new InputError(
         `${where} is ${index in entries ? describeValue(entry) : 'a hole'}: ` +
-          'each entry is a CPU id or a TLB event { cpu, tlb: "evict" | "fill", va }',
+          'each entry is a CPU id, a TLB event { cpu, tlb: "evict" | "fill", va } or an IPI delivery ' +
+          '{ cpu, deliver: "oldest" | "nmi" | vector }',
       );
+    }
+    if (hasKey(entry, 'deliver')) {
+      const d = requireOptions<DeliveryEvent>(entry, where, ['cpu', 'deliver']);
+      const cpu = checkCpu(d.cpu, where, cpus);
+      const which = d.deliver;
+      if (which !== 'oldest' && which !== 'nmi' && !(typeof which === 'number' && isFixedVector(which))) {
+        throw new InputError(
+          `${where} deliver ${describeValue(which)} must be 'oldest', 'nmi' or a fixed IPI vector 16..255`,
+        );
+      }
+      runs.push({ cpu, deliver: which });
+      continue;
     }
     const e = requireOptions<TlbEvent>(entry, where, ['cpu', 'tlb', 'va']);
     const tlb = requireOneOf(e.tlb, `${where} TLB event kind`, TLB_EVENT_KINDS);
@@ -132,7 +190,7 @@ export function checkScheduleRuns(runs: readonly ScheduleRun[], cpus: number): v
   let index = 0;
   for (const run of runs) {
     checkCpu(run.cpu, `schedule entry ${index}`, cpus);
-    index += 'tlb' in run ? 1 : run.times;
+    index += entryCount(run);
   }
 }
 
@@ -149,7 +207,7 @@ export function formatSchedule(entries: readonly ScheduleEntry[]): string {
   for (let i = 0; i < entries.length; ) {
     const e = entries[i]!;
     if (typeof e !== 'number') {
-      out.push(`${e.tlb}:${e.cpu}:${formatVirtual(e.va)}`);
+      out.push(formatEvent(e));
       i++;
       continue;
     }
@@ -159,6 +217,13 @@ export function formatSchedule(entries: readonly ScheduleEntry[]): string {
     i = j;
   }
   return out.join(',');
+}
+
+/** A hardware event as its schedule token: evict:1:0xffffc90000001000, deliver:1, deliver:1:0xf0, deliver:1:nmi. */
+export function formatEvent(e: HardwareEvent): string {
+  if ('tlb' in e) return `${e.tlb}:${e.cpu}:${formatVirtual(e.va)}`;
+  if (e.deliver === 'oldest') return `deliver:${e.cpu}`;
+  return `deliver:${e.cpu}:${e.deliver === 'nmi' ? 'nmi' : `0x${e.deliver.toString(16)}`}`;
 }
 
 /** A small seeded PRNG (mulberry32): the model's only source of randomness, so runs replay bit for bit. */

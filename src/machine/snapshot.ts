@@ -1,5 +1,7 @@
 import { freeze } from 'immer';
 import type { Cpu } from '../cpu/cpu.ts';
+import type { IpiMode } from '../cpu/instruction.ts';
+import type { InFlightIpi } from '../cpu/ipi-bus.ts';
 import type { CpuState, StopEvent } from '../cpu/step-event.ts';
 import type { TlbEntry } from '../mmu/tlb.ts';
 
@@ -45,6 +47,13 @@ export interface CpuSnapshot {
 export interface MachineSnapshot {
   readonly step: number;
   readonly cpus: readonly CpuSnapshot[];
+  /** IPIs sent and not yet delivered, oldest first (`scheduled` delivery). */
+  readonly inFlightIpis: readonly {
+    readonly from: number;
+    readonly to: number;
+    readonly vector: number;
+    readonly mode: IpiMode;
+  }[];
   readonly memory: { readonly size: number; readonly ownFrames: number };
 }
 
@@ -82,10 +91,16 @@ export function snapshotCpu(cpu: Cpu): CpuSnapshot {
   };
 }
 
-export function snapshotMachine(step: number, cpus: readonly Cpu[], memory: { size: number; ownFrameCount: number }) {
+export function snapshotMachine(
+  step: number,
+  cpus: readonly Cpu[],
+  memory: { size: number; ownFrameCount: number },
+  inFlight: readonly InFlightIpi[],
+) {
   const snapshot: MachineSnapshot = {
     step,
     cpus: cpus.map(snapshotCpu),
+    inFlightIpis: inFlight.map((i) => ({ from: i.from, to: i.to, vector: i.vector, mode: i.nmi ? 'nmi' : 'fixed' })),
     memory: { size: memory.size, ownFrames: memory.ownFrameCount },
   };
   return freeze(snapshot, true);

@@ -1,5 +1,6 @@
 import { type Cpu, STATE_NAMES, STATUS, STEP_KIND } from '../cpu/cpu.ts';
 import { type IpiMode, OP, OP_NAMES } from '../cpu/instruction.ts';
+import type { InFlightIpi } from '../cpu/ipi-bus.ts';
 import { type ExceptionEvent, type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
 
 // The machine's trace, stored as typed-array columns so that recording a step writes a few numbers instead of
@@ -14,12 +15,14 @@ const TLB_MISS = 2;
 const LABEL_IDLE = 0;
 const LABEL_INTERRUPT = 64;
 const LABEL_EXIT = 65;
+const LABEL_DELIVER = 66;
 const LABELS: readonly string[] = (() => {
   const labels: string[] = [];
   for (const [code, name] of Object.entries(OP_NAMES)) labels[Number(code)] = name;
   labels[LABEL_IDLE] = 'idle';
   labels[LABEL_INTERRUPT] = 'interrupt';
   labels[LABEL_EXIT] = 'exit';
+  labels[LABEL_DELIVER] = 'deliver';
   return labels;
 })();
 
@@ -36,6 +39,7 @@ const {
   SPIN_UNTIL: OP_SPIN_UNTIL,
   INVLPG: OP_INVLPG,
   SEND_IPI: OP_SEND_IPI,
+  COPY: OP_COPY,
 } = OP;
 const { INSTRUCTION: KIND_INSTRUCTION, INTERRUPT: KIND_INTERRUPT, EXIT: KIND_EXIT } = STEP_KIND;
 const STATUS_BLOCKED = STATUS.BLOCKED;
@@ -43,7 +47,7 @@ const STATUS_BLOCKED = STATUS.BLOCKED;
 /** The fields of a step that are rare (exceptions, IPIs, acceptances, stops), kept per step that has them. */
 interface Extras {
   readonly exceptions: readonly ExceptionEvent[] | undefined;
-  readonly ipi: { readonly to: readonly number[]; readonly vector: number; readonly mode: IpiMode } | undefined;
+  readonly ipi: StepEvent['ipi'];
   readonly accepted: { readonly vector: number; readonly nmi: boolean } | undefined;
   readonly stop: StopEvent | undefined;
 }
@@ -57,7 +61,7 @@ export class TraceLog {
   private op = new Uint8Array(0);
   private va = new Float64Array(0);
   private pa = new Float64Array(0);
-  private size = new Uint8Array(0);
+  private size = new Uint16Array(0);
   private value = new Float64Array(0);
   private tlb = new Uint8Array(0);
   private state = new Uint8Array(0);
@@ -71,7 +75,7 @@ export class TraceLog {
 
   private grow(): void {
     const capacity = Math.max(1024, this.capacity * 2);
-    const widen = <T extends Float64Array | Uint8Array>(old: T, make: (n: number) => T): T => {
+    const widen = <T extends Float64Array | Uint8Array | Uint16Array>(old: T, make: (n: number) => T): T => {
       const next = make(capacity);
       next.set(old);
       return next;
@@ -82,7 +86,7 @@ export class TraceLog {
     this.op = widen(this.op, (n) => new Uint8Array(n));
     this.va = widen(this.va, (n) => new Float64Array(n));
     this.pa = widen(this.pa, (n) => new Float64Array(n));
-    this.size = widen(this.size, (n) => new Uint8Array(n));
+    this.size = widen(this.size, (n) => new Uint16Array(n));
     this.value = widen(this.value, (n) => new Float64Array(n));
     this.tlb = widen(this.tlb, (n) => new Uint8Array(n));
     this.state = widen(this.state, (n) => new Uint8Array(n));
@@ -118,6 +122,9 @@ export class TraceLog {
       else if (op <= OP_STORE || op === OP_CMPXCHG || op === OP_XCHG || op === OP_SPIN_UNTIL || op === OP_INVLPG) {
         va = ins.va;
         size = ins.size;
+      } else if (op === OP_COPY) {
+        va = cpu.lastCopyDestination;
+        size = ins.size;
       }
       if (op === OP_STORE || op === OP_PUSH) value = ins.value;
       else if (!faulted && cpu.status !== STATUS_BLOCKED && (op === OP_LOAD || op === OP_POP)) value = cpu.lastResult;
@@ -145,6 +152,33 @@ export class TraceLog {
     if (ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined) {
       this.extras.set(i, { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop });
     }
+    return i;
+  }
+
+  /**
+   * Records a delivery event: an in-flight IPI reached `cpu`'s IRR (or NMI latch) between steps. It is numbered with
+   * the step it precedes (`step`), takes no step of its own, and shows the target's RIP and state.
+   */
+  appendDelivery(cpu: Cpu, step: number, ipi: InFlightIpi): number {
+    if (this.count === this.capacity) this.grow();
+    const i = this.count++;
+    this.step[i] = step;
+    this.cpu[i] = cpu.id;
+    this.rip[i] = cpu.rip;
+    this.op[i] = LABEL_DELIVER;
+    this.va[i] = Number.NaN;
+    this.pa[i] = Number.NaN;
+    this.size[i] = 0;
+    this.value[i] = Number.NaN;
+    this.tlb[i] = 0;
+    this.state[i] = cpu.status;
+    const mode: IpiMode = ipi.nmi ? 'nmi' : 'fixed';
+    this.extras.set(i, {
+      exceptions: undefined,
+      ipi: { to: [ipi.to], vector: ipi.vector, mode, from: ipi.from },
+      accepted: undefined,
+      stop: undefined,
+    });
     return i;
   }
 

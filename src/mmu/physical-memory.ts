@@ -268,6 +268,21 @@ export class PhysicalMemory {
     if (this.watchCount !== 0) this.notify(dstPfn * PAGE, PAGE);
   }
 
+  /**
+   * Copies `size` bytes from `src` to `dst`, each range inside one frame (a CPU's copy chunk): bytes move as bytes,
+   * so no value is rounded. Outside installed memory reads are all ones and writes are dropped, as elsewhere.
+   */
+  copy(src: number, dst: number, size: number): void {
+    if (!this.inRange(dst, size)) return;
+    const target = new Uint8Array(this.frameForWrite(Math.floor(dst / PAGE)).buffer, dst & 0xfff, size);
+    if (this.inRange(src, size)) {
+      target.set(new Uint8Array(this.frameForRead(Math.floor(src / PAGE)).buffer, src & 0xfff, size));
+    } else {
+      target.fill(0xff);
+    }
+    if (this.watchCount !== 0) this.notify(dst, size);
+  }
+
   /** A copy of a frame's bytes (for inspection and tests). */
   frameBytes(pfn: number): Uint8Array {
     return new Uint8Array(this.frameForRead(pfn).buffer.slice(0));

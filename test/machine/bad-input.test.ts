@@ -188,7 +188,7 @@ const LARGE_RULE = /^TLB largeEntries .+ must be an integer in 0\.\.255$/;
 const TLB_OBJECT_RULE = /^Machine\.create option tlb .+ must be an object$/;
 const OPTIONS_RULE = /^Machine\.create options .+ must be an object$/;
 const UNKNOWN_OPTION_RULE =
-  /^Machine\.create options has an unknown option .+; known options: cpus, memory, tlb, trace, footprint, boot$/;
+  /^Machine\.create options has an unknown option .+; known options: cpus, memory, tlb, trace, footprint, boot, ipiDelivery$/;
 
 /** Values that are no integer of any range. */
 const NOT_INTEGERS: readonly unknown[] = [
@@ -729,7 +729,7 @@ const HOLE_ARRAY: unknown[] = [0];
 HOLE_ARRAY[2] = 1; // index 1 is a hole
 
 const SCHEDULE_ARRAYS: readonly (readonly [string, unknown[], RegExp])[] = [
-  ['a hole', HOLE_ARRAY, /^schedule entry 1 is a hole: each entry is a CPU id or a TLB event/],
+  ['a hole', HOLE_ARRAY, /^schedule entry 1 is a hole: each entry is a CPU id, a TLB event/],
   ['all holes', new Array(3), /^schedule entry 0 is a hole/],
   ['null', [0, null], /^schedule entry 1 is null: each entry/],
   ['undefined', [undefined], /^schedule entry 0 is undefined: each entry/],
@@ -797,7 +797,7 @@ const RUN_ROWS: readonly MachineRow[] = [
   ...['steps', 'maxStep', 'policy', 'seeds', '__proto__', 'constructor'].map((key) => ({
     label: `unknown option ${key}`,
     call: (m: Machine) => m.run({ [key]: 1 } as never),
-    rule: /^run options has an unknown option '.+'; known options: schedule, seed, maxSteps$/,
+    rule: /^run options has an unknown option '.+'; known options: schedule, seed, maxSteps, ipiDelivery$/,
     shown: `'${key}'`,
   })),
   ...[-1, 1.5, 2 ** 53, ...NOT_INTEGERS_OR_NULL].map((maxSteps) => ({
