@@ -37,7 +37,7 @@ test('copyPage moves a stack page exactly: return addresses survive the copy', (
   function* migrate(x: Assembler) {
     // The return address of this call is on the page being moved: a kernel-text address above 2^53.
     yield x.copyPage(m.directMap(newFrame), m.directMap(oldFrame)); // rep movsq: 512 steps of 8 bytes
-    const low = yield x.load(pte, 4);
+    const low: number = yield x.load(pte, 4);
     yield x.store(pte, 4, (low & 0xfff) | newFrame); // point the PTE at the copy (frames below 4 GiB here)
     yield x.invlpg(page);
   }

@@ -1,6 +1,5 @@
-import { formatVirtual, LOWER_HALF_END, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
+import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import {
-  describeHex,
   describeValue,
   InputError,
   requireBoolean,
@@ -12,9 +11,10 @@ import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
 import { LocalApic } from './apic.ts';
+import { call, iret, ret, softwareInterrupt } from './control-flow.ts';
 import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
 import { type ExceptionFrame, readExceptionFrame } from './exception-frame.ts';
-import { VECTOR, vectorInfo, vectorName } from './exceptions.ts';
+import { VECTOR } from './exceptions.ts';
 import {
   Assembler,
   type Instruction,
@@ -41,8 +41,12 @@ import {
   SELECTOR,
   type TaskStateSegment,
 } from './registers.ts';
-import { checkReturnSelectors } from './segments.ts';
+import { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
 import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
+import { copyChunk } from './string-copy.ts';
+
+export { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
+
 import { executeSystemRegister, GP_FAULT, isSystemRegisterOp } from './system-registers.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
@@ -113,11 +117,6 @@ export interface CpuConfig {
   readonly tlb?: TlbConfig;
 }
 
-const RIP_STRIDE = 4;
-
-/** CPU states as numbers, indexing STATE_NAMES. */
-export const STATUS = { RUNNING: 0, HALTED: 1, BLOCKED: 2, SHUTDOWN: 3, STOPPED: 4 } as const;
-export const STATE_NAMES: readonly CpuState[] = ['running', 'halted', 'blocked', 'shutdown', 'stopped'];
 const {
   RUNNING: STATUS_RUNNING,
   HALTED: STATUS_HALTED,
@@ -152,15 +151,6 @@ export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
 
 /** The context of a CPU that has no program (Linux's idle loop): interrupts return to it and it halts again. */
 const idleLoop: Program = function* idle() {};
-
-/**
- * `base + offset` for a multi-byte access that walks forward: leaving the lower canonical half (bit 47) makes the
- * address non-canonical, not a high-half one (model addresses keep only bits 47:0).
- */
-function offsetAddress(base: number, offset: number): number {
-  const a = base + offset;
-  return base < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL : a;
-}
 
 /** One x86-64 logical CPU: registers, TLB, local APIC, and a control stack of running programs. */
 export class Cpu {
@@ -197,13 +187,15 @@ export class Cpu {
   lastCopyDestination = 0;
   /** Targets of the last IPI sent (valid when the last instruction was send-IPI). */
   lastIpiTargets: readonly number[] | undefined;
-  private readonly activations: Activation[] = [];
+  /** @internal The control stack, innermost last. */
+  readonly activations: Activation[] = [];
   /** The innermost activation (the last of `activations`), kept so the step reads one field. */
   private current: Activation | undefined;
   /** The task program and its arguments, as given to start() (machine images restart it in clones). */
   task: { readonly program: Program; readonly args: readonly unknown[] } | undefined;
   /** Programs registered with Assembler.userEntry, by entry RIP: where an iret to user mode may go. */
-  private readonly userEntries = new Map<number, { readonly program: Program; readonly args: readonly unknown[] }>();
+  /** @internal */
+  readonly userEntries = new Map<number, { readonly program: Program; readonly args: readonly unknown[] }>();
 
   constructor(
     readonly id: number,
@@ -260,12 +252,14 @@ export class Cpu {
     this.status = STATUS_RUNNING;
   }
 
-  private pushActivation(a: Activation): void {
+  /** @internal */
+  pushActivation(a: Activation): void {
     this.activations.push(a);
     this.current = a;
   }
 
-  private popActivation(): void {
+  /** @internal */
+  popActivation(): void {
     this.activations.pop();
     this.current = this.activations[this.activations.length - 1];
   }
@@ -306,7 +300,8 @@ export class Cpu {
     (this.idt as (Gate | undefined)[])[vector] = undefined;
   }
 
-  private activation(
+  /** @internal */
+  activation(
     kind: Activation['kind'],
     program: Program,
     args: readonly unknown[],
@@ -584,7 +579,8 @@ export class Cpu {
     throw error;
   }
 
-  private complete(act: Activation, result: number): void {
+  /** @internal */
+  complete(act: Activation, result: number): void {
     act.pending = undefined;
     act.index++;
     act.resume = result;
@@ -607,12 +603,14 @@ export class Cpu {
     this.raiseFault();
   }
 
-  private raiseFault(): void {
+  /** @internal */
+  raiseFault(): void {
     const f = this.port.fault;
     this.raise(f.vector, f.errorCode, f.cr2);
   }
 
-  private get userAccess(): number {
+  /** @internal */
+  get userAccess(): number {
     return this.regs.cpl === 3 ? ACCESS_USER : 0;
   }
 
@@ -686,9 +684,9 @@ export class Cpu {
         } else this.status = STATUS_HALTED;
         return this.complete(act, 0);
       case OP_INT:
-        return this.softwareInterrupt(act, ins.value);
+        return softwareInterrupt(this, act, ins.value);
       case OP_COPY:
-        return this.copyChunk(act, ins);
+        return copyChunk(this, act, ins);
       case OP_SEND_IPI: {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
         const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
@@ -706,11 +704,11 @@ export class Cpu {
       case OP_DIE:
         return this.stop({ outcome: ins.aux!.outcome!, message: ins.aux!.text ?? '' });
       case OP_CALL:
-        return this.call(act, ins);
+        return call(this, act, ins);
       case OP_RET:
-        return this.ret(act, ins);
+        return ret(this, act, ins);
       case OP_IRET:
-        return this.iret(act, ins.value === 1);
+        return iret(this, act, ins.value === 1);
       default:
         if (isSystemRegisterOp(ins.op)) {
           if (executeSystemRegister(this, ins) === GP_FAULT) return this.raise(VECTOR_GP, 0, 0);
@@ -718,163 +716,6 @@ export class Cpu {
         }
         throw new InputError(`CPU ${this.id}: unknown operation ${describeValue(ins.op)}`);
     }
-  }
-
-  /**
-   * One chunk of a `copy` (one iteration of rep movs): translate the source for reading and the destination for
-   * writing, then move the bytes. The copy stays pending until its last chunk; a fault keeps the progress, so the
-   * re-executed copy goes on where it stopped.
-   */
-  private copyChunk(act: Activation, ins: Instruction): void {
-    const done = act.progress;
-    const n = ins.size;
-    const src = offsetAddress(ins.expected, done);
-    const dst = offsetAddress(ins.va, done);
-    const port = this.port;
-    const user = this.userAccess;
-    this.lastCopyDestination = dst;
-    const spa = port.translate(src, user);
-    if (spa < 0) return this.raiseFault();
-    const dpa = port.translate(dst, user | ACCESS_WRITE);
-    if (dpa < 0) return this.raiseFault();
-    this.memory.copy(spa, dpa, n);
-    if (port.footprint) {
-      port.footprint.reads.push(spa, n);
-      port.footprint.writes.push(dpa, n);
-    }
-    act.progress = done + n;
-    if (act.progress >= ins.value) {
-      act.progress = 0;
-      this.complete(act, 0);
-    }
-  }
-
-  /**
-   * INT n / INT3: delivered through the IDT as a trap (the frame saves the next RIP). When a fault raised while
-   * delivering it is delivered instead, the INT stays pending and re-executes after that handler's iret.
-   */
-  private softwareInterrupt(act: Activation, vector: number): void {
-    const next = act.codeBase + RIP_STRIDE * (act.index + 1);
-    if (deliverEvent(this, vector, 0, EVENT_SOURCE.SOFTWARE, next)) {
-      // The INT completed: the interrupted program resumes after it once the handler irets.
-      act.pending = undefined;
-      act.index++;
-      act.resume = 0;
-      this.lastResult = 0;
-    }
-  }
-
-  private call(act: Activation, ins: Instruction): void {
-    const rsp = this.regs.rsp - 8;
-    const pa = this.port.translate(rsp, this.userAccess | ACCESS_WRITE | ACCESS_STACK);
-    if (pa < 0) return this.raiseFault();
-    // The callee's generator is made before the return address is written: a callee that cannot start changes nothing.
-    const callee = this.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false);
-    this.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
-    this.regs.rsp = rsp;
-    this.pushActivation(callee);
-  }
-
-  private corrupted(what: string, popped: number, expected: number): void {
-    this.stop({
-      outcome: 'stack-corruption',
-      message: `${what} popped ${formatVirtual(popped)} but the continuation is at ${formatVirtual(expected)}`,
-    });
-  }
-
-  private ret(act: Activation, ins: Instruction): void {
-    if (act.kind === 'task') {
-      // `ret` from the task program itself ends it: the CPU idles.
-      act.pending = undefined;
-      act.finished = true;
-      this.status = STATUS_HALTED;
-      return;
-    }
-    const caller = this.activations[this.activations.length - 2]!;
-    const popped = this.port.readAddress(this.regs.rsp, this.userAccess | ACCESS_STACK);
-    if (popped < 0) return this.raiseFault();
-    const expected = caller.codeBase + RIP_STRIDE * (caller.index + 1);
-    if (act.kind !== 'call' || popped !== expected) return this.corrupted('ret', popped, expected);
-    this.regs.rsp += 8;
-    this.popActivation();
-    this.complete(caller, ins.value);
-  }
-
-  private iret(act: Activation, toFixup: boolean): void {
-    const handler = act.kind === 'handler';
-    // An abort (#DF, #MC) saves an undefined CS:RIP and cannot be returned from (SDM §6.5, §6.15 interrupt 8); the
-    // same vector entered by INT n has a trap frame and returns like any other (IRET ignores the vector).
-    if (handler && act.byException && vectorInfo(act.vector).kind === 'abort') {
-      return this.stop({
-        outcome: act.vector === VECTOR.DF ? 'double-fault' : 'oops',
-        message: `iret from ${vectorName(act.vector)}: an abort is not restartable (its saved RIP is undefined)`,
-      });
-    }
-    // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
-    const base = this.regs.rsp + (handler && act.errorCodePushed ? 8 : 0);
-    const access = this.userAccess | ACCESS_STACK;
-    const rip = this.port.readAddress(base, access);
-    if (rip < 0) return this.raiseFault();
-    const cs = this.port.read(base + 8, 8, access);
-    if (cs < 0) return this.raiseFault();
-    const rflags = this.port.read(base + 16, 8, access);
-    if (rflags < 0) return this.raiseFault();
-    const rsp = this.port.readAddress(base + 24, access);
-    if (rsp < 0) return this.raiseFault();
-    const ss = this.port.read(base + 32, 8, access);
-    if (ss < 0) return this.raiseFault();
-    // The popped CS and SS are checked before anything changes (SDM Vol. 2 IRET, IA-32e mode).
-    const selectorFault = checkReturnSelectors(cs % 0x10000, ss % 0x10000, this.regs.cpl);
-    if (selectorFault) return this.raise(selectorFault.vector, selectorFault.errorCode, 0);
-    // A non-canonical return RIP is #GP(0) (SDM Vol. 2 IRET, IA-32e mode), before any continuation check.
-    if (rip >= NON_CANONICAL) return this.raise(VECTOR_GP, 0, 0);
-    if (!handler) return this.enterUser(rip, cs, rflags, rsp, ss);
-    const below = this.activations[this.activations.length - 2];
-    if (!below) {
-      return this.stop({ outcome: 'stack-corruption', message: 'iret with no interrupted context on the stack' });
-    }
-    const expected = below.codeBase + RIP_STRIDE * below.index;
-    if (rip !== expected) return this.corrupted('iret', rip, expected);
-    if (toFixup && below.pending?.fixup === undefined) {
-      return this.stop({ outcome: 'oops', message: 'iret to a fixup, but the interrupted instruction has none' });
-    }
-    this.regs.rsp = rsp;
-    this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
-    this.regs.cpl = (cs & 3) === 3 ? 3 : 0;
-    this.regs.ss = ss % 0x10000;
-    this.nmiBlocked = false;
-    this.popActivation();
-    if (toFixup) {
-      below.progress = 0; // a copy completed by its fixup starts afresh next time
-      this.complete(below, below.pending!.fixup!);
-    }
-    this.status = below.finished ? STATUS_HALTED : STATUS_RUNNING;
-  }
-
-  /**
-   * IRET outside a handler, from a frame the kernel code pushed: to a user entry (CS RPL 3, RIP from userEntry())
-   * it enters user mode there, and the kernel's control stack is dropped, as a kernel stack is empty while its
-   * task runs in user mode. Any other RIP is a corrupted frame.
-   */
-  private enterUser(rip: number, cs: number, rflags: number, rsp: number, ss: number): void {
-    const entry = (cs & 3) === 3 ? this.userEntries.get(rip) : undefined;
-    if (!entry) {
-      return this.stop({
-        outcome: 'stack-corruption',
-        message:
-          `iret outside a handler popped RIP ${formatVirtual(rip)} with CS ${describeHex(cs)}, ` +
-          'which is no user entry: iret returns from a handler, or enters user mode at x.userEntry(program)',
-      });
-    }
-    const user = this.activation('task', entry.program, entry.args, 0, false, 0, rip);
-    this.activations.length = 0;
-    this.pushActivation(user);
-    this.regs.rsp = rsp;
-    this.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
-    this.regs.cpl = 3;
-    this.regs.ss = ss % 0x10000;
-    this.nmiBlocked = false;
-    this.status = STATUS_RUNNING;
   }
 
   /**

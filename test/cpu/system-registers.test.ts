@@ -4,7 +4,7 @@ import { VECTOR } from '../../src/cpu/exceptions.ts';
 import { type Assembler, type Instruction, MSR, type Program } from '../../src/cpu/instruction.ts';
 import { CR0, CR4, EFER, type GateInit, type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
-import { InputError, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';
+import { InputError, PAGE_SIZE } from '../../src/mmu/address.ts';
 import {
   type Body,
   chain,

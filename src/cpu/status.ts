@@ -1,0 +1,10 @@
+import type { CpuState } from './step-event.ts';
+
+// A CPU's state as the scheduler sees it, and how RIP is made, shared by the CPU and its instruction families.
+
+/** RIP advances by this per instruction completed: RIP = program code address + RIP_STRIDE * instructions done. */
+export const RIP_STRIDE = 4;
+
+/** CPU states as numbers, indexing STATE_NAMES. */
+export const STATUS = { RUNNING: 0, HALTED: 1, BLOCKED: 2, SHUTDOWN: 3, STOPPED: 4 } as const;
+export const STATE_NAMES: readonly CpuState[] = ['running', 'halted', 'blocked', 'shutdown', 'stopped'];
