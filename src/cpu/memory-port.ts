@@ -1,4 +1,4 @@
-import { canonicalHighHalf, fromCanonicalHalves, LOWER_HALF_END, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
+import { advanceAddress, canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
@@ -270,8 +270,7 @@ export class MemoryPort {
 
   /** Address of byte `i` of an access at `va`: crossing from the lower half into bit 47 is non-canonical. */
   private byteAddress(va: number, i: number): number {
-    const a = va + i;
-    return va < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL_MARK : a;
+    return advanceAddress(va, i);
   }
 
   private readSplit(va: number, size: number, access: number): number {

@@ -31,8 +31,10 @@ export function describeStep(e: StepEvent): string {
   if (e.pa !== undefined) parts.push(`-> ${formatPhysical(e.pa)}`);
   if (e.tlb) parts.push(`(TLB ${e.tlb})`);
   if (e.value !== undefined) parts.push(`= ${hex(e.value)}`);
-  if (e.ipi)
-    parts.push(`to [${e.ipi.to.join(',')}] vector ${hex(e.ipi.vector)}${e.ipi.mode === 'nmi' ? ' (NMI)' : ''}`);
+  if (e.ipi) {
+    const from = e.ipi.from === undefined ? '' : ` from CPU${e.ipi.from}`;
+    parts.push(`to [${e.ipi.to.join(',')}] vector ${hex(e.ipi.vector)}${e.ipi.mode === 'nmi' ? ' (NMI)' : ''}${from}`);
+  }
   let line = parts.join(' ');
   for (const x of e.exceptions ?? []) line += `; ${describeException(x)}`;
   if (e.stop) line += `; STOP ${e.stop.outcome}: ${e.stop.message.split('\n')[0]}`;

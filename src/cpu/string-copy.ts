@@ -1,18 +1,9 @@
-import { LOWER_HALF_END, NON_CANONICAL } from '../mmu/address.ts';
+import { advanceAddress } from '../mmu/address.ts';
 import { ACCESS } from '../mmu/walker.ts';
 import type { Activation, Cpu } from './cpu.ts';
 import type { Instruction } from './instruction.ts';
 
 // String moves (rep movs): `x.copy` and `x.copyPage`, one chunk per step through the executing CPU's MMU.
-
-/**
- * `base + offset` for a multi-byte access that walks forward: leaving the lower canonical half (bit 47) makes the
- * address non-canonical, not a high-half one (model addresses keep only bits 47:0).
- */
-export function offsetAddress(base: number, offset: number): number {
-  const a = base + offset;
-  return base < LOWER_HALF_END && a >= LOWER_HALF_END ? a + NON_CANONICAL : a;
-}
 
 /**
  * One chunk of a `copy` (one iteration of rep movs): translate the source for reading and the destination for
@@ -22,8 +13,8 @@ export function offsetAddress(base: number, offset: number): number {
 export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
   const done = act.progress;
   const n = ins.size;
-  const src = offsetAddress(ins.expected, done);
-  const dst = offsetAddress(ins.va, done);
+  const src = advanceAddress(ins.expected, done);
+  const dst = advanceAddress(ins.va, done);
   const port = cpu.port;
   const user = cpu.userAccess;
   cpu.lastCopyDestination = dst;

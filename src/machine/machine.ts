@@ -270,7 +270,7 @@ export class Machine implements CpuBus {
 
   /** IPIs sent and not yet in their target's IRR, oldest first (only in `scheduled` delivery; see IpiBus). */
   get inFlightIpis(): readonly InFlightIpi[] {
-    return this.ipiBus.inFlight;
+    return [...this.ipiBus.inFlight];
   }
 
   /** How sent IPIs reach their targets from now on: `immediate` or at delivery events (`scheduled`). */
@@ -583,13 +583,14 @@ export class Machine implements CpuBus {
         if (t === n ? this.ipiBus.inFlight.length > 0 : cpus[t]!.runnable) picked = t;
       }
       if (picked < 0) return steps;
+      // The limit ends the run before anything else happens, deliveries included.
+      if (steps >= maxSteps) return -1;
       last = picked;
       if (picked === n) {
         const oldest = this.ipiBus.inFlight[0]!;
         this.deliverInFlight(cpus[oldest.to]!, 0);
         continue;
       }
-      if (steps >= maxSteps) return -1;
       this.stepRecording(cpus[picked]!, mode, observe);
       steps++;
     }
@@ -609,12 +610,12 @@ export class Machine implements CpuBus {
       for (const c of cpus) if (c.runnable) count++;
       const inFlight = this.ipiBus.inFlight.length;
       if (count + inFlight === 0) return steps;
+      if (steps >= maxSteps) return -1;
       let pick = prng.below(count + inFlight);
       if (pick >= count) {
         this.deliverInFlight(cpus[this.ipiBus.inFlight[pick - count]!.to]!, pick - count);
         continue;
       }
-      if (steps >= maxSteps) return -1;
       let chosen = cpus[0]!;
       for (const c of cpus) {
         if (c.runnable && pick-- === 0) {

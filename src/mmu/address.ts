@@ -72,6 +72,18 @@ export function toVirtual(address: bigint | number | string, where = 'address'):
   return low48 + NON_CANONICAL;
 }
 
+/**
+ * `va + offset` (offset small and non-negative) as 64-bit address arithmetic does it, in model form: walking off
+ * the top of the lower half (bit 47) makes the address non-canonical; walking off the top of the upper half wraps
+ * to 0, as RSI/RDI do modulo 2^64. A marked non-canonical address stays marked.
+ */
+export function advanceAddress(va: number, offset: number): number {
+  if (va >= NON_CANONICAL) return va + offset;
+  const a = va + offset;
+  if (va < TWO_47 && a >= TWO_47) return a + NON_CANONICAL;
+  return a >= TWO_48 ? a - TWO_48 : a;
+}
+
 /** The canonical 64-bit form of a model address, as a bigint (API edge only). */
 export function toCanonicalBigInt(va: number): bigint {
   const low = BigInt(va % TWO_48);

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  advanceAddress,
   canonicalHighHalf,
   formatPhysical,
   formatVirtual,
@@ -167,5 +168,22 @@ describe('malformed addresses', () => {
     const error = thrown(() => toVirtual(value));
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).message).toContain(String(value));
+  });
+});
+
+describe('advancing an address as 64-bit arithmetic does', () => {
+  it.each([
+    ['inside the lower half', 0x1000n, 8, 0x1008n],
+    ['off the top of the lower half: non-canonical', 0x0000_7fff_ffff_fff8n, 8, 0x0000_8000_0000_0000n],
+    ['inside the upper half', 0xffff_c900_0000_0000n, 16, 0xffff_c900_0000_0010n],
+    ['off the top of the upper half: wraps to 0', 0xffff_ffff_ffff_fff8n, 8, 0n],
+    ['past 0 after the wrap', 0xffff_ffff_ffff_fff8n, 24, 0x10n],
+  ])('%s', (_name, start, offset, expected) => {
+    expect(advanceAddress(toVirtual(start), offset)).toBe(toVirtual(expected));
+  });
+
+  it('a non-canonical address stays non-canonical', () => {
+    const hole = toVirtual(0x0000_8000_0000_0000n);
+    expect(isCanonical(advanceAddress(hole, 8))).toBe(false);
   });
 });
