@@ -72,6 +72,7 @@ const {
   DIE: OP_DIE,
   INT: OP_INT,
   COPY: OP_COPY,
+  ATOMIC: OP_ATOMIC,
 } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
@@ -687,6 +688,12 @@ export class Cpu {
         return softwareInterrupt(this, act, ins.value);
       case OP_COPY:
         return copyChunk(this, act, ins);
+      case OP_ATOMIC: {
+        if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
+        const result = returnValue(ins.aux!.action!(), `CPU ${this.id} atomic(${ins.aux!.resource}) action result`);
+        if (port.footprint) port.footprint.resources.push(ins.aux!.resource!);
+        return this.complete(act, result);
+      }
       case OP_SEND_IPI: {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
         const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);

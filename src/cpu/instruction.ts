@@ -52,6 +52,7 @@ export const OP = {
   MOV_TO_CR2: 25,
   WRMSR: 26,
   COPY: 27,
+  ATOMIC: 28,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -83,6 +84,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   25: 'mov-to-cr2',
   26: 'wrmsr',
   27: 'copy',
+  28: 'atomic',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -133,6 +135,9 @@ export interface InstructionAux {
   readonly text?: string;
   readonly target?: IpiDestination;
   readonly outcome?: Exclude<Outcome, 'ok'>;
+  /** `atomic`: the resource it holds for its step, and what it does. */
+  readonly resource?: string;
+  readonly action?: () => number;
 }
 
 /**
@@ -520,6 +525,23 @@ export class Assembler {
       throw new InputError(`${where} message ${describeValue(message)} must be a string`);
     const check = typeof condition === 'function' ? condition : () => condition;
     return this.make(OP.ASSERT, 0, 8, 0, 0, { condition: check, text: message });
+  }
+  /**
+   * One step that changes state kept outside emulated memory (the kernel's bookkeeping: allocator free lists, vmap
+   * areas), as if under the lock named `resource` (Linux's zone->lock, vmap_area_lock). `action` runs inside the
+   * step and its result (a safe integer) is the instruction's; the step's footprint names `resource`, so the
+   * checker orders two such steps on one resource. `action` must not touch emulated memory: that goes through
+   * instructions. Privileged: #GP(0) at CPL 3.
+   */
+  atomic(resource: string, action: () => number): Instruction {
+    const where = this.where('atomic');
+    if (typeof resource !== 'string' || resource.length === 0) {
+      throw new InputError(`${where} resource ${describeValue(resource)} must be a non-empty string (a lock's name)`);
+    }
+    if (typeof action !== 'function') {
+      throw new InputError(`${where} action ${describeValue(action)} must be a function returning a number`);
+    }
+    return this.make(OP.ATOMIC, 0, 8, 0, 0, { resource, action, text: resource });
   }
   /** Kernel die()/panic(): stops the CPU with `outcome` and a message, as panic's cli;hlt loop would. */
   die(outcome: Exclude<Outcome, 'ok'>, message: string): Instruction {

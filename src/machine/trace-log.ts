@@ -40,6 +40,7 @@ const {
   INVLPG: OP_INVLPG,
   SEND_IPI: OP_SEND_IPI,
   COPY: OP_COPY,
+  ATOMIC: OP_ATOMIC,
 } = OP;
 const { INSTRUCTION: KIND_INSTRUCTION, INTERRUPT: KIND_INTERRUPT, EXIT: KIND_EXIT } = STEP_KIND;
 const STATUS_BLOCKED = STATUS.BLOCKED;
@@ -128,7 +129,9 @@ export class TraceLog {
       }
       if (op === OP_STORE || op === OP_PUSH) value = ins.value;
       else if (!faulted && cpu.status !== STATUS_BLOCKED && (op === OP_LOAD || op === OP_POP)) value = cpu.lastResult;
-      else if (!faulted && (op === OP_CMPXCHG || op === OP_XCHG || op === OP_SPIN_UNTIL)) value = cpu.lastResult;
+      else if (!faulted && (op === OP_CMPXCHG || op === OP_XCHG || op === OP_SPIN_UNTIL || op === OP_ATOMIC)) {
+        value = cpu.lastResult;
+      }
       // A faulting instruction has no physical access to show (lastPa would be the frame push's).
       if (!Number.isNaN(va) && !faulted && op !== OP_INVLPG && cpu.port.lastPa >= 0) {
         pa = cpu.port.lastPa;

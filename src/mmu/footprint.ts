@@ -20,6 +20,8 @@ export class Footprint {
   readonly ipisSent: number[] = [];
   /** Vectors accepted by this CPU in this step (interrupts and exceptions delivered). */
   readonly accepted: number[] = [];
+  /** Resources kept outside emulated memory that the step held (an `atomic` step's lock name). */
+  readonly resources: string[] = [];
 
   clear(): void {
     this.reads.length = 0;
@@ -30,6 +32,7 @@ export class Footprint {
     this.tlbInvalidations.length = 0;
     this.ipisSent.length = 0;
     this.accepted.length = 0;
+    this.resources.length = 0;
   }
 
   /** A plain copy, for keeping past the step. */
@@ -43,8 +46,11 @@ export class Footprint {
       tlbInvalidations: [...this.tlbInvalidations],
       ipisSent: [...this.ipisSent],
       accepted: [...this.accepted],
+      resources: [...this.resources],
     };
   }
 }
 
-export type FootprintRecord = { readonly [K in keyof Omit<Footprint, 'clear' | 'copy'>]: readonly number[] };
+export type FootprintRecord = {
+  readonly [K in keyof Omit<Footprint, 'clear' | 'copy' | 'resources'>]: readonly number[];
+} & { readonly resources: readonly string[] };
