@@ -43,7 +43,7 @@ import {
 } from './registers.ts';
 import { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
 import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
-import { copyChunk } from './string-copy.ts';
+import { copyChunk, fillChunk } from './string-copy.ts';
 
 export { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
 
@@ -73,6 +73,7 @@ const {
   INT: OP_INT,
   COPY: OP_COPY,
   ATOMIC: OP_ATOMIC,
+  FILL: OP_FILL,
 } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
@@ -688,6 +689,8 @@ export class Cpu {
         return softwareInterrupt(this, act, ins.value);
       case OP_COPY:
         return copyChunk(this, act, ins);
+      case OP_FILL:
+        return fillChunk(this, act, ins);
       case OP_ATOMIC: {
         if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
         const result = returnValue(ins.aux!.action!(), `CPU ${this.id} atomic(${ins.aux!.resource}) action result`);

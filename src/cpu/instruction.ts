@@ -53,6 +53,7 @@ export const OP = {
   WRMSR: 26,
   COPY: 27,
   ATOMIC: 28,
+  FILL: 29,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -85,6 +86,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   26: 'wrmsr',
   27: 'copy',
   28: 'atomic',
+  29: 'fill',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -268,7 +270,7 @@ export class Assembler {
     return `CPU ${this.cpuId} ${instruction}`;
   }
 
-  private fill(op: Op, va: number, size: number, value: number): Instruction {
+  private refill(op: Op, va: number, size: number, value: number): Instruction {
     const ins = this.reused as Writable<Instruction>;
     ins.op = op;
     ins.va = va;
@@ -296,12 +298,12 @@ export class Assembler {
     const v = op === OP_STORE ? operandValue(value, checked, `${this.where(name)} value`) : 0;
     const aux = this.fixup(options, name);
     if (aux !== undefined) return this.make(op, address, checked, v, 0, aux);
-    return this.fill(op, address, checked, v);
+    return this.refill(op, address, checked, v);
   }
 
   /** Loads `size` bytes at `va`; the result is the value (unsigned, exact below 2^53). */
   load(va: number | bigint, size = 8, options?: AccessOptions): Instruction {
-    if (options === undefined && isPlainAccess(va, size)) return this.fill(OP_LOAD, va, size, 0);
+    if (options === undefined && isPlainAccess(va, size)) return this.refill(OP_LOAD, va, size, 0);
     return this.access(OP_LOAD, va, size, 0, options);
   }
   /**
@@ -310,18 +312,18 @@ export class Assembler {
    */
   store(va: number | bigint, size: number, value: number | bigint, options?: AccessOptions): Instruction {
     if (options === undefined && isPlainAccess(va, size) && isPlainValue(value, size)) {
-      return this.fill(OP_STORE, va, size, value);
+      return this.refill(OP_STORE, va, size, value);
     }
     return this.access(OP_STORE, va, size, value, options);
   }
   /** Pushes 8 bytes: RSP -= 8, then the store (a faulting push leaves RSP unchanged). */
   push(value: number | bigint): Instruction {
-    if (isPlainValue(value, 8)) return this.fill(OP.PUSH, 0, 8, value);
-    return this.fill(OP.PUSH, 0, 8, operandValue(value, 8, `${this.where('push')} value`));
+    if (isPlainValue(value, 8)) return this.refill(OP.PUSH, 0, 8, value);
+    return this.refill(OP.PUSH, 0, 8, operandValue(value, 8, `${this.where('push')} value`));
   }
   /** Pops 8 bytes; the result is the value. */
   pop(): Instruction {
-    return this.fill(OP.POP, 0, 8, 0);
+    return this.refill(OP.POP, 0, 8, 0);
   }
   /** Pushes a return address and runs `program` (a generator function); the result is what it returns. */
   call<A extends readonly unknown[]>(program: Program<A>, ...args: A): Instruction {
@@ -449,6 +451,43 @@ export class Assembler {
     }
     const aux = o.fixup === undefined ? undefined : { fixup: returnValue(o.fixup, `${where} fixup`) };
     return this.make(OP.COPY, d, chunk, n, s, aux);
+  }
+  /**
+   * Fills `bytes` at `dst` with the 8-byte `value` (default 0) through this CPU's MMU, as `rep stosq` (Linux's
+   * clear_page) does: one chunk (default 8 bytes) per step, with `copy`'s rules for chunks, faults and progress.
+   */
+  fill(
+    dst: number | bigint,
+    bytes: number,
+    value: number | bigint = 0,
+    options?: { readonly chunk?: number },
+  ): Instruction {
+    const where = this.where('fill');
+    const d = this.address(dst, 'fill destination');
+    const o = requireOptions<{ chunk: number }>(options, `${where} options`, ['chunk']);
+    const chunk = o.chunk === undefined ? 8 : o.chunk;
+    if (
+      typeof chunk !== 'number' ||
+      !Number.isInteger(chunk) ||
+      chunk < 8 ||
+      chunk > 4096 ||
+      (chunk & (chunk - 1)) !== 0
+    ) {
+      throw new InputError(`${where} chunk ${describeValue(chunk)} must be a power of two in 8..4096`);
+    }
+    const n = requireInteger(bytes, `${where} byte count`, 1, 2 ** 32);
+    if (n % chunk !== 0 || d % chunk !== 0) {
+      throw new InputError(
+        `${where}: destination ${formatVirtual(d)} and ${n} bytes must be multiples of the ${chunk}-byte chunk`,
+      );
+    }
+    return this.make(OP.FILL, d, chunk, n, operandValue(value, 8, `${where} value`));
+  }
+  /** clear_page(): zeroes a 4 KiB page-aligned page, 8 bytes per step (rep stosq). */
+  clearPage(dst: number | bigint): Instruction {
+    const d = this.address(dst, 'clear-page destination');
+    if (d % 4096 !== 0) throw new InputError(`${this.where('clear-page')}: ${formatVirtual(d)} must be 4 KiB aligned`);
+    return this.fill(d, 4096);
   }
   /** copy_page(): a 4 KiB copy between page-aligned addresses, 8 bytes per step (rep movsq). */
   copyPage(dst: number | bigint, src: number | bigint): Instruction {

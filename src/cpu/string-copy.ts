@@ -3,7 +3,8 @@ import { ACCESS } from '../mmu/walker.ts';
 import type { Activation, Cpu } from './cpu.ts';
 import type { Instruction } from './instruction.ts';
 
-// String moves (rep movs): `x.copy` and `x.copyPage`, one chunk per step through the executing CPU's MMU.
+// String instructions: moves (rep movs: `x.copy`, `x.copyPage`) and stores (rep stos: `x.fill`, `x.clearPage`), one
+// chunk per step through the executing CPU's MMU. Progress is kept in the activation (RSI/RDI/RCX) across faults.
 
 /**
  * One chunk of a `copy` (one iteration of rep movs): translate the source for reading and the destination for
@@ -27,6 +28,24 @@ export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
     port.footprint.reads.push(spa, n);
     port.footprint.writes.push(dpa, n);
   }
+  act.progress = done + n;
+  if (act.progress >= ins.value) {
+    act.progress = 0;
+    cpu.complete(act, 0);
+  }
+}
+
+/** One chunk of a `fill` (rep stos): translate the destination for writing, then store the value in each 8 bytes. */
+export function fillChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
+  const done = act.progress;
+  const n = ins.size;
+  const dst = advanceAddress(ins.va, done);
+  const port = cpu.port;
+  cpu.lastCopyDestination = dst;
+  const dpa = port.translate(dst, cpu.userAccess | ACCESS.WRITE);
+  if (dpa < 0) return cpu.raiseFault();
+  for (let off = 0; off < n; off += 8) cpu.memory.write64(dpa + off, ins.expected);
+  if (port.footprint) port.footprint.writes.push(dpa, n);
   act.progress = done + n;
   if (act.progress >= ins.value) {
     act.progress = 0;

@@ -41,6 +41,7 @@ const {
   SEND_IPI: OP_SEND_IPI,
   COPY: OP_COPY,
   ATOMIC: OP_ATOMIC,
+  FILL: OP_FILL,
 } = OP;
 const { INSTRUCTION: KIND_INSTRUCTION, INTERRUPT: KIND_INTERRUPT, EXIT: KIND_EXIT } = STEP_KIND;
 const STATUS_BLOCKED = STATUS.BLOCKED;
@@ -123,7 +124,7 @@ export class TraceLog {
       else if (op <= OP_STORE || op === OP_CMPXCHG || op === OP_XCHG || op === OP_SPIN_UNTIL || op === OP_INVLPG) {
         va = ins.va;
         size = ins.size;
-      } else if (op === OP_COPY) {
+      } else if (op === OP_COPY || op === OP_FILL) {
         va = cpu.lastCopyDestination;
         size = ins.size;
       }

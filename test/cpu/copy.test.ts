@@ -763,3 +763,29 @@ describe('refused operands', () => {
     expect(copySteps(m)).toHaveLength(0);
   });
 });
+
+describe('fill and clearPage (rep stosq)', () => {
+  it('clearPage zeroes a page, 8 bytes per step, through the MMU', () => {
+    const m = Machine.create({ cpus: 1 });
+    const va = m.map(0xffffc90001000000n, { writable: true });
+    const pa = m.physicalAddress(va)!;
+    for (let off = 0; off < 4096; off += 8) m.memory.write64(pa + off, off + 1);
+    m.load(0, function* (x) {
+      yield x.clearPage(va);
+    });
+    expect(m.run().outcome).toBe('ok');
+    expect(m.trace.filter((e) => e.op === 'fill')).toHaveLength(512);
+    expect([...m.memory.frameBytes(pa / 4096)].every((b) => b === 0)).toBe(true);
+  });
+
+  it('fill stores an 8-byte pattern and faults like a store at the chunk it could not write', () => {
+    const m = Machine.create({ cpus: 1 });
+    const va = m.map(0xffffc90001000000n, { writable: true });
+    m.load(0, function* (x) {
+      yield x.fill(va + 4096 - 16, 32, 0x1234, { chunk: 16 });
+    });
+    expect(m.run().outcome).toBe('oops');
+    expect(m.cpu(0).lastException).toMatchObject({ vector: 14, errorCode: 2, cr2: va + 4096 });
+    expect(m.memory.read64(m.physicalAddress(va)! + 4096 - 8)).toBe(0x1234);
+  });
+});
