@@ -102,11 +102,12 @@ function mapStack(pt: PageTableEditor, frames: BootFrameAllocator, bottom: numbe
 }
 
 /** Builds page tables, stacks and IDTs for every CPU, and sets their registers to run kernel code. */
-export function bootMinimal(memory: PhysicalMemory, cpus: readonly Cpu[]): BootInfo {
+export function bootMinimal(memory: PhysicalMemory, cpus: readonly Cpu[], frameLimit = memory.size): BootInfo {
   if (memory.size < 4 * 1024 * 1024) {
     throw new InputError(`memory of ${memory.size} bytes is too small to boot: the minimal boot needs 4 MiB`);
   }
-  const frames = new BootFrameAllocator(BOOT_FRAMES_START, memory.size);
+  // With a kernel, frames above `frameLimit` belong to its zone; the boot allocator keeps to the ones below.
+  const frames = new BootFrameAllocator(BOOT_FRAMES_START, Math.min(frameLimit, memory.size));
   const pml4 = frames.alloc();
   const pageTables = new PageTableEditor(memory, pml4, frames);
   // Direct map of all memory, like Linux's kernel_physical_mapping_init(): 1 GiB pages where a whole GiB is

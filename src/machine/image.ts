@@ -2,6 +2,7 @@ import { LocalApic } from '../cpu/apic.ts';
 import type { Program } from '../cpu/instruction.ts';
 import { IpiBus } from '../cpu/ipi-bus.ts';
 import type { Gate, Registers } from '../cpu/registers.ts';
+import type { Kernel } from '../mm/kernel.ts';
 import { InputError } from '../mmu/address.ts';
 import type { FrameStore } from '../mmu/physical-memory.ts';
 import { Tlb } from '../mmu/tlb.ts';
@@ -32,6 +33,8 @@ export class MachineImage {
     private readonly boot: (BootInfo & { readonly framesPosition: number }) | undefined,
     /** The interrupt bus: its delivery mode and any IPIs in flight. */
     private readonly ipiBus: IpiBus,
+    /** The kernel's bookkeeping, copied into each instance. */
+    private readonly kernel: Kernel | undefined,
   ) {}
 
   /** Freezes `machine` (which must not have stepped yet) into an image; the machine itself stays usable. */
@@ -60,8 +63,10 @@ export class MachineImage {
     const boot = machine.boot ? { ...machine.boot, framesPosition: machine.boot.frames.position } : undefined;
     const ipiBus = new IpiBus([], machine.ipiBus.mode);
     ipiBus.copyFrom(machine.ipiBus);
-    const config = { ...machine.config, boot: false };
-    return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus);
+    const { kernel: _kernelOptions, ...rest } = machine.config;
+    const config: MachineConfig = { ...rest, boot: false };
+    const kernel = machine.kernel?.clone();
+    return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus, kernel);
   }
 
   /** A new machine in the image's state, its programs loaded afresh. Options override tracing/footprints. */
@@ -85,6 +90,7 @@ export class MachineImage {
       if (image.task) cpu.start(image.task.program, ...image.task.args);
     }
     m.ipiBus.copyFrom(this.ipiBus);
+    m.kernel = this.kernel?.clone();
     return m;
   }
 }

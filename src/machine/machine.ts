@@ -10,6 +10,7 @@ import {
 } from '../cpu/ipi-bus.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
+import { type Kernel, type KernelOptions, VMALLOC_POLICIES, VMALLOC_SYNCS } from '../mm/kernel.ts';
 import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
 import {
@@ -25,6 +26,7 @@ import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
 import { lookupTables } from '../mmu/table-lookup.ts';
 import type { TlbConfig } from '../mmu/tlb.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
+import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import type { MapFlags } from './page-tables.ts';
 import {
   checkScheduleArray,
@@ -92,6 +94,12 @@ export interface MachineConfig {
    * a delivery event: a schedule's `deliver:` entry, `deliverIpi`, or the built-in policies' bus turn).
    */
   readonly ipiDelivery?: IpiDelivery;
+  /**
+   * Boot the Linux-like kernel too: the zone's buddy allocator over the memory above an 8 MiB boot reserve, vmap
+   * areas, and the vmalloc policies (`vmalloc`: 'order0' (default) | 'high-order' | 'huge'; `sync`: 'lazy-fault'
+   * (default) | 'preallocated'). Kernel programs (vmalloc, vfree) take `machine.kernel`.
+   */
+  readonly kernel?: KernelOptions;
 }
 
 export interface RunOptions {
@@ -124,9 +132,20 @@ interface ResolvedConfig {
   readonly footprint: boolean;
   readonly boot: boolean;
   readonly ipiDelivery: IpiDelivery;
+  readonly kernel: Required<KernelOptions> | undefined;
 }
 
-const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot', 'ipiDelivery'] as const;
+const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot', 'ipiDelivery', 'kernel'] as const;
+
+function resolveKernel(value: unknown, boot: boolean): Required<KernelOptions> | undefined {
+  if (value === undefined) return undefined;
+  const k = requireOptions<KernelOptions>(value, 'Machine.create option kernel', ['vmalloc', 'sync']);
+  if (!boot) throw new InputError('Machine.create option kernel needs boot: a kernel boots on the minimal boot');
+  return {
+    vmalloc: k.vmalloc === undefined ? 'order0' : requireOneOf(k.vmalloc, 'kernel option vmalloc', VMALLOC_POLICIES),
+    sync: k.sync === undefined ? 'lazy-fault' : requireOneOf(k.sync, 'kernel option sync', VMALLOC_SYNCS),
+  };
+}
 
 /** Checks every option of Machine.create before anything is built (docs/guide.md "Errors"). */
 function resolveConfig(config: MachineConfig): ResolvedConfig {
@@ -157,6 +176,7 @@ function resolveConfig(config: MachineConfig): ResolvedConfig {
     trace: requireBoolean(c.trace, 'Machine.create option trace', true),
     footprint: requireBoolean(c.footprint, 'Machine.create option footprint', false),
     boot,
+    kernel: resolveKernel(c.kernel, boot),
     ipiDelivery:
       c.ipiDelivery === undefined
         ? 'immediate'
@@ -187,6 +207,8 @@ export class Machine implements CpuBus {
   /** The interrupt bus: where IPIs in flight wait for delivery. */
   readonly ipiBus: IpiBus;
   boot: BootInfo | undefined;
+  /** The booted kernel's state (zone, vmap areas, policies), when created with `kernel`. */
+  kernel: Kernel | undefined;
   /** Steps taken since creation. */
   stepCount = 0;
   /** The first CPU that stopped with an event. */
@@ -211,7 +233,9 @@ export class Machine implements CpuBus {
   /** Creates a machine; by default booted with page tables, stacks and IDTs (see bootMinimal). */
   static create(config: MachineConfig = {}): Machine {
     const m = new Machine(resolveConfig(config));
-    if (m.config.boot) m.boot = bootMinimal(m.memory, m.cpus);
+    const kernel = m.config.kernel;
+    if (m.config.boot) m.boot = bootMinimal(m.memory, m.cpus, kernel ? BOOT_RESERVE : m.memory.size);
+    if (kernel) m.kernel = bootKernel(m.memory, m.boot!, kernel);
     return m;
   }
 

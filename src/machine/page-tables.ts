@@ -105,6 +105,12 @@ export class PageTableEditor {
     this.memory.write32(entry + 4, e.hi);
   }
 
+  /** Makes sure the table holding `va`'s entry at `level` exists (creating tables above it); returns the entry. */
+  ensureTable(va: number, level: 1 | 2 | 3): number {
+    this.checkVa(va, PAGE_SIZE);
+    return this.entryFor(va, level);
+  }
+
   /** Maps a 4 KiB page; returns the physical address of its PTE. */
   map4k(va: number, pa: number, flags: MapFlags = {}): number {
     this.checkVa(va, PAGE_SIZE);

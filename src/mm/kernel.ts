@@ -1,0 +1,41 @@
+import { LAYOUT } from '../mmu/address.ts';
+import type { BuddyAllocator } from './buddy.ts';
+import { VmapAreas } from './vmap-areas.ts';
+
+// The kernel's state beside the machine: the zone's buddy allocator, the vmap areas, init_mm's top-level table,
+// and the policies a booted kernel was configured with. Programs change it only through `atomic` steps.
+
+/** How vmalloc backs an area (DESIGN.md "Kernel layer"). */
+export type VmallocPolicy = 'order0' | 'high-order' | 'huge';
+export const VMALLOC_POLICIES: readonly VmallocPolicy[] = ['order0', 'high-order', 'huge'];
+/** How other mms learn of vmalloc's top-level entries: vmalloc_fault (pre-5.8) or preallocated tables (5.9+). */
+export type VmallocSync = 'lazy-fault' | 'preallocated';
+export const VMALLOC_SYNCS: readonly VmallocSync[] = ['lazy-fault', 'preallocated'];
+
+export interface KernelOptions {
+  readonly vmalloc?: VmallocPolicy;
+  readonly sync?: VmallocSync;
+}
+
+/** Lock names of the bookkeeping, as footprints record them. */
+export const LOCK = { ZONE: 'zone', VMAP_AREA: 'vmap_area' } as const;
+
+/** Owner tags the allocator records, so a frame says what it is. */
+export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3 } as const;
+
+export class Kernel {
+  constructor(
+    /** The one zone's buddy allocator. */
+    readonly zone: BuddyAllocator,
+    /** init_mm's PGD (physical address of its PML4). */
+    readonly initMm: number,
+    readonly policy: VmallocPolicy,
+    readonly sync: VmallocSync,
+    readonly vmap: VmapAreas = new VmapAreas(LAYOUT.vmallocStart, LAYOUT.vmallocEnd),
+  ) {}
+
+  /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
+  clone(): Kernel {
+    return new Kernel(this.zone.clone(), this.initMm, this.policy, this.sync, this.vmap.clone());
+  }
+}

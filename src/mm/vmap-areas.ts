@@ -1,0 +1,100 @@
+import { PAGE_SIZE } from '../mmu/address.ts';
+import { describeHex, InputError, requireInteger } from '../mmu/input-error.ts';
+
+// The vmap area allocator (mm/vmalloc.c alloc_vmap_area / find_vmap_area / free_vmap_area): ranges of the vmalloc
+// space handed to vmalloc and vmap, each followed by an unmapped guard page. Bookkeeping beside the machine:
+// kernel programs reach it through `atomic('vmap_area', ...)` steps, as under vmap_area_lock.
+
+/** A block of 2^order frames backing part of an area, mapped at `va`. */
+export interface BackingBlock {
+  readonly va: number;
+  readonly pfn: number;
+  readonly order: number;
+}
+
+export interface VmapArea {
+  /** First address of the area (the mapping starts here). */
+  readonly start: number;
+  /** Bytes the caller may use; the guard page follows. */
+  readonly size: number;
+  /** Frames backing it, in address order (set once the pages are allocated). */
+  blocks: readonly BackingBlock[];
+  /** Whether it is mapped with 2 MiB PMD entries (vmalloc_huge) rather than PTEs. */
+  huge: boolean;
+}
+
+/** First-fit allocator over [start, end), areas kept sorted by address. */
+export class VmapAreas {
+  private areas: VmapArea[] = [];
+
+  constructor(
+    readonly start: number,
+    readonly end: number,
+  ) {}
+
+  /** A copy with its own area list (machine images copy bookkeeping per instance). */
+  clone(): VmapAreas {
+    const c = new VmapAreas(this.start, this.end);
+    c.areas = this.areas.map((a) => ({ ...a }));
+    return c;
+  }
+
+  /** Every area, in address order. */
+  get list(): readonly VmapArea[] {
+    return this.areas;
+  }
+
+  /**
+   * Reserves `size` bytes (a page multiple) aligned to `align`, plus a guard page after them; returns the start, or
+   * -1 when the space is exhausted.
+   */
+  reserve(size: number, align = PAGE_SIZE): number {
+    requireInteger(size, 'vmap area size', PAGE_SIZE, this.end - this.start);
+    if (size % PAGE_SIZE !== 0) throw new InputError(`vmap area size ${describeHex(size)} is not a page multiple`);
+    let candidate = this.alignUp(this.start, align);
+    let index = 0;
+    for (; index < this.areas.length; index++) {
+      const a = this.areas[index]!;
+      if (candidate + size + PAGE_SIZE <= a.start) break;
+      candidate = this.alignUp(a.start + a.size + PAGE_SIZE, align);
+    }
+    if (candidate + size + PAGE_SIZE > this.end) return -1;
+    this.areas.splice(index, 0, { start: candidate, size, blocks: [], huge: false });
+    return candidate;
+  }
+
+  /**
+   * Reserves [start, start + size) as an area that exists before any program runs (the boot's VMAP stacks);
+   * refused when it overlaps one.
+   */
+  reserveFixed(start: number, size: number): void {
+    const end = start + size + PAGE_SIZE;
+    if (this.areas.some((a) => start < a.start + a.size + PAGE_SIZE && a.start < end)) {
+      throw new InputError(`vmap area ${describeHex(start)}+${describeHex(size)} overlaps another`);
+    }
+    const index = this.areas.findIndex((a) => a.start > start);
+    this.areas.splice(index < 0 ? this.areas.length : index, 0, { start, size, blocks: [], huge: false });
+  }
+
+  private alignUp(va: number, align: number): number {
+    return Math.ceil(va / align) * align;
+  }
+
+  /** The area that starts at `start`, if any (vfree takes the address vmalloc returned). */
+  find(start: number): VmapArea | undefined {
+    return this.areas.find((a) => a.start === start);
+  }
+
+  /** The area whose range (guard page excluded) holds `va`. */
+  containing(va: number): VmapArea | undefined {
+    return this.areas.find((a) => va >= a.start && va < a.start + a.size);
+  }
+
+  /** Releases the area that starts at `start`; returns whether there was one. */
+  release(start: number): boolean {
+    const i = this.areas.findIndex((a) => a.start === start);
+    if (i < 0) return false;
+    this.areas.splice(i, 1);
+    return true;
+  }
+}

@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import type { Assembler } from '../../src/cpu/instruction.ts';
+import { MachineImage } from '../../src/machine/image.ts';
+import { Machine } from '../../src/machine/machine.ts';
+import { MAX_ORDER } from '../../src/mm/buddy.ts';
+import { OWNER } from '../../src/mm/kernel.ts';
+import { vfree, vmalloc } from '../../src/mm/vmalloc.ts';
+import { LAYOUT, PAGE_SIZE } from '../../src/mmu/address.ts';
+import { InputError } from '../../src/mmu/input-error.ts';
+
+// vmalloc and vfree as kernel programs: the area, its backing by policy, every entry written with stores, and an
+// exact undo on failure.
+
+const MiB = 1024 * 1024;
+
+function kernelMachine(vmalloc: 'order0' | 'high-order' | 'huge' = 'order0', memory = 64 * MiB) {
+  return Machine.create({ cpus: 1, memory, kernel: { vmalloc } });
+}
+
+describe('vmalloc and vfree', () => {
+  it('vmalloc(16 KiB) maps four fresh pages after the boot stacks; stores and loads go through', () => {
+    const m = kernelMachine();
+    const k = m.kernel!;
+    const free = k.zone.freePages;
+    let va = 0;
+    let read = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, k, 16 * 1024);
+      yield x.store(va + 12 * 1024, 8, 0x1234);
+      read = yield x.load(va + 12 * 1024, 8);
+    });
+    expect(m.run().outcome).toBe('ok');
+    // The boot's VMAP stack (its guard page below it, and a guard after) comes first in the vmalloc space.
+    const stack = m.boot!.taskStacks[0]!;
+    expect(va).toBe(stack.top + PAGE_SIZE);
+    expect(read).toBe(0x1234);
+    const area = k.vmap.find(va)!;
+    expect(area.blocks.map((b) => b.order)).toEqual([0, 0, 0, 0]);
+    // Four data pages; the stacks' page table already covers this 2 MiB.
+    expect(free - k.zone.freePages).toBe(4);
+    // Every entry was written by the program: the trace shows the stores through the direct map.
+    expect(m.trace.filter((e) => e.op === 'store').length).toBeGreaterThanOrEqual(8);
+  });
+
+  it('an area reaching a 2 MiB range with no page table gets one from the zone, zeroed, published with cmpxchg', () => {
+    const m = kernelMachine();
+    const k = m.kernel!;
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, k, 2 * MiB);
+    });
+    expect(m.run().outcome).toBe('ok');
+    const tables = [...k.zone.owner].filter((o) => o === OWNER.PAGE_TABLE).length;
+    expect(tables).toBe(1);
+    expect(m.trace.filter((e) => e.op === 'fill')).toHaveLength(512); // clear_page of the new table
+    expect(m.trace.filter((e) => e.op === 'cmpxchg')).toHaveLength(1);
+    expect(m.physicalAddress(va + 2 * MiB - PAGE_SIZE)).toBe(k.vmap.find(va)!.blocks[511]!.pfn * PAGE_SIZE);
+  });
+
+  it('high-order backs 20 KiB with an order-2 block and an order-0 page (ilog2 of what remains, stepping down)', () => {
+    const m = kernelMachine('high-order');
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, m.kernel!, 20 * 1024);
+    });
+    expect(m.run().outcome).toBe('ok');
+    expect(m.kernel!.vmap.find(va)!.blocks.map((b) => b.order)).toEqual([2, 0]);
+    expect(m.physicalAddress(va + 4 * PAGE_SIZE)).toBe(m.kernel!.vmap.find(va)!.blocks[1]!.pfn * PAGE_SIZE);
+  });
+
+  it('huge maps 4 MiB with two 2 MiB PMD leaves, 2 MiB aligned', () => {
+    const m = kernelMachine('huge');
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, m.kernel!, 4 * MiB);
+      yield x.store(va + 3 * MiB, 8, 7);
+    });
+    expect(m.run().outcome).toBe('ok');
+    expect(va % (2 * MiB)).toBe(0);
+    const area = m.kernel!.vmap.find(va)!;
+    expect(area.huge).toBe(true);
+    expect(area.blocks.map((b) => b.order)).toEqual([9, 9]);
+    expect(() => m.entryAddress(va, 1)).toThrow(/a 2 MiB page/);
+    expect(m.physicalAddress(va + 3 * MiB)).toBe(area.blocks[1]!.pfn * PAGE_SIZE + MiB);
+  });
+
+  it('the page after an area is its unmapped guard: an access there faults', () => {
+    const m = kernelMachine();
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, m.kernel!, PAGE_SIZE);
+      yield x.load(va + PAGE_SIZE, 8);
+    });
+    expect(m.run().outcome).toBe('oops');
+    expect(m.cpu(0).lastException).toMatchObject({ vector: 14, cr2: va + PAGE_SIZE });
+  });
+
+  it('vfree unmaps, flushes and frees every block: the zone gets its pages back, an access faults', () => {
+    const m = kernelMachine('high-order');
+    const k = m.kernel!;
+    let va = 0;
+    let free = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, k, 64 * 1024);
+      yield x.store(va, 8, 1); // cached in the TLB: vfree must flush it
+      free = k.zone.freePages;
+      yield* vfree(x, k, va);
+      yield x.load(va, 8);
+    });
+    expect(m.run().outcome).toBe('oops');
+    expect(k.zone.freePages - free).toBe(16); // the tables stay, as Linux keeps vmalloc page tables
+    expect(k.vmap.find(va)).toBeUndefined();
+    expect(m.cpu(0).lastException).toMatchObject({ vector: 14, errorCode: 0, cr2: va });
+  });
+
+  it('a vmalloc the zone cannot back returns 0 (NULL) and undoes everything', () => {
+    const m = kernelMachine('order0', 16 * MiB); // the zone holds one 4 MiB block
+    const k = m.kernel!;
+    const free = k.zone.freePages;
+    const areas = k.vmap.list.length; // the boot stack's
+    let va = -1;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, k, 8 * MiB);
+    });
+    expect(m.run().outcome).toBe('ok');
+    expect(va).toBe(0);
+    expect(k.zone.freePages).toBe(free);
+    expect(k.vmap.list).toHaveLength(areas);
+  });
+
+  it('vfree of an address that is no area is refused (-1) and frees nothing', () => {
+    const m = kernelMachine();
+    let result = 0;
+    m.load(0, function* (x: Assembler) {
+      result = yield* vfree(x, m.kernel!, LAYOUT.vmallocStart);
+    });
+    m.run();
+    expect(result).toBe(-1);
+  });
+
+  it('sync preallocated gives every top-level entry of the vmalloc space its table at boot', () => {
+    const lazy = Machine.create({ cpus: 1, kernel: {} });
+    const pre = Machine.create({ cpus: 1, kernel: { sync: 'preallocated' } });
+    expect(() => lazy.entryAddress(LAYOUT.vmallocEnd - PAGE_SIZE, 3)).toThrow(/non-present/);
+    expect(pre.entryAddress(LAYOUT.vmallocEnd - PAGE_SIZE, 3)).toBeGreaterThan(0);
+  });
+
+  it('machine images copy the kernel bookkeeping per instance', () => {
+    const m = kernelMachine();
+    const image = MachineImage.capture(m);
+    const a = image.instantiate();
+    const b = image.instantiate();
+    a.kernel!.zone.alloc(MAX_ORDER, 1);
+    expect(b.kernel!.zone.freePages).toBe(m.kernel!.zone.freePages);
+    expect(a.kernel!.zone.freePages).toBe(m.kernel!.zone.freePages - (1 << MAX_ORDER));
+  });
+
+  it('bad kernel options are refused, naming the value', () => {
+    expect(() => Machine.create({ kernel: { vmalloc: 'big' as never } })).toThrow(InputError);
+    expect(() => Machine.create({ kernel: { vmalloc: 'big' as never } })).toThrow(/kernel option vmalloc 'big'/);
+    expect(() => Machine.create({ kernel: {}, boot: false })).toThrow(/needs boot/);
+    expect(() => Machine.create({ kernel: {}, memory: 8 * MiB })).toThrow(/too small for a kernel/);
+  });
+});
