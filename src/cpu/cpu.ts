@@ -345,7 +345,7 @@ export class Cpu {
   prepareHandler(gate: Gate, context: HandlerContext, errorCodePushed: boolean): Activation {
     const interrupted = this.activations[this.activations.length - 1];
     const hasFixup = !context.external && !context.software && interrupted?.pending?.fixup !== undefined;
-    const ctx: HandlerContext = { ...context, hasFixup };
+    const ctx: HandlerContext = { ...context, hasFixup, chain: this.exceptionLog.slice() };
     const byException = !context.external && !context.software;
     return this.activation(
       'handler',
@@ -721,8 +721,9 @@ export class Cpu {
         return iret(this, act, ins.value === 1);
       default:
         if (isSystemRegisterOp(ins.op)) {
-          if (executeSystemRegister(this, ins) === GP_FAULT) return this.raise(VECTOR_GP, 0, 0);
-          return this.complete(act, 0);
+          const result = executeSystemRegister(this, ins);
+          if (result === GP_FAULT) return this.raise(VECTOR_GP, 0, 0);
+          return this.complete(act, result);
         }
         throw new InputError(`CPU ${this.id}: unknown operation ${describeValue(ins.op)}`);
     }

@@ -110,6 +110,7 @@ export function deliverEvent(
             hasFixup: false,
             external,
             software: source === EVENT_SOURCE.SOFTWARE,
+            chain: [],
           },
           pushesErrorCode,
         );

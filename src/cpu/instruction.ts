@@ -54,6 +54,7 @@ export const OP = {
   COPY: 27,
   ATOMIC: 28,
   FILL: 29,
+  MOV_FROM_CR: 30,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -87,6 +88,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   27: 'copy',
   28: 'atomic',
   29: 'fill',
+  30: 'mov-from-cr',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -399,6 +401,15 @@ export class Assembler {
   /** MOV to CR0: WP is the bit kernel code changes; clearing PG or PE in IA-32e mode raises #GP(0). */
   movToCr0(value: number): Instruction {
     return this.make(OP.MOV_TO_CR0, 0, 8, operandValue(value, 8, `${this.where('mov-to-cr0')} value`));
+  }
+  /** MOV from CR0, CR2, CR3 or CR4 (`n`): the result is the register (read_cr3() and friends). Privileged. */
+  movFromCr(n: 0 | 2 | 3 | 4): Instruction {
+    if (n !== 0 && n !== 2 && n !== 3 && n !== 4) {
+      throw new InputError(
+        `${this.where('mov-from-cr')} register CR${describeValue(n)} is not one of CR0, CR2, CR3, CR4`,
+      );
+    }
+    return this.make(OP.MOV_FROM_CR, 0, 8, n);
   }
   /** MOV to CR2 (as a #PF handler that saves and restores it does). */
   movToCr2(va: number | bigint): Instruction {

@@ -1,4 +1,5 @@
 import type { Program } from './instruction.ts';
+import type { ExceptionEvent } from './step-event.ts';
 
 // Architectural registers the model keeps (SDM Vol. 3 §2.5 control registers, §7.7 64-bit TSS, §6.14 IDT).
 
@@ -76,6 +77,11 @@ export interface HandlerContext {
   readonly external: boolean;
   /** A software interrupt (INT n, INT3): the frame's RIP is the instruction after it. */
   readonly software: boolean;
+  /**
+   * The exceptions raised in this step up to this one, in order, with what Table 6-5 made of each (a model extra:
+   * hardware tells a #DF handler nothing of the faults before it; reports use it to name the chain).
+   */
+  readonly chain: readonly ExceptionEvent[];
 }
 
 /** Gate types of the 64-bit IDT (SDM Table 3-2: 0xE interrupt gate, 0xF trap gate). */

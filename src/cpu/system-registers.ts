@@ -33,11 +33,12 @@ export function isSystemRegisterOp(op: number): boolean {
     op === OP.MOV_TO_CR3 ||
     op === OP.MOV_TO_CR4 ||
     op === OP.WRMSR ||
-    op === OP.MOV_TO_RSP
+    op === OP.MOV_TO_RSP ||
+    op === OP.MOV_FROM_CR
   );
 }
 
-/** Executes one of them; returns its result (0) or GP_FAULT. Privileged ones fault at CPL 3. */
+/** Executes one of them; returns its result (0, or the register read) or GP_FAULT. Privileged ones fault at CPL 3. */
 export function executeSystemRegister(cpu: SystemState, ins: Instruction): number {
   const regs = cpu.regs;
   const footprint = cpu.port.footprint;
@@ -61,6 +62,8 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
     case OP.MOV_TO_CR2:
       regs.cr2 = value;
       return 0;
+    case OP.MOV_FROM_CR:
+      return value === 0 ? regs.cr0 : value === 2 ? regs.cr2 : value === 3 ? regs.cr3 : regs.cr4;
     case OP.MOV_TO_CR3:
       if (value >= CR3_LIMIT) return GP_FAULT;
       regs.cr3 = value;

@@ -1,16 +1,14 @@
 import type { Cpu } from '../cpu/cpu.ts';
-import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
-import type { Program } from '../cpu/instruction.ts';
-import { type GateInit, type HandlerContext, RFLAGS } from '../cpu/registers.ts';
-import { formatVirtual, InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
+import { RFLAGS } from '../cpu/registers.ts';
+import { exceptionGates } from '../faults/handlers.ts';
+import { InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
-import { PF_ERROR } from '../mmu/walker.ts';
 import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
 
-// A minimal boot for tests at the hardware level (the Linux kernel layer replaces it later): a direct map of all
-// memory, a 16 KiB VMAP-style task stack per CPU with a guard page below (THREAD_SIZE, CONFIG_VMAP_STACK), #DF
-// and NMI stacks on IST1/IST2 in a cpu_entry_area-like region with guard pages, and an IDT whose handlers behave
-// like Linux's: #PF oopses unless the faulting instruction has an exception-table fixup, #DF panics.
+// The minimal boot, under every machine (a kernel boots on top of it, src/machine/kernel-boot.ts): a direct map of
+// all memory, a 16 KiB VMAP-style task stack per CPU with a guard page below (THREAD_SIZE, CONFIG_VMAP_STACK), #DF
+// and NMI stacks on IST1/IST2 in a cpu_entry_area-like region with guard pages, and the IDT of src/faults: without
+// a kernel, #PF oopses unless the faulting instruction has an exception-table fixup, and #DF panics.
 
 export const THREAD_SIZE = 16 * 1024;
 export const EXCEPTION_STACK_SIZE = PAGE_SIZE;
@@ -40,58 +38,6 @@ export interface BootInfo {
   readonly nmiStacks: readonly StackRange[];
   /** Virtual address of a physical address in the direct map. */
   directMap(pa: number): number;
-}
-
-function describePageFault(ctx: HandlerContext): string {
-  const ec = ctx.errorCode;
-  const who = ec & PF_ERROR.U ? 'user' : 'supervisor';
-  const what = ec & PF_ERROR.I ? 'instruction fetch' : ec & PF_ERROR.W ? 'write' : 'read';
-  const why =
-    ec & PF_ERROR.RSVD ? 'reserved bit violation' : ec & PF_ERROR.P ? 'permissions violation' : 'not-present page';
-  return (
-    `BUG: unable to handle page fault for address: ${formatVirtual(ctx.cr2)}\n` +
-    `#PF: ${who} ${what} access in ${ec & PF_ERROR.U ? 'user' : 'kernel'} mode\n` +
-    `#PF: error_code(0x${ec.toString(16).padStart(4, '0')}) - ${why}`
-  );
-}
-
-/** Handlers modelled on arch/x86/mm/fault.c and arch/x86/kernel/traps.c, for the minimal boot. */
-export function bootHandlers(taskStacks: readonly StackRange[]): Map<number, GateInit> {
-  // exc_page_fault -> no-context path: an exception-table fixup if the instruction has one, else oops.
-  const pageFault: Program<[HandlerContext]> = function* pageFault(x, ctx) {
-    if (ctx.hasFixup) {
-      yield x.iret({ fixup: true });
-      return;
-    }
-    yield x.die('oops', describePageFault(ctx));
-  };
-  // exc_double_fault: a CR2 in the guard page below the task stack is a stack overflow; otherwise panic.
-  const doubleFault: Program<[HandlerContext]> = function* doubleFault(x, ctx) {
-    const stack = taskStacks[x.cpuId];
-    if (stack && ctx.cr2 >= stack.guard && ctx.cr2 < stack.bottom) {
-      yield x.die(
-        'double-fault',
-        'kernel stack overflow (double-fault)\n' +
-          `BUG: stack guard page was hit at ${formatVirtual(ctx.cr2)} ` +
-          `(stack is ${formatVirtual(stack.bottom)}..${formatVirtual(stack.top - 1)})`,
-      );
-    }
-    yield x.die('double-fault', `PANIC: double fault, error_code: 0x${ctx.errorCode.toString(16)}`);
-  };
-  const nmi: Program<[HandlerContext]> = function* nmi(x) {
-    yield x.iret();
-  };
-  const otherException: Program<[HandlerContext]> = function* otherException(x, ctx) {
-    const name = EXCEPTIONS[ctx.vector]?.mnemonic ?? `vector ${ctx.vector}`;
-    const detail = ctx.vector === VECTOR.GP ? 'general protection fault' : `${name} exception`;
-    yield x.die('oops', `${detail}, error_code: 0x${ctx.errorCode.toString(16)} in kernel mode`);
-  };
-  const gates = new Map<number, GateInit>();
-  for (const info of EXCEPTIONS) gates.set(info.vector, { handler: otherException, ist: 0, type: 'interrupt' });
-  gates.set(VECTOR.PF, { handler: pageFault, ist: 0, type: 'interrupt' });
-  gates.set(VECTOR.DF, { handler: doubleFault, ist: 1, type: 'interrupt' });
-  gates.set(VECTOR.NMI, { handler: nmi, ist: 2, type: 'interrupt' });
-  return gates;
 }
 
 function mapStack(pt: PageTableEditor, frames: BootFrameAllocator, bottom: number, size: number): StackRange {
@@ -124,7 +70,7 @@ export function bootMinimal(memory: PhysicalMemory, cpus: readonly Cpu[], frameL
     doubleFaultStacks.push(mapStack(pageTables, frames, entryArea + PAGE_SIZE, EXCEPTION_STACK_SIZE));
     nmiStacks.push(mapStack(pageTables, frames, entryArea + 3 * PAGE_SIZE, EXCEPTION_STACK_SIZE));
   }
-  const gates = bootHandlers(taskStacks);
+  const gates = exceptionGates(taskStacks);
   for (const cpu of cpus) {
     for (const [vector, gate] of gates) cpu.setGate(vector, gate);
     const task = taskStacks[cpu.id]!;

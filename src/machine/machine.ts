@@ -10,6 +10,7 @@ import {
 } from '../cpu/ipi-bus.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
+import { exceptionGates } from '../faults/handlers.ts';
 import { type Kernel, type KernelOptions, VMALLOC_POLICIES, VMALLOC_SYNCS } from '../mm/kernel.ts';
 import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
@@ -235,7 +236,12 @@ export class Machine implements CpuBus {
     const m = new Machine(resolveConfig(config));
     const kernel = m.config.kernel;
     if (m.config.boot) m.boot = bootMinimal(m.memory, m.cpus, kernel ? BOOT_RESERVE : m.memory.size);
-    if (kernel) m.kernel = bootKernel(m.memory, m.boot!, kernel);
+    if (kernel) {
+      m.kernel = bootKernel(m.memory, m.boot!, kernel);
+      // The kernel's fault dispatcher replaces the minimal boot's #PF handler (src/faults).
+      const gates = exceptionGates(m.boot!.taskStacks, m.kernel);
+      for (const cpu of m.cpus) for (const [vector, gate] of gates) cpu.setGate(vector, gate);
+    }
     return m;
   }
 

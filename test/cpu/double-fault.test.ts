@@ -43,7 +43,10 @@ describe('#PF during #PF delivery', () => {
     expect(result.stop).toMatchObject({
       cpu: 0,
       outcome: 'double-fault',
-      message: 'PANIC: double fault, error_code: 0x0',
+      // The report names the chain: the second #PF (its CR2) while delivering the first.
+      message:
+        'PANIC: double fault, error_code: 0x0\n' +
+        `#PF at ${formatVirtual(stack.top - 24)} while delivering #PF at ${formatVirtual(stack.top - 16)}`,
     });
     expect(cpu.state).toBe('stopped');
   });
@@ -109,7 +112,8 @@ describe('#PF during #PF delivery', () => {
     expect(result.stop!.message).toBe(
       'kernel stack overflow (double-fault)\n' +
         `BUG: stack guard page was hit at ${formatVirtual(stack.bottom - 8)} ` +
-        `(stack is ${formatVirtual(stack.bottom)}..${formatVirtual(stack.top - 1)})`,
+        `(stack is ${formatVirtual(stack.bottom)}..${formatVirtual(stack.top - 1)})\n` +
+        `#PF at ${formatVirtual(stack.bottom - 8)} while delivering #PF at ${formatVirtual(stack.bottom - 8)}`,
     );
     expect(stack.guard).toBe(stack.bottom - PAGE_SIZE);
   });

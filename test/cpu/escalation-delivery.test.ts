@@ -94,7 +94,7 @@ const CASES: readonly Case[] = [
       { vector: VECTOR.DF, outcome: 'delivered', during: VECTOR.GP },
     ],
     outcome: 'double-fault',
-    message: /^PANIC: double fault, error_code: 0x0$/,
+    message: /^PANIC: double fault, error_code: 0x0\n#NP while delivering #GP$/,
   },
   {
     name: 'a push with a non-canonical RSP raises #SS, whose frame push raises #SS again: -> #DF',

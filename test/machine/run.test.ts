@@ -159,7 +159,10 @@ describe('explicit schedules', () => {
     const evicted = build();
     const result = evicted.m.run({ schedule: `0,1,1,evict:0:${formatVirtual(evicted.page)},0,0` });
     expect(result.outcome).toBe('double-fault');
-    expect(result.stop).toMatchObject({ cpu: 0, message: 'PANIC: double fault, error_code: 0x0' });
+    expect(result.stop).toMatchObject({
+      cpu: 0,
+      message: expect.stringMatching(/^PANIC: double fault, error_code: 0x0\n#PF at .* while delivering #PF at /),
+    });
     expect(evicted.m.trace.at(-2)!.exceptions!.map((e) => e.name)).toEqual(['#PF', '#PF', '#DF']);
   });
 

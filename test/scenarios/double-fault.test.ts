@@ -5,7 +5,9 @@ describe('pf-in-pf', () => {
   it('a #PF whose frame push faults is escalated to #DF, delivered on IST1, and the kernel panics', () => {
     const { machine, result } = runScenario('pf-in-pf');
     expect(result.outcome).toBe('double-fault');
-    expect(result.stop?.message).toBe('PANIC: double fault, error_code: 0x0');
+    expect(result.stop?.message).toBe(
+      'PANIC: double fault, error_code: 0x0\n#PF at 0xffffc90000007fe8 while delivering #PF at 0xffffc90000007ff0',
+    );
     const boot = machine.boot!;
     const stack = boot.taskStacks[0]!;
     const faulting = machine.trace.find((e) => e.exceptions)!;

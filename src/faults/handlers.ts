@@ -1,0 +1,58 @@
+import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
+import type { Program } from '../cpu/instruction.ts';
+import type { GateInit, HandlerContext } from '../cpu/registers.ts';
+import type { Kernel } from '../mm/kernel.ts';
+import { formatVirtual } from '../mmu/address.ts';
+import { pageFaultHandler } from './page-fault.ts';
+import { describeChain } from './reports.ts';
+
+// The kernel's IDT (arch/x86/kernel/idt.c, traps.c): #PF through the fault dispatcher on the current stack, #DF on
+// IST1 with the stack-guard check, NMI on IST2, every other exception an oops.
+
+/** A task stack as the #DF handler knows it: the guard page is the one just below `bottom`. */
+export interface GuardedStack {
+  readonly bottom: number;
+  readonly top: number;
+  readonly guard: number;
+}
+
+/**
+ * exc_double_fault: CR2 in the guard page below the current CPU's task stack is a stack overflow; otherwise a
+ * panic. Both reports end with the chain of faults that led here.
+ */
+export function doubleFaultHandler(stacks: readonly GuardedStack[]): Program<[HandlerContext]> {
+  return function* doubleFault(x, ctx) {
+    const chain = describeChain(ctx.chain);
+    const tail = chain ? `\n${chain}` : '';
+    const stack = stacks[x.cpuId];
+    if (stack && ctx.cr2 >= stack.guard && ctx.cr2 < stack.bottom) {
+      yield x.die(
+        'double-fault',
+        'kernel stack overflow (double-fault)\n' +
+          `BUG: stack guard page was hit at ${formatVirtual(ctx.cr2)} ` +
+          `(stack is ${formatVirtual(stack.bottom)}..${formatVirtual(stack.top - 1)})${tail}`,
+      );
+    }
+    yield x.die('double-fault', `PANIC: double fault, error_code: 0x${ctx.errorCode.toString(16)}${tail}`);
+  };
+}
+
+const nmi: Program<[HandlerContext]> = function* nmi(x) {
+  yield x.iret();
+};
+
+const otherException: Program<[HandlerContext]> = function* otherException(x, ctx) {
+  const name = EXCEPTIONS[ctx.vector]?.mnemonic ?? `vector ${ctx.vector}`;
+  const detail = ctx.vector === VECTOR.GP ? 'general protection fault' : `${name} exception`;
+  yield x.die('oops', `${detail}, error_code: 0x${ctx.errorCode.toString(16)} in kernel mode`);
+};
+
+/** The gates for vectors 0..21: the minimal boot's (no kernel) or a booted kernel's (with the fault dispatcher). */
+export function exceptionGates(stacks: readonly GuardedStack[], kernel?: Kernel): Map<number, GateInit> {
+  const gates = new Map<number, GateInit>();
+  for (const info of EXCEPTIONS) gates.set(info.vector, { handler: otherException, ist: 0, type: 'interrupt' });
+  gates.set(VECTOR.PF, { handler: pageFaultHandler(kernel), ist: 0, type: 'interrupt' });
+  gates.set(VECTOR.DF, { handler: doubleFaultHandler(stacks), ist: 1, type: 'interrupt' });
+  gates.set(VECTOR.NMI, { handler: nmi, ist: 2, type: 'interrupt' });
+  return gates;
+}
