@@ -26,3 +26,15 @@ test('stale-tlb: a stale translation is used until this CPU invalidates it', () 
   const staleHits = machine.trace.filter((e) => e.cpu === 1 && e.op === 'load' && e.tlb === 'hit');
   expect(staleHits).toHaveLength(3);
 });
+
+test('vmalloc-fault: a missing top-level entry is copied from init_mm on the first access', () => {
+  const lazy = runScenario('vmalloc-fault');
+  expect(lazy.result.outcome).toBe('ok');
+  const faults = lazy.machine.trace.filter((e) => e.exceptions);
+  expect(faults).toHaveLength(1); // the store: #PF, vmalloc_fault fixes the PGD, the store is retried
+  expect(faults[0]!.exceptions![0]).toMatchObject({ name: '#PF', errorCode: 2, outcome: 'delivered' });
+
+  const preallocated = runScenario('vmalloc-fault', { sync: 'preallocated' });
+  expect(preallocated.result.outcome).toBe('ok');
+  expect(preallocated.machine.trace.filter((e) => e.exceptions)).toEqual([]); // the entry was there from boot
+});

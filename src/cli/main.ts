@@ -1,7 +1,7 @@
 import { cac } from 'cac';
 import { InputError } from '../mmu/input-error.ts';
 import { SCENARIO_LIST as SCENARIOS } from '../scenarios/listing.ts';
-import { parseParamStrings } from '../scenarios/scenario.ts';
+import { paramRange, parseParamStrings } from '../scenarios/scenario.ts';
 
 // The x86slice command line: list the scenarios, run one, or show the flagship demo. `list` needs only the
 // scenarios' descriptions; the machine and the reports load when a command runs one, so `list` starts fast.
@@ -35,7 +35,7 @@ function listText(): string {
     lines.push(`  ${s.name.padEnd(width)}  ${s.summary}`);
     lines.push(`  ${''.padEnd(width)}  family: ${s.family}; demonstrates: ${s.expected}`);
     for (const p of s.params) {
-      const range = p.kind === 'integer' ? `${p.min}..${p.max}` : 'true|false';
+      const range = paramRange(p);
       lines.push(`  ${''.padEnd(width)}  -p ${p.name}=<${range}> (default ${p.default}): ${p.description}`);
     }
   }

@@ -29,12 +29,19 @@ function ilog2(n: number): number {
   return 31 - Math.clz32(n);
 }
 
+/** Where in the vmalloc space an area may go (__vmalloc_node_range's start and end); default: all of it. */
+export interface VmallocRange {
+  readonly start: number;
+  readonly end: number;
+}
+
 /** Allocates `size` bytes of virtually contiguous kernel memory; returns its address, or 0 (NULL). */
-export function* vmalloc(x: Assembler, kernel: Kernel, size: number): KernelProgram {
+export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: VmallocRange): KernelProgram {
   if (size <= 0) return 0;
   const huge = kernel.policy === 'huge' && size >= LARGE_PAGE_SIZE;
   const bytes = huge ? Math.ceil(size / LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE : Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
-  const start = yield x.atomic(LOCK.VMAP_AREA, () => kernel.vmap.reserve(bytes, huge ? LARGE_PAGE_SIZE : PAGE_SIZE));
+  const align = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
+  const start = yield x.atomic(LOCK.VMAP_AREA, () => kernel.vmap.reserve(bytes, align, range?.start, range?.end));
   if (start < 0) return 0;
   let blocks = huge ? yield* allocBlocks(x, kernel, start, bytes, 'huge') : undefined;
   const isHuge = blocks !== undefined;

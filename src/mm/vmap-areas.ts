@@ -48,17 +48,21 @@ export class VmapAreas {
    * Reserves `size` bytes (a page multiple) aligned to `align`, plus a guard page after them; returns the start, or
    * -1 when the space is exhausted.
    */
-  reserve(size: number, align = PAGE_SIZE): number {
+  reserve(size: number, align = PAGE_SIZE, from = this.start, to = this.end): number {
     requireInteger(size, 'vmap area size', PAGE_SIZE, this.end - this.start);
     if (size % PAGE_SIZE !== 0) throw new InputError(`vmap area size ${describeHex(size)} is not a page multiple`);
-    let candidate = this.alignUp(this.start, align);
+    if (from < this.start || to > this.end || from >= to) {
+      throw new InputError(`vmap range ${describeHex(from)}..${describeHex(to)} is not inside the vmalloc space`);
+    }
+    let candidate = this.alignUp(from, align);
     let index = 0;
     for (; index < this.areas.length; index++) {
       const a = this.areas[index]!;
+      if (a.start + a.size + PAGE_SIZE <= candidate) continue;
       if (candidate + size + PAGE_SIZE <= a.start) break;
       candidate = this.alignUp(a.start + a.size + PAGE_SIZE, align);
     }
-    if (candidate + size + PAGE_SIZE > this.end) return -1;
+    if (candidate + size + PAGE_SIZE > to) return -1;
     this.areas.splice(index, 0, { start: candidate, size, blocks: [], huge: false });
     return candidate;
   }

@@ -2,9 +2,10 @@ import { describeValue, InputError } from '../mmu/input-error.ts';
 import { dfTriple, pfInPf } from './double-fault.ts';
 import { type ParamValue, resolveParams, type Scenario, type ScenarioRun } from './scenario.ts';
 import { staleTlb } from './stale-tlb.ts';
+import { vmallocFaultScenario } from './vmalloc-fault.ts';
 
 /** Every scenario, in the order `x86slice list` shows them. */
-export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb];
+export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb, vmallocFaultScenario];
 
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);

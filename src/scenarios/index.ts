@@ -3,3 +3,4 @@ export * from './double-fault.ts';
 export * from './listing.ts';
 export * from './scenario.ts';
 export * from './stale-tlb.ts';
+export * from './vmalloc-fault.ts';

@@ -55,5 +55,22 @@ export const STALE_TLB: ScenarioInfo = {
   ],
 };
 
+export const VMALLOC_FAULT: ScenarioInfo = {
+  name: 'vmalloc-fault',
+  family: 'vmalloc',
+  summary: "a process's mm lacks the top-level entry of a fresh vmalloc area: vmalloc_fault copies it from init_mm",
+  expected: 'ok',
+  params: [
+    {
+      name: 'sync',
+      description:
+        'lazy-fault (pre-5.8: the access faults and vmalloc_fault fixes it) or preallocated (5.9+: no fault)',
+      kind: 'choice',
+      default: 'lazy-fault',
+      choices: ['lazy-fault', 'preallocated'],
+    },
+  ],
+};
+
 /** Every scenario, in the order `x86slice list` shows them (the catalogue holds them in the same order). */
-export const SCENARIO_LIST: readonly ScenarioInfo[] = [PF_IN_PF, DF_TRIPLE, STALE_TLB];
+export const SCENARIO_LIST: readonly ScenarioInfo[] = [PF_IN_PF, DF_TRIPLE, STALE_TLB, VMALLOC_FAULT];

@@ -4,16 +4,25 @@ import { describeValue, InputError } from '../mmu/input-error.ts';
 
 // A scenario is a named, parameterised machine set-up plus how to run it: the catalogue users start from.
 
-export type ParamValue = number | boolean;
+export type ParamValue = number | boolean | string;
 
 export interface ScenarioParam {
   readonly name: string;
   readonly description: string;
-  readonly kind: 'integer' | 'boolean';
+  readonly kind: 'integer' | 'boolean' | 'choice';
   readonly default: ParamValue;
   /** Inclusive range for integers. */
   readonly min?: number;
   readonly max?: number;
+  /** The values a choice takes. */
+  readonly choices?: readonly string[];
+}
+
+/** How a parameter's values are written: 0..2, true|false, lazy-fault|preallocated. */
+export function paramRange(p: ScenarioParam): string {
+  if (p.kind === 'integer') return `${p.min ?? '-inf'}..${p.max ?? 'inf'}`;
+  if (p.kind === 'choice') return (p.choices ?? []).join('|');
+  return 'true|false';
 }
 
 export type ScenarioParams = Readonly<Record<string, ParamValue>>;
@@ -45,7 +54,7 @@ export interface ScenarioRun {
 }
 
 function describeParam(p: ScenarioParam): string {
-  const range = p.kind === 'integer' ? ` (${p.min ?? '-inf'}..${p.max ?? 'inf'})` : ' (true|false)';
+  const range = ` (${paramRange(p)})`;
   return `${p.name}${range}, default ${p.default}`;
 }
 
@@ -68,6 +77,11 @@ export function resolveParams(scenario: Scenario, raw: Readonly<Record<string, s
     }
     // A value from the command line is shown as typed; any other value is described safely.
     const shown = typeof value === 'string' ? value : describeValue(value);
+    if (p.kind === 'choice') {
+      if (typeof value === 'string' && (p.choices ?? []).includes(value)) out[key] = value;
+      else throw new InputError(`parameter ${key}=${shown} must be one of ${paramRange(p)}`);
+      continue;
+    }
     if (p.kind === 'boolean') {
       if (typeof value === 'boolean') out[key] = value;
       else if (value === 'true' || value === 'false') out[key] = value === 'true';
