@@ -8,6 +8,7 @@ export * from './mm/buddy.ts';
 export * from './mm/kernel.ts';
 export * from './mm/kernel-page-tables.ts';
 export * from './mm/mm.ts';
+export * from './mm/task.ts';
 export * from './mm/vmalloc.ts';
 export * from './mm/vmap-areas.ts';
 export * from './mmu/index.ts';

@@ -38,3 +38,14 @@ test('vmalloc-fault: a missing top-level entry is copied from init_mm on the fir
   expect(preallocated.result.outcome).toBe('ok');
   expect(preallocated.machine.trace.filter((e) => e.exceptions)).toEqual([]); // the entry was there from boot
 });
+
+test('vmap-stack-switch: a switch onto an mm that lacks the current stack double-faults unless switch_mm syncs it', () => {
+  const unsynced = runScenario('vmap-stack-switch');
+  expect(unsynced.result.outcome).toBe('double-fault');
+  const push = unsynced.machine.trace.find((e) => e.exceptions)!;
+  expect(push.op).toBe('push'); // switch_to's first push, right after switch_mm's CR3 load
+  expect(push.exceptions!.map((e) => e.name)).toEqual(['#PF', '#PF', '#DF']);
+
+  const synced = runScenario('vmap-stack-switch', { 'sync-stack': true });
+  expect(synced.result.outcome).toBe('ok');
+});

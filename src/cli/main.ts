@@ -48,6 +48,14 @@ VMAP stack page does). The next push faults (#PF); Linux delivers #PF on the cur
 stack and panics. Run it yourself: x86slice run pf-in-pf [--json]; x86slice list shows the other scenarios.
 `;
 
+const SWITCH_INTRO = `
+The same double fault from a context switch (pre-5.8 lazy vmalloc sync): a kernel thread whose VMAP stack sits in a
+top-level slot the next process's mm does not have switches to it. switch_mm loads the process's CR3 while the CPU
+is still on the thread's stack, and switch_to's first push faults where the #PF cannot be delivered. With
+-p sync-stack=true, switch_mm first copies that top-level entry into the next mm, as Linux did, and all is well.
+(x86slice run vmap-stack-switch [-p sync-stack=true] shows the whole timeline.)
+`;
+
 export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
   const cli = cac('x86slice');
   let code = 0;
@@ -56,17 +64,26 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .command('run <scenario>', 'Run a scenario and print its per-CPU timeline')
     .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
     .option('--json', 'Print one JSON object: scenario, outcome, steps, per-CPU final state')
-    .action(async (name: string, options: { param?: string | string[]; json?: boolean }) => {
+    .option('--tail <steps>', 'Print only the last <steps> steps of the timeline')
+    .action(async (name: string, options: { param?: string | string[]; json?: boolean; tail?: unknown }) => {
+      const tail = options.tail === undefined ? undefined : Number(options.tail);
+      if (tail !== undefined && !(Number.isInteger(tail) && tail >= 1)) {
+        throw new InputError(`--tail ${String(options.tail)} must be a positive integer (a number of steps)`);
+      }
       const pairs = options.param === undefined ? [] : [options.param].flat().map(String);
       const params = parseParamStrings(pairs);
       const { runScenario, runReport, runText } = await runner();
       const run = runScenario(name, params, { trace: !options.json });
-      io.out(options.json ? JSON.stringify(runReport(run), null, 2) : runText(run));
+      io.out(options.json ? JSON.stringify(runReport(run), null, 2) : runText(run, tail === undefined ? {} : { tail }));
     });
-  cli.command('demo', 'The flagship demo: pf-in-pf with its timeline').action(async () => {
+  cli.command('demo', 'The flagship demo: pf-in-pf, then vmap-stack-switch both ways').action(async () => {
     const { runScenario, runText } = await runner();
     io.out(DEMO_INTRO);
     io.out(runText(runScenario('pf-in-pf')));
+    io.out(SWITCH_INTRO);
+    io.out(runText(runScenario('vmap-stack-switch'), { tail: 6 }));
+    io.out('');
+    io.out(runText(runScenario('vmap-stack-switch', { 'sync-stack': true }), { tail: 6 }));
   });
   cli.help();
   cli.version('0.1.0');

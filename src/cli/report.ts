@@ -44,16 +44,20 @@ export function runReport(run: ScenarioRun) {
   };
 }
 
-/** The readable form: header, timeline, and the outcome with each CPU's final state. */
-export function runText(run: ScenarioRun): string {
+/** The readable form: header, timeline (its last `tail` steps, when given), and the outcome with each CPU's state. */
+export function runText(run: ScenarioRun, options: { readonly tail?: number } = {}): string {
   const { scenario, result, machine } = run;
+  const trace = machine.trace;
+  const shown = options.tail === undefined ? trace : trace.slice(-options.tail);
+  const skipped = trace.length - shown.length;
   const params = Object.entries(run.params)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
   const lines = [
     `scenario ${scenario.name}${params ? ` (${params})` : ''}: ${scenario.summary}`,
     '',
-    formatTimeline(machine.trace, machine.cpus.length),
+    ...(skipped > 0 ? [`(${skipped} earlier steps not shown)`] : []),
+    formatTimeline(shown, machine.cpus.length),
     '',
     `outcome: ${result.outcome} after ${result.steps} steps${result.limitReached ? ' (step limit reached)' : ''}` +
       (result.outcome === scenario.expected ? '' : ` (this scenario demonstrates ${scenario.expected})`),

@@ -14,6 +14,26 @@ import { RIP_STRIDE, STATUS } from './status.ts';
 // continuation it is about to resume (DESIGN.md "Execution model"): a mismatch stops the CPU (stack corruption).
 
 /**
+ * switch_to(): the program resumes after this instruction when `from` runs again; the CPU now runs `to`'s control
+ * stack on `to`'s RSP (a fresh context: its program from the start). Nothing is read or written: the first access
+ * on the new stack comes with the next instruction.
+ */
+export function switchContext(cpu: Cpu, act: Activation, ins: Instruction): void {
+  if (cpu.regs.cpl !== 0) return cpu.raise(VECTOR_GP, 0, 0);
+  const from = ins.aux!.from!;
+  const to = ins.aux!.to!;
+  // A fresh context's program is started before anything is saved: one that cannot start changes nothing.
+  const fresh = to.saved === undefined ? cpu.activation('task', to.program!, to.args, 0, false) : undefined;
+  cpu.complete(act, 0);
+  from.saved = cpu.activations.slice();
+  from.rsp = cpu.regs.rsp;
+  cpu.replaceControlStack(fresh ? [fresh] : to.saved!);
+  to.saved = undefined;
+  cpu.regs.rsp = to.rsp;
+  cpu.status = STATUS.RUNNING;
+}
+
+/**
  * INT n / INT3: delivered through the IDT as a trap (the frame saves the next RIP). When a fault raised while
  * delivering it is delivered instead, the INT stays pending and re-executes after that handler's iret.
  */

@@ -11,7 +11,7 @@ import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
 import { LocalApic } from './apic.ts';
-import { call, iret, ret, softwareInterrupt } from './control-flow.ts';
+import { call, iret, ret, softwareInterrupt, switchContext } from './control-flow.ts';
 import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
 import { type ExceptionFrame, readExceptionFrame } from './exception-frame.ts';
 import { VECTOR } from './exceptions.ts';
@@ -74,6 +74,7 @@ const {
   COPY: OP_COPY,
   ATOMIC: OP_ATOMIC,
   FILL: OP_FILL,
+  SWITCH_CONTEXT: OP_SWITCH_CONTEXT,
 } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
@@ -258,6 +259,13 @@ export class Cpu {
   pushActivation(a: Activation): void {
     this.activations.push(a);
     this.current = a;
+  }
+
+  /** @internal A context switch: the control stack becomes `list` (innermost last). */
+  replaceControlStack(list: readonly Activation[]): void {
+    this.activations.length = 0;
+    this.activations.push(...list);
+    this.current = this.activations[this.activations.length - 1];
   }
 
   /** @internal */
@@ -691,6 +699,8 @@ export class Cpu {
         return copyChunk(this, act, ins);
       case OP_FILL:
         return fillChunk(this, act, ins);
+      case OP_SWITCH_CONTEXT:
+        return switchContext(this, act, ins);
       case OP_ATOMIC: {
         if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
         const result = returnValue(ins.aux!.action!(), `CPU ${this.id} atomic(${ins.aux!.resource}) action result`);

@@ -1,4 +1,5 @@
 export * from './apic.ts';
+export * from './context.ts';
 export * from './cpu.ts';
 export * from './delivery.ts';
 export * from './exception-frame.ts';

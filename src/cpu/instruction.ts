@@ -7,6 +7,7 @@ import {
   requireOneOf,
   requireOptions,
 } from '../mmu/input-error.ts';
+import { ExecutionContext } from './context.ts';
 import {
   checkDestination,
   checkSize,
@@ -55,6 +56,7 @@ export const OP = {
   ATOMIC: 28,
   FILL: 29,
   MOV_FROM_CR: 30,
+  SWITCH_CONTEXT: 31,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -89,6 +91,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   28: 'atomic',
   29: 'fill',
   30: 'mov-from-cr',
+  31: 'switch-context',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -139,6 +142,9 @@ export interface InstructionAux {
   readonly text?: string;
   readonly target?: IpiDestination;
   readonly outcome?: Exclude<Outcome, 'ok'>;
+  /** `switch-context`: the context saved and the one resumed. */
+  readonly from?: ExecutionContext;
+  readonly to?: ExecutionContext;
   /** `atomic`: the resource it holds for its step, and what it does. */
   readonly resource?: string;
   readonly action?: () => number;
@@ -401,6 +407,21 @@ export class Assembler {
   /** MOV to CR0: WP is the bit kernel code changes; clearing PG or PE in IA-32e mode raises #GP(0). */
   movToCr0(value: number): Instruction {
     return this.make(OP.MOV_TO_CR0, 0, 8, operandValue(value, 8, `${this.where('mov-to-cr0')} value`));
+  }
+  /**
+   * switch_to(): saves the running control stack and RSP in `from` and resumes `to` (a fresh context starts its
+   * program on its stack). One step; the program that executes it resumes after it when `from` runs again. The
+   * next access on the new stack is where a missing mapping shows. Privileged.
+   */
+  switchContext(from: ExecutionContext, to: ExecutionContext): Instruction {
+    const where = this.where('switch-context');
+    if (!(from instanceof ExecutionContext) || !(to instanceof ExecutionContext)) {
+      throw new InputError(
+        `${where}: from ${describeValue(from)} and to ${describeValue(to)} must be ExecutionContexts`,
+      );
+    }
+    if (from === to) throw new InputError(`${where}: from and to are the same context (${to.name})`);
+    return this.make(OP.SWITCH_CONTEXT, 0, 8, 0, 0, { from, to });
   }
   /** MOV from CR0, CR2, CR3 or CR4 (`n`): the result is the register (read_cr3() and friends). Privileged. */
   movFromCr(n: 0 | 2 | 3 | 4): Instruction {

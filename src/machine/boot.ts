@@ -1,6 +1,7 @@
 import type { Cpu } from '../cpu/cpu.ts';
 import { RFLAGS } from '../cpu/registers.ts';
 import { exceptionGates } from '../faults/handlers.ts';
+import { THREAD_SIZE } from '../mm/task.ts';
 import { InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
@@ -10,7 +11,7 @@ import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
 // and NMI stacks on IST1/IST2 in a cpu_entry_area-like region with guard pages, and the IDT of src/faults: without
 // a kernel, #PF oopses unless the faulting instruction has an exception-table fixup, and #DF panics.
 
-export const THREAD_SIZE = 16 * 1024;
+export { THREAD_SIZE };
 export const EXCEPTION_STACK_SIZE = PAGE_SIZE;
 /** First frame the boot allocator hands out (below it: the legacy first MiB). */
 export const BOOT_FRAMES_START = 0x100000;

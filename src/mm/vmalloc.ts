@@ -31,8 +31,10 @@ function ilog2(n: number): number {
 
 /** Where in the vmalloc space an area may go (__vmalloc_node_range's start and end); default: all of it. */
 export interface VmallocRange {
-  readonly start: number;
-  readonly end: number;
+  readonly start?: number;
+  readonly end?: number;
+  /** Alignment of the area (THREAD_ALIGN for a VMAP stack); default a page, 2 MiB for a huge area. */
+  readonly align?: number;
 }
 
 /** Allocates `size` bytes of virtually contiguous kernel memory; returns its address, or 0 (NULL). */
@@ -40,7 +42,7 @@ export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: Vma
   if (size <= 0) return 0;
   const huge = kernel.policy === 'huge' && size >= LARGE_PAGE_SIZE;
   const bytes = huge ? Math.ceil(size / LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE : Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
-  const align = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
+  const align = range?.align ?? (huge ? LARGE_PAGE_SIZE : PAGE_SIZE);
   const start = yield x.atomic(LOCK.VMAP_AREA, () => kernel.vmap.reserve(bytes, align, range?.start, range?.end));
   if (start < 0) return 0;
   let blocks = huge ? yield* allocBlocks(x, kernel, start, bytes, 'huge') : undefined;

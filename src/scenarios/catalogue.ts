@@ -3,9 +3,10 @@ import { dfTriple, pfInPf } from './double-fault.ts';
 import { type ParamValue, resolveParams, type Scenario, type ScenarioRun } from './scenario.ts';
 import { staleTlb } from './stale-tlb.ts';
 import { vmallocFaultScenario } from './vmalloc-fault.ts';
+import { vmapStackSwitch } from './vmap-stack-switch.ts';
 
 /** Every scenario, in the order `x86slice list` shows them. */
-export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb, vmallocFaultScenario];
+export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb, vmallocFaultScenario, vmapStackSwitch];
 
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);

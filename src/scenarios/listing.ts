@@ -72,5 +72,27 @@ export const VMALLOC_FAULT: ScenarioInfo = {
   ],
 };
 
+export const VMAP_STACK_SWITCH: ScenarioInfo = {
+  name: 'vmap-stack-switch',
+  family: 'vmalloc',
+  summary:
+    "a context switch to a task whose mm lacks the current stack's top-level entry: switch_to's push double-faults",
+  expected: 'double-fault',
+  params: [
+    {
+      name: 'sync-stack',
+      description: "switch_mm first copies the current stack's top-level entry into the next mm (pre-5.8)",
+      kind: 'boolean',
+      default: false,
+    },
+  ],
+};
+
 /** Every scenario, in the order `x86slice list` shows them (the catalogue holds them in the same order). */
-export const SCENARIO_LIST: readonly ScenarioInfo[] = [PF_IN_PF, DF_TRIPLE, STALE_TLB, VMALLOC_FAULT];
+export const SCENARIO_LIST: readonly ScenarioInfo[] = [
+  PF_IN_PF,
+  DF_TRIPLE,
+  STALE_TLB,
+  VMALLOC_FAULT,
+  VMAP_STACK_SWITCH,
+];
