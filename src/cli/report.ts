@@ -40,6 +40,7 @@ export function runReport(run: ScenarioRun) {
     steps: run.result.steps,
     limitReached: run.result.limitReached,
     ...(run.result.stop ? { stop: run.result.stop } : {}),
+    ...(run.report ? { report: run.report } : {}),
     cpus: snapshot.cpus.map(cpuJson),
   };
 }
@@ -62,6 +63,7 @@ export function runText(run: ScenarioRun, options: { readonly tail?: number } = 
     `outcome: ${result.outcome} after ${result.steps} steps${result.limitReached ? ' (step limit reached)' : ''}` +
       (result.outcome === scenario.expected ? '' : ` (this scenario demonstrates ${scenario.expected})`),
   ];
+  for (const [key, value] of Object.entries(run.report ?? {})) lines.push(`${key}: ${JSON.stringify(value)}`);
   for (const cpu of machine.cpus) {
     const stop = cpu.stopEvent ? ` (${cpu.stopEvent.outcome}: ${cpu.stopEvent.message.split('\n')[0]})` : '';
     lines.push(

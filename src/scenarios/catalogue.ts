@@ -1,12 +1,22 @@
 import { describeValue, InputError } from '../mmu/input-error.ts';
 import { dfTriple, pfInPf } from './double-fault.ts';
 import { type ParamValue, resolveParams, type Scenario, type ScenarioRun } from './scenario.ts';
+import { stackOverflow } from './stack-overflow.ts';
 import { staleTlb } from './stale-tlb.ts';
 import { vmallocFaultScenario } from './vmalloc-fault.ts';
+import { vmallocOrders } from './vmalloc-orders.ts';
 import { vmapStackSwitch } from './vmap-stack-switch.ts';
 
 /** Every scenario, in the order `x86slice list` shows them. */
-export const SCENARIOS: readonly Scenario[] = [pfInPf, dfTriple, staleTlb, vmallocFaultScenario, vmapStackSwitch];
+export const SCENARIOS: readonly Scenario[] = [
+  pfInPf,
+  dfTriple,
+  staleTlb,
+  stackOverflow,
+  vmallocFaultScenario,
+  vmapStackSwitch,
+  vmallocOrders,
+];
 
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);
@@ -28,5 +38,6 @@ export function runScenario(
   const resolved = resolveParams(scenario, params);
   const built = scenario.build(resolved, { trace: options.trace ?? true });
   const result = built.machine.run(built.run);
-  return { scenario, params: resolved, machine: built.machine, result };
+  const report = built.report?.();
+  return { scenario, params: resolved, machine: built.machine, result, ...(report ? { report } : {}) };
 }

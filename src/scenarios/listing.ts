@@ -88,11 +88,39 @@ export const VMAP_STACK_SWITCH: ScenarioInfo = {
   ],
 };
 
+export const STACK_OVERFLOW: ScenarioInfo = {
+  name: 'stack-overflow',
+  family: 'double-fault',
+  summary: 'unbounded recursion pushes into the guard page below a VMAP stack: #DF reports a kernel stack overflow',
+  expected: 'double-fault',
+  params: [],
+};
+
+export const VMALLOC_ORDERS: ScenarioInfo = {
+  name: 'vmalloc-orders',
+  family: 'vmalloc',
+  summary: 'a seeded vmalloc/vfree workload beside other allocations: orders obtained, buddyinfo, fragmentation',
+  expected: 'ok',
+  params: [
+    {
+      name: 'policy',
+      description: 'how vmalloc backs an area',
+      kind: 'choice',
+      default: 'order0',
+      choices: ['order0', 'high-order', 'huge'],
+    },
+    { name: 'seed', description: 'the workload PRNG seed', kind: 'integer', default: 1, min: 0, max: 2 ** 31 - 1 },
+    { name: 'ops', description: 'operations in the workload', kind: 'integer', default: 300, min: 1, max: 100_000 },
+  ],
+};
+
 /** Every scenario, in the order `x86slice list` shows them (the catalogue holds them in the same order). */
 export const SCENARIO_LIST: readonly ScenarioInfo[] = [
   PF_IN_PF,
   DF_TRIPLE,
   STALE_TLB,
+  STACK_OVERFLOW,
   VMALLOC_FAULT,
   VMAP_STACK_SWITCH,
+  VMALLOC_ORDERS,
 ];

@@ -30,6 +30,8 @@ export type ScenarioParams = Readonly<Record<string, ParamValue>>;
 export interface BuiltScenario {
   readonly machine: Machine;
   readonly run: RunOptions;
+  /** What the scenario measured, after the run (printed by `x86slice run`, in its JSON as `report`). */
+  readonly report?: () => Readonly<Record<string, unknown>>;
 }
 
 /** What a scenario is, without the code that builds it (see listing.ts). */
@@ -51,6 +53,8 @@ export interface ScenarioRun {
   readonly params: ScenarioParams;
   readonly machine: Machine;
   readonly result: RunResult;
+  /** The scenario's own measurements, when it has any. */
+  readonly report?: Readonly<Record<string, unknown>>;
 }
 
 function describeParam(p: ScenarioParam): string {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { formatVirtual } from '../../src/mmu/address.ts';
 import { runScenario } from '../../src/scenarios/catalogue.ts';
 import { FRESH_SLOT } from '../../src/scenarios/vmalloc-fault.ts';
 
@@ -44,5 +45,35 @@ describe('vmap-stack-switch', () => {
     expect(result.outcome).toBe('ok');
     expect(machine.trace.some((e) => e.exceptions)).toBe(false);
     expect(machine.trace.slice(-3).map((e) => e.op)).toEqual(['push', 'pop', 'exit']);
+  });
+});
+
+describe('vmalloc-orders', () => {
+  it('the same seed gives the same workload under each policy; high-order gets higher orders than order0', () => {
+    const run = (policy: string) => runScenario('vmalloc-orders', { policy, ops: 60 }, { trace: false });
+    const order0 = run('order0');
+    const high = run('high-order');
+    expect(order0.result.outcome).toBe('ok');
+    expect(high.result.outcome).toBe('ok');
+    const orders = (r: typeof order0) => Object.keys(r.report!['vmalloc blocks by order'] as object).map(Number);
+    expect(orders(order0)).toEqual([0]);
+    expect(Math.max(...orders(high))).toBeGreaterThan(0);
+    // Deterministic: the same seed and policy, the same report.
+    expect(run('high-order').report).toEqual(high.report);
+  });
+
+  it('huge maps areas of 2 MiB or more with order-9 blocks', () => {
+    const huge = runScenario('vmalloc-orders', { policy: 'huge' }, { trace: false });
+    expect(Object.keys(huge.report!['vmalloc blocks by order'] as object)).toContain('9');
+  });
+});
+
+describe('stack-overflow', () => {
+  it('recursion into the guard page below the VMAP stack is reported as a kernel stack overflow', () => {
+    const { machine, result } = runScenario('stack-overflow');
+    expect(result.outcome).toBe('double-fault');
+    const stack = machine.boot!.taskStacks[0]!;
+    expect(result.stop!.message).toContain('kernel stack overflow (double-fault)');
+    expect(result.stop!.message).toContain(`stack guard page was hit at ${formatVirtual(stack.bottom - 8)}`);
   });
 });
