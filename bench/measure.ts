@@ -4,7 +4,10 @@
 // loads. The `mixed` case measures that polymorphic code on purpose. Prints one JSON line.
 
 import { CR0, EFER } from '../src/cpu/registers.ts';
+import { MachineImage } from '../src/machine/image.ts';
 import { Machine } from '../src/machine/machine.ts';
+import { MIGRATETYPE } from '../src/mm/buddy.ts';
+import { vfree, vmalloc } from '../src/mm/vmalloc.ts';
 import { LAYOUT, PAGE_SIZE } from '../src/mmu/address.ts';
 import { ACCESS, WalkResult, walkPageTables } from '../src/mmu/walker.ts';
 import { bestOf, nowNs, timeChunks, tlbCounters } from './harness.ts';
@@ -25,7 +28,8 @@ const WALK_REPEATS = 5;
 export type BenchCase =
   | { readonly type: 'hit'; readonly kind: HitKind; readonly cpus: number; readonly trace: boolean }
   | { readonly type: 'miss'; readonly layout: 'dense' | 'sparse' }
-  | { readonly type: 'create'; readonly memory: number };
+  | { readonly type: 'create'; readonly memory: number }
+  | { readonly type: 'kernel' };
 
 export interface HitResult {
   readonly kind: HitKind;
@@ -70,6 +74,75 @@ function measureCreate(memory: number): CreateResult {
   for (let i = 0; i < CREATE_REPEATS; i++) time();
   const times = Array.from({ length: CREATE_REPEATS }, time).sort((a, b) => a - b);
   return { memory, medianUs: times[times.length >> 1]!, bestUs: times[0]! };
+}
+
+export interface KernelResult {
+  /** Buddy order-0 alloc+free pairs per second: raw calls, and as two atomic steps of a program. */
+  readonly buddyRawPairsPerSecond: number;
+  readonly buddyStepPairsPerSecond: number;
+  /** vmalloc(16 KiB) + vfree pairs per second, as programs, and the steps one pair takes. */
+  readonly vmallocPairsPerSecond: number;
+  readonly vmallocStepsPerPair: number;
+  /** MachineImage.instantiate() of a booted 4-CPU 256 MiB kernel machine, microseconds (median, best). */
+  readonly instantiateUs: number;
+  readonly instantiateBestUs: number;
+}
+
+/** The kernel layer's costs (issue 7's bench items). */
+function measureKernel(): KernelResult {
+  const zone = Machine.create({ cpus: 1, trace: false, kernel: {} }).kernel!.zone;
+  const RAW = 2_000_000;
+  for (let i = 0; i < RAW / 10; i++) zone.freeBlock(zone.alloc(0, MIGRATETYPE.MOVABLE), 0);
+  let start = nowNs();
+  for (let i = 0; i < RAW; i++) zone.freeBlock(zone.alloc(0, MIGRATETYPE.MOVABLE), 0);
+  const buddyRawPairsPerSecond = RAW / ((nowNs() - start) / 1e9);
+
+  const stepped = Machine.create({ cpus: 1, trace: false, kernel: {} });
+  const k = stepped.kernel!;
+  stepped.load(0, function* (x) {
+    for (;;) {
+      const pfn = yield x.atomic('zone', () => k.zone.alloc(0, MIGRATETYPE.MOVABLE));
+      yield x.atomic('zone', () => {
+        k.zone.freeBlock(pfn, 0);
+        return 0;
+      });
+    }
+  });
+  stepped.run({ maxSteps: 200_000 });
+  start = nowNs();
+  stepped.run({ maxSteps: 1_000_000 });
+  const buddyStepPairsPerSecond = 500_000 / ((nowNs() - start) / 1e9);
+
+  const vm = Machine.create({ cpus: 1, trace: false, kernel: {} });
+  let pairs = 0;
+  vm.load(0, function* (x) {
+    for (;;) {
+      const va = yield* vmalloc(x, vm.kernel!, 16 * 1024);
+      yield* vfree(x, vm.kernel!, va);
+      pairs++;
+    }
+  });
+  vm.run({ maxSteps: 100_000 });
+  pairs = 0;
+  start = nowNs();
+  vm.run({ maxSteps: 1_000_000 });
+  const vmallocPairsPerSecond = pairs / ((nowNs() - start) / 1e9);
+
+  const image = MachineImage.capture(Machine.create({ cpus: 4, memory: 256 * 1024 * 1024, trace: false, kernel: {} }));
+  for (let i = 0; i < 100; i++) image.instantiate({ trace: false });
+  const times = Array.from({ length: 200 }, () => {
+    const t = nowNs();
+    image.instantiate({ trace: false });
+    return (nowNs() - t) / 1000;
+  }).sort((a, b) => a - b);
+  return {
+    buddyRawPairsPerSecond,
+    buddyStepPairsPerSecond,
+    vmallocPairsPerSecond,
+    vmallocStepsPerPair: 1_000_000 / pairs,
+    instantiateUs: times[100]!,
+    instantiateBestUs: times[0]!,
+  };
 }
 
 function measureHit(kind: HitKind, cpus: number, trace: boolean): HitResult {
@@ -145,8 +218,9 @@ function measureMiss(layout: MissResult['layout']): MissResult {
   };
 }
 
-export function measure(c: BenchCase): HitResult | MissResult | CreateResult {
+export function measure(c: BenchCase): HitResult | MissResult | CreateResult | KernelResult {
   if (c.type === 'create') return measureCreate(c.memory);
+  if (c.type === 'kernel') return measureKernel();
   return c.type === 'hit' ? measureHit(c.kind, c.cpus, c.trace) : measureMiss(c.layout);
 }
 

@@ -14,6 +14,7 @@ import {
   type CreateResult,
   HIT_CHUNKS,
   type HitResult,
+  type KernelResult,
   MISS_CHUNKS,
   MISS_PAGES,
   MISS_TLB,
@@ -195,6 +196,48 @@ function main(): void {
   console.log(table(['memory', 'median', 'best', 'vs 64 MiB', 'target'], createRows));
   console.log('');
 
+  // 4. The kernel layer -----------------------------------------------------------------------------------------
+  const kernel = runCase<KernelResult>({ type: 'kernel' }, (r) => r.buddyStepPairsPerSecond);
+  console.log('4. Kernel layer (1 CPU unless stated; programs run with tracing off)');
+  const buddyPass = kernel.buddyStepPairsPerSecond >= 2e6;
+  const imagePass = kernel.instantiateUs < 50;
+  checks.push({
+    name: 'buddy order-0 alloc+free, as steps',
+    value: `${(kernel.buddyStepPairsPerSecond / 1e6).toFixed(2)} M/s`,
+    target: '>= 2 M/s',
+    pass: buddyPass,
+  });
+  checks.push({
+    name: 'instantiate 4-CPU 256 MiB kernel image',
+    value: `${kernel.instantiateUs.toFixed(0)} us`,
+    target: '< 50 us',
+    pass: imagePass,
+  });
+  console.log(
+    table(
+      ['measure', 'figure', 'target'],
+      [
+        ['buddy order-0 alloc+free, raw calls', `${(kernel.buddyRawPairsPerSecond / 1e6).toFixed(2)} M pairs/s`, ''],
+        [
+          'buddy order-0 alloc+free, two atomic steps',
+          `${(kernel.buddyStepPairsPerSecond / 1e6).toFixed(2)} M pairs/s`,
+          `>= 2 M/s ${verdict(buddyPass)}`,
+        ],
+        [
+          'vmalloc(16 KiB) + vfree, programs',
+          `${kernel.vmallocPairsPerSecond.toFixed(0)} pairs/s (${kernel.vmallocStepsPerPair.toFixed(0)} steps each)`,
+          '',
+        ],
+        [
+          'MachineImage.instantiate(), 4 CPUs, 256 MiB, kernel',
+          `${kernel.instantiateUs.toFixed(0)} us (best ${kernel.instantiateBestUs.toFixed(0)})`,
+          `< 50 us ${verdict(imagePass)}`,
+        ],
+      ],
+    ),
+  );
+  console.log('');
+
   // Summary -------------------------------------------------------------------------------------------------------
   console.log('Targets');
   console.log(
@@ -241,6 +284,7 @@ function main(): void {
         missCostNs: round(r.missCostNs),
         walkNs: round(r.walkNs),
       })),
+      kernel,
       create: creations.map((r) => ({ memory: r.memory, medianUs: round(r.medianUs), bestUs: round(r.bestUs) })),
       targets: checks.map((c) => ({ check: c.name, measured: c.value, target: c.target, pass: c.pass })),
       pass: checks.every((c) => c.pass),
