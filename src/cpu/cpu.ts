@@ -304,6 +304,15 @@ export class Cpu {
     (this.idt as (Gate | undefined)[])[vector] = stored;
   }
 
+  /**
+   * @internal Installs a whole IDT whose gates setGate already checked (a machine image's copy of another CPU's
+   * IDT): one array copy rather than 256 checks, which made up half of an image instantiation.
+   */
+  loadIdt(gates: readonly (Gate | undefined)[]): void {
+    const idt = this.idt as (Gate | undefined)[];
+    for (let v = 0; v < 256; v++) idt[v] = gates[v];
+  }
+
   /** Removes the gate for `vector`, as a zeroed IDT descriptor: delivering it raises #GP(vector*8+2+EXT). */
   clearGate(vector: number): void {
     requireInteger(vector, `CPU ${this.id} clearGate: IDT vector`, 0, 255);

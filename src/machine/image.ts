@@ -81,10 +81,7 @@ export class MachineImage {
       Object.assign(cpu.regs, image.regs);
       cpu.tss.rsp0 = image.rsp0;
       cpu.tss.ist.set(image.ist);
-      for (const [vector, gate] of image.idt.entries()) {
-        if (gate) cpu.setGate(vector, gate);
-        else cpu.clearGate(vector);
-      }
+      cpu.loadIdt(image.idt);
       cpu.tlb.copyFrom(image.tlb);
       cpu.apic.copyFrom(image.apic);
       if (image.task) cpu.start(image.task.program, ...image.task.args);

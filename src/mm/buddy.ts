@@ -38,24 +38,24 @@ export interface BuddyInfo {
 
 export class BuddyAllocator {
   /** Head frames only: the block's order while it is allocated or free; NONE for a frame inside a block. */
-  private readonly order: Int8Array;
+  private order: Int8Array;
   /** 1 when the frame heads a free block. */
-  private readonly free: Uint8Array;
+  private free: Uint8Array;
   /** Head frames of free blocks: the migratetype list the block is on. */
-  private readonly freeType: Uint8Array;
+  private freeType: Uint8Array;
   /** Migratetype the frame was allocated with. */
-  readonly migratetype: Uint8Array;
+  migratetype: Uint8Array;
   /** Who holds the frame (a tag the caller gives), NONE when free. */
-  readonly owner: Int32Array;
+  owner: Int32Array;
   /** Bumped each time the frame is freed: an access through a stale translation sees an older generation. */
-  readonly generation: Uint32Array;
+  generation: Uint32Array;
   /** Per pageblock: the migratetype its free pages belong to. */
-  readonly pageblockType: Uint8Array;
+  pageblockType: Uint8Array;
   // Free lists: doubly linked through the head frames, one list per (order, migratetype).
-  private readonly next: Int32Array;
-  private readonly prev: Int32Array;
-  private readonly heads: Int32Array;
-  private readonly counts: Int32Array;
+  private next: Int32Array;
+  private prev: Int32Array;
+  private heads: Int32Array;
+  private counts: Int32Array;
   private freeTotal = 0;
 
   /** Manages frames [firstPfn, firstPfn + frames); firstPfn must be aligned to a pageblock. */
@@ -90,15 +90,34 @@ export class BuddyAllocator {
     }
   }
 
-  /** A copy with the same state (machine images copy the kernel's bookkeeping per instance). */
+  /**
+   * A copy with the same state (machine images copy the kernel's bookkeeping per instance). Copy-on-write: both
+   * share the arrays until either changes something, so instantiating an image costs no per-frame copy.
+   */
   clone(): BuddyAllocator {
     const c = Object.create(BuddyAllocator.prototype) as BuddyAllocator;
-    const fields = this as unknown as Record<string, unknown>;
-    const copy = c as unknown as Record<string, unknown>;
-    for (const [key, value] of Object.entries(fields)) {
-      copy[key] = ArrayBuffer.isView(value) ? (value as Int32Array).slice() : value;
-    }
+    Object.assign(c, this);
+    this.shared = true;
+    c.shared = true;
     return c;
+  }
+
+  /** Arrays shared with a clone: copied before the first change. */
+  private shared = false;
+
+  private unshare(): void {
+    this.order = this.order.slice();
+    this.free = this.free.slice();
+    this.freeType = this.freeType.slice();
+    this.migratetype = this.migratetype.slice();
+    this.owner = this.owner.slice();
+    this.generation = this.generation.slice();
+    this.pageblockType = this.pageblockType.slice();
+    this.next = this.next.slice();
+    this.prev = this.prev.slice();
+    this.heads = this.heads.slice();
+    this.counts = this.counts.slice();
+    this.shared = false;
   }
 
   /** Free pages in all. */
@@ -143,6 +162,7 @@ export class BuddyAllocator {
    * free in any migratetype (the caller's NULL: no reclaim, no compaction here).
    */
   alloc(order: number, type: Migratetype, owner = 0): number {
+    if (this.shared) this.unshare();
     requireInteger(order, 'alloc order', 0, MAX_ORDER);
     requireInteger(owner, 'alloc owner', 0, 2 ** 31 - 1);
     if (type !== 0 && type !== 1 && type !== 2) {
@@ -228,6 +248,7 @@ export class BuddyAllocator {
    * merges with free buddies of the same order, and puts the result on its pageblock's migratetype list.
    */
   freeBlock(pfn: number, order: number): void {
+    if (this.shared) this.unshare();
     requireInteger(order, 'free order', 0, MAX_ORDER);
     const i = requireInteger(pfn, 'free pfn', this.firstPfn, this.firstPfn + this.frames - 1) - this.firstPfn;
     if (this.free[i] === 1 || this.order[i] !== order || this.owner[i] === NONE) {
