@@ -9,6 +9,7 @@ import {
 } from '../mmu/input-error.ts';
 import { ExecutionContext } from './context.ts';
 import {
+  checkChunk,
   checkDestination,
   checkSize,
   checkVector,
@@ -473,16 +474,7 @@ export class Assembler {
     const d = this.address(dst, 'copy destination');
     const s = this.address(src, 'copy source');
     const o = requireOptions<{ chunk: number; fixup: number }>(options, `${where} options`, ['chunk', 'fixup']);
-    const chunk = o.chunk === undefined ? 8 : o.chunk;
-    if (
-      typeof chunk !== 'number' ||
-      !Number.isInteger(chunk) ||
-      chunk < 1 ||
-      chunk > 4096 ||
-      (chunk & (chunk - 1)) !== 0
-    ) {
-      throw new InputError(`${where} chunk ${describeValue(chunk)} must be a power of two in 1..4096`);
-    }
+    const chunk = checkChunk(o.chunk, 1, where);
     const n = requireInteger(bytes, `${where} byte count`, 1, 2 ** 32);
     if (n % chunk !== 0 || d % chunk !== 0 || s % chunk !== 0) {
       throw new InputError(
@@ -506,16 +498,7 @@ export class Assembler {
     const where = this.where('fill');
     const d = this.address(dst, 'fill destination');
     const o = requireOptions<{ chunk: number }>(options, `${where} options`, ['chunk']);
-    const chunk = o.chunk === undefined ? 8 : o.chunk;
-    if (
-      typeof chunk !== 'number' ||
-      !Number.isInteger(chunk) ||
-      chunk < 8 ||
-      chunk > 4096 ||
-      (chunk & (chunk - 1)) !== 0
-    ) {
-      throw new InputError(`${where} chunk ${describeValue(chunk)} must be a power of two in 8..4096`);
-    }
+    const chunk = checkChunk(o.chunk, 8, where);
     const n = requireInteger(bytes, `${where} byte count`, 1, 2 ** 32);
     if (n % chunk !== 0 || d % chunk !== 0) {
       throw new InputError(

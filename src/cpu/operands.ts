@@ -116,3 +116,18 @@ export function returnValue(value: unknown, what: string): number {
   }
   return value;
 }
+
+/** A string instruction's chunk: a power of two from `min` to 4096 bytes (one page), 8 when not given. */
+export function checkChunk(chunk: unknown, min: number, what: string): number {
+  if (chunk === undefined) return 8;
+  if (
+    typeof chunk !== 'number' ||
+    !Number.isInteger(chunk) ||
+    chunk < min ||
+    chunk > 4096 ||
+    (chunk & (chunk - 1)) !== 0
+  ) {
+    throw new InputError(`${what} chunk ${describeValue(chunk)} must be a power of two in ${min}..4096`);
+  }
+  return chunk;
+}
