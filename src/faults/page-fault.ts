@@ -1,6 +1,7 @@
+import { ExecutionContext } from '../cpu/context.ts';
 import type { Assembler, Program } from '../cpu/instruction.ts';
 import type { HandlerContext } from '../cpu/registers.ts';
-import type { Kernel } from '../mm/kernel.ts';
+import { type Kernel, LOCK } from '../mm/kernel.ts';
 import { direct, type KernelProgram } from '../mm/kernel-page-tables.ts';
 import { formatVirtual, fromCanonicalHalves, LAYOUT, LOWER_HALF_END } from '../mmu/address.ts';
 import { entryFrame, PTE_LO, tableIndex } from '../mmu/pte.ts';
@@ -72,9 +73,37 @@ function* savedRip(x: Assembler, ctx: HandlerContext): KernelProgram {
   return fromCanonicalHalves(lo, hi);
 }
 
+/**
+ * A fault from user mode that nothing fixes (do_user_addr_fault -> bad_area -> force_sig(SIGSEGV)): the kernel
+ * logs "NAME[cpu]: segfault at ADDR ip IP error N" and the task dies; the CPU runs on in its idle context, on its
+ * kernel stack (TSS.RSP0, where the handler runs). The kernel is not stopped.
+ */
+function* userSegfault(x: Assembler, kernel: Kernel, ctx: HandlerContext): KernelProgram<void> {
+  const rip = yield* savedRip(x, ctx);
+  yield x.atomic(LOCK.LOG, () => {
+    const task = kernel.current[x.cpuId] ?? 'user';
+    kernel.log.push(
+      `${task}[cpu${x.cpuId}]: segfault at ${formatVirtual(ctx.cr2)} ip ${formatVirtual(rip)} error ${ctx.errorCode}`,
+    );
+    return 0;
+  });
+  const dead = new ExecutionContext(undefined, [], 0, 'exited');
+  const idle = new ExecutionContext(idleTask, [], ctx.frameRsp, 'idle');
+  yield x.switchContext(dead, idle); // do_exit(SIGSEGV): never returns to the task
+}
+
+/** The idle loop a CPU falls back to: interrupts on, then halted (the model's idle state). */
+const idleTask: Program = function* idle(x) {
+  yield x.sti();
+};
+
 /** The #PF handler: with a kernel, the whole kernel-address path; without one, fixup or oops (the minimal boot). */
 export function pageFaultHandler(kernel: Kernel | undefined): Program<[HandlerContext]> {
   return function* pageFault(x, ctx) {
+    if (kernel && (ctx.errorCode & PF_ERROR.U) !== 0) {
+      yield* userSegfault(x, kernel, ctx);
+      return;
+    }
     const kernelAddress = ctx.cr2 >= LOWER_HALF_END;
     const notPresentSupervisor = (ctx.errorCode & (PF_ERROR.RSVD | PF_ERROR.U | PF_ERROR.P)) === 0;
     if (kernel && kernelAddress && notPresentSupervisor && kernel.sync === 'lazy-fault') {

@@ -18,7 +18,7 @@ export interface KernelOptions {
 }
 
 /** Lock names of the bookkeeping, as footprints record them. */
-export const LOCK = { ZONE: 'zone', VMAP_AREA: 'vmap_area' } as const;
+export const LOCK = { ZONE: 'zone', VMAP_AREA: 'vmap_area', RUNQUEUE: 'runqueue', LOG: 'log' } as const;
 
 /** Owner tags the allocator records, so a frame says what it is. */
 export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3 } as const;
@@ -32,10 +32,15 @@ export class Kernel {
     readonly policy: VmallocPolicy,
     readonly sync: VmallocSync,
     readonly vmap: VmapAreas = new VmapAreas(LAYOUT.vmallocStart, LAYOUT.vmallocEnd),
+    /** The name of the task each CPU runs (Linux's per-CPU `current`), set by contextSwitch. */
+    readonly current: string[] = [],
+    /** What the kernel printed and carried on after (a user task's segfault), in order. */
+    readonly log: string[] = [],
   ) {}
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
   clone(): Kernel {
-    return new Kernel(this.zone.clone(), this.initMm, this.policy, this.sync, this.vmap.clone());
+    const { zone, initMm, policy, sync, vmap } = this;
+    return new Kernel(zone.clone(), initMm, policy, sync, vmap.clone(), [...this.current], [...this.log]);
   }
 }

@@ -2,7 +2,7 @@ import { ExecutionContext } from '../cpu/context.ts';
 import type { Assembler, Program } from '../cpu/instruction.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { PTE_LO, tableIndex } from '../mmu/pte.ts';
-import type { Kernel } from './kernel.ts';
+import { type Kernel, LOCK } from './kernel.ts';
 import { direct, type KernelProgram } from './kernel-page-tables.ts';
 import { type VmallocRange, vmalloc } from './vmalloc.ts';
 
@@ -89,6 +89,10 @@ export function* contextSwitch(
   // __switch_to_asm: the callee-saved registers go on the old stack (one push stands for them), then the stacks
   // and control swap; the old task pops them when it runs again.
   yield x.push(0);
+  yield x.atomic(LOCK.RUNQUEUE, () => {
+    kernel.current[x.cpuId] = next.name; // this_cpu_write(current_task, next)
+    return 0;
+  });
   yield x.switchContext(prev.context, next.context);
   yield x.pop();
 }

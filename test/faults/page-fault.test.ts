@@ -4,6 +4,7 @@ import { Machine } from '../../src/machine/machine.ts';
 import { direct } from '../../src/mm/kernel-page-tables.ts';
 import { formatVirtual, LAYOUT, toVirtual } from '../../src/mmu/address.ts';
 import { PTE_LO } from '../../src/mmu/pte.ts';
+import { USER_CS, USER_RFLAGS, USER_SS, USER_STACK, USER_STACK_TOP } from '../cpu/fixtures.ts';
 
 // The kernel's #PF path (arch/x86/mm/fault.c do_kern_addr_fault) as a program: vmalloc_fault, the spurious-fault
 // check, exception fixup, then an oops.
@@ -60,5 +61,37 @@ describe('the kernel #PF handler', () => {
     });
     expect(m.run().outcome).toBe('oops');
     expect(m.trace.some((e) => e.op === 'mov-from-cr')).toBe(false);
+  });
+});
+
+describe('a fault from user mode', () => {
+  it('kills the user task with a segfault report naming it, and the kernel runs on (the CPU idles, no oops)', () => {
+    const m = Machine.create({ cpus: 2, kernel: {} });
+    m.map(USER_STACK, { writable: true, user: true });
+    m.kernel!.current[0] = 'a.out';
+    let after = 0;
+    function* user(x: Assembler) {
+      yield x.load(0x1000, 8); // nothing mapped there: #PF from CPL 3
+      after++;
+    }
+    m.load(0, function* (x: Assembler) {
+      for (const slot of [USER_SS, USER_STACK_TOP, USER_RFLAGS, USER_CS, x.userEntry(user)]) yield x.push(slot);
+      yield x.iret();
+    });
+    let other = 0;
+    m.load(1, function* (x: Assembler) {
+      for (let i = 0; i < 50; i++) {
+        yield x.pause();
+        other++;
+      }
+    });
+    expect(m.run().outcome).toBe('ok');
+    expect(after).toBe(0); // the task never resumed
+    expect(other).toBe(50); // the other CPU ran on
+    expect(m.cpu(0).state).toBe('halted');
+    expect(m.cpu(0).interruptsEnabled).toBe(true);
+    expect(m.kernel!.log).toEqual([
+      expect.stringMatching(/^a\.out\[cpu0\]: segfault at 0x0000000000001000 ip 0x0000000000400\w+ error 4$/),
+    ]);
   });
 });
