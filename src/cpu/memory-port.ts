@@ -2,6 +2,7 @@ import { advanceAddress, canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, 
 import type { Footprint } from '../mmu/footprint.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
+import type { TypedArena } from '../mmu/typed-arena.ts';
 import { ACCESS, type PagingControls, PF_ERROR, VECTOR_PF, WalkResult, walkPageTables } from '../mmu/walker.ts';
 import { PAGE_CACHE_ENTRIES, PageCache } from './page-cache.ts';
 import { CR0, CR4, EFER, type Registers } from './registers.ts';
@@ -43,14 +44,16 @@ export class MemoryPort {
   footprint: Footprint | undefined;
   private readonly walk = new WalkResult();
   /** Pages recently reached through TLB hits (see PageCache). */
-  private readonly pages = new PageCache();
+  private readonly pages: PageCache;
   private readonly controls: PagingControls = { cr3: 0, wp: true, nxe: true };
 
   constructor(
     readonly memory: PhysicalMemory,
     readonly tlb: Tlb,
     private readonly regs: Registers,
+    arena?: TypedArena,
   ) {
+    this.pages = new PageCache(arena);
     const drop = (): void => this.pages.clear();
     tlb.onChange(drop);
     memory.onFramesChange(drop);

@@ -1,3 +1,5 @@
+import { type ArenaSize, TypedArena } from '../mmu/typed-arena.ts';
+
 const PAGE = 4096;
 /** Entries, direct-mapped by bits 12+ of the address: enough that a task's stack and a few data pages coexist. */
 export const PAGE_CACHE_ENTRIES = 32;
@@ -18,13 +20,23 @@ const EMPTY_FRAME = new DataView(new ArrayBuffer(0));
  * reads. The one right left to check on a hit is U/S (`user`).
  */
 export class PageCache {
-  readonly readTag = new Float64Array(PAGE_CACHE_ENTRIES).fill(-1);
-  readonly writeTag = new Float64Array(PAGE_CACHE_ENTRIES).fill(-1);
-  /** 1 when the TLB entry allows CPL 3. */
-  readonly user = new Uint8Array(PAGE_CACHE_ENTRIES);
+  /** The typed-array storage a page cache takes from an arena. */
+  static readonly storage: ArenaSize = { float64: 3 * PAGE_CACHE_ENTRIES, uint8: PAGE_CACHE_ENTRIES };
+  readonly readTag: Float64Array;
+  readonly writeTag: Float64Array;
   /** Physical base of the page. */
-  readonly base = new Float64Array(PAGE_CACHE_ENTRIES);
+  readonly base: Float64Array;
+  /** 1 when the TLB entry allows CPL 3. */
+  readonly user: Uint8Array;
   readonly frames: DataView[] = new Array<DataView>(PAGE_CACHE_ENTRIES).fill(EMPTY_FRAME);
+
+  /** Arrays come from `arena` when given (a machine carves all its CPUs' caches from one buffer), else a new one. */
+  constructor(arena: TypedArena = new TypedArena(PageCache.storage)) {
+    this.readTag = arena.float64(PAGE_CACHE_ENTRIES).fill(-1);
+    this.writeTag = arena.float64(PAGE_CACHE_ENTRIES).fill(-1);
+    this.base = arena.float64(PAGE_CACHE_ENTRIES);
+    this.user = arena.uint8(PAGE_CACHE_ENTRIES);
+  }
   private empty = true;
 
   /** The entry for `va`: bits 12..16 of the address (`>>>` takes the low 32 bits, which hold them). */

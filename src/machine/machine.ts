@@ -8,6 +8,7 @@ import {
   IpiBus,
   type IpiDelivery,
 } from '../cpu/ipi-bus.ts';
+import { PageCache } from '../cpu/page-cache.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { exceptionGates } from '../faults/handlers.ts';
@@ -25,7 +26,8 @@ import {
 } from '../mmu/input-error.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
 import { lookupTables } from '../mmu/table-lookup.ts';
-import type { TlbConfig } from '../mmu/tlb.ts';
+import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
+import { arenaBytes, TypedArena } from '../mmu/typed-arena.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
 import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import type { MapFlags } from './page-tables.ts';
@@ -221,7 +223,13 @@ export class Machine implements CpuBus {
     this.config = config;
     this.memory = new PhysicalMemory(config.memory, base, MAX_CPUS);
     this.memory.setWatcher((owner) => this.cpus[owner]?.wake());
-    this.cpus = Array.from({ length: config.cpus }, (_, id) => new Cpu(id, this.memory, this, { tlb: config.tlb }));
+    // One buffer for every CPU's TLB and page cache (see TypedArena): creating an image instance stays cheap.
+    const perCpu = [Tlb.storage(config.tlb), PageCache.storage];
+    const arena = new TypedArena(arenaBytes(...Array.from({ length: config.cpus }, () => perCpu).flat()));
+    this.cpus = Array.from(
+      { length: config.cpus },
+      (_, id) => new Cpu(id, this.memory, this, { tlb: config.tlb, arena }),
+    );
     this.ipiBus = new IpiBus(
       this.cpus.map((c) => c.apic),
       config.ipiDelivery,

@@ -5,4 +5,5 @@ export * from './physical-memory.ts';
 export * from './pte.ts';
 export * from './table-lookup.ts';
 export * from './tlb.ts';
+export * from './typed-arena.ts';
 export * from './walker.ts';

@@ -1,4 +1,5 @@
 import { formatPhysical, InputError, PAGE_SIZE } from './address.ts';
+import { TypedArena } from './typed-arena.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
@@ -18,6 +19,8 @@ export type FrameStore = ReadonlyMap<number, DataView>;
 
 const CACHE_SETS = 256;
 const ZERO_FRAME = new DataView(new ArrayBuffer(PAGE_SIZE));
+/** The frame cache's initial contents, copied per memory (a slice is faster than filling a new array). */
+const EMPTY_CACHE: readonly DataView[] = new Array<DataView>(CACHE_SETS).fill(ZERO_FRAME);
 
 /** Bits 63..32 of a 64-bit value held in a number: a multiply by 2^-32 (exact), not a division, which is slow. */
 function highWord(value: number): number {
@@ -59,9 +62,11 @@ export class PhysicalMemory {
   private readonly own = new Map<number, DataView>();
   private base: FrameStore | undefined;
   // Direct-mapped cache of pfn -> frame for the hot path; `cacheOwned` says the cached frame may be written.
-  private readonly cachePfn = new Float64Array(CACHE_SETS).fill(-1);
-  private readonly cacheFrame: DataView[] = new Array<DataView>(CACHE_SETS).fill(ZERO_FRAME);
-  private readonly cacheOwned = new Uint8Array(CACHE_SETS);
+  // One buffer for the cache and watch arrays (see TypedArena): a memory is made per machine instance.
+  private readonly arena: TypedArena;
+  private readonly cachePfn: Float64Array;
+  private readonly cacheFrame: DataView[] = EMPTY_CACHE.slice();
+  private readonly cacheOwned: Uint8Array;
   // Write watches: one range per owner (a CPU id), checked only while at least one is armed.
   private watchCount = 0;
   private readonly watchStart: Float64Array;
@@ -76,8 +81,11 @@ export class PhysicalMemory {
     }
     this.size = size;
     this.base = base;
-    this.watchStart = new Float64Array(watchOwners).fill(-1);
-    this.watchEnd = new Float64Array(watchOwners).fill(-1);
+    this.arena = new TypedArena({ float64: CACHE_SETS + 2 * watchOwners, uint8: CACHE_SETS });
+    this.cachePfn = this.arena.float64(CACHE_SETS).fill(-1);
+    this.watchStart = this.arena.float64(watchOwners).fill(-1);
+    this.watchEnd = this.arena.float64(watchOwners).fill(-1);
+    this.cacheOwned = this.arena.uint8(CACHE_SETS);
   }
 
   /** Number of frames materialised in this memory (not counting frames shared with an image). */

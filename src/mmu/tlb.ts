@@ -1,5 +1,6 @@
 import { formatPhysical, formatVirtual, PAGE_SIZE } from './address.ts';
 import { describeValue, InputError, requireOptions } from './input-error.ts';
+import { type ArenaSize, TypedArena } from './typed-arena.ts';
 import type { WalkResult } from './walker.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
@@ -76,7 +77,8 @@ export class Tlb {
   misses = 0;
   private readonly listeners: (() => void)[] = [];
 
-  constructor(config: TlbConfig = {}) {
+  /** The checked geometry of `config` (defaults: 64 entries, 4 ways, 32 large entries); refuses a bad one. */
+  static geometry(config: TlbConfig = {}): { entries: number; ways: number; largeEntries: number } {
     const c = requireOptions<TlbConfig>(config, 'TLB config', ['entries', 'ways', 'largeEntries']);
     const entries = c.entries === undefined ? 64 : c.entries;
     const ways = c.ways === undefined ? 4 : c.ways;
@@ -94,18 +96,32 @@ export class Tlb {
     if (typeof largeEntries !== 'number' || !Number.isInteger(largeEntries) || largeEntries < 0 || largeEntries > 255) {
       throw new InputError(`TLB largeEntries ${describeValue(largeEntries)} must be an integer in 0..255`);
     }
+    return { entries, ways, largeEntries };
+  }
+
+  /** The typed-array storage a TLB of `config` takes from an arena; refuses a bad config as the constructor does. */
+  static storage(config: TlbConfig = {}): ArenaSize {
+    const { entries, ways, largeEntries } = Tlb.geometry(config);
+    return { float64: 2 * entries + 3 * largeEntries, uint32: entries / ways, uint8: entries + largeEntries };
+  }
+
+  /** Arrays come from `arena` when given (a machine carves all its CPUs' TLBs from one buffer), else a new one. */
+  constructor(config: TlbConfig = {}, arena?: TypedArena) {
+    const { entries, ways, largeEntries } = Tlb.geometry(config);
     this.capacity = entries;
     this.ways = ways;
     this.sets = entries / ways;
     this.largeCapacity = largeEntries;
-    this.tag = new Float64Array(entries).fill(-1);
-    this.frame = new Float64Array(entries);
-    this.flags = new Uint8Array(entries);
-    this.nextVictim = new Uint32Array(this.sets);
-    this.largeBase = new Float64Array(largeEntries).fill(-1);
-    this.largeSize = new Float64Array(largeEntries);
-    this.largeFrame = new Float64Array(largeEntries);
-    this.largeFlags = new Uint8Array(largeEntries);
+    // One buffer for all the arrays (see TypedArena): a TLB is made per CPU per machine instance.
+    const a = arena ?? new TypedArena(Tlb.storage(config));
+    this.tag = a.float64(entries).fill(-1);
+    this.frame = a.float64(entries);
+    this.largeBase = a.float64(largeEntries).fill(-1);
+    this.largeSize = a.float64(largeEntries);
+    this.largeFrame = a.float64(largeEntries);
+    this.nextVictim = a.uint32(this.sets);
+    this.flags = a.uint8(entries);
+    this.largeFlags = a.uint8(largeEntries);
   }
 
   /** Calls `listener` after every change to the cached translations (a cache derived from entries drops itself). */
