@@ -19,7 +19,7 @@ function* unmapPage(x: Assembler, machine: Machine, pte: number, va: number): Ge
 }
 
 function buildStackLoss(cpus: number, trace: boolean, options: { dfIst: number; unmapDfStack: boolean }) {
-  const machine = Machine.create({ cpus, trace });
+  const machine = Machine.create({ cpus, trace, kernel: {} });
   const boot = machine.boot!;
   const stack = boot.taskStacks[0]!;
   const stackPage = stack.top - PAGE_SIZE;

@@ -19,6 +19,8 @@ const VALUE = 42;
 export const staleTlb: Scenario = {
   ...STALE_TLB,
   build(p, o) {
+    // The minimal boot, not a kernel: its #PF handler takes the fixup at once, so the trace holds the TLB story
+    // alone (the kernel's fault path would first walk init_mm for vmalloc_fault, adding its loads to CPU1's lane).
     const machine = Machine.create({ cpus: 2, trace: o.trace });
     machine.map(DATA_VA, { writable: true });
     machine.map(FLAGS_VA, { writable: true });
