@@ -151,23 +151,27 @@ export class PageTableEditor {
       noExecute: flags.noExecute ?? true,
       pageSize: true,
     });
+    this.checkVa(va, LARGE);
+    this.checkVa(va + bytes - 1 - ((va + bytes - 1) % LARGE), LARGE);
     let table = -1;
     let tableLevel = 0;
+    let frame: DataView | undefined;
     for (let offset = 0; offset < bytes; ) {
       const huge = (va + offset) % HUGE === 0 && (pa + offset) % HUGE === 0 && bytes - offset >= HUGE;
       const level: 2 | 3 = huge ? 3 : 2;
       const size = huge ? HUGE : LARGE;
       const v = va + offset;
-      this.checkVa(v, size);
-      // A new table is looked up when the level changes or the index wraps to 0 (the next table).
+      // A new table is looked up when the level changes or the index wraps to 0 (the next table); its frame is
+      // then written directly (boot time: no CPU runs, no write watch is armed).
       if (table < 0 || tableLevel !== level || tableIndex(v, level) === 0) {
         table = this.entryFor(v, level) - tableIndex(v, level) * 8;
         tableLevel = level;
+        frame = this.memory.frame(table / PAGE_SIZE, true);
       }
-      const entry = table + tableIndex(v, level) * 8;
+      const at = tableIndex(v, level) * 8;
       const p = pa + offset;
-      this.memory.write32(entry, (template.lo | (p % TWO_32)) >>> 0);
-      this.memory.write32(entry + 4, (template.hi | Math.floor(p / TWO_32)) >>> 0);
+      frame!.setUint32(at, (template.lo | (p % TWO_32)) >>> 0, true);
+      frame!.setUint32(at + 4, (template.hi | Math.floor(p / TWO_32)) >>> 0, true);
       offset += size;
     }
   }
