@@ -14,3 +14,4 @@ export * from './mm/vmap-areas.ts';
 export * from './mmu/index.ts';
 export * from './scenarios/index.ts';
 export * from './trace/index.ts';
+export * from './explore/explore.ts';
