@@ -1,5 +1,6 @@
 // x86slice public API: the hardware model (mmu, cpu) and the machine that steps it.
 export * from './cpu/index.ts';
+export * from './explore/explore.ts';
 export * from './faults/handlers.ts';
 export * from './faults/page-fault.ts';
 export * from './faults/reports.ts';
@@ -14,4 +15,3 @@ export * from './mm/vmap-areas.ts';
 export * from './mmu/index.ts';
 export * from './scenarios/index.ts';
 export * from './trace/index.ts';
-export * from './explore/explore.ts';
