@@ -181,7 +181,7 @@ export function replay(
     if (m.firstStop !== undefined) break;
     if (typeof entry === 'number') {
       const cpu = m.cpus[entry];
-      if (!cpu || !cpu.started || !cpu.runnable) {
+      if (!cpu?.started || !cpu.runnable) {
         const why = !cpu ? 'does not exist' : !cpu.started ? 'has no program' : `cannot move there (${cpu.state})`;
         throw new InputError(`schedule entry ${index} names CPU ${entry}, which ${why}`);
       }
@@ -250,7 +250,7 @@ export function explore(build: () => Machine, options: ExploreOptions = {}): Exp
   let steps = 0;
   let longest = 1;
   for (let e = 0; e < budget; e++) {
-    const chooser = strategy === 'random' ? randomChooser(prng) : pctChooser(prng, build().cpus.length, depth, longest);
+    const chooser = strategy === 'random' ? randomChooser(prng) : pctChooser(prng, cpus, depth, longest);
     const run = execute(build, chooser, maxSteps, o.check);
     steps += run.schedule.length;
     longest = Math.max(longest, run.schedule.length);
