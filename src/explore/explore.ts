@@ -54,15 +54,42 @@ export interface ExploreOptions {
   readonly depth?: number;
   /** A predicate on the final machine; false is an `assertion` violation. */
   readonly check?: (machine: Machine) => boolean;
+  /** TLB evictions and speculative fills an execution may choose (the hardware's freedom). Default 0. */
+  readonly tlbEvents?: number;
 }
 
 /** A choice at one point of an execution: step a CPU, or deliver an IPI in flight to one. */
-type Choice = { readonly cpu: number } | { readonly cpu: number; readonly deliver: DeliverySelector };
+type Choice =
+  | { readonly cpu: number }
+  | { readonly cpu: number; readonly deliver: DeliverySelector }
+  | { readonly cpu: number; readonly tlb: 'evict' | 'fill'; readonly va: number };
 
-function choicesOf(m: Machine): Choice[] {
+/**
+ * The choices at this point. TLB events, while the execution has some left (`tlbEvents`), are the hardware's own
+ * freedom (SDM §4.10.2): any CPU may drop any entry it holds, and may fill, speculatively, a page some other CPU
+ * holds (a page in use, so the candidates stay few).
+ */
+function choicesOf(m: Machine, tlbEventsLeft: number): Choice[] {
   const out: Choice[] = [];
   for (const cpu of m.cpus) if (cpu.runnable && cpu.started) out.push({ cpu: cpu.id });
   for (const ipi of m.inFlightIpis) out.push({ cpu: ipi.to, deliver: ipi.nmi ? 'nmi' : ipi.vector });
+  if (tlbEventsLeft > 0 && out.length > 0) {
+    const held = m.cpus.map(
+      (c) =>
+        new Set(
+          c.tlb
+            .entries()
+            .filter((e) => e.pageSize === 4096)
+            .map((e) => e.va),
+        ),
+    );
+    const inUse = new Set(held.flatMap((s) => [...s]));
+    for (const cpu of m.cpus) {
+      if (!cpu.started) continue;
+      for (const va of held[cpu.id]!) out.push({ cpu: cpu.id, tlb: 'evict', va });
+      for (const va of inUse) if (!held[cpu.id]!.has(va)) out.push({ cpu: cpu.id, tlb: 'fill', va });
+    }
+  }
   return out;
 }
 
@@ -70,6 +97,11 @@ function apply(m: Machine, c: Choice): ScheduleEntry {
   if ('deliver' in c) {
     m.deliverIpi(c.cpu, c.deliver);
     return { cpu: c.cpu, deliver: c.deliver };
+  }
+  if ('tlb' in c) {
+    if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
+    else m.fillTlb(c.cpu, c.va);
+    return { cpu: c.cpu, tlb: c.tlb, va: c.va };
   }
   m.step(c.cpu);
   return c.cpu;
@@ -99,7 +131,7 @@ function pctChooser(prng: Prng, cpus: number, depth: number, k: number): Chooser
   const changes = Array.from({ length: depth - 1 }, () => prng.below(Math.max(1, k)));
   return {
     pick(choices, step) {
-      const owner = (c: Choice) => ('deliver' in c ? cpus : c.cpu);
+      const owner = (c: Choice) => ('deliver' in c || 'tlb' in c ? cpus : c.cpu);
       let best = 0;
       for (let i = 1; i < choices.length; i++) {
         if (priority[owner(choices[i]!)]! > priority[owner(choices[best]!)]!) best = i;
@@ -125,18 +157,27 @@ function classify(m: Machine, limitReached: boolean, check: ExploreOptions['chec
   return { kind: undefined, message: undefined };
 }
 
-function execute(build: () => Machine, chooser: Chooser, maxSteps: number, check: ExploreOptions['check']): Execution {
+function execute(
+  build: () => Machine,
+  chooser: Chooser,
+  maxSteps: number,
+  check: ExploreOptions['check'],
+  tlbEvents: number,
+): Execution {
   const m = build();
   const schedule: ScheduleEntry[] = [];
   let limitReached = false;
+  let eventsLeft = tlbEvents;
   for (let step = 0; m.firstStop === undefined; step++) {
-    const choices = choicesOf(m);
+    const choices = choicesOf(m, eventsLeft);
     if (choices.length === 0) break;
     if (schedule.length >= maxSteps) {
       limitReached = true;
       break;
     }
-    schedule.push(apply(m, choices[chooser.pick(choices, step)]!));
+    const choice = choices[chooser.pick(choices, step)]!;
+    if ('tlb' in choice) eventsLeft--;
+    schedule.push(apply(m, choice));
   }
   return { schedule, ...classify(m, limitReached, check) };
 }
@@ -239,7 +280,9 @@ export function explore(build: () => Machine, options: ExploreOptions = {}): Exp
     'maxSteps',
     'depth',
     'check',
+    'tlbEvents',
   ]);
+  const tlbEvents = o.tlbEvents === undefined ? 0 : requireInteger(o.tlbEvents, 'explore tlbEvents', 0, 1000);
   const strategy = o.strategy === undefined ? 'random' : requireOneOf(o.strategy, 'explore strategy', STRATEGIES);
   const budget = o.budget === undefined ? 200 : requireInteger(o.budget, 'explore budget', 1, 10_000_000);
   const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'explore maxSteps', 1, 10_000_000);
@@ -251,7 +294,7 @@ export function explore(build: () => Machine, options: ExploreOptions = {}): Exp
   let longest = 1;
   for (let e = 0; e < budget; e++) {
     const chooser = strategy === 'random' ? randomChooser(prng) : pctChooser(prng, cpus, depth, longest);
-    const run = execute(build, chooser, maxSteps, o.check);
+    const run = execute(build, chooser, maxSteps, o.check, tlbEvents);
     steps += run.schedule.length;
     longest = Math.max(longest, run.schedule.length);
     if (run.kind === undefined) continue;

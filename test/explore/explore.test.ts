@@ -83,3 +83,46 @@ describe('explore: random and PCT', () => {
     );
   });
 });
+
+describe('TLB events as choices', () => {
+  /**
+   * Once CPU1's first push has cached its stack page, CPU0 clears the page's present bit (a naive migration's first
+   * move, with no flush and no IPI); CPU1 pushes twice more. Its TLB holds the page, so those pushes go through the
+   * stale entry whatever the order of CPU steps: no schedule of steps alone faults. Only the hardware
+   * dropping that entry (an eviction, legal at any time) makes the next push fault, and the #PF frame cannot be
+   * pushed on that stack: a double fault.
+   */
+  function staleStack() {
+    const m = Machine.create({ cpus: 2, trace: false });
+    const stack = m.boot!.taskStacks[1]!;
+    const page = stack.top - 4096;
+    const pte = m.directMap(m.pteAddress(page));
+    const flag = m.map(0xffffc90001000000n, { writable: true });
+    m.load(1, function* (x) {
+      yield x.push(1); // fills CPU1's TLB with the stack page (dirty)
+      yield x.store(flag, 8, 1); // ...and says so
+      yield x.push(2);
+      yield x.push(3);
+    });
+    m.load(0, function* (x) {
+      yield x.spinUntil(flag, 8, (v) => v === 1);
+      const lo: number = yield x.load(pte, 4);
+      yield x.store(pte, 4, lo & ~1);
+    });
+    return m;
+  }
+
+  it('no schedule of CPU steps alone reaches the double fault', () => {
+    for (const strategy of ['random', 'pct'] as const) {
+      expect(explore(staleStack, { strategy, budget: 200 }).violations).toEqual([]);
+    }
+  });
+
+  it('with one TLB event allowed, exploration finds it: the counterexample names the eviction', () => {
+    const result = explore(staleStack, { strategy: 'random', budget: 300, tlbEvents: 1 });
+    expect(result.violations.map((v) => v.kind)).toEqual(['double-fault']);
+    const v = result.violations[0]!;
+    expect(v.schedule).toMatch(/evict:1:0xffffc9000001[0-9a-f]{4}/);
+    expect(replay(staleStack, v.schedule).kind).toBe('double-fault');
+  });
+});
