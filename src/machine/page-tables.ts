@@ -6,6 +6,7 @@ const TWO_32 = 2 ** 32;
 
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { decodePte, encodePte, entryFrame, PTE_LO, type PteFields, tableIndex } from '../mmu/pte.ts';
+import { lookupTables } from '../mmu/table-lookup.ts';
 
 // Boot-time page-table editing: the firmware/early-boot view, writing entries straight into physical memory
 // (DESIGN.md allows explicitly named physical accesses by the kernel). Running programs change page tables with
@@ -179,20 +180,14 @@ export class PageTableEditor {
   /** The leaf mapping of `va`, or undefined when some level is not present. Reads only. */
   lookup(va: number): PageMapping | undefined {
     if (!isCanonical(va)) return undefined;
-    let table = this.pml4;
-    for (let l = 4; l >= 1; l--) {
-      const entry = table + tableIndex(va, l as 1 | 2 | 3 | 4) * 8;
-      const lo = this.memory.read32(entry);
-      const hi = this.memory.read32(entry + 4);
-      const pte = decodePte(lo, hi);
-      if (l === 1 || (l <= 3 && pte.pageSize)) {
-        const level = l as 1 | 2 | 3;
-        return { level, pageSize: PAGE_SIZE * 512 ** (level - 1), entry, pte };
-      }
-      if (!pte.present) return undefined;
-      table = pte.address;
-    }
-    return undefined;
+    // The walk is lookupTables'; a leaf is where it stopped when present, or a non-present PTE (or a non-present
+    // entry with PS set), whose slot a caller may still want to edit.
+    const t = lookupTables(this.memory, this.pml4, va);
+    const entry = t.entries[t.level]!;
+    const pte = decodePte(this.memory.read32(entry), this.memory.read32(entry + 4));
+    if (t.level === 4 || (!t.present && t.level !== 1 && !pte.pageSize)) return undefined;
+    const level = t.level as 1 | 2 | 3;
+    return { level, pageSize: PAGE_SIZE * 512 ** (level - 1), entry, pte };
   }
 
   /** Physical address of the leaf entry mapping `va` (present or not), creating no tables. */

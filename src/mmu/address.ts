@@ -16,7 +16,7 @@ export const NON_CANONICAL = TWO_48;
 /** Bit 47: addresses at or above it in the lower half are in the non-canonical hole. */
 export const LOWER_HALF_END = TWO_47;
 
-import { describeValue, InputError } from './input-error.ts';
+import { describeHex, describeValue, InputError } from './input-error.ts';
 
 export { InputError } from './input-error.ts';
 
@@ -107,7 +107,7 @@ export function formatVirtual(va: number): string {
 
 /** Prints a physical address: 0x1234000. */
 export function formatPhysical(pa: number): string {
-  return typeof pa === 'number' && Number.isSafeInteger(pa) && pa >= 0 ? `0x${pa.toString(16)}` : describeValue(pa);
+  return describeHex(pa);
 }
 
 /** Virtual page number (bits 47:12). */

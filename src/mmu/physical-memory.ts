@@ -264,16 +264,7 @@ export class PhysicalMemory {
 
   /** Copies one 4 KiB frame (migration's copy step). */
   copyFrame(srcPfn: number, dstPfn: number): void {
-    if (!this.inRange(dstPfn * PAGE, PAGE)) return;
-    if (!this.inRange(srcPfn * PAGE, PAGE)) {
-      new Uint8Array(this.frameForWrite(dstPfn).buffer).fill(0xff);
-      if (this.watchCount !== 0) this.notify(dstPfn * PAGE, PAGE);
-      return;
-    }
-    const src = new Uint8Array(this.frameForRead(srcPfn).buffer);
-    const dst = this.frameForWrite(dstPfn);
-    new Uint8Array(dst.buffer).set(src);
-    if (this.watchCount !== 0) this.notify(dstPfn * PAGE, PAGE);
+    this.copy(srcPfn * PAGE, dstPfn * PAGE, PAGE);
   }
 
   /**
