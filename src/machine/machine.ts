@@ -33,7 +33,7 @@ import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import type { MapFlags } from './page-tables.ts';
 import {
   checkScheduleArray,
-  checkScheduleRuns,
+  checkScheduledCpus,
   formatEvent,
   isStepRun,
   Prng,
@@ -499,13 +499,11 @@ export class Machine implements CpuBus {
       o.ipiDelivery === undefined ? this.ipiBus.mode : requireOneOf(o.ipiDelivery, 'ipiDelivery', IPI_DELIVERY_MODES);
     let runs: ScheduleRun[] = [];
     if (policy !== 'round-robin' && !prng) {
-      if (typeof policy === 'string') {
-        runs = parseScheduleRuns(policy);
-        checkScheduleRuns(runs, this.cpus.length);
-      } else {
-        runs = checkScheduleArray(policy, this.cpus.length);
-      }
-      this.checkScheduledCpus(runs);
+      runs = typeof policy === 'string' ? parseScheduleRuns(policy) : checkScheduleArray(policy, this.cpus.length);
+      checkScheduledCpus(
+        runs,
+        this.cpus.map((c) => c.started),
+      );
     }
     // Everything is checked: from here on the run changes the machine.
     const start = this.stepCount;
@@ -522,23 +520,6 @@ export class Machine implements CpuBus {
       return this.result(this.stepCount - start, limitReached);
     } finally {
       this.ipiBus.mode = machineDelivery;
-    }
-  }
-
-  /**
-   * Every CPU a schedule steps must have a program (an idle CPU that only takes interrupts is given one that returns
-   * at once): checked before the first step, so a schedule naming an empty CPU changes nothing.
-   */
-  private checkScheduledCpus(runs: readonly ScheduleRun[]): void {
-    let index = 0;
-    for (const run of runs) {
-      if (isStepRun(run) && !this.cpus[run.cpu]!.started) {
-        throw new InputError(
-          `schedule entry ${index} names CPU ${run.cpu}, which has no program: load one with ` +
-            `machine.load(${run.cpu}, program) (function* () {} for a CPU that only takes interrupts)`,
-        );
-      }
-      index += isStepRun(run) ? run.times : 1;
     }
   }
 

@@ -185,11 +185,22 @@ export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[
   return runs;
 }
 
-/** Checks the CPU of a schedule string's runs against the machine. */
-export function checkScheduleRuns(runs: readonly ScheduleRun[], cpus: number): void {
+/**
+ * Checks every CPU the runs name against the machine before the first step, so a refused schedule changes nothing:
+ * the CPU exists, and a CPU the schedule steps has a program (`hasProgram[cpu]`; an idle CPU that only takes
+ * interrupts is given one that returns at once).
+ */
+export function checkScheduledCpus(runs: readonly ScheduleRun[], hasProgram: readonly boolean[]): void {
   let index = 0;
   for (const run of runs) {
-    checkCpu(run.cpu, `schedule entry ${index}`, cpus);
+    const where = `schedule entry ${index}`;
+    const cpu = checkCpu(run.cpu, where, hasProgram.length);
+    if (isStepRun(run) && !hasProgram[cpu]) {
+      throw new InputError(
+        `${where} names CPU ${cpu}, which has no program: load one with ` +
+          `machine.load(${cpu}, program) (function* () {} for a CPU that only takes interrupts)`,
+      );
+    }
     index += entryCount(run);
   }
 }
