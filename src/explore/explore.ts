@@ -1,7 +1,7 @@
 import type { Outcome } from '../cpu/instruction.ts';
 import type { DeliverySelector } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
-import { formatSchedule, Prng, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
+import { checkScheduleArray, formatSchedule, Prng, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
 import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 
 // Exploring a machine's interleavings (DESIGN.md "Checking"). Programs are generators, which cannot be copied
@@ -203,6 +203,18 @@ function complete(m: Machine, maxSteps: number, taken: number): boolean {
   return false;
 }
 
+function requireBuild(build: unknown, what: string): void {
+  if (typeof build !== 'function') throw new InputError(`${what}: build ${describeValue(build)} must be a function`);
+}
+
+/** The final-state check is a function of the machine, or absent. */
+function requireCheck(check: unknown, what: string): ExploreOptions['check'] {
+  if (check !== undefined && typeof check !== 'function') {
+    throw new InputError(`${what} check ${describeValue(check)} must be a function (machine) => boolean`);
+  }
+  return check as ExploreOptions['check'];
+}
+
 /**
  * Runs `schedule` (a string or entries, as `Machine.run` takes) on a fresh machine from `build`, completes the run
  * (see complete()), and classifies the result as exploration does: what a counterexample reproduces, step for step.
@@ -214,9 +226,14 @@ export function replay(
   schedule: string | readonly ScheduleEntry[],
   options: Pick<ExploreOptions, 'check' | 'maxSteps'> = {},
 ): { readonly machine: Machine; readonly kind: ViolationKind | undefined; readonly message: string | undefined } {
-  const maxSteps = options.maxSteps ?? 10_000;
-  const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
+  requireBuild(build, 'replay');
+  const o = requireOptions<ExploreOptions>(options, 'replay options', ['check', 'maxSteps']);
+  const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'replay maxSteps', 1, 10_000_000);
+  const check = requireCheck(o.check, 'replay');
   const m = build();
+  // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
+  if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
+  const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
   let steps = 0;
   for (const [index, entry] of entries.entries()) {
     if (m.firstStop !== undefined) break;
@@ -237,7 +254,7 @@ export function replay(
     }
   }
   const limitReached = complete(m, maxSteps, steps);
-  return { machine: m, ...classify(m, limitReached, options.check) };
+  return { machine: m, ...classify(m, limitReached, check) };
 }
 
 /** Whether `entries` still produce a violation of `kind` (false when they no longer apply). */
@@ -272,7 +289,7 @@ function minimise(build: () => Machine, entries: ScheduleEntry[], kind: Violatio
  * same set-up): exploration re-runs it from scratch for every execution.
  */
 export function explore(build: () => Machine, options: ExploreOptions = {}): ExploreResult {
-  if (typeof build !== 'function') throw new InputError(`explore: build ${describeValue(build)} must be a function`);
+  requireBuild(build, 'explore');
   const o = requireOptions<ExploreOptions>(options, 'explore options', [
     'strategy',
     'budget',
@@ -287,6 +304,7 @@ export function explore(build: () => Machine, options: ExploreOptions = {}): Exp
   const budget = o.budget === undefined ? 200 : requireInteger(o.budget, 'explore budget', 1, 10_000_000);
   const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'explore maxSteps', 1, 10_000_000);
   const depth = o.depth === undefined ? 3 : requireInteger(o.depth, 'explore depth', 1, 100);
+  requireCheck(o.check, 'explore');
   const prng = new Prng(o.seed === undefined ? 1 : o.seed);
   const cpus = build().cpus.length;
   const found = new Map<ViolationKind, Execution>();

@@ -1,5 +1,6 @@
 import type { Assembler } from '../cpu/instruction.ts';
 import { LARGE_PAGE_SIZE, PAGE_SIZE } from '../mmu/address.ts';
+import { describeHex, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { PTE_LO } from '../mmu/pte.ts';
 import { MAX_ORDER, MIGRATETYPE } from './buddy.ts';
 import { type Kernel, LOCK, OWNER } from './kernel.ts';
@@ -37,9 +38,29 @@ export interface VmallocRange {
   readonly align?: number;
 }
 
+/**
+ * Checks a vmalloc request before its first step, so a bad one is refused with nothing reserved. A size that is a
+ * number but cannot be had (0, negative, beyond the vmalloc space) is not an error: vmalloc returns NULL for it, as
+ * __vmalloc_node_range does.
+ */
+function checkRequest(kernel: Kernel, size: unknown, range: unknown): void {
+  requireInteger(size, 'vmalloc size', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  const r = requireOptions<VmallocRange>(range, 'vmalloc range', ['start', 'end', 'align']);
+  const { start: low, end: high } = kernel.vmap;
+  const start = r.start === undefined ? low : requireInteger(r.start, 'vmalloc range start', low, high - PAGE_SIZE);
+  if (r.end !== undefined) requireInteger(r.end, 'vmalloc range end', start + PAGE_SIZE, high);
+  if (r.align !== undefined) {
+    const align = requireInteger(r.align, 'vmalloc range align', PAGE_SIZE, high - low);
+    if (2 ** Math.round(Math.log2(align)) !== align) {
+      throw new InputError(`vmalloc range align ${describeHex(align)} is not a power of two`);
+    }
+  }
+}
+
 /** Allocates `size` bytes of virtually contiguous kernel memory; returns its address, or 0 (NULL). */
 export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: VmallocRange): KernelProgram {
-  if (size <= 0) return 0;
+  checkRequest(kernel, size, range);
+  if (size <= 0 || size > kernel.vmap.end - kernel.vmap.start) return 0;
   const huge = kernel.policy === 'huge' && size >= LARGE_PAGE_SIZE;
   const bytes = huge ? Math.ceil(size / LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE : Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
   const align = range?.align ?? (huge ? LARGE_PAGE_SIZE : PAGE_SIZE);

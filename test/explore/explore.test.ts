@@ -75,6 +75,20 @@ describe('explore: random and PCT', () => {
     expect(() => explore(racyCounter, { strategy: 'dfs' as never })).toThrow(InputError);
     expect(() => explore(racyCounter, { budget: 0 })).toThrow(/explore budget 0 must be an integer/);
     expect(() => explore('pf-in-pf' as never)).toThrow(/build 'pf-in-pf' must be a function/);
+    expect(() => explore(racyCounter, { check: true as never })).toThrow(
+      /^explore check true must be a function \(machine\) => boolean$/,
+    );
+  });
+
+  it('bad replay options and schedule arrays are refused before any step, naming the value', () => {
+    expect(() => replay(racyCounter, '0', { maxSteps: 1.5 })).toThrow(/^replay maxSteps 1\.5 must be an integer/);
+    expect(() => replay(racyCounter, '0', { check: 'yes' as never })).toThrow(/^replay check 'yes' must be a function/);
+    expect(() => replay(racyCounter, '0', { seed: 1 } as never)).toThrow(
+      /^replay options has an unknown option 'seed'/,
+    );
+    expect(() => replay(5 as never, '0')).toThrow(/^replay: build 5 must be a function/);
+    expect(() => replay(racyCounter, [0, null] as never)).toThrow(/^schedule entry 1 is null/);
+    expect(() => replay(racyCounter, [0, 9])).toThrow(/^schedule entry 1 names CPU 9, which does not exist/);
   });
 
   it('a schedule that does not apply is refused, naming the entry', () => {

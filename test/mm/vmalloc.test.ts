@@ -128,6 +128,48 @@ describe('vmalloc and vfree', () => {
     expect(k.vmap.list).toHaveLength(areas);
   });
 
+  it('a size beyond the vmalloc space, zero or negative gets 0 (NULL), as in Linux, with nothing reserved', () => {
+    const m = kernelMachine();
+    const k = m.kernel!;
+    const areas = k.vmap.list.length;
+    const results: number[] = [];
+    m.load(0, function* (x: Assembler) {
+      for (const size of [LAYOUT.vmallocEnd - LAYOUT.vmallocStart + 1, 0, -PAGE_SIZE]) {
+        results.push(yield* vmalloc(x, k, size));
+      }
+    });
+    expect(m.run().outcome).toBe('ok');
+    expect(results).toEqual([0, 0, 0]);
+    expect(k.vmap.list).toHaveLength(areas);
+  });
+
+  it.each([
+    ['a size that is not an integer', Number.NaN, undefined, /^vmalloc size NaN must be an integer/],
+    ['a size given as a string', '4096', undefined, /^vmalloc size '4096' must be an integer/],
+    ['a range with an unknown option', PAGE_SIZE, { from: 0 }, /^vmalloc range has an unknown option 'from'/],
+    ['a range start outside the space', PAGE_SIZE, { start: 0 }, /^vmalloc range start 0 must be an integer in/],
+    ['a range end before its start', PAGE_SIZE, { start: LAYOUT.vmallocEnd - 2 * PAGE_SIZE, end: 1 }, /range end 1/],
+    ['an alignment that is no power of two', PAGE_SIZE, { align: 3 * PAGE_SIZE }, /align 0x3000 is not a power of two/],
+  ])('vmalloc refuses %s before its first step, reserving nothing', (_what, size, range, rule) => {
+    const m = kernelMachine();
+    const k = m.kernel!;
+    const areas = k.vmap.list.length;
+    const free = k.zone.freePages;
+    m.load(0, function* (x: Assembler) {
+      yield* vmalloc(x, k, size as number, range as never);
+    });
+    let error: unknown;
+    try {
+      m.run();
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as Error).message).toMatch(rule);
+    expect(k.vmap.list).toHaveLength(areas);
+    expect(k.zone.freePages).toBe(free);
+  });
+
   it('vfree of an address that is no area is refused (-1) and frees nothing', () => {
     const m = kernelMachine();
     let result = 0;
