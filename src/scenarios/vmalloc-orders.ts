@@ -36,7 +36,11 @@ export const vmallocOrders: Scenario = {
           if (va === 0) failures++;
           else {
             areas.push(va);
-            for (const b of kernel.vmap.find(va)!.blocks) orders.set(b.order, (orders.get(b.order) ?? 0) + 1);
+            // Counted under the area lock, as a kernel reading its vmap areas would (a step like any other).
+            yield x.atomic(LOCK.VMAP_AREA, () => {
+              for (const b of kernel.vmap.find(va)!.blocks) orders.set(b.order, (orders.get(b.order) ?? 0) + 1);
+              return 0;
+            });
           }
         } else if (roll < 6 && areas.length > 0) {
           const [va] = areas.splice(prng.below(areas.length), 1);
