@@ -12,7 +12,7 @@ import { PageCache } from '../cpu/page-cache.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { exceptionGates } from '../faults/handlers.ts';
-import { type Kernel, type KernelOptions, VMALLOC_POLICIES, VMALLOC_SYNCS } from '../mm/kernel.ts';
+import type { Kernel } from '../mm/kernel.ts';
 import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
 import {
@@ -26,10 +26,11 @@ import {
 } from '../mmu/input-error.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
 import { lookupTables } from '../mmu/table-lookup.ts';
-import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
+import { Tlb } from '../mmu/tlb.ts';
 import { arenaBytes, TypedArena } from '../mmu/typed-arena.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
 import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
+import { MAX_CPUS, type MachineConfig, type ResolvedConfig, resolveConfig } from './machine-config.ts';
 import type { MapFlags } from './page-tables.ts';
 import {
   checkScheduleArray,
@@ -44,26 +45,19 @@ import {
 import { type MachineSnapshot, snapshotMachine } from './snapshot.ts';
 import { TraceLog } from './trace-log.ts';
 
+export { MAX_CPUS, MAX_MEMORY, type MachineConfig, MIN_BOOT_MEMORY } from './machine-config.ts';
+
 const log = {
   cpu: createDebug('x86slice:cpu'),
   mmu: createDebug('x86slice:mmu'),
   apic: createDebug('x86slice:apic'),
 };
 
-export const MAX_CPUS = 64;
 const STATUS_RUNNING = STATUS.RUNNING;
 /** What a run's steps record (Machine.recording): nothing, the trace only, or everything through stepCpu. */
 const RECORD_NOTHING = 0;
 const RECORD_TRACE = 1;
 const RECORD_ALL = 2;
-const DEFAULT_MEMORY = 64 * 1024 * 1024;
-/**
- * The most memory a machine may have: 64 TiB, what Linux's 4-level direct map (0xffff888000000000, 64 TiB) and
- * the model's MAXPHYADDR (46 bits) can hold. Memory is sparse, so any size up to it costs what is touched.
- */
-export const MAX_MEMORY = 2 ** 46;
-/** Memory the minimal boot needs for page tables and stacks. */
-export const MIN_BOOT_MEMORY = 4 * 1024 * 1024;
 /** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
 const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
 const CODE_STRIDE = 0x1_0000;
@@ -78,31 +72,6 @@ function assignCodeAddress(assigned: Map<Program, number>, program: Program, bas
     assigned.set(program, address);
   }
   return address;
-}
-
-export interface MachineConfig {
-  /** Number of CPUs, 1..64. Default 2. */
-  readonly cpus?: number;
-  /** Physical memory in bytes (multiple of 4 KiB). Default 64 MiB; a larger machine costs what it touches. */
-  readonly memory?: number;
-  readonly tlb?: TlbConfig;
-  /** Record a StepEvent per step in `trace`. Default true. */
-  readonly trace?: boolean;
-  /** Record each step's footprint (for the checker). Default false. */
-  readonly footprint?: boolean;
-  /** Build page tables, stacks and IDTs (bootMinimal). Default true; false leaves bare CPUs. */
-  readonly boot?: boolean;
-  /**
-   * When a sent IPI reaches its target: `immediate` (default; in the sending step) or `scheduled` (in flight until
-   * a delivery event: a schedule's `deliver:` entry, `deliverIpi`, or the built-in policies' bus turn).
-   */
-  readonly ipiDelivery?: IpiDelivery;
-  /**
-   * Boot the Linux-like kernel too: the zone's buddy allocator over the memory above an 8 MiB boot reserve, vmap
-   * areas, and the vmalloc policies (`vmalloc`: 'order0' (default) | 'high-order' | 'huge'; `sync`: 'lazy-fault'
-   * (default) | 'preallocated'). Kernel programs (vmalloc, vfree) take `machine.kernel`.
-   */
-  readonly kernel?: KernelOptions;
 }
 
 export interface RunOptions {
@@ -125,66 +94,6 @@ export interface RunResult {
   /** The first CPU that stopped with an event, and why. */
   readonly stop?: StopEvent & { readonly cpu: number; readonly step: number };
   readonly cpus: readonly { readonly id: number; readonly state: Cpu['state'] }[];
-}
-
-interface ResolvedConfig {
-  readonly cpus: number;
-  readonly memory: number;
-  readonly tlb: TlbConfig;
-  readonly trace: boolean;
-  readonly footprint: boolean;
-  readonly boot: boolean;
-  readonly ipiDelivery: IpiDelivery;
-  readonly kernel: Required<KernelOptions> | undefined;
-}
-
-const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot', 'ipiDelivery', 'kernel'] as const;
-
-function resolveKernel(value: unknown, boot: boolean): Required<KernelOptions> | undefined {
-  if (value === undefined) return undefined;
-  const k = requireOptions<KernelOptions>(value, 'Machine.create option kernel', ['vmalloc', 'sync']);
-  if (!boot) throw new InputError('Machine.create option kernel needs boot: a kernel boots on the minimal boot');
-  return {
-    vmalloc: k.vmalloc === undefined ? 'order0' : requireOneOf(k.vmalloc, 'kernel option vmalloc', VMALLOC_POLICIES),
-    sync: k.sync === undefined ? 'lazy-fault' : requireOneOf(k.sync, 'kernel option sync', VMALLOC_SYNCS),
-  };
-}
-
-/** Checks every option of Machine.create before anything is built (docs/guide.md "Errors"). */
-function resolveConfig(config: MachineConfig): ResolvedConfig {
-  const c = requireOptions<MachineConfig>(config, 'Machine.create options', CONFIG_KEYS);
-  const cpus = c.cpus === undefined ? 2 : c.cpus;
-  if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
-    throw new InputError(`cpus ${describeValue(cpus)} is impossible: a machine has 1..${MAX_CPUS} CPUs`);
-  }
-  const boot = requireBoolean(c.boot, 'Machine.create option boot', true);
-  const memory = c.memory === undefined ? DEFAULT_MEMORY : c.memory;
-  if (typeof memory !== 'number' || !Number.isSafeInteger(memory) || memory <= 0 || memory % PAGE_SIZE !== 0) {
-    throw new InputError(`memory size ${describeValue(memory)} must be a positive multiple of the page size (4096)`);
-  }
-  if (memory > MAX_MEMORY) {
-    throw new InputError(
-      `memory ${describeHex(memory)} is impossible: at most 64 TiB (2^46 bytes), what the direct map ` +
-        '(0xffff888000000000, 64 TiB) and MAXPHYADDR (46 bits) can hold',
-    );
-  }
-  if (boot && memory < MIN_BOOT_MEMORY) {
-    throw new InputError(`memory of ${memory} bytes is too small to boot: the minimal boot needs 4 MiB`);
-  }
-  const tlb = requireOptions<TlbConfig>(c.tlb, 'Machine.create option tlb', ['entries', 'ways', 'largeEntries']);
-  return {
-    cpus,
-    memory,
-    tlb,
-    trace: requireBoolean(c.trace, 'Machine.create option trace', true),
-    footprint: requireBoolean(c.footprint, 'Machine.create option footprint', false),
-    boot,
-    kernel: resolveKernel(c.kernel, boot),
-    ipiDelivery:
-      c.ipiDelivery === undefined
-        ? 'immediate'
-        : requireOneOf(c.ipiDelivery, 'Machine.create option ipiDelivery', IPI_DELIVERY_MODES),
-  };
 }
 
 const RUN_KEYS = ['schedule', 'seed', 'maxSteps', 'ipiDelivery'] as const;
