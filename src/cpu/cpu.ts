@@ -158,6 +158,9 @@ export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
 /** An IDT with no gates, copied per CPU (slicing a template is 4x faster than filling a new array). */
 const EMPTY_IDT: readonly (Gate | undefined)[] = new Array<Gate | undefined>(256).fill(undefined);
 
+/** A local APIC as made: nothing pending, nothing in service (what a reset CPU copies). */
+const EMPTY_APIC = new LocalApic();
+
 /** The context of a CPU that has no program (Linux's idle loop): interrupts return to it and it halts again. */
 const idleLoop: Program = function* idle() {};
 
@@ -167,6 +170,8 @@ export class Cpu {
   readonly tss: TaskStateSegment = emptyTss();
   /** The IDT: set it with setGate()/clearGate(), which check what they store. */
   readonly idt: readonly (Gate | undefined)[] = EMPTY_IDT.slice();
+  /** Counts IDT changes: an unchanged generation means an unchanged IDT (a machine reset's test). */
+  idtGeneration = 0;
   readonly tlb: Tlb;
   readonly apic = new LocalApic();
   readonly port: MemoryPort;
@@ -219,6 +224,49 @@ export class Cpu {
       this.userEntries.set(rip, { program, args });
       return rip;
     });
+  }
+
+  /**
+   * Back to the state the constructor leaves (no program, halted, default registers, empty IDT, TLB and APIC),
+   * for a machine image that resets an instance instead of building one. Every field the constructor or a step
+   * sets is here; test/machine/image-reset.test.ts compares a reset CPU with a new one field by field.
+   */
+  reset(): void {
+    Object.assign(this.regs, defaultRegisters());
+    const tss = emptyTss();
+    this.tss.rsp0 = tss.rsp0;
+    this.tss.ist.set(tss.ist);
+    this.loadIdt(EMPTY_IDT);
+    this.tlb.flushAll();
+    this.apic.copyFrom(EMPTY_APIC);
+    this.resetRunState();
+  }
+
+  /**
+   * reset() but for the architectural state a machine image copies in anyway (registers, TSS, IDT, TLB, APIC):
+   * what a step leaves behind, and the program.
+   */
+  resetRunState(): void {
+    this.port.reset();
+    this.asm.builds = 0;
+    this.asm.consumed = 0;
+    this.status = STATUS_HALTED;
+    this.stopEvent = undefined;
+    this.lastException = undefined;
+    this.nmiBlocked = false;
+    this.interruptShadow = false;
+    if (this.exceptionLog.length !== 0) this.exceptionLog.length = 0;
+    this.steps = 0;
+    this.lastKind = STEP_KIND.IDLE;
+    this.lastInstruction = undefined;
+    this.lastResult = 0;
+    this.lastAccepted = undefined;
+    this.lastCopyDestination = 0;
+    this.lastIpiTargets = undefined;
+    this.activations.length = 0;
+    this.current = undefined;
+    this.task = undefined;
+    if (this.userEntries.size !== 0) this.userEntries.clear();
   }
 
   /** RIP of the next instruction of the innermost program (0 before any program starts). */
@@ -308,6 +356,7 @@ export class Cpu {
           : requireInteger(gate.selector, `${where}: selector`, 0, 0xffff),
     });
     (this.idt as (Gate | undefined)[])[vector] = stored;
+    this.idtGeneration++;
   }
 
   /**
@@ -317,12 +366,14 @@ export class Cpu {
   loadIdt(gates: readonly (Gate | undefined)[]): void {
     const idt = this.idt as (Gate | undefined)[];
     for (let v = 0; v < 256; v++) idt[v] = gates[v];
+    this.idtGeneration++;
   }
 
   /** Removes the gate for `vector`, as a zeroed IDT descriptor: delivering it raises #GP(vector*8+2+EXT). */
   clearGate(vector: number): void {
     requireInteger(vector, `CPU ${this.id} clearGate: IDT vector`, 0, 255);
     (this.idt as (Gate | undefined)[])[vector] = undefined;
+    this.idtGeneration++;
   }
 
   /** @internal */

@@ -59,6 +59,18 @@ export class MemoryPort {
     memory.onFramesChange(drop);
   }
 
+  /** Forgets the pages cached for TLB hits (footprints start again: every access must reach them). */
+  dropPages(): void {
+    this.pages.clear();
+  }
+
+  /** As made: nothing cached, no last access (a machine reset). */
+  reset(): void {
+    this.pages.clear();
+    this.lastHit = false;
+    this.lastPa = -1;
+  }
+
   private syncControls(): PagingControls {
     const c = this.controls;
     c.cr3 = this.regs.cr3;

@@ -1,4 +1,5 @@
 import { LocalApic } from '../cpu/apic.ts';
+import type { Cpu } from '../cpu/cpu.ts';
 import type { Program } from '../cpu/instruction.ts';
 import { IpiBus } from '../cpu/ipi-bus.ts';
 import type { Gate, Registers } from '../cpu/registers.ts';
@@ -69,20 +70,50 @@ export class MachineImage {
     return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus, kernel);
   }
 
+  /** The IDT and TLB generations each CPU of an instance had when this image last loaded it. */
+  private readonly loaded = new WeakMap<Cpu, { idt: number; tlb: number }>();
+  /** Machines this image made, which reset() accepts. */
+  private readonly instances = new WeakSet<Machine>();
+
   /** A new machine in the image's state, its programs loaded afresh. Options override tracing/footprints. */
   instantiate(options: { readonly trace?: boolean; readonly footprint?: boolean } = {}): Machine {
     const m = Machine.fromFrames({ ...this.config, ...options }, this.frames, this.codeAddresses);
-    if (this.boot) {
+    this.instances.add(m);
+    return this.load(m);
+  }
+
+  /**
+   * Puts `machine` (made by this image's instantiate) back in the image's state, its programs restarted: the
+   * checker's next execution without building a machine (its typed arrays, TLBs and trace are reused). Tracing and
+   * footprints stay as the machine was made.
+   */
+  reset(machine: Machine): Machine {
+    if (!this.instances.has(machine)) {
+      throw new InputError('reset(machine): the machine was not made by this image (use image.instantiate())');
+    }
+    machine.resetForImage(this.codeAddresses);
+    return this.load(machine);
+  }
+
+  /** Copies the image's state into a machine made on its frames. */
+  private load(m: Machine): Machine {
+    if (this.boot && m.boot) {
+      m.boot.frames.rewind(this.boot.framesPosition); // a reset: the boot record is the one load() made
+    } else if (this.boot) {
       const frames = new BootFrameAllocator(this.boot.framesPosition, m.memory.size);
       m.boot = { ...this.boot, frames, pageTables: new PageTableEditor(m.memory, this.boot.pml4, frames) };
     }
-    for (const [id, image] of this.cpus.entries()) {
-      const cpu = m.cpu(id);
+    for (let id = 0; id < this.cpus.length; id++) {
+      const image = this.cpus[id]!;
+      const cpu = m.cpus[id]!;
       Object.assign(cpu.regs, image.regs);
       cpu.tss.rsp0 = image.rsp0;
       cpu.tss.ist.set(image.ist);
-      cpu.loadIdt(image.idt);
-      cpu.tlb.copyFrom(image.tlb);
+      // An IDT or TLB whose generation is the one this image left is unchanged: no copy (most resets).
+      const left = this.loaded.get(cpu);
+      if (left?.idt !== cpu.idtGeneration) cpu.loadIdt(image.idt);
+      if (left?.tlb !== cpu.tlb.generation) cpu.tlb.copyFrom(image.tlb);
+      this.loaded.set(cpu, { idt: cpu.idtGeneration, tlb: cpu.tlb.generation });
       cpu.apic.copyFrom(image.apic);
       if (image.task) cpu.start(image.task.program, ...image.task.args);
     }

@@ -31,6 +31,12 @@ export interface MachineConfig {
   readonly tlb?: TlbConfig;
   /** Record a StepEvent per step in `trace`. Default true. */
   readonly trace?: boolean;
+  /**
+   * Keep only the last `traceLimit` events of the trace (an integer >= 1), so a long run does not grow without
+   * bound; `machine.traceLog.dropped` counts the events evicted. Default: no limit. (`undefined` is the default, so
+   * an image's settings can be passed on as they are.)
+   */
+  readonly traceLimit?: number | undefined;
   /** Record each step's footprint (for the checker). Default false. */
   readonly footprint?: boolean;
   /** Build page tables, stacks and IDTs (bootMinimal). Default true; false leaves bare CPUs. */
@@ -53,13 +59,24 @@ export interface ResolvedConfig {
   readonly memory: number;
   readonly tlb: TlbConfig;
   readonly trace: boolean;
+  readonly traceLimit: number | undefined;
   readonly footprint: boolean;
   readonly boot: boolean;
   readonly ipiDelivery: IpiDelivery;
   readonly kernel: Required<KernelOptions> | undefined;
 }
 
-const CONFIG_KEYS = ['cpus', 'memory', 'tlb', 'trace', 'footprint', 'boot', 'ipiDelivery', 'kernel'] as const;
+const CONFIG_KEYS = [
+  'cpus',
+  'memory',
+  'tlb',
+  'trace',
+  'traceLimit',
+  'footprint',
+  'boot',
+  'ipiDelivery',
+  'kernel',
+] as const;
 
 function resolveKernel(value: unknown, boot: boolean): Required<KernelOptions> | undefined {
   if (value === undefined) return undefined;
@@ -69,6 +86,17 @@ function resolveKernel(value: unknown, boot: boolean): Required<KernelOptions> |
     vmalloc: k.vmalloc === undefined ? 'order0' : requireOneOf(k.vmalloc, 'kernel option vmalloc', VMALLOC_POLICIES),
     sync: k.sync === undefined ? 'lazy-fault' : requireOneOf(k.sync, 'kernel option sync', VMALLOC_SYNCS),
   };
+}
+
+function resolveTraceLimit(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new InputError(
+      `Machine.create option traceLimit ${describeValue(value)} must be an integer >= 1 (the events the trace ` +
+        'keeps; omit it for no limit)',
+    );
+  }
+  return value;
 }
 
 /** Checks every option of Machine.create before anything is built (docs/guide.md "Errors"). */
@@ -98,6 +126,7 @@ export function resolveConfig(config: MachineConfig): ResolvedConfig {
     memory,
     tlb,
     trace: requireBoolean(c.trace, 'Machine.create option trace', true),
+    traceLimit: resolveTraceLimit(c.traceLimit),
     footprint: requireBoolean(c.footprint, 'Machine.create option footprint', false),
     boot,
     kernel: resolveKernel(c.kernel, boot),

@@ -111,11 +111,12 @@ export class Machine implements CpuBus {
   readonly cpus: readonly Cpu[];
   readonly config: ResolvedConfig;
   /** The recorded steps, when tracing is on (see `trace`). */
-  readonly traceLog = new TraceLog();
+  readonly traceLog: TraceLog;
   /** One-step log for debug output when tracing is off. */
   private readonly logScratch = new TraceLog();
-  /** Footprint of the last step, when footprints are on. */
-  readonly footprint: Footprint | undefined;
+  /** Footprint of the last step, when footprints are on (config `footprint`, or recordFootprints()). */
+  footprint: Footprint | undefined;
+  private pausedFootprint: Footprint | undefined;
   /** The interrupt bus: where IPIs in flight wait for delivery. */
   readonly ipiBus: IpiBus;
   boot: BootInfo | undefined;
@@ -130,6 +131,7 @@ export class Machine implements CpuBus {
 
   protected constructor(config: ResolvedConfig, base?: FrameStore, codeAddresses?: Map<Program, number>) {
     this.config = config;
+    this.traceLog = new TraceLog(config.traceLimit);
     this.memory = new PhysicalMemory(config.memory, base, MAX_CPUS);
     this.memory.setWatcher((owner) => this.cpus[owner]?.wake());
     // One buffer for every CPU's TLB and page cache (see TypedArena): creating an image instance stays cheap.
@@ -162,9 +164,68 @@ export class Machine implements CpuBus {
     return m;
   }
 
+  /**
+   * Internal (MachineImage.reset): back to a machine just made on its frames, with `codeAddresses`, before the
+   * image's state is copied in. Every field the constructor sets is reset here or by the image.
+   */
+  resetForImage(codeAddresses: ReadonlyMap<Program, number>): void {
+    this.pauseFootprints(false);
+    this.memory.reset();
+    // The image copies registers, TSS, IDT, TLB and APIC in next (see MachineImage.load).
+    for (const cpu of this.cpus) cpu.resetRunState();
+    if (this.traceLog.length !== 0) this.traceLog.clear();
+    if (this.logScratch.length !== 0) this.logScratch.clear();
+    this.footprint?.clear();
+    this.stepCount = 0;
+    this.firstStop = undefined;
+    // A run only adds addresses (programs first used), so an unchanged size is an unchanged map.
+    if (this.codeAddresses.size !== codeAddresses.size) {
+      this.codeAddresses.clear();
+      for (const [program, address] of codeAddresses) this.codeAddresses.set(program, address);
+    }
+    if (this.userCodeAddresses.size !== 0) this.userCodeAddresses.clear();
+  }
+
   /** Internal: a machine sharing `base` frames copy-on-write (see MachineImage). */
   static fromFrames(config: MachineConfig, base: FrameStore, codeAddresses: Map<Program, number>): Machine {
     return new Machine(resolveConfig(config), base, codeAddresses);
+  }
+
+  /**
+   * Turns on footprints for a machine made without them (the checker's dependency analysis needs them): only
+   * before the first step, so that no page was cached unrecorded.
+   */
+  recordFootprints(): Footprint {
+    if (this.footprint) return this.footprint;
+    if (this.stepCount !== 0) {
+      throw new InputError(`recordFootprints(): the machine has run ${this.stepCount} steps; call it before the first`);
+    }
+    const footprint = new Footprint();
+    this.footprint = footprint;
+    for (const cpu of this.cpus) cpu.port.footprint = footprint;
+    return footprint;
+  }
+
+  /**
+   * Internal (the checker): stops recording footprints (`paused`), for steps whose footprints are known already
+   * (a replayed prefix), or starts again. Pages cached meanwhile are dropped, so every access reaches the footprint.
+   */
+  pauseFootprints(paused: boolean): void {
+    if (paused) {
+      if (this.footprint === undefined) return;
+      this.pausedFootprint = this.footprint;
+      this.footprint = undefined;
+      for (const cpu of this.cpus) cpu.port.footprint = undefined;
+      return;
+    }
+    const footprint = this.pausedFootprint;
+    if (footprint === undefined) return;
+    this.pausedFootprint = undefined;
+    this.footprint = footprint;
+    for (const cpu of this.cpus) {
+      cpu.port.footprint = footprint;
+      cpu.port.dropPages();
+    }
   }
 
   cpu(id: number): Cpu {
@@ -364,7 +425,7 @@ export class Machine implements CpuBus {
     return wanted ? log.at(index) : undefined;
   }
 
-  /** Every step recorded so far (tracing on), oldest first; event objects are built when first read. */
+  /** The recorded steps (tracing on; the last `traceLimit` of them with a limit), oldest first, built when read. */
   get trace(): readonly StepEvent[] {
     return this.traceLog.events();
   }
@@ -602,12 +663,23 @@ export class Machine implements CpuBus {
     if (!isCanonical(v) || v % PAGE_SIZE !== 0) {
       throw new InputError(`${where}: the address must be canonical and 4 KiB aligned`);
     }
-    const f = requireOptions<MapFlags>(flags, `${where} flags`, ['writable', 'user', 'global', 'noExecute']);
+    const f = requireOptions<MapFlags>(flags, `${where} flags`, [
+      'writable',
+      'user',
+      'global',
+      'noExecute',
+      'accessed',
+      'dirty',
+    ]);
+    const user = requireBoolean(f.user, `${where} flag user`, false);
     const checked: MapFlags = {
       writable: requireBoolean(f.writable, `${where} flag writable`, true),
-      user: requireBoolean(f.user, `${where} flag user`, false),
+      user,
       global: requireBoolean(f.global, `${where} flag global`, true),
       noExecute: requireBoolean(f.noExecute, `${where} flag noExecute`, true),
+      // As Linux's PAGE_KERNEL: a kernel page is mapped accessed and dirty (see MapFlags).
+      accessed: requireBoolean(f.accessed, `${where} flag accessed`, !user),
+      dirty: requireBoolean(f.dirty, `${where} flag dirty`, !user),
     };
     const existing = lookupTables(this.memory, boot.pml4, v);
     if (existing.present) {

@@ -19,6 +19,11 @@ export class BootFrameAllocator {
     private readonly end: number,
   ) {}
 
+  /** Back to handing out frames from `next` (a machine image's reset). */
+  rewind(next: number): void {
+    this.next = next;
+  }
+
   /** Allocates one frame; returns its physical address. */
   alloc(): number {
     if (this.next + PAGE_SIZE > this.end) {
@@ -44,7 +49,11 @@ export class BootFrameAllocator {
   }
 }
 
-export type MapFlags = Partial<Pick<PteFields, 'writable' | 'user' | 'global' | 'noExecute'>>;
+/**
+ * Flags of a leaf mapping. `accessed` and `dirty` default to true for supervisor pages (Linux's PAGE_KERNEL sets
+ * both) and false for user pages (set by the walker on first use).
+ */
+export type MapFlags = Partial<Pick<PteFields, 'writable' | 'user' | 'global' | 'noExecute' | 'accessed' | 'dirty'>>;
 
 export interface PageMapping {
   readonly level: 1 | 2 | 3;
@@ -77,8 +86,10 @@ export class PageTableEditor {
       const hi = this.memory.read32(entry + 4);
       if ((lo & PTE_LO.P) === 0) {
         const next = this.frames.alloc();
-        // Intermediate entries are permissive; the leaf decides (as Linux's _PAGE_TABLE / _KERNPG_TABLE do).
-        const e = encodePte({ address: next, present: true, writable: true, user: true, accessed: false });
+        // Intermediate entries are permissive; the leaf decides. They are created accessed, as Linux's _PAGE_TABLE
+        // and _KERNPG_TABLE are: no walk writes them, so machine clones share the tables and the checker sees no
+        // race between two CPUs' first walks.
+        const e = encodePte({ address: next, present: true, writable: true, user: true, accessed: true });
         this.memory.write32(entry, e.lo);
         this.memory.write32(entry + 4, e.hi);
         table = next;
@@ -93,11 +104,16 @@ export class PageTableEditor {
   }
 
   private writeLeaf(entry: number, pa: number, flags: MapFlags, pageSize: boolean): void {
+    const user = flags.user ?? false;
     const e = encodePte({
       address: pa,
       present: true,
       writable: flags.writable ?? true,
-      user: flags.user ?? false,
+      user,
+      // Kernel mappings are made accessed and dirty, as Linux's PAGE_KERNEL is: no walk writes their PTEs, so
+      // machine clones share the page tables instead of copying a table frame on the first access.
+      accessed: flags.accessed ?? !user,
+      dirty: flags.dirty ?? !user,
       global: flags.global ?? false,
       noExecute: flags.noExecute ?? true,
       pageSize,

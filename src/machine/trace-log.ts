@@ -2,6 +2,7 @@ import { type Cpu, STATE_NAMES, STATUS, STEP_KIND } from '../cpu/cpu.ts';
 import { type IpiMode, OP, OP_NAMES } from '../cpu/instruction.ts';
 import type { InFlightIpi } from '../cpu/ipi-bus.ts';
 import { type ExceptionEvent, type StepEvent, StepRecord, type StopEvent } from '../cpu/step-event.ts';
+import { describeValue, InputError } from '../mmu/input-error.ts';
 
 // The machine's trace, stored as typed-array columns so that recording a step writes a few numbers instead of
 // keeping an object alive: a run of a million traced steps would otherwise promote a million events out of the
@@ -54,8 +55,26 @@ interface Extras {
   readonly stop: StopEvent | undefined;
 }
 
+/** Flags per slot: what to forget when the ring overwrites it. */
+const HAS_EXTRAS = 1;
+const HAS_BUILT = 2;
+
+/**
+ * The recorded steps, oldest first. With a `limit` the log keeps only the last `limit` events: the columns become a
+ * ring once they hold that many, and each append overwrites the oldest (counted in `dropped`), so a long run keeps
+ * the recent past in bounded memory without copying or allocating per step.
+ */
 export class TraceLog {
+  /** Most events kept (Infinity: no limit). */
+  readonly limit: number;
+  /** Events kept. */
   private count = 0;
+  /** Slot of the oldest kept event: 0 until the ring is full. */
+  private head = 0;
+  /** Events the limit evicted since creation or the last clear(). */
+  private evicted = 0;
+  /** Sequence number (counted from creation, across clears) of the oldest kept event; cache keys use it. */
+  private first = 0;
   private capacity = 0;
   private step = new Float64Array(0);
   private cpu = new Uint8Array(0);
@@ -67,16 +86,35 @@ export class TraceLog {
   private value = new Float64Array(0);
   private tlb = new Uint8Array(0);
   private state = new Uint8Array(0);
+  private flags = new Uint8Array(0);
+  /** Rare fields, by slot. */
   private readonly extras = new Map<number, Extras>();
-  /** Events built so far (index i is step record i). */
-  private readonly built: StepEvent[] = [];
+  /** Events built one at a time by at(), by slot (so an eviction can forget one). */
+  private readonly built = new Map<number, StepEvent>();
+  /** The array events() returns; view[k] is the event with sequence number viewFirst + k. */
+  private view: StepEvent[] = [];
+  private viewFirst = 0;
 
+  constructor(limit: number = Number.POSITIVE_INFINITY) {
+    if (limit !== Number.POSITIVE_INFINITY && !(Number.isSafeInteger(limit) && limit >= 1)) {
+      throw new InputError(`trace limit ${describeValue(limit)} must be an integer >= 1 (events kept)`);
+    }
+    this.limit = limit;
+  }
+
+  /** Events kept (at most `limit`). */
   get length(): number {
     return this.count;
   }
 
+  /** Events the limit evicted to make room, since the log was created or last cleared. */
+  get dropped(): number {
+    return this.evicted;
+  }
+
   private grow(): void {
-    const capacity = Math.max(1024, this.capacity * 2);
+    // Only a log that has not wrapped grows (the ring is full only at `limit`), so the kept events are in order.
+    const capacity = Math.min(this.limit, Math.max(1024, this.capacity * 2));
     const widen = <T extends Float64Array | Uint8Array | Uint16Array>(old: T, make: (n: number) => T): T => {
       const next = make(capacity);
       next.set(old);
@@ -92,18 +130,39 @@ export class TraceLog {
     this.value = widen(this.value, (n) => new Float64Array(n));
     this.tlb = widen(this.tlb, (n) => new Uint8Array(n));
     this.state = widen(this.state, (n) => new Uint8Array(n));
+    this.flags = widen(this.flags, (n) => new Uint8Array(n));
     this.capacity = capacity;
+  }
+
+  /**
+   * The slot for a new event when every slot is in use: a new one after growing the columns, or, at the limit, the
+   * oldest event's, which is evicted.
+   */
+  private claim(): number {
+    if (this.count < this.limit) {
+      this.grow();
+      return this.count++;
+    }
+    const slot = this.head;
+    this.head = slot + 1 === this.capacity ? 0 : slot + 1;
+    this.first++;
+    this.evicted++;
+    if (this.flags[slot] !== 0) {
+      this.extras.delete(slot);
+      this.built.delete(slot);
+    }
+    return slot;
   }
 
   /**
    * Records what `cpu` did in the step it just took (`rip` and `rsp` as they were before it): the instruction and
    * its virtual and physical address, TLB outcome and value, or the interrupt it accepted, plus any exceptions,
-   * IPI and stop. Returns the record's index. Called once per traced step, so it writes numbers only: undefined
-   * fields are NaN (size 0), the mnemonic is an op code (see LABELS), the state its STATUS number.
+   * IPI and stop. Returns the event's index (for at()). Called once per traced step, so it writes numbers only:
+   * undefined fields are NaN (size 0), the mnemonic is an op code (see LABELS), the state its STATUS number.
    */
   appendStep(cpu: Cpu, step: number, rip: number, rsp: number): number {
-    if (this.count === this.capacity) this.grow();
-    const i = this.count++;
+    // Below capacity the log has not wrapped (head is 0), so the next slot is `count`.
+    const i = this.count < this.capacity ? this.count++ : this.claim();
     const kind = cpu.lastKind;
     const ins = kind === KIND_INSTRUCTION ? cpu.lastInstruction : undefined;
     const ex = cpu.exceptionLog;
@@ -155,8 +214,11 @@ export class TraceLog {
     const stop = cpu.stopEvent !== undefined && cpu.isStopped ? cpu.stopEvent : undefined;
     if (ex.length > 0 || ipi !== undefined || accepted !== undefined || stop !== undefined) {
       this.extras.set(i, { exceptions: ex.length > 0 ? ex.slice() : undefined, ipi, accepted, stop });
+      this.flags[i] = HAS_EXTRAS;
+    } else {
+      this.flags[i] = 0;
     }
-    return i;
+    return this.count - 1;
   }
 
   /**
@@ -164,8 +226,7 @@ export class TraceLog {
    * the step it precedes (`step`), takes no step of its own, and shows the target's RIP and state.
    */
   appendDelivery(cpu: Cpu, step: number, ipi: InFlightIpi): number {
-    if (this.count === this.capacity) this.grow();
-    const i = this.count++;
+    const i = this.count < this.capacity ? this.count++ : this.claim();
     this.step[i] = step;
     this.cpu[i] = cpu.id;
     this.rip[i] = cpu.rip;
@@ -176,6 +237,7 @@ export class TraceLog {
     this.value[i] = Number.NaN;
     this.tlb[i] = 0;
     this.state[i] = cpu.status;
+    this.flags[i] = HAS_EXTRAS;
     const mode: IpiMode = ipi.nmi ? 'nmi' : 'fixed';
     this.extras.set(i, {
       exceptions: undefined,
@@ -183,46 +245,79 @@ export class TraceLog {
       accepted: undefined,
       stop: undefined,
     });
-    return i;
+    return this.count - 1;
   }
 
-  /** The event at index `i` (0 <= i < length); events are built in order, each once. */
+  /**
+   * The kept event at index `i` (0 is the oldest kept, `length - 1` the newest). Only that event is built, once:
+   * reading it again, here or through events(), gives the same object.
+   */
   at(i: number): StepEvent {
-    while (this.built.length <= i) this.built.push(this.build(this.built.length));
-    return this.built[i]!;
+    if (!Number.isInteger(i) || i < 0 || i >= this.count) {
+      throw new InputError(
+        `trace index ${describeValue(i)} is out of range: ` +
+          (this.count === 0 ? 'the trace is empty' : `the trace holds events 0..${this.count - 1}`),
+      );
+    }
+    const inView = this.first + i - this.viewFirst;
+    if (inView >= 0 && inView < this.view.length) return this.view[inView]!;
+    const slot = this.head + i < this.capacity ? this.head + i : this.head + i - this.capacity;
+    let event = this.built.get(slot);
+    if (event === undefined) {
+      event = this.build(slot);
+      this.built.set(slot, event);
+      this.flags[slot]! |= HAS_BUILT;
+    }
+    return event;
   }
 
-  private build(i: number): StepEvent {
+  private build(slot: number): StepEvent {
     const number = (x: number) => (Number.isNaN(x) ? undefined : x);
-    const extras = this.extras.get(i);
+    const extras = this.extras.get(slot);
     return new StepRecord(
-      this.step[i]!,
-      this.cpu[i]!,
-      this.rip[i]!,
-      LABELS[this.op[i]!]!,
-      number(this.va[i]!),
-      number(this.pa[i]!),
-      this.size[i] === 0 ? undefined : this.size[i],
-      number(this.value[i]!),
-      TLB_OUTCOMES[this.tlb[i]! as 0 | 1 | 2],
+      this.step[slot]!,
+      this.cpu[slot]!,
+      this.rip[slot]!,
+      LABELS[this.op[slot]!]!,
+      number(this.va[slot]!),
+      number(this.pa[slot]!),
+      this.size[slot] === 0 ? undefined : this.size[slot],
+      number(this.value[slot]!),
+      TLB_OUTCOMES[this.tlb[slot]! as 0 | 1 | 2],
       extras?.exceptions,
       extras?.ipi,
       extras?.accepted,
       extras?.stop,
-      STATE_NAMES[this.state[i]!]!,
+      STATE_NAMES[this.state[slot]!]!,
     );
   }
 
-  /** All events, as one array that grows as the trace does (built on first read). */
+  /**
+   * Every kept event, oldest first, built on first read. While nothing is dropped the same array is extended as the
+   * log grows; after a drop or clear() a new array is returned (one read earlier keeps what it held).
+   */
   events(): readonly StepEvent[] {
-    if (this.count > 0) this.at(this.count - 1);
-    return this.built;
+    if (this.viewFirst !== this.first) {
+      const view: StepEvent[] = [];
+      // at() still reads the old view, so events already built keep their identity.
+      for (let i = 0; i < this.count; i++) view.push(this.at(i));
+      this.view = view;
+      this.viewFirst = this.first;
+    } else {
+      for (let i = this.view.length; i < this.count; i++) this.view.push(this.at(i));
+    }
+    return this.view;
   }
 
-  /** Forgets every recorded step (long runs that only need the recent past). */
+  /** Forgets every kept event and the dropped count (long runs that only need the recent past). */
   clear(): void {
+    this.first += this.count;
     this.count = 0;
+    this.head = 0;
+    this.evicted = 0;
     this.extras.clear();
-    this.built.length = 0;
+    this.built.clear();
+    if (this.view.length > 0) this.view = [];
+    this.viewFirst = this.first;
   }
 }

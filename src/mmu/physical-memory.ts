@@ -18,6 +18,8 @@ const PAGE = PAGE_SIZE;
 export type FrameStore = ReadonlyMap<number, DataView>;
 
 const CACHE_SETS = 256;
+/** Frames a reset keeps for reuse (1 MiB): enough for the frames an execution of the checker writes. */
+const MAX_SPARE_FRAMES = 256;
 const ZERO_FRAME = new DataView(new ArrayBuffer(PAGE_SIZE));
 /** The frame cache's initial contents, copied per memory (a slice is faster than filling a new array). */
 const EMPTY_CACHE: readonly DataView[] = new Array<DataView>(CACHE_SETS).fill(ZERO_FRAME);
@@ -60,6 +62,8 @@ export type WriteWatcher = (owner: number) => void;
 export class PhysicalMemory {
   readonly size: number;
   private readonly own = new Map<number, DataView>();
+  /** Own frames a reset dropped, kept for the next copies-on-write (see reset()). */
+  private readonly spare: DataView[] = [];
   private base: FrameStore | undefined;
   // Direct-mapped cache of pfn -> frame for the hot path; `cacheOwned` says the cached frame may be written.
   // One buffer for the cache and watch arrays (see TypedArena): a memory is made per machine instance.
@@ -91,6 +95,36 @@ export class PhysicalMemory {
   /** Number of frames materialised in this memory (not counting frames shared with an image). */
   get ownFrameCount(): number {
     return this.own.size;
+  }
+
+  /**
+   * Back to the contents of the image it shares (or all zero without one): own frames are dropped and write
+   * watches disarmed. How a machine image resets an instance for the next execution without building a new one.
+   */
+  reset(): void {
+    if (this.watchCount !== 0) {
+      this.watchStart.fill(-1);
+      this.watchEnd.fill(-1);
+      this.watchCount = 0;
+    }
+    if (this.own.size === 0) return;
+    // Cached shared frames stay good; only own frames are gone (each can be cached in one set only).
+    for (const [pfn, frame] of this.own) {
+      if (this.spare.length < MAX_SPARE_FRAMES) this.spare.push(frame);
+      const set = pfn & (CACHE_SETS - 1);
+      if (this.cachePfn[set] === pfn) {
+        this.cachePfn[set] = -1;
+        this.cacheOwned[set] = 0;
+      }
+    }
+    this.own.clear();
+    this.framesChanged();
+  }
+
+  /** Page numbers of the frames this memory owns (written since it was made or frozen), in order. */
+  ownFramePfns(): number[] {
+    const pfns = [...this.own.keys()];
+    return pfns.length > 1 ? pfns.sort((a, b) => a - b) : pfns;
   }
 
   /** Frames holding data, own or shared. */
@@ -158,8 +192,15 @@ export class PhysicalMemory {
     let frame = this.own.get(pfn);
     if (!frame) {
       const shared = this.base?.get(pfn);
-      const bytes = shared ? new Uint8Array(shared.buffer.slice(0)) : new Uint8Array(PAGE);
-      frame = new DataView(bytes.buffer);
+      frame = this.spare.pop();
+      if (frame) {
+        // A frame a reset gave back: refill it rather than allocate (the checker resets for every execution).
+        const bytes = new Uint8Array(frame.buffer);
+        if (shared) bytes.set(new Uint8Array(shared.buffer, shared.byteOffset, PAGE));
+        else bytes.fill(0);
+      } else {
+        frame = new DataView(shared ? shared.buffer.slice(0) : new ArrayBuffer(PAGE));
+      }
       this.own.set(pfn, frame);
       this.framesChanged();
     }

@@ -129,8 +129,12 @@ export class Tlb {
     this.listeners.push(listener);
   }
 
+  /** Counts changes (see changed()): an unchanged generation means unchanged contents (a machine reset's test). */
+  generation = 0;
+
   /** Every change to the cached translations (fill, invalidation, flush, copy) tells the listeners. */
   private changed(): void {
+    this.generation++;
     for (const listener of this.listeners) listener();
   }
 

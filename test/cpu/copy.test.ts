@@ -423,8 +423,8 @@ describe('rep movs semantics', () => {
 
   it('each chunk reads the source and writes the destination: A set on both PTEs, D only on the destination', () => {
     const m = Machine.create({ cpus: 1 });
-    const src = m.map(page(0), { writable: true });
-    const dst = m.map(page(1), { writable: true });
+    const src = m.map(page(0), { writable: true, accessed: false, dirty: false });
+    const dst = m.map(page(1), { writable: true, accessed: false, dirty: false });
     const A = 0x20;
     const D = 0x40;
     m.load(0, function* (x) {

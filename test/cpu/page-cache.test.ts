@@ -740,7 +740,7 @@ describe('permissions are checked against the cached entry', () => {
 describe('accessed and dirty bits', () => {
   it('a store to a page so far only read (cached with D=0) walks again and sets D in the PTE in memory', () => {
     const m = Machine.create({ cpus: 1 });
-    m.map(DATA, { writable: true });
+    m.map(DATA, { writable: true, accessed: false, dirty: false });
     m.load(0, function* (x) {
       yield x.load(DATA, 8);
       yield x.load(DATA + 8, 8);
@@ -764,7 +764,7 @@ describe('accessed and dirty bits', () => {
 
   it('the D-setting walk shows in the footprint of the store after warm loads, and only there', () => {
     const m = Machine.create({ cpus: 1, footprint: true });
-    m.map(DATA, { writable: true });
+    m.map(DATA, { writable: true, accessed: false, dirty: false });
     m.load(0, function* (x) {
       yield x.load(DATA, 8);
       yield x.load(DATA, 8);

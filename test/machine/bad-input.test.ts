@@ -188,7 +188,7 @@ const LARGE_RULE = /^TLB largeEntries .+ must be an integer in 0\.\.255$/;
 const TLB_OBJECT_RULE = /^Machine\.create option tlb .+ must be an object$/;
 const OPTIONS_RULE = /^Machine\.create options .+ must be an object$/;
 const UNKNOWN_OPTION_RULE =
-  /^Machine\.create options has an unknown option .+; known options: cpus, memory, tlb, trace, footprint, boot, ipiDelivery, kernel$/;
+  /^Machine\.create options has an unknown option .+; known options: cpus, memory, tlb, trace, traceLimit, footprint, boot, ipiDelivery, kernel$/;
 
 /** Values that are no integer of any range. */
 const NOT_INTEGERS: readonly unknown[] = [
@@ -281,6 +281,12 @@ const CREATE_ROWS: readonly ConfigRow[] = [
     config: { tlb: { [key]: 64 } },
     rule: /^Machine\.create option tlb has an unknown option '.+'; known options: entries, ways, largeEntries$/,
     shown: `'${key}'`,
+  })),
+  ...[0, -1, 2 ** 53, ...NOT_INTEGERS_OR_NULL].map((traceLimit) => ({
+    label: `traceLimit ${describeValue(traceLimit)}`,
+    config: { traceLimit },
+    rule: /^Machine\.create option traceLimit .+ must be an integer >= 1 \(the events the trace keeps; omit it for no limit\)$/,
+    shown: describeValue(traceLimit),
   })),
   ...(['trace', 'footprint', 'boot'] as const).flatMap((key) =>
     NOT_BOOLEANS.map((value) => ({
@@ -455,7 +461,7 @@ const MAP_FLAG_ROWS: readonly MachineRow[] = [
   ...['writeable', 'present', 'executable', 'pageSize', 'nx', '__proto__', 'Writable', 'toString'].map((key) => ({
     label: `unknown flag ${key}`,
     call: (m: Machine) => m.map(FREE, { [key]: true } as never),
-    rule: /^map\(0xffffc90002000000\) flags has an unknown option '.+'; known options: writable, user, global, noExecute$/,
+    rule: /^map\(0xffffc90002000000\) flags has an unknown option '.+'; known options: writable, user, global, noExecute, accessed, dirty$/,
     shown: `'${key}'`,
   })),
   ...[null, 5, 'rw', [], ['writable'], true, namedFunction, 1n, Symbol('f')].map((flags) => ({
@@ -840,6 +846,7 @@ const RUN_ROWS: readonly MachineRow[] = [
 const NULL_ROWS: readonly (readonly [string, (m: Machine) => unknown])[] = [
   ['Machine.create({ cpus: null })', () => Machine.create({ cpus: null as never })],
   ['Machine.create({ memory: null })', () => Machine.create({ memory: null as never })],
+  ['Machine.create({ traceLimit: null })', () => Machine.create({ traceLimit: null as never })],
   ['Machine.create({ tlb: { entries: null } })', () => Machine.create({ tlb: { entries: null as never } })],
   ['Machine.create({ tlb: { ways: null } })', () => Machine.create({ tlb: { ways: null as never } })],
   ['Machine.create({ tlb: { largeEntries: null } })', () => Machine.create({ tlb: { largeEntries: null as never } })],
@@ -1835,7 +1842,7 @@ const CLI_ROWS: readonly (readonly [readonly string[], RegExp])[] = [
   [['run', 'toString'], /unknown scenario 'toString'/],
   [['run', 'constructor'], /unknown scenario 'constructor'/],
   [['run', ''], /unknown scenario ''|missing required args/],
-  [['frobnicate'], /unknown command 'frobnicate'; commands: list, run <scenario>, demo/],
+  [['frobnicate'], /unknown command 'frobnicate'; commands: list, run <scenario>, /],
   [['list', 'extra'], /Unused args/],
   [['list', '-p', 'x=1'], /Unknown option `-p`/],
   [['demo', '--bogus'], /Unknown option `--bogus`/],
@@ -1923,6 +1930,11 @@ const PROPERTY_ROWS: readonly PropertyRow[] = [
   { label: 'Machine.create({ cpus: v })', machine: false, call: (_m, v) => Machine.create({ cpus: v as never }) },
   { label: 'Machine.create({ memory: v })', machine: false, call: (_m, v) => Machine.create({ memory: v as never }) },
   { label: 'Machine.create({ tlb: v })', machine: false, call: (_m, v) => Machine.create({ tlb: v as never }) },
+  {
+    label: 'Machine.create({ traceLimit: v })',
+    machine: false,
+    call: (_m, v) => Machine.create({ cpus: 1, traceLimit: v as never }),
+  },
   {
     label: 'Machine.create({ tlb: { entries: v } })',
     machine: false,

@@ -68,7 +68,7 @@ describe('snapshot()', () => {
 describe('footprints', () => {
   function recorded() {
     const m = Machine.create({ cpus: 2, footprint: true });
-    m.map(DATA, { writable: true });
+    m.map(DATA, { writable: true, accessed: false, dirty: false }); // clean, so the walks update it
     m.cpu(1).setGate(IPI_VECTOR, {
       handler: function* (x) {
         yield x.eoi();
