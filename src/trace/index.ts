@@ -1,1 +1,3 @@
+export * from './chrome.ts';
+export * from './mermaid.ts';
 export * from './timeline.ts';
