@@ -40,6 +40,28 @@ const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 const MEASURE = fileURLToPath(new URL('./measure.ts', import.meta.url));
 /** Image instantiation is timed on the compiled package in a plain node process (see bench/instantiate.mjs). */
 const INSTANTIATE = fileURLToPath(new URL('./instantiate.mjs', import.meta.url));
+/** The checker's inner loop, likewise (see bench/explore.mjs). */
+const EXPLORE = fileURLToPath(new URL('./explore.mjs', import.meta.url));
+
+interface ExhaustiveFigures {
+  readonly stepsPerSecond: number;
+  readonly spread: readonly [number, number];
+  readonly executions: number;
+  readonly steps: number;
+  readonly distinctStates: number;
+}
+
+interface ExploreFigures {
+  readonly stepsPerExecution: number;
+  readonly resetRunExecutionsPerSecond: number;
+  readonly resetRunSpread: readonly [number, number];
+  readonly instantiateRunExecutionsPerSecond: number;
+  readonly instantiateRunSpread: readonly [number, number];
+  readonly exhaustiveDense: ExhaustiveFigures;
+  readonly exhaustiveProtocol: ExhaustiveFigures;
+  readonly explorePfInPfMs: number;
+  readonly explorePfInPfSpreadMs: readonly [number, number];
+}
 
 /** Processes per case: the case's figure is the process with the median result. */
 const PROCESSES = 3;
@@ -259,6 +281,80 @@ function main(): void {
   );
   console.log('');
 
+  // 5. The checker -----------------------------------------------------------------------------------------------
+  const explorations = [0, 1, 2]
+    .map(() => {
+      const out = execFileSync(process.execPath, [EXPLORE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      return JSON.parse(out.trim().split('\n').at(-1)!) as ExploreFigures;
+    })
+    .sort((a, b) => a.resetRunExecutionsPerSecond - b.resetRunExecutionsPerSecond);
+  const explored = explorations[1]!;
+  const k = (x: number) => `${(x / 1000).toFixed(1)} k`;
+  const m = (x: number) => `${(x / 1e6).toFixed(2)} M`;
+  const range = (r: readonly [number, number], f: (x: number) => string) => `${f(r[0])}..${f(r[1])}`;
+  const execPass = explored.resetRunExecutionsPerSecond >= 50_000;
+  const stepsPass = explored.exhaustiveProtocol.stepsPerSecond >= 2e6;
+  const cliPass = explored.explorePfInPfMs < 1000;
+  checks.push({
+    name: `executions/s, 2 CPUs, ${explored.stepsPerExecution} steps (reset + run)`,
+    value: `${k(explored.resetRunExecutionsPerSecond)}/s`,
+    target: '>= 50 k/s',
+    pass: execPass,
+  });
+  checks.push({
+    name: 'steps/s inside exhaustive exploration (protocol-shaped)',
+    value: `${m(explored.exhaustiveProtocol.stepsPerSecond)}/s`,
+    target: '>= 2 M/s',
+    pass: stepsPass,
+  });
+  checks.push({
+    name: 'x86slice explore pf-in-pf, end to end',
+    value: `${explored.explorePfInPfMs.toFixed(0)} ms`,
+    target: '< 1000 ms',
+    pass: cliPass,
+  });
+  const dense = explored.exhaustiveDense;
+  const protocol = explored.exhaustiveProtocol;
+  console.log('5. The checker (plain node on dist/; median of 7 rounds in the median of 3 processes, spread min..max)');
+  console.log(
+    table(
+      ['measure', 'median', 'spread', 'target'],
+      [
+        [
+          `MachineImage.reset + run, ${explored.stepsPerExecution}-step 2-CPU execution`,
+          `${k(explored.resetRunExecutionsPerSecond)} exec/s`,
+          range(explored.resetRunSpread, k),
+          `>= 50 k/s ${verdict(execPass)}`,
+        ],
+        [
+          'MachineImage.instantiate + run, the same',
+          `${k(explored.instantiateRunExecutionsPerSecond)} exec/s`,
+          range(explored.instantiateRunSpread, k),
+          '(diagnostic)',
+        ],
+        [
+          `exhaustive, protocol-shaped (3 CPUs: 40 private stores, 2 racy increments): ${protocol.executions} exec, ${protocol.distinctStates} states`,
+          `${m(protocol.stepsPerSecond)} steps/s`,
+          range(protocol.spread, m),
+          `>= 2 M/s ${verdict(stepsPass)}`,
+        ],
+        [
+          `exhaustive, race-dense (2 CPUs: 4 racy increments): ${dense.executions} exec, ${dense.distinctStates} states`,
+          `${m(dense.stepsPerSecond)} steps/s`,
+          range(dense.spread, m),
+          '(diagnostic)',
+        ],
+        [
+          'x86slice explore pf-in-pf (process start included)',
+          `${explored.explorePfInPfMs.toFixed(0)} ms`,
+          range(explored.explorePfInPfSpreadMs, (x) => x.toFixed(0)),
+          `< 1000 ms ${verdict(cliPass)}`,
+        ],
+      ],
+    ),
+  );
+  console.log('');
+
   // Summary -------------------------------------------------------------------------------------------------------
   console.log('Targets');
   console.log(
@@ -306,6 +402,7 @@ function main(): void {
         walkNs: round(r.walkNs),
       })),
       kernel,
+      explore: explored,
       create: creations.map((r) => ({ memory: r.memory, medianUs: round(r.medianUs), bestUs: round(r.bestUs) })),
       targets: checks.map((c) => ({ check: c.name, measured: c.value, target: c.target, pass: c.pass })),
       pass: checks.every((c) => c.pass),

@@ -1,6 +1,7 @@
 // x86slice public API: the hardware model (mmu, cpu) and the machine that steps it.
 export * from './cpu/index.ts';
 export * from './explore/explore.ts';
+export * from './explore/parallel.ts';
 export * from './faults/handlers.ts';
 export * from './faults/page-fault.ts';
 export * from './faults/reports.ts';

@@ -1,21 +1,22 @@
-import type { Outcome } from '../cpu/instruction.ts';
-import type { DeliverySelector } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
-import { checkScheduleArray, formatSchedule, Prng, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
-import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
+import { formatSchedule } from '../machine/schedule.ts';
+import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
+import type { Execution, FinalCheck, ViolationKind } from './execution.ts';
+import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
+import { type Buildable, minimise, replay, requireBuild, requireCheck } from './replay.ts';
+import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
 
 // Exploring a machine's interleavings (DESIGN.md "Checking"). Programs are generators, which cannot be copied
 // mid-run, so exploration is stateless: every execution builds the machine afresh from `build` and runs it under a
-// strategy's choices. At each point the choices are the CPUs that can move and the IPIs in flight (a delivery is
-// a choice like any other). Every execution's choices are recorded as a schedule string that `replay` runs again
-// step for step; a violating schedule is minimised before it is reported.
+// strategy's choices: which CPU moves, which IPI in flight is delivered, and (within `tlbEvents`) a TLB entry
+// dropped or filled by the hardware. Every execution's choices are a schedule string that `replay` runs again step
+// for step; a violating schedule is minimised before it is reported.
 //
-// This is the first slice of the checker: the seeded `random` and `pct` strategies, the built-in invariants, and
-// minimised, replayable counterexamples. Exhaustive exploration with DPOR, TLB events as choices, parallel workers
-// and the CLI come next.
+// The work is split into parts (exhaustive: the subtree under each first choice, per preemption bound; sampling:
+// ranges of executions), merged in order: so `workers` (parallel.ts) gives the same result as one process.
 
-/** What a violation is: any outcome but ok, or the step bound reached with CPUs still able to move. */
-export type ViolationKind = Exclude<Outcome, 'ok'> | 'step-bound';
+export type { FinalCheck, ViolationKind } from './execution.ts';
+export { type Buildable, type ReplayOptions, type ReplayResult, replay } from './replay.ts';
 
 export interface Violation {
   readonly kind: ViolationKind;
@@ -30,21 +31,28 @@ export interface Violation {
 export interface ExploreResult {
   readonly strategy: Strategy;
   readonly executions: number;
-  /** Steps taken over all executions. */
+  /** Steps (and hardware events) taken over all executions, replays of a path's prefix included. */
   readonly steps: number;
   /** Whether every interleaving within the bounds was run (never, for the sampling strategies). */
   readonly complete: boolean;
+  /** Distinct final states reached (memory written, CPU states and registers, outcome). */
+  readonly distinctStates: number;
+  /** Exhaustive with `preemptions`: the bound the search reached (it stops early when no choice needed more). */
+  readonly preemptionBound?: number;
   /** One per kind found, shortest first. */
   readonly violations: readonly Violation[];
 }
 
-export type Strategy = 'random' | 'pct';
-const STRATEGIES: readonly Strategy[] = ['random', 'pct'];
+export type Strategy = 'exhaustive' | 'random' | 'pct';
+const STRATEGIES: readonly Strategy[] = ['exhaustive', 'random', 'pct'];
 
 export interface ExploreOptions {
-  /** `random` (uniform choice) or `pct` (Burckhardt et al.: random priorities with d - 1 change points). */
+  /**
+   * `exhaustive` (every interleaving, with DPOR and sleep sets), `random` (uniform choice) or `pct` (Burckhardt et
+   * al.: random priorities with d - 1 change points). Default `random`.
+   */
   readonly strategy?: Strategy;
-  /** Executions to run. Default 200. */
+  /** Executions to run at most. Default 200 for the sampling strategies, 100,000 for exhaustive. */
   readonly budget?: number;
   /** PRNG seed: the same seed, the same executions. Default 1. */
   readonly seed?: number;
@@ -53,276 +61,179 @@ export interface ExploreOptions {
   /** PCT's depth d (bug depth it targets). Default 3. */
   readonly depth?: number;
   /** A predicate on the final machine; false is an `assertion` violation. */
-  readonly check?: (machine: Machine) => boolean;
+  readonly check?: FinalCheck;
   /** TLB evictions and speculative fills an execution may choose (the hardware's freedom). Default 0. */
   readonly tlbEvents?: number;
+  /** Exhaustive: preemptions an execution may take, searched with bound 0, 1, ... up to this. Default: no bound. */
+  readonly preemptions?: number;
+  /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
+  readonly reduction?: 'dpor' | 'none';
+  /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
+  readonly onProgress?: (executions: number, budget: number) => void;
 }
 
-/** A choice at one point of an execution: step a CPU, or deliver an IPI in flight to one. */
-type Choice =
-  | { readonly cpu: number }
-  | { readonly cpu: number; readonly deliver: DeliverySelector }
-  | { readonly cpu: number; readonly tlb: 'evict' | 'fill'; readonly va: number };
+const OPTION_KEYS = [
+  'strategy',
+  'budget',
+  'seed',
+  'maxSteps',
+  'depth',
+  'check',
+  'tlbEvents',
+  'preemptions',
+  'reduction',
+  'onProgress',
+] as const;
 
-/**
- * The choices at this point. TLB events, while the execution has some left (`tlbEvents`), are the hardware's own
- * freedom (SDM §4.10.2): any CPU may drop any entry it holds, and may fill, speculatively, a page some other CPU
- * holds (a page in use, so the candidates stay few).
- */
-function choicesOf(m: Machine, tlbEventsLeft: number): Choice[] {
-  const out: Choice[] = [];
-  for (const cpu of m.cpus) if (cpu.runnable && cpu.started) out.push({ cpu: cpu.id });
-  for (const ipi of m.inFlightIpis) out.push({ cpu: ipi.to, deliver: ipi.nmi ? 'nmi' : ipi.vector });
-  if (tlbEventsLeft > 0 && out.length > 0) {
-    const held = m.cpus.map(
-      (c) =>
-        new Set(
-          c.tlb
-            .entries()
-            .filter((e) => e.pageSize === 4096)
-            .map((e) => e.va),
-        ),
-    );
-    const inUse = new Set(held.flatMap((s) => [...s]));
-    for (const cpu of m.cpus) {
-      if (!cpu.started) continue;
-      for (const va of held[cpu.id]!) out.push({ cpu: cpu.id, tlb: 'evict', va });
-      for (const va of inUse) if (!held[cpu.id]!.has(va)) out.push({ cpu: cpu.id, tlb: 'fill', va });
+/** Options checked and defaulted. */
+export interface Resolved {
+  readonly strategy: Strategy;
+  readonly budget: number;
+  readonly seed: number;
+  readonly maxSteps: number;
+  readonly depth: number;
+  readonly check: FinalCheck | undefined;
+  readonly tlbEvents: number;
+  readonly preemptions: number | undefined;
+  readonly reduce: boolean;
+  readonly onProgress: ((executions: number, budget: number) => void) | undefined;
+}
+
+export function resolveOptions(options: ExploreOptions): Resolved {
+  const o = requireOptions<ExploreOptions>(options, 'explore options', OPTION_KEYS);
+  const strategy = o.strategy === undefined ? 'random' : requireOneOf(o.strategy, 'explore strategy', STRATEGIES);
+  const defaultBudget = strategy === 'exhaustive' ? 100_000 : 200;
+  if (strategy !== 'exhaustive') {
+    for (const key of ['preemptions', 'reduction'] as const) {
+      if (o[key] !== undefined) throw new InputError(`explore ${key} applies to strategy exhaustive, not ${strategy}`);
     }
   }
-  return out;
-}
-
-function apply(m: Machine, c: Choice): ScheduleEntry {
-  if ('deliver' in c) {
-    m.deliverIpi(c.cpu, c.deliver);
-    return { cpu: c.cpu, deliver: c.deliver };
+  if (strategy !== 'pct' && o.depth !== undefined) {
+    throw new InputError(`explore depth applies to strategy pct, not ${strategy}`);
   }
-  if ('tlb' in c) {
-    if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
-    else m.fillTlb(c.cpu, c.va);
-    return { cpu: c.cpu, tlb: c.tlb, va: c.va };
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+    throw new InputError('explore onProgress must be a function (executions, budget) => void');
   }
-  m.step(c.cpu);
-  return c.cpu;
-}
-
-/** Chooses among the choices at each point of one execution. */
-interface Chooser {
-  pick(choices: readonly Choice[], step: number): number;
-}
-
-function randomChooser(prng: Prng): Chooser {
-  return { pick: (choices) => prng.below(choices.length) };
-}
-
-/**
- * PCT (Burckhardt, Kothari, Musuvathi, Nagarakatte, ASPLOS 2010): each CPU (and the interrupt bus) gets a random
- * distinct priority; d - 1 change points are drawn among the first k steps; the highest-priority choice runs, and at
- * the i-th change point the running one drops to priority i (below all initial ones). A bug of depth d is found with
- * probability at least 1 / (n k^(d-1)).
- */
-function pctChooser(prng: Prng, cpus: number, depth: number, k: number): Chooser {
-  const priority = Array.from({ length: cpus + 1 }, (_, i) => i + depth);
-  for (let i = priority.length - 1; i > 0; i--) {
-    const j = prng.below(i + 1);
-    [priority[i], priority[j]] = [priority[j]!, priority[i]!];
-  }
-  const changes = Array.from({ length: depth - 1 }, () => prng.below(Math.max(1, k)));
   return {
-    pick(choices, step) {
-      const owner = (c: Choice) => ('deliver' in c || 'tlb' in c ? cpus : c.cpu);
-      let best = 0;
-      for (let i = 1; i < choices.length; i++) {
-        if (priority[owner(choices[i]!)]! > priority[owner(choices[best]!)]!) best = i;
-      }
-      const change = changes.indexOf(step);
-      if (change >= 0) priority[owner(choices[best]!)] = change;
-      return best;
-    },
+    strategy,
+    budget: o.budget === undefined ? defaultBudget : requireInteger(o.budget, 'explore budget', 1, 1e12),
+    seed: o.seed === undefined ? 1 : requireInteger(o.seed, 'explore seed', 0, Number.MAX_SAFE_INTEGER),
+    maxSteps: o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'explore maxSteps', 1, 10_000_000),
+    depth: o.depth === undefined ? 3 : requireInteger(o.depth, 'explore depth', 1, 100),
+    check: requireCheck(o.check, 'explore'),
+    tlbEvents: o.tlbEvents === undefined ? 0 : requireInteger(o.tlbEvents, 'explore tlbEvents', 0, 1000),
+    preemptions:
+      o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
+    reduce:
+      o.reduction === undefined ? true : requireOneOf(o.reduction, 'explore reduction', ['dpor', 'none']) === 'dpor',
+    onProgress: o.onProgress,
   };
 }
 
-interface Execution {
-  readonly schedule: ScheduleEntry[];
-  readonly kind: ViolationKind | undefined;
-  readonly message: string | undefined;
+/** One part of the work: a first choice's subtree under a preemption bound, or a range of sampled executions. */
+export type PartSpec =
+  | { readonly kind: 'subtree'; readonly bound: number | undefined; readonly index: number }
+  | { readonly kind: 'sample'; readonly first: number; readonly count: number };
+
+/** What every part needs that is computed once: the exhaustive root, or PCT's length estimate. */
+export interface Shared {
+  readonly root?: Root;
+  readonly length?: number;
 }
 
-function classify(m: Machine, limitReached: boolean, check: ExploreOptions['check']): Omit<Execution, 'schedule'> {
-  const outcome = m.outcome;
-  if (outcome !== 'ok') return { kind: outcome, message: m.firstStop?.message };
-  if (limitReached) return { kind: 'step-bound', message: undefined };
-  if (check && !check(m)) return { kind: 'assertion', message: 'the final-state check failed' };
-  return { kind: undefined, message: undefined };
+export function prepare(build: () => Machine, r: Resolved): Shared {
+  if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents) };
+  return { length: r.strategy === 'pct' ? probeLength(build, r.maxSteps) : 0 };
 }
 
-function execute(
+export function runPart(
   build: () => Machine,
-  chooser: Chooser,
-  maxSteps: number,
-  check: ExploreOptions['check'],
-  tlbEvents: number,
-): Execution {
-  const m = build();
-  const schedule: ScheduleEntry[] = [];
-  let limitReached = false;
-  let eventsLeft = tlbEvents;
-  for (let step = 0; m.firstStop === undefined; step++) {
-    const choices = choicesOf(m, eventsLeft);
-    if (choices.length === 0) break;
-    if (schedule.length >= maxSteps) {
-      limitReached = true;
-      break;
-    }
-    const choice = choices[chooser.pick(choices, step)]!;
-    if ('tlb' in choice) eventsLeft--;
-    schedule.push(apply(m, choice));
+  r: Resolved,
+  shared: Shared,
+  spec: PartSpec,
+  budget: number,
+  progress?: (runs: number) => void,
+): PartResult {
+  if (spec.kind === 'subtree') {
+    const o = { ...r, preemptions: spec.bound, budget, ...(progress ? { progress } : {}) };
+    return new PartSearch(build, o, shared.root!, spec.index).run();
   }
-  return { schedule, ...classify(m, limitReached, check) };
+  const o: SamplingOptions = {
+    strategy: r.strategy as 'random' | 'pct',
+    seed: r.seed,
+    depth: r.depth,
+    length: shared.length ?? 0,
+    maxSteps: r.maxSteps,
+    tlbEvents: r.tlbEvents,
+    check: r.check,
+  };
+  return samplePart(build, o, spec.first, Math.min(spec.count, budget), progress);
+}
+
+/** Parts merged in order, each cut at the budget left: the same totals whatever ran them, and in what order. */
+export class Merged {
+  runs = 0;
+  steps = 0;
+  complete = true;
+  boundHit = false;
+  readonly states = new Set<string>();
+  readonly best = new Map<ViolationKind, Execution>();
+
+  constructor(readonly budget: number) {}
+
+  /** Adds the next part; false when the budget ran out in it (the search stops there). */
+  add(part: PartResult): boolean {
+    const take = Math.min(part.runs, this.budget - this.runs);
+    for (let i = 0; i < take; i++) {
+      this.steps += part.steps[i]!;
+      if (part.states[i]) this.states.add(part.states[i]!);
+    }
+    for (const [i, run] of part.improvements) {
+      if (i >= take) break;
+      const best = this.best.get(run.kind!);
+      if (!best || run.schedule.length < best.schedule.length) this.best.set(run.kind!, run);
+    }
+    this.runs += take;
+    if (take < part.runs || !part.finished) {
+      this.complete = false;
+      return false;
+    }
+    this.boundHit ||= part.boundHit;
+    return true;
+  }
 }
 
 /**
- * After a schedule's entries, the run is completed the least interleaved way: the lowest-numbered CPU that can move
- * runs until it cannot, and so on; an IPI in flight is delivered when no CPU can move. So a counterexample only
- * needs the choices that make the difference, and a short schedule still ends where the program ends.
+ * The order the parts run and merge in, level by level: `next` gets each level's merged state and gives the next
+ * level's parts, or undefined when the search is over. Exhaustive levels are the preemption bounds (one level
+ * without a bound); a sampling strategy has one level.
  */
-function complete(m: Machine, maxSteps: number, taken: number): boolean {
-  let steps = taken;
-  while (m.firstStop === undefined) {
-    const cpu = m.cpus.find((c) => c.started && c.runnable);
-    if (cpu) {
-      if (steps++ >= maxSteps) return true;
-      m.step(cpu.id);
-      continue;
+export function* plan(r: Resolved, shared: Shared, merged: Merged, workers: number): Generator<PartSpec[]> {
+  if (r.strategy !== 'exhaustive') {
+    const chunks = Math.max(1, Math.min(workers, r.budget));
+    const size = Math.ceil(r.budget / chunks);
+    const parts: PartSpec[] = [];
+    for (let first = 0; first < r.budget; first += size) {
+      parts.push({ kind: 'sample', first, count: Math.min(size, r.budget - first) });
     }
-    const ipi = m.inFlightIpis[0];
-    if (!ipi) return false;
-    m.deliverIpi(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
+    yield parts;
+    return;
   }
-  return false;
-}
-
-function requireBuild(build: unknown, what: string): void {
-  if (typeof build !== 'function') throw new InputError(`${what}: build ${describeValue(build)} must be a function`);
-}
-
-/** The final-state check is a function of the machine, or absent. */
-function requireCheck(check: unknown, what: string): ExploreOptions['check'] {
-  if (check !== undefined && typeof check !== 'function') {
-    throw new InputError(`${what} check ${describeValue(check)} must be a function (machine) => boolean`);
-  }
-  return check as ExploreOptions['check'];
-}
-
-/**
- * Runs `schedule` (a string or entries, as `Machine.run` takes) on a fresh machine from `build`, completes the run
- * (see complete()), and classifies the result as exploration does: what a counterexample reproduces, step for step.
- * A schedule that does not apply (a CPU that cannot move at that point, a delivery with nothing in flight) is an
- * InputError naming the entry and why.
- */
-export function replay(
-  build: () => Machine,
-  schedule: string | readonly ScheduleEntry[],
-  options: Pick<ExploreOptions, 'check' | 'maxSteps'> = {},
-): { readonly machine: Machine; readonly kind: ViolationKind | undefined; readonly message: string | undefined } {
-  requireBuild(build, 'replay');
-  const o = requireOptions<ExploreOptions>(options, 'replay options', ['check', 'maxSteps']);
-  const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'replay maxSteps', 1, 10_000_000);
-  const check = requireCheck(o.check, 'replay');
-  const m = build();
-  // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
-  if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
-  const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
-  let steps = 0;
-  for (const [index, entry] of entries.entries()) {
-    if (m.firstStop !== undefined) break;
-    if (typeof entry === 'number') {
-      const cpu = m.cpus[entry];
-      if (!cpu?.started || !cpu.runnable) {
-        const why = !cpu ? 'does not exist' : !cpu.started ? 'has no program' : `cannot move there (${cpu.state})`;
-        throw new InputError(`schedule entry ${index} names CPU ${entry}, which ${why}`);
-      }
-      m.step(entry);
-      steps++;
-    } else if ('deliver' in entry) {
-      m.deliverIpi(entry.cpu, entry.deliver);
-    } else if (entry.tlb === 'evict') {
-      m.evictTlb(entry.cpu, entry.va);
-    } else {
-      m.fillTlb(entry.cpu, entry.va);
-    }
-  }
-  const limitReached = complete(m, maxSteps, steps);
-  return { machine: m, ...classify(m, limitReached, check) };
-}
-
-/** Whether `entries` still produce a violation of `kind` (false when they no longer apply). */
-function stillViolates(
-  build: () => Machine,
-  entries: readonly ScheduleEntry[],
-  kind: ViolationKind,
-  o: ExploreOptions,
-) {
-  try {
-    return replay(build, entries, o).kind === kind;
-  } catch {
-    return false;
+  const bounds = r.preemptions === undefined ? [undefined] : Array.from({ length: r.preemptions + 1 }, (_, b) => b);
+  for (const bound of bounds) {
+    merged.boundHit = false;
+    yield shared.root!.choices.map((_, index): PartSpec => ({ kind: 'subtree', bound, index }));
+    if (!merged.complete || !merged.boundHit) return;
   }
 }
 
-/** Drops entries (halves, then quarters, ... then single ones) while the violation persists (ddmin-style). */
-function minimise(build: () => Machine, entries: ScheduleEntry[], kind: ViolationKind, o: ExploreOptions) {
-  let current = entries;
-  for (let chunk = Math.max(1, current.length >> 1); chunk >= 1; chunk >>= 1) {
-    for (let i = 0; i < current.length; ) {
-      const candidate = [...current.slice(0, i), ...current.slice(i + chunk)];
-      if (candidate.length < current.length && stillViolates(build, candidate, kind, o)) current = candidate;
-      else i += chunk;
-    }
-  }
-  return current;
-}
-
-/**
- * Explores `build`'s machine under many schedules. `build` must make the same machine every time (same programs,
- * same set-up): exploration re-runs it from scratch for every execution.
- */
-export function explore(build: () => Machine, options: ExploreOptions = {}): ExploreResult {
-  requireBuild(build, 'explore');
-  const o = requireOptions<ExploreOptions>(options, 'explore options', [
-    'strategy',
-    'budget',
-    'seed',
-    'maxSteps',
-    'depth',
-    'check',
-    'tlbEvents',
-  ]);
-  const tlbEvents = o.tlbEvents === undefined ? 0 : requireInteger(o.tlbEvents, 'explore tlbEvents', 0, 1000);
-  const strategy = o.strategy === undefined ? 'random' : requireOneOf(o.strategy, 'explore strategy', STRATEGIES);
-  const budget = o.budget === undefined ? 200 : requireInteger(o.budget, 'explore budget', 1, 10_000_000);
-  const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'explore maxSteps', 1, 10_000_000);
-  const depth = o.depth === undefined ? 3 : requireInteger(o.depth, 'explore depth', 1, 100);
-  requireCheck(o.check, 'explore');
-  const prng = new Prng(o.seed === undefined ? 1 : o.seed);
-  const cpus = build().cpus.length;
-  const found = new Map<ViolationKind, Execution>();
-  let steps = 0;
-  let longest = 1;
-  for (let e = 0; e < budget; e++) {
-    const chooser = strategy === 'random' ? randomChooser(prng) : pctChooser(prng, cpus, depth, longest);
-    const run = execute(build, chooser, maxSteps, o.check, tlbEvents);
-    steps += run.schedule.length;
-    longest = Math.max(longest, run.schedule.length);
-    if (run.kind === undefined) continue;
-    const best = found.get(run.kind);
-    if (!best || run.schedule.length < best.schedule.length) found.set(run.kind, run);
-  }
-  const violations = [...found.values()]
+/** The result, with each kind's best schedule minimised and replayed for its message. */
+export function finish(build: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
+  const o = { maxSteps: r.maxSteps, ...(r.check ? { check: r.check } : {}) };
+  const violations = [...merged.best.values()]
     .map((v): Violation => {
-      const entries = minimise(build, v.schedule, v.kind!, { maxSteps, ...(o.check ? { check: o.check } : {}) });
-      const again = replay(build, entries, { maxSteps, ...(o.check ? { check: o.check } : {}) });
+      const entries = minimise(build, v.schedule, v.kind!, o);
+      const again = replay(build, entries, o);
       return {
         kind: v.kind!,
         schedule: formatSchedule(entries),
@@ -330,6 +241,45 @@ export function explore(build: () => Machine, options: ExploreOptions = {}): Exp
         ...(again.message === undefined ? {} : { message: again.message }),
       };
     })
-    .sort((a, b) => a.steps - b.steps);
-  return { strategy, executions: budget, steps, complete: false, violations };
+    .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
+  return {
+    strategy: r.strategy,
+    executions: merged.runs,
+    steps: merged.steps,
+    complete: r.strategy === 'exhaustive' && merged.complete,
+    distinctStates: merged.states.size,
+    ...(bound === undefined ? {} : { preemptionBound: bound }),
+    violations,
+  };
+}
+
+/** Progress reports at most every 64 executions, and at the end of each part. */
+function progressReporter(r: Resolved, merged: Merged) {
+  if (!r.onProgress) return undefined;
+  const report = r.onProgress;
+  return (runs: number) => {
+    if (runs % 64 === 0) report(merged.runs + runs, r.budget);
+  };
+}
+
+/**
+ * Explores `build`'s machine under many schedules. `build` must make the same machine every time (same programs,
+ * same set-up): exploration re-runs it from scratch for every execution.
+ */
+export function explore(source: Buildable, options: ExploreOptions = {}): ExploreResult {
+  const build = requireBuild(source, 'explore', true);
+  const r = resolveOptions(options);
+  const shared = prepare(build, r);
+  const merged = new Merged(r.budget);
+  let bound: number | undefined;
+  for (const parts of plan(r, shared, merged, 1)) {
+    for (const spec of parts) {
+      if (spec.kind === 'subtree') bound = spec.bound;
+      const part = runPart(build, r, shared, spec, r.budget - merged.runs, progressReporter(r, merged));
+      const more = merged.add(part);
+      r.onProgress?.(merged.runs, r.budget);
+      if (!more) break;
+    }
+  }
+  return finish(build, r, merged, bound);
 }

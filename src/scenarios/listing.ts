@@ -69,6 +69,14 @@ export const VMALLOC_FAULT: ScenarioInfo = {
       default: 'lazy-fault',
       choices: ['lazy-fault', 'preallocated'],
     },
+    {
+      name: 'cpus',
+      description: 'CPUs, each running the process at once (its own mm and vmalloc area): for the checker',
+      kind: 'integer',
+      default: 1,
+      min: 1,
+      max: 4,
+    },
   ],
 };
 
@@ -84,6 +92,14 @@ export const VMAP_STACK_SWITCH: ScenarioInfo = {
       description: "switch_mm first copies the current stack's top-level entry into the next mm (pre-5.8)",
       kind: 'boolean',
       default: false,
+    },
+    {
+      name: 'cpus',
+      description: 'CPUs; CPUs 1.. run a process that vmallocs and writes at the same time (for the checker)',
+      kind: 'integer',
+      default: 1,
+      min: 1,
+      max: 4,
     },
   ],
 };

@@ -5,7 +5,7 @@ import { contextSwitch, runningTask, type Task, taskCreate } from '../mm/task.ts
 import { LAYOUT } from '../mmu/address.ts';
 import { VMAP_STACK_SWITCH } from './listing.ts';
 import type { Scenario } from './scenario.ts';
-import { FRESH_SLOT } from './vmalloc-fault.ts';
+import { FRESH_SLOT, vmallocProcess } from './vmalloc-fault.ts';
 
 // The vmalloc family (docs/scenarios/vmalloc.md): a context switch to a task whose mm lacks the top-level entry
 // covering the current stack. The process's mm is made first; then a kernel thread gets a VMAP stack in a fresh
@@ -18,7 +18,8 @@ export const vmapStackSwitch: Scenario = {
   ...VMAP_STACK_SWITCH,
   build(p, o) {
     const syncStack = p['sync-stack'] as boolean;
-    const machine = Machine.create({ cpus: 1, trace: o.trace, kernel: { sync: 'lazy-fault' } });
+    const cpus = p.cpus as number;
+    const machine = Machine.create({ cpus, trace: o.trace, kernel: { sync: 'lazy-fault' } });
     const kernel = machine.kernel!;
     const bootStack = machine.boot!.taskStacks[0]!;
     const boot = runningTask('boot', kernel.initMm, bootStack);
@@ -41,6 +42,8 @@ export const vmapStackSwitch: Scenario = {
       yield x.assert(process !== undefined && thread !== undefined, 'the stacks were allocated');
       yield* contextSwitch(x, kernel, boot, thread!, { syncStack });
     });
+    // The other CPUs run processes that vmalloc at the same time (the allocator and init_mm are shared).
+    for (let id = 1; id < cpus; id++) machine.load(id, vmallocProcess(kernel));
     return { machine, run: { schedule: 'round-robin', maxSteps: 100_000 } };
   },
 };

@@ -53,7 +53,8 @@ describe('explore: random and PCT', () => {
     expect(result.violations).toHaveLength(1);
     const v = result.violations[0]!;
     expect(v.kind).toBe('assertion');
-    expect(v.schedule).toBe('0,1'); // both loads before either store; the completion runs each CPU to its end
+    // CPU1 loads first; the completion then runs CPU0 to its end (load, store) and CPU1 stores its stale value.
+    expect(v.schedule).toBe('1');
     expect(replay(racyCounter, v.schedule, { check: bothIncrements }).kind).toBe('assertion');
   });
 
@@ -130,6 +131,17 @@ describe('TLB events as choices', () => {
     for (const strategy of ['random', 'pct'] as const) {
       expect(explore(staleStack, { strategy, budget: 200 }).violations).toEqual([]);
     }
+    // The exhaustive search proves it: every interleaving of steps, no violation.
+    expect(explore(staleStack, { strategy: 'exhaustive' })).toMatchObject({ complete: true, violations: [] });
+  });
+
+  it('the exhaustive search with one TLB event finds it, and the shortest schedule names the eviction', () => {
+    const result = explore(staleStack, { strategy: 'exhaustive', tlbEvents: 1 });
+    expect(result.complete).toBe(true);
+    expect(result.violations.map((v) => v.kind)).toEqual(['double-fault']);
+    const v = result.violations[0]!;
+    expect(v.schedule).toMatch(/evict:1:0xffffc9000001[0-9a-f]{4}/);
+    expect(replay(staleStack, v.schedule).kind).toBe('double-fault');
   });
 
   it('with one TLB event allowed, exploration finds it: the counterexample names the eviction', () => {

@@ -1,0 +1,64 @@
+import type { Footprint } from '../mmu/footprint.ts';
+import type { Choice } from './choices.ts';
+
+// What a choice touched, as locations read and written: the exhaustive search's dependency relation (DESIGN.md
+// "Checking"). Two choices are dependent when one writes a location the other reads or writes. Locations are:
+//  - physical memory, in 8-byte words (pa / 8): data accesses, and paging entries read or updated by walks;
+//  - a CPU's channel: every step of that CPU, every IPI sent to it, every delivery to it and every TLB event on it
+//    writes it, so a hardware event or an IPI is dependent with the steps of the CPU it affects;
+//  - a kernel resource kept outside emulated memory (an `atomic` step's lock: allocator, vmap areas);
+//  - the TLB-event budget, shared by all TLB events (taking one may leave none for another).
+
+export interface Access {
+  readonly reads: readonly number[];
+  readonly writes: readonly number[];
+}
+
+const WORD = 8;
+/** Location of CPU c's channel: negative, below every memory word. */
+const channel = (cpu: number) => -1 - cpu;
+const BUDGET = -1_000;
+/** Resources are numbered in order of first use, below the budget. */
+const resourceIds = new Map<string, number>();
+function resource(name: string): number {
+  let id = resourceIds.get(name);
+  if (id === undefined) {
+    id = -1_001 - resourceIds.size;
+    resourceIds.set(name, id);
+  }
+  return id;
+}
+
+function addRange(out: number[], pa: number, size: number): void {
+  const last = Math.floor((pa + Math.max(size, 1) - 1) / WORD);
+  for (let w = Math.floor(pa / WORD); w <= last; w++) out.push(w);
+}
+
+function unique(xs: number[]): number[] {
+  if (xs.length < 2) return xs;
+  return [...new Set(xs)];
+}
+
+/** The locations `choice` touched, from the machine's footprint of it (cleared before it was made). */
+export function accessOf(choice: Choice, fp: Footprint): Access {
+  const reads: number[] = [];
+  const writes: number[] = [channel(choice.cpu)];
+  if ('tlb' in choice) writes.push(BUDGET);
+  for (let i = 0; i < fp.reads.length; i += 2) addRange(reads, fp.reads[i]!, fp.reads[i + 1]!);
+  for (let i = 0; i < fp.writes.length; i += 2) addRange(writes, fp.writes[i]!, fp.writes[i + 1]!);
+  for (const pa of fp.pteReads) reads.push(Math.floor(pa / WORD));
+  for (const pa of fp.pteWrites) writes.push(Math.floor(pa / WORD));
+  for (let i = 0; i < fp.ipisSent.length; i += 2) writes.push(channel(fp.ipisSent[i]!));
+  for (const name of fp.resources) writes.push(resource(name));
+  return { reads: unique(reads), writes: unique(writes) };
+}
+
+function meets(a: readonly number[], b: readonly number[]): boolean {
+  for (const x of a) for (const y of b) if (x === y) return true;
+  return false;
+}
+
+/** Whether the two choices' order can matter: one writes a location the other touches. */
+export function dependent(a: Access, b: Access): boolean {
+  return meets(a.writes, b.writes) || meets(a.writes, b.reads) || meets(a.reads, b.writes);
+}

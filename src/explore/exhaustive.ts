@@ -1,0 +1,465 @@
+import type { Machine } from '../machine/machine.ts';
+import type { ScheduleEntry } from '../machine/schedule.ts';
+import { type Access, accessOf, dependent } from './access.ts';
+import { applyChoice, type Choice, choiceKey, choicesOf, isStep, isTlbEvent } from './choices.ts';
+import { classify, type Execution, type FinalCheck, Findings } from './execution.ts';
+import { finalStateKey } from './state-key.ts';
+
+// Exhaustive exploration: stateless depth-first search over the choices, with dynamic partial-order reduction
+// (Flanagan & Godefroid, POPL 2005) and sleep sets (Godefroid 1996), optionally under a preemption bound
+// (Musuvathi & Qadeer, PLDI 2007; with the extra backtrack points of Coons, Musuvathi & McKinley, OOPSLA 2013).
+//
+// Every execution re-runs from a fresh machine: the choices of the current path are replayed, then the path is
+// extended by the first choice not asleep (the CPU that moved last, if it can). After each choice, races are found
+// with vector clocks over the accesses (access.ts): an earlier choice of another actor that is dependent with it
+// and does not happen before it. At the point before the earlier one, the racing actor's choice goes into the
+// backtrack set, or every choice there when it was not enabled. The next execution backtracks to the deepest point
+// with a backtrack choice not yet explored and not asleep.
+//
+// TLB events are not persistent: taking one uses up the budget another needed, and a fill becomes possible when
+// another CPU caches the page, so races alone would miss some; every TLB event offered at a point is explored.
+//
+// The first point's choices are all explored, each as its own part (a subtree), so that parts can run in
+// parallel and still give, merged in order, the same result as one search (see parallel.ts).
+
+export interface ExhaustiveOptions {
+  readonly maxSteps: number;
+  readonly tlbEvents: number;
+  /** Preemptions an execution may take (a switch away from a CPU that could still move); undefined: no bound. */
+  readonly preemptions: number | undefined;
+  /** Runs this part may take at most. */
+  readonly budget: number;
+  readonly check: FinalCheck | undefined;
+  /** false: no reduction (every choice at every point), for measuring what DPOR saves. */
+  readonly reduce: boolean;
+  readonly progress?: (runs: number) => void;
+}
+
+/** What one part (the subtree under one first choice) found. Per-run arrays let a merge cut it at any budget. */
+export interface PartResult {
+  /** Runs made, including those a sleep set ended early (they cost a run each). */
+  readonly runs: number;
+  /** Steps of each run. */
+  readonly steps: number[];
+  /** Final-state key of each run ('' for a run a sleep set ended: its state is reached by another). */
+  readonly states: string[];
+  readonly improvements: [number, Execution][];
+  /** The part's space was searched to the end (not cut by the budget). */
+  readonly finished: boolean;
+  /** Some choice was left out because it needed more preemptions than the bound. */
+  readonly boundHit: boolean;
+}
+
+/** A choice asleep at a point, with what it touched when it was explored. */
+interface Sleeper {
+  readonly key: string;
+  readonly access: Access;
+}
+
+/** One point of the current path. Per-choice state is in arrays indexed like `choices` (few choices per point). */
+interface Node {
+  readonly choices: readonly Choice[];
+  readonly keys: readonly string[];
+  /** 1 for choices to explore from here. */
+  readonly backtrack: Uint8Array;
+  /** What each choice explored from here touched (undefined: not explored yet). */
+  readonly done: (Access | undefined)[];
+  /** Choices not to take here: explored from an earlier point, and independent with what came after. */
+  readonly sleep: readonly Sleeper[];
+  /** Index of the choice the current path takes. */
+  chosen: number;
+  /** Preemptions taken before this point, and the CPU that stepped last (-1: none yet). */
+  readonly preemptions: number;
+  readonly current: number;
+  /** Whether the CPU that stepped last can move here (switching away from it is a preemption). */
+  readonly currentCanMove: boolean;
+  readonly tlbLeft: number;
+}
+
+/** The root's choices and what each touched, made once on fresh machines (the parts' shared first point). */
+export interface Root {
+  readonly choices: readonly Choice[];
+  readonly accesses: readonly Access[];
+}
+
+export function exploreRoot(build: () => Machine, tlbEvents: number): Root {
+  const m = build();
+  const choices = choicesOf(m, tlbEvents);
+  const accesses = choices.map((c, i) => {
+    const fresh = i === 0 ? m : build();
+    const fp = fresh.recordFootprints();
+    fp.clear();
+    applyChoice(fresh, c);
+    return accessOf(c, fp);
+  });
+  return { choices, accesses };
+}
+
+/** Whether taking `c` at `node` is a preemption: a switch to another CPU while the last one could still move. */
+function preempts(node: Node, c: Choice): boolean {
+  return node.currentCanMove && isStep(c) && c.cpu !== node.current;
+}
+
+function asleep(node: Node, key: string): boolean {
+  for (const s of node.sleep) if (s.key === key) return true;
+  return false;
+}
+
+/**
+ * The actor a choice belongs to, for happens-before: a CPU's steps, the deliveries to a CPU, or the TLB events on
+ * a CPU (one actor: they are all dependent through the budget, so ordering them adds nothing).
+ */
+function actorIndex(c: Choice): number {
+  return 3 * c.cpu + (isStep(c) ? 0 : 'deliver' in c ? 1 : 2);
+}
+
+function makeNode(
+  choices: readonly Choice[],
+  sleep: readonly Sleeper[],
+  preemptions: number,
+  current: number,
+  tlbLeft: number,
+): Node {
+  const keys = choices.map(choiceKey);
+  return {
+    choices,
+    keys,
+    backtrack: new Uint8Array(choices.length),
+    done: new Array<Access | undefined>(choices.length).fill(undefined),
+    sleep,
+    chosen: -1,
+    preemptions,
+    current,
+    currentCanMove: current >= 0 && choices.some((c) => isStep(c) && c.cpu === current),
+    tlbLeft,
+  };
+}
+
+export class PartSearch {
+  private readonly stack: Node[] = [];
+  private hb: HappensBefore | undefined;
+  private boundHit = false;
+  private readonly bound: number;
+
+  constructor(
+    private readonly build: () => Machine,
+    private readonly o: ExhaustiveOptions,
+    root: Root,
+    part: number,
+  ) {
+    this.bound = o.preemptions ?? Number.POSITIVE_INFINITY;
+    const node = makeNode(root.choices, [], 0, -1, o.tlbEvents);
+    for (let j = 0; j < part; j++) node.done[j] = root.accesses[j];
+    node.backtrack[part] = 1;
+    node.chosen = part;
+    this.stack.push(node);
+  }
+
+  run(): PartResult {
+    const steps: number[] = [];
+    const states: string[] = [];
+    const findings = new Findings();
+    let finished = false;
+    while (steps.length < this.o.budget) {
+      const r = this.execute();
+      const index = steps.length;
+      steps.push(r.schedule.length);
+      states.push(r.blocked ? '' : r.state);
+      if (!r.blocked) findings.note(index, r);
+      this.o.progress?.(steps.length);
+      if (!this.backtrack()) {
+        finished = true;
+        break;
+      }
+    }
+    return {
+      runs: steps.length,
+      steps,
+      states,
+      improvements: findings.improvements,
+      finished,
+      boundHit: this.boundHit,
+    };
+  }
+
+  /** Moves to the next path: the deepest point with a backtrack choice left. False when none is left (done). */
+  private backtrack(): boolean {
+    while (this.stack.length > 1) {
+      const node = this.stack[this.stack.length - 1]!;
+      const next = this.nextChoice(node);
+      if (next >= 0) {
+        node.chosen = next;
+        return true;
+      }
+      this.stack.pop();
+    }
+    return false;
+  }
+
+  /** Whether choice `i` at `node` fits the preemption bound (noting that the bound left one out). */
+  private withinBound(node: Node, i: number): boolean {
+    if (node.preemptions + (preempts(node, node.choices[i]!) ? 1 : 0) <= this.bound) return true;
+    this.boundHit = true;
+    return false;
+  }
+
+  /** The first choice in `node`'s backtrack set not yet explored, not asleep and within the bound; -1 if none. */
+  private nextChoice(node: Node): number {
+    for (let i = 0; i < node.choices.length; i++) {
+      if (node.backtrack[i] === 0 || node.done[i] !== undefined || asleep(node, node.keys[i]!)) continue;
+      if (this.withinBound(node, i)) return i;
+    }
+    return -1;
+  }
+
+  /** The point after `parent`'s chosen choice, given the choices there and the sleep set carried down. */
+  private childOf(m: Machine, parent: Node, sleep: readonly Sleeper[]): Node {
+    const made = parent.choices[parent.chosen]!;
+    const tlbLeft = parent.tlbLeft - (isTlbEvent(made) ? 1 : 0);
+    const preemptions = parent.preemptions + (preempts(parent, made) ? 1 : 0);
+    const current = isStep(made) ? made.cpu : parent.current;
+    return makeNode(choicesOf(m, tlbLeft), sleep, preemptions, current, tlbLeft);
+  }
+
+  /** The choice a new point starts with: the last CPU if it can move, else the first; never one asleep. */
+  private firstChoice(node: Node): number {
+    const again = node.currentCanMove ? node.keys.indexOf(`${node.current}`) : -1;
+    if (again >= 0 && !asleep(node, node.keys[again]!) && this.withinBound(node, again)) return again;
+    for (let i = 0; i < node.choices.length; i++) {
+      if (i === again || asleep(node, node.keys[i]!)) continue;
+      if (this.withinBound(node, i)) return i;
+    }
+    return -1;
+  }
+
+  private execute(): Execution & { readonly state: string; readonly blocked: boolean } {
+    const m = this.build();
+    const fp = m.recordFootprints();
+    const schedule: ScheduleEntry[] = [];
+    this.hb ??= new HappensBefore(3 * m.cpus.length);
+    const hb = this.hb;
+    // The path up to the backtrack point is the last execution's: replay it without analysing it again.
+    const resume = this.stack.length - 1;
+    hb.truncate(resume);
+    m.pauseFootprints(true);
+    for (let depth = 0; depth < resume; depth++) {
+      const node = this.stack[depth]!;
+      schedule.push(applyChoice(m, node.choices[node.chosen]!));
+    }
+    m.pauseFootprints(false);
+    let limitReached = false;
+    let blocked = false;
+    let sleep: Sleeper[] = [];
+    const races: number[] = [];
+    for (let depth = resume; m.firstStop === undefined; depth++) {
+      let node = this.stack[depth];
+      if (node === undefined) {
+        node = this.childOf(m, this.stack[depth - 1]!, sleep);
+        if (node.choices.length === 0) break;
+        if (schedule.length >= this.o.maxSteps) {
+          limitReached = true;
+          break;
+        }
+        const first = this.o.reduce ? this.firstChoice(node) : 0;
+        if (first < 0) {
+          blocked = true;
+          break;
+        }
+        node.chosen = first;
+        if (this.o.reduce) {
+          node.backtrack[first] = 1;
+          for (let i = 0; i < node.choices.length; i++) if (isTlbEvent(node.choices[i]!)) node.backtrack[i] = 1;
+        } else node.backtrack.fill(1);
+        this.stack.push(node);
+      }
+      const chosen = node.chosen;
+      const choice = node.choices[chosen]!;
+      fp.clear();
+      schedule.push(applyChoice(m, choice));
+      const access = accessOf(choice, fp);
+      node.done[chosen] = access;
+      if (this.o.reduce) {
+        races.length = 0;
+        hb.add(actorIndex(choice), access, races);
+        for (const i of races) this.addBacktrack(i, choice, node.keys[chosen]!);
+        // The sleep set below: what sleeps here, and what was explored here before, if independent of this choice.
+        sleep = [];
+        for (const s of node.sleep) if (!dependent(s.access, access)) sleep.push(s);
+        for (let i = 0; i < node.done.length; i++) {
+          const a = node.done[i];
+          if (a !== undefined && i !== chosen && !dependent(a, access)) sleep.push({ key: node.keys[i]!, access: a });
+        }
+      }
+    }
+    // A run a sleep set ended stopped part-way: its end is reached by another run, so it is not classified.
+    if (blocked) return { schedule, kind: undefined, message: undefined, state: '', blocked };
+    return { schedule, ...classify(m, limitReached, this.o.check), state: finalStateKey(m), blocked };
+  }
+
+  /** The race between the choice at point `i` and `choice` (made later): try `choice`'s actor before point i. */
+  private addBacktrack(i: number, choice: Choice, key: string): void {
+    if (i === 0) return; // the first point's choices are all explored anyway
+    const node = this.stack[i]!;
+    const here = node.keys.indexOf(key);
+    if (here >= 0) node.backtrack[here] = 1;
+    else node.backtrack.fill(1);
+    // Under a preemption bound, also where the block of steps holding point i began: reordering there may need
+    // no preemption where reordering at i does (Coons et al.).
+    if (this.bound !== Number.POSITIVE_INFINITY && isStep(choice)) {
+      const cpu = node.choices[node.chosen]!.cpu;
+      let j = i;
+      while (j > 1) {
+        const prev = this.stack[j - 1]!;
+        const c = prev.choices[prev.chosen]!;
+        if (!isStep(c) || c.cpu !== cpu) break;
+        j--;
+      }
+      const start = this.stack[j]!;
+      const at = start.keys.indexOf(key);
+      if (j !== i && at >= 0) start.backtrack[at] = 1;
+    }
+  }
+}
+
+/**
+ * Vector clocks over the current path's choices, kept from one execution to the next: the next execution shares
+ * the path up to its backtrack point, so `truncate` undoes the choices after it (an undo log per choice) instead
+ * of the prefix being analysed again. `add` records the next choice by `actor` with `access` and returns the
+ * earlier points it races with (dependent, another actor's, not happening before it), latest first.
+ */
+export class HappensBefore {
+  private clocks: Int32Array;
+  private actorOf: Int32Array;
+  private lastBefore: Int32Array;
+  private logStart: Int32Array;
+  private capacity = 256;
+  private count = 0;
+  /** The last choice of each actor on the path, or -1. */
+  private readonly last: Int32Array;
+  private readonly scratch: Int32Array;
+  /** Per location: the last write, and the reads since it. */
+  private readonly lastWrite = new Map<number, number>();
+  private readonly readsSince = new Map<number, number[]>();
+  // The undo log: what each change to the location tables replaced (entries past logCount are stale).
+  private readonly logLoc: number[] = [];
+  private readonly logKind: number[] = [];
+  private readonly logPrev: (number | number[] | undefined)[] = [];
+  private logCount = 0;
+  private readonly candidates: number[] = [];
+
+  constructor(private readonly width: number) {
+    this.clocks = new Int32Array(this.capacity * width);
+    this.actorOf = new Int32Array(this.capacity);
+    this.lastBefore = new Int32Array(this.capacity);
+    this.logStart = new Int32Array(this.capacity);
+    this.last = new Int32Array(width).fill(-1);
+    this.scratch = new Int32Array(width);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  private grow(): void {
+    this.capacity *= 2;
+    const widen = (old: Int32Array, size: number) => {
+      const next = new Int32Array(size);
+      next.set(old);
+      return next;
+    };
+    this.clocks = widen(this.clocks, this.capacity * this.width);
+    this.actorOf = widen(this.actorOf, this.capacity);
+    this.lastBefore = widen(this.lastBefore, this.capacity);
+    this.logStart = widen(this.logStart, this.capacity);
+  }
+
+  /** Forgets the choices from point `n` on, undoing what they did to the location tables. */
+  truncate(n: number): void {
+    if (n >= this.count) return;
+    const from = this.logStart[n]!;
+    for (let i = this.logCount - 1; i >= from; i--) {
+      const loc = this.logLoc[i]!;
+      const prev = this.logPrev[i];
+      switch (this.logKind[i]) {
+        case 0:
+          if (prev === undefined) this.lastWrite.delete(loc);
+          else this.lastWrite.set(loc, prev as number);
+          break;
+        case 1:
+          if (prev === undefined) this.readsSince.delete(loc);
+          else this.readsSince.set(loc, prev as number[]);
+          break;
+        default:
+          this.readsSince.get(loc)!.pop();
+      }
+    }
+    this.logCount = from;
+    for (let e = this.count - 1; e >= n; e--) this.last[this.actorOf[e]!] = this.lastBefore[e]!;
+    this.count = n;
+  }
+
+  private log(kind: number, loc: number, prev: number | number[] | undefined): void {
+    const i = this.logCount++;
+    this.logKind[i] = kind;
+    this.logLoc[i] = loc;
+    this.logPrev[i] = prev;
+  }
+
+  add(actor: number, access: Access, races: number[] | undefined): void {
+    if (this.count === this.capacity) this.grow();
+    const n = this.count;
+    const w = this.width;
+    const found = this.candidates;
+    found.length = 0;
+    for (const loc of access.writes) {
+      const lw = this.lastWrite.get(loc);
+      if (lw !== undefined) found.push(lw);
+      const rs = this.readsSince.get(loc);
+      if (rs) for (const r of rs) found.push(r);
+    }
+    for (const loc of access.reads) {
+      const lw = this.lastWrite.get(loc);
+      if (lw !== undefined) found.push(lw);
+    }
+    if (found.length > 1) found.sort((a, b) => b - a);
+    const clock = this.scratch;
+    const mine = this.last[actor]!;
+    if (mine >= 0) clock.set(this.clocks.subarray(mine * w, mine * w + w));
+    else clock.fill(0);
+    let previous = -1;
+    for (const i of found) {
+      if (i === previous) continue;
+      previous = i;
+      const a = this.actorOf[i]!;
+      const base = i * w;
+      if (races && a !== actor && this.clocks[base + a]! > clock[a]!) races.push(i);
+      for (let k = 0; k < w; k++) if (clock[k]! < this.clocks[base + k]!) clock[k] = this.clocks[base + k]!;
+    }
+    clock[actor]!++;
+    this.clocks.set(clock, n * w);
+    this.actorOf[n] = actor;
+    this.lastBefore[n] = mine;
+    this.last[actor] = n;
+    this.logStart[n] = this.logCount;
+    this.count = n + 1;
+    for (const loc of access.writes) {
+      this.log(0, loc, this.lastWrite.get(loc));
+      this.lastWrite.set(loc, n);
+      const rs = this.readsSince.get(loc);
+      if (rs) {
+        this.log(1, loc, rs);
+        this.readsSince.delete(loc);
+      }
+    }
+    for (const loc of access.reads) {
+      const rs = this.readsSince.get(loc);
+      if (rs) {
+        rs.push(n);
+        this.log(2, loc, undefined);
+      } else {
+        this.log(1, loc, undefined);
+        this.readsSince.set(loc, [n]);
+      }
+    }
+  }
+}

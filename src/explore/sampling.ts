@@ -1,0 +1,117 @@
+import type { Machine } from '../machine/machine.ts';
+import { Prng, type ScheduleEntry } from '../machine/schedule.ts';
+import { applyChoice, type Choice, choicesOf, isTlbEvent } from './choices.ts';
+import { classify, type Execution, type FinalCheck, Findings } from './execution.ts';
+import type { PartResult } from './exhaustive.ts';
+import { finalStateKey } from './state-key.ts';
+
+// The sampling strategies: seeded random choice, and PCT. Execution e draws from its own PRNG, seeded from the
+// run's seed and e, so that any range of executions can run anywhere (a worker) and give the same result.
+
+/** Chooses among the choices at each point of one execution. */
+interface Chooser {
+  pick(choices: readonly Choice[], step: number): number;
+}
+
+function randomChooser(prng: Prng): Chooser {
+  return { pick: (choices) => prng.below(choices.length) };
+}
+
+/**
+ * PCT (Burckhardt, Kothari, Musuvathi, Nagarakatte, ASPLOS 2010): each CPU (and the hardware's events, as one more
+ * participant) gets a random distinct priority; d - 1 change points are drawn among the first k steps; the
+ * highest-priority choice runs, and at the i-th change point the running one drops to priority i (below all
+ * initial ones). A bug of depth d is found with probability at least 1 / (n k^(d-1)).
+ */
+function pctChooser(prng: Prng, cpus: number, depth: number, k: number): Chooser {
+  const priority = Array.from({ length: cpus + 1 }, (_, i) => i + depth);
+  for (let i = priority.length - 1; i > 0; i--) {
+    const j = prng.below(i + 1);
+    [priority[i], priority[j]] = [priority[j]!, priority[i]!];
+  }
+  const changes = Array.from({ length: depth - 1 }, () => prng.below(Math.max(1, k)));
+  return {
+    pick(choices, step) {
+      const owner = (c: Choice) => ('deliver' in c || 'tlb' in c ? cpus : c.cpu);
+      let best = 0;
+      for (let i = 1; i < choices.length; i++) {
+        if (priority[owner(choices[i]!)]! > priority[owner(choices[best]!)]!) best = i;
+      }
+      const change = changes.indexOf(step);
+      if (change >= 0) priority[owner(choices[best]!)] = change;
+      return best;
+    },
+  };
+}
+
+export interface SamplingOptions {
+  readonly strategy: 'random' | 'pct';
+  readonly seed: number;
+  readonly depth: number;
+  /** PCT's k: the steps change points are drawn among (an estimate of an execution's length). */
+  readonly length: number;
+  readonly maxSteps: number;
+  readonly tlbEvents: number;
+  readonly check: FinalCheck | undefined;
+}
+
+/** The PRNG of execution `e`: a distinct stream per execution, the same for the same seed and e. */
+function executionPrng(seed: number, e: number): Prng {
+  return new Prng((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(e + 1, 0x85ebca6b)) >>> 0);
+}
+
+export function sampleOnce(build: () => Machine, o: SamplingOptions, e: number): Execution & { state: string } {
+  const prng = executionPrng(o.seed, e);
+  const m = build();
+  const chooser =
+    o.strategy === 'random' ? randomChooser(prng) : pctChooser(prng, m.cpus.length, o.depth, Math.max(1, o.length));
+  const schedule: ScheduleEntry[] = [];
+  let limitReached = false;
+  let eventsLeft = o.tlbEvents;
+  for (let step = 0; m.firstStop === undefined; step++) {
+    const choices = choicesOf(m, eventsLeft);
+    if (choices.length === 0) break;
+    if (schedule.length >= o.maxSteps) {
+      limitReached = true;
+      break;
+    }
+    const choice = choices[chooser.pick(choices, step)]!;
+    if (isTlbEvent(choice)) eventsLeft--;
+    schedule.push(applyChoice(m, choice));
+  }
+  return { schedule, ...classify(m, limitReached, o.check), state: finalStateKey(m) };
+}
+
+/** Executions first..first+count-1, as a part (see PartResult). */
+export function samplePart(
+  build: () => Machine,
+  o: SamplingOptions,
+  first: number,
+  count: number,
+  progress?: (runs: number) => void,
+): PartResult {
+  const steps: number[] = [];
+  const states: string[] = [];
+  const findings = new Findings();
+  for (let i = 0; i < count; i++) {
+    const run = sampleOnce(build, o, first + i);
+    steps.push(run.schedule.length);
+    states.push(run.state);
+    findings.note(i, run);
+    progress?.(i + 1);
+  }
+  return { runs: count, steps, states, improvements: findings.improvements, finished: true, boundHit: false };
+}
+
+/** Steps of the least interleaved execution (the first choice every time): PCT's estimate of k. */
+export function probeLength(build: () => Machine, maxSteps: number): number {
+  const m = build();
+  let steps = 0;
+  while (m.firstStop === undefined && steps < maxSteps) {
+    const choices = choicesOf(m, 0);
+    if (choices.length === 0) break;
+    applyChoice(m, choices[0]!);
+    steps++;
+  }
+  return steps;
+}
