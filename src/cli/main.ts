@@ -2,9 +2,11 @@ import { cac } from 'cac';
 import { InputError } from '../mmu/input-error.ts';
 import { SCENARIO_LIST as SCENARIOS } from '../scenarios/listing.ts';
 import { paramRange, parseParamStrings } from '../scenarios/scenario.ts';
+import { type CliIo, EXIT_USAGE, processIo } from './io.ts';
 
-// The x86slice command line: list the scenarios, run one, or show the flagship demo. `list` needs only the
-// scenarios' descriptions; the machine and the reports load when a command runs one, so `list` starts fast.
+// The x86slice command line: list the scenarios, run one, explore one's interleavings, replay a schedule explore
+// reported, or show the flagship demo. `list` needs only the scenarios' descriptions; the machine, the checker and
+// the reports load when a command uses them, so `list` starts fast.
 
 /** The modules that run a scenario and print it, loaded on first use. */
 async function runner() {
@@ -15,18 +17,22 @@ async function runner() {
   return { runScenario, runReport, runText };
 }
 
-export interface CliIo {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
+/** The explore and replay commands, loaded on first use: they bring in the checker. */
+function checker() {
+  return import('./explore-command.ts');
 }
 
-const processIo: CliIo = {
-  out: (text) => process.stdout.write(`${text}\n`),
-  err: (text) => process.stderr.write(`${text}\n`),
-};
+export type { CliIo } from './io.ts';
+// Exit codes: 0 the command ran (no violation), 1 explore or replay found a violation, 2 bad input (unknown
+// scenario, parameter, option or command; a malformed schedule; a scenario file that is missing or exports none).
+export { EXIT_OK, EXIT_USAGE, EXIT_VIOLATION } from './io.ts';
 
-/** Exit codes: 0 the command ran, 2 bad usage (unknown scenario, parameter, option or command). */
-export const EXIT_USAGE = 2;
+const COMMANDS = 'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, demo';
+
+const EXIT_CODES = `  0  the command ran; explore found no violation, or the replayed run is not one
+  1  explore found a violation, or the replayed run is one
+  2  bad input: an unknown command, option, scenario or parameter, a malformed or inapplicable schedule,
+     a scenario file that does not exist or exports no scenario`;
 
 function listText(): string {
   const width = Math.max(...SCENARIOS.map((s) => s.name.length));
@@ -76,6 +82,32 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       const run = runScenario(name, params, { trace: !options.json });
       io.out(options.json ? JSON.stringify(runReport(run), null, 2) : runText(run, tail === undefined ? {} : { tail }));
     });
+  cli
+    .command('explore <scenario>', "Explore a scenario's interleavings (a catalogue name or ./file.ts) for violations")
+    .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
+    .option('--strategy <name>', 'exhaustive | pct | random')
+    .option('--preemptions <k>', 'Preemptions an exhaustive execution may have')
+    .option('--tlb-events <k>', 'TLB evictions and speculative fills an execution may choose')
+    .option('--seed <s>', 'PRNG seed for pct and random: the same seed, the same executions')
+    .option('--budget <n>', 'Executions to run')
+    .option('--workers <n>', 'Worker threads (default 1: this process)')
+    .option('--json', 'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, steps }]')
+    .example('x86slice explore stale-tlb --strategy pct --budget 1000 --tlb-events 1')
+    .example('x86slice explore ./my-scenario.ts -p locked=true --json')
+    .action(async (ref: string, options: Record<string, unknown>) => {
+      code = await (await checker()).exploreCommand(ref, options, argv, io);
+    });
+  cli
+    .command('replay <scenario>', 'Replay one schedule: per-CPU timeline, Chrome trace or Mermaid diagram')
+    .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
+    .option('--schedule <schedule>', "The schedule to replay, as explore reported it ('' for the default order)")
+    .option('--trace <format>', 'text (default) | chrome (trace-event JSON) | mermaid (sequence diagram)')
+    .option('--out <file>', 'Write the trace to <file> instead of stdout')
+    .example("x86slice replay pf-in-pf --schedule ''")
+    .example("x86slice replay stale-tlb --schedule '1,1,0' --trace chrome --out trace.json")
+    .action(async (ref: string, options: Record<string, unknown>) => {
+      code = await (await checker()).replayCommand(ref, options, argv, io);
+    });
   cli.command('demo', 'The flagship demo: pf-in-pf, then vmap-stack-switch both ways').action(async () => {
     const { runScenario, runText } = await runner();
     io.out(DEMO_INTRO);
@@ -85,7 +117,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     io.out('');
     io.out(runText(runScenario('vmap-stack-switch', { 'sync-stack': true }), { tail: 6 }));
   });
-  cli.help();
+  cli.help((sections) => [...sections, { title: 'Exit codes', body: EXIT_CODES }]);
   cli.version('0.1.0');
   try {
     cli.parse(['node', 'x86slice', ...argv], { run: false });
@@ -95,12 +127,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
         cli.outputHelp();
         return 0;
       }
-      io.err(`x86slice: unknown command '${argv[0]}'; commands: list, run <scenario>, demo (see x86slice --help)`);
+      io.err(`x86slice: unknown command '${argv[0]}'; commands: ${COMMANDS} (see x86slice --help)`);
       return EXIT_USAGE;
     }
     await cli.runMatchedCommand();
   } catch (error) {
-    if (error instanceof InputError || (error instanceof Error && error.name === 'CACError')) {
+    // By name too: a user's scenario module may load its own copy of the library, with its own InputError class.
+    if (error instanceof Error && (error instanceof InputError || ['InputError', 'CACError'].includes(error.name))) {
       io.err(`x86slice: ${error.message}`);
       code = EXIT_USAGE;
     } else {

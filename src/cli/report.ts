@@ -1,9 +1,11 @@
+import type { ViolationKind } from '../explore/explore.ts';
+import type { Machine } from '../machine/machine.ts';
 import type { CpuSnapshot } from '../machine/snapshot.ts';
 import { formatVirtual } from '../mmu/address.ts';
-import type { ScenarioRun } from '../scenarios/scenario.ts';
+import type { Scenario, ScenarioParams, ScenarioRun } from '../scenarios/scenario.ts';
 import { formatTimeline } from '../trace/timeline.ts';
 
-// What `x86slice run` prints: a JSON object for scripts, or a readable per-CPU timeline for people.
+// What `x86slice run` and `replay` print: a JSON object for scripts, or a readable per-CPU timeline for people.
 
 function cpuJson(c: CpuSnapshot) {
   return {
@@ -51,9 +53,7 @@ export function runText(run: ScenarioRun, options: { readonly tail?: number } = 
   const trace = machine.trace;
   const shown = options.tail === undefined ? trace : trace.slice(-options.tail);
   const skipped = trace.length - shown.length;
-  const params = Object.entries(run.params)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(' ');
+  const params = paramText(run.params);
   const lines = [
     `scenario ${scenario.name}${params ? ` (${params})` : ''}: ${scenario.summary}`,
     '',
@@ -64,11 +64,51 @@ export function runText(run: ScenarioRun, options: { readonly tail?: number } = 
       (result.outcome === scenario.expected ? '' : ` (this scenario demonstrates ${scenario.expected})`),
   ];
   for (const [key, value] of Object.entries(run.report ?? {})) lines.push(`${key}: ${JSON.stringify(value)}`);
-  for (const cpu of machine.cpus) {
-    const stop = cpu.stopEvent ? ` (${cpu.stopEvent.outcome}: ${cpu.stopEvent.message.split('\n')[0]})` : '';
-    lines.push(
-      `  CPU${cpu.id}: ${cpu.state}${stop}, RSP ${formatVirtual(cpu.regs.rsp)}, CR2 ${formatVirtual(cpu.regs.cr2)}`,
-    );
-  }
+  lines.push(...cpuLines(machine));
   return lines.join('\n');
+}
+
+/** Each CPU's final state, one line each: state (and why it stopped), RSP, CR2. */
+function cpuLines(machine: Machine): string[] {
+  return machine.cpus.map((cpu) => {
+    const stop = cpu.stopEvent ? ` (${cpu.stopEvent.outcome}: ${cpu.stopEvent.message.split('\n')[0]})` : '';
+    return `  CPU${cpu.id}: ${cpu.state}${stop}, RSP ${formatVirtual(cpu.regs.rsp)}, CR2 ${formatVirtual(cpu.regs.cr2)}`;
+  });
+}
+
+function paramText(params: ScenarioParams): string {
+  return Object.entries(params)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+}
+
+/** A replayed schedule: the scenario, the schedule and what the replay found. */
+export interface ReplayRun {
+  readonly scenario: Scenario;
+  readonly params: ScenarioParams;
+  readonly schedule: string;
+  readonly machine: Machine;
+  readonly kind: ViolationKind | undefined;
+  readonly message: string | undefined;
+}
+
+/** One line: the replay's outcome, whether it is a violation, and the first line of the stop message. */
+export function replayOutcome(r: ReplayRun): string {
+  const steps = `after ${r.machine.trace.length} steps`;
+  if (r.kind === undefined) return `outcome: ${r.machine.outcome} ${steps}: no violation`;
+  const why = r.message ? `: ${r.message.split('\n')[0]}` : '';
+  return `outcome: ${r.kind} ${steps}: a violation${why}`;
+}
+
+/** What `x86slice replay` prints: header, the per-CPU timeline of the replayed run, the outcome, each CPU's state. */
+export function replayText(r: ReplayRun): string {
+  const params = paramText(r.params);
+  return [
+    `replay ${r.scenario.name}${params ? ` (${params})` : ''} --schedule '${r.schedule}': ${r.scenario.summary}`,
+    '',
+    formatTimeline(r.machine.trace, r.machine.cpus.length),
+    '',
+    replayOutcome(r),
+    ...cpuLines(r.machine),
+  ].join('\n');
 }

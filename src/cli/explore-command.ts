@@ -1,0 +1,285 @@
+import { writeFileSync } from 'node:fs';
+import { extname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ExploreOptions, type ExploreResult, explore, replay } from '../explore/explore.ts';
+import type { Machine } from '../machine/machine.ts';
+import { describeValue, InputError } from '../mmu/input-error.ts';
+import type { Scenario, ScenarioParams } from '../scenarios/scenario.ts';
+import { parseParamStrings, resolveParams } from '../scenarios/scenario.ts';
+import { buildScenario, findScenarioRef, isScenarioPath, machineFactory } from '../scenarios/scenario-module.ts';
+import { type CliIo, EXIT_OK, EXIT_VIOLATION } from './io.ts';
+import { progressBar } from './progress.ts';
+import { type ReplayRun, replayOutcome, replayText } from './report.ts';
+
+// `x86slice explore` and `x86slice replay`: explore a scenario's interleavings (a catalogue name or a user's module)
+// and report each violation as a schedule; replay one schedule as a per-CPU timeline, a Chrome trace or a Mermaid
+// sequence diagram. Loaded on first use by main.ts, so `x86slice list` never loads the checker.
+
+export interface ExploreFlags {
+  readonly param?: unknown;
+  readonly strategy?: unknown;
+  readonly preemptions?: unknown;
+  readonly tlbEvents?: unknown;
+  readonly seed?: unknown;
+  readonly budget?: unknown;
+  readonly workers?: unknown;
+  readonly json?: unknown;
+}
+
+export interface ReplayFlags {
+  readonly param?: unknown;
+  readonly schedule?: unknown;
+  readonly trace?: unknown;
+  readonly out?: unknown;
+}
+
+const STRATEGIES = ['exhaustive', 'pct', 'random'] as const;
+const TRACE_FORMATS = ['text', 'chrome', 'mermaid'] as const;
+
+/**
+ * The text typed for a value option, each time it was given (`--name v` or `--name=v`, and cac's camelCase
+ * spelling). cac's parser turns text that looks numeric into a number ('0x10' is 16, '1e3' 1000, '' 0), so a
+ * strict check, and a schedule such as '' or '1', read the argv itself.
+ */
+export function optionTexts(argv: readonly string[], flag: string): string[] {
+  const names = [flag, flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())];
+  const texts: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') break;
+    for (const name of names) {
+      if (arg.startsWith(`${name}=`)) texts.push(arg.slice(name.length + 1));
+      else if (arg === name && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('-')) texts.push(argv[++i]!);
+    }
+  }
+  return texts;
+}
+
+/** One value option's text as typed (undefined when absent); given twice is refused rather than one winning. */
+function optionText(argv: readonly string[], flag: string, parsed: unknown): string | undefined {
+  if (parsed === undefined) return undefined;
+  const texts = optionTexts(argv, flag);
+  if (Array.isArray(parsed) || texts.length > 1) throw new InputError(`${flag} is given more than once; give it once`);
+  return texts[0] ?? String(parsed);
+}
+
+/** A decimal integer option in min..max; `meaning` says what it counts. */
+function integerOption(
+  argv: readonly string[],
+  flag: string,
+  parsed: unknown,
+  range: readonly [number, number],
+  meaning: string,
+): number | undefined {
+  const text = optionText(argv, flag, parsed);
+  if (text === undefined) return undefined;
+  const [min, max] = range;
+  const n = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(n >= min && n <= max)) {
+    throw new InputError(`${flag} ${describeValue(text)} must be a decimal integer in ${min}..${max} (${meaning})`);
+  }
+  return n;
+}
+
+function choiceOption<T extends string>(
+  argv: readonly string[],
+  flag: string,
+  parsed: unknown,
+  choices: readonly T[],
+): T | undefined {
+  const text = optionText(argv, flag, parsed);
+  if (text === undefined) return undefined;
+  if (!choices.includes(text as T))
+    throw new InputError(`${flag} ${describeValue(text)} must be one of ${choices.join(', ')}`);
+  return text as T;
+}
+
+function paramPairs(param: unknown): string[] {
+  return param === undefined ? [] : [param].flat().map(String);
+}
+
+/** The scenario a command names and its parameters, resolved; `pairs` are the `-p` strings as typed. */
+async function scenarioOf(ref: string, pairs: readonly string[]) {
+  const raw = parseParamStrings(pairs);
+  const scenario = await findScenarioRef(ref);
+  const params = resolveParams(scenario, raw);
+  // The scenario's own step bound (a long workload needs more than explore's default), read from one build.
+  const { maxSteps } = buildScenario(scenario, params, { trace: false }).run;
+  return { scenario, params, ...(maxSteps === undefined ? {} : { maxSteps }) };
+}
+
+/** scenario-module's URL as the running code has it: its .ts source under vitest or tsx, its .js build in dist/. */
+function scenarioModuleUrl(): string {
+  const ext = extname(fileURLToPath(import.meta.url));
+  return new URL(`../scenarios/scenario-module${ext}`, import.meta.url).href;
+}
+
+/** The command that replays a schedule, for the user to paste (schedules hold no quotes or shell characters). */
+function replayCommandLine(ref: string, pairs: readonly string[], schedule: string): string {
+  const params = pairs.map((p) => ` -p ${p}`).join('');
+  return `x86slice replay ${ref}${params} --schedule '${schedule}'`;
+}
+
+function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r: ExploreResult) {
+  return {
+    scenario: scenario.name,
+    ...(isScenarioPath(ref) ? { file: ref } : {}),
+    params,
+    strategy: r.strategy,
+    executions: r.executions,
+    steps: r.steps,
+    distinctStates: r.distinctStates,
+    ...(r.preemptionBound === undefined ? {} : { preemptionBound: r.preemptionBound }),
+    complete: r.complete,
+    violations: r.violations.map((v) => ({
+      outcome: v.kind,
+      schedule: v.schedule,
+      steps: v.steps,
+      ...(v.message === undefined ? {} : { message: v.message }),
+    })),
+  };
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+function exploreText(
+  scenario: Scenario,
+  ref: string,
+  pairs: readonly string[],
+  params: ScenarioParams,
+  r: ExploreResult,
+): string {
+  const shown = Object.entries(params)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const counts = [
+    count(r.executions, 'execution'),
+    count(r.steps, 'step'),
+    count(r.distinctStates, 'distinct final state'),
+    ...(r.preemptionBound === undefined ? [] : [`preemption bound ${r.preemptionBound}`]),
+  ].join(', ');
+  const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${r.strategy}, ${counts}`];
+  const coverage = r.complete
+    ? 'complete: every interleaving within the bounds was run'
+    : r.strategy === 'exhaustive'
+      ? 'incomplete: the budget ran out before every interleaving was run'
+      : 'sampled: not every interleaving was run';
+  if (r.violations.length === 0) {
+    lines.push(`no violation found (${coverage})`);
+    return lines.join('\n');
+  }
+  lines.push(`${count(r.violations.length, 'violation')} (${coverage}):`);
+  for (const v of r.violations) {
+    const why = v.message ? `: ${v.message.split('\n')[0]}` : '';
+    lines.push(`  ${v.kind}, schedule '${v.schedule}' (${v.steps === 1 ? '1 entry' : `${v.steps} entries`})${why}`);
+    lines.push(`    ${replayCommandLine(ref, pairs, v.schedule)}`);
+  }
+  return lines.join('\n');
+}
+
+/** `x86slice explore`: exit 1 when a violation is found, 0 when none. */
+export async function exploreCommand(ref: string, flags: ExploreFlags, argv: readonly string[], io: CliIo) {
+  const strategy = choiceOption(argv, '--strategy', flags.strategy, STRATEGIES);
+  const budget = integerOption(argv, '--budget', flags.budget, [1, 1e12], 'executions to run at most');
+  const seed = integerOption(argv, '--seed', flags.seed, [0, 2 ** 32 - 1], 'the PRNG seed');
+  const preemptions = integerOption(
+    argv,
+    '--preemptions',
+    flags.preemptions,
+    [0, 1000],
+    'preemptions an execution may have',
+  );
+  const tlbEvents = integerOption(
+    argv,
+    '--tlb-events',
+    flags.tlbEvents,
+    [0, 1000],
+    'TLB events an execution may choose',
+  );
+  const workers = integerOption(argv, '--workers', flags.workers, [1, 64], 'worker threads') ?? 1;
+  const pairs = paramPairs(flags.param);
+  const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
+
+  const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
+  const options: ExploreOptions = {
+    ...(strategy === undefined ? {} : { strategy }),
+    ...(budget === undefined ? {} : { budget }),
+    ...(seed === undefined ? {} : { seed }),
+    ...(preemptions === undefined ? {} : { preemptions }),
+    ...(tlbEvents === undefined ? {} : { tlbEvents }),
+    ...(maxSteps === undefined ? {} : { maxSteps }),
+    ...(bar ? { onProgress: (done: number, total: number) => bar.update(done, total) } : {}),
+  };
+  let result: ExploreResult;
+  try {
+    if (workers > 1) {
+      const { exploreParallel } = await import('../explore/parallel.ts');
+      // Workers rebuild the scenario from plain data; a module path is made absolute so each finds the same file.
+      const source = {
+        module: scenarioModuleUrl(),
+        export: 'scenarioBuilder',
+        args: [isScenarioPath(ref) ? resolve(process.cwd(), ref) : ref, params],
+      };
+      result = await exploreParallel(source, { ...options, workers });
+    } else {
+      result = explore(machineFactory(scenario, params), options);
+    }
+  } finally {
+    bar?.done();
+  }
+  io.out(
+    flags.json
+      ? JSON.stringify(exploreJson(scenario, ref, params, result), null, 2)
+      : exploreText(scenario, ref, pairs, params, result),
+  );
+  return result.violations.length > 0 ? EXIT_VIOLATION : EXIT_OK;
+}
+
+/** The trace in the format asked for. */
+async function formatTrace(format: (typeof TRACE_FORMATS)[number], run: ReplayRun, machine: Machine): Promise<string> {
+  if (format === 'text') return replayText(run);
+  if (format === 'chrome') {
+    const { formatChromeTrace } = await import('../trace/chrome.ts');
+    return formatChromeTrace(machine.trace, machine.cpus.length);
+  }
+  const { formatMermaid } = await import('../trace/mermaid.ts');
+  return formatMermaid(machine.trace, machine.cpus.length);
+}
+
+/** `x86slice replay`: exit 1 when the replayed run is a violation, 0 when not. */
+export async function replayCommand(ref: string, flags: ReplayFlags, argv: readonly string[], io: CliIo) {
+  const schedule = optionText(argv, '--schedule', flags.schedule);
+  if (schedule === undefined) {
+    throw new InputError(
+      "replay needs --schedule <schedule>: a schedule x86slice explore reported, such as --schedule '0,1' " +
+        "('' runs the least interleaved order)",
+    );
+  }
+  const format = choiceOption(argv, '--trace', flags.trace, TRACE_FORMATS) ?? 'text';
+  const out = optionText(argv, '--out', flags.out);
+  if (out === '') throw new InputError("--out '' must name a file to write the trace to");
+  const { scenario, params, maxSteps } = await scenarioOf(ref, paramPairs(flags.param));
+  const replayed = replay(
+    machineFactory(scenario, params, { trace: true }),
+    schedule,
+    maxSteps === undefined ? {} : { maxSteps },
+  );
+  const run: ReplayRun = { scenario, params, schedule, ...replayed };
+  const text = await formatTrace(format, run, replayed.machine);
+  if (out === undefined) {
+    io.out(text);
+    // A Chrome trace or a diagram on stdout stays clean for a pipe: the outcome goes to stderr.
+    if (format !== 'text') io.err(replayOutcome(run));
+  } else {
+    try {
+      writeFileSync(out, format === 'text' ? `${text}\n` : text);
+    } catch (error) {
+      throw new InputError(`--out ${describeValue(out)} cannot be written: ${(error as Error).message}`);
+    }
+    io.out(`wrote the ${format} trace of ${replayed.machine.trace.length} steps to ${out}`);
+    io.out(replayOutcome(run));
+  }
+  return replayed.kind === undefined ? EXIT_OK : EXIT_VIOLATION;
+}

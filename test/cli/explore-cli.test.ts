@@ -1,0 +1,265 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EXIT_USAGE, EXIT_VIOLATION, main } from '../../src/cli/main.ts';
+import { progressBar } from '../../src/cli/progress.ts';
+
+async function cli(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+// Scenario files are given as a user types them: relative to the working directory.
+const fixture = (name: string) => `./${relative(process.cwd(), join(import.meta.dirname, 'fixtures', name))}`;
+const MY_SCENARIO = fixture('my-scenario.ts');
+
+const temp = mkdtempSync(join(tmpdir(), 'x86slice-cli-'));
+afterAll(() => rmSync(temp, { recursive: true, force: true }));
+
+describe('x86slice explore', () => {
+  it('finds the double fault in pf-in-pf, and its schedule replays to the same violation', async () => {
+    const { code, out } = await cli('explore', 'pf-in-pf', '--strategy', 'random', '--budget', '20', '--json');
+    expect(code).toBe(EXIT_VIOLATION);
+    const report = JSON.parse(out);
+    expect(report).toMatchObject({ scenario: 'pf-in-pf', strategy: 'random', executions: 20, complete: false });
+    expect(report.steps).toBeGreaterThan(0);
+    const violation = report.violations.find((v: { outcome: string }) => v.outcome === 'double-fault');
+    expect(violation).toMatchObject({ schedule: expect.any(String), steps: expect.any(Number) });
+    expect(violation.message).toContain('double fault');
+
+    const replayed = await cli('replay', 'pf-in-pf', '--schedule', violation.schedule);
+    expect(replayed.code).toBe(EXIT_VIOLATION);
+    expect(replayed.out).toContain('#DF(0x0) delivered on ist1');
+    expect(replayed.out).toContain('outcome: double-fault after 6 steps: a violation: PANIC: double fault');
+  });
+
+  it('finds no violation in stale-tlb: exit 0, and the text says the run was sampled', async () => {
+    const { code, out } = await cli('explore', 'stale-tlb', '--strategy', 'random', '--budget', '20');
+    expect(code).toBe(0);
+    expect(out).toMatch(/^explore stale-tlb \(reads=1\): random, 20 executions, \d+ steps/);
+    expect(out).toContain('no violation found (sampled: not every interleaving was run)');
+  });
+
+  it('the text form names each violation with the command that replays it', async () => {
+    const { code, out } = await cli('explore', 'pf-in-pf', '-p', 'df-ist=0', '--budget', '5');
+    expect(code).toBe(EXIT_VIOLATION);
+    expect(out).toContain('1 violation (sampled: not every interleaving was run):');
+    expect(out).toMatch(/ {2}triple-fault, schedule '[^']*' \(\d+ entries\)/);
+    expect(out).toMatch(/ {4}x86slice replay pf-in-pf -p df-ist=0 --schedule '[^']*'/);
+  });
+
+  it('the same seed gives the same result', async () => {
+    const args = ['explore', MY_SCENARIO, '--strategy', 'pct', '--budget', '30', '--seed', '7', '--json'];
+    const [a, b] = [await cli(...args), await cli(...args)];
+    expect(a.out).toBe(b.out);
+  });
+
+  it('--workers 2 gives the result one process gives, for a catalogue scenario and a scenario file', async () => {
+    for (const ref of ['pf-in-pf', MY_SCENARIO]) {
+      const args = ['explore', ref, '--strategy', 'pct', '--budget', '40', '--json'];
+      const one = await cli(...args);
+      const two = await cli(...args, '--workers', '2');
+      expect(two.code).toBe(EXIT_VIOLATION);
+      expect(two.out).toBe(one.out);
+    }
+  });
+
+  it('explores stale-tlb exhaustively: complete, no violation', async () => {
+    const { code, out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ strategy: 'exhaustive', complete: true, violations: [] });
+  });
+});
+
+describe("a user's scenario module", () => {
+  it('explored by path: the lost update is an assertion violation whose schedule replays', async () => {
+    const { code, out } = await cli('explore', MY_SCENARIO, '--budget', '50', '--json');
+    expect(code).toBe(EXIT_VIOLATION);
+    const report = JSON.parse(out);
+    expect(report).toMatchObject({ scenario: 'racy-counter', file: MY_SCENARIO, params: { locked: false } });
+    expect(report.violations).toMatchObject([
+      { outcome: 'assertion', message: 'the counter is 1, not 2: an update was lost' },
+    ]);
+
+    const replayed = await cli('replay', MY_SCENARIO, '--schedule', report.violations[0].schedule);
+    expect(replayed.code).toBe(EXIT_VIOLATION);
+    expect(replayed.out).toContain('outcome: assertion after');
+    expect(replayed.out).toContain('an update was lost');
+  });
+
+  it('takes -p parameters: with cmpxchg no interleaving loses an update', async () => {
+    const { code, out } = await cli('explore', MY_SCENARIO, '-p', 'locked=true', '--budget', '50', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ params: { locked: true }, violations: [] });
+  });
+
+  it('a JavaScript module loads too, and its named export is found when there is no default', async () => {
+    const file = join(temp, 'named.mjs');
+    const lib = new URL('../../src/index.ts', import.meta.url).href;
+    writeFileSync(
+      file,
+      `import { Machine } from '${lib}';
+export const solo = {
+  name: 'solo', params: [],
+  build: (p, o) => {
+    const machine = Machine.create({ cpus: 1, trace: o.trace });
+    machine.load(0, function* (x) { yield x.pause(); });
+    return { machine, run: {} };
+  },
+};`,
+    );
+    const { code, out } = await cli('explore', file, '--budget', '3', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ scenario: 'solo', executions: 3, violations: [] });
+  });
+});
+
+describe('x86slice replay', () => {
+  it('--trace chrome --out writes Chrome trace-event JSON to the file', async () => {
+    const file = join(temp, 'trace.json');
+    const { code, out } = await cli('replay', 'pf-in-pf', '--schedule', '', '--trace', 'chrome', '--out', file);
+    expect(code).toBe(EXIT_VIOLATION);
+    expect(out).toContain(`wrote the chrome trace of 6 steps to ${file}`);
+    expect(out).toContain('outcome: double-fault');
+    expect(() => JSON.parse(readFileSync(file, 'utf8'))).not.toThrow();
+  });
+
+  it('--trace mermaid --out writes a sequence diagram to the file', async () => {
+    const file = join(temp, 'trace.mmd');
+    const { code } = await cli('replay', 'stale-tlb', '--schedule', '1,1,0', '--trace', 'mermaid', '--out', file);
+    expect(code).toBe(0);
+    expect(readFileSync(file, 'utf8')).toMatch(/^sequenceDiagram/);
+  });
+
+  it('a trace on stdout stays clean: the outcome goes to stderr', async () => {
+    const { code, out, err } = await cli('replay', 'stale-tlb', '--schedule', '1', '--trace', 'chrome');
+    expect(code).toBe(0);
+    expect(() => JSON.parse(out)).not.toThrow();
+    expect(err).toMatch(/^outcome: ok after \d+ steps: no violation$/);
+  });
+
+  it('text --out writes the timeline to the file and the outcome to stdout', async () => {
+    const file = join(temp, 'timeline.txt');
+    const { code, out } = await cli('replay', 'stale-tlb', '--schedule', '1,1,0', '--out', file);
+    expect(code).toBe(0);
+    expect(out).toMatch(/outcome: ok after \d+ steps: no violation/);
+    expect(readFileSync(file, 'utf8')).toMatch(/CPU0 +│ CPU1/);
+  });
+});
+
+describe('bad input is exit code 2, naming the value and the rule', () => {
+  it.each([
+    [['explore', 'nope'], "unknown scenario 'nope'; valid scenarios: pf-in-pf"],
+    [['explore', 'pf-in-pf', '--strategy', 'bogus'], "--strategy 'bogus' must be one of exhaustive, pct, random"],
+    [['explore', 'pf-in-pf', '--budget', '0'], "--budget '0' must be a decimal integer in 1..1000000000000"],
+    [
+      ['explore', 'pf-in-pf', '--budget', 'abc'],
+      "--budget 'abc' must be a decimal integer in 1..1000000000000 (executions to run at most)",
+    ],
+    [['explore', 'pf-in-pf', '--budget', '12abc'], "--budget '12abc' must be a decimal integer"],
+    [['explore', 'pf-in-pf', '--budget', '1e3'], "--budget '1e3' must be a decimal integer"],
+    [['explore', 'pf-in-pf', '--budget=0x10'], "--budget '0x10' must be a decimal integer"],
+    [['explore', 'pf-in-pf', '--budget', '5', '--budget', '6'], '--budget is given more than once'],
+    [['explore', 'pf-in-pf', '--workers', '0'], "--workers '0' must be a decimal integer in 1..64 (worker threads)"],
+    [['explore', 'pf-in-pf', '--tlb-events', '-1'], 'Unknown option `-1`'],
+    [['explore', 'pf-in-pf', '--seed', '1.5'], "--seed '1.5' must be a decimal integer in 0..4294967295"],
+    [['explore', 'pf-in-pf', '-p', 'df-ist=7'], 'parameter df-ist=7 must be an integer in 0..2'],
+    [['replay', 'pf-in-pf'], 'replay needs --schedule <schedule>'],
+    [['replay', 'pf-in-pf', '--schedule', '0,x'], "malformed schedule token 'x'"],
+    [['replay', 'pf-in-pf', '--schedule', '0x1'], "malformed schedule token '0x1'"],
+    [['replay', 'pf-in-pf', '--schedule', '1'], 'schedule entry 0 names CPU 1, which does not exist'],
+    [['replay', 'pf-in-pf', '-p', 'cpus=2', '--schedule', '1'], 'schedule entry 0 names CPU 1, which has no program'],
+    [['replay', 'pf-in-pf', '--schedule', '', '--trace', 'svg'], "--trace 'svg' must be one of text, chrome, mermaid"],
+    [['replay', 'pf-in-pf', '--schedule', '', '--out', '/nonexistent-dir/x.txt'], "--out '/nonexistent-dir/x.txt'"],
+    [['explore', './no-such-file.ts'], "scenario file './no-such-file.ts' does not exist (looked for "],
+    [['replay', 'missing.mjs', '--schedule', ''], "scenario file 'missing.mjs' does not exist"],
+  ])('%j', async (argv, message) => {
+    const { code, out, err } = await cli(...argv);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain(message);
+    expect(out).toBe('');
+  });
+
+  it('a schedule naming a CPU that cannot move there', async () => {
+    // In stale-tlb CPU0 first spins until CPU1 has cached the page, so CPU0 cannot move at the start.
+    const { code, err } = await cli('replay', 'stale-tlb', '--schedule', '0,0');
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain('schedule entry 1 names CPU 0, which cannot move there (blocked)');
+  });
+
+  it('a file that exports no scenario', async () => {
+    const { code, err } = await cli('explore', fixture('not-a-scenario.ts'));
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain(
+      "scenario file './test/cli/fixtures/not-a-scenario.ts' does not export a scenario (a default export, or one " +
+        'export with name, params and build); its exports: answer, greet',
+    );
+  });
+
+  it('a default export that is not quite a scenario: what is wrong with it', async () => {
+    const file = join(temp, 'broken.mjs');
+    writeFileSync(
+      file,
+      "export default { name: 'broken', params: [{ name: 'n', kind: 'int', default: 1 }], build() {} };",
+    );
+    const { code, err } = await cli('explore', file);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain("(scenario broken): parameter n kind 'int' must be one of 'integer', 'boolean', 'choice'");
+  });
+
+  it("a build that throws is the scenario's fault, reported with where it threw", async () => {
+    const file = join(temp, 'throws.mjs');
+    writeFileSync(file, "export default { name: 'throws', params: [], build() { throw new Error('boom'); } };");
+    const { code, err } = await cli('explore', file);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toMatch(/scenario throws build threw Error: boom \(at .*throws\.mjs:1:/);
+  });
+
+  it('a module that fails to load', async () => {
+    const file = join(temp, 'syntax.mjs');
+    writeFileSync(file, 'export default {');
+    const { code, err } = await cli('explore', file);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain(`scenario file '${file.slice(0, 60)}`);
+    expect(err).toContain('could not be loaded: '); // then the parser's own words
+  });
+
+  it('the unknown-command message lists the new commands', async () => {
+    const { code, err } = await cli('frobnicate');
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain('commands: list, run <scenario>, explore <scenario|file>, replay <scenario|file>');
+  });
+});
+
+describe('the progress bar', () => {
+  it('redraws only when the percent changes, and erases itself', () => {
+    const writes: string[] = [];
+    const bar = progressBar((t) => writes.push(t), 'exploring x');
+    for (let i = 1; i <= 1000; i++) bar.update(i, 1000);
+    bar.done();
+    expect(writes.length).toBeLessThanOrEqual(102);
+    expect(writes.at(-2)).toContain(`exploring x [${'#'.repeat(30)}] 100% 1000/1000`);
+    expect(writes.at(-1)).toBe('\r\x1b[K');
+  });
+
+  it('with no budget, shows the count at round numbers', () => {
+    const writes: string[] = [];
+    const bar = progressBar((t) => writes.push(t), 'exploring');
+    for (let i = 1; i <= 1000; i++) bar.update(i, Number.POSITIVE_INFINITY);
+    expect(writes.length).toBe(28); // 1..9, 10..90, 100..900, 1000
+  });
+
+  it('is drawn on a terminal for a text explore, never with --json', async () => {
+    for (const json of [false, true]) {
+      const drawn: string[] = [];
+      const io = { out: () => {}, err: () => {}, progress: (t: string) => drawn.push(t) };
+      const argv = ['explore', 'stale-tlb', '--budget', '20', ...(json ? ['--json'] : [])];
+      expect(await main(argv, io)).toBe(0);
+      if (json) expect(drawn).toEqual([]);
+      else expect(drawn.join('')).toContain('20/20');
+    }
+  });
+});
