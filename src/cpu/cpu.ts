@@ -731,9 +731,9 @@ export class Cpu {
         }
         const old = this.memory.read(pa, ins.size);
         const swap = ins.op === OP_XCHG || old === ins.expected;
-        if (port.footprint) port.footprint.reads.push(pa, ins.size);
+        if (port.footprint) port.footprint.readList.push2(pa, ins.size);
         if (swap) {
-          if (port.footprint) port.footprint.writes.push(pa, ins.size);
+          if (port.footprint) port.footprint.writeList.push2(pa, ins.size);
           this.memory.write(pa, ins.size, ins.value);
         }
         return this.complete(act, old);
@@ -777,7 +777,7 @@ export class Cpu {
         const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
         const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
         this.lastIpiTargets = targets;
-        if (port.footprint) for (const t of targets) port.footprint.ipisSent.push(t, ins.value);
+        if (port.footprint) for (const t of targets) port.footprint.ipiList.push2(t, ins.value);
         return this.complete(act, targets.length);
       }
       case OP_EOI:

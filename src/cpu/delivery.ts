@@ -129,7 +129,7 @@ export function deliverEvent(
         if (gate.type === 'interrupt') regs.rflags &= ~RFLAGS.IF;
         entry.stack = stackSource;
         entry.rsp = base;
-        if (port.footprint) port.footprint.accepted.push(vector);
+        if (port.footprint) port.footprint.acceptedList.push(vector);
         cpu.enterHandler(handler);
         return during < 0;
       }

@@ -37,10 +37,7 @@ export class MemoryPort {
   /** TLB outcome and physical address of the last translation, for the trace. */
   lastHit = false;
   lastPa = -1;
-  /**
-   * Where accesses are recorded, when the machine records footprints. Set by the machine before any access: with
-   * it set, no page is cached (see hit()), so that every access reaches the footprint.
-   */
+  /** Where accesses are recorded, when the machine records footprints (every path records: see read()/write()). */
   footprint: Footprint | undefined;
   private readonly walk = new WalkResult();
   /** Pages recently reached through TLB hits (see PageCache). */
@@ -93,7 +90,7 @@ export class MemoryPort {
   // SDM §4.10.4.1: a #PF invalidates the TLB entries for the faulting linear address.
   private invalidateOnFault(va: number): void {
     if (this.tlb.invalidatePage(va) !== 0 && this.footprint)
-      this.footprint.tlbInvalidations.push(Math.floor(va / PAGE));
+      this.footprint.tlbInvalidationList.push(Math.floor(va / PAGE));
   }
 
   /** Walks and fills the TLB; returns the slot, -1 with the fault record set, or -2 when the page is not cached. */
@@ -110,7 +107,7 @@ export class MemoryPort {
     }
     const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
     if (slot < 0) return -2; // a large page with no large-page entries configured: used uncached
-    if (this.footprint) this.footprint.tlbFills.push(Math.floor(va / PAGE));
+    if (this.footprint) this.footprint.tlbFillList.push(Math.floor(va / PAGE));
     return slot;
   }
 
@@ -179,9 +176,9 @@ export class MemoryPort {
     tlb.hits++;
     this.lastHit = true;
     const base = tlb.smallFrame(slot);
-    // The next access to this page can skip the TLB probe and the frame lookup (see PageCache). Footprints record
-    // every physical access, so with them every access comes this way.
-    if (this.footprint === undefined && base + PAGE <= this.memory.size) {
+    // The next access to this page can skip the TLB probe and the frame lookup (see PageCache); read() and write()
+    // record footprints for those accesses too.
+    if (base + PAGE <= this.memory.size) {
       const write = (access & ACCESS_WRITE) !== 0;
       const frame = this.memory.frame(base / PAGE, write);
       // While a write watch is armed (a CPU spins), writes go the long way, which tells the watcher.
@@ -202,7 +199,9 @@ export class MemoryPort {
     if (pages.readTag[i] === va - offset && offset + size <= PAGE && ((access & ACCESS_USER) === 0 || pages.user[i])) {
       this.tlb.hits++;
       this.lastHit = true;
-      this.lastPa = pages.base[i]! + offset;
+      const pa = pages.base[i]! + offset;
+      this.lastPa = pa;
+      if (this.footprint !== undefined) this.footprint.readList.push2(pa, size);
       return readBytes(pages.frames[i]!, offset, size);
     }
     return this.readThroughTlb(va, size, access);
@@ -215,7 +214,7 @@ export class MemoryPort {
       pa = this.translate(va, access);
       if (pa < 0) return -1;
     }
-    if (this.footprint) this.footprint.reads.push(pa, size);
+    if (this.footprint) this.footprint.readList.push2(pa, size);
     return this.memory.read(pa, size);
   }
 
@@ -228,7 +227,9 @@ export class MemoryPort {
     if (pages.writeTag[i] === va - offset && offset + size <= PAGE && ((access & ACCESS_USER) === 0 || pages.user[i])) {
       this.tlb.hits++;
       this.lastHit = true;
-      this.lastPa = pages.base[i]! + offset;
+      const pa = pages.base[i]! + offset;
+      this.lastPa = pa;
+      if (this.footprint !== undefined) this.footprint.writeList.push2(pa, size);
       writeBytes(pages.frames[i]!, offset, size, value);
       return true;
     }
@@ -242,7 +243,7 @@ export class MemoryPort {
       pa = this.translate(va, access | ACCESS_WRITE);
       if (pa < 0) return false;
     }
-    if (this.footprint) this.footprint.writes.push(pa, size);
+    if (this.footprint) this.footprint.writeList.push2(pa, size);
     this.memory.write(pa, size, value);
     return true;
   }
@@ -273,13 +274,13 @@ export class MemoryPort {
 
   /** Writes a canonical 64-bit address image at a translated physical address. */
   writeAddressAt(pa: number, va: number): void {
-    if (this.footprint) this.footprint.writes.push(pa, 8);
+    if (this.footprint) this.footprint.writeList.push2(pa, 8);
     this.memory.write32(pa, va >>> 0);
     this.memory.write32(pa + 4, canonicalHighHalf(va));
   }
 
   writeAt(pa: number, value: number): void {
-    if (this.footprint) this.footprint.writes.push(pa, 8);
+    if (this.footprint) this.footprint.writeList.push2(pa, 8);
     this.memory.write64(pa, value);
   }
 
@@ -297,7 +298,7 @@ export class MemoryPort {
       pas[i] = pa;
     }
     for (let i = size - 1; i >= 0; i--) {
-      if (this.footprint) this.footprint.reads.push(pas[i]!, 1);
+      if (this.footprint) this.footprint.readList.push2(pas[i]!, 1);
       value = value * 256 + this.memory.read8(pas[i]!);
     }
     return value;
@@ -312,7 +313,7 @@ export class MemoryPort {
     }
     let v = value;
     for (let i = 0; i < size; i++) {
-      if (this.footprint) this.footprint.writes.push(pas[i]!, 1);
+      if (this.footprint) this.footprint.writeList.push2(pas[i]!, 1);
       this.memory.write8(pas[i]!, ((v % 256) + 256) % 256);
       v = Math.floor(v / 256);
     }

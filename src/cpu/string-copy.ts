@@ -25,8 +25,8 @@ export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
   if (dpa < 0) return cpu.raiseFault();
   cpu.memory.copy(spa, dpa, n);
   if (port.footprint) {
-    port.footprint.reads.push(spa, n);
-    port.footprint.writes.push(dpa, n);
+    port.footprint.readList.push2(spa, n);
+    port.footprint.writeList.push2(dpa, n);
   }
   act.progress = done + n;
   if (act.progress >= ins.value) {
@@ -45,7 +45,7 @@ export function fillChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
   const dpa = port.translate(dst, cpu.userAccess | ACCESS.WRITE);
   if (dpa < 0) return cpu.raiseFault();
   for (let off = 0; off < n; off += 8) cpu.memory.write64(dpa + off, ins.expected);
-  if (port.footprint) port.footprint.writes.push(dpa, n);
+  if (port.footprint) port.footprint.writeList.push2(dpa, n);
   act.progress = done + n;
   if (act.progress >= ins.value) {
     act.progress = 0;

@@ -51,7 +51,7 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
   switch (ins.op) {
     case OP.INVLPG:
       cpu.tlb.invalidatePage(ins.va);
-      if (footprint) footprint.tlbInvalidations.push(Math.floor(ins.va / PAGE_SIZE));
+      if (footprint) footprint.tlbInvalidationList.push(Math.floor(ins.va / PAGE_SIZE));
       return 0;
     case OP.MOV_TO_CR0:
       // In IA-32e mode clearing PG (or PE) is #GP(0); so are bits 63:32 and NW without CD (SDM Vol. 2 MOV CR).
@@ -68,7 +68,7 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
       if (value >= CR3_LIMIT) return GP_FAULT;
       regs.cr3 = value;
       cpu.tlb.flushNonGlobal();
-      if (footprint) footprint.tlbInvalidations.push(-1);
+      if (footprint) footprint.tlbInvalidationList.push(-1);
       return 0;
     case OP.MOV_TO_CR4:
       // Clearing PAE, or changing LA57, in IA-32e mode is #GP(0); bits 63:32 are reserved (SDM Vol. 3 §2.5).
@@ -76,7 +76,7 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
       // Changing CR4.PGE invalidates all TLB entries, global ones included (SDM §4.10.4.1).
       if (((regs.cr4 ^ value) & CR4.PGE) !== 0) {
         cpu.tlb.flushAll();
-        if (footprint) footprint.tlbInvalidations.push(-2);
+        if (footprint) footprint.tlbInvalidationList.push(-2);
       }
       regs.cr4 = value >>> 0;
       return 0;

@@ -34,9 +34,24 @@ function addRange(out: number[], pa: number, size: number): void {
   for (let w = Math.floor(pa / WORD); w <= last; w++) out.push(w);
 }
 
+/** `xs` without repeats, in place (a step touches a handful of locations: a quadratic pass beats a Set). */
 function unique(xs: number[]): number[] {
   if (xs.length < 2) return xs;
-  return [...new Set(xs)];
+  if (xs.length > 32) return [...new Set(xs)];
+  let n = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    let seen = false;
+    for (let j = 0; j < n; j++) {
+      if (xs[j] === x) {
+        seen = true;
+        break;
+      }
+    }
+    if (!seen) xs[n++] = x;
+  }
+  xs.length = n;
+  return xs;
 }
 
 /** The locations `choice` touched, from the machine's footprint of it (cleared before it was made). */
@@ -44,11 +59,13 @@ export function accessOf(choice: Choice, fp: Footprint): Access {
   const reads: number[] = [];
   const writes: number[] = [channel(choice.cpu)];
   if ('tlb' in choice) writes.push(BUDGET);
-  for (let i = 0; i < fp.reads.length; i += 2) addRange(reads, fp.reads[i]!, fp.reads[i + 1]!);
-  for (let i = 0; i < fp.writes.length; i += 2) addRange(writes, fp.writes[i]!, fp.writes[i + 1]!);
-  for (const pa of fp.pteReads) reads.push(Math.floor(pa / WORD));
-  for (const pa of fp.pteWrites) writes.push(Math.floor(pa / WORD));
-  for (let i = 0; i < fp.ipisSent.length; i += 2) writes.push(channel(fp.ipisSent[i]!));
+  const r = fp.readList;
+  for (let i = 0; i < r.length; i += 2) addRange(reads, r.get(i), r.get(i + 1));
+  const w = fp.writeList;
+  for (let i = 0; i < w.length; i += 2) addRange(writes, w.get(i), w.get(i + 1));
+  for (let i = 0; i < fp.pteReadList.length; i++) reads.push(Math.floor(fp.pteReadList.get(i) / WORD));
+  for (let i = 0; i < fp.pteWriteList.length; i++) writes.push(Math.floor(fp.pteWriteList.get(i) / WORD));
+  for (let i = 0; i < fp.ipiList.length; i += 2) writes.push(channel(fp.ipiList.get(i)));
   for (const name of fp.resources) writes.push(resource(name));
   return { reads: unique(reads), writes: unique(writes) };
 }

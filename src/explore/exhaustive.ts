@@ -279,9 +279,8 @@ export class PartSearch {
       const access = accessOf(choice, fp);
       node.done[chosen] = access;
       if (this.o.reduce) {
-        races.length = 0;
-        hb.add(actorIndex(choice), access, races);
-        for (const i of races) this.addBacktrack(i, choice, node.keys[chosen]!);
+        const raced = hb.add(actorIndex(choice), access, races, 0);
+        for (let r = 0; r < raced; r++) this.addBacktrack(races[r]!, choice, node.keys[chosen]!);
         // The sleep set below: what sleeps here, and what was explored here before, if independent of this choice.
         sleep = [];
         for (const s of node.sleep) if (!dependent(s.access, access)) sleep.push(s);
@@ -405,34 +404,49 @@ export class HappensBefore {
     this.logPrev[i] = prev;
   }
 
-  add(actor: number, access: Access, races: number[] | undefined): void {
+  /**
+   * Records the next choice and appends the points it races with to `races` (from index `raced`); returns the new
+   * race count. Scratch arrays are filled by index, not emptied by `length = 0`, which frees their storage in V8.
+   */
+  add(actor: number, access: Access, races: number[], raced: number): number {
     if (this.count === this.capacity) this.grow();
     const n = this.count;
     const w = this.width;
     const found = this.candidates;
-    found.length = 0;
+    let nFound = 0;
     for (const loc of access.writes) {
       const lw = this.lastWrite.get(loc);
-      if (lw !== undefined) found.push(lw);
+      if (lw !== undefined) found[nFound++] = lw;
       const rs = this.readsSince.get(loc);
-      if (rs) for (const r of rs) found.push(r);
+      if (rs) for (const r of rs) found[nFound++] = r;
     }
     for (const loc of access.reads) {
       const lw = this.lastWrite.get(loc);
-      if (lw !== undefined) found.push(lw);
+      if (lw !== undefined) found[nFound++] = lw;
     }
-    if (found.length > 1) found.sort((a, b) => b - a);
+    // Latest first (insertion sort: a handful of candidates).
+    for (let i = 1; i < nFound; i++) {
+      const v = found[i]!;
+      let j = i - 1;
+      while (j >= 0 && found[j]! < v) {
+        found[j + 1] = found[j]!;
+        j--;
+      }
+      found[j + 1] = v;
+    }
     const clock = this.scratch;
     const mine = this.last[actor]!;
     if (mine >= 0) clock.set(this.clocks.subarray(mine * w, mine * w + w));
     else clock.fill(0);
     let previous = -1;
-    for (const i of found) {
+    let nRaces = raced;
+    for (let f = 0; f < nFound; f++) {
+      const i = found[f]!;
       if (i === previous) continue;
       previous = i;
       const a = this.actorOf[i]!;
       const base = i * w;
-      if (races && a !== actor && this.clocks[base + a]! > clock[a]!) races.push(i);
+      if (a !== actor && this.clocks[base + a]! > clock[a]!) races[nRaces++] = i;
       for (let k = 0; k < w; k++) if (clock[k]! < this.clocks[base + k]!) clock[k] = this.clocks[base + k]!;
     }
     clock[actor]!++;
@@ -461,5 +475,6 @@ export class HappensBefore {
         this.readsSince.set(loc, [n]);
       }
     }
+    return nRaces;
   }
 }

@@ -117,6 +117,8 @@ export class Machine implements CpuBus {
   /** Footprint of the last step, when footprints are on (config `footprint`, or recordFootprints()). */
   footprint: Footprint | undefined;
   private pausedFootprint: Footprint | undefined;
+  /** The random scheduler's list of CPUs that can move, reused every step. */
+  private readonly runnableScratch: Cpu[] = [];
   /** The interrupt bus: where IPIs in flight wait for delivery. */
   readonly ipiBus: IpiBus;
   boot: BootInfo | undefined;
@@ -483,7 +485,7 @@ export class Machine implements CpuBus {
       const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
       let limitReached: boolean;
       if (prng) limitReached = this.runRandom(prng, maxSteps, observe) < 0;
-      else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps);
+      else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps, observe);
       else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
         limitReached = this.runRoundRobin(maxSteps, observe) < 0;
       } else limitReached = this.runRoundRobinWithBus(maxSteps, observe) < 0;
@@ -494,8 +496,9 @@ export class Machine implements CpuBus {
   }
 
   /** Follows checked schedule runs; returns whether maxSteps stopped it. */
-  private runSchedule(runs: readonly ScheduleRun[], maxSteps: number): boolean {
+  private runSchedule(runs: readonly ScheduleRun[], maxSteps: number, observe: boolean): boolean {
     const start = this.stepCount;
+    const mode = this.recording(observe);
     let index = 0;
     for (const run of runs) {
       if (!isStepRun(run)) {
@@ -520,7 +523,8 @@ export class Machine implements CpuBus {
         if (this.firstStop) return false;
         if (this.stepCount - start >= maxSteps) return true;
         if (cpu.isStopped) throw new InputError(`schedule entry ${index} names CPU ${run.cpu}, which is ${cpu.state}`);
-        this.step(run.cpu);
+        // The CPUs were checked with the schedule (they exist and have programs): step as the run loops do.
+        this.stepRecording(cpu, mode, observe);
       }
     }
     return false;
@@ -592,27 +596,22 @@ export class Machine implements CpuBus {
    */
   private runRandom(prng: Prng, maxSteps: number, observe: boolean): number {
     const cpus = this.cpus;
+    const runnable = this.runnableScratch;
     let steps = 0;
     const mode = this.recording(observe);
     while (!this.firstStop) {
+      // One scan collects the CPUs that can move; the pick indexes it.
       let count = 0;
-      for (const c of cpus) if (c.runnable) count++;
+      for (const c of cpus) if (c.runnable) runnable[count++] = c;
       const inFlight = this.ipiBus.inFlight.length;
       if (count + inFlight === 0) return steps;
       if (steps >= maxSteps) return -1;
-      let pick = prng.below(count + inFlight);
+      const pick = prng.below(count + inFlight);
       if (pick >= count) {
         this.deliverInFlight(cpus[this.ipiBus.inFlight[pick - count]!.to]!, pick - count);
         continue;
       }
-      let chosen = cpus[0]!;
-      for (const c of cpus) {
-        if (c.runnable && pick-- === 0) {
-          chosen = c;
-          break;
-        }
-      }
-      this.stepRecording(chosen, mode, observe);
+      this.stepRecording(runnable[pick]!, mode, observe);
       steps++;
     }
     return steps;

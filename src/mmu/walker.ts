@@ -133,7 +133,7 @@ export function walkPageTables(
     lo = memory.read32(entryAddr);
     const hi = memory.read32(entryAddr + 4);
     out.entries[out.entryCount++] = entryAddr;
-    if (footprint) footprint.pteReads.push(entryAddr);
+    if (footprint) footprint.pteReadList.push(entryAddr);
     if ((lo & PTE_LO.P) === 0) return fail(out, VECTOR_PF, accessBits, va);
     const isLeaf = level === 1 || ((lo & PTE_LO.PS) !== 0 && level <= 3);
     let reserved = (hi & reservedHi) !== 0;
@@ -152,7 +152,7 @@ export function walkPageTables(
     // A non-leaf entry was used to reach the next table: set its A bit (§4.8).
     if ((lo & PTE_LO.A) === 0) {
       memory.write32(entryAddr, (lo | PTE_LO.A) >>> 0);
-      if (footprint) footprint.pteWrites.push(entryAddr);
+      if (footprint) footprint.pteWriteList.push(entryAddr);
     }
     table = entryFrame(lo, hi);
   }
@@ -167,7 +167,7 @@ export function walkPageTables(
   if ((lo & setBits) !== setBits) {
     lo = (lo | setBits) >>> 0;
     memory.write32(entryAddr, lo);
-    if (footprint) footprint.pteWrites.push(entryAddr);
+    if (footprint) footprint.pteWriteList.push(entryAddr);
   }
   // Large-page frame bits below the page size are not address bits (they were checked as reserved above).
   const pageBase = Math.floor(table / pageSize) * pageSize;
