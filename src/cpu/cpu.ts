@@ -263,7 +263,7 @@ export class Cpu {
     this.lastAccepted = undefined;
     this.lastCopyDestination = 0;
     this.lastIpiTargets = undefined;
-    this.activations.length = 0;
+    if (this.activations.length !== 0) this.activations.length = 0;
     this.current = undefined;
     this.task = undefined;
     if (this.userEntries.size !== 0) this.userEntries.clear();
@@ -303,7 +303,7 @@ export class Cpu {
       throw new InputError(`CPU ${this.id} is in an interrupt handler; start its program when it is idle`);
     }
     const task = this.activation('task', program as Program, args, 0, false);
-    this.activations.length = 0; // drop the idle context an interrupt may have created
+    if (this.activations.length !== 0) this.activations.length = 0; // drop an idle context an interrupt created
     this.task = { program: program as Program, args };
     this.pushActivation(task);
     this.status = STATUS_RUNNING;

@@ -37,7 +37,8 @@ export class PageCache {
     this.base = arena.float64(PAGE_CACHE_ENTRIES);
     this.user = arena.uint8(PAGE_CACHE_ENTRIES);
   }
-  private empty = true;
+  /** Bit i set: entry i may hold a page (32 entries, one 32-bit mask), so clear() touches only those. */
+  private filled = 0;
 
   /** The entry for `va`: bits 12..16 of the address (`>>>` takes the low 32 bits, which hold them). */
   static index(va: number): number {
@@ -58,14 +59,20 @@ export class PageCache {
     this.user[i] = user ? 1 : 0;
     this.base[i] = base;
     this.frames[i] = frame;
-    this.empty = false;
+    this.filled |= 1 << i;
   }
 
   clear(): void {
-    if (this.empty) return;
-    this.readTag.fill(-1);
-    this.writeTag.fill(-1);
-    this.frames.fill(EMPTY_FRAME);
-    this.empty = true;
+    let mask = this.filled;
+    if (mask === 0) return;
+    // Most of the time one to three pages are in use: forget those, not all 32 entries.
+    while (mask !== 0) {
+      const i = 31 - Math.clz32(mask);
+      mask &= ~(1 << i);
+      this.readTag[i] = -1;
+      this.writeTag[i] = -1;
+      this.frames[i] = EMPTY_FRAME;
+    }
+    this.filled = 0;
   }
 }
