@@ -29,6 +29,17 @@ export const USER_DATA = toVirtual(0x0000_0000_0060_0000n);
 
 export type Body = Generator<Instruction, void, number>;
 
+/** Gives CPU `cpu` an IPI_VECTOR gate whose handler only EOIs (an interrupt gate on the current stack). */
+export function setEoiHandler(m: Machine, cpu: number): void {
+  m.cpu(cpu).setGate(IPI_VECTOR, {
+    handler: function* (x) {
+      yield x.eoi();
+    },
+    ist: 0,
+    type: 'interrupt',
+  });
+}
+
 /** Program fragment: clears P in the PTE of `va` with a load and a 4-byte store through the direct map. */
 export function* clearPresent(x: Assembler, m: Machine, va: number): Body {
   const pte = m.directMap(m.pteAddress(va));

@@ -6,6 +6,7 @@ import { Machine } from '../../src/machine/machine.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { type ParamValue, resolveParams } from '../../src/scenarios/scenario.ts';
+import { buildCounters, COUNTER } from './fixtures/counters.ts';
 
 function scenario(name: string, params: Record<string, ParamValue> = {}) {
   const s = findScenario(name);
@@ -13,33 +14,15 @@ function scenario(name: string, params: Record<string, ParamValue> = {}) {
   return () => s.build(resolved, { trace: false }).machine;
 }
 
-const COUNTER = 0xffffc90001000000n;
 const SCRATCH = 0xffffc90001001000n;
 
 /**
  * `cpus` CPUs each increment a shared counter `rounds` times with a plain load and store (lost updates possible),
- * and store to a private slot first (independent of every other CPU's steps: what DPOR need not reorder).
+ * storing to a private slot first (independent of every other CPU's steps: what DPOR need not reorder). As an
+ * image: each execution resets one machine.
  */
 function counters(cpus: number, rounds: number): MachineImage {
-  return MachineImage.capture(buildCounters(cpus, rounds)());
-}
-
-function buildCounters(cpus: number, rounds: number) {
-  return () => {
-    const m = Machine.create({ cpus, trace: false });
-    const counter = m.map(COUNTER, { writable: true });
-    const scratch = m.map(SCRATCH, { writable: true });
-    for (let id = 0; id < cpus; id++) {
-      m.load(id, function* (x) {
-        for (let k = 0; k < rounds; k++) {
-          yield x.store(scratch + 8 * id, 8, k + 1);
-          const v: number = yield x.load(counter, 8);
-          yield x.store(counter, 8, v + 1);
-        }
-      });
-    }
-    return m;
-  };
+  return MachineImage.capture(buildCounters(cpus, rounds));
 }
 
 /** Runs an exhaustive exploration and collects the final state of every execution through the check. */
@@ -146,7 +129,7 @@ describe('exhaustive exploration (DPOR with sleep sets)', () => {
   });
 
   it('explores a MachineImage the same way as a build function', () => {
-    const build = buildCounters(2, 2);
+    const build = () => buildCounters(2, 2);
     const image = MachineImage.capture(build());
     expect(explore(image, { strategy: 'exhaustive' })).toEqual(explore(build, { strategy: 'exhaustive' }));
   });

@@ -5,7 +5,7 @@ import { Machine, type MachineConfig } from '../../src/machine/machine.ts';
 import { TraceLog } from '../../src/machine/trace-log.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 import { runScenario } from '../../src/scenarios/catalogue.ts';
-import { IPI_VECTOR, UNMAPPED } from '../cpu/fixtures.ts';
+import { IPI_VECTOR, setEoiHandler, UNMAPPED } from '../cpu/fixtures.ts';
 
 const DATA = 0xffffc90001000000n;
 
@@ -95,13 +95,7 @@ function countBuilds() {
  */
 function busy(config: MachineConfig): Machine {
   const m = Machine.create({ cpus: 2, ...config });
-  m.cpu(1).setGate(IPI_VECTOR, {
-    handler: function* (x) {
-      yield x.eoi();
-    },
-    ist: 0,
-    type: 'interrupt',
-  });
+  setEoiHandler(m, 1);
   m.load(0, function* (x) {
     for (;;) {
       yield x.sendIpi(1, IPI_VECTOR);

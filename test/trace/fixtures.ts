@@ -1,7 +1,7 @@
 // Machines whose traces the export tests read: two CPUs passing IPIs, delivered at once or held in flight.
 import type { IpiDelivery } from '../../src/cpu/ipi-bus.ts';
 import { Machine } from '../../src/machine/machine.ts';
-import { IPI_VECTOR } from '../cpu/fixtures.ts';
+import { IPI_VECTOR, setEoiHandler } from '../cpu/fixtures.ts';
 
 export { IPI_VECTOR };
 
@@ -11,13 +11,7 @@ export { IPI_VECTOR };
  */
 export function ipiMachine(ipiDelivery: IpiDelivery, schedule?: string): Machine {
   const m = Machine.create({ cpus: 2, ipiDelivery });
-  m.cpu(1).setGate(IPI_VECTOR, {
-    handler: function* (x) {
-      yield x.eoi();
-    },
-    ist: 0,
-    type: 'interrupt',
-  });
+  setEoiHandler(m, 1);
   m.load(0, function* (x) {
     yield x.sendIpi(1, IPI_VECTOR);
     yield x.sendIpi(1, 2, 'nmi');
@@ -32,13 +26,7 @@ export function ipiMachine(ipiDelivery: IpiDelivery, schedule?: string): Machine
 /** CPU0 sends the same vector to CPU1 twice before CPU1 steps: the two IPIs coalesce into one acceptance. */
 export function coalescedIpis(): Machine {
   const m = Machine.create({ cpus: 2 });
-  m.cpu(1).setGate(IPI_VECTOR, {
-    handler: function* (x) {
-      yield x.eoi();
-    },
-    ist: 0,
-    type: 'interrupt',
-  });
+  setEoiHandler(m, 1);
   m.load(0, function* (x) {
     yield x.sendIpi(1, IPI_VECTOR);
     yield x.sendIpi(1, IPI_VECTOR);
