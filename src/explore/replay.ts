@@ -1,6 +1,13 @@
 import { MachineImage } from '../machine/image.ts';
 import type { Machine } from '../machine/machine.ts';
-import { checkScheduleArray, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
+import {
+  checkScheduleArray,
+  formatEvent,
+  type HardwareEvent,
+  parseSchedule,
+  type ScheduleEntry,
+} from '../machine/schedule.ts';
+import { PAGE_SIZE } from '../mmu/address.ts';
 import { describeValue, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { classify, type FinalCheck, type ViolationKind } from './execution.ts';
 
@@ -113,16 +120,41 @@ function replayOn(
       }
       m.step(entry);
       steps++;
-    } else if ('deliver' in entry) {
-      m.deliverIpi(entry.cpu, entry.deliver);
-    } else if (entry.tlb === 'evict') {
-      m.evictTlb(entry.cpu, entry.va);
     } else {
-      m.fillTlb(entry.cpu, entry.va);
+      applyEvent(m, entry, index);
     }
   }
   const limitReached = complete(m, maxSteps, steps);
   return { machine: m, ...classify(m, limitReached, check) };
+}
+
+/**
+ * A schedule's hardware event, refused with the entry named when it does not apply: a CPU that does not exist, a
+ * delivery with no such IPI in flight, an eviction of a page the CPU's TLB does not hold, a fill of a page that is
+ * not mapped (or that the TLB holds already).
+ */
+function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
+  const where = `schedule entry ${index} (${formatEvent(entry)})`;
+  const cpu = m.cpus[entry.cpu];
+  if (!cpu) throw new InputError(`${where} names CPU ${entry.cpu}, which does not exist`);
+  if ('deliver' in entry) {
+    if (m.ipiBus.find(entry.cpu, entry.deliver) < 0) {
+      throw new InputError(`${where}: no such IPI is in flight to CPU ${entry.cpu}`);
+    }
+    m.deliverIpi(entry.cpu, entry.deliver);
+    return;
+  }
+  const page = entry.va - (entry.va % PAGE_SIZE);
+  const held = cpu.tlb.probe(page) >= 0;
+  if (entry.tlb === 'evict') {
+    if (!held) throw new InputError(`${where}: CPU ${entry.cpu}'s TLB holds no 4 KiB entry for that page`);
+    m.evictTlb(entry.cpu, entry.va);
+    return;
+  }
+  if (held) throw new InputError(`${where}: CPU ${entry.cpu}'s TLB already holds that page`);
+  if (!m.fillTlb(entry.cpu, entry.va)) {
+    throw new InputError(`${where}: nothing to fill: CPU ${entry.cpu}'s walk for that page finds no 4 KiB translation`);
+  }
 }
 
 /** Whether `entries` still produce a violation of `kind` (false when they no longer apply). */
