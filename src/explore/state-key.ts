@@ -29,20 +29,23 @@ export function finalStateKey(m: Machine): string {
       }
     }
   }
-  const values: number[] = [];
   for (const cpu of m.cpus) {
     // A program's RIP counts the instructions it ran (see Cpu.rip): where a halted CPU's finished program stopped
     // says how often it looped, not where it is. It counts only for a CPU still in a program.
     const halted = cpu.state === 'halted';
-    values.push(cpu.id, cpu.status, halted ? 0 : cpu.rip, halted ? 0 : cpu.depth);
-    for (const v of Object.values(cpu.regs)) values.push(v);
+    const r = cpu.regs;
+    const values = [cpu.id, cpu.status, halted ? 0 : cpu.rip, halted ? 0 : cpu.depth, r.rsp, r.rflags, r.cpl, r.ss];
+    values.push(r.cr0, r.cr2, r.cr3, r.cr4, r.efer);
+    for (const v of values) {
+      const lo = v | 0;
+      const hi = (v / 2 ** 32) | 0;
+      a = Math.imul(Math.imul(a ^ lo, P1) ^ hi, P1);
+      b = Math.imul(Math.imul(b ^ hi, P2) ^ lo, P2) ^ (b >>> 13);
+    }
   }
-  for (const ipi of m.ipiBus.inFlight) values.push(ipi.to, ipi.vector);
-  for (const v of values) {
-    const lo = v | 0;
-    const hi = (v / 2 ** 32) | 0;
-    a = Math.imul(Math.imul(a ^ lo, P1) ^ hi, P1);
-    b = Math.imul(Math.imul(b ^ hi, P2) ^ lo, P2) ^ (b >>> 13);
+  for (const ipi of m.ipiBus.inFlight) {
+    a = Math.imul(Math.imul(a ^ ipi.to, P1) ^ ipi.vector, P1);
+    b = Math.imul(Math.imul(b ^ ipi.vector, P2) ^ ipi.to, P2) ^ (b >>> 13);
   }
   return `${m.outcome}:${(a >>> 0).toString(16)}${(b >>> 0).toString(16).padStart(8, '0')}`;
 }
