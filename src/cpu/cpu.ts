@@ -31,6 +31,7 @@ import {
 } from './instruction.ts';
 import { MemoryPort } from './memory-port.ts';
 import {
+  copyRegisters,
   defaultRegisters,
   emptyTss,
   GATE_TYPES,
@@ -232,7 +233,7 @@ export class Cpu {
    * sets is here; test/machine/image-reset.test.ts compares a reset CPU with a new one field by field.
    */
   reset(): void {
-    Object.assign(this.regs, defaultRegisters());
+    copyRegisters(this.regs, defaultRegisters());
     const tss = emptyTss();
     this.tss.rsp0 = tss.rsp0;
     this.tss.ist.set(tss.ist);

@@ -37,6 +37,19 @@ export interface Registers {
   efer: number;
 }
 
+/** Copies every register of `from` into `to` (field by field: Object.assign's generic path costs more). */
+export function copyRegisters(to: Registers, from: Registers): void {
+  to.rsp = from.rsp;
+  to.rflags = from.rflags;
+  to.cpl = from.cpl;
+  to.ss = from.ss;
+  to.cr0 = from.cr0;
+  to.cr2 = from.cr2;
+  to.cr3 = from.cr3;
+  to.cr4 = from.cr4;
+  to.efer = from.efer;
+}
+
 export function defaultRegisters(): Registers {
   return {
     rsp: 0,

@@ -1,8 +1,7 @@
 import { LocalApic } from '../cpu/apic.ts';
-import type { Cpu } from '../cpu/cpu.ts';
 import type { Program } from '../cpu/instruction.ts';
 import { IpiBus } from '../cpu/ipi-bus.ts';
-import type { Gate, Registers } from '../cpu/registers.ts';
+import { copyRegisters, type Gate, type Registers } from '../cpu/registers.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { InputError } from '../mmu/address.ts';
 import type { FrameStore } from '../mmu/physical-memory.ts';
@@ -70,8 +69,8 @@ export class MachineImage {
     return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus, kernel);
   }
 
-  /** The IDT and TLB generations each CPU of an instance had when this image last loaded it. */
-  private readonly loaded = new WeakMap<Cpu, { idt: number; tlb: number }>();
+  /** Per instance: the IDT and TLB generations of each CPU (pairs) when this image last loaded it. */
+  private readonly loaded = new WeakMap<Machine, Float64Array>();
   /** Machines this image made, which reset() accepts. */
   private readonly instances = new WeakSet<Machine>();
 
@@ -103,17 +102,22 @@ export class MachineImage {
       const frames = new BootFrameAllocator(this.boot.framesPosition, m.memory.size);
       m.boot = { ...this.boot, frames, pageTables: new PageTableEditor(m.memory, this.boot.pml4, frames) };
     }
+    let left = this.loaded.get(m);
+    if (left === undefined) {
+      left = new Float64Array(2 * this.cpus.length).fill(-1);
+      this.loaded.set(m, left);
+    }
     for (let id = 0; id < this.cpus.length; id++) {
       const image = this.cpus[id]!;
       const cpu = m.cpus[id]!;
-      Object.assign(cpu.regs, image.regs);
+      copyRegisters(cpu.regs, image.regs);
       cpu.tss.rsp0 = image.rsp0;
       cpu.tss.ist.set(image.ist);
       // An IDT or TLB whose generation is the one this image left is unchanged: no copy (most resets).
-      const left = this.loaded.get(cpu);
-      if (left?.idt !== cpu.idtGeneration) cpu.loadIdt(image.idt);
-      if (left?.tlb !== cpu.tlb.generation) cpu.tlb.copyFrom(image.tlb);
-      this.loaded.set(cpu, { idt: cpu.idtGeneration, tlb: cpu.tlb.generation });
+      if (left[2 * id] !== cpu.idtGeneration) cpu.loadIdt(image.idt);
+      if (left[2 * id + 1] !== cpu.tlb.generation) cpu.tlb.copyFrom(image.tlb);
+      left[2 * id] = cpu.idtGeneration;
+      left[2 * id + 1] = cpu.tlb.generation;
       cpu.apic.copyFrom(image.apic);
       if (image.task) cpu.start(image.task.program, ...image.task.args);
     }

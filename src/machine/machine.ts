@@ -97,6 +97,7 @@ export interface RunResult {
 }
 
 const RUN_KEYS = ['schedule', 'seed', 'maxSteps', 'ipiDelivery'] as const;
+const NO_OPTIONS: RunOptions = Object.freeze({});
 
 /** A caller's address that must be canonical (a TLB event names a page the TLB could hold). */
 function canonicalAddress(va: number | bigint, where: string): number {
@@ -454,8 +455,9 @@ export class Machine implements CpuBus {
    * Runs until no CPU can move, a CPU stops with an event, the schedule ends, or maxSteps. Options and the whole
    * schedule are checked before the first step; a schedule string is consumed lazily (its repeats never expand).
    */
-  run(options: RunOptions = {}): RunResult {
-    const o = requireOptions<RunOptions>(options, 'run options', RUN_KEYS);
+  run(options?: RunOptions): RunResult {
+    // No options: nothing to check (the checker runs a reset machine this way once per execution).
+    const o = options === undefined ? NO_OPTIONS : requireOptions<RunOptions>(options, 'run options', RUN_KEYS);
     const maxSteps = o.maxSteps === undefined ? 100_000 : o.maxSteps;
     if (typeof maxSteps !== 'number' || !Number.isSafeInteger(maxSteps) || maxSteps < 0) {
       throw new InputError(`maxSteps ${describeValue(maxSteps)} must be an integer >= 0`);

@@ -332,10 +332,13 @@ export class Tlb {
     this.frame.set(other.frame);
     this.flags.set(other.flags);
     this.nextVictim.set(other.nextVictim);
-    this.largeBase.set(other.largeBase);
-    this.largeSize.set(other.largeSize);
-    this.largeFrame.set(other.largeFrame);
-    this.largeFlags.set(other.largeFlags);
+    // With no large entry on either side there is nothing to copy: an invalid entry's fields are never read.
+    if (this.largeCount !== 0 || other.largeCount !== 0) {
+      this.largeBase.set(other.largeBase);
+      this.largeSize.set(other.largeSize);
+      this.largeFrame.set(other.largeFrame);
+      this.largeFlags.set(other.largeFlags);
+    }
     this.largeNextVictim = other.largeNextVictim;
     this.largeCount = other.largeCount;
     this.hits = other.hits;
