@@ -19,6 +19,13 @@ function listBits(bits: Uint32Array): number[] {
 
 export class LocalApic {
   readonly irr = new Uint32Array(8);
+
+  /** Vectors requested and not yet accepted (IRR), lowest first. Off the step path. */
+  requested(): number[] {
+    const out: number[] = [];
+    for (let v = 0; v < 256; v++) if ((this.irr[v >>> 5]! & (1 << (v & 31))) !== 0) out.push(v);
+    return out;
+  }
   readonly isr = new Uint32Array(8);
   nmiPending = false;
   /** Number of vectors pending in IRR: checked at every instruction boundary, so kept instead of scanned. */

@@ -1,4 +1,5 @@
-import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
+import { formatPhysical, formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
+import { VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
 import {
   describeValue,
   InputError,
@@ -274,6 +275,12 @@ export class Cpu {
   get rip(): number {
     const top = this.activations[this.activations.length - 1];
     return top ? top.codeBase + RIP_STRIDE * top.index : 0;
+  }
+
+  /** The address a blocked CPU spins on (its pending spin-until), or undefined. */
+  get spinningOn(): number | undefined {
+    if (this.status !== STATUS_BLOCKED) return undefined;
+    return this.activations[this.activations.length - 1]?.pending?.va;
   }
 
   /** Depth of the control stack (task, calls and handlers). */
@@ -683,7 +690,30 @@ export class Cpu {
   /** @internal */
   raiseFault(): void {
     const f = this.port.fault;
+    if (f.vector === VECTOR_VIOLATION) return this.memoryViolation();
     this.raise(f.vector, f.errorCode, f.cr2);
+  }
+
+  /**
+   * The access the port refused was a memory-safety violation (the kernel's frame guard): not an x86 event, so
+   * nothing is delivered; the CPU stops with `use-after-free` or `lost-write`, naming the address and the frame.
+   */
+  memoryViolation(): void {
+    const f = this.port.fault;
+    const pa = this.port.violationPa;
+    const frame = `frame 0x${Math.floor(pa / PAGE).toString(16)} (physical ${formatPhysical(pa)})`;
+    const at = formatVirtual(f.cr2);
+    if (f.errorCode === VIOLATION.LOST_WRITE) {
+      this.stop({
+        outcome: 'lost-write',
+        message: `lost write: CPU ${this.id} stores to ${at} in ${frame}, which a migration has already copied`,
+      });
+    } else {
+      this.stop({
+        outcome: 'use-after-free',
+        message: `use after free: CPU ${this.id} accesses ${at} in ${frame}, freed after the translation was made`,
+      });
+    }
   }
 
   /** @internal */

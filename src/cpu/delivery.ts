@@ -1,4 +1,5 @@
 import { formatVirtual } from '../mmu/address.ts';
+import { VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
 import type { Cpu } from './cpu.ts';
 import { ESCALATION, type ExceptionClass, VECTOR, vectorInfo, vectorName } from './exceptions.ts';
 import { RFLAGS, SELECTOR } from './registers.ts';
@@ -134,6 +135,11 @@ export function deliverEvent(
         return during < 0;
       }
       entry.outcome = 'frame-fault';
+      // A frame slot in a freed frame (or a migrated-away one) is a memory-safety violation: the CPU stops.
+      if (port.fault.vector === VECTOR_VIOLATION) {
+        cpu.memoryViolation();
+        return false;
+      }
       secondVector = port.fault.vector;
       secondCode = port.fault.errorCode;
       secondCr2 = port.fault.cr2;

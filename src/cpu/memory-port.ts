@@ -1,5 +1,6 @@
 import { advanceAddress, canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
+import { FRAME_COPIED, FRAME_FREE, VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
@@ -40,6 +41,13 @@ export class MemoryPort {
   /** Where accesses are recorded, when the machine records footprints (every path records: see read()/write()). */
   footprint: Footprint | undefined;
   private readonly walk = new WalkResult();
+  /**
+   * Per 4 KiB TLB slot, with a frame guard: the frame's generation + 1 when this port filled the slot (0: not known,
+   * not checked). An entry whose frame was freed since is stale, even if the frame is in use again.
+   */
+  private readonly slotGeneration: Float64Array;
+  /** Physical address of the last memory-safety violation (the fault record holds its kind and address). */
+  violationPa = -1;
   /** Pages recently reached through TLB hits (see PageCache). */
   private readonly pages: PageCache;
   private readonly controls: PagingControls = { cr3: 0, wp: true, nxe: true };
@@ -51,6 +59,7 @@ export class MemoryPort {
     arena?: TypedArena,
   ) {
     this.pages = new PageCache(arena);
+    this.slotGeneration = new Float64Array(tlb.capacity);
     const drop = (): void => this.pages.clear();
     tlb.onChange(drop);
     memory.onFramesChange(drop);
@@ -64,6 +73,8 @@ export class MemoryPort {
   /** As made: nothing cached, no last access (a machine reset). */
   reset(): void {
     this.pages.clear();
+    this.slotGeneration.fill(0);
+    this.violationPa = -1;
     this.lastHit = false;
     this.lastPa = -1;
   }
@@ -108,11 +119,48 @@ export class MemoryPort {
     const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
     if (slot < 0) return -2; // a large page with no large-page entries configured: used uncached
     if (this.footprint) this.footprint.tlbFillList.push(Math.floor(va / PAGE));
+    this.noteGeneration(slot, w.pageBase);
     return slot;
   }
 
-  private uncached(): number {
+  /** Records, for a 4 KiB slot just filled, the generation of the frame it maps (with a frame guard). */
+  private noteGeneration(slot: number, pageBase: number): void {
+    const g = this.memory.guard;
+    if (g === undefined || slot >= this.slotGeneration.length) return;
+    const i = pageBase / PAGE - g.firstPfn;
+    this.slotGeneration[slot] = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+  }
+
+  /**
+   * The access at `pa` (through TLB `slot`, or -1) against the frame guard: a free frame is a use after free, so is
+   * a frame freed since the TLB entry was made; a write to a frame a migration copied away is lost. False with the
+   * fault record set to the violation (the CPU stops; nothing is delivered).
+   */
+  private guarded(pa: number, va: number, access: number, slot: number): boolean {
+    const g = this.memory.guard!;
+    const i = Math.floor(pa / PAGE) - g.firstPfn;
+    if (i < 0 || i >= g.frames) return true;
+    const owner = g.owner[i]!;
+    let kind = 0;
+    if (owner === FRAME_FREE) kind = VIOLATION.USE_AFTER_FREE;
+    else if (owner === FRAME_COPIED && (access & ACCESS_WRITE) !== 0) kind = VIOLATION.LOST_WRITE;
+    else if (slot >= 0 && slot < this.slotGeneration.length) {
+      const known = this.slotGeneration[slot]!;
+      if (known !== 0 && known !== g.generation[i]! + 1) kind = VIOLATION.USE_AFTER_FREE;
+    }
+    if (kind === 0) return true;
+    const f = this.fault;
+    f.ok = false;
+    f.vector = VECTOR_VIOLATION;
+    f.errorCode = kind;
+    f.cr2 = va;
+    this.violationPa = pa;
+    return false;
+  }
+
+  private uncached(va: number, access: number): number {
     this.lastPa = this.walk.pa;
+    if (this.memory.guard !== undefined && !this.guarded(this.lastPa, va, access, -1)) return -1;
     return this.lastPa;
   }
 
@@ -124,7 +172,9 @@ export class MemoryPort {
     if (!(va >= 0 && va < NON_CANONICAL_MARK)) return false;
     const w = walkPageTables(this.memory, this.syncControls(), va, 0, this.walk, this.footprint);
     if (!w.ok) return false;
-    return this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0) >= 0;
+    const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
+    if (slot >= 0) this.noteGeneration(slot, w.pageBase);
+    return slot >= 0;
   }
 
   /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */
@@ -138,7 +188,7 @@ export class MemoryPort {
     this.lastHit = slot >= 0;
     if (slot < 0) {
       slot = this.walkAndFill(va, access);
-      if (slot === -2) return this.uncached();
+      if (slot === -2) return this.uncached(va, access);
       if (slot < 0) return -1;
     } else {
       const flags = this.tlb.flagsOf(slot);
@@ -152,12 +202,13 @@ export class MemoryPort {
       // A write through an entry cached with D=0 walks again to set D in memory (§4.8).
       if (write && (flags & TLB_DIRTY) === 0) {
         slot = this.walkAndFill(va, access);
-        if (slot === -2) return this.uncached();
+        if (slot === -2) return this.uncached(va, access);
         if (slot < 0) return -1;
       }
     }
     const pa = this.tlb.physical(slot, va);
     this.lastPa = pa;
+    if (this.memory.guard !== undefined && !this.guarded(pa, va, access, slot)) return -1;
     return pa;
   }
 
@@ -173,9 +224,11 @@ export class MemoryPort {
     if (slot < 0) return -1;
     const required = REQUIRED_FLAGS[access & (ACCESS_WRITE | ACCESS_USER)]!;
     if ((tlb.smallFlags(slot) & required) !== required) return -1;
+    const base = tlb.smallFrame(slot);
+    // With a frame guard, an access it refuses takes translate(), which reports it.
+    if (this.memory.guard !== undefined && !this.guarded(base, va, access, slot)) return -1;
     tlb.hits++;
     this.lastHit = true;
-    const base = tlb.smallFrame(slot);
     // The next access to this page can skip the TLB probe and the frame lookup (see PageCache); read() and write()
     // record footprints for those accesses too.
     if (base + PAGE <= this.memory.size) {

@@ -23,7 +23,7 @@ export function classify(
   check: FinalCheck | undefined,
 ): Omit<Execution, 'schedule'> {
   const outcome = m.outcome;
-  if (outcome !== 'ok') return { kind: outcome, message: m.firstStop?.message };
+  if (outcome !== 'ok') return { kind: outcome, message: m.firstStop?.message ?? m.deadlockReport() };
   if (limitReached) return { kind: 'step-bound', message: undefined };
   if (check && !check(m)) return { kind: 'assertion', message: 'the final-state check failed' };
   return { kind: undefined, message: undefined };

@@ -2,6 +2,7 @@ import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
 import type { Program } from '../cpu/instruction.ts';
 import type { GateInit, HandlerContext } from '../cpu/registers.ts';
 import type { Kernel } from '../mm/kernel.ts';
+import { CALL_FUNCTION_VECTOR, callFunctionHandler } from '../mm/smp.ts';
 import { formatVirtual } from '../mmu/address.ts';
 import { pageFaultHandler } from './page-fault.ts';
 import { describeChain } from './reports.ts';
@@ -47,12 +48,17 @@ const otherException: Program<[HandlerContext]> = function* otherException(x, ct
   yield x.die('oops', `${detail}, error_code: 0x${ctx.errorCode.toString(16)} in kernel mode`);
 };
 
-/** The gates for vectors 0..21: the minimal boot's (no kernel) or a booted kernel's (with the fault dispatcher). */
+/**
+ * The gates for vectors 0..21: the minimal boot's (no kernel) or a booted kernel's (with the fault dispatcher),
+ * and with a kernel the call-function IPI's.
+ */
 export function exceptionGates(stacks: readonly GuardedStack[], kernel?: Kernel): Map<number, GateInit> {
   const gates = new Map<number, GateInit>();
   for (const info of EXCEPTIONS) gates.set(info.vector, { handler: otherException, ist: 0, type: 'interrupt' });
   gates.set(VECTOR.PF, { handler: pageFaultHandler(kernel), ist: 0, type: 'interrupt' });
   gates.set(VECTOR.DF, { handler: doubleFaultHandler(stacks), ist: 1, type: 'interrupt' });
   gates.set(VECTOR.NMI, { handler: nmi, ist: 2, type: 'interrupt' });
+  // smp_call_function's IPI: an interrupt gate, so the function runs with IF=0.
+  if (kernel) gates.set(CALL_FUNCTION_VECTOR, { handler: callFunctionHandler(kernel), ist: 0, type: 'interrupt' });
   return gates;
 }

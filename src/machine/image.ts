@@ -7,6 +7,7 @@ import { InputError } from '../mmu/address.ts';
 import type { FrameStore } from '../mmu/physical-memory.ts';
 import { Tlb } from '../mmu/tlb.ts';
 import type { BootInfo } from './boot.ts';
+import { attachKernel } from './kernel-boot.ts';
 import { Machine, type MachineConfig } from './machine.ts';
 import { BootFrameAllocator, PageTableEditor } from './page-tables.ts';
 
@@ -35,6 +36,8 @@ export class MachineImage {
     private readonly ipiBus: IpiBus,
     /** The kernel's bookkeeping, copied into each instance. */
     private readonly kernel: Kernel | undefined,
+    /** The machine's named addresses (Machine.symbols). */
+    private readonly symbols: ReadonlyMap<number, string>,
   ) {}
 
   /** Freezes `machine` (which must not have stepped yet) into an image; the machine itself stays usable. */
@@ -66,7 +69,8 @@ export class MachineImage {
     const { kernel: _kernelOptions, ...rest } = machine.config;
     const config: MachineConfig = { ...rest, boot: false };
     const kernel = machine.kernel?.clone();
-    return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus, kernel);
+    const symbols = new Map(machine.symbols);
+    return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus, kernel, symbols);
   }
 
   /** Per instance: the IDT and TLB generations of each CPU (pairs) when this image last loaded it. */
@@ -78,6 +82,7 @@ export class MachineImage {
   instantiate(options: { readonly trace?: boolean; readonly footprint?: boolean } = {}): Machine {
     const m = Machine.fromFrames({ ...this.config, ...options }, this.frames, this.codeAddresses);
     this.instances.add(m);
+    for (const [va, name] of this.symbols) m.symbols.set(va, name);
     return this.load(m);
   }
 
@@ -123,6 +128,7 @@ export class MachineImage {
     }
     m.ipiBus.copyFrom(this.ipiBus);
     m.kernel = this.kernel?.clone();
+    if (m.kernel) attachKernel(m.memory, m.kernel);
     return m;
   }
 }

@@ -1,5 +1,6 @@
-import { BuddyAllocator, MAX_ORDER } from '../mm/buddy.ts';
-import { Kernel, type KernelOptions } from '../mm/kernel.ts';
+import { BuddyAllocator, MAX_ORDER, MIGRATETYPE } from '../mm/buddy.ts';
+import { Kernel, type KernelOptions, OWNER } from '../mm/kernel.ts';
+import { smpAreaOrder } from '../mm/smp.ts';
 import { LAYOUT, PAGE_SIZE } from '../mmu/address.ts';
 import { InputError } from '../mmu/input-error.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
@@ -29,8 +30,21 @@ export function bootKernel(memory: PhysicalMemory, boot: BootInfo, options: Requ
   if (options.sync === 'preallocated') {
     for (let va = LAYOUT.vmallocStart; va < LAYOUT.vmallocEnd; va += 2 ** 39) boot.pageTables.ensureTable(va, 3);
   }
-  const kernel = new Kernel(zone, boot.pml4, options.vmalloc, options.sync);
+  // The SMP area (csd slots, lock words) is the zone's first allocation: zeroed, as memory starts.
+  const cpus = boot.taskStacks.length;
+  const smpPfn = zone.alloc(smpAreaOrder(cpus), MIGRATETYPE.UNMOVABLE, OWNER.OTHER);
+  const kernel = new Kernel(zone, boot.pml4, options.vmalloc, options.sync, cpus, smpPfn * PAGE_SIZE);
   // The boot's task stacks are VMAP stacks in the vmalloc space: their areas (guard page below included) are taken.
   for (const stack of boot.taskStacks) kernel.vmap.reserveFixed(stack.guard, stack.top - stack.guard);
+  attachKernel(memory, kernel);
   return kernel;
+}
+
+/**
+ * Makes `kernel`'s zone the CPUs' frame guard on `memory` (use after free and lost writes are checked on every
+ * translation), and tells the memory when frames are released. At boot, and for each image instance's own copy.
+ */
+export function attachKernel(memory: PhysicalMemory, kernel: Kernel): void {
+  memory.guard = kernel.zone;
+  kernel.zone.onRelease = () => memory.guardChanged();
 }

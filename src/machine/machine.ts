@@ -13,6 +13,7 @@ import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
 import { exceptionGates } from '../faults/handlers.ts';
 import type { Kernel } from '../mm/kernel.ts';
+import { smpSymbols } from '../mm/smp.ts';
 import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
 import {
@@ -93,6 +94,8 @@ export interface RunResult {
   readonly limitReached: boolean;
   /** The first CPU that stopped with an event, and why. */
   readonly stop?: StopEvent & { readonly cpu: number; readonly step: number };
+  /** With outcome `deadlock`: who waits on what (see Machine.deadlockReport). */
+  readonly deadlock?: string;
   readonly cpus: readonly { readonly id: number; readonly state: Cpu['state'] }[];
 }
 
@@ -127,6 +130,8 @@ export class Machine implements CpuBus {
   kernel: Kernel | undefined;
   /** Steps taken since creation. */
   stepCount = 0;
+  /** Names of addresses (lock words, csd flags) for reports: the kernel's at boot; a test may add its own. */
+  readonly symbols = new Map<number, string>();
   /** The first CPU that stopped with an event. */
   firstStop: RunResult['stop'];
   private readonly codeAddresses: Map<Program, number>;
@@ -163,6 +168,7 @@ export class Machine implements CpuBus {
       // The kernel's fault dispatcher replaces the minimal boot's #PF handler (src/faults).
       const gates = exceptionGates(m.boot!.taskStacks, m.kernel);
       for (const cpu of m.cpus) for (const [vector, gate] of gates) cpu.setGate(vector, gate);
+      for (const [va, name] of smpSymbols(m.kernel)) m.symbols.set(va, name);
     }
     return m;
   }
@@ -630,12 +636,34 @@ export class Machine implements CpuBus {
     return 'ok';
   }
 
+  /**
+   * Who waits on what, when the outcome is a deadlock: each spinning CPU, the word it spins on (named when the
+   * machine knows it: a lock word, a csd), whether its interrupts are on, and the IPIs it has not accepted.
+   */
+  deadlockReport(): string | undefined {
+    if (this.outcome !== 'deadlock') return undefined;
+    const lines = ['deadlock: no CPU can move'];
+    for (const cpu of this.cpus) {
+      const va = cpu.spinningOn;
+      if (va === undefined) continue;
+      const name = this.symbols.get(va);
+      const what = name ? `${name} (${formatVirtual(va)})` : formatVirtual(va);
+      const irqs = cpu.interruptsEnabled ? 'interrupts on' : 'interrupts off';
+      const pending = cpu.apic.requested().map((v) => `0x${v.toString(16)}`);
+      const waiting = pending.length ? `, IPI ${pending.join(', ')} pending` : '';
+      lines.push(`  CPU${cpu.id} spins on ${what} with ${irqs}${waiting}`);
+    }
+    return lines.join('\n');
+  }
+
   private result(steps: number, limitReached: boolean): RunResult {
+    const deadlock = this.deadlockReport();
     return {
       outcome: this.outcome,
       steps,
       limitReached,
       ...(this.firstStop ? { stop: this.firstStop } : {}),
+      ...(deadlock ? { deadlock } : {}),
       cpus: this.cpus.map((c) => ({ id: c.id, state: c.state })),
     };
   }

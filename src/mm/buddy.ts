@@ -1,3 +1,4 @@
+import { FRAME_COPIED } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 
 // The buddy allocator (mm/page_alloc.c): free blocks of 2^order frames, orders 0..MAX_ORDER, kept per order and
@@ -104,6 +105,26 @@ export class BuddyAllocator {
 
   /** Arrays shared with a clone: copied before the first change. */
   private shared = false;
+
+  /**
+   * Told when frames stop being usable (a free, a migration's copy): the machine drops the pages its CPUs cached,
+   * so the next access is checked against `owner` and `generation` (this allocator is the CPUs' FrameGuard).
+   */
+  onRelease: (() => void) | undefined;
+
+  /**
+   * A migration copied the order-0 allocated frame `pfn` to another: from now until it is freed, a write to it is
+   * lost (the copy never gets it). Its owner becomes FRAME_COPIED; freeBlock() frees it as usual.
+   */
+  markCopied(pfn: number): void {
+    if (this.shared) this.unshare();
+    const i = requireInteger(pfn, 'copied pfn', this.firstPfn, this.firstPfn + this.frames - 1) - this.firstPfn;
+    if (this.owner[i] === NONE || this.order[i] !== 0) {
+      throw new InputError(`markCopied(0x${pfn.toString(16)}): only an allocated order-0 frame can be migrated`);
+    }
+    this.owner[i] = FRAME_COPIED;
+    this.onRelease?.();
+  }
 
   private unshare(): void {
     this.order = this.order.slice();
@@ -274,6 +295,7 @@ export class BuddyAllocator {
       o++;
     }
     this.insert(head, o, this.blockType(head));
+    this.onRelease?.();
   }
 
   /** Whether the frame at `pfn` is inside a free block. */

@@ -1,3 +1,4 @@
+import type { Program } from '../cpu/instruction.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
 import { VmapAreas } from './vmap-areas.ts';
@@ -18,7 +19,13 @@ export interface KernelOptions {
 }
 
 /** Lock names of the bookkeeping, as footprints record them. */
-export const LOCK = { ZONE: 'zone', VMAP_AREA: 'vmap_area', RUNQUEUE: 'runqueue', LOG: 'log' } as const;
+export const LOCK = {
+  ZONE: 'zone',
+  VMAP_AREA: 'vmap_area',
+  RUNQUEUE: 'runqueue',
+  LOG: 'log',
+  CALL_FUNCTIONS: 'call_functions',
+} as const;
 
 /** Owner tags the allocator records, so a frame says what it is. */
 export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3 } as const;
@@ -31,16 +38,33 @@ export class Kernel {
     readonly initMm: number,
     readonly policy: VmallocPolicy,
     readonly sync: VmallocSync,
+    /** CPUs the kernel runs on. */
+    readonly cpus: number,
+    /** Physical address of the SMP area: the csd slots and the kernel's named lock words (src/mm/smp.ts). */
+    readonly smpArea: number,
     readonly vmap: VmapAreas = new VmapAreas(LAYOUT.vmallocStart, LAYOUT.vmallocEnd),
     /** The name of the task each CPU runs (Linux's per-CPU `current`), set by contextSwitch. */
     readonly current: string[] = [],
     /** What the kernel printed and carried on after (a user task's segfault), in order. */
     readonly log: string[] = [],
+    /** Functions smp_call_function_many has been given, by the number a csd holds. */
+    readonly callFunctions: Program<[number]>[] = [],
   ) {}
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
   clone(): Kernel {
-    const { zone, initMm, policy, sync, vmap } = this;
-    return new Kernel(zone.clone(), initMm, policy, sync, vmap.clone(), [...this.current], [...this.log]);
+    const { zone, initMm, policy, sync, cpus, smpArea, vmap } = this;
+    return new Kernel(
+      zone.clone(),
+      initMm,
+      policy,
+      sync,
+      cpus,
+      smpArea,
+      vmap.clone(),
+      [...this.current],
+      [...this.log],
+      [...this.callFunctions],
+    );
   }
 }

@@ -12,6 +12,7 @@ import {
   setEntry,
   walkToEntry,
 } from './kernel-page-tables.ts';
+import { flushTlbKernelRange } from './smp.ts';
 import type { BackingBlock } from './vmap-areas.ts';
 
 // vmalloc and vfree as kernel programs (mm/vmalloc.c __vmalloc_node_range, vm_area_alloc_pages, vmap_pages_range,
@@ -173,9 +174,11 @@ export function* vfree(x: Assembler, kernel: Kernel, addr: number): KernelProgra
       const entry = yield* walkToEntry(x, kernel, kernel.initMm, b.va + off, huge ? 2 : 1, false);
       if (entry < 0) continue; // never mapped (a vmalloc undoing itself)
       yield* clearEntry(x, entry);
-      yield x.invlpg(b.va + off);
     }
   }
+  // vunmap's flush_tlb_kernel_range() on every CPU, waiting for all, before the frames go back to the zone.
+  const end = blocks.reduce((last, b) => Math.max(last, b.va + (PAGE_SIZE << b.order)), addr);
+  yield* flushTlbKernelRange(x, kernel, addr, end);
   yield* freeBlocks(x, kernel, blocks);
   yield x.atomic(LOCK.VMAP_AREA, () => {
     kernel.vmap.release(addr);

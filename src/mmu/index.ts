@@ -1,5 +1,6 @@
 export * from './address.ts';
 export * from './footprint.ts';
+export * from './frame-guard.ts';
 export * from './input-error.ts';
 export * from './physical-memory.ts';
 export * from './pte.ts';

@@ -1,4 +1,5 @@
 import { formatPhysical, InputError, PAGE_SIZE } from './address.ts';
+import type { FrameGuard } from './frame-guard.ts';
 import { TypedArena } from './typed-arena.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
@@ -118,6 +119,17 @@ export class PhysicalMemory {
       }
     }
     this.own.clear();
+    this.framesChanged();
+  }
+
+  /**
+   * The kernel allocator's frame states, when a kernel is booted: the CPUs check every translation against them
+   * (see FrameGuard). Set by the kernel's boot and by each image instance.
+   */
+  guard: FrameGuard | undefined;
+
+  /** The guard's frames changed state (a free, a migration's copy): cached pages are dropped, so the next access checks. */
+  guardChanged(): void {
     this.framesChanged();
   }
 
