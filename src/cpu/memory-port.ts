@@ -149,6 +149,8 @@ export class MemoryPort {
       if (known !== 0 && known !== g.generation[i]! + 1) kind = VIOLATION.USE_AFTER_FREE;
     }
     if (kind === 0) return true;
+    // The refused access still depends on the frame's state: the footprint says so (the checker orders it).
+    if (this.footprint) this.footprint.readList.push2(pa, 1);
     const f = this.fault;
     f.ok = false;
     f.vector = VECTOR_VIOLATION;

@@ -1,4 +1,5 @@
 import type { Footprint } from '../mmu/footprint.ts';
+import type { FrameGuard } from '../mmu/frame-guard.ts';
 import type { Choice } from './choices.ts';
 
 // What a choice touched, as locations read and written: the exhaustive search's dependency relation (DESIGN.md
@@ -18,6 +19,15 @@ const WORD = 8;
 /** Location of CPU c's channel: negative, below every memory word. */
 const channel = (cpu: number) => -1 - cpu;
 const BUDGET = -1_000;
+/**
+ * The kernel's frame states (free, copied away, generation), one location per frame: the CPUs check every access
+ * to a guarded frame against its state (src/mmu/frame-guard.ts), so such an access reads the frame's location, and
+ * an allocation, a free or a copy marked writes the locations of the frames it changed.
+ */
+const FRAME_STATE_BASE = -(2 ** 40);
+const frameState = (pfn: number) => FRAME_STATE_BASE - pfn;
+/** Every frame's generation at once: what a TLB fill event reads (see accessOf). */
+const GENERATIONS = -998;
 /** Resources are numbered in order of first use, below the budget. */
 const resourceIds = new Map<string, number>();
 function resource(name: string): number {
@@ -54,8 +64,20 @@ function unique(xs: number[]): number[] {
   return xs;
 }
 
-/** The locations `choice` touched, from the machine's footprint of it (cleared before it was made). */
-export function accessOf(choice: Choice, fp: Footprint): Access {
+/** The state locations of the guarded frames [pa, pa + size) touches. */
+function addFrames(out: number[], guard: FrameGuard, pa: number, size: number): void {
+  const first = Math.floor(pa / 4096);
+  const last = Math.floor((pa + Math.max(size, 1) - 1) / 4096);
+  for (let pfn = first; pfn <= last; pfn++) {
+    if (pfn >= guard.firstPfn && pfn < guard.firstPfn + guard.frames) out.push(frameState(pfn));
+  }
+}
+
+/**
+ * The locations `choice` touched, from the machine's footprint of it (cleared before it was made); `guard` is the
+ * machine's frame guard, when a kernel checks frames.
+ */
+export function accessOf(choice: Choice, fp: Footprint, guard?: FrameGuard): Access {
   const reads: number[] = [];
   const writes: number[] = [channel(choice.cpu)];
   if ('tlb' in choice) writes.push(BUDGET);
@@ -67,6 +89,18 @@ export function accessOf(choice: Choice, fp: Footprint): Access {
   for (let i = 0; i < fp.pteWriteList.length; i++) writes.push(Math.floor(fp.pteWriteList.get(i) / WORD));
   for (let i = 0; i < fp.ipiList.length; i += 2) writes.push(channel(fp.ipiList.get(i)));
   for (const name of fp.resources) writes.push(resource(name));
+  if (guard !== undefined) {
+    for (let i = 0; i < r.length; i += 2) addFrames(reads, guard, r.get(i), r.get(i + 1));
+    for (let i = 0; i < w.length; i += 2) addFrames(reads, guard, w.get(i), w.get(i + 1));
+    const changes = guard.changes;
+    for (let i = 0; i < changes.length; i += 2) {
+      for (let p = 0; p < changes[i + 1]!; p++) writes.push(frameState(changes[i]! + p));
+    }
+    // A TLB fill event notes the generation of the frame it maps, which its footprint does not name: it is
+    // dependent with every change of frame state (TLB events are few, so this costs little).
+    if (changes.length > 0) writes.push(GENERATIONS);
+    if ('tlb' in choice && choice.tlb === 'fill') reads.push(GENERATIONS);
+  }
   return { reads: unique(reads), writes: unique(writes) };
 }
 

@@ -89,8 +89,13 @@ export function exploreRoot(build: () => Machine, tlbEvents: number): Root {
     const fresh = i === 0 ? m : build();
     const fp = fresh.recordFootprints();
     fp.clear();
+    const guard = fresh.memory.guard;
+    if (guard) {
+      guard.recordChanges = true;
+      guard.changes.length = 0;
+    }
     applyChoice(fresh, c);
-    return accessOf(c, fp);
+    return accessOf(c, fp, fresh.memory.guard);
   });
   return { choices, accesses };
 }
@@ -247,6 +252,8 @@ export class PartSearch {
       schedule.push(applyChoice(m, node.choices[node.chosen]!));
     }
     m.pauseFootprints(false);
+    const guard = m.memory.guard;
+    if (guard) guard.recordChanges = true;
     let limitReached = false;
     let blocked = false;
     let sleep: Sleeper[] = [];
@@ -275,8 +282,9 @@ export class PartSearch {
       const chosen = node.chosen;
       const choice = node.choices[chosen]!;
       fp.clear();
+      if (guard && guard.changes.length !== 0) guard.changes.length = 0;
       schedule.push(applyChoice(m, choice));
-      const access = accessOf(choice, fp);
+      const access = accessOf(choice, fp, guard);
       node.done[chosen] = access;
       if (this.o.reduce) {
         const raced = hb.add(actorIndex(choice), access, races, 0);

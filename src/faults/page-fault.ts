@@ -1,8 +1,9 @@
 import { ExecutionContext } from '../cpu/context.ts';
 import type { Assembler, Program } from '../cpu/instruction.ts';
-import type { HandlerContext } from '../cpu/registers.ts';
+import { type HandlerContext, RFLAGS } from '../cpu/registers.ts';
 import { type Kernel, LOCK } from '../mm/kernel.ts';
 import { direct, type KernelProgram } from '../mm/kernel-page-tables.ts';
+import { isMigrationEntry } from '../mm/migrate.ts';
 import { formatVirtual, fromCanonicalHalves, LAYOUT, LOWER_HALF_END } from '../mmu/address.ts';
 import { entryFrame, PTE_LO, tableIndex } from '../mmu/pte.ts';
 import { PF_ERROR } from '../mmu/walker.ts';
@@ -66,6 +67,28 @@ function* spuriousFault(x: Assembler, kernel: Kernel, ctx: HandlerContext): Kern
   return false;
 }
 
+/**
+ * migration_entry_wait(): the PTE for CR2 is a migration entry, so the page is being moved: wait (interrupts on
+ * again if the faulting context had them, so the migrating CPU's flush IPI gets through) until the entry changes,
+ * then return to retry the access. False when the PTE is no migration entry.
+ */
+function* migrationEntryWait(x: Assembler, kernel: Kernel, ctx: HandlerContext): KernelProgram<boolean> {
+  let table = kernel.initMm;
+  for (let level = 4; level > 1; level--) {
+    const entry = table + tableIndex(ctx.cr2, level as 2 | 3 | 4) * 8;
+    const lo = yield x.load(direct(entry), 4);
+    if ((lo & PTE_LO.P) === 0 || (lo & PTE_LO.PS) !== 0) return false;
+    const hi = yield x.load(direct(entry + 4), 4);
+    table = entryFrame(lo, hi);
+  }
+  const pte = direct(table + tableIndex(ctx.cr2, 1) * 8);
+  if (!isMigrationEntry(yield x.load(pte, 4))) return false;
+  const rflags = yield x.load(ctx.frameRsp + 24, 8); // the frame: error code, RIP, CS, RFLAGS
+  if ((rflags & RFLAGS.IF) !== 0) yield x.sti();
+  yield x.spinUntil(pte, 4, (lo) => !isMigrationEntry(lo));
+  return true;
+}
+
 /** The RIP the fault saved, read from the frame (after the error code) as the oops report prints it. */
 function* savedRip(x: Assembler, ctx: HandlerContext): KernelProgram {
   const lo = yield x.load(ctx.frameRsp + 8, 4);
@@ -109,6 +132,7 @@ export function pageFaultHandler(kernel: Kernel | undefined): Program<[HandlerCo
     if (kernel && kernelAddress && notPresentSupervisor && kernel.sync === 'lazy-fault') {
       if ((yield* vmallocFault(x, kernel, ctx.cr2)) >= 0) return;
     }
+    if (kernel && kernelAddress && notPresentSupervisor && (yield* migrationEntryWait(x, kernel, ctx))) return;
     if (kernel && kernelAddress && (yield* spuriousFault(x, kernel, ctx))) return;
     if (ctx.hasFixup) {
       yield x.iret({ fixup: true });

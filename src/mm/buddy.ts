@@ -100,6 +100,10 @@ export class BuddyAllocator {
     Object.assign(c, this);
     this.shared = true;
     c.shared = true;
+    // Its own change log and release hook: the clone belongs to another machine.
+    c.changes = [];
+    c.recordChanges = false;
+    c.onRelease = undefined;
     return c;
   }
 
@@ -111,6 +115,13 @@ export class BuddyAllocator {
    * so the next access is checked against `owner` and `generation` (this allocator is the CPUs' FrameGuard).
    */
   onRelease: (() => void) | undefined;
+  /** See FrameGuard.recordChanges: [pfn, count] per change of frame state, for the checker. */
+  recordChanges = false;
+  changes: number[] = [];
+
+  private noteChange(index: number, count: number): void {
+    if (this.recordChanges) this.changes.push(this.firstPfn + index, count);
+  }
 
   /**
    * A migration copied the order-0 allocated frame `pfn` to another: from now until it is freed, a write to it is
@@ -123,6 +134,7 @@ export class BuddyAllocator {
       throw new InputError(`markCopied(0x${pfn.toString(16)}): only an allocated order-0 frame can be migrated`);
     }
     this.owner[i] = FRAME_COPIED;
+    this.noteChange(i, 1);
     this.onRelease?.();
   }
 
@@ -201,6 +213,7 @@ export class BuddyAllocator {
     }
     this.order[i] = order;
     this.freeTotal -= 1 << order;
+    this.noteChange(i, 1 << order);
     return this.firstPfn + i;
   }
 
@@ -282,6 +295,7 @@ export class BuddyAllocator {
       this.generation[f] = (this.generation[f]! + 1) >>> 0;
       this.owner[f] = NONE;
     }
+    this.noteChange(i, 1 << order);
     this.freeTotal += 1 << order;
     let head = i;
     let o = order;

@@ -168,7 +168,7 @@ export function callFunctionHandler(kernel: Kernel): Program<[HandlerContext]> {
 }
 
 /** The pages a flush covers, encoded in `info`: the first page number and the count (<= FLUSH_CEILING). */
-function flushInfo(start: number, pages: number): number {
+export function flushInfo(start: number, pages: number): number {
   return (start / PAGE_SIZE) * 64 + pages;
 }
 

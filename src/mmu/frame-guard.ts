@@ -14,6 +14,12 @@ export interface FrameGuard {
   readonly owner: Int32Array;
   /** Per frame: bumped each time it is freed. A TLB entry made before a free is stale after it. */
   readonly generation: Uint32Array;
+  /**
+   * While true, every change of frame state (an allocation, a free, a copy marked) appends [pfn, count] to
+   * `changes`: the checker's dependency analysis reads them per step, and empties the list itself.
+   */
+  recordChanges: boolean;
+  readonly changes: number[];
 }
 
 /** The fault record's vector for a memory-safety violation (not an x86 vector: the CPU stops, nothing is delivered). */

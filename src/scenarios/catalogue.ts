@@ -1,5 +1,6 @@
 import { describeValue, InputError } from '../mmu/input-error.ts';
 import { dfTriple, pfInPf } from './double-fault.ts';
+import { dataMigration, ipiIrqsOffDeadlock, stackMigration } from './migration.ts';
 import { type ParamValue, resolveParams, type Scenario, type ScenarioRun } from './scenario.ts';
 import { stackOverflow } from './stack-overflow.ts';
 import { staleTlb } from './stale-tlb.ts';
@@ -16,6 +17,9 @@ export const SCENARIOS: readonly Scenario[] = [
   vmallocFaultScenario,
   vmapStackSwitch,
   vmallocOrders,
+  stackMigration,
+  dataMigration,
+  ipiIrqsOffDeadlock,
 ];
 
 export function findScenario(name: string): Scenario {

@@ -131,6 +131,75 @@ export const VMALLOC_ORDERS: ScenarioInfo = {
 };
 
 /** Every scenario, in the order `x86slice list` shows them (the catalogue holds them in the same order). */
+const PROTOCOL_PARAM = {
+  name: 'protocol',
+  description: 'how the page moves (docs/scenarios/migration.md)',
+  kind: 'choice',
+  default: 'naive',
+  choices: ['naive', 'no-wait', 'migration-entry', 'ipi-switcheroo'],
+} as const;
+
+const CHUNK_PARAM = {
+  name: 'chunk',
+  description: 'bytes the copy moves per step (rep movsq moves 8; larger is a coarser grain to explore)',
+  kind: 'integer',
+  default: 512,
+  min: 8,
+  max: 4096,
+} as const;
+
+/** How long the other CPU works: a bounded loop, so every schedule ends (the checker needs runs to end). */
+const ROUNDS_PARAM = {
+  name: 'rounds',
+  description: "rounds of the other CPU's work on the page (fewer: a smaller space to explore)",
+  kind: 'integer',
+  max: 64,
+} as const;
+
+const SCHEDULE_PARAM = {
+  name: 'schedule',
+  description: "the run's schedule: round-robin (IPIs delivered once a round) or a schedule string",
+  kind: 'string',
+  default: 'round-robin',
+} as const;
+
+export const STACK_MIGRATION: ScenarioInfo = {
+  name: 'stack-migration',
+  family: 'migration',
+  summary: "CPU0 migrates the page under CPU1's running task's VMAP stack: naive double-faults, the switcheroo works",
+  expected: 'double-fault',
+  params: [
+    PROTOCOL_PARAM,
+    {
+      name: 'cpus',
+      description: 'CPUs (CPU0 migrates, CPU1 runs the task, the rest idle)',
+      kind: 'integer',
+      default: 2,
+      min: 2,
+      max: 8,
+    },
+    CHUNK_PARAM,
+    { ...ROUNDS_PARAM, default: 8, min: 3 },
+    SCHEDULE_PARAM,
+  ],
+};
+
+export const DATA_MIGRATION: ScenarioInfo = {
+  name: 'data-migration',
+  family: 'migration',
+  summary: 'CPU0 migrates a vmalloc data page that CPU1 keeps writing and reading back',
+  expected: 'ok',
+  params: [PROTOCOL_PARAM, CHUNK_PARAM, { ...ROUNDS_PARAM, default: 6, min: 1 }, SCHEDULE_PARAM],
+};
+
+export const IPI_IRQS_OFF_DEADLOCK: ScenarioInfo = {
+  name: 'ipi-irqs-off-deadlock',
+  family: 'migration',
+  summary: 'smp_call_function with interrupts off to a CPU spinning, interrupts off, on a lock the caller holds',
+  expected: 'deadlock',
+  params: [],
+};
+
 export const SCENARIO_LIST: readonly ScenarioInfo[] = [
   PF_IN_PF,
   DF_TRIPLE,
@@ -139,4 +208,7 @@ export const SCENARIO_LIST: readonly ScenarioInfo[] = [
   VMALLOC_FAULT,
   VMAP_STACK_SWITCH,
   VMALLOC_ORDERS,
+  STACK_MIGRATION,
+  DATA_MIGRATION,
+  IPI_IRQS_OFF_DEADLOCK,
 ];

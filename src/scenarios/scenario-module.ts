@@ -15,7 +15,7 @@ export function isScenarioPath(ref: string): boolean {
   return /^\.{0,2}\//.test(ref) || /\.(?:[cm]?ts|m?js)$/.test(ref);
 }
 
-const PARAM_KINDS = ['integer', 'boolean', 'choice'] as const;
+const PARAM_KINDS = ['integer', 'boolean', 'choice', 'string'] as const;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
@@ -34,7 +34,9 @@ function checkParam(p: unknown, index: number, where: string): ScenarioParam {
   }
   const named = `${where}: parameter ${p.name}`;
   if (!PARAM_KINDS.includes(p.kind as never)) {
-    throw new InputError(`${named} kind ${describeValue(p.kind)} must be one of 'integer', 'boolean', 'choice'`);
+    throw new InputError(
+      `${named} kind ${describeValue(p.kind)} must be one of 'integer', 'boolean', 'choice', 'string'`,
+    );
   }
   const value = p.default;
   if (p.kind === 'choice') {
@@ -45,6 +47,8 @@ function checkParam(p: unknown, index: number, where: string): ScenarioParam {
     if (typeof value !== 'string' || !choices.includes(value)) {
       throw new InputError(`${named} default ${describeValue(value)} must be one of its choices`);
     }
+  } else if (p.kind === 'string') {
+    if (typeof value !== 'string') throw new InputError(`${named} default ${describeValue(value)} must be a string`);
   } else if (p.kind === 'boolean' ? typeof value !== 'boolean' : !Number.isSafeInteger(value)) {
     throw new InputError(
       `${named} default ${describeValue(value)} must be ${p.kind === 'boolean' ? 'a boolean' : 'an integer'}`,

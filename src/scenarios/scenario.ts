@@ -9,7 +9,7 @@ export type ParamValue = number | boolean | string;
 export interface ScenarioParam {
   readonly name: string;
   readonly description: string;
-  readonly kind: 'integer' | 'boolean' | 'choice';
+  readonly kind: 'integer' | 'boolean' | 'choice' | 'string';
   readonly default: ParamValue;
   /** Inclusive range for integers. */
   readonly min?: number;
@@ -22,6 +22,7 @@ export interface ScenarioParam {
 export function paramRange(p: ScenarioParam): string {
   if (p.kind === 'integer') return `${p.min ?? '-inf'}..${p.max ?? 'inf'}`;
   if (p.kind === 'choice') return (p.choices ?? []).join('|');
+  if (p.kind === 'string') return 'text';
   return 'true|false';
 }
 
@@ -84,6 +85,11 @@ export function resolveParams(scenario: Scenario, raw: Readonly<Record<string, s
     if (p.kind === 'choice') {
       if (typeof value === 'string' && (p.choices ?? []).includes(value)) out[key] = value;
       else throw new InputError(`parameter ${key}=${shown} must be one of ${paramRange(p)}`);
+      continue;
+    }
+    if (p.kind === 'string') {
+      if (typeof value === 'string') out[key] = value;
+      else throw new InputError(`parameter ${key}=${shown} must be a string`);
       continue;
     }
     if (p.kind === 'boolean') {

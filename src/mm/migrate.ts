@@ -1,0 +1,217 @@
+import type { Assembler } from '../cpu/instruction.ts';
+import { PAGE_SIZE } from '../mmu/address.ts';
+import { describeValue, InputError } from '../mmu/input-error.ts';
+import { entryFrame, PTE_LO } from '../mmu/pte.ts';
+import { MIGRATETYPE } from './buddy.ts';
+import { type Kernel, LOCK, OWNER } from './kernel.ts';
+import {
+  direct,
+  type KernelProgram,
+  PAGE_KERNEL_HI,
+  PAGE_KERNEL_LO,
+  setEntry,
+  walkToEntry,
+} from './kernel-page-tables.ts';
+import { flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord, smpCallFunctionMany } from './smp.ts';
+
+// Migrating a vmalloc page (mm/migrate.c; the 2018 linux-mm thread, digest §1 and §6) as kernel programs on the
+// migrating CPU: every intermediate state (a cleared PTE, a migration entry, a half-copied page) is one another CPU
+// can step into. Four built-in protocols and the shape a user's own protocol takes:
+//
+//  naive            clear the PTE, flush_tlb_kernel_range (waiting), copy, set the new PTE, free the old frame.
+//  no-wait          the same, but the flush IPIs are not waited for: the copy races the other CPUs' stale TLBs.
+//  migration-entry  a non-present migration entry holding the old frame replaces the PTE; flush; copy; set the
+//                   new PTE (which wakes the waiters); free. An access meanwhile faults, and the #PF handler waits
+//                   for the entry to change, then retries (migration_entry_wait). A stack page cannot take that
+//                   fault: its #PF frame cannot be pushed.
+//  ipi-switcheroo   a synchronized IPI to the CPU running the task: its handler, on the IRQ stack, copies the page,
+//                   installs the new PTE and INVLPGs locally; then every other CPU is flushed; the old frame is
+//                   freed only after that. With no CPU running the task, the sequence runs under the task's lock.
+//
+// The copy marks the old frame copied (BuddyAllocator.markCopied): a store that lands in it afterwards is a lost
+// write, and an access after the free is a use after free; the CPUs check both (src/mmu/frame-guard.ts).
+
+/** A PTE's software bit 9 marks a migration entry: not present, the old frame's address in the address bits. */
+export const MIGRATION_ENTRY = 1 << 9;
+
+export function isMigrationEntry(lo: number): boolean {
+  return (lo & PTE_LO.P) === 0 && (lo & MIGRATION_ENTRY) !== 0;
+}
+
+export type ProtocolName = 'naive' | 'no-wait' | 'migration-entry' | 'ipi-switcheroo';
+export const PROTOCOLS: readonly ProtocolName[] = ['naive', 'no-wait', 'migration-entry', 'ipi-switcheroo'];
+
+/** What a protocol is given: the page, its PTE, its frames, and how to copy. */
+export interface MigrationPage {
+  /** The page's address (4 KiB aligned, in an area vmalloc made with an order-0 block there). */
+  readonly va: number;
+  /** Physical address of its PTE in init_mm's tables. */
+  readonly pte: number;
+  readonly oldPfn: number;
+  readonly newPfn: number;
+  /** Bytes copied per step (rep movsq moves 8; a larger chunk is a coarser grain for exploration). */
+  readonly chunk: number;
+  /** The CPU running the task whose stack this page is, when there is one (the switcheroo's target). */
+  readonly taskCpu: number | undefined;
+}
+
+/**
+ * A migration protocol: a kernel program that moves `page` from its old frame to its new one. It calls the steps
+ * below (or its own): copyFrame() marks the old frame copied, installNewPte() maps the new one, freeOldFrame()
+ * returns the old one to the zone. migratePage() has allocated the new frame and updates the area's bookkeeping.
+ */
+export type MigrationProtocol = (x: Assembler, kernel: Kernel, page: MigrationPage) => KernelProgram<void>;
+
+export interface MigrateOptions {
+  /** Bytes copied per step: 8 (rep movsq, the default) up to 4096. */
+  readonly chunk?: number;
+  /** The CPU running the task whose stack the page is (ipi-switcheroo sends its IPI there). */
+  readonly taskCpu?: number;
+}
+
+/** copy_page(new, old) through the direct map, then the old frame is marked copied (a store to it is lost). */
+export function* copyFrame(x: Assembler, kernel: Kernel, page: MigrationPage): KernelProgram<void> {
+  yield x.copy(direct(page.newPfn * PAGE_SIZE), direct(page.oldPfn * PAGE_SIZE), PAGE_SIZE, { chunk: page.chunk });
+  yield x.atomic(LOCK.ZONE, () => {
+    kernel.zone.markCopied(page.oldPfn);
+    return 0;
+  });
+}
+
+/** The PTE maps the new frame (PAGE_KERNEL), high half first, then the low half with P. */
+export function* installNewPte(x: Assembler, page: MigrationPage): KernelProgram<void> {
+  yield* setEntry(x, page.pte, page.newPfn * PAGE_SIZE, PAGE_KERNEL_LO, PAGE_KERNEL_HI);
+}
+
+/** The old frame goes back to the zone (its generation moves on: translations made before are stale). */
+export function* freeOldFrame(x: Assembler, kernel: Kernel, page: MigrationPage): KernelProgram<void> {
+  yield x.atomic(LOCK.ZONE, () => {
+    kernel.zone.freeBlock(page.oldPfn, 0);
+    return 0;
+  });
+}
+
+/** Clears the PTE's present half (the low one) in one store. */
+function* clearPte(x: Assembler, page: MigrationPage): KernelProgram<void> {
+  yield x.store(direct(page.pte), 4, 0);
+}
+
+const naive: MigrationProtocol = function* naive(x, kernel, page) {
+  yield* clearPte(x, page);
+  yield* flushTlbKernelRange(x, kernel, page.va, page.va + PAGE_SIZE);
+  yield* copyFrame(x, kernel, page);
+  yield* installNewPte(x, page);
+  yield* freeOldFrame(x, kernel, page);
+};
+
+const noWait: MigrationProtocol = function* noWait(x, kernel, page) {
+  yield* clearPte(x, page);
+  const others = Array.from({ length: kernel.cpus }, (_, i) => i);
+  yield* smpCallFunctionMany(x, kernel, others, kernelRangeFlush, flushInfo(page.va, 1), false); // no wait
+  yield x.invlpg(page.va);
+  yield* copyFrame(x, kernel, page);
+  yield* installNewPte(x, page);
+  yield* freeOldFrame(x, kernel, page);
+};
+
+const migrationEntry: MigrationProtocol = function* migrationEntry(x, kernel, page) {
+  // try_to_migrate(): the PTE becomes a migration entry in one store (P clear, the old frame kept).
+  yield x.store(direct(page.pte), 4, (((page.oldPfn * PAGE_SIZE) % 2 ** 32) | MIGRATION_ENTRY) >>> 0);
+  yield* flushTlbKernelRange(x, kernel, page.va, page.va + PAGE_SIZE);
+  yield* copyFrame(x, kernel, page);
+  yield* installNewPte(x, page); // remove_migration_ptes(): waiters see the entry change and retry
+  yield* freeOldFrame(x, kernel, page);
+};
+
+/** Lock words 48.. hold each initiating CPU's switcheroo request: the page, then the new frame. */
+const REQUEST_WORDS = 48;
+
+/** The switcheroo's handler on the task's CPU: copy, remap, local INVLPG (the request is in the initiator's words). */
+function switcherooOn(kernel: Kernel, chunk: number) {
+  return function* switcheroo(x: Assembler, initiator: number): KernelProgram<void> {
+    const va: number = yield x.load(lockWord(kernel, REQUEST_WORDS + 2 * initiator), 8);
+    const newPfn: number = yield x.load(lockWord(kernel, REQUEST_WORDS + 2 * initiator + 1), 8);
+    const pte = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
+    const lo: number = yield x.load(direct(pte), 4);
+    const page: MigrationPage = { va, pte, oldPfn: entryFrame(lo, 0) / PAGE_SIZE, newPfn, chunk, taskCpu: x.cpuId };
+    yield* copyFrame(x, kernel, page);
+    yield* installNewPte(x, page);
+    yield x.invlpg(va);
+  };
+}
+
+const ipiSwitcheroo: MigrationProtocol = function* ipiSwitcheroo(x, kernel, page) {
+  if (page.taskCpu === undefined || page.taskCpu === x.cpuId) {
+    // No other CPU runs the task: hold it off (its lock word), then the naive sequence ("take some lock so the
+    // task can't run, then flush the world").
+    yield* naive(x, kernel, page);
+    return;
+  }
+  const me = x.cpuId;
+  yield x.store(lockWord(kernel, REQUEST_WORDS + 2 * me), 8, page.va);
+  yield x.store(lockWord(kernel, REQUEST_WORDS + 2 * me + 1), 8, page.newPfn);
+  yield* smpCallFunctionMany(x, kernel, [page.taskCpu], switcherooOn(kernel, page.chunk), me, true);
+  // Every other TLB that could hold the old frame is flushed before it is freed.
+  yield* flushTlbKernelRange(x, kernel, page.va, page.va + PAGE_SIZE);
+  yield* freeOldFrame(x, kernel, page);
+};
+
+const BUILT_IN: Readonly<Record<ProtocolName, MigrationProtocol>> = {
+  naive,
+  'no-wait': noWait,
+  'migration-entry': migrationEntry,
+  'ipi-switcheroo': ipiSwitcheroo,
+};
+
+/** A protocol by name, or a user's own; an unknown name is refused, naming the built-in ones. */
+export function migrationProtocol(protocol: ProtocolName | MigrationProtocol): MigrationProtocol {
+  if (typeof protocol === 'function') return protocol;
+  const p = typeof protocol === 'string' ? BUILT_IN[protocol as ProtocolName] : undefined;
+  if (!p) {
+    throw new InputError(`migration protocol ${describeValue(protocol)} is not one of ${PROTOCOLS.join(', ')}`);
+  }
+  return p;
+}
+
+/**
+ * Migrates the vmalloc page at `va` to a new frame with `protocol`, as a program on this CPU: allocates the new
+ * frame, runs the protocol, and records the new frame in the area's bookkeeping. Returns 0, or -1 when the page
+ * cannot be migrated (not mapped by an order-0 block of a vmalloc area, or no frame free).
+ */
+export function* migratePage(
+  x: Assembler,
+  kernel: Kernel,
+  va: number,
+  protocol: ProtocolName | MigrationProtocol,
+  options: MigrateOptions = {},
+): KernelProgram {
+  const run = migrationProtocol(protocol);
+  const chunk = options.chunk ?? 8;
+  if (va % PAGE_SIZE !== 0) throw new InputError(`migratePage: ${describeValue(va)} is not 4 KiB aligned`);
+  const movable = yield x.atomic(LOCK.VMAP_AREA, () => {
+    const area = kernel.vmap.containing(va);
+    return area?.blocks.some((b) => b.va === va && b.order === 0) ? 1 : 0;
+  });
+  if (movable === 0) return -1;
+  const pte = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
+  if (pte < 0) return -1;
+  const lo: number = yield x.load(direct(pte), 4);
+  if ((lo & PTE_LO.P) === 0) return -1;
+  const newPfn = yield x.atomic(LOCK.ZONE, () => kernel.zone.alloc(0, MIGRATETYPE.UNMOVABLE, OWNER.VMALLOC));
+  if (newPfn < 0) return -1;
+  const page: MigrationPage = {
+    va,
+    pte,
+    oldPfn: entryFrame(lo, 0) / PAGE_SIZE,
+    newPfn,
+    chunk,
+    taskCpu: options.taskCpu,
+  };
+  yield* run(x, kernel, page);
+  yield x.atomic(LOCK.VMAP_AREA, () => {
+    const area = kernel.vmap.containing(va)!;
+    area.blocks = area.blocks.map((b) => (b.va === va ? { ...b, pfn: newPfn } : b));
+    return 0;
+  });
+  return 0;
+}

@@ -1,0 +1,229 @@
+import type { Assembler } from '../cpu/instruction.ts';
+import { Machine } from '../machine/machine.ts';
+import type { Kernel } from '../mm/kernel.ts';
+import { type MigrationProtocol, migratePage, type ProtocolName } from '../mm/migrate.ts';
+import { lockWord, smpCallFunctionMany, spinLockIrq } from '../mm/smp.ts';
+import { contextSwitch, runningTask, taskCreate } from '../mm/task.ts';
+import { vmalloc } from '../mm/vmalloc.ts';
+import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
+import { FRAME_FREE } from '../mmu/frame-guard.ts';
+import { DATA_MIGRATION, IPI_IRQS_OFF_DEADLOCK, STACK_MIGRATION } from './listing.ts';
+import type { Scenario } from './scenario.ts';
+
+// The migration family (docs/scenarios/migration.md): a vmalloc page moves to a new frame while another CPU uses it.
+// IPIs stay in flight until delivered (ipiDelivery 'scheduled'): round-robin delivers them once a round, and the
+// checker chooses when.
+
+/** Lock words the scenarios use to talk between CPUs (the SMP area, so every CPU reaches them). */
+const WORD = { PAGE: 8, PROGRESS: 9, DONE: 10 } as const;
+
+/** The page's frame at the end, and whether the page's first frame was freed: what the run reports. */
+function frameReport(m: Machine, kernel: Kernel, firstPfn: () => number, va: () => number) {
+  return () => {
+    const pa = va() === 0 ? undefined : m.physicalAddress(va());
+    const first = firstPfn();
+    const index = first - kernel.zone.firstPfn;
+    return {
+      page: va() === 0 ? undefined : formatVirtual(va()),
+      frameBefore: first < 0 ? undefined : `0x${first.toString(16)}`,
+      frameAfter: pa === undefined ? undefined : `0x${Math.floor(pa / PAGE_SIZE).toString(16)}`,
+      oldFrameFreed: first >= 0 && kernel.zone.owner[index] === FRAME_FREE,
+    };
+  };
+}
+
+/** Idle CPUs take IPIs: interrupts on, then halt. */
+function* idle(x: Assembler) {
+  yield x.sti();
+}
+
+/**
+ * CPU1's task: on a VMAP stack from vmalloc, it calls a function that pushes two values and pops them back,
+ * checking each, and counts its rounds (`rounds` of them, or fewer once CPU0 says the migration is done): a
+ * bounded loop, so that no schedule runs it forever.
+ */
+function worker(kernel: Kernel, rounds: number) {
+  const check = function* check(x: Assembler, round: number) {
+    yield x.push(round * 2 + 1);
+    yield x.push(round * 2 + 2);
+    const b: number = yield x.pop();
+    const a: number = yield x.pop();
+    yield x.assert(a === round * 2 + 1 && b === round * 2 + 2, `the stack holds ${a}, ${b} in round ${round}`);
+  };
+  return function* task(x: Assembler) {
+    for (let round = 0; round < rounds; round++) {
+      const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
+      if (done !== 0) return;
+      yield x.call(check, round);
+      yield x.store(lockWord(kernel, WORD.PROGRESS), 8, round + 1);
+    }
+  };
+}
+
+/** What the migration scenarios take: a protocol (built-in or a user's own) and the sizes of the run. */
+export interface MigrationSetup {
+  readonly protocol: ProtocolName | MigrationProtocol;
+  /** CPUs (stack migration: CPU0 migrates, CPU1 runs the task, the rest idle). Default 2. */
+  readonly cpus?: number;
+  /** Bytes the copy moves per step. Default 512. */
+  readonly chunk?: number;
+  /** Rounds of the other CPU's work (stack: at least 3). Default 8 (stack), 6 (data). */
+  readonly rounds?: number;
+  readonly trace?: boolean;
+}
+
+export interface MigrationMachine {
+  readonly machine: Machine;
+  /** The page, its frame before and after, whether the first frame was freed. */
+  readonly report: () => Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The stack-migration machine: CPU1 runs a task on a VMAP stack; CPU0 waits until it has run two rounds, then
+ * migrates the stack's top page with `protocol` (telling it CPU1 runs the task), then says it is done.
+ */
+export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
+  const cpus = setup.cpus ?? 2;
+  const chunk = setup.chunk ?? 512;
+  const rounds = setup.rounds ?? 8;
+  const machine = Machine.create({ cpus, trace: setup.trace ?? false, kernel: {}, ipiDelivery: 'scheduled' });
+  const kernel = machine.kernel!;
+  let page = 0;
+  let firstPfn = -1;
+  machine.load(1, function* bootstrap(x: Assembler) {
+    const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
+    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
+    yield x.assert(task !== undefined, 'the task stack was allocated');
+    // The top page of the stack, where the task's frames are: the page CPU0 moves.
+    yield x.store(lockWord(kernel, WORD.PAGE), 8, task!.stack.top - PAGE_SIZE);
+    yield x.sti();
+    yield* contextSwitch(x, kernel, boot, task!, { syncStack: false });
+  });
+  machine.load(0, function* migrator(x: Assembler) {
+    yield x.sti();
+    const va: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
+    yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running on it
+    yield x.atomic('scenario', () => {
+      page = va;
+      firstPfn = Math.floor(machine.physicalAddress(va)! / PAGE_SIZE);
+      return 0;
+    });
+    const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, taskCpu: 1 });
+    yield x.assert(moved === 0, 'the page was migrated');
+    yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
+  });
+  for (let id = 2; id < cpus; id++) machine.load(id, idle);
+  const report = frameReport(
+    machine,
+    kernel,
+    () => firstPfn,
+    () => page,
+  );
+  return { machine, report };
+}
+
+export const stackMigration: Scenario = {
+  ...STACK_MIGRATION,
+  build(p, o) {
+    const { machine, report } = stackMigrationMachine({
+      protocol: p.protocol as ProtocolName,
+      cpus: p.cpus as number,
+      chunk: p.chunk as number,
+      rounds: p.rounds as number,
+      trace: o.trace,
+    });
+    return { machine, run: { schedule: p.schedule as string, maxSteps: 200_000 }, report };
+  },
+};
+
+/** After each round on the data page, CPU1 thinks (pauses) this long. */
+const THINK = 24;
+
+/**
+ * The data-migration machine: CPU0 vmallocs a page, writes its word, waits for CPU1's first round and migrates
+ * the page with `protocol`, then checks both CPUs' words; CPU1 writes its word and reads it back, `rounds` times.
+ */
+export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
+  const chunk = setup.chunk ?? 512;
+  const rounds = setup.rounds ?? 6;
+  const protocol = setup.protocol;
+  const machine = Machine.create({ cpus: 2, trace: setup.trace ?? false, kernel: {}, ipiDelivery: 'scheduled' });
+  const kernel = machine.kernel!;
+  let page = 0;
+  let firstPfn = -1;
+  machine.load(0, function* migrator(x: Assembler) {
+    yield x.sti();
+    const va = yield* vmalloc(x, kernel, PAGE_SIZE);
+    yield x.assert(va !== 0, 'vmalloc succeeds');
+    yield x.store(va, 8, 100);
+    yield x.store(lockWord(kernel, WORD.PAGE), 8, va);
+    yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1);
+    yield x.atomic('scenario', () => {
+      page = va;
+      firstPfn = Math.floor(machine.physicalAddress(va)! / PAGE_SIZE);
+      return 0;
+    });
+    const moved = yield* migratePage(x, kernel, va, protocol, { chunk, taskCpu: 1 });
+    yield x.assert(moved === 0, 'the page was migrated');
+    yield x.spinUntil(lockWord(kernel, WORD.DONE), 8, (v) => v === 1);
+    const mine: number = yield x.load(va, 8);
+    const theirs: number = yield x.load(va + 8, 8);
+    yield x.assert(mine === 100, `CPU0's word is ${mine}, not 100`);
+    yield x.assert(theirs === rounds, `CPU1's last write is ${theirs}, not ${rounds}: it was lost`);
+  });
+  machine.load(1, function* user(x: Assembler) {
+    yield x.sti();
+    const va: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
+    for (let round = 1; round <= rounds; round++) {
+      yield x.store(va + 8, 8, round);
+      const read: number = yield x.load(va + 8, 8);
+      yield x.assert(read === round, `read back ${read}, not ${round}`);
+      yield x.store(lockWord(kernel, WORD.PROGRESS), 8, round);
+      for (let t = 0; t < THINK; t++) yield x.pause();
+    }
+    yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
+  });
+  const report = frameReport(
+    machine,
+    kernel,
+    () => firstPfn,
+    () => page,
+  );
+  return { machine, report };
+}
+
+export const dataMigration: Scenario = {
+  ...DATA_MIGRATION,
+  build(p, o) {
+    const { machine, report } = dataMigrationMachine({
+      protocol: p.protocol as ProtocolName,
+      chunk: p.chunk as number,
+      rounds: p.rounds as number,
+      trace: o.trace,
+    });
+    return { machine, run: { schedule: p.schedule as string, maxSteps: 200_000 }, report };
+  },
+};
+
+/**
+ * kernel/smp.c's warning: CPU0 takes a lock with interrupts off and calls a function on CPU1, waiting; CPU1, with
+ * interrupts off, spins on that lock. CPU1 never takes the IPI and CPU0 never stops waiting: no CPU can move.
+ */
+export const ipiIrqsOffDeadlock: Scenario = {
+  ...IPI_IRQS_OFF_DEADLOCK,
+  build(_p, o) {
+    const machine = Machine.create({ cpus: 2, trace: o.trace, kernel: {} });
+    const kernel = machine.kernel!;
+    const lock = lockWord(kernel, 0);
+    machine.symbols.set(lock, 'pgd_lock');
+    machine.load(0, function* caller(x: Assembler) {
+      yield* spinLockIrq(x, lock);
+      yield* smpCallFunctionMany(x, kernel, [1], function* nothing() {}, 0, true);
+    });
+    machine.load(1, function* target(x: Assembler) {
+      yield x.pause();
+      yield* spinLockIrq(x, lock);
+    });
+    return { machine, run: { schedule: 'round-robin', maxSteps: 10_000 } };
+  },
+};

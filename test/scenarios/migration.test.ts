@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import { explore, replay } from '../../src/explore/explore.ts';
+import { findScenario, runScenario } from '../../src/scenarios/catalogue.ts';
+import { type ParamValue, resolveParams } from '../../src/scenarios/scenario.ts';
+
+/** A catalogue scenario's machine, as exploration builds it. */
+function scenario(name: string, params: Record<string, ParamValue> = {}) {
+  const s = findScenario(name);
+  const resolved = resolveParams(s, params);
+  return () => s.build(resolved, { trace: false }).machine;
+}
+
+describe('stack-migration, default schedule (round-robin, IPIs delivered once a round)', () => {
+  it.each(['naive', 'migration-entry'])(
+    '%s: the flush leaves the task stack unmapped under CPU1: #PF, then #DF',
+    (protocol) => {
+      const run = runScenario('stack-migration', { protocol }, { trace: false });
+      expect(run.result.outcome).toBe('double-fault');
+      expect(run.result.stop?.cpu).toBe(1);
+      expect(run.result.stop?.message).toMatch(/^PANIC: double fault[\s\S]*#PF at 0xffffc9/);
+    },
+  );
+
+  it('ipi-switcheroo: the task runs on, its values intact, on the new frame; the old one is freed', () => {
+    const run = runScenario('stack-migration', { protocol: 'ipi-switcheroo' }, { trace: false });
+    expect(run.result.outcome).toBe('ok');
+    expect(run.report).toMatchObject({ oldFrameFreed: true });
+    expect(run.report!.frameAfter).not.toBe(run.report!.frameBefore);
+  });
+
+  it('no-wait: the schedule that copies before CPU1 takes the flush IPI shows the lost write', () => {
+    // CPU1 runs the task for two rounds and more; CPU0 migrates through the copy; CPU1 pushes on its stale entry.
+    const run = runScenario('stack-migration', { protocol: 'no-wait', schedule: '1*62,0*30,1*2' }, { trace: false });
+    expect(run.result.outcome).toBe('lost-write');
+    expect(run.result.stop?.message).toMatch(/^lost write: CPU 1 stores to 0xffffc9[0-9a-f]+ in frame 0x[0-9a-f]+/);
+  });
+
+  it('runs with 3 to 8 CPUs (the others idle, taking the flush IPIs)', () => {
+    for (const cpus of [3, 8]) {
+      expect(
+        runScenario('stack-migration', { protocol: 'ipi-switcheroo', cpus }, { trace: false }).result.outcome,
+      ).toBe('ok');
+      expect(runScenario('stack-migration', { protocol: 'naive', cpus }, { trace: false }).result.outcome).toBe(
+        'double-fault',
+      );
+    }
+  });
+});
+
+describe('data-migration and ipi-irqs-off-deadlock, default schedule', () => {
+  it.each(['naive', 'migration-entry', 'ipi-switcheroo', 'no-wait'])(
+    'data page, %s: ok, both words intact',
+    (protocol) => {
+      const run = runScenario('data-migration', { protocol }, { trace: false });
+      expect(run.result.outcome).toBe('ok');
+      expect(run.report).toMatchObject({ oldFrameFreed: true });
+    },
+  );
+
+  it('ipi-irqs-off-deadlock: deadlock, naming who waits on what', () => {
+    const run = runScenario('ipi-irqs-off-deadlock', {}, { trace: false });
+    expect(run.result.outcome).toBe('deadlock');
+    expect(run.result.deadlock).toMatch(/CPU0 spins on csd CPU0->CPU1/);
+    expect(run.result.deadlock).toMatch(/CPU1 spins on pgd_lock .* with interrupts off, IPI 0xfb pending/);
+  });
+});
+
+describe('the protocols under the checker (2 CPUs; 3 where stated)', () => {
+  it('naive stack migration double-faults, and the schedule replays', () => {
+    const build = scenario('stack-migration', { protocol: 'naive', rounds: 4 });
+    const result = explore(build, { strategy: 'exhaustive', preemptions: 1 });
+    expect(result.violations.map((v) => v.kind)).toEqual(['double-fault']);
+    expect(replay(build, result.violations[0]!.schedule).kind).toBe('double-fault');
+  });
+
+  it('naive with TLB events: the shortest double fault uses a TLB drop and no IPI', () => {
+    const build = scenario('stack-migration', { protocol: 'naive' });
+    const result = explore(build, { strategy: 'exhaustive', preemptions: 1, tlbEvents: 1, budget: 3000 });
+    const v = result.violations.find((w) => w.kind === 'double-fault')!;
+    expect(v.schedule).toMatch(/evict:1:0xffffc9[0-9a-f]+/);
+    expect(v.schedule).not.toMatch(/deliver/);
+    expect(replay(build, v.schedule).kind).toBe('double-fault');
+  }, 30_000);
+
+  it('no-wait: a lost write (preemption bound 2), and the schedule replays', () => {
+    const build = scenario('stack-migration', { protocol: 'no-wait', rounds: 4 });
+    const result = explore(build, { strategy: 'exhaustive', preemptions: 2 });
+    expect(result.complete).toBe(true);
+    const lost = result.violations.find((v) => v.kind === 'lost-write')!;
+    expect(lost.message).toMatch(/^lost write: CPU 1/);
+    expect(replay(build, lost.schedule).kind).toBe('lost-write');
+  }, 30_000);
+
+  it('migration-entry: a stack page double-faults; a data page is complete with no violation', () => {
+    const stack = scenario('stack-migration', { protocol: 'migration-entry', rounds: 4 });
+    const onStack = explore(stack, { strategy: 'exhaustive', preemptions: 1 });
+    expect(onStack.violations.map((v) => v.kind)).toEqual(['double-fault']);
+    expect(replay(stack, onStack.violations[0]!.schedule).kind).toBe('double-fault');
+
+    const data = explore(scenario('data-migration', { protocol: 'migration-entry', rounds: 2 }), {
+      strategy: 'exhaustive',
+      preemptions: 1,
+    });
+    expect(data).toMatchObject({ complete: true, preemptionBound: 1, violations: [] });
+  }, 60_000);
+
+  it.each([2, 3])(
+    'ipi-switcheroo with %i CPUs: complete with no violation within preemption bound 1',
+    (cpus) => {
+      const build = scenario('stack-migration', { protocol: 'ipi-switcheroo', cpus, rounds: 4 });
+      expect(explore(build, { strategy: 'exhaustive', preemptions: 1 })).toMatchObject({
+        complete: true,
+        preemptionBound: 1,
+        violations: [],
+      });
+    },
+    60_000,
+  );
+
+  it('ipi-irqs-off-deadlock: deadlock in every strategy, and it replays', () => {
+    const build = scenario('ipi-irqs-off-deadlock');
+    for (const strategy of ['exhaustive', 'random', 'pct'] as const) {
+      const result = explore(build, { strategy, ...(strategy === 'exhaustive' ? {} : { budget: 20 }) });
+      expect(result.violations.map((v) => v.kind)).toEqual(['deadlock']);
+      expect(replay(build, result.violations[0]!.schedule).kind).toBe('deadlock');
+    }
+  });
+});
