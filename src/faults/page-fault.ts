@@ -70,7 +70,7 @@ function* spuriousFault(x: Assembler, kernel: Kernel, ctx: HandlerContext): Kern
 /**
  * migration_entry_wait(): the PTE for CR2 is a migration entry, so the page is being moved: wait (interrupts on
  * again if the faulting context had them, so the migrating CPU's flush IPI gets through) until the entry changes,
- * then return to retry the access. False when the PTE is no migration entry.
+ * then return to retry the access. A PTE present again by now is retried at once. False for any other PTE.
  */
 function* migrationEntryWait(x: Assembler, kernel: Kernel, ctx: HandlerContext): KernelProgram<boolean> {
   let table = kernel.initMm;
@@ -82,7 +82,10 @@ function* migrationEntryWait(x: Assembler, kernel: Kernel, ctx: HandlerContext):
     table = entryFrame(lo, hi);
   }
   const pte = direct(table + tableIndex(ctx.cr2, 1) * 8);
-  if (!isMigrationEntry(yield x.load(pte, 4))) return false;
+  const lo = yield x.load(pte, 4);
+  // The migration finished between the fault and this read: the access can be retried (pte_same() fails).
+  if ((lo & PTE_LO.P) !== 0) return true;
+  if (!isMigrationEntry(lo)) return false;
   const rflags = yield x.load(ctx.frameRsp + 24, 8); // the frame: error code, RIP, CS, RFLAGS
   if ((rflags & RFLAGS.IF) !== 0) yield x.sti();
   yield x.spinUntil(pte, 4, (lo) => !isMigrationEntry(lo));

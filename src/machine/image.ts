@@ -38,9 +38,15 @@ export class MachineImage {
     private readonly kernel: Kernel | undefined,
     /** The machine's named addresses (Machine.symbols). */
     private readonly symbols: ReadonlyMap<number, string>,
+    /** The captured machine's kernel object, which every instance shares (restored from `kernel` each time). */
+    private readonly liveKernel: Kernel | undefined,
   ) {}
 
-  /** Freezes `machine` (which must not have stepped yet) into an image; the machine itself stays usable. */
+  /**
+   * Freezes `machine` (which must not have stepped yet) into an image; the machine itself stays usable. With a
+   * kernel, its kernel object is shared by the machine and every instance (programs close over it), restored from
+   * the image's copy at each instantiate or reset: run one of them at a time.
+   */
   static capture(machine: Machine): MachineImage {
     if (machine.stepCount !== 0) {
       throw new InputError(
@@ -70,7 +76,8 @@ export class MachineImage {
     const config: MachineConfig = { ...rest, boot: false };
     const kernel = machine.kernel?.clone();
     const symbols = new Map(machine.symbols);
-    return new MachineImage(config, frames, cpus, new Map(machine.programAddresses), boot, ipiBus, kernel, symbols);
+    const addresses = new Map(machine.programAddresses);
+    return new MachineImage(config, frames, cpus, addresses, boot, ipiBus, kernel, symbols, machine.kernel);
   }
 
   /** Per instance: the IDT and TLB generations of each CPU (pairs) when this image last loaded it. */
@@ -127,8 +134,12 @@ export class MachineImage {
       if (image.task) cpu.start(image.task.program, ...image.task.args);
     }
     m.ipiBus.copyFrom(this.ipiBus);
-    m.kernel = this.kernel?.clone();
-    if (m.kernel) attachKernel(m.memory, m.kernel);
+    // The captured machine's kernel object, restored: programs and handlers close over that object.
+    if (this.kernel && this.liveKernel) {
+      this.liveKernel.restore(this.kernel);
+      m.kernel = this.liveKernel;
+      attachKernel(m.memory, m.kernel);
+    }
     return m;
   }
 }

@@ -107,6 +107,14 @@ export class BuddyAllocator {
     return c;
   }
 
+  /**
+   * Returns this allocator, which programs may hold, to `from`'s state: its arrays shared copy-on-write with
+   * `from` (as a clone's are), its change log empty, its release hook unset.
+   */
+  restore(from: BuddyAllocator): void {
+    Object.assign(this, from.clone());
+  }
+
   /** Arrays shared with a clone: copied before the first change. */
   private shared = false;
 

@@ -51,6 +51,19 @@ export class Kernel {
     readonly callFunctions: Program<[number]>[] = [],
   ) {}
 
+  /**
+   * Returns this kernel object to `from`'s state in place. Kernel programs and handlers close over the kernel they
+   * were written for, so a machine image gives every instance the captured machine's kernel object, restored
+   * from the image's copy each time (instances run one at a time).
+   */
+  restore(from: Kernel): void {
+    this.zone.restore(from.zone);
+    this.vmap.restore(from.vmap);
+    this.current.splice(0, this.current.length, ...from.current);
+    this.log.splice(0, this.log.length, ...from.log);
+    this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
+  }
+
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
   clone(): Kernel {
     const { zone, initMm, policy, sync, cpus, smpArea, vmap } = this;

@@ -39,6 +39,11 @@ export class VmapAreas {
     return c;
   }
 
+  /** Takes `from`'s areas (copied): this object, which programs may hold, returns to that state. */
+  restore(from: VmapAreas): void {
+    this.areas = from.areas.map((a) => ({ ...a }));
+  }
+
   /** Every area, in address order. */
   get list(): readonly VmapArea[] {
     return this.areas;

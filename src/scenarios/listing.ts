@@ -165,6 +165,7 @@ const SCHEDULE_PARAM = {
 
 export const STACK_MIGRATION: ScenarioInfo = {
   name: 'stack-migration',
+  imageSafe: true,
   family: 'migration',
   summary: "CPU0 migrates the page under CPU1's running task's VMAP stack: naive double-faults, the switcheroo works",
   expected: 'double-fault',
@@ -186,6 +187,7 @@ export const STACK_MIGRATION: ScenarioInfo = {
 
 export const DATA_MIGRATION: ScenarioInfo = {
   name: 'data-migration',
+  imageSafe: true,
   family: 'migration',
   summary: 'CPU0 migrates a vmalloc data page that CPU1 keeps writing and reading back',
   expected: 'ok',
@@ -194,6 +196,7 @@ export const DATA_MIGRATION: ScenarioInfo = {
 
 export const IPI_IRQS_OFF_DEADLOCK: ScenarioInfo = {
   name: 'ipi-irqs-off-deadlock',
+  imageSafe: true,
   family: 'migration',
   summary: 'smp_call_function with interrupts off to a CPU spinning, interrupts off, on a lock the caller holds',
   expected: 'deadlock',

@@ -1,12 +1,14 @@
 import type { Assembler } from '../cpu/instruction.ts';
 import { Machine } from '../machine/machine.ts';
 import type { Kernel } from '../mm/kernel.ts';
+import { direct, walkToEntry } from '../mm/kernel-page-tables.ts';
 import { type MigrationProtocol, migratePage, type ProtocolName } from '../mm/migrate.ts';
 import { lockWord, smpCallFunctionMany, spinLockIrq } from '../mm/smp.ts';
 import { contextSwitch, runningTask, taskCreate } from '../mm/task.ts';
 import { vmalloc } from '../mm/vmalloc.ts';
 import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { FRAME_FREE } from '../mmu/frame-guard.ts';
+import { entryFrame } from '../mmu/pte.ts';
 import { DATA_MIGRATION, IPI_IRQS_OFF_DEADLOCK, STACK_MIGRATION } from './listing.ts';
 import type { Scenario } from './scenario.ts';
 
@@ -30,6 +32,19 @@ function frameReport(m: Machine, kernel: Kernel, firstPfn: () => number, va: () 
       oldFrameFreed: first >= 0 && kernel.zone.owner[index] === FRAME_FREE,
     };
   };
+}
+
+/**
+ * Reads the page's frame from its PTE (instructions: no closure over a machine, so the scenario runs from an
+ * image) and hands it to the report.
+ */
+function* notePage(x: Assembler, kernel: Kernel, va: number, note: (va: number, pfn: number) => void) {
+  const pte: number = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
+  const lo: number = yield x.load(direct(pte), 4);
+  yield x.atomic('scenario', () => {
+    note(va, entryFrame(lo, 0) / PAGE_SIZE);
+    return 0;
+  });
 }
 
 /** Idle CPUs take IPIs: interrupts on, then halt. */
@@ -103,10 +118,9 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.sti();
     const va: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running on it
-    yield x.atomic('scenario', () => {
-      page = va;
-      firstPfn = Math.floor(machine.physicalAddress(va)! / PAGE_SIZE);
-      return 0;
+    yield* notePage(x, kernel, va, (v, pfn) => {
+      page = v;
+      firstPfn = pfn;
     });
     const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
@@ -158,10 +172,9 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.store(va, 8, 100);
     yield x.store(lockWord(kernel, WORD.PAGE), 8, va);
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1);
-    yield x.atomic('scenario', () => {
-      page = va;
-      firstPfn = Math.floor(machine.physicalAddress(va)! / PAGE_SIZE);
-      return 0;
+    yield* notePage(x, kernel, va, (v, pfn) => {
+      page = v;
+      firstPfn = pfn;
     });
     const moved = yield* migratePage(x, kernel, va, protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { MachineImage } from '../machine/image.ts';
 import type { Machine, RunOptions } from '../machine/machine.ts';
 import { describeValue, InputError } from '../mmu/input-error.ts';
 import { findScenario } from './catalogue.ts';
@@ -217,10 +218,22 @@ export function machineFactory(
   params: ScenarioParams,
   options: { readonly trace: boolean } = { trace: false },
 ): () => Machine {
-  return () => {
+  const make = () => {
     const { machine, run } = buildScenario(scenario, params, options);
     if (run.ipiDelivery !== undefined) machine.ipiDelivery = run.ipiDelivery;
     return machine;
+  };
+  if (!scenario.imageSafe || options.trace) return make;
+  // One image, one instance reset for every execution (a kernel boot costs milliseconds, a reset microseconds).
+  let image: MachineImage | undefined;
+  let instance: Machine | undefined;
+  return () => {
+    if (image === undefined || instance === undefined) {
+      image = MachineImage.capture(make());
+      instance = image.instantiate({ trace: false });
+      return instance;
+    }
+    return image.reset(instance);
   };
 }
 

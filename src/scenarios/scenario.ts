@@ -46,6 +46,11 @@ export interface Scenario {
   /** The outcome the scenario demonstrates with default parameters. */
   readonly expected: Outcome;
   readonly params: readonly ScenarioParam[];
+  /**
+   * Its programs keep no per-machine state outside emulated memory and the kernel object, so the checker may run
+   * it from a MachineImage (an instance reset per execution) instead of building it every time.
+   */
+  readonly imageSafe?: boolean;
   build(params: ScenarioParams, options: { readonly trace: boolean }): BuiltScenario;
 }
 

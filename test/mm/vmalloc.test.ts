@@ -187,14 +187,19 @@ describe('vmalloc and vfree', () => {
     expect(pre.entryAddress(LAYOUT.vmallocEnd - PAGE_SIZE, 3)).toBeGreaterThan(0);
   });
 
-  it('machine images copy the kernel bookkeeping per instance', () => {
+  it("an image's instances share the kernel object its programs close over, restored at each instantiate", () => {
     const m = kernelMachine();
+    const free = m.kernel!.zone.freePages;
     const image = MachineImage.capture(m);
     const a = image.instantiate();
-    const b = image.instantiate();
+    expect(a.kernel).toBe(m.kernel); // the object kernel programs and handlers were written against
     a.kernel!.zone.alloc(MAX_ORDER, 1);
-    expect(b.kernel!.zone.freePages).toBe(m.kernel!.zone.freePages);
-    expect(a.kernel!.zone.freePages).toBe(m.kernel!.zone.freePages - (1 << MAX_ORDER));
+    expect(a.kernel!.zone.freePages).toBe(free - (1 << MAX_ORDER));
+    const b = image.instantiate(); // the next execution: the bookkeeping is the image's again
+    expect(b.kernel).toBe(m.kernel);
+    expect(b.kernel!.zone.freePages).toBe(free);
+    image.reset(b);
+    expect(b.kernel!.zone.freePages).toBe(free);
   });
 
   it('bad kernel options are refused, naming the value', () => {
