@@ -48,18 +48,24 @@ function listText(): string {
   return lines.join('\n');
 }
 
-const DEMO_INTRO = `x86slice demo: the page under a running task's stack loses its mapping (what a naive migration of a
-VMAP stack page does). The next push faults (#PF); Linux delivers #PF on the current stack, so pushing the
-#PF frame faults again; SDM Table 6-5 turns a #PF during #PF delivery into #DF, which runs on its own IST1
-stack and panics. Run it yourself: x86slice run pf-in-pf [--json]; x86slice list shows the other scenarios.
+const DEMO_INTRO = `x86slice demo: migrating the page under a running task's VMAP stack (the 2018 linux-mm question).
+CPU1 runs a task that calls and pushes on its vmalloc'ed stack; CPU0 moves the stack's top page to a new frame.
+The naive protocol clears the PTE and shoots it down (flush_tlb_kernel_range): CPU1 takes the flush IPI, its
+frame goes on the old stack, the INVLPG drops the entry, and the iret finds the stack unmapped. The #PF cannot be
+delivered on that stack either: SDM Table 6-5 makes it #DF, which runs on IST1 and panics.
 `;
 
-const SWITCH_INTRO = `
-The same double fault from a context switch (pre-5.8 lazy vmalloc sync): a kernel thread whose VMAP stack sits in a
-top-level slot the next process's mm does not have switches to it. switch_mm loads the process's CR3 while the CPU
-is still on the thread's stack, and switch_to's first push faults where the #PF cannot be delivered. With
--p sync-stack=true, switch_mm first copies that top-level entry into the next mm, as Linux did, and all is well.
-(x86slice run vmap-stack-switch [-p sync-stack=true] shows the whole timeline.)
+const SWITCHEROO_INTRO = `
+The ipi-switcheroo protocol instead sends a synchronized IPI to the task's CPU. Its handler, on the IRQ stack,
+copies the page, installs the new PTE and INVLPGs locally; then every other CPU is flushed, and only then is the
+old frame freed. The task never sees the page missing:
+`;
+
+const DEMO_OUTRO = `
+Explore it yourself: x86slice explore stack-migration -p protocol=naive (a double fault in under a second);
+-p protocol=ipi-switcheroo --strategy exhaustive --preemptions 1 proves it clean within that bound. The other
+protocols (no-wait, migration-entry), data pages and the IRQs-off deadlock: x86slice list, docs/scenarios/migration.md.
+The same double fault without migration: x86slice run pf-in-pf, x86slice run vmap-stack-switch.
 `;
 
 export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
@@ -108,15 +114,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).replayCommand(ref, options, argv, io);
     });
-  cli.command('demo', 'The flagship demo: pf-in-pf, then vmap-stack-switch both ways').action(async () => {
-    const { runScenario, runText } = await runner();
-    io.out(DEMO_INTRO);
-    io.out(runText(runScenario('pf-in-pf')));
-    io.out(SWITCH_INTRO);
-    io.out(runText(runScenario('vmap-stack-switch'), { tail: 6 }));
-    io.out('');
-    io.out(runText(runScenario('vmap-stack-switch', { 'sync-stack': true }), { tail: 6 }));
-  });
+  cli
+    .command('demo', 'The flagship demo: a stack page migrated naively double-faults; the switcheroo works')
+    .action(async () => {
+      const { runScenario, runText } = await runner();
+      io.out(DEMO_INTRO);
+      io.out(runText(runScenario('stack-migration', { protocol: 'naive' }), { tail: 24 }));
+      io.out(SWITCHEROO_INTRO);
+      io.out(runText(runScenario('stack-migration', { protocol: 'ipi-switcheroo' }), { tail: 10 }));
+      io.out(DEMO_OUTRO);
+    });
   cli.help((sections) => [...sections, { title: 'Exit codes', body: EXIT_CODES }]);
   cli.version('0.1.0');
   try {

@@ -63,6 +63,7 @@ export function runText(run: ScenarioRun, options: { readonly tail?: number } = 
     `outcome: ${result.outcome} after ${result.steps} steps${result.limitReached ? ' (step limit reached)' : ''}` +
       (result.outcome === scenario.expected ? '' : ` (this scenario demonstrates ${scenario.expected})`),
   ];
+  if (result.deadlock) lines.push(result.deadlock);
   for (const [key, value] of Object.entries(run.report ?? {})) lines.push(`${key}: ${JSON.stringify(value)}`);
   lines.push(...cpuLines(machine));
   return lines.join('\n');

@@ -26,9 +26,9 @@ function frameReport(m: Machine, kernel: Kernel, firstPfn: () => number, va: () 
     const first = firstPfn();
     const index = first - kernel.zone.firstPfn;
     return {
-      page: va() === 0 ? undefined : formatVirtual(va()),
-      frameBefore: first < 0 ? undefined : `0x${first.toString(16)}`,
-      frameAfter: pa === undefined ? undefined : `0x${Math.floor(pa / PAGE_SIZE).toString(16)}`,
+      ...(va() === 0 ? {} : { page: formatVirtual(va()) }),
+      ...(first < 0 ? {} : { frameBefore: `0x${first.toString(16)}` }),
+      ...(pa === undefined ? {} : { frameAfter: `0x${Math.floor(pa / PAGE_SIZE).toString(16)}` }),
       oldFrameFreed: first >= 0 && kernel.zone.owner[index] === FRAME_FREE,
     };
   };

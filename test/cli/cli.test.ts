@@ -81,10 +81,12 @@ describe('x86slice CLI', () => {
     expect((await cli('run', 'pf-in-pf', '--bogus')).code).toBe(EXIT_USAGE);
   });
 
-  it('demo runs the flagship pf-in-pf scenario with its timeline', async () => {
+  it('demo: the naive stack migration double-faults with its timeline, the switcheroo completes', async () => {
     const { code, out } = await cli('demo');
     expect(code).toBe(0);
     expect(out).toContain('#DF(0x0) delivered on ist1');
     expect(out).toContain('outcome: double-fault');
+    expect(out).toMatch(/scenario stack-migration \(protocol=ipi-switcheroo[^)]*\)[\s\S]*outcome: ok/);
+    expect(out).toContain('oldFrameFreed: true');
   });
 });
