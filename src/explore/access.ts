@@ -46,8 +46,8 @@ function addRange(out: number[], pa: number, size: number): void {
 
 /** `xs` without repeats, in place (a step touches a handful of locations: a quadratic pass beats a Set). */
 function unique(xs: number[]): number[] {
-  if (xs.length < 2) return xs;
-  if (xs.length > 32) return [...new Set(xs)];
+  // Long lists come from copies, whose words are distinct already; repeats would only cost the analysis a little.
+  if (xs.length < 2 || xs.length > 32) return xs;
   let n = 0;
   for (let i = 0; i < xs.length; i++) {
     const x = xs[i]!;

@@ -37,14 +37,31 @@ export function choiceKey(c: Choice): string {
  */
 export function choicesOf(m: Machine, tlbEventsLeft: number): Choice[] {
   const out: Choice[] = [];
-  for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
-  for (const ipi of m.ipiBus.inFlight) {
+  out.length = choicesInto(m, tlbEventsLeft, out);
+  return out;
+}
+
+/**
+ * choicesOf() into `out` from index 0, returning the count (entries past it are stale): the sampling strategies
+ * reuse one array for every step. CPU steps are shared objects; only deliveries and TLB events allocate.
+ */
+export function choicesInto(m: Machine, tlbEventsLeft: number, out: Choice[]): number {
+  let n = 0;
+  for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out[n++] = STEPS[cpu.id]!;
+  const inFlight = m.ipiBus.inFlight;
+  if (inFlight.length === 0 && tlbEventsLeft === 0) return n;
+  const deliveries = n;
+  for (const ipi of inFlight) {
     const deliver: DeliverySelector = ipi.nmi ? 'nmi' : ipi.vector;
     // Two IPIs of one vector to one CPU are one choice: a delivery takes the oldest.
-    if (!out.some((c) => 'deliver' in c && c.cpu === ipi.to && c.deliver === deliver))
-      out.push({ cpu: ipi.to, deliver });
+    let known = false;
+    for (let i = deliveries; i < n; i++) {
+      const c = out[i]!;
+      if ('deliver' in c && c.cpu === ipi.to && c.deliver === deliver) known = true;
+    }
+    if (!known) out[n++] = { cpu: ipi.to, deliver };
   }
-  if (tlbEventsLeft > 0 && out.length > 0) {
+  if (tlbEventsLeft > 0 && n > 0) {
     const held = m.cpus.map((c) => {
       const vas = new Set<number>();
       for (const e of c.tlb.entries()) if (e.pageSize === 4096) vas.add(e.va);
@@ -54,11 +71,11 @@ export function choicesOf(m: Machine, tlbEventsLeft: number): Choice[] {
     for (const cpu of m.cpus) {
       if (!cpu.started) continue;
       const mine = held[cpu.id]!;
-      for (const va of [...mine].sort((a, b) => a - b)) out.push({ cpu: cpu.id, tlb: 'evict', va });
-      for (const va of inUse) if (!mine.has(va)) out.push({ cpu: cpu.id, tlb: 'fill', va });
+      for (const va of [...mine].sort((a, b) => a - b)) out[n++] = { cpu: cpu.id, tlb: 'evict', va };
+      for (const va of inUse) if (!mine.has(va)) out[n++] = { cpu: cpu.id, tlb: 'fill', va };
     }
   }
-  return out;
+  return n;
 }
 
 /** Makes the choice on `m` and returns it as a schedule entry. Deliveries and TLB events take no step. */

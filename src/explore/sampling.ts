@@ -1,6 +1,6 @@
 import type { Machine } from '../machine/machine.ts';
 import { Prng, type ScheduleEntry } from '../machine/schedule.ts';
-import { applyChoice, type Choice, choicesOf, isTlbEvent } from './choices.ts';
+import { applyChoice, type Choice, choicesInto, choicesOf, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, Findings } from './execution.ts';
 import type { PartResult } from './exhaustive.ts';
 import { finalStateKey } from './state-key.ts';
@@ -10,11 +10,15 @@ import { finalStateKey } from './state-key.ts';
 
 /** Chooses among the choices at each point of one execution. */
 interface Chooser {
-  pick(choices: readonly Choice[], step: number): number;
+  /** The index of the choice to make among the first `count` of `choices`. */
+  pick(choices: readonly Choice[], count: number, step: number): number;
 }
 
+/** The choices array sampleOnce fills at each step (one for all executions: they run one at a time). */
+const scratch: Choice[] = [];
+
 function randomChooser(prng: Prng): Chooser {
-  return { pick: (choices) => prng.below(choices.length) };
+  return { pick: (_choices, count) => prng.below(count) };
 }
 
 /**
@@ -31,10 +35,10 @@ function pctChooser(prng: Prng, cpus: number, depth: number, k: number): Chooser
   }
   const changes = Array.from({ length: depth - 1 }, () => prng.below(Math.max(1, k)));
   return {
-    pick(choices, step) {
+    pick(choices, count, step) {
       const owner = (c: Choice) => ('deliver' in c || 'tlb' in c ? cpus : c.cpu);
       let best = 0;
-      for (let i = 1; i < choices.length; i++) {
+      for (let i = 1; i < count; i++) {
         if (priority[owner(choices[i]!)]! > priority[owner(choices[best]!)]!) best = i;
       }
       const change = changes.indexOf(step);
@@ -68,14 +72,15 @@ export function sampleOnce(build: () => Machine, o: SamplingOptions, e: number):
   const schedule: ScheduleEntry[] = [];
   let limitReached = false;
   let eventsLeft = o.tlbEvents;
+  const choices = scratch;
   for (let step = 0; m.firstStop === undefined; step++) {
-    const choices = choicesOf(m, eventsLeft);
-    if (choices.length === 0) break;
+    const count = choicesInto(m, eventsLeft, choices);
+    if (count === 0) break;
     if (schedule.length >= o.maxSteps) {
       limitReached = true;
       break;
     }
-    const choice = choices[chooser.pick(choices, step)]!;
+    const choice = choices[chooser.pick(choices, count, step)]!;
     if (isTlbEvent(choice)) eventsLeft--;
     schedule.push(applyChoice(m, choice));
   }

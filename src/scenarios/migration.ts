@@ -16,6 +16,12 @@ import type { Scenario } from './scenario.ts';
 // IPIs stay in flight until delivered (ipiDelivery 'scheduled'): round-robin delivers them once a round, and the
 // checker chooses when.
 
+/**
+ * 16 MiB: the 8 MiB boot reserve and an 8 MiB zone, plenty for a few stacks and pages. A small zone keeps each
+ * explored execution's copy of the allocator's per-frame arrays small.
+ */
+const MEMORY = 16 * 1024 * 1024;
+
 /** Lock words the scenarios use to talk between CPUs (the SMP area, so every CPU reaches them). */
 const WORD = { PAGE: 8, PROGRESS: 9, DONE: 10 } as const;
 
@@ -101,7 +107,13 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const cpus = setup.cpus ?? 2;
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 8;
-  const machine = Machine.create({ cpus, trace: setup.trace ?? false, kernel: {}, ipiDelivery: 'scheduled' });
+  const machine = Machine.create({
+    cpus,
+    trace: setup.trace ?? false,
+    memory: MEMORY,
+    kernel: {},
+    ipiDelivery: 'scheduled',
+  });
   const kernel = machine.kernel!;
   let page = 0;
   let firstPfn = -1;
@@ -161,7 +173,13 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 6;
   const protocol = setup.protocol;
-  const machine = Machine.create({ cpus: 2, trace: setup.trace ?? false, kernel: {}, ipiDelivery: 'scheduled' });
+  const machine = Machine.create({
+    cpus: 2,
+    trace: setup.trace ?? false,
+    memory: MEMORY,
+    kernel: {},
+    ipiDelivery: 'scheduled',
+  });
   const kernel = machine.kernel!;
   let page = 0;
   let firstPfn = -1;
@@ -225,7 +243,7 @@ export const dataMigration: Scenario = {
 export const ipiIrqsOffDeadlock: Scenario = {
   ...IPI_IRQS_OFF_DEADLOCK,
   build(_p, o) {
-    const machine = Machine.create({ cpus: 2, trace: o.trace, kernel: {} });
+    const machine = Machine.create({ cpus: 2, trace: o.trace, memory: MEMORY, kernel: {} });
     const kernel = machine.kernel!;
     const lock = lockWord(kernel, 0);
     machine.symbols.set(lock, 'pgd_lock');
