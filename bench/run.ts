@@ -42,6 +42,23 @@ const MEASURE = fileURLToPath(new URL('./measure.ts', import.meta.url));
 const INSTANTIATE = fileURLToPath(new URL('./instantiate.mjs', import.meta.url));
 /** The checker's inner loop, likewise (see bench/explore.mjs). */
 const EXPLORE = fileURLToPath(new URL('./explore.mjs', import.meta.url));
+/** SMP calls and migration, likewise (see bench/smp.mjs). */
+const SMP = fileURLToPath(new URL('./smp.mjs', import.meta.url));
+
+interface SmpFigures {
+  readonly migrations: Readonly<
+    Record<string, { perSecond: number; spread: readonly [number, number]; stepsPerMigration: number }>
+  >;
+  readonly smpCall: { roundTripsPerSecond: number; spread: readonly [number, number]; stepsPerRoundTrip: number };
+  readonly switcherooExhaustive: {
+    executions: number;
+    steps: number;
+    executionsPerSecond: number;
+    stepsPerSecond: number;
+  };
+  readonly exploreNaiveMs: number;
+  readonly exploreNaiveSpreadMs: readonly [number, number];
+}
 
 interface ExhaustiveFigures {
   readonly stepsPerSecond: number;
@@ -355,6 +372,56 @@ function main(): void {
   );
   console.log('');
 
+  // 6. SMP and migration ----------------------------------------------------------------------------------------------
+  const smpRuns = [0, 1, 2]
+    .map(() => {
+      const out = execFileSync(process.execPath, [SMP], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      return JSON.parse(out.trim().split('\n').at(-1)!) as SmpFigures;
+    })
+    .sort((a, b) => a.exploreNaiveMs - b.exploreNaiveMs);
+  const smp = smpRuns[1]!;
+  const naivePass = smp.exploreNaiveMs < 1000;
+  checks.push({
+    name: 'x86slice explore stack-migration -p protocol=naive, end to end',
+    value: `${smp.exploreNaiveMs.toFixed(0)} ms`,
+    target: '< 1000 ms',
+    pass: naivePass,
+  });
+  console.log('6. SMP and migration (plain node on dist/; wall-clock rates of the model, median of 5 rounds)');
+  const sw = smp.switcherooExhaustive;
+  console.log(
+    table(
+      ['measure', 'median', 'spread', 'target'],
+      [
+        ...Object.entries(smp.migrations).map(([protocol, r]) => [
+          `migratePage ${protocol} (4 KiB in 8-byte chunks, ${r.stepsPerMigration.toFixed(0)} steps)`,
+          `${r.perSecond.toFixed(0)} /s`,
+          `${r.spread[0].toFixed(0)}..${r.spread[1].toFixed(0)}`,
+          '',
+        ]),
+        [
+          `smp_call_function_many round trip, wait (${smp.smpCall.stepsPerRoundTrip.toFixed(0)} steps)`,
+          `${(smp.smpCall.roundTripsPerSecond / 1000).toFixed(1)} k/s`,
+          `${(smp.smpCall.spread[0] / 1000).toFixed(1)}..${(smp.smpCall.spread[1] / 1000).toFixed(1)} k`,
+          '',
+        ],
+        [
+          `exhaustive stack-migration ipi-switcheroo, 2 CPUs, rounds=4, bound 1 (${sw.executions} exec)`,
+          `${sw.executionsPerSecond.toFixed(0)} exec/s, ${(sw.stepsPerSecond / 1e6).toFixed(2)} M steps/s`,
+          '',
+          '',
+        ],
+        [
+          'x86slice explore stack-migration -p protocol=naive (process start included)',
+          `${smp.exploreNaiveMs.toFixed(0)} ms`,
+          `${smp.exploreNaiveSpreadMs[0].toFixed(0)}..${smp.exploreNaiveSpreadMs[1].toFixed(0)}`,
+          `< 1000 ms ${verdict(naivePass)}`,
+        ],
+      ],
+    ),
+  );
+  console.log('');
+
   // Summary -------------------------------------------------------------------------------------------------------
   console.log('Targets');
   console.log(
@@ -403,6 +470,7 @@ function main(): void {
       })),
       kernel,
       explore: explored,
+      smp,
       create: creations.map((r) => ({ memory: r.memory, medianUs: round(r.medianUs), bestUs: round(r.bestUs) })),
       targets: checks.map((c) => ({ check: c.name, measured: c.value, target: c.target, pass: c.pass })),
       pass: checks.every((c) => c.pass),

@@ -19,6 +19,9 @@ const readBytes = readFrame;
 const writeBytes = writeFrame;
 const PAGE = PAGE_SIZE;
 
+/** No slot generations recorded yet (see MemoryPort.slotGeneration). */
+const NO_GENERATIONS = new Float64Array(0);
+
 /** TLB flags the fast path requires, indexed by the WRITE|USER access bits. */
 const REQUIRED_FLAGS: readonly number[] = (() => {
   const table: number[] = [];
@@ -45,7 +48,7 @@ export class MemoryPort {
    * Per 4 KiB TLB slot, with a frame guard: the frame's generation + 1 when this port filled the slot (0: not known,
    * not checked). An entry whose frame was freed since is stale, even if the frame is in use again.
    */
-  private readonly slotGeneration: Float64Array;
+  private slotGeneration: Float64Array = NO_GENERATIONS;
   /** Physical address of the last memory-safety violation (the fault record holds its kind and address). */
   violationPa = -1;
   /** Pages recently reached through TLB hits (see PageCache). */
@@ -59,7 +62,6 @@ export class MemoryPort {
     arena?: TypedArena,
   ) {
     this.pages = new PageCache(arena);
-    this.slotGeneration = new Float64Array(tlb.capacity);
     const drop = (): void => this.pages.clear();
     tlb.onChange(drop);
     memory.onFramesChange(drop);
@@ -73,7 +75,7 @@ export class MemoryPort {
   /** As made: nothing cached, no last access (a machine reset). */
   reset(): void {
     this.pages.clear();
-    this.slotGeneration.fill(0);
+    if (this.slotGeneration !== NO_GENERATIONS) this.slotGeneration.fill(0);
     this.violationPa = -1;
     this.lastHit = false;
     this.lastPa = -1;
@@ -126,7 +128,9 @@ export class MemoryPort {
   /** Records, for a 4 KiB slot just filled, the generation of the frame it maps (with a frame guard). */
   private noteGeneration(slot: number, pageBase: number): void {
     const g = this.memory.guard;
-    if (g === undefined || slot >= this.slotGeneration.length) return;
+    if (g === undefined || slot >= this.tlb.capacity) return;
+    // Made on the first fill under a guard: machines without a kernel (and instances never stepped) need none.
+    if (this.slotGeneration === NO_GENERATIONS) this.slotGeneration = new Float64Array(this.tlb.capacity);
     const i = pageBase / PAGE - g.firstPfn;
     this.slotGeneration[slot] = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
   }

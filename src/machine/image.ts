@@ -89,7 +89,7 @@ export class MachineImage {
   instantiate(options: { readonly trace?: boolean; readonly footprint?: boolean } = {}): Machine {
     const m = Machine.fromFrames({ ...this.config, ...options }, this.frames, this.codeAddresses);
     this.instances.add(m);
-    for (const [va, name] of this.symbols) m.symbols.set(va, name);
+    m.inheritSymbols(this.symbols);
     return this.load(m);
   }
 

@@ -132,6 +132,18 @@ export class Machine implements CpuBus {
   stepCount = 0;
   /** Names of addresses (lock words, csd flags) for reports: the kernel's at boot; a test may add its own. */
   readonly symbols = new Map<number, string>();
+  /** An image's names, shared by its instances (looked up after `symbols`; not copied per instance). */
+  private inheritedSymbols: ReadonlyMap<number, string> | undefined;
+
+  /** Internal (MachineImage): names every instance shares. */
+  inheritSymbols(names: ReadonlyMap<number, string>): void {
+    this.inheritedSymbols = names;
+  }
+
+  /** The name of address `va`, if the machine knows one. */
+  nameOf(va: number): string | undefined {
+    return this.symbols.get(va) ?? this.inheritedSymbols?.get(va);
+  }
   /** The first CPU that stopped with an event. */
   firstStop: RunResult['stop'];
   private readonly codeAddresses: Map<Program, number>;
@@ -646,7 +658,7 @@ export class Machine implements CpuBus {
     for (const cpu of this.cpus) {
       const va = cpu.spinningOn;
       if (va === undefined) continue;
-      const name = this.symbols.get(va);
+      const name = this.nameOf(va);
       const what = name ? `${name} (${formatVirtual(va)})` : formatVirtual(va);
       const irqs = cpu.interruptsEnabled ? 'interrupts on' : 'interrupts off';
       const pending = cpu.apic.requested().map((v) => `0x${v.toString(16)}`);
