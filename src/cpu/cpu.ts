@@ -65,6 +65,7 @@ const {
   XCHG: OP_XCHG,
   SPIN_UNTIL: OP_SPIN_UNTIL,
   PAUSE: OP_PAUSE,
+  READ_FLAGS: OP_READ_FLAGS,
   CLI: OP_CLI,
   STI: OP_STI,
   HLT: OP_HLT,
@@ -779,6 +780,8 @@ export class Cpu {
       }
       case OP_PAUSE:
         return this.complete(act, 0);
+      case OP_READ_FLAGS:
+        return this.complete(act, this.regs.rflags);
       case OP_CLI:
       case OP_STI:
       case OP_HLT:

@@ -58,6 +58,7 @@ export const OP = {
   FILL: 29,
   MOV_FROM_CR: 30,
   SWITCH_CONTEXT: 31,
+  READ_FLAGS: 32,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -93,6 +94,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   29: 'fill',
   30: 'mov-from-cr',
   31: 'switch-context',
+  32: 'read-flags',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -389,6 +391,13 @@ export class Assembler {
   }
   pause(): Instruction {
     return this.shared.pause;
+  }
+  /**
+   * pushfq; popq %reg as one step: the result is RFLAGS (IF is bit 9). What local_irq_save() reads before cli, so
+   * spin_lock_irqsave() can restore the caller's interrupt state, not assume it.
+   */
+  readFlags(): Instruction {
+    return this.make(OP.READ_FLAGS);
   }
   cli(): Instruction {
     return this.shared.cli;

@@ -1,5 +1,5 @@
 import type { Assembler, Program } from '../cpu/instruction.ts';
-import type { HandlerContext } from '../cpu/registers.ts';
+import { type HandlerContext, RFLAGS } from '../cpu/registers.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { type Kernel, LOCK } from './kernel.ts';
 import { direct, type KernelProgram } from './kernel-page-tables.ts';
@@ -79,7 +79,24 @@ export function* spinUnlock(x: Assembler, lock: number): KernelProgram<void> {
   yield x.store(lock, 8, 0);
 }
 
-/** spin_lock_irq(): interrupts off, then the lock (the irqsave variant, for a caller known to run with IF=1). */
+/**
+ * spin_lock_irqsave(): saves RFLAGS, disables interrupts, takes the lock; returns the saved flags for
+ * spinUnlockIrqrestore (which re-enables interrupts only if they were on).
+ */
+export function* spinLockIrqsave(x: Assembler, lock: number): KernelProgram {
+  const flags: number = yield x.readFlags();
+  yield x.cli();
+  yield* spinLock(x, lock);
+  return flags;
+}
+
+/** spin_unlock_irqrestore(): releases the lock, then IF as `flags` had it. */
+export function* spinUnlockIrqrestore(x: Assembler, lock: number, flags: number): KernelProgram<void> {
+  yield* spinUnlock(x, lock);
+  if ((flags & RFLAGS.IF) !== 0) yield x.sti();
+}
+
+/** spin_lock_irq(): interrupts off, then the lock (for a caller known to run with IF=1). */
 export function* spinLockIrq(x: Assembler, lock: number): KernelProgram<void> {
   yield x.cli();
   yield* spinLock(x, lock);

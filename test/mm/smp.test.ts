@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Assembler } from '../../src/cpu/instruction.ts';
+import { RFLAGS } from '../../src/cpu/registers.ts';
 import { explore, replay } from '../../src/explore/explore.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { LOCK } from '../../src/mm/kernel.ts';
@@ -11,7 +12,9 @@ import {
   smpCallFunctionMany,
   spinLock,
   spinLockIrq,
+  spinLockIrqsave,
   spinUnlock,
+  spinUnlockIrqrestore,
 } from '../../src/mm/smp.ts';
 import { vfree, vmalloc } from '../../src/mm/vmalloc.ts';
 import { PAGE_SIZE } from '../../src/mmu/address.ts';
@@ -48,6 +51,26 @@ describe('spinlocks', () => {
     const result = explore(lockedCounter, { strategy: 'exhaustive', check: counted });
     expect(result).toMatchObject({ complete: true, violations: [] });
     expect(result.distinctStates).toBe(1);
+  });
+});
+
+describe('spin_lock_irqsave', () => {
+  it('restores the interrupt state the caller had: on stays on, off stays off', () => {
+    const { m, kernel } = kernelMachine(1);
+    const lock = lockWord(kernel, 0);
+    const seen: number[] = [];
+    m.load(0, function* (x) {
+      for (const on of [true, false]) {
+        yield on ? x.sti() : x.cli();
+        const flags = yield* spinLockIrqsave(x, lock);
+        seen.push((yield x.readFlags()) & RFLAGS.IF); // inside: off
+        yield* spinUnlockIrqrestore(x, lock, flags);
+        seen.push((yield x.readFlags()) & RFLAGS.IF); // after: as before
+      }
+    });
+    m.run();
+    expect(m.outcome).toBe('ok');
+    expect(seen).toEqual([0, RFLAGS.IF, 0, 0]);
   });
 });
 
