@@ -10,7 +10,7 @@ import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { FRAME_FREE } from '../mmu/frame-guard.ts';
 import { entryFrame } from '../mmu/pte.ts';
 import { DATA_MIGRATION, IPI_IRQS_OFF_DEADLOCK, STACK_MIGRATION } from './listing.ts';
-import type { Scenario } from './scenario.ts';
+import type { Scenario, ScenarioInfo } from './scenario.ts';
 
 // The migration family (docs/scenarios/migration.md): a vmalloc page moves to a new frame while another CPU uses it.
 // IPIs stay in flight until delivered (ipiDelivery 'scheduled'): round-robin delivers them once a round, and the
@@ -25,14 +25,20 @@ const MEMORY = 16 * 1024 * 1024;
 /** Lock words the scenarios use to talk between CPUs (the SMP area, so every CPU reaches them). */
 const WORD = { PAGE: 8, PROGRESS: 9, DONE: 10 } as const;
 
+/** What a migration scenario notes while it runs: the page and its frame before the migration. */
+interface Noted {
+  page: number;
+  firstPfn: number;
+}
+
 /** The page's frame at the end, and whether the page's first frame was freed: what the run reports. */
-function frameReport(m: Machine, kernel: Kernel, firstPfn: () => number, va: () => number) {
+function frameReport(m: Machine, kernel: Kernel, noted: Noted) {
   return () => {
-    const pa = va() === 0 ? undefined : m.physicalAddress(va());
-    const first = firstPfn();
+    const pa = noted.page === 0 ? undefined : m.physicalAddress(noted.page);
+    const first = noted.firstPfn;
     const index = first - kernel.zone.firstPfn;
     return {
-      ...(va() === 0 ? {} : { page: formatVirtual(va()) }),
+      ...(noted.page === 0 ? {} : { page: formatVirtual(noted.page) }),
       ...(first < 0 ? {} : { frameBefore: `0x${first.toString(16)}` }),
       ...(pa === undefined ? {} : { frameAfter: `0x${Math.floor(pa / PAGE_SIZE).toString(16)}` }),
       oldFrameFreed: first >= 0 && kernel.zone.owner[index] === FRAME_FREE,
@@ -44,11 +50,12 @@ function frameReport(m: Machine, kernel: Kernel, firstPfn: () => number, va: () 
  * Reads the page's frame from its PTE (instructions: no closure over a machine, so the scenario runs from an
  * image) and hands it to the report.
  */
-function* notePage(x: Assembler, kernel: Kernel, va: number, note: (va: number, pfn: number) => void) {
+function* notePage(x: Assembler, kernel: Kernel, va: number, noted: Noted) {
   const pte: number = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
   const lo: number = yield x.load(direct(pte), 4);
   yield x.atomic('scenario', () => {
-    note(va, entryFrame(lo, 0) / PAGE_SIZE);
+    noted.page = va;
+    noted.firstPfn = entryFrame(lo, 0) / PAGE_SIZE;
     return 0;
   });
 }
@@ -115,8 +122,7 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
     ipiDelivery: 'scheduled',
   });
   const kernel = machine.kernel!;
-  let page = 0;
-  let firstPfn = -1;
+  const noted: Noted = { page: 0, firstPfn: -1 };
   machine.load(1, function* bootstrap(x: Assembler) {
     const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
     const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
@@ -130,37 +136,33 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.sti();
     const va: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running on it
-    yield* notePage(x, kernel, va, (v, pfn) => {
-      page = v;
-      firstPfn = pfn;
-    });
+    yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
     yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
   });
   for (let id = 2; id < cpus; id++) machine.load(id, idle);
-  const report = frameReport(
-    machine,
-    kernel,
-    () => firstPfn,
-    () => page,
-  );
-  return { machine, report };
+  return { machine, report: frameReport(machine, kernel, noted) };
 }
 
-export const stackMigration: Scenario = {
-  ...STACK_MIGRATION,
-  build(p, o) {
-    const { machine, report } = stackMigrationMachine({
-      protocol: p.protocol as ProtocolName,
-      cpus: p.cpus as number,
-      chunk: p.chunk as number,
-      rounds: p.rounds as number,
-      trace: o.trace,
-    });
-    return { machine, run: { schedule: p.schedule as string, maxSteps: 200_000 }, report };
-  },
-};
+export const stackMigration: Scenario = migrationScenario(STACK_MIGRATION, stackMigrationMachine);
+
+/** A catalogue scenario over a migration machine: its parameters become the setup, `-p schedule` the run's. */
+function migrationScenario(info: ScenarioInfo, make: (setup: MigrationSetup) => MigrationMachine): Scenario {
+  return {
+    ...info,
+    build(p, o) {
+      const { machine, report } = make({
+        protocol: p.protocol as ProtocolName,
+        chunk: p.chunk as number,
+        rounds: p.rounds as number,
+        ...(p.cpus === undefined ? {} : { cpus: p.cpus as number }),
+        trace: o.trace,
+      });
+      return { machine, run: { schedule: p.schedule as string, maxSteps: 200_000 }, report };
+    },
+  };
+}
 
 /** After each round on the data page, CPU1 thinks (pauses) this long. */
 const THINK = 24;
@@ -181,8 +183,7 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
     ipiDelivery: 'scheduled',
   });
   const kernel = machine.kernel!;
-  let page = 0;
-  let firstPfn = -1;
+  const noted: Noted = { page: 0, firstPfn: -1 };
   machine.load(0, function* migrator(x: Assembler) {
     yield x.sti();
     const va = yield* vmalloc(x, kernel, PAGE_SIZE);
@@ -190,10 +191,7 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.store(va, 8, 100);
     yield x.store(lockWord(kernel, WORD.PAGE), 8, va);
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1);
-    yield* notePage(x, kernel, va, (v, pfn) => {
-      page = v;
-      firstPfn = pfn;
-    });
+    yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
     yield x.spinUntil(lockWord(kernel, WORD.DONE), 8, (v) => v === 1);
@@ -214,27 +212,10 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
     }
     yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
   });
-  const report = frameReport(
-    machine,
-    kernel,
-    () => firstPfn,
-    () => page,
-  );
-  return { machine, report };
+  return { machine, report: frameReport(machine, kernel, noted) };
 }
 
-export const dataMigration: Scenario = {
-  ...DATA_MIGRATION,
-  build(p, o) {
-    const { machine, report } = dataMigrationMachine({
-      protocol: p.protocol as ProtocolName,
-      chunk: p.chunk as number,
-      rounds: p.rounds as number,
-      trace: o.trace,
-    });
-    return { machine, run: { schedule: p.schedule as string, maxSteps: 200_000 }, report };
-  },
-};
+export const dataMigration: Scenario = migrationScenario(DATA_MIGRATION, dataMigrationMachine);
 
 /**
  * kernel/smp.c's warning: CPU0 takes a lock with interrupts off and calls a function on CPU1, waiting; CPU1, with
