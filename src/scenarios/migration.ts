@@ -114,15 +114,7 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const cpus = setup.cpus ?? 2;
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 8;
-  const machine = Machine.create({
-    cpus,
-    trace: setup.trace ?? false,
-    memory: MEMORY,
-    kernel: {},
-    ipiDelivery: 'scheduled',
-  });
-  const kernel = machine.kernel!;
-  const noted: Noted = { page: 0, firstPfn: -1 };
+  const { machine, kernel, noted } = kernelMachine(cpus, setup.trace ?? false);
   machine.load(1, function* bootstrap(x: Assembler) {
     const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
     const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
@@ -146,6 +138,13 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
 }
 
 export const stackMigration: Scenario = migrationScenario(STACK_MIGRATION, stackMigrationMachine);
+
+/** A booted kernel machine for a migration scenario (IPIs held in flight until delivered), and its notes. */
+function kernelMachine(cpus: number, trace: boolean) {
+  const machine = Machine.create({ cpus, trace, memory: MEMORY, kernel: {}, ipiDelivery: 'scheduled' });
+  const noted: Noted = { page: 0, firstPfn: -1 };
+  return { machine, kernel: machine.kernel!, noted };
+}
 
 /** A catalogue scenario over a migration machine: its parameters become the setup, `-p schedule` the run's. */
 function migrationScenario(info: ScenarioInfo, make: (setup: MigrationSetup) => MigrationMachine): Scenario {
@@ -175,15 +174,7 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 6;
   const protocol = setup.protocol;
-  const machine = Machine.create({
-    cpus: 2,
-    trace: setup.trace ?? false,
-    memory: MEMORY,
-    kernel: {},
-    ipiDelivery: 'scheduled',
-  });
-  const kernel = machine.kernel!;
-  const noted: Noted = { page: 0, firstPfn: -1 };
+  const { machine, kernel, noted } = kernelMachine(2, setup.trace ?? false);
   machine.load(0, function* migrator(x: Assembler) {
     yield x.sti();
     const va = yield* vmalloc(x, kernel, PAGE_SIZE);
