@@ -66,6 +66,7 @@ const {
   SPIN_UNTIL: OP_SPIN_UNTIL,
   PAUSE: OP_PAUSE,
   READ_FLAGS: OP_READ_FLAGS,
+  RDTSC: OP_RDTSC,
   CLI: OP_CLI,
   STI: OP_STI,
   HLT: OP_HLT,
@@ -94,6 +95,8 @@ export interface CpuBus {
   userCodeAddress(program: Program): number;
   /** CPU `id`'s assembler, if that CPU exists. */
   assembler(id: number): Assembler | undefined;
+  /** CPU `id`'s simulated clock in nanoseconds (what RDTSC reads). */
+  clock(id: number): number;
 }
 
 /** One level of the CPU's control stack: the task program, a called program, or a handler. */
@@ -782,6 +785,8 @@ export class Cpu {
         return this.complete(act, 0);
       case OP_READ_FLAGS:
         return this.complete(act, this.regs.rflags);
+      case OP_RDTSC:
+        return this.complete(act, Math.floor(this.bus.clock(this.id)));
       case OP_CLI:
       case OP_STI:
       case OP_HLT:

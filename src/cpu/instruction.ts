@@ -59,6 +59,7 @@ export const OP = {
   MOV_FROM_CR: 30,
   SWITCH_CONTEXT: 31,
   READ_FLAGS: 32,
+  RDTSC: 33,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -95,6 +96,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   30: 'mov-from-cr',
   31: 'switch-context',
   32: 'read-flags',
+  33: 'rdtsc',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */
@@ -398,6 +400,13 @@ export class Assembler {
    */
   readFlags(): Instruction {
     return this.make(OP.READ_FLAGS);
+  }
+  /**
+   * RDTSC: this CPU's simulated clock in whole nanoseconds (a `timed` run advances it by the cost model; in other
+   * runs it stays where it is). How kernel code times itself (ktime_get).
+   */
+  rdtsc(): Instruction {
+    return this.make(OP.RDTSC);
   }
   cli(): Instruction {
     return this.shared.cli;

@@ -30,6 +30,7 @@ import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb } from '../mmu/tlb.ts';
 import { arenaBytes, TypedArena } from '../mmu/typed-arena.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
+import { type CostModel, resolveCosts, stepCost } from './cost-model.ts';
 import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import { MAX_CPUS, type MachineConfig, type ResolvedConfig, resolveConfig } from './machine-config.ts';
 import type { MapFlags } from './page-tables.ts';
@@ -84,6 +85,8 @@ export interface RunOptions {
   readonly maxSteps?: number;
   /** IPI delivery for this run only (see MachineConfig.ipiDelivery); the machine's setting is restored after. */
   readonly ipiDelivery?: IpiDelivery;
+  /** Schedule 'timed' only: costs that differ from the defaults (see cost-model.ts), in nanoseconds. */
+  readonly costs?: Partial<CostModel>;
 }
 
 export interface RunResult {
@@ -99,7 +102,7 @@ export interface RunResult {
   readonly cpus: readonly { readonly id: number; readonly state: Cpu['state'] }[];
 }
 
-const RUN_KEYS = ['schedule', 'seed', 'maxSteps', 'ipiDelivery'] as const;
+const RUN_KEYS = ['schedule', 'seed', 'maxSteps', 'ipiDelivery', 'costs'] as const;
 const NO_OPTIONS: RunOptions = Object.freeze({});
 
 /** A caller's address that must be canonical (a TLB event names a page the TLB could hold). */
@@ -130,6 +133,10 @@ export class Machine implements CpuBus {
   kernel: Kernel | undefined;
   /** Steps taken since creation. */
   stepCount = 0;
+  /** Each CPU's simulated clock in nanoseconds: advanced by `timed` runs (see cost-model.ts), read by RDTSC. */
+  readonly clocks: Float64Array;
+  /** When each IPI in flight was sent (its sender's clock), for a timed run's delivery latency. */
+  private readonly ipiSentAt = new Map<InFlightIpi, number>();
   /** Names of addresses (lock words, csd flags) for reports: the kernel's at boot; a test may add its own. */
   readonly symbols = new Map<number, string>();
   /** An image's names, shared by its instances (looked up after `symbols`; not copied per instance). */
@@ -166,6 +173,7 @@ export class Machine implements CpuBus {
       config.ipiDelivery,
     );
     this.footprint = config.footprint ? new Footprint() : undefined;
+    this.clocks = new Float64Array(config.cpus);
     for (const cpu of this.cpus) cpu.port.footprint = this.footprint;
     this.codeAddresses = new Map(codeAddresses);
   }
@@ -199,6 +207,8 @@ export class Machine implements CpuBus {
     this.footprint?.clear();
     this.stepCount = 0;
     this.firstStop = undefined;
+    this.clocks.fill(0);
+    this.ipiSentAt.clear();
     // A run only adds addresses (programs first used), so an unchanged size is an unchanged map.
     if (this.codeAddresses.size !== codeAddresses.size) {
       this.codeAddresses.clear();
@@ -273,6 +283,10 @@ export class Machine implements CpuBus {
     return this.cpus[id]?.asm;
   }
 
+  clock(id: number): number {
+    return this.clocks[id] ?? 0;
+  }
+
   userCodeAddress(program: Program): number {
     return assignCodeAddress(this.userCodeAddresses, program, USER_CODE_BASE);
   }
@@ -289,7 +303,10 @@ export class Machine implements CpuBus {
     else if (to === 'all-but-self') targets = this.cpus.map((c) => c.id).filter((id) => id !== from);
     else targets = typeof to === 'number' ? [to] : [...to];
     for (const id of targets) this.cpu(id); // all validated before any IRR changes
+    const before = this.ipiBus.inFlight.length;
     this.ipiBus.send(from, targets, vector, mode === 'nmi');
+    const inFlight = this.ipiBus.inFlight;
+    for (let i = before; i < inFlight.length; i++) this.ipiSentAt.set(inFlight[i]!, this.clocks[from]!);
     if (log.apic.enabled) {
       const how = this.ipiBus.mode === 'immediate' ? 'delivered' : 'in flight';
       log.apic('cpu%d sends %s vector 0x%s to [%s] (%s)', from, mode, vector.toString(16), targets.join(','), how);
@@ -332,6 +349,7 @@ export class Machine implements CpuBus {
   /** Delivers the in-flight IPI at `index` (to `cpu`) and records the event. */
   private deliverInFlight(cpu: Cpu, index: number): InFlightIpi {
     const ipi = this.ipiBus.deliverAt(index);
+    this.ipiSentAt.delete(ipi);
     if (this.config.trace) this.traceLog.appendDelivery(cpu, this.stepCount, ipi);
     if (log.apic.enabled) {
       log.apic('vector 0x%s from cpu%d delivered to cpu%d', ipi.vector.toString(16), ipi.from, ipi.to);
@@ -482,6 +500,11 @@ export class Machine implements CpuBus {
     }
     const policy = o.schedule === undefined ? 'round-robin' : o.schedule;
     const prng = policy === 'random' ? new Prng(o.seed === undefined ? 1 : o.seed) : undefined;
+    const timed = policy === 'timed';
+    if (!timed && o.costs !== undefined) {
+      throw new InputError(`costs are used by schedule 'timed', not ${describeValue(policy)}`);
+    }
+    const costs = timed ? resolveCosts(o.costs) : undefined;
     if (policy !== 'random' && o.seed !== undefined) {
       throw new InputError(
         `seed ${describeValue(o.seed)} is only used by schedule 'random', not ${describeValue(policy)}`,
@@ -490,7 +513,7 @@ export class Machine implements CpuBus {
     const delivery =
       o.ipiDelivery === undefined ? this.ipiBus.mode : requireOneOf(o.ipiDelivery, 'ipiDelivery', IPI_DELIVERY_MODES);
     let runs: ScheduleRun[] = [];
-    if (policy !== 'round-robin' && !prng) {
+    if (policy !== 'round-robin' && !prng && !timed) {
       runs = typeof policy === 'string' ? parseScheduleRuns(policy) : checkScheduleArray(policy, this.cpus.length);
       checkScheduledCpus(
         runs,
@@ -505,6 +528,7 @@ export class Machine implements CpuBus {
       const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
       let limitReached: boolean;
       if (prng) limitReached = this.runRandom(prng, maxSteps, observe) < 0;
+      else if (costs) limitReached = this.runTimed(costs, maxSteps, observe) < 0;
       else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps, observe);
       else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
         limitReached = this.runRoundRobin(maxSteps, observe) < 0;
@@ -633,6 +657,57 @@ export class Machine implements CpuBus {
       }
       this.stepRecording(runnable[pick]!, mode, observe);
       steps++;
+    }
+    return steps;
+  }
+
+  /**
+   * The timed schedule: the CPU whose clock is lowest (the lowest id among equals) takes the next step, and its
+   * clock advances by what the step cost (cost-model.ts). An IPI in flight is delivered once its sender's clock at
+   * the send plus the delivery latency is reached. A CPU that could not move and can now (its spin condition
+   * written, an interrupt delivered) has waited until then: its clock moves up to the time that woke it.
+   */
+  private runTimed(costs: CostModel, maxSteps: number, observe: boolean): number {
+    const cpus = this.cpus;
+    const clocks = this.clocks;
+    const mode = this.recording(observe);
+    let steps = 0;
+    // Which CPUs could move before the last event (a CPU that can move now and could not then was woken by it).
+    const couldMove = new Uint8Array(cpus.length);
+    for (const c of cpus) couldMove[c.id] = c.runnable ? 1 : 0;
+    const catchUp = (time: number) => {
+      for (const c of cpus) {
+        const can = c.runnable ? 1 : 0;
+        if (can && !couldMove[c.id] && clocks[c.id]! < time) clocks[c.id] = time;
+        couldMove[c.id] = can;
+      }
+    };
+    while (this.firstStop === undefined) {
+      let next: Cpu | undefined;
+      for (const c of cpus) if (c.runnable && (next === undefined || clocks[c.id]! < clocks[next.id]!)) next = c;
+      const now = next === undefined ? Number.POSITIVE_INFINITY : clocks[next.id]!;
+      // The IPI in flight due first, if it is due before the next step (or nothing else can happen).
+      let due = -1;
+      let dueAt = Number.POSITIVE_INFINITY;
+      const inFlight = this.ipiBus.inFlight;
+      for (let i = 0; i < inFlight.length; i++) {
+        const at = (this.ipiSentAt.get(inFlight[i]!) ?? 0) + costs.ipiDelivery;
+        if (at < dueAt) {
+          dueAt = at;
+          due = i;
+        }
+      }
+      if (due >= 0 && dueAt <= now) {
+        this.deliverInFlight(cpus[inFlight[due]!.to]!, due);
+        catchUp(dueAt);
+        continue;
+      }
+      if (next === undefined) return steps;
+      if (steps >= maxSteps) return -1;
+      this.stepRecording(next, mode, observe);
+      clocks[next.id] = now + stepCost(next, costs);
+      steps++;
+      catchUp(clocks[next.id]!);
     }
     return steps;
   }

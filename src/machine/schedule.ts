@@ -12,7 +12,7 @@ export type DeliveryEvent = { readonly cpu: number; readonly deliver: DeliverySe
 export type HardwareEvent = TlbEvent | DeliveryEvent;
 /** A CPU id to step, or a hardware event. */
 export type ScheduleEntry = number | HardwareEvent;
-export type SchedulePolicy = 'round-robin' | 'random' | readonly ScheduleEntry[] | string;
+export type SchedulePolicy = 'round-robin' | 'random' | 'timed' | readonly ScheduleEntry[] | string;
 
 const SYNTAX =
   'a schedule is a comma- or space-separated list of CPU ids ("0,1,1"), repeats ("1*3"), ' +

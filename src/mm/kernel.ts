@@ -25,7 +25,24 @@ export const LOCK = {
   RUNQUEUE: 'runqueue',
   LOG: 'log',
   CALL_FUNCTIONS: 'call_functions',
+  STATS: 'stats',
 } as const;
+
+/** What a timed run's kernel measured, in simulated nanoseconds (RDTSC around the operations). */
+export interface KernelTimings {
+  /** smp_call_function_many with wait: from the first csd filled to every csd unlocked. */
+  readonly ipiRoundTrips: number[];
+  /** Spinlocks: from acquired to released. */
+  readonly lockHolds: number[];
+  /** migratePage: from its start to its return, on the migrating CPU. */
+  readonly migrations: number[];
+  /** When each held lock was taken (by lock address), while held. */
+  readonly lockTaken: Map<number, number>;
+}
+
+function emptyTimings(): KernelTimings {
+  return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map() };
+}
 
 /** Owner tags the allocator records, so a frame says what it is. */
 export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3 } as const;
@@ -52,6 +69,14 @@ export class Kernel {
   ) {}
 
   /**
+   * Whether kernel routines time themselves with RDTSC (a timed run: `run({ schedule: 'timed' })` with this set,
+   * as `x86slice run --timed` does). Off by default: the extra steps are not in other runs.
+   */
+  timing = false;
+  /** What the routines measured while `timing` was on. */
+  timings: KernelTimings = emptyTimings();
+
+  /**
    * Returns this kernel object to `from`'s state in place. Kernel programs and handlers close over the kernel they
    * were written for, so a machine image gives every instance the captured machine's kernel object, restored
    * from the image's copy each time (instances run one at a time).
@@ -62,12 +87,14 @@ export class Kernel {
     this.current.splice(0, this.current.length, ...from.current);
     this.log.splice(0, this.log.length, ...from.log);
     this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
+    this.timing = from.timing;
+    this.timings = emptyTimings();
   }
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
   clone(): Kernel {
     const { zone, initMm, policy, sync, cpus, smpArea, vmap } = this;
-    return new Kernel(
+    const c = new Kernel(
       zone.clone(),
       initMm,
       policy,
@@ -79,5 +106,7 @@ export class Kernel {
       [...this.log],
       [...this.callFunctions],
     );
+    c.timing = this.timing;
+    return c;
   }
 }

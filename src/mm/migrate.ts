@@ -187,6 +187,7 @@ export function* migratePage(
 ): KernelProgram {
   const run = migrationProtocol(protocol);
   const chunk = options.chunk ?? 8;
+  const start = kernel.timing ? yield x.rdtsc() : 0;
   if (va % PAGE_SIZE !== 0) throw new InputError(`migratePage: ${describeValue(va)} is not 4 KiB aligned`);
   const movable = yield x.atomic(LOCK.VMAP_AREA, () => {
     const area = kernel.vmap.containing(va);
@@ -213,5 +214,12 @@ export function* migratePage(
     area.blocks = area.blocks.map((b) => (b.va === va ? { ...b, pfn: newPfn } : b));
     return 0;
   });
+  if (kernel.timing) {
+    const end = yield x.rdtsc();
+    yield x.atomic(LOCK.STATS, () => {
+      kernel.timings.migrations.push(end - start);
+      return 0;
+    });
+  }
   return 0;
 }

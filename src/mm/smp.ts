@@ -65,18 +65,37 @@ export function smpSymbols(kernel: Kernel): Map<number, string> {
   return names;
 }
 
-/** spin_lock(): xchg until the old value was 0, spinning (not moving) while it is held. */
-export function* spinLock(x: Assembler, lock: number): KernelProgram<void> {
+/**
+ * spin_lock(): xchg until the old value was 0, spinning (not moving) while it is held. With `kernel.timing`, the
+ * time it was taken is noted (for the hold time spinUnlock records).
+ */
+export function* spinLock(x: Assembler, lock: number, kernel?: Kernel): KernelProgram<void> {
   for (;;) {
     const old = yield x.xchg(lock, 8, 1);
-    if (old === 0) return;
+    if (old === 0) break;
     yield x.spinUntil(lock, 8, (v) => v === 0);
+  }
+  if (kernel?.timing) {
+    const now = yield x.rdtsc();
+    yield x.atomic(LOCK.STATS, () => {
+      kernel.timings.lockTaken.set(lock, now);
+      return 0;
+    });
   }
 }
 
-/** spin_unlock(): a store of 0 (x86 stores are release). */
-export function* spinUnlock(x: Assembler, lock: number): KernelProgram<void> {
+/** spin_unlock(): a store of 0 (x86 stores are release). With `kernel.timing`, records the hold time. */
+export function* spinUnlock(x: Assembler, lock: number, kernel?: Kernel): KernelProgram<void> {
   yield x.store(lock, 8, 0);
+  if (kernel?.timing) {
+    const now = yield x.rdtsc();
+    yield x.atomic(LOCK.STATS, () => {
+      const taken = kernel.timings.lockTaken.get(lock);
+      if (taken !== undefined) kernel.timings.lockHolds.push(now - taken);
+      kernel.timings.lockTaken.delete(lock);
+      return 0;
+    });
+  }
 }
 
 /**
@@ -136,6 +155,7 @@ export function* smpCallFunctionMany(
   const targets = mask.filter((t) => t !== me);
   if (targets.length === 0) return;
   const id = yield* functionNumber(x, kernel, fn);
+  const start = kernel.timing ? yield x.rdtsc() : 0;
   for (const t of targets) {
     const csd = csdAddress(kernel, me, t);
     yield x.spinUntil(csd, 8, (v) => (v & CSD_FLAG_LOCK) === 0); // csd_lock_wait
@@ -146,6 +166,13 @@ export function* smpCallFunctionMany(
   yield x.sendIpi(targets, CALL_FUNCTION_VECTOR);
   if (!wait) return;
   for (const t of targets) yield x.spinUntil(csdAddress(kernel, me, t), 8, (v) => (v & CSD_FLAG_LOCK) === 0);
+  if (kernel.timing) {
+    const end = yield x.rdtsc();
+    yield x.atomic(LOCK.STATS, () => {
+      kernel.timings.ipiRoundTrips.push(end - start);
+      return 0;
+    });
+  }
 }
 
 /** on_each_cpu(fn, info, wait): the other CPUs through smp_call_function_many, this one directly (IF off). */

@@ -36,12 +36,15 @@ export function findScenario(name: string): Scenario {
 export function runScenario(
   name: string,
   params: Readonly<Record<string, string | ParamValue>> = {},
-  options: { readonly trace?: boolean } = {},
+  options: { readonly trace?: boolean; readonly timed?: boolean } = {},
 ): ScenarioRun {
   const scenario = findScenario(name);
   const resolved = resolveParams(scenario, params);
   const built = scenario.build(resolved, { trace: options.trace ?? true });
-  const result = built.machine.run(built.run);
+  // Timed: the cost model's schedule (each CPU's clock; the lowest steps), and a kernel that times itself.
+  if (options.timed && built.machine.kernel) built.machine.kernel.timing = true;
+  const { schedule: _schedule, ...rest } = built.run;
+  const result = built.machine.run(options.timed ? { ...rest, schedule: 'timed' } : built.run);
   const report = built.report?.();
   return { scenario, params: resolved, machine: built.machine, result, ...(report ? { report } : {}) };
 }

@@ -153,7 +153,7 @@ const ROUNDS_PARAM = {
   name: 'rounds',
   description: "rounds of the other CPU's work on the page (fewer: a smaller space to explore)",
   kind: 'integer',
-  max: 64,
+  max: 1000,
 } as const;
 
 const SCHEDULE_PARAM = {

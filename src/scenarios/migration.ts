@@ -29,19 +29,46 @@ const WORD = { PAGE: 8, PROGRESS: 9, DONE: 10 } as const;
 interface Noted {
   page: number;
   firstPfn: number;
+  /** With kernel.timing: how long each of the task's rounds took (ns). */
+  readonly rounds: number[];
 }
 
-/** The page's frame at the end, and whether the page's first frame was freed: what the run reports. */
+/** The median of a list of nanoseconds (undefined for none). */
+function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  return [...xs].sort((a, b) => a - b)[xs.length >> 1];
+}
+
+/**
+ * The page's frame at the end, and whether the page's first frame was freed: what the run reports. A timed run
+ * adds what it measured, in simulated nanoseconds: the migration's latency, how long the task's CPU stalled (its
+ * slowest round less its fastest), the IPI round trips and lock hold times.
+ */
 function frameReport(m: Machine, kernel: Kernel, noted: Noted) {
   return () => {
     const pa = noted.page === 0 ? undefined : m.physicalAddress(noted.page);
     const first = noted.firstPfn;
     const index = first - kernel.zone.firstPfn;
+    const t = kernel.timings;
+    const stall = noted.rounds.length > 1 ? Math.max(...noted.rounds) - Math.min(...noted.rounds) : undefined;
+    const ns = (v: number | undefined) => (v === undefined ? {} : v);
     return {
       ...(noted.page === 0 ? {} : { page: formatVirtual(noted.page) }),
       ...(first < 0 ? {} : { frameBefore: `0x${first.toString(16)}` }),
       ...(pa === undefined ? {} : { frameAfter: `0x${Math.floor(pa / PAGE_SIZE).toString(16)}` }),
       oldFrameFreed: first >= 0 && kernel.zone.owner[index] === FRAME_FREE,
+      ...(kernel.timing
+        ? {
+            timedNs: {
+              ...(t.migrations.length ? { migration: t.migrations[0] } : {}),
+              ...(stall === undefined ? {} : { taskStall: stall }),
+              ...(t.ipiRoundTrips.length
+                ? { ipiRoundTrip: ns(median(t.ipiRoundTrips)), ipiCalls: t.ipiRoundTrips.length }
+                : {}),
+              ...(t.lockHolds.length ? { lockHold: ns(median(t.lockHolds)) } : {}),
+            },
+          }
+        : {}),
     };
   };
 }
@@ -70,7 +97,7 @@ function* idle(x: Assembler) {
  * checking each, and counts its rounds (`rounds` of them, or fewer once CPU0 says the migration is done): a
  * bounded loop, so that no schedule runs it forever.
  */
-function worker(kernel: Kernel, rounds: number) {
+function worker(kernel: Kernel, rounds: number, noted: Noted) {
   const check = function* check(x: Assembler, round: number) {
     yield x.push(round * 2 + 1);
     yield x.push(round * 2 + 2);
@@ -79,11 +106,19 @@ function worker(kernel: Kernel, rounds: number) {
     yield x.assert(a === round * 2 + 1 && b === round * 2 + 2, `the stack holds ${a}, ${b} in round ${round}`);
   };
   return function* task(x: Assembler) {
+    let last: number = kernel.timing ? yield x.rdtsc() : 0;
     for (let round = 0; round < rounds; round++) {
       const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
       if (done !== 0) return;
       yield x.call(check, round);
       yield x.store(lockWord(kernel, WORD.PROGRESS), 8, round + 1);
+      if (kernel.timing) {
+        // A whole turn of the loop: an interrupt taken anywhere in it shows as a longer turn.
+        const now: number = yield x.rdtsc();
+        const turn = now - last;
+        last = now;
+        yield x.atomic('scenario', () => noted.rounds.push(turn));
+      }
     }
   };
 }
@@ -117,7 +152,7 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const { machine, kernel, noted } = kernelMachine(cpus, setup.trace ?? false);
   machine.load(1, function* bootstrap(x: Assembler) {
     const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
-    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
+    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds, noted), []);
     yield x.assert(task !== undefined, 'the task stack was allocated');
     // The top page of the stack, where the task's frames are: the page CPU0 moves.
     yield x.store(lockWord(kernel, WORD.PAGE), 8, task!.stack.top - PAGE_SIZE);
@@ -142,7 +177,7 @@ export const stackMigration: Scenario = migrationScenario(STACK_MIGRATION, stack
 /** A booted kernel machine for a migration scenario (IPIs held in flight until delivered), and its notes. */
 function kernelMachine(cpus: number, trace: boolean) {
   const machine = Machine.create({ cpus, trace, memory: MEMORY, kernel: {}, ipiDelivery: 'scheduled' });
-  const noted: Noted = { page: 0, firstPfn: -1 };
+  const noted: Noted = { page: 0, firstPfn: -1, rounds: [] };
   return { machine, kernel: machine.kernel!, noted };
 }
 

@@ -803,7 +803,7 @@ const RUN_ROWS: readonly MachineRow[] = [
   ...['steps', 'maxStep', 'policy', 'seeds', '__proto__', 'constructor'].map((key) => ({
     label: `unknown option ${key}`,
     call: (m: Machine) => m.run({ [key]: 1 } as never),
-    rule: /^run options has an unknown option '.+'; known options: schedule, seed, maxSteps, ipiDelivery$/,
+    rule: /^run options has an unknown option '.+'; known options: schedule, seed, maxSteps, ipiDelivery, costs$/,
     shown: `'${key}'`,
   })),
   ...[-1, 1.5, 2 ** 53, ...NOT_INTEGERS_OR_NULL].map((maxSteps) => ({
