@@ -50,6 +50,7 @@ interface SmpFigures {
     Record<string, { perSecond: number; spread: readonly [number, number]; stepsPerMigration: number }>
   >;
   readonly smpCall: { roundTripsPerSecond: number; spread: readonly [number, number]; stepsPerRoundTrip: number };
+  readonly compaction: { pagesPerSecond: number; spread: readonly [number, number]; pages: number };
   readonly switcherooExhaustive: {
     executions: number;
     steps: number;
@@ -403,6 +404,12 @@ function main(): void {
           `smp_call_function_many round trip, wait (${smp.smpCall.stepsPerRoundTrip.toFixed(0)} steps)`,
           `${(smp.smpCall.roundTripsPerSecond / 1000).toFixed(1)} k/s`,
           `${(smp.smpCall.spread[0] / 1000).toFixed(1)}..${(smp.smpCall.spread[1] / 1000).toFixed(1)} k`,
+          '',
+        ],
+        [
+          `compaction, explicit, 32 MiB of half-freed page cache (${smp.compaction.pages} pages moved)`,
+          `${(smp.compaction.pagesPerSecond / 1000).toFixed(1)} k pages/s`,
+          `${(smp.compaction.spread[0] / 1000).toFixed(1)}..${(smp.compaction.spread[1] / 1000).toFixed(1)} k`,
           '',
         ],
         [

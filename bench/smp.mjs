@@ -7,12 +7,15 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
+  compactZone,
   explore,
   findScenario,
   Machine,
   MachineImage,
+  MIGRATETYPE,
   machineFactory,
   migratePage,
+  OWNER,
   PROTOCOLS,
   resolveParams,
   smpCallFunctionMany,
@@ -81,6 +84,50 @@ for (let r = 0; r < ROUNDS + 1; r++) {
   if (r > 0) callRates.push(CALLS / seconds(start));
 }
 
+// Compaction: a zone of page-cache pages with every other one freed, compacted whole (explicit compaction).
+const compactionImage = (() => {
+  const m = Machine.create({ cpus: 1, trace: false, memory: 32 * 1024 * 1024, kernel: {} });
+  const kernel = m.kernel;
+  const zone = kernel.zone;
+  m.load(0, function* (x) {
+    const ids = [];
+    for (let id = 0; ; id++) {
+      const pfn = yield x.atomic('zone', () => {
+        const p = zone.alloc(0, MIGRATETYPE.MOVABLE, OWNER.PAGE_CACHE);
+        if (p >= 0) {
+          kernel.pageCache.set(p, id);
+          kernel.pageCacheById.set(id, p);
+        }
+        return p;
+      });
+      if (pfn < 0) break;
+      ids.push(id);
+    }
+    for (const id of ids) {
+      if (id % 2 === 1) continue;
+      yield x.atomic('zone', () => {
+        const pfn = kernel.pageCacheById.get(id);
+        kernel.pageCacheById.delete(id);
+        kernel.pageCache.delete(pfn);
+        zone.freeBlock(pfn, 0);
+        return 0;
+      });
+    }
+    const r = yield* compactZone(x, kernel);
+    compactionMoved = r.moved;
+  });
+  return MachineImage.capture(m);
+})();
+let compactionMoved = 0;
+const compactionMachine = compactionImage.instantiate({ trace: false });
+const compactionRates = [];
+for (let r = 0; r < ROUNDS + 1; r++) {
+  compactionImage.reset(compactionMachine);
+  const start = process.hrtime.bigint();
+  compactionMachine.run({ maxSteps: 50_000_000 });
+  if (r > 0) compactionRates.push(compactionMoved / seconds(start));
+}
+
 // Exhaustive exploration of the switcheroo, 2 CPUs.
 const scenario = findScenario('stack-migration');
 const params = resolveParams(scenario, { protocol: 'ipi-switcheroo', rounds: 4 });
@@ -109,6 +156,7 @@ for (let r = 0; r < 5; r++) {
 console.log(
   JSON.stringify({
     migrations: migrationRates,
+    compaction: { pagesPerSecond: median(compactionRates), spread: spread(compactionRates), pages: compactionMoved },
     smpCall: {
       roundTripsPerSecond: median(callRates),
       spread: spread(callRates),

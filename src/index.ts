@@ -7,6 +7,7 @@ export * from './faults/page-fault.ts';
 export * from './faults/reports.ts';
 export * from './machine/index.ts';
 export * from './mm/buddy.ts';
+export * from './mm/compaction.ts';
 export * from './mm/kernel.ts';
 export * from './mm/kernel-page-tables.ts';
 export * from './mm/migrate.ts';

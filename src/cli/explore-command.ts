@@ -56,7 +56,7 @@ export function optionTexts(argv: readonly string[], flag: string): string[] {
 }
 
 /** One value option's text as typed (undefined when absent); given twice is refused rather than one winning. */
-function optionText(argv: readonly string[], flag: string, parsed: unknown): string | undefined {
+export function optionText(argv: readonly string[], flag: string, parsed: unknown): string | undefined {
   if (parsed === undefined) return undefined;
   const texts = optionTexts(argv, flag);
   if (Array.isArray(parsed) || texts.length > 1) throw new InputError(`${flag} is given more than once; give it once`);
@@ -64,7 +64,7 @@ function optionText(argv: readonly string[], flag: string, parsed: unknown): str
 }
 
 /** A decimal integer option in min..max; `meaning` says what it counts. */
-function integerOption(
+export function integerOption(
   argv: readonly string[],
   flag: string,
   parsed: unknown,
@@ -81,7 +81,7 @@ function integerOption(
   return n;
 }
 
-function choiceOption<T extends string>(
+export function choiceOption<T extends string>(
   argv: readonly string[],
   flag: string,
   parsed: unknown,

@@ -27,7 +27,7 @@ export type { CliIo } from './io.ts';
 // scenario, parameter, option or command; a malformed schedule; a scenario file that is missing or exports none).
 export { EXIT_OK, EXIT_USAGE, EXIT_VIOLATION } from './io.ts';
 
-const COMMANDS = 'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, demo';
+const COMMANDS = 'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, frag, demo';
 
 const EXIT_CODES = `  0  the command ran; explore found no violation, or the replayed run is not one
   1  explore found a violation, or the replayed run is one
@@ -118,6 +118,18 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .example("x86slice replay stale-tlb --schedule '1,1,0' --trace chrome --out trace.json")
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).replayCommand(ref, options, argv, io);
+    });
+  cli
+    .command('frag', 'The fragmentation experiment: one seeded workload under four vmalloc/compaction policies')
+    .option('--workload <name>', 'mixed (the only one: vmalloc, page cache, slab, frees)')
+    .option('--seed <n>', 'The workload seed (default 1)')
+    .option('--memory <MiB>', 'Machine memory (default 32)')
+    .option('--operations <n>', 'Workload operations (default 6000)')
+    .option('--out <dir>', 'Where frag.json and frag.svg go (default frag-out)')
+    .option('--json', 'Print the results as one JSON object')
+    .action(async (options: Record<string, unknown>) => {
+      const { fragCommand } = await import('./frag-command.ts');
+      code = await fragCommand(options, argv, io);
     });
   cli
     .command('demo', 'The flagship demo: a stack page migrated naively double-faults; the switcheroo works')

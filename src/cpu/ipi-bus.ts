@@ -28,6 +28,11 @@ export class IpiBus {
   private queue: InFlightIpi[] = [];
   private sent = 0;
 
+  /** IPIs sent since the machine was made (one per target). */
+  get sentCount(): number {
+    return this.sent;
+  }
+
   constructor(
     private readonly apics: readonly LocalApic[],
     public mode: IpiDelivery,

@@ -320,6 +320,43 @@ export class BuddyAllocator {
     this.onRelease?.();
   }
 
+  /**
+   * isolate_freepages_block(): takes the free block headed at `pfn` off the free lists as 2^order allocated order-0
+   * frames held by `owner` (compaction's targets; the unused ones go back with freeBlock). Returns the block's
+   * order, or -1 when no free block starts at `pfn`.
+   */
+  isolateFree(pfn: number, owner: number): number {
+    const i = pfn - this.firstPfn;
+    if (i < 0 || i >= this.frames || this.free[i] !== 1) return -1;
+    if (this.shared) this.unshare();
+    const order = this.order[i]!;
+    this.remove(i, order);
+    for (let f = i; f < i + (1 << order); f++) {
+      this.order[f] = 0;
+      this.owner[f] = owner;
+      this.migratetype[f] = this.blockType(f);
+    }
+    this.freeTotal -= 1 << order;
+    this.noteChange(i, 1 << order);
+    return order;
+  }
+
+  /** Hands the allocated order-0 frame at `pfn` to `owner` (a compaction target that now holds a moved page). */
+  setOwner(pfn: number, owner: number): void {
+    if (this.shared) this.unshare();
+    this.owner[pfn - this.firstPfn] = owner;
+  }
+
+  /** Who holds the frame at `pfn` (FRAME_FREE when free). */
+  ownerOf(pfn: number): number {
+    return this.owner[pfn - this.firstPfn]!;
+  }
+
+  /** The order of the allocated or free block headed at `pfn`, or -1 when `pfn` heads none. */
+  orderAt(pfn: number): number {
+    return this.order[pfn - this.firstPfn]!;
+  }
+
   /** Whether the frame at `pfn` is inside a free block. */
   isFree(pfn: number): boolean {
     const i = pfn - this.firstPfn;

@@ -40,12 +40,17 @@ export interface KernelTimings {
   readonly lockTaken: Map<number, number>;
 }
 
+function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
+  to.clear();
+  for (const [k, v] of from) to.set(k, v);
+}
+
 function emptyTimings(): KernelTimings {
   return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map() };
 }
 
 /** Owner tags the allocator records, so a frame says what it is. */
-export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3 } as const;
+export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3, PAGE_CACHE: 4, SLAB: 5, COMPACTION: 6 } as const;
 
 export class Kernel {
   constructor(
@@ -75,6 +80,9 @@ export class Kernel {
   timing = false;
   /** What the routines measured while `timing` was on. */
   timings: KernelTimings = emptyTimings();
+  /** Page-cache pages (movable: compaction may move them): frame -> page id, and id -> frame. */
+  readonly pageCache = new Map<number, number>();
+  readonly pageCacheById = new Map<number, number>();
 
   /**
    * Returns this kernel object to `from`'s state in place. Kernel programs and handlers close over the kernel they
@@ -89,6 +97,8 @@ export class Kernel {
     this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
     this.timing = from.timing;
     this.timings = emptyTimings();
+    copyMap(this.pageCache, from.pageCache);
+    copyMap(this.pageCacheById, from.pageCacheById);
   }
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
@@ -107,6 +117,8 @@ export class Kernel {
       [...this.callFunctions],
     );
     c.timing = this.timing;
+    copyMap(c.pageCache, this.pageCache);
+    copyMap(c.pageCacheById, this.pageCacheById);
     return c;
   }
 }

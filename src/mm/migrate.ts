@@ -67,6 +67,8 @@ export interface MigrateOptions {
   readonly chunk?: number;
   /** The CPU running the task whose stack the page is (ipi-switcheroo sends its IPI there). */
   readonly taskCpu?: number;
+  /** The frame to move to, already allocated (compaction's target); default: one from the zone. */
+  readonly newPfn?: number;
 }
 
 /** copy_page(new, old) through the direct map, then the old frame is marked copied (a store to it is lost). */
@@ -198,7 +200,9 @@ export function* migratePage(
   if (pte < 0) return -1;
   const lo: number = yield x.load(direct(pte), 4);
   if ((lo & PTE_LO.P) === 0) return -1;
-  const newPfn = yield x.atomic(LOCK.ZONE, () => kernel.zone.alloc(0, MIGRATETYPE.UNMOVABLE, OWNER.VMALLOC));
+  const target = options.newPfn;
+  const newPfn =
+    target ?? (yield x.atomic(LOCK.ZONE, () => kernel.zone.alloc(0, MIGRATETYPE.UNMOVABLE, OWNER.VMALLOC)));
   if (newPfn < 0) return -1;
   const page: MigrationPage = {
     va,

@@ -1,5 +1,6 @@
 export * from './catalogue.ts';
 export * from './double-fault.ts';
+export * from './frag.ts';
 export * from './listing.ts';
 export * from './migration.ts';
 export * from './scenario.ts';

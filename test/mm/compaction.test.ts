@@ -1,0 +1,145 @@
+import { describe, expect, it } from 'vitest';
+import type { Assembler } from '../../src/cpu/instruction.ts';
+import { Machine } from '../../src/machine/machine.ts';
+import { MIGRATETYPE } from '../../src/mm/buddy.ts';
+import { type CompactResult, compactZone } from '../../src/mm/compaction.ts';
+import { LOCK, OWNER } from '../../src/mm/kernel.ts';
+import { direct } from '../../src/mm/kernel-page-tables.ts';
+import type { ProtocolName } from '../../src/mm/migrate.ts';
+import { lockWord } from '../../src/mm/smp.ts';
+import { contextSwitch, runningTask, taskCreate } from '../../src/mm/task.ts';
+import { vmalloc } from '../../src/mm/vmalloc.ts';
+import { PAGE_SIZE } from '../../src/mmu/address.ts';
+import { runFragPolicy } from '../../src/scenarios/frag.ts';
+
+const MiB = 1024 * 1024;
+
+/**
+ * CPU0 fills the zone with page-cache pages (each holding its id), frees every other one (so no order-1 block is
+ * free), then compacts for `order`.
+ */
+function fragmentedCache(order: number) {
+  const m = Machine.create({ cpus: 1, trace: false, memory: 16 * MiB, kernel: {} });
+  const kernel = m.kernel!;
+  const zone = kernel.zone;
+  let result: CompactResult | undefined;
+  let freeBefore = -1;
+  m.load(0, function* (x: Assembler) {
+    const pages: number[] = [];
+    for (let id = 0; ; id++) {
+      const pfn: number = yield x.atomic(LOCK.ZONE, () => {
+        const p = zone.alloc(0, MIGRATETYPE.MOVABLE, OWNER.PAGE_CACHE);
+        if (p >= 0) {
+          kernel.pageCache.set(p, id);
+          kernel.pageCacheById.set(id, p);
+        }
+        return p;
+      });
+      if (pfn < 0) break;
+      yield x.store(direct(pfn * PAGE_SIZE), 8, 1000 + id);
+      pages.push(id);
+    }
+    for (const id of pages) {
+      if (id % 2 === 1) continue;
+      yield x.atomic(LOCK.ZONE, () => {
+        const pfn = kernel.pageCacheById.get(id)!;
+        kernel.pageCacheById.delete(id);
+        kernel.pageCache.delete(pfn);
+        zone.freeBlock(pfn, 0);
+        return 0;
+      });
+    }
+    freeBefore = yield x.atomic(LOCK.ZONE, () => zone.freePages);
+    result = yield* compactZone(x, kernel, { order });
+  });
+  m.run({ maxSteps: 5_000_000 });
+  return { m, kernel, result: () => result!, freeBefore: () => freeBefore };
+}
+
+describe('compaction', () => {
+  it('moves page-cache pages up until a free block of the wanted order exists; no page lost, data intact', () => {
+    const { m, kernel, result, freeBefore } = fragmentedCache(4);
+    expect(m.outcome).toBe('ok');
+    expect(result()).toMatchObject({ success: true });
+    expect(result().moved).toBeGreaterThan(0);
+    expect(
+      kernel.zone
+        .buddyinfo()
+        .free.slice(4)
+        .some((n) => n > 0),
+    ).toBe(true);
+    // No page lost: every page-cache page is where the registry says, holding its own id.
+    expect(kernel.zone.freePages).toBe(freeBefore());
+    for (const [id, pfn] of kernel.pageCacheById) {
+      expect(kernel.pageCache.get(pfn)).toBe(id);
+      expect(kernel.zone.ownerOf(pfn)).toBe(OWNER.PAGE_CACHE);
+      expect(m.memory.read64(pfn * PAGE_SIZE)).toBe(1000 + id);
+    }
+  });
+
+  it('the scanners meet and stop when no block that large can be made', () => {
+    const { m, result } = fragmentedCache(10);
+    expect(m.outcome).toBe('ok');
+    expect(result().success).toBe(false); // 8 MiB of zone, half in use: no 4 MiB block
+    expect(result().moved).toBeGreaterThan(0);
+  });
+
+  /** A task runs on a vmalloc'ed stack on CPU1; CPU0 compacts the zone with vmalloc pages movable by `protocol`. */
+  function compactUnderTask(protocol: ProtocolName) {
+    const m = Machine.create({ cpus: 2, trace: false, memory: 16 * MiB, kernel: {}, ipiDelivery: 'scheduled' });
+    const kernel = m.kernel!;
+    const running = lockWord(kernel, 8);
+    const done = lockWord(kernel, 9);
+    m.load(1, function* (x: Assembler) {
+      const boot = runningTask('boot', kernel.initMm, m.boot!.taskStacks[1]!);
+      const task = yield* taskCreate(
+        x,
+        kernel,
+        'worker',
+        kernel.initMm,
+        function* worker(y: Assembler) {
+          for (let round = 0; round < 200; round++) {
+            yield y.store(running, 8, 1);
+            const stop: number = yield y.load(done, 8);
+            if (stop) return;
+            yield y.push(round);
+            const back: number = yield y.pop();
+            yield y.assert(back === round, `the stack gave back ${back}`);
+          }
+        },
+        [],
+      );
+      yield x.sti();
+      yield* contextSwitch(x, kernel, boot, task!, { syncStack: false });
+    });
+    m.load(0, function* (x: Assembler) {
+      yield x.sti();
+      // Some vmalloc pages below the stack's to move too, then free the low ones so there is room at the bottom.
+      yield* vmalloc(x, kernel, 8 * PAGE_SIZE);
+      yield x.spinUntil(running, 8, (v) => v === 1);
+      const r = yield* compactZone(x, kernel, { protocol, taskCpu: 1 });
+      yield x.assert(r.movedVmalloc > 0, 'vmalloc pages moved');
+      yield x.store(done, 8, 1);
+    });
+    return m;
+  }
+
+  it("compacting under a running task's VMAP stack double-faults with naive and works with ipi-switcheroo", () => {
+    const naive = compactUnderTask('naive');
+    expect(naive.run({ maxSteps: 2_000_000 }).outcome).toBe('double-fault');
+    const switcheroo = compactUnderTask('ipi-switcheroo');
+    expect(switcheroo.run({ maxSteps: 2_000_000 }).outcome).toBe('ok');
+  });
+});
+
+describe('the fragmentation experiment', () => {
+  it('is deterministic for a seed, and the policies differ', () => {
+    const a = runFragPolicy('high-order+compaction', 7, 16, 800);
+    const b = runFragPolicy('high-order+compaction', 7, 16, 800);
+    expect(a).toEqual(b);
+    const order0 = runFragPolicy('order0', 7, 16, 800);
+    expect(order0.pagesMigrated).toBe(0);
+    expect(a.series.length).toBe(800 / 50 + 1);
+    expect(a.freeBlocks).not.toEqual(order0.freeBlocks);
+  });
+});
