@@ -16,7 +16,7 @@ const W = 440;
 const H = 280;
 const PAD = { left: 48, right: 12, top: 28, bottom: 40 };
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 }
 
@@ -39,7 +39,7 @@ function panel(p: ChartPanel, x0: number, xLabel: string): string {
   const sx = (x: number) => x0 + PAD.left + (x / maxX) * (W - PAD.left - PAD.right);
   const sy = (y: number) => PAD.top + (1 - y / top) * (H - PAD.top - PAD.bottom);
   const out: string[] = [];
-  out.push(`<text x="${x0 + W / 2}" y="16" text-anchor="middle" font-size="13">${escape(p.title)}</text>`);
+  out.push(`<text x="${x0 + W / 2}" y="16" text-anchor="middle" font-size="13">${escapeXml(p.title)}</text>`);
   for (const t of yTicks) {
     out.push(`<line x1="${sx(0)}" x2="${sx(maxX)}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/>`);
     out.push(`<text x="${sx(0) - 6}" y="${sy(t) + 4}" text-anchor="end" font-size="10">${t}</text>`);
@@ -47,7 +47,7 @@ function panel(p: ChartPanel, x0: number, xLabel: string): string {
   for (const t of ticks(maxX)) {
     out.push(`<text x="${sx(t)}" y="${H - PAD.bottom + 14}" text-anchor="middle" font-size="10">${t}</text>`);
   }
-  out.push(`<text x="${x0 + W / 2}" y="${H - 8}" text-anchor="middle" font-size="11">${escape(xLabel)}</text>`);
+  out.push(`<text x="${x0 + W / 2}" y="${H - 8}" text-anchor="middle" font-size="11">${escapeXml(xLabel)}</text>`);
   out.push(
     `<line x1="${sx(0)}" x2="${sx(0)}" y1="${sy(0)}" y2="${sy(top)}" stroke="#333"/>` +
       `<line x1="${sx(0)}" x2="${sx(maxX)}" y1="${sy(0)}" y2="${sy(0)}" stroke="#333"/>`,
@@ -71,13 +71,13 @@ export function formatLineChart(panels: readonly ChartPanel[], xLabel: string, t
       const y = H + 20 + 18 * Math.floor(i / 2);
       return (
         `<rect x="${x}" y="${y - 9}" width="14" height="4" fill="${COLORS[i % COLORS.length]}"/>` +
-        `<text x="${x + 20}" y="${y - 4}" font-size="11">${escape(name)}</text>`
+        `<text x="${x + 20}" y="${y - 4}" font-size="11">${escapeXml(name)}</text>`
       );
     })
     .join('\n');
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">`,
-    `<title>${escape(title)}</title>`,
+    `<title>${escapeXml(title)}</title>`,
     '<rect width="100%" height="100%" fill="white"/>',
     body,
     legend,
