@@ -55,6 +55,16 @@ function table(results: readonly FragResult[]): string {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
+/** The fragmentation index per order at the end, one row per policy (x1000; -1000: a block that large is free). */
+function indexTable(results: readonly FragResult[]): string {
+  const width = Math.max(...results.map((r) => r.policy.length));
+  const orders = Array.from({ length: 11 }, (_, o) => `o${o}`.padStart(6)).join('');
+  const rows = results.map(
+    (r) => `${r.policy.padEnd(width)}  ${r.fragmentationIndex.map((v) => String(v).padStart(6)).join('')}`,
+  );
+  return [`${'fragmentation index'.padEnd(width)}  ${orders}`, ...rows].join('\n');
+}
+
 /** Free blocks of order `order` or more at each sample. */
 function atLeast(r: FragResult, order: number): [number, number][] {
   return r.series.map((s) => [s.operation, s.free.slice(order).reduce((a, b) => a + b, 0)]);
@@ -75,7 +85,7 @@ export async function fragCommand(flags: FragFlags, argv: readonly string[], io:
     bar?.done();
   }
   const chart = formatLineChart(
-    [3, 9].map((order) => ({
+    [3, 6, 9].map((order) => ({
       title: `free blocks of order >= ${order}`,
       series: results.map((r) => ({ name: r.policy, points: atLeast(r, order) })),
     })),
@@ -94,6 +104,8 @@ export async function fragCommand(flags: FragFlags, argv: readonly string[], io:
   else {
     io.out(`x86slice frag: workload mixed, seed ${seed}, ${memory} MiB, ${operations} operations (docs/frag.md)\n`);
     io.out(table(results));
+    io.out('');
+    io.out(indexTable(results));
     io.out(`\nwrote ${join(out, 'frag.json')} and ${join(out, 'frag.svg')} (open the SVG in a browser)`);
   }
   return 0;

@@ -41,6 +41,10 @@ export class MemoryPort {
   /** TLB outcome and physical address of the last translation, for the trace. */
   lastHit = false;
   lastPa = -1;
+  /** Paging entries the last walk read (4 for a 4 KiB page, fewer for a large one): the cost model's walk levels. */
+  get lastWalkLevels(): number {
+    return this.walk.entryCount;
+  }
   /** Where accesses are recorded, when the machine records footprints (every path records: see read()/write()). */
   footprint: Footprint | undefined;
   private readonly walk = new WalkResult();

@@ -10,8 +10,8 @@ import { describeValue, InputError, requireOptions } from '../mmu/input-error.ts
 export interface CostModel {
   /** A load, store, push, pop or other simple instruction, TLB hit (L1D load, 4 cycles [IOM]). */
   readonly instruction: number;
-  /** A TLB miss: the 4-level page walk ([DH14]: 13-17 ns average). */
-  readonly pageWalk: number;
+  /** A TLB miss, per paging entry the walk reads (a 4 KiB page: 4; [DH14]: 13-17 ns for a whole walk). */
+  readonly pageWalkLevel: number;
   /** A locked read-modify-write: xchg, cmpxchg (19 cycles [UOP]). */
   readonly atomicRmw: number;
   /** A spin step (a spin-until that found its condition false; the PAUSE in the loop, ~140 cycles [IOM]). */
@@ -38,7 +38,7 @@ export interface CostModel {
 
 export const DEFAULT_COSTS: CostModel = {
   instruction: 1.3,
-  pageWalk: 15,
+  pageWalkLevel: 3.75,
   atomicRmw: 7,
   pause: 47,
   invlpg: 72,
@@ -96,7 +96,7 @@ export function stepCost(cpu: Cpu, c: CostModel): number {
   if (cpu.lastKind === STEP_KIND.INTERRUPT) return ns + c.exceptionEntry;
   if (cpu.lastKind !== STEP_KIND.INSTRUCTION) return ns + c.instruction;
   const ins = cpu.lastInstruction!;
-  if (!cpu.port.lastHit && cpu.port.lastPa >= 0) ns += c.pageWalk;
+  if (!cpu.port.lastHit && cpu.port.lastPa >= 0) ns += c.pageWalkLevel * cpu.port.lastWalkLevels;
   switch (ins.op) {
     case LOAD:
     case STORE:

@@ -38,6 +38,8 @@ export interface KernelTimings {
   readonly migrations: number[];
   /** When each held lock was taken (by lock address), while held. */
   readonly lockTaken: Map<number, number>;
+  /** Per CPU: time spent in the call-function IPI handler (what a CPU running a task lost to IPIs). */
+  readonly irqTime: number[];
 }
 
 function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
@@ -46,7 +48,7 @@ function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
 }
 
 function emptyTimings(): KernelTimings {
-  return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map() };
+  return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map(), irqTime: [] };
 }
 
 /** Owner tags the allocator records, so a frame says what it is. */

@@ -195,6 +195,7 @@ export function* onEachCpu(
 export function callFunctionHandler(kernel: Kernel): Program<[HandlerContext]> {
   return function* callFunctionInterrupt(x, ctx) {
     const me = x.cpuId;
+    const start: number = kernel.timing ? yield x.rdtsc() : 0;
     yield x.movToRsp(irqStackTop(kernel, me)); // the frame is on the interrupted stack; the work is not
     for (let i = 0; i < kernel.cpus; i++) {
       if (i === me) continue;
@@ -208,6 +209,13 @@ export function callFunctionHandler(kernel: Kernel): Program<[HandlerContext]> {
     }
     yield x.eoi();
     yield x.movToRsp(ctx.frameRsp); // back to the frame, which iret pops
+    if (kernel.timing) {
+      const end: number = yield x.rdtsc();
+      yield x.atomic(LOCK.STATS, () => {
+        kernel.timings.irqTime[me] = (kernel.timings.irqTime[me] ?? 0) + (end - start);
+        return 0;
+      });
+    }
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Assembler } from '../cpu/instruction.ts';
+import { DEFAULT_COSTS } from '../machine/cost-model.ts';
 import { Machine } from '../machine/machine.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { direct, walkToEntry } from '../mm/kernel-page-tables.ts';
@@ -29,8 +30,6 @@ const WORD = { PAGE: 8, PROGRESS: 9, DONE: 10 } as const;
 interface Noted {
   page: number;
   firstPfn: number;
-  /** With kernel.timing: how long each of the task's rounds took (ns). */
-  readonly rounds: number[];
 }
 
 /** The median of a list of nanoseconds (undefined for none). */
@@ -50,7 +49,9 @@ function frameReport(m: Machine, kernel: Kernel, noted: Noted) {
     const first = noted.firstPfn;
     const index = first - kernel.zone.firstPfn;
     const t = kernel.timings;
-    const stall = noted.rounds.length > 1 ? Math.max(...noted.rounds) - Math.min(...noted.rounds) : undefined;
+    // CPU1 (the task's, or the data user's) lost what its call-function handlers took, entry and iret included.
+    const irq = t.irqTime[1];
+    const stall = irq === undefined ? undefined : irq + DEFAULT_COSTS.exceptionEntry + DEFAULT_COSTS.iret;
     const ns = (v: number | undefined) => (v === undefined ? {} : v);
     return {
       ...(noted.page === 0 ? {} : { page: formatVirtual(noted.page) }),
@@ -97,7 +98,7 @@ function* idle(x: Assembler) {
  * checking each, and counts its rounds (`rounds` of them, or fewer once CPU0 says the migration is done): a
  * bounded loop, so that no schedule runs it forever.
  */
-function worker(kernel: Kernel, rounds: number, noted: Noted) {
+function worker(kernel: Kernel, rounds: number) {
   const check = function* check(x: Assembler, round: number) {
     yield x.push(round * 2 + 1);
     yield x.push(round * 2 + 2);
@@ -106,19 +107,11 @@ function worker(kernel: Kernel, rounds: number, noted: Noted) {
     yield x.assert(a === round * 2 + 1 && b === round * 2 + 2, `the stack holds ${a}, ${b} in round ${round}`);
   };
   return function* task(x: Assembler) {
-    let last: number = kernel.timing ? yield x.rdtsc() : 0;
     for (let round = 0; round < rounds; round++) {
       const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
       if (done !== 0) return;
       yield x.call(check, round);
       yield x.store(lockWord(kernel, WORD.PROGRESS), 8, round + 1);
-      if (kernel.timing) {
-        // A whole turn of the loop: an interrupt taken anywhere in it shows as a longer turn.
-        const now: number = yield x.rdtsc();
-        const turn = now - last;
-        last = now;
-        yield x.atomic('scenario', () => noted.rounds.push(turn));
-      }
     }
   };
 }
@@ -152,7 +145,7 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const { machine, kernel, noted } = kernelMachine(cpus, setup.trace ?? false);
   machine.load(1, function* bootstrap(x: Assembler) {
     const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
-    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds, noted), []);
+    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
     yield x.assert(task !== undefined, 'the task stack was allocated');
     // The top page of the stack, where the task's frames are: the page CPU0 moves.
     yield x.store(lockWord(kernel, WORD.PAGE), 8, task!.stack.top - PAGE_SIZE);
@@ -177,7 +170,7 @@ export const stackMigration: Scenario = migrationScenario(STACK_MIGRATION, stack
 /** A booted kernel machine for a migration scenario (IPIs held in flight until delivered), and its notes. */
 function kernelMachine(cpus: number, trace: boolean) {
   const machine = Machine.create({ cpus, trace, memory: MEMORY, kernel: {}, ipiDelivery: 'scheduled' });
-  const noted: Noted = { page: 0, firstPfn: -1, rounds: [] };
+  const noted: Noted = { page: 0, firstPfn: -1 };
   return { machine, kernel: machine.kernel!, noted };
 }
 

@@ -24,7 +24,7 @@ describe('x86slice frag', () => {
     const svg = readFileSync(join(dir, 'frag.svg'), 'utf8');
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
-    expect(svg.match(/<path /g)).toHaveLength(8); // two panels, four policies
+    expect(svg.match(/<path /g)).toHaveLength(12); // three panels, four policies
     expect(existsSync(join(dir, 'frag.svg'))).toBe(true);
   }, 60_000);
 

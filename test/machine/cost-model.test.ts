@@ -20,7 +20,7 @@ describe('the cost model and the timed schedule', () => {
       seen.push(yield x.rdtsc());
     });
     m.run({ schedule: 'timed' });
-    const expected = C.pageWalk + C.instruction + C.instruction + C.atomicRmw + C.pause;
+    const expected = 4 * C.pageWalkLevel + C.instruction + C.instruction + C.atomicRmw + C.pause;
     expect(seen).toEqual([Math.floor(expected)]);
     expect(m.clocks[0]).toBeCloseTo(expected + 2 * C.instruction, 9); // then the rdtsc itself, and the exit
   });
