@@ -12,7 +12,15 @@ import {
   setEntry,
   walkToEntry,
 } from './kernel-page-tables.ts';
-import { flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord, smpCallFunctionMany } from './smp.ts';
+import {
+  flushInfo,
+  flushTlbKernelRange,
+  kernelRangeFlush,
+  lockWord,
+  smpCallFunctionMany,
+  spinLock,
+  spinUnlock,
+} from './smp.ts';
 
 // Migrating a vmalloc page (mm/migrate.c; the 2018 linux-mm thread, digest §1 and §6) as kernel programs on the
 // migrating CPU: every intermediate state (a cleared PTE, a migration entry, a half-copied page) is one another CPU
@@ -125,6 +133,9 @@ const migrationEntry: MigrationProtocol = function* migrationEntry(x, kernel, pa
   yield* freeOldFrame(x, kernel, page);
 };
 
+/** The lock word of the migration lock (see migratePage). */
+export const MIGRATION_LOCK_WORD = 47;
+
 /** Lock words 48.. hold each initiating CPU's switcheroo request: the page, then the new frame. */
 const REQUEST_WORDS = 48;
 
@@ -212,7 +223,12 @@ export function* migratePage(
     chunk,
     taskCpu: options.taskCpu,
   };
+  // The move runs under the migration lock, a spinlock ("fine under a spinlock", the 2018 thread): migrations of
+  // vmalloc pages are serialized, and a timed run records how long the lock was held.
+  const lock = lockWord(kernel, MIGRATION_LOCK_WORD);
+  yield* spinLock(x, lock, kernel);
   yield* run(x, kernel, page);
+  yield* spinUnlock(x, lock, kernel);
   yield x.atomic(LOCK.VMAP_AREA, () => {
     const area = kernel.vmap.containing(va)!;
     area.blocks = area.blocks.map((b) => (b.va === va ? { ...b, pfn: newPfn } : b));

@@ -100,7 +100,7 @@ describe('the cost model and the timed schedule', () => {
     expect(m.stepCount).toBe(0);
   });
 
-  it('the switcheroo, timed: migration latency, the task CPU stall and the IPI round trips, in nanoseconds', () => {
+  it('the switcheroo, timed: migration latency, the task CPU stall, the IPI round trips and the lock hold time, in nanoseconds', () => {
     const run = runScenario(
       'stack-migration',
       { protocol: 'ipi-switcheroo', rounds: 200 },
@@ -113,5 +113,8 @@ describe('the cost model and the timed schedule', () => {
     expect(ns.ipiCalls).toBe(2); // the switcheroo, then the flush of the others
     expect(ns.ipiRoundTrip).toBeGreaterThan(C.ipiDelivery);
     expect(ns.taskStall).toBeGreaterThan(copy); // the task's CPU did the copy in its handler
+    // The move runs under the migration lock: held for both round trips and the copy.
+    expect(ns.lockHold).toBeGreaterThan(2 * ns.ipiRoundTrip! - C.ipiDelivery);
+    expect(ns.lockHold).toBeLessThanOrEqual(ns.migration!);
   });
 });

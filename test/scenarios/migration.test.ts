@@ -30,7 +30,7 @@ describe('stack-migration, default schedule (round-robin, IPIs delivered once a 
 
   it('no-wait: the schedule that copies before CPU1 takes the flush IPI shows the lost write', () => {
     // CPU1 runs the task for two rounds and more; CPU0 migrates through the copy; CPU1 pushes on its stale entry.
-    const run = runScenario('stack-migration', { protocol: 'no-wait', schedule: '1*63,0*37,1' }, { trace: false });
+    const run = runScenario('stack-migration', { protocol: 'no-wait', schedule: '1*63,0*38,1' }, { trace: false });
     expect(run.result.outcome).toBe('lost-write');
     expect(run.result.stop?.message).toMatch(/^lost write: CPU 1 stores to 0xffffc9[0-9a-f]+ in frame 0x[0-9a-f]+/);
   });
