@@ -7,16 +7,16 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
+  addPageCachePage,
   compactZone,
   explore,
   findScenario,
   Machine,
   MachineImage,
-  MIGRATETYPE,
   machineFactory,
   migratePage,
-  OWNER,
   PROTOCOLS,
+  removePageCachePage,
   resolveParams,
   smpCallFunctionMany,
   vmalloc,
@@ -88,28 +88,17 @@ for (let r = 0; r < ROUNDS + 1; r++) {
 const compactionImage = (() => {
   const m = Machine.create({ cpus: 1, trace: false, memory: 32 * 1024 * 1024, kernel: {} });
   const kernel = m.kernel;
-  const zone = kernel.zone;
   m.load(0, function* (x) {
     const ids = [];
     for (let id = 0; ; id++) {
-      const pfn = yield x.atomic('zone', () => {
-        const p = zone.alloc(0, MIGRATETYPE.MOVABLE, OWNER.PAGE_CACHE);
-        if (p >= 0) {
-          kernel.pageCache.set(p, id);
-          kernel.pageCacheById.set(id, p);
-        }
-        return p;
-      });
+      const pfn = yield x.atomic('zone', () => addPageCachePage(kernel, id));
       if (pfn < 0) break;
       ids.push(id);
     }
     for (const id of ids) {
       if (id % 2 === 1) continue;
       yield x.atomic('zone', () => {
-        const pfn = kernel.pageCacheById.get(id);
-        kernel.pageCacheById.delete(id);
-        kernel.pageCache.delete(pfn);
-        zone.freeBlock(pfn, 0);
+        removePageCachePage(kernel, id);
         return 0;
       });
     }

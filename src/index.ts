@@ -12,6 +12,7 @@ export * from './mm/kernel.ts';
 export * from './mm/kernel-page-tables.ts';
 export * from './mm/migrate.ts';
 export * from './mm/mm.ts';
+export * from './mm/page-cache.ts';
 export * from './mm/smp.ts';
 export * from './mm/task.ts';
 export * from './mm/vmalloc.ts';

@@ -4,6 +4,7 @@ import { MAX_ORDER, MIGRATETYPE, type Migratetype } from '../mm/buddy.ts';
 import { allocWithCompaction } from '../mm/compaction.ts';
 import { LOCK, OWNER, type VmallocPolicy } from '../mm/kernel.ts';
 import type { KernelProgram } from '../mm/kernel-page-tables.ts';
+import { addPageCachePage, removePageCachePage } from '../mm/page-cache.ts';
 import { vfree, vmalloc } from '../mm/vmalloc.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
@@ -110,12 +111,8 @@ export function runFragPolicy(policy: FragPolicy, seed: number, memoryMiB: numbe
       return;
     }
     yield x.atomic(LOCK.ZONE, () => {
-      if (a.kind === 'cache') {
-        const pfn = kernel.pageCacheById.get(a.handle)!;
-        kernel.pageCacheById.delete(a.handle);
-        kernel.pageCache.delete(pfn);
-        zone.freeBlock(pfn, 0);
-      } else zone.freeBlock(a.handle, a.order);
+      if (a.kind === 'cache') removePageCachePage(kernel, a.handle);
+      else zone.freeBlock(a.handle, a.order);
       return 0;
     });
   }
@@ -133,14 +130,7 @@ export function runFragPolicy(policy: FragPolicy, seed: number, memoryMiB: numbe
         if (va !== 0) live.push({ kind: 'vmalloc', handle: va, order: 0, longLived });
       } else if (r < 50) {
         const id = stats.ids++;
-        const pfn: number = yield x.atomic(LOCK.ZONE, () => {
-          const p = zone.alloc(0, MIGRATETYPE.MOVABLE, OWNER.PAGE_CACHE);
-          if (p >= 0) {
-            kernel.pageCache.set(p, id);
-            kernel.pageCacheById.set(id, p);
-          }
-          return p;
-        });
+        const pfn: number = yield x.atomic(LOCK.ZONE, () => addPageCachePage(kernel, id));
         if (pfn >= 0) live.push({ kind: 'cache', handle: id, order: 0, longLived });
       } else if (r < 60) {
         const order = prng.below(4) === 0 ? 1 : 0;

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Assembler } from '../../src/cpu/instruction.ts';
 import { Machine } from '../../src/machine/machine.ts';
-import { MIGRATETYPE } from '../../src/mm/buddy.ts';
 import { type CompactResult, compactZone } from '../../src/mm/compaction.ts';
 import { LOCK, OWNER } from '../../src/mm/kernel.ts';
 import { direct } from '../../src/mm/kernel-page-tables.ts';
 import type { ProtocolName } from '../../src/mm/migrate.ts';
+import { addPageCachePage, removePageCachePage } from '../../src/mm/page-cache.ts';
 import { lockWord } from '../../src/mm/smp.ts';
 import { contextSwitch, runningTask, taskCreate } from '../../src/mm/task.ts';
 import { vmalloc } from '../../src/mm/vmalloc.ts';
@@ -27,14 +27,7 @@ function fragmentedCache(order: number) {
   m.load(0, function* (x: Assembler) {
     const pages: number[] = [];
     for (let id = 0; ; id++) {
-      const pfn: number = yield x.atomic(LOCK.ZONE, () => {
-        const p = zone.alloc(0, MIGRATETYPE.MOVABLE, OWNER.PAGE_CACHE);
-        if (p >= 0) {
-          kernel.pageCache.set(p, id);
-          kernel.pageCacheById.set(id, p);
-        }
-        return p;
-      });
+      const pfn: number = yield x.atomic(LOCK.ZONE, () => addPageCachePage(kernel, id));
       if (pfn < 0) break;
       yield x.store(direct(pfn * PAGE_SIZE), 8, 1000 + id);
       pages.push(id);
@@ -42,10 +35,7 @@ function fragmentedCache(order: number) {
     for (const id of pages) {
       if (id % 2 === 1) continue;
       yield x.atomic(LOCK.ZONE, () => {
-        const pfn = kernel.pageCacheById.get(id)!;
-        kernel.pageCacheById.delete(id);
-        kernel.pageCache.delete(pfn);
-        zone.freeBlock(pfn, 0);
+        removePageCachePage(kernel, id);
         return 0;
       });
     }
