@@ -32,7 +32,6 @@ import {
 } from './instruction.ts';
 import { MemoryPort } from './memory-port.ts';
 import {
-  copyRegisters,
   defaultRegisters,
   emptyTss,
   GATE_TYPES,
@@ -164,9 +163,6 @@ export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
 /** An IDT with no gates, copied per CPU (slicing a template is 4x faster than filling a new array). */
 const EMPTY_IDT: readonly (Gate | undefined)[] = new Array<Gate | undefined>(256).fill(undefined);
 
-/** A local APIC as made: nothing pending, nothing in service (what a reset CPU copies). */
-const EMPTY_APIC = new LocalApic();
-
 /** The context of a CPU that has no program (Linux's idle loop): interrupts return to it and it halts again. */
 const idleLoop: Program = function* idle() {};
 
@@ -233,24 +229,9 @@ export class Cpu {
   }
 
   /**
-   * Back to the state the constructor leaves (no program, halted, default registers, empty IDT, TLB and APIC),
-   * for a machine image that resets an instance instead of building one. Every field the constructor or a step
-   * sets is here; test/machine/image-reset.test.ts compares a reset CPU with a new one field by field.
-   */
-  reset(): void {
-    copyRegisters(this.regs, defaultRegisters());
-    const tss = emptyTss();
-    this.tss.rsp0 = tss.rsp0;
-    this.tss.ist.set(tss.ist);
-    this.loadIdt(EMPTY_IDT);
-    this.tlb.flushAll();
-    this.apic.copyFrom(EMPTY_APIC);
-    this.resetRunState();
-  }
-
-  /**
-   * reset() but for the architectural state a machine image copies in anyway (registers, TSS, IDT, TLB, APIC):
-   * what a step leaves behind, and the program.
+   * Back to the state the constructor leaves, but for the architectural state a machine image copies in anyway
+   * (registers, TSS, IDT, TLB, APIC): what a step leaves behind, and the program. For MachineImage.reset;
+   * test/machine/image-reset.test.ts compares a reset CPU with a new one field by field.
    */
   resetRunState(): void {
     this.port.reset();

@@ -1,16 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import { InputError, requireInteger } from '../mmu/input-error.ts';
 import type { PartResult } from './exhaustive.ts';
-import {
-  type ExploreOptions,
-  type ExploreResult,
-  finish,
-  Merged,
-  type PartSpec,
-  plan,
-  prepare,
-  resolveOptions,
-} from './explore.ts';
+import type { ExploreOptions, ExploreResult } from './explore.ts';
+import { finish, Merged, type PartSpec, plan, prepare, resolveOptions } from './parts.ts';
 import { type BuildSource, loadSource, type WorkerOptions } from './source.ts';
 
 export type { BuildSource } from './source.ts';

@@ -1,6 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { PartSpec } from './explore.ts';
-import { prepare, resolveOptions, runPart } from './explore.ts';
+import { type PartSpec, prepare, resolveOptions, runPart } from './parts.ts';
 import { loadSource, type WorkerSetup } from './source.ts';
 
 // A worker of exploreParallel: loads the machine builder named by the source, then runs the parts it is sent and

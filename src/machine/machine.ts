@@ -137,6 +137,8 @@ export class Machine implements CpuBus {
   readonly clocks: Float64Array;
   /** When each IPI in flight was sent (its sender's clock), for a timed run's delivery latency. */
   private readonly ipiSentAt = new Map<InFlightIpi, number>();
+  /** A timed run is in progress (see runTimed). */
+  private timed = false;
   /** Names of addresses (lock words, csd flags) for reports: the kernel's at boot; a test may add its own. */
   readonly symbols = new Map<number, string>();
   /** An image's names, shared by its instances (looked up after `symbols`; not copied per instance). */
@@ -305,8 +307,11 @@ export class Machine implements CpuBus {
     for (const id of targets) this.cpu(id); // all validated before any IRR changes
     const before = this.ipiBus.inFlight.length;
     this.ipiBus.send(from, targets, vector, mode === 'nmi');
-    const inFlight = this.ipiBus.inFlight;
-    for (let i = before; i < inFlight.length; i++) this.ipiSentAt.set(inFlight[i]!, this.clocks[from]!);
+    // A timed run needs each IPI's send time for its delivery latency; other runs keep nothing.
+    if (this.timed) {
+      const inFlight = this.ipiBus.inFlight;
+      for (let i = before; i < inFlight.length; i++) this.ipiSentAt.set(inFlight[i]!, this.clocks[from]!);
+    }
     if (log.apic.enabled) {
       const how = this.ipiBus.mode === 'immediate' ? 'delivered' : 'in flight';
       log.apic('cpu%d sends %s vector 0x%s to [%s] (%s)', from, mode, vector.toString(16), targets.join(','), how);
@@ -528,8 +533,14 @@ export class Machine implements CpuBus {
       const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
       let limitReached: boolean;
       if (prng) limitReached = this.runRandom(prng, maxSteps, observe) < 0;
-      else if (costs) limitReached = this.runTimed(costs, maxSteps, observe) < 0;
-      else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps, observe);
+      else if (costs) {
+        this.timed = true;
+        try {
+          limitReached = this.runTimed(costs, maxSteps, observe) < 0;
+        } finally {
+          this.timed = false;
+        }
+      } else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps, observe);
       else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
         limitReached = this.runRoundRobin(maxSteps, observe) < 0;
       } else limitReached = this.runRoundRobinWithBus(maxSteps, observe) < 0;

@@ -1,9 +1,10 @@
 import type { Assembler } from '../cpu/instruction.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
+import { requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { MAX_ORDER, type Migratetype, PAGEBLOCK_ORDER } from './buddy.ts';
 import { type Kernel, LOCK, OWNER } from './kernel.ts';
 import { direct, type KernelProgram } from './kernel-page-tables.ts';
-import { type MigrationProtocol, migratePage, type ProtocolName } from './migrate.ts';
+import { type MigrationProtocol, migratePage, migrationProtocol, type ProtocolName, requireChunk } from './migrate.ts';
 
 // Memory compaction (mm/compaction.c compact_zone()), as a kernel program: a migrate scanner walks the zone's
 // pageblocks from the bottom and isolates the movable pages in each; a free scanner walks from the top and isolates
@@ -51,9 +52,13 @@ function suitable(kernel: Kernel, order: number): boolean {
 }
 
 export function* compactZone(x: Assembler, kernel: Kernel, options: CompactOptions = {}): KernelProgram<CompactResult> {
-  const full = options.order === undefined;
-  const order = options.order ?? MAX_ORDER;
-  const chunk = options.chunk ?? PAGE_SIZE;
+  // Everything is checked before the first step: a refused call changes nothing.
+  const o = requireOptions<CompactOptions>(options, 'compactZone options', ['order', 'protocol', 'chunk', 'taskCpu']);
+  const full = o.order === undefined;
+  const order = o.order === undefined ? MAX_ORDER : requireInteger(o.order, 'compactZone order', 0, MAX_ORDER);
+  const chunk = o.chunk === undefined ? PAGE_SIZE : requireChunk(o.chunk, 'compactZone chunk');
+  if (o.protocol !== undefined) migrationProtocol(o.protocol);
+  if (o.taskCpu !== undefined) requireInteger(o.taskCpu, 'compactZone taskCpu', 0, kernel.cpus - 1);
   const zone = kernel.zone;
   const block = 1 << PAGEBLOCK_ORDER;
   const first = zone.firstPfn;
@@ -73,7 +78,7 @@ export function* compactZone(x: Assembler, kernel: Kernel, options: CompactOptio
         if (zone.orderAt(pfn) !== 0) continue;
         const owner = zone.ownerOf(pfn);
         if (owner === OWNER.PAGE_CACHE) candidates.push(pfn);
-        else if (owner === OWNER.VMALLOC && options.protocol !== undefined && vmallocAddressOf(kernel, pfn) >= 0) {
+        else if (owner === OWNER.VMALLOC && o.protocol !== undefined && vmallocAddressOf(kernel, pfn) >= 0) {
           candidates.push(-pfn - 1); // vmalloc: moved by the protocol
         }
       }
@@ -110,10 +115,10 @@ export function* compactZone(x: Assembler, kernel: Kernel, options: CompactOptio
       } else {
         const pfn = -c - 1;
         const va: number = yield x.atomic(LOCK.VMAP_AREA, () => vmallocAddressOf(kernel, pfn));
-        const r = yield* migratePage(x, kernel, va, options.protocol!, {
+        const r = yield* migratePage(x, kernel, va, o.protocol!, {
           newPfn: target,
           chunk,
-          ...(options.taskCpu === undefined ? {} : { taskCpu: options.taskCpu }),
+          ...(o.taskCpu === undefined ? {} : { taskCpu: o.taskCpu }),
         });
         yield x.atomic(LOCK.ZONE, () => {
           if (r === 0) zone.setOwner(target, OWNER.VMALLOC);

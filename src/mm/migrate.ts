@@ -1,6 +1,6 @@
 import type { Assembler } from '../cpu/instruction.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
-import { describeValue, InputError } from '../mmu/input-error.ts';
+import { describeValue, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { entryFrame, PTE_LO } from '../mmu/pte.ts';
 import { MIGRATETYPE } from './buddy.ts';
 import { type Kernel, LOCK, OWNER } from './kernel.ts';
@@ -176,6 +176,13 @@ const BUILT_IN: Readonly<Record<ProtocolName, MigrationProtocol>> = {
   'ipi-switcheroo': ipiSwitcheroo,
 };
 
+/** A copy chunk: a power of two from 8 to 4096 bytes (rep movsq's 8 up to a page a step). */
+export function requireChunk(chunk: unknown, what: string): number {
+  const n = requireInteger(chunk, what, 8, PAGE_SIZE);
+  if ((n & (n - 1)) !== 0) throw new InputError(`${what} ${n} must be a power of two (8..4096 bytes)`);
+  return n;
+}
+
 /** A protocol by name, or a user's own; an unknown name is refused, naming the built-in ones. */
 export function migrationProtocol(protocol: ProtocolName | MigrationProtocol): MigrationProtocol {
   if (typeof protocol === 'function') return protocol;
@@ -198,10 +205,18 @@ export function* migratePage(
   protocol: ProtocolName | MigrationProtocol,
   options: MigrateOptions = {},
 ): KernelProgram {
+  // Everything is checked before the first step: a refused call changes nothing.
   const run = migrationProtocol(protocol);
-  const chunk = options.chunk ?? 8;
+  const o = requireOptions<MigrateOptions>(options, 'migratePage options', ['chunk', 'taskCpu', 'newPfn']);
+  const chunk = o.chunk === undefined ? 8 : requireChunk(o.chunk, 'migratePage chunk');
+  if (o.taskCpu !== undefined) requireInteger(o.taskCpu, 'migratePage taskCpu', 0, kernel.cpus - 1);
+  if (o.newPfn !== undefined) {
+    requireInteger(o.newPfn, 'migratePage newPfn', kernel.zone.firstPfn, kernel.zone.firstPfn + kernel.zone.frames - 1);
+  }
+  if (typeof va !== 'number' || !Number.isInteger(va) || va % PAGE_SIZE !== 0) {
+    throw new InputError(`migratePage: ${describeValue(va)} is not a 4 KiB aligned address`);
+  }
   const start = kernel.timing ? yield x.rdtsc() : 0;
-  if (va % PAGE_SIZE !== 0) throw new InputError(`migratePage: ${describeValue(va)} is not 4 KiB aligned`);
   const movable = yield x.atomic(LOCK.VMAP_AREA, () => {
     const area = kernel.vmap.containing(va);
     return area?.blocks.some((b) => b.va === va && b.order === 0) ? 1 : 0;
@@ -211,7 +226,7 @@ export function* migratePage(
   if (pte < 0) return -1;
   const lo: number = yield x.load(direct(pte), 4);
   if ((lo & PTE_LO.P) === 0) return -1;
-  const target = options.newPfn;
+  const target = o.newPfn;
   const newPfn =
     target ?? (yield x.atomic(LOCK.ZONE, () => kernel.zone.alloc(0, MIGRATETYPE.UNMOVABLE, OWNER.VMALLOC)));
   if (newPfn < 0) return -1;
@@ -221,7 +236,7 @@ export function* migratePage(
     oldPfn: entryFrame(lo, 0) / PAGE_SIZE,
     newPfn,
     chunk,
-    taskCpu: options.taskCpu,
+    taskCpu: o.taskCpu,
   };
   // The move runs under the migration lock, a spinlock ("fine under a spinlock", the 2018 thread): migrations of
   // vmalloc pages are serialized, and a timed run records how long the lock was held.

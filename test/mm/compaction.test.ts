@@ -1,15 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import type { Assembler } from '../../src/cpu/instruction.ts';
 import { Machine } from '../../src/machine/machine.ts';
-import { type CompactResult, compactZone } from '../../src/mm/compaction.ts';
-import { LOCK, OWNER } from '../../src/mm/kernel.ts';
-import { direct } from '../../src/mm/kernel-page-tables.ts';
-import type { ProtocolName } from '../../src/mm/migrate.ts';
+import { type CompactOptions, type CompactResult, compactZone } from '../../src/mm/compaction.ts';
+import { type Kernel, LOCK, OWNER } from '../../src/mm/kernel.ts';
+import { direct, type KernelProgram } from '../../src/mm/kernel-page-tables.ts';
+import { migratePage, type ProtocolName } from '../../src/mm/migrate.ts';
 import { addPageCachePage, removePageCachePage } from '../../src/mm/page-cache.ts';
 import { lockWord } from '../../src/mm/smp.ts';
 import { contextSwitch, runningTask, taskCreate } from '../../src/mm/task.ts';
 import { vmalloc } from '../../src/mm/vmalloc.ts';
 import { PAGE_SIZE } from '../../src/mmu/address.ts';
+import { InputError } from '../../src/mmu/input-error.ts';
 import { runFragPolicy } from '../../src/scenarios/frag.ts';
 
 const MiB = 1024 * 1024;
@@ -132,4 +133,50 @@ describe('the fragmentation experiment', () => {
     expect(a.series.length).toBe(800 / 50 + 1);
     expect(a.freeBlocks).not.toEqual(order0.freeBlocks);
   });
+});
+
+describe('compaction and migration options', () => {
+  const refused: [string, (x: Assembler, k: Kernel) => KernelProgram<unknown>, RegExp][] = [
+    [
+      'an order past MAX_ORDER',
+      (x, k) => compactZone(x, k, { order: 99 }),
+      /compactZone order 99 must be an integer in 0\.\.10/,
+    ],
+    [
+      'a chunk that is not a power of two',
+      (x, k) => compactZone(x, k, { chunk: 12 }),
+      /compactZone chunk 12 must be a power of two/,
+    ],
+    [
+      'an unknown protocol',
+      (x, k) => compactZone(x, k, { protocol: 'nope' as ProtocolName }),
+      /migration protocol 'nope' is not one of/,
+    ],
+    ['an unknown option', (x, k) => compactZone(x, k, { bogus: 1 } as CompactOptions), /unknown option 'bogus'/],
+    [
+      'a taskCpu past the last CPU',
+      (x, k) => migratePage(x, k, 0x1000, 'naive', { taskCpu: 5 }),
+      /migratePage taskCpu 5/,
+    ],
+    ['an unaligned address', (x, k) => migratePage(x, k, 0x1001, 'naive'), /4097 is not a 4 KiB aligned address/],
+  ];
+  for (const [what, call, message] of refused) {
+    it(`${what} is refused with an InputError before the first step, leaving the zone untouched`, () => {
+      const m = Machine.create({ cpus: 1, trace: false, memory: 16 * MiB, kernel: {} });
+      const kernel = m.kernel!;
+      const before = kernel.zone.buddyinfo().free.join();
+      m.load(0, function* (x: Assembler) {
+        yield* call(x, kernel);
+      });
+      let error: unknown;
+      try {
+        m.run({ maxSteps: 1000 });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(InputError);
+      expect(String(error)).toMatch(message);
+      expect(kernel.zone.buddyinfo().free.join()).toBe(before);
+    });
+  }
 });

@@ -1,0 +1,204 @@
+import type { Machine } from '../machine/machine.ts';
+import { formatSchedule } from '../machine/schedule.ts';
+import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
+import type { Execution, FinalCheck, ViolationKind } from './execution.ts';
+import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
+import type { ExploreOptions, ExploreResult, Strategy, Violation } from './explore.ts';
+import { minimise, replay, requireCheck } from './replay.ts';
+import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
+
+// How explore() and exploreParallel() divide and merge their work (internal: not part of the public API). The work
+// is parts: the subtree under each first choice, per preemption bound, or a range of sampled executions. Parts merge
+// in order, each cut at the budget left, so any split (one process, or worker threads) gives the same result.
+
+const STRATEGIES: readonly Strategy[] = ['exhaustive', 'random', 'pct'];
+
+const OPTION_KEYS = [
+  'strategy',
+  'budget',
+  'seed',
+  'maxSteps',
+  'depth',
+  'check',
+  'tlbEvents',
+  'preemptions',
+  'reduction',
+  'onProgress',
+] as const;
+
+/** Options checked and defaulted. */
+export interface Resolved {
+  readonly strategy: Strategy;
+  readonly budget: number;
+  readonly seed: number;
+  readonly maxSteps: number;
+  readonly depth: number;
+  readonly check: FinalCheck | undefined;
+  readonly tlbEvents: number;
+  readonly preemptions: number | undefined;
+  readonly reduce: boolean;
+  readonly onProgress: ((executions: number, budget: number) => void) | undefined;
+}
+
+export function resolveOptions(options: ExploreOptions): Resolved {
+  const o = requireOptions<ExploreOptions>(options, 'explore options', OPTION_KEYS);
+  const strategy = o.strategy === undefined ? 'random' : requireOneOf(o.strategy, 'explore strategy', STRATEGIES);
+  const defaultBudget = strategy === 'exhaustive' ? 100_000 : 200;
+  if (strategy !== 'exhaustive') {
+    for (const key of ['preemptions', 'reduction'] as const) {
+      if (o[key] !== undefined) throw new InputError(`explore ${key} applies to strategy exhaustive, not ${strategy}`);
+    }
+  }
+  if (strategy !== 'pct' && o.depth !== undefined) {
+    throw new InputError(`explore depth applies to strategy pct, not ${strategy}`);
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+    throw new InputError('explore onProgress must be a function (executions, budget) => void');
+  }
+  return {
+    strategy,
+    budget: o.budget === undefined ? defaultBudget : requireInteger(o.budget, 'explore budget', 1, 1e12),
+    seed: o.seed === undefined ? 1 : requireInteger(o.seed, 'explore seed', 0, Number.MAX_SAFE_INTEGER),
+    maxSteps: o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'explore maxSteps', 1, 10_000_000),
+    depth: o.depth === undefined ? 3 : requireInteger(o.depth, 'explore depth', 1, 100),
+    check: requireCheck(o.check, 'explore'),
+    tlbEvents: o.tlbEvents === undefined ? 0 : requireInteger(o.tlbEvents, 'explore tlbEvents', 0, 1000),
+    preemptions:
+      o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
+    reduce:
+      o.reduction === undefined ? true : requireOneOf(o.reduction, 'explore reduction', ['dpor', 'none']) === 'dpor',
+    onProgress: o.onProgress,
+  };
+}
+
+/** One part of the work: a first choice's subtree under a preemption bound, or a range of sampled executions. */
+export type PartSpec =
+  | { readonly kind: 'subtree'; readonly bound: number | undefined; readonly index: number }
+  | { readonly kind: 'sample'; readonly first: number; readonly count: number };
+
+/** What every part needs that is computed once: the exhaustive root, or PCT's length estimate. */
+export interface Shared {
+  readonly root?: Root;
+  readonly length?: number;
+}
+
+export function prepare(build: () => Machine, r: Resolved): Shared {
+  if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents) };
+  return { length: r.strategy === 'pct' ? probeLength(build, r.maxSteps) : 0 };
+}
+
+export function runPart(
+  build: () => Machine,
+  r: Resolved,
+  shared: Shared,
+  spec: PartSpec,
+  budget: number,
+  progress?: (runs: number) => void,
+): PartResult {
+  if (spec.kind === 'subtree') {
+    const o = { ...r, preemptions: spec.bound, budget, ...(progress ? { progress } : {}) };
+    return new PartSearch(build, o, shared.root!, spec.index).run();
+  }
+  const o: SamplingOptions = {
+    strategy: r.strategy as 'random' | 'pct',
+    seed: r.seed,
+    depth: r.depth,
+    length: shared.length ?? 0,
+    maxSteps: r.maxSteps,
+    tlbEvents: r.tlbEvents,
+    check: r.check,
+  };
+  return samplePart(build, o, spec.first, Math.min(spec.count, budget), progress);
+}
+
+/** Parts merged in order, each cut at the budget left: the same totals whatever ran them, and in what order. */
+export class Merged {
+  runs = 0;
+  steps = 0;
+  complete = true;
+  boundHit = false;
+  readonly states = new Set<string>();
+  readonly best = new Map<ViolationKind, Execution>();
+
+  constructor(readonly budget: number) {}
+
+  /** Adds the next part; false when the budget ran out in it (the search stops there). */
+  add(part: PartResult): boolean {
+    const take = Math.min(part.runs, this.budget - this.runs);
+    for (let i = 0; i < take; i++) {
+      this.steps += part.steps[i]!;
+      if (part.states[i]) this.states.add(part.states[i]!);
+    }
+    for (const [i, run] of part.improvements) {
+      if (i >= take) break;
+      const best = this.best.get(run.kind!);
+      if (!best || run.schedule.length < best.schedule.length) this.best.set(run.kind!, run);
+    }
+    this.runs += take;
+    if (take < part.runs || !part.finished) {
+      this.complete = false;
+      return false;
+    }
+    this.boundHit ||= part.boundHit;
+    return true;
+  }
+}
+
+/**
+ * The order the parts run and merge in, level by level: `next` gets each level's merged state and gives the next
+ * level's parts, or undefined when the search is over. Exhaustive levels are the preemption bounds (one level
+ * without a bound); a sampling strategy has one level.
+ */
+export function* plan(r: Resolved, shared: Shared, merged: Merged, workers: number): Generator<PartSpec[]> {
+  if (r.strategy !== 'exhaustive') {
+    const chunks = Math.max(1, Math.min(workers, r.budget));
+    const size = Math.ceil(r.budget / chunks);
+    const parts: PartSpec[] = [];
+    for (let first = 0; first < r.budget; first += size) {
+      parts.push({ kind: 'sample', first, count: Math.min(size, r.budget - first) });
+    }
+    yield parts;
+    return;
+  }
+  const bounds = r.preemptions === undefined ? [undefined] : Array.from({ length: r.preemptions + 1 }, (_, b) => b);
+  for (const bound of bounds) {
+    merged.boundHit = false;
+    yield shared.root!.choices.map((_, index): PartSpec => ({ kind: 'subtree', bound, index }));
+    if (!merged.complete || !merged.boundHit) return;
+  }
+}
+
+/** The result, with each kind's best schedule minimised and replayed for its message. */
+export function finish(build: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
+  const o = { maxSteps: r.maxSteps, ...(r.check ? { check: r.check } : {}) };
+  const violations = [...merged.best.values()]
+    .map((v): Violation => {
+      const entries = minimise(build, v.schedule, v.kind!, o);
+      const again = replay(build, entries, o);
+      return {
+        kind: v.kind!,
+        schedule: formatSchedule(entries),
+        steps: entries.length,
+        ...(again.message === undefined ? {} : { message: again.message }),
+      };
+    })
+    .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
+  return {
+    strategy: r.strategy,
+    executions: merged.runs,
+    steps: merged.steps,
+    complete: r.strategy === 'exhaustive' && merged.complete,
+    distinctStates: merged.states.size,
+    ...(bound === undefined ? {} : { preemptionBound: bound }),
+    violations,
+  };
+}
+
+/** Progress reports at most every 64 executions, and at the end of each part. */
+export function progressReporter(r: Resolved, merged: Merged) {
+  if (!r.onProgress) return undefined;
+  const report = r.onProgress;
+  return (runs: number) => {
+    if (runs % 64 === 0) report(merged.runs + runs, r.budget);
+  };
+}
