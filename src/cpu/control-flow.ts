@@ -1,4 +1,4 @@
-import { formatVirtual, NON_CANONICAL } from '../mmu/address.ts';
+import { formatVirtual, NON_CANONICAL, offsetAddress } from '../mmu/address.ts';
 import { describeHex } from '../mmu/input-error.ts';
 import { ACCESS, VECTOR_GP } from '../mmu/walker.ts';
 import type { Activation, Cpu } from './cpu.ts';
@@ -49,7 +49,7 @@ export function softwareInterrupt(cpu: Cpu, act: Activation, vector: number): vo
 }
 
 export function call(cpu: Cpu, act: Activation, ins: Instruction): void {
-  const rsp = cpu.regs.rsp - 8;
+  const rsp = offsetAddress(cpu.regs.rsp, -8);
   const pa = cpu.port.translate(rsp, cpu.userAccess | ACCESS.WRITE | ACCESS.STACK);
   if (pa < 0) return cpu.raiseFault();
   // The callee's generator is made before the return address is written: a callee that cannot start changes nothing.
@@ -79,7 +79,7 @@ export function ret(cpu: Cpu, act: Activation, ins: Instruction): void {
   if (popped < 0) return cpu.raiseFault();
   const expected = caller.codeBase + RIP_STRIDE * (caller.index + 1);
   if (act.kind !== 'call' || popped !== expected) return corrupted(cpu, 'ret', popped, expected);
-  cpu.regs.rsp += 8;
+  cpu.regs.rsp = offsetAddress(cpu.regs.rsp, 8);
   cpu.popActivation();
   cpu.complete(caller, ins.value);
 }
@@ -95,17 +95,17 @@ export function iret(cpu: Cpu, act: Activation, toFixup: boolean): void {
     });
   }
   // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
-  const base = cpu.regs.rsp + (handler && act.errorCodePushed ? 8 : 0);
+  const base = offsetAddress(cpu.regs.rsp, handler && act.errorCodePushed ? 8 : 0);
   const access = cpu.userAccess | ACCESS.STACK;
   const rip = cpu.port.readAddress(base, access);
   if (rip < 0) return cpu.raiseFault();
-  const cs = cpu.port.read(base + 8, 8, access);
+  const cs = cpu.port.read(offsetAddress(base, 8), 8, access);
   if (cs < 0) return cpu.raiseFault();
-  const rflags = cpu.port.read(base + 16, 8, access);
+  const rflags = cpu.port.read(offsetAddress(base, 16), 8, access);
   if (rflags < 0) return cpu.raiseFault();
-  const rsp = cpu.port.readAddress(base + 24, access);
+  const rsp = cpu.port.readAddress(offsetAddress(base, 24), access);
   if (rsp < 0) return cpu.raiseFault();
-  const ss = cpu.port.read(base + 32, 8, access);
+  const ss = cpu.port.read(offsetAddress(base, 32), 8, access);
   if (ss < 0) return cpu.raiseFault();
   // The popped CS and SS are checked before anything changes (SDM Vol. 2 IRET, IA-32e mode).
   const selectorFault = checkReturnSelectors(cs % 0x10000, ss % 0x10000, cpu.regs.cpl);

@@ -1,4 +1,4 @@
-import { formatPhysical, formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
+import { formatPhysical, formatVirtual, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import { VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
 import {
   describeValue,
@@ -720,11 +720,13 @@ export class Cpu {
     if (op === OP_LOAD || op === OP_POP) {
       result = this.port.read(stack ? rsp : ins.va, ins.size, access);
       if (result < 0) return this.faulted(act, ins);
-      if (stack) this.regs.rsp = rsp + 8;
+      if (stack) this.regs.rsp = offsetAddress(rsp, 8);
     } else {
       // A push writes below RSP and moves RSP only once the write succeeded (a faulting push changes nothing).
-      if (!this.port.write(stack ? rsp - 8 : ins.va, ins.size, ins.value, access)) return this.faulted(act, ins);
-      if (stack) this.regs.rsp = rsp - 8;
+      // RSP arithmetic is 64-bit: a push from 0x0000800000000000 writes the canonical 0x00007ffffffffff8.
+      const va = stack ? offsetAddress(rsp, -8) : ins.va;
+      if (!this.port.write(va, ins.size, ins.value, access)) return this.faulted(act, ins);
+      if (stack) this.regs.rsp = va;
     }
     this.complete(act, result);
   }

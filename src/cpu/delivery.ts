@@ -1,4 +1,4 @@
-import { formatVirtual } from '../mmu/address.ts';
+import { formatVirtual, NON_CANONICAL, offsetAddress } from '../mmu/address.ts';
 import { VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
 import type { Cpu } from './cpu.ts';
 import { ESCALATION, type ExceptionClass, VECTOR, vectorInfo, vectorName } from './exceptions.ts';
@@ -96,9 +96,12 @@ export function deliverEvent(
       const top = gate.ist !== 0 ? cpu.tss.ist[gate.ist]! : newCpl < regs.cpl ? cpu.tss.rsp0 : regs.rsp;
       const aligned = top - (top % 16);
       const slots = pushesErrorCode ? 6 : 5;
-      const base = aligned - 8 * slots;
+      const base = offsetAddress(aligned, -8 * slots);
       const port = cpu.port;
-      if (port.translateStackWrite(base, slots, frameSlots, newCpl === 3)) {
+      // The new RSP itself must be canonical (SDM Vol. 2 INT n, IA-32e mode: "IF StackAddress is non-canonical THEN
+      // #SS"), whatever the addresses of the pushes below it are; then each push is translated.
+      const stackCanonical = aligned < NON_CANONICAL;
+      if (stackCanonical && port.translateStackWrite(base, slots, frameSlots, newCpl === 3)) {
         const external = source === EVENT_SOURCE.EXTERNAL;
         // The handler's generator is made before any byte of the frame is written, so nothing is half-done.
         const handler = cpu.prepareHandler(
@@ -135,15 +138,20 @@ export function deliverEvent(
         return during < 0;
       }
       entry.outcome = 'frame-fault';
-      // A frame slot in a freed frame (or a migrated-away one) is a memory-safety violation: the CPU stops.
-      if (port.fault.vector === VECTOR_VIOLATION) {
-        cpu.memoryViolation();
-        return false;
+      if (!stackCanonical) {
+        secondVector = VECTOR.SS;
+        secondCode = ext;
+      } else {
+        // A frame slot in a freed frame (or a migrated-away one) is a memory-safety violation: the CPU stops.
+        if (port.fault.vector === VECTOR_VIOLATION) {
+          cpu.memoryViolation();
+          return false;
+        }
+        secondVector = port.fault.vector;
+        secondCode = port.fault.errorCode;
+        secondCr2 = port.fault.cr2;
+        if (selectorFormat(secondVector)) secondCode |= ext;
       }
-      secondVector = port.fault.vector;
-      secondCode = port.fault.errorCode;
-      secondCr2 = port.fault.cr2;
-      if (selectorFormat(secondVector)) secondCode |= ext;
     }
     // The second exception: CR2 is overwritten by a nested #PF even when it becomes #DF (SDM §6.15, int 14).
     if (secondVector === VECTOR.PF) regs.cr2 = secondCr2;

@@ -1,4 +1,4 @@
-import { advanceAddress, canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, PAGE_SIZE } from '../mmu/address.ts';
+import { canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
 import { FRAME_COPIED, FRAME_FREE, VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
@@ -10,8 +10,8 @@ import { CR0, CR4, EFER, type Registers } from './registers.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
-const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
-const { USER: TLB_USER, WRITABLE: TLB_WRITABLE, DIRTY: TLB_DIRTY } = TLB_FLAG;
+const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE, FETCH: ACCESS_FETCH } = ACCESS;
+const { USER: TLB_USER, WRITABLE: TLB_WRITABLE, DIRTY: TLB_DIRTY, NO_EXECUTE: TLB_NO_EXECUTE } = TLB_FLAG;
 const NON_CANONICAL_MARK = NON_CANONICAL;
 // PageCache.index, written out on the fast path (as a call it measured slower on stores).
 const PAGE_INDEX_MASK = PAGE_CACHE_ENTRIES - 1;
@@ -98,7 +98,9 @@ export class MemoryPort {
     const f = this.fault;
     f.ok = false;
     f.vector = VECTOR_PF;
-    f.errorCode = PF_ERROR.P | (access & (ACCESS_WRITE | ACCESS_USER));
+    // I/D reports an instruction fetch when EFER.NXE is set (SDM §4.7).
+    const fetch = (access & ACCESS_FETCH) !== 0 && (this.regs.efer & EFER.NXE) !== 0;
+    f.errorCode = PF_ERROR.P | (access & (ACCESS_WRITE | ACCESS_USER)) | (fetch ? PF_ERROR.I : 0);
     f.cr2 = va;
     this.invalidateOnFault(va);
     return -1;
@@ -209,6 +211,8 @@ export class MemoryPort {
       if (write && (flags & TLB_WRITABLE) === 0 && (user || (this.regs.cr0 & CR0.WP) !== 0)) {
         return this.protectionFault(va, access);
       }
+      // A fetch (ACCESS.FETCH: the conformance suite's, not an instruction's) through an entry cached with XD.
+      if ((access & ACCESS_FETCH) !== 0 && (flags & TLB_NO_EXECUTE) !== 0) return this.protectionFault(va, access);
       // A write through an entry cached with D=0 walks again to set D in memory (§4.8).
       if (write && (flags & TLB_DIRTY) === 0) {
         slot = this.walkAndFill(va, access);
@@ -328,7 +332,7 @@ export class MemoryPort {
     const access = ACCESS_WRITE | ACCESS_STACK | (user ? ACCESS_USER : 0);
     // Frame pushes go from the highest slot down, so the fault (and CR2) is the first slot that cannot be written.
     for (let k = count - 1; k >= 0; k--) {
-      const pa = this.translate(va + 8 * k, access);
+      const pa = this.translate(offsetAddress(va, 8 * k), access);
       if (pa < 0) return false;
       out[k] = pa;
     }
@@ -349,7 +353,7 @@ export class MemoryPort {
 
   /** Address of byte `i` of an access at `va`: crossing from the lower half into bit 47 is non-canonical. */
   private byteAddress(va: number, i: number): number {
-    return advanceAddress(va, i);
+    return offsetAddress(va, i);
   }
 
   private readSplit(va: number, size: number, access: number): number {

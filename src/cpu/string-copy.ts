@@ -1,4 +1,4 @@
-import { advanceAddress } from '../mmu/address.ts';
+import { offsetAddress } from '../mmu/address.ts';
 import { ACCESS } from '../mmu/walker.ts';
 import type { Activation, Cpu } from './cpu.ts';
 import type { Instruction } from './instruction.ts';
@@ -14,8 +14,8 @@ import type { Instruction } from './instruction.ts';
 export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
   const done = act.progress;
   const n = ins.size;
-  const src = advanceAddress(ins.expected, done);
-  const dst = advanceAddress(ins.va, done);
+  const src = offsetAddress(ins.expected, done);
+  const dst = offsetAddress(ins.va, done);
   const port = cpu.port;
   const user = cpu.userAccess;
   cpu.lastCopyDestination = dst;
@@ -39,7 +39,7 @@ export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
 export function fillChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
   const done = act.progress;
   const n = ins.size;
-  const dst = advanceAddress(ins.va, done);
+  const dst = offsetAddress(ins.va, done);
   const port = cpu.port;
   cpu.lastCopyDestination = dst;
   const dpa = port.translate(dst, cpu.userAccess | ACCESS.WRITE);

@@ -73,15 +73,25 @@ export function toVirtual(address: bigint | number | string, where = 'address'):
 }
 
 /**
- * `va + offset` (offset small and non-negative) as 64-bit address arithmetic does it, in model form: walking off
- * the top of the lower half (bit 47) makes the address non-canonical; walking off the top of the upper half wraps
- * to 0, as RSI/RDI do modulo 2^64. A marked non-canonical address stays marked.
+ * `va + delta` as 64-bit address arithmetic does it (RSP for a push, pop or frame, RSI/RDI for a string copy), in
+ * model form, for |delta| < 2^47: the sum is canonical, or marked non-canonical, by where the 64-bit value falls
+ * (SDM Vol. 1 §3.3.7.1), so 0x0000800000000000 - 8 is the canonical 0x00007ffffffffff8 and 0xffff800000000000 - 8
+ * the non-canonical 0xffff7ffffffffff8. A marked address is read as toCanonicalBigInt prints it: in the hole next
+ * to the half its bit 47 names, which is where any sum that walked off a canonical half lands.
  */
-export function advanceAddress(va: number, offset: number): number {
-  if (va >= NON_CANONICAL) return va + offset;
-  const a = va + offset;
-  if (va < TWO_47 && a >= TWO_47) return a + NON_CANONICAL;
-  return a >= TWO_48 ? a - TWO_48 : a;
+export function offsetAddress(va: number, delta: number): number {
+  const a = va + delta;
+  // The common case: the sum stays inside the canonical half it started in.
+  if (va < TWO_47) {
+    if (a >= 0 && a < TWO_47) return a;
+  } else if (va < TWO_48 && a >= TWO_47 && a < TWO_48) return a;
+  // As a signed 64-bit value: the lower half and the hole above it are positive, the upper half and the hole
+  // below it negative.
+  const low = va % TWO_48;
+  const signed = va < TWO_47 ? va : va < TWO_48 ? va - TWO_48 : low >= TWO_47 ? low : low - TWO_48;
+  const sum = signed + delta;
+  if (sum >= -TWO_47 && sum < TWO_47) return sum >= 0 ? sum : sum + TWO_48;
+  return (((sum % TWO_48) + TWO_48) % TWO_48) + NON_CANONICAL;
 }
 
 /** The canonical 64-bit form of a model address, as a bigint (API edge only). */

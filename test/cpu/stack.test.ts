@@ -287,6 +287,64 @@ describe('non-canonical addresses', () => {
     expect(pushes.map((e) => e.exceptions?.[0]?.vector)).toEqual([VECTOR.SS, VECTOR.SS]);
   });
 
+  it('a push from the first address of the hole writes the canonical address below it: #PF there, not #SS', () => {
+    // 0x0000800000000000 - 8 = 0x00007ffffffffff8, canonical (64-bit arithmetic; the QEMU conformance suite found
+    // the model taking the marked number's difference as still non-canonical).
+    const m = Machine.create({ cpus: 1 });
+    m.map(0x0000_7fff_ffff_f000n, { writable: true });
+    let pushed = 0;
+    m.load(0, function* (x) {
+      yield x.movToRsp(0x0000_8000_0000_0000n);
+      yield x.push(7);
+      pushed = yield x.pop();
+    });
+    expect(m.run({ maxSteps: 10 }).outcome).toBe('ok');
+    expect(pushed).toBe(7);
+    expect(m.memory.read64(m.physicalAddress(0x0000_7fff_ffff_fff8n)!)).toBe(7);
+    expect(formatVirtual(m.cpu(0).regs.rsp)).toBe('0x0000800000000000');
+  });
+
+  it('a push from the first address of the upper half writes the non-canonical address below it: #SS(0)', () => {
+    const m = Machine.create({ cpus: 1 });
+    useIstStack(m, 0, 3);
+    m.cpu(0).setGate(VECTOR.SS, {
+      handler: function* (x) {
+        yield x.die('oops', 'stack segment fault');
+      },
+      ist: 3,
+      type: 'interrupt',
+    });
+    m.load(0, function* (x) {
+      yield x.movToRsp(0xffff_8000_0000_0000n);
+      yield x.push(7);
+    });
+    m.run({ maxSteps: 10 });
+    expect(m.trace[1]!.exceptions![0]).toMatchObject({ vector: VECTOR.SS, errorCode: 0, outcome: 'delivered' });
+  });
+
+  it('an event delivered on a non-canonical RSP is #SS before any push (SDM INT n: StackAddress non-canonical)', () => {
+    // RSP 0x0000800000000010: the frame below it would be canonical, but the new RSP itself is checked first.
+    const m = Machine.create({ cpus: 1 });
+    m.load(0, function* (x) {
+      yield x.movToRsp(0x0000_8000_0000_0010n);
+      yield x.int(0x80);
+    });
+    m.cpu(0).setGate(0x80, {
+      handler: function* (x) {
+        yield x.pause();
+      },
+      ist: 0,
+      type: 'trap',
+    });
+    m.run({ maxSteps: 10 });
+    expect(m.trace[1]!.exceptions!.map((e) => [e.vector, e.outcome])).toEqual([
+      [0x80, 'frame-fault'],
+      [VECTOR.SS, 'frame-fault'],
+      [VECTOR.SS, 'double-fault'],
+      [VECTOR.DF, 'delivered'],
+    ]);
+  });
+
   it('an access that crosses from the top of the lower half into the non-canonical hole raises #GP(0)', () => {
     const m = Machine.create({ cpus: 1 });
     m.map(0x0000_7fff_ffff_f000n, { writable: true });

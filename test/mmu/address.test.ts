@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  advanceAddress,
   canonicalHighHalf,
   formatPhysical,
   formatVirtual,
@@ -11,6 +10,7 @@ import {
   LAYOUT,
   lowHalf,
   NON_CANONICAL,
+  offsetAddress,
   pageNumber,
   toCanonicalBigInt,
   toVirtual,
@@ -171,19 +171,36 @@ describe('malformed addresses', () => {
   });
 });
 
-describe('advancing an address as 64-bit arithmetic does', () => {
+describe('offsetting an address as 64-bit arithmetic does', () => {
   it.each([
     ['inside the lower half', 0x1000n, 8, 0x1008n],
     ['off the top of the lower half: non-canonical', 0x0000_7fff_ffff_fff8n, 8, 0x0000_8000_0000_0000n],
     ['inside the upper half', 0xffff_c900_0000_0000n, 16, 0xffff_c900_0000_0010n],
     ['off the top of the upper half: wraps to 0', 0xffff_ffff_ffff_fff8n, 8, 0n],
     ['past 0 after the wrap', 0xffff_ffff_ffff_fff8n, 24, 0x10n],
+    ['below 0: wraps to the top of the upper half', 0n, -8, 0xffff_ffff_ffff_fff8n],
+    ['a push from the hole above the lower half is canonical', 0x0000_8000_0000_0000n, -8, 0x0000_7fff_ffff_fff8n],
+    ['a push from the bottom of the upper half is not', 0xffff_8000_0000_0000n, -8, 0xffff_7fff_ffff_fff8n],
+    ['back up out of the hole below the upper half', 0xffff_7fff_ffff_fff8n, 8, 0xffff_8000_0000_0000n],
+    ['inside the hole above the lower half', 0x0000_8000_0000_0000n, 8, 0x0000_8000_0000_0008n],
   ])('%s', (_name, start, offset, expected) => {
-    expect(advanceAddress(toVirtual(start), offset)).toBe(toVirtual(expected));
+    expect(offsetAddress(toVirtual(start), offset)).toBe(toVirtual(expected));
   });
 
-  it('a non-canonical address stays non-canonical', () => {
-    const hole = toVirtual(0x0000_8000_0000_0000n);
-    expect(isCanonical(advanceAddress(hole, 8))).toBe(false);
+  it('agrees with bigint arithmetic on every address near the canonical boundaries', () => {
+    const starts = [
+      0n,
+      0x10n,
+      0x0000_7fff_ffff_ff00n,
+      0x0000_8000_0000_0010n,
+      0xffff_7fff_ffff_fff0n,
+      0xffff_8000_0000_0000n,
+    ];
+    for (const start of starts) {
+      for (let delta = -64; delta <= 64; delta += 8) {
+        const sum = BigInt.asUintN(64, start + BigInt(delta));
+        expect(toCanonicalBigInt(offsetAddress(toVirtual(start), delta))).toBe(sum);
+      }
+    }
   });
 });
