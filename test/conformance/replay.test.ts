@@ -1,0 +1,132 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { Case, Observation } from '../../conformance/case.ts';
+import { compareObservations, describeDifference } from '../../conformance/compare.ts';
+import { KNOWN_DEPARTURES } from '../../conformance/departures.ts';
+import { FAMILIES, generateCases } from '../../conformance/generate.ts';
+import { runOnModel } from '../../conformance/model-runner.ts';
+import { recordWithQemu } from '../../conformance/oracle/qemu.ts';
+import { readRecording } from '../../conformance/recording.ts';
+
+// The differential conformance suite: every case recorded from QEMU (conformance/recordings/qemu.jsonl, written by
+// `npm run oracle`) is replayed on the model and compared field by field. A difference that no known departure of
+// QEMU from the SDM explains (conformance/departures.ts) is a model bug.
+
+const recording = readRecording();
+const replays = recording.cases.map((r) => {
+  const model = runOnModel(r.case);
+  return { c: r.case, oracle: r.observed, model, comparison: compareObservations(r.case, r.observed, model) };
+});
+
+describe('the QEMU recordings', () => {
+  it('hold at least 2,000 cases across every family, with unique ids', () => {
+    expect(recording.cases.length).toBeGreaterThanOrEqual(2000);
+    const families = new Set(recording.cases.map((r) => r.case.family));
+    expect([...families].sort()).toEqual([...FAMILIES].sort());
+    expect(new Set(recording.cases.map((r) => r.case.id)).size).toBe(recording.cases.length);
+  });
+
+  it('are current: they hold exactly the cases the generator makes (run `npm run oracle` after changing it)', () => {
+    const generated = generateCases();
+    expect(recording.cases.map((r) => r.case.id)).toEqual(generated.map((c) => c.id));
+    expect(recording.cases.map((r) => r.case)).toEqual(JSON.parse(JSON.stringify(generated)));
+  });
+
+  it('name the QEMU version and command line they were made with', () => {
+    expect(recording.header.oracle).toMatch(/^QEMU emulator version \d+\.\d+/);
+    expect(recording.header.command).toMatch(/^qemu-system-x86_64 .*-cpu qemu64/);
+  });
+});
+
+describe('replaying every recorded case on the model', () => {
+  for (const family of FAMILIES) {
+    it(`${family}: the model agrees with QEMU on every field, or a known departure explains the difference`, () => {
+      const bugs = replays
+        .filter((r) => r.c.family === family)
+        .flatMap((r) => r.comparison.differences.map((d) => describeDifference(r.c, d)));
+      expect(bugs.slice(0, 20), `${bugs.length} unexplained differences`).toEqual([]);
+    });
+  }
+
+  it('every known departure explains at least one recorded difference (none is dead)', () => {
+    const used = new Set(replays.flatMap((r) => r.comparison.explained.map((e) => e.departure)));
+    expect(KNOWN_DEPARTURES.map((d) => d.name).filter((name) => !used.has(name))).toEqual([]);
+  });
+
+  it('docs/deviations.md lists every known departure with its SDM section', () => {
+    const doc = readFileSync(new URL('../../docs/deviations.md', import.meta.url), 'utf8').replace(/\s+/g, ' ');
+    for (const d of KNOWN_DEPARTURES) {
+      expect(doc, d.name).toContain(d.name);
+      expect(doc, d.name).toContain(d.sdm);
+    }
+  });
+});
+
+describe('the comparison', () => {
+  const find = (pattern: RegExp) => replays.find((r) => pattern.test(r.c.id) && r.comparison.explained.length > 0);
+  const mutate = (o: Observation, f: (copy: { steps: Record<string, unknown>[] }) => void): Observation => {
+    const copy = JSON.parse(JSON.stringify(o));
+    f(copy);
+    return copy;
+  };
+
+  it('reports a wrong error code that no departure explains', () => {
+    const r = replays.find((x) => x.c.id === 'paging/4k/pte-supervisor/read/cpl3/wp1-nxe1')!;
+    expect(r.comparison.differences).toEqual([]);
+    const broken = mutate(r.model, (o) => {
+      (o.steps[0]!.delivered as { errorCode: number }).errorCode = 4; // P lost: a not-present fault
+    });
+    expect(compareObservations(r.c, r.oracle, broken).differences).toEqual([
+      { path: 'steps[0].delivered.errorCode', oracle: 5, model: 4 },
+    ]);
+  });
+
+  it('explains a departure only in the exact form it takes (a reserved-bit fault must still have RSVD)', () => {
+    const r = find(/^reserved\/4k\/pte-rsvd-bit46\/read\/cpl0$/)!;
+    expect(r.comparison.explained.map((e) => e.departure)).toEqual(['qemu-rsvd-without-p']);
+    const broken = mutate(r.model, (o) => {
+      (o.steps[0]!.delivered as { errorCode: number }).errorCode = 1; // P without RSVD: not what the SDM says
+    });
+    expect(compareObservations(r.c, r.oracle, broken).differences).toHaveLength(1);
+  });
+
+  it('reports a changed A/D bit, a read value, and a missing event', () => {
+    const r = replays.find((x) => x.c.id === 'accessed-dirty/4k/a-----/d0/write/cpl0')!;
+    expect(r.comparison.differences).toEqual([]);
+    const noDirty = {
+      ...r.model,
+      entries: r.model.entries!.map((e, i, all) => (i === all.length - 1 ? e.replace(/67$/, '27') : e)),
+    };
+    expect(compareObservations(r.c, r.oracle, noDirty).differences.map((d) => d.path)).toEqual(['entries']);
+    const read = replays.find((x) => x.c.id === 'paging/2m/all/read/cpl3/wp1-nxe1')!;
+    const wrongValue = mutate(read.model, (o) => {
+      o.steps[0]!.value = '0000000000000000';
+    });
+    expect(compareObservations(read.c, read.oracle, wrongValue).differences.map((d) => d.path)).toEqual([
+      'steps[0].value',
+    ]);
+    const pf = replays.find((x) => x.c.id === 'delivery/pf/cpl0/gate-default/current-ok')!;
+    const noEvent: Observation = { steps: [{ event: false }] };
+    expect(compareObservations(pf.c, pf.oracle, noEvent).differences.map((d) => d.path)).toEqual([
+      'steps[0].event',
+      'steps[0].delivered',
+      'steps[0].attempts',
+    ]);
+  });
+});
+
+// The oracle itself needs QEMU and binutils, which `npm test` does not: where they are installed, a sample of cases
+// is recorded again and must match the committed recording byte for byte.
+const hasQemu = ['qemu-system-x86_64', 'as', 'ld', 'objcopy'].every(
+  (tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).error === undefined,
+);
+
+describe('the oracle', () => {
+  it.skipIf(!hasQemu)('records a sample of cases exactly as the committed recording has them', () => {
+    const sample: Case[] = recording.cases.filter((_r, i) => i % 97 === 0).map((r) => r.case);
+    const observed = recordWithQemu(sample);
+    const expected = recording.cases.filter((_r, i) => i % 97 === 0).map((r) => r.observed);
+    expect(JSON.stringify(observed)).toBe(JSON.stringify(expected));
+  });
+});
