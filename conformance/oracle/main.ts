@@ -33,7 +33,9 @@ function main(argv: readonly string[]): number {
   const cases = only ? all.filter((c) => only.test(c.id)) : all;
   const started = performance.now();
   const observations = recordWithQemu(cases, {
-    onProgress: (done) => process.stderr.write(`\roracle: ${done}/${cases.length} cases`),
+    onProgress: (done) => {
+      if (process.stderr.isTTY) process.stderr.write(`\roracle: ${done}/${cases.length} cases`);
+    },
   });
   process.stderr.write(`\roracle: ${cases.length} cases in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   if (only) {

@@ -1,4 +1,4 @@
-import { formatPhysical, formatVirtual, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
+import { formatPhysical, formatVirtual, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import { VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
 import {
   describeValue,
@@ -53,6 +53,8 @@ import { executeSystemRegister, GP_FAULT, isSystemRegisterOp } from './system-re
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
+/** From here up, RSP is at the top of the upper half or non-canonical: see boundaryStackAccess. */
+const STACK_TOP = NON_CANONICAL - 8;
 const {
   LOAD: OP_LOAD,
   STORE: OP_STORE,
@@ -715,18 +717,43 @@ export class Cpu {
     const op = ins.op;
     const stack = op === OP_PUSH || op === OP_POP;
     const rsp = this.regs.rsp;
+    // RSP within 8 bytes of a canonical boundary (0, bit 47, the top) or non-canonical takes the exact 64-bit
+    // arithmetic out of line. The boundaries are multiples of 4 GiB, so RSP + 8 there has low 32 bits below 16: one
+    // cheap test (that also sends the rare RSP just above any 4 GiB multiple out of line, where it is exact too).
+    if (stack && (rsp >= STACK_TOP || (rsp + 8) >>> 0 < 16)) {
+      return this.boundaryStackAccess(act, ins);
+    }
     const access = (this.regs.cpl === 3 ? ACCESS_USER : 0) | (stack ? ACCESS_STACK : 0);
     let result = 0;
     if (op === OP_LOAD || op === OP_POP) {
       result = this.port.read(stack ? rsp : ins.va, ins.size, access);
       if (result < 0) return this.faulted(act, ins);
-      if (stack) this.regs.rsp = offsetAddress(rsp, 8);
+      if (stack) this.regs.rsp = rsp + 8;
     } else {
       // A push writes below RSP and moves RSP only once the write succeeded (a faulting push changes nothing).
-      // RSP arithmetic is 64-bit: a push from 0x0000800000000000 writes the canonical 0x00007ffffffffff8.
-      const va = stack ? offsetAddress(rsp, -8) : ins.va;
+      if (!this.port.write(stack ? rsp - 8 : ins.va, ins.size, ins.value, access)) return this.faulted(act, ins);
+      if (stack) this.regs.rsp = rsp - 8;
+    }
+    this.complete(act, result);
+  }
+
+  /**
+   * A push or pop with RSP near a canonical boundary: RSP arithmetic is 64-bit (offsetAddress), so a push from
+   * 0x0000800000000000 writes the canonical 0x00007ffffffffff8, one from 0xffff800000000000 the non-canonical
+   * 0xffff7ffffffffff8 (#SS), and a push from 0 wraps to the top of the upper half.
+   */
+  private boundaryStackAccess(act: Activation, ins: Instruction): void {
+    const rsp = this.regs.rsp;
+    const access = (this.regs.cpl === 3 ? ACCESS_USER : 0) | ACCESS_STACK;
+    let result = 0;
+    if (ins.op === OP_POP) {
+      result = this.port.read(rsp, ins.size, access);
+      if (result < 0) return this.faulted(act, ins);
+      this.regs.rsp = offsetAddress(rsp, 8);
+    } else {
+      const va = offsetAddress(rsp, -8);
       if (!this.port.write(va, ins.size, ins.value, access)) return this.faulted(act, ins);
-      if (stack) this.regs.rsp = va;
+      this.regs.rsp = va;
     }
     this.complete(act, result);
   }

@@ -322,6 +322,35 @@ describe('non-canonical addresses', () => {
     expect(m.trace[1]!.exceptions![0]).toMatchObject({ vector: VECTOR.SS, errorCode: 0, outcome: 'delivered' });
   });
 
+  it('a pop from the top of the lower half leaves RSP non-canonical: the next pop is #SS(0)', () => {
+    const m = Machine.create({ cpus: 1 });
+    m.map(0x0000_7fff_ffff_f000n, { writable: true });
+    m.load(0, function* (x) {
+      yield x.movToRsp(0x0000_7fff_ffff_fff8n);
+      yield x.pop();
+      yield x.pop();
+    });
+    m.run({ schedule: '0*2' });
+    expect(formatVirtual(m.cpu(0).regs.rsp)).toBe('0x0000800000000000');
+    m.run({ maxSteps: 10 });
+    expect(m.trace[2]!.exceptions![0]).toMatchObject({ vector: VECTOR.SS, errorCode: 0 });
+  });
+
+  it('pushes and pops just above a 4 GiB multiple (the out-of-line RSP path) move RSP by 8 as anywhere', () => {
+    const m = Machine.create({ cpus: 1 });
+    const page = m.map(0xffff_c901_0000_0000n, { writable: true });
+    let popped = 0;
+    m.load(0, function* (x) {
+      yield x.movToRsp(page + 8);
+      yield x.push(5); // RSP + 8 - 8 has low 32 bits below 16: taken out of line
+      popped = yield x.pop();
+    });
+    expect(m.run({ maxSteps: 10 }).outcome).toBe('ok');
+    expect(popped).toBe(5);
+    expect(m.memory.read64(m.physicalAddress(page)!)).toBe(5);
+    expect(m.cpu(0).regs.rsp).toBe(page + 8);
+  });
+
   it('an event delivered on a non-canonical RSP is #SS before any push (SDM INT n: StackAddress non-canonical)', () => {
     // RSP 0x0000800000000010: the frame below it would be canonical, but the new RSP itself is checked first.
     const m = Machine.create({ cpus: 1 });
