@@ -50,6 +50,8 @@ export const LAYOUT = {
   userRsp: 0x9af00,
   /** RFLAGS at the access: bit 1 only (IF clear, so nothing external interrupts a case). */
   rflags: 0x2,
+  /** RFLAGS at a self-IPI trigger: IF set, so the interrupt is accepted. */
+  ipiRflags: 0x202,
   /** The software interrupt user code uses to return to the harness (a DPL 3 gate, never recorded). */
   returnVector: 0x81,
 } as const;
@@ -118,13 +120,16 @@ export type StackState = 'not-present' | 'read-only' | 'non-canonical';
 /**
  * What raises the first event: a read of LAYOUT.testVa with the test hierarchy not present (#PF), a read of
  * LAYOUT.nonCanonical (#GP(0)), a push with RSP loaded with `rsp` (16 hex digits, 64-bit; the push writes at
- * rsp - 8: #SS(0) if that is non-canonical, else #PF as nothing is mapped there), or INT n.
+ * rsp - 8: #SS(0) if that is non-canonical, else #PF as nothing is mapped there), INT n, or an IPI the CPU sends
+ * itself through its local APIC (a fixed `vector`, or an NMI), with RFLAGS.IF set (LAYOUT.ipiRflags): an external
+ * event, accepted at the boundary after the instruction that sent it (CPL 0 only).
  */
 export type Trigger =
   | { readonly kind: 'page-fault' }
   | { readonly kind: 'general-protection' }
   | { readonly kind: 'push'; readonly rsp: string }
-  | { readonly kind: 'int'; readonly vector: number };
+  | { readonly kind: 'int'; readonly vector: number }
+  | { readonly kind: 'self-ipi'; readonly vector: number; readonly nmi: boolean };
 
 /** An exception-delivery case: gates and stacks arranged so that one trigger delivers, escalates or shuts down. */
 export interface DeliveryCase {

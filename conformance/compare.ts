@@ -14,7 +14,7 @@ export interface Difference {
 
 export interface Comparison {
   readonly differences: readonly Difference[];
-  /** Differences explained by a known departure, with its name. */
+  /** Differences explained by known departures, with their names (joined by '+' when two combine). */
   readonly explained: readonly (Difference & { readonly departure: string })[];
 }
 
@@ -56,8 +56,22 @@ export function compareObservations(
   const differences: Difference[] = [];
   const explained: (Difference & { departure: string })[] = [];
   for (const d of all) {
-    const departure = departures.find((k) => k.explains(c, d, oracle, model));
-    if (departure) explained.push({ ...d, departure: departure.name });
+    const departure = departures.find((k) => k.explains?.(c, d, oracle, model));
+    if (departure) {
+      explained.push({ ...d, departure: departure.name });
+      continue;
+    }
+    // Departures that say what the SDM's value would be, applied in turn (an error code can carry two).
+    let value = d.oracle;
+    const used: string[] = [];
+    for (const k of departures) {
+      const sdm = k.toSdm?.(c, d.path, value, oracle);
+      if (sdm !== undefined && sdm !== value) {
+        value = sdm;
+        used.push(k.name);
+      }
+    }
+    if (used.length > 0 && value === d.model) explained.push({ ...d, departure: used.join('+') });
     else differences.push(d);
   }
   return { differences, explained };

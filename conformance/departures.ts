@@ -13,10 +13,21 @@ export interface KnownDeparture {
   readonly sdm: string;
   /** What QEMU does and what the SDM says, in a sentence. */
   readonly summary: string;
-  readonly explains: (c: Case, d: Difference, oracle: Observation, model: Observation) => boolean;
+  /** Whether this departure explains a difference as it stands. */
+  readonly explains?: (c: Case, d: Difference, oracle: Observation, model: Observation) => boolean;
+  /**
+   * For a departure in a single value: what the SDM gives where QEMU recorded `value` at `path`, or undefined when
+   * this departure does not apply there. Departures of this kind combine (QEMU's error code for a missing gate
+   * after an external event is off in both its index and its EXT bit).
+   */
+  readonly toSdm?: (c: Case, path: string, value: unknown, oracle: Observation) => unknown;
 }
 
 const PF_P = 1;
+const EXT = 1;
+const VECTOR_PF = 14;
+/** Vectors whose error code has the selector format, with EXT and IDT flags (SDM §6.13). */
+const SELECTOR_FORMAT: ReadonlySet<number> = new Set([10, 11, 12, 13]);
 const PF_RSVD = 8;
 const IDT_FLAG = 2;
 const ACCESSED = 0x20n;
@@ -35,6 +46,9 @@ function inLastStepOrMemory(d: Difference, oracle: Observation): boolean {
 
 const last = (o: Observation): StepResult | undefined => o.steps.at(-1);
 
+/** The delivered record of the step a path names. */
+const deliveredAt = (o: Observation, path: string) => o.steps[stepOf(path)]?.delivered;
+
 /** A 64-bit hex string as a bigint. */
 const big = (hex: unknown) => BigInt(`0x${String(hex)}`);
 
@@ -52,11 +66,13 @@ export const KNOWN_DEPARTURES: readonly KnownDeparture[] = [
     summary:
       "A reserved-bit #PF has P = 0 in QEMU's error code; the SDM finds reserved bits only in present entries and " +
       'reports P = 1 with RSVD = 1 (Linux checks PF_RSVD only together with PF_PROT).',
-    explains: (_c, d) =>
-      d.path.endsWith('delivered.errorCode') &&
-      typeof d.oracle === 'number' &&
-      (d.oracle & (PF_RSVD | PF_P)) === PF_RSVD &&
-      d.model === (d.oracle | PF_P),
+    toSdm: (_c, path, value, oracle) =>
+      path.endsWith('delivered.errorCode') &&
+      typeof value === 'number' &&
+      deliveredAt(oracle, path)?.vector === VECTOR_PF &&
+      (value & (PF_RSVD | PF_P)) === PF_RSVD
+        ? value | PF_P
+        : undefined,
   },
   {
     name: 'qemu-idt-error-code-scaled',
@@ -65,12 +81,30 @@ export const KNOWN_DEPARTURES: readonly KnownDeparture[] = [
       'An error code that names an IDT gate (a missing, not-present or DPL-blocked gate) carries the vector times 16 ' +
       'in QEMU, the byte offset of the 16-byte gate; the SDM puts the vector in the index field (bits 15:3), so it ' +
       'is vector * 8 + 2 (+ EXT). Visible where the #NP or #GP is delivered: after INT n (a benign event).',
-    explains: (_c, d) =>
-      d.path.endsWith('delivered.errorCode') &&
-      typeof d.oracle === 'number' &&
-      typeof d.model === 'number' &&
-      (d.model & IDT_FLAG) !== 0 &&
-      d.oracle === (d.model >> 3) * 16 + (d.model & 7),
+    toSdm: (_c, path, value, oracle) =>
+      path.endsWith('delivered.errorCode') &&
+      typeof value === 'number' &&
+      SELECTOR_FORMAT.has(deliveredAt(oracle, path)?.vector ?? -1) &&
+      (value & IDT_FLAG) !== 0
+        ? (value >> 4) * 8 + (value & 7)
+        : undefined,
+  },
+  {
+    name: 'qemu-no-ext-during-delivery',
+    sdm: 'SDM Vol. 3 §6.13 (EXT: the fault was raised while delivering an external interrupt or an exception)',
+    summary:
+      'QEMU never sets EXT (bit 0) in the error code of a fault raised while delivering an event; the SDM sets it ' +
+      'unless the event being delivered is INT n, INT3 or INTO. Visible where the #NP, #GP, #SS or #TS is ' +
+      'delivered: after an IPI or NMI (benign), or after INT n when a second fault follows the first.',
+    toSdm: (c, path, value, oracle) => {
+      if (!path.endsWith('delivered.errorCode') || typeof value !== 'number' || (value & EXT) !== 0) return undefined;
+      const step = oracle.steps[stepOf(path)];
+      const chain = step?.attempts ?? [];
+      if (!SELECTOR_FORMAT.has(step?.delivered?.vector ?? -1) || chain.length < 2) return undefined;
+      // Raised while delivering the INT n itself (the first attempt of an int trigger): EXT is 0.
+      const duringSoftware = c.family === 'delivery' && c.trigger.kind === 'int' && chain.length === 2;
+      return duringSoftware ? undefined : value | EXT;
+    },
   },
   {
     name: 'qemu-gp-for-non-canonical-stack',

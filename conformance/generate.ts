@@ -263,6 +263,9 @@ const TRIGGERS: readonly [string, Trigger, vector: number][] = [
   ['int3', { kind: 'int', vector: 3 }, 3],
   ['int14', { kind: 'int', vector: 14 }, 14],
   ['int0x80', { kind: 'int', vector: 0x80 }, 0x80],
+  // External events, sent by the CPU to itself: their faults carry EXT (SDM §6.13).
+  ['ipi0x80', { kind: 'self-ipi', vector: 0x80, nmi: false }, 0x80],
+  ['nmi', { kind: 'self-ipi', vector: 2, nmi: true }, 2],
 ];
 
 /**
@@ -277,7 +280,8 @@ function deliveryFamily(): Case[] {
     out.push({ id: `delivery/${id}`, family: 'delivery', ...c });
   for (const [tname, trigger, vector] of TRIGGERS) {
     for (const cpl of [0, 3] as const) {
-      if (trigger.kind === 'push' && cpl === 3) continue; // RSP is loaded by kernel code
+      // RSP is loaded, and the local APIC written, by kernel code.
+      if ((trigger.kind === 'push' || trigger.kind === 'self-ipi') && cpl === 3) continue;
       for (const [gname, gate] of FIRST_GATES) {
         if (tname === 'push-upper' && gname !== 'gate-default') continue;
         // The stack the first delivery would use.

@@ -146,6 +146,8 @@ interface Action {
   readonly fetch?: boolean;
   /** A read: its StepResult carries the loaded value. */
   readonly read?: boolean;
+  /** An IPI to itself: the event is taken at the next instruction boundary, so the next step is observed. */
+  readonly interruptsNext?: boolean;
 }
 
 /** What the runner needs to know about the case while it steps. */
@@ -351,6 +353,7 @@ function execute(run: Run, recorded: readonly Action[], stopAfter: number): Step
     const index = run.marker;
     if (index < 0) continue;
     const action = recorded.find((a) => a.record === index)!;
+    if (action.interruptsNext && cpu.state === 'running') run.m.step(0);
     results[index] = action.fetch ? fetchResult(run) : observeStep(run, rip, action.read === true);
     count++;
   }
@@ -474,6 +477,15 @@ function runDelivery(c: DeliveryCase): Observation {
     case 'int': {
       const vector = c.trigger.vector;
       trigger.push({ build: (x) => x.int(vector), record: 0 });
+      break;
+    }
+    case 'self-ipi': {
+      const { vector, nmi } = c.trigger;
+      // IF set, so the IPI is accepted at the boundary after the send (the saved RIP is the next instruction).
+      cpu.regs.rflags = LAYOUT.ipiRflags;
+      const send = (x: Assembler) => (nmi ? x.sendIpi(0, vector, 'nmi') : x.sendIpi('self', vector));
+      trigger.push({ build: send, record: 0, interruptsNext: true });
+      trigger.push({ build: (x) => x.pause(), record: -1 });
       break;
     }
   }

@@ -9,6 +9,8 @@
         .set HPDPT, 0x71000
         .set HPD, 0x72000
         .set HPT, 0x73000
+        .set APIC_PD, 0x74000           # maps the local APIC's page (0xfee00000) for self-IPIs
+        .set APIC, 0xfee00000
         .set HFLAGS, 0x67
         .set IDT, 0x60000
         .set TSS, 0x61000
@@ -27,10 +29,10 @@
 _start:
         cli
         lgdt gdt_pointer32
-        # Zero the harness tables (PML4, PDPT, PD, PT).
+        # Zero the harness tables (PML4, PDPT, PD, PT, the APIC's PD).
         mov $PML4, %edi
         xor %eax, %eax
-        mov $(4 * 4096 / 4), %ecx
+        mov $(5 * 4096 / 4), %ecx
         rep stosl
         movl $(HPDPT + HFLAGS), PML4
         movl $(HPD + HFLAGS), HPDPT
@@ -53,6 +55,9 @@ _start:
         inc %ecx
         cmp $32, %ecx
         jne 2b
+        # PDPT[3] -> APIC_PD, whose entry 503 is the 2 MiB page holding the local APIC (supervisor, PCD).
+        movl $(APIC_PD + 0x63), HPDPT + 8 * 3
+        movl $(APIC + 0xf3), APIC_PD + 8 * 503
         # CR4.PAE and PGE, CR3, EFER.LME and NXE, then CR0.PG, WP and PE: long mode.
         mov $0xa0, %eax
         mov %eax, %cr4
@@ -101,6 +106,9 @@ long_mode:
         mov $0x40, %ax
         ltr %ax
         lidt idt_pointer(%rip)
+        # Software-enable the local APIC (SVR bit 8, spurious vector 0xff) so a self-IPI is accepted.
+        mov $(APIC + 0xf0), %eax
+        movl $0x1ff, (%rax)
         call run_cases
         lea done_text(%rip), %rsi
         call print_string
@@ -428,10 +436,19 @@ record_event:
         dec %ecx
         jnz 1b
 resume:
+        # EOI (a self-IPI, or an interrupt whose delivery faulted, stays in service otherwise), then IRETQ to the
+        # resume point on the harness stack: an IRET ends NMI blocking, so the next case can take an NMI again.
+        mov $(APIC + 0xb0), %eax
+        movl $0, (%rax)
         mov $0x18, %ax
         mov %ax, %ss
         mov harness_rsp(%rip), %rsp
-        jmp *resume_rip(%rip)
+        pushq $0x18
+        pushq harness_rsp(%rip)
+        pushq $0x2
+        pushq $0x10
+        pushq resume_rip(%rip)
+        iretq
 
 handler_in_user:
         mov %rsp, user_entry_rsp(%rip)

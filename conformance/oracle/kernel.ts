@@ -30,6 +30,9 @@ function gateAttributes(vector: number, spec: GateSpec): number {
 /** TSS offsets of RSP0 and IST1..3 (SDM Vol. 3 Figure 8-11). */
 const TSS_OFFSET = { rsp0: 4, ist1: 0x24, ist2: 0x2c, ist3: 0x34 } as const;
 const TSS = 0x61000;
+/** The local APIC's interrupt command register (xAPIC MMIO, mapped by harness.S). */
+const APIC_ICR_LOW = 0xfee00300;
+const APIC_ICR_HIGH = 0xfee00310;
 const HARNESS_PT = 0x73000;
 
 class Emitter {
@@ -48,6 +51,7 @@ function emitStep(
   load: { rbx: bigint | number },
   prefix: string[],
   body: string[],
+  rflags: number = LAYOUT.rflags,
 ): void {
   e.emit(
     `lea ${label}_fault(%rip), %rdi`,
@@ -58,7 +62,7 @@ function emitStep(
     `movabs $${hex(LAYOUT.writeValue)}, %rcx`,
   );
   if (cpl === 0) {
-    e.emit(`pushq $${hex(LAYOUT.rflags)}`, 'popfq', `mov $${hex(rsp)}, %rsp`, ...prefix);
+    e.emit(`pushq $${hex(rflags)}`, 'popfq', `mov $${hex(rsp)}, %rsp`, ...prefix);
     e.emit(`${label}_fault:`, ...body, `${label}_next:`, 'mov %rax, step_value(%rip)');
   } else {
     // Enter CPL 3 as Linux does: an IRET frame (SS, RSP, RFLAGS, CS, RIP). User code returns with INT 0x81.
@@ -165,6 +169,16 @@ function emitDeliveryCase(e: Emitter, n: number, c: DeliveryCase): void {
     emitStep(e, label, c.cpl, rsp, { rbx: LAYOUT.nonCanonical }, [], ['mov (%rbx), %rax']);
   } else if (t.kind === 'push') {
     emitStep(e, label, c.cpl, rsp, { rbx: BigInt(`0x${t.rsp}`) }, ['mov %rbx, %rsp'], ['push %rax']);
+  } else if (t.kind === 'self-ipi') {
+    // The ICR's low half: the vector, fixed (000) or NMI (100) delivery, the "self" shorthand (01) for a fixed IPI
+    // (the shorthand takes only fixed delivery, so an NMI names APIC ID 0 in the high half instead).
+    const icr = t.nmi ? 0x400 : 0x40000 | t.vector;
+    const high = t.nmi ? [`mov $${hex(APIC_ICR_HIGH)}, %eax`, 'movl $0, (%rax)'] : [];
+    const prefix = [...high, `mov $${hex(APIC_ICR_LOW)}, %eax`];
+    // The trigger is the ICR write. TCG takes a pending interrupt only between translation blocks, so a jump to the
+    // next label ends the block there: the interrupt is taken at that boundary, and the saved RIP is 'next'.
+    const body = [`movl $${hex(icr)}, (%rax)`, `jmp ${label}_next`];
+    emitStep(e, label, c.cpl, rsp, { rbx: 0 }, prefix, body, LAYOUT.ipiRflags);
   } else emitStep(e, label, c.cpl, rsp, { rbx: 0 }, [], [`int $${hex(t.vector)}`]);
 }
 

@@ -173,7 +173,8 @@ export function recordWithQemu(
       options.onProgress?.(next);
     }
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    if (process.env.X86SLICE_ORACLE_KEEP) process.stderr.write(`oracle: kept ${work}\n`);
+    else rmSync(work, { recursive: true, force: true });
   }
   return observations;
 }

@@ -334,6 +334,18 @@ describe('delivery cases', () => {
     });
   });
 
+  it('a self-IPI is taken at the next boundary with IF set; a missing gate is #GP(vector * 8 + 2 + EXT)', () => {
+    const ok = runOnModel(delivery({ trigger: { kind: 'self-ipi', vector: 0x80, nmi: false } }));
+    expect(ok.steps[0]).toMatchObject({
+      attempts: [0x80],
+      delivered: { vector: 0x80, errorCode: null, rip: 'next', rflags: hex64(LAYOUT.ipiRflags) },
+    });
+    const missing = runOnModel(
+      delivery({ trigger: { kind: 'self-ipi', vector: 2, nmi: true }, gates: { 2: { missing: true } } }),
+    );
+    expect(missing.steps[0]).toMatchObject({ attempts: [2, 13], delivered: { vector: 13, errorCode: 2 * 8 + 3 } });
+  });
+
   it('a non-canonical RSP0 faults the frame push of a CPL 3 event; #PF then #SS is #DF', () => {
     const o = runOnModel(delivery({ cpl: 3, trigger: { kind: 'page-fault' }, stacks: { rsp0: 'non-canonical' } }));
     expect(o.steps[0]).toMatchObject({

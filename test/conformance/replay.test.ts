@@ -50,7 +50,7 @@ describe('replaying every recorded case on the model', () => {
   }
 
   it('every known departure explains at least one recorded difference (none is dead)', () => {
-    const used = new Set(replays.flatMap((r) => r.comparison.explained.map((e) => e.departure)));
+    const used = new Set(replays.flatMap((r) => r.comparison.explained.flatMap((e) => e.departure.split('+'))));
     expect(KNOWN_DEPARTURES.map((d) => d.name).filter((name) => !used.has(name))).toEqual([]);
   });
 
@@ -89,6 +89,15 @@ describe('the comparison', () => {
       (o.steps[0]!.delivered as { errorCode: number }).errorCode = 1; // P without RSVD: not what the SDM says
     });
     expect(compareObservations(r.c, r.oracle, broken).differences).toHaveLength(1);
+  });
+
+  it('an error code off in both its gate index and its EXT bit needs both departures, not either alone', () => {
+    const r = replays.find((x) => x.comparison.explained.some((e) => e.departure.includes('+')))!;
+    expect(r.c.id).toMatch(/^delivery\/(ipi0x80|nmi)\//);
+    const only = (name: string) => KNOWN_DEPARTURES.filter((d) => d.name === name);
+    for (const name of ['qemu-idt-error-code-scaled', 'qemu-no-ext-during-delivery']) {
+      expect(compareObservations(r.c, r.oracle, r.model, only(name)).differences).toHaveLength(1);
+    }
   });
 
   it('reports a changed A/D bit, a read value, and a missing event', () => {
