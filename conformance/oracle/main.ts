@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import type { Case } from '../case.ts';
 import { generateCases } from '../generate.ts';
 import { RECORDING_PATH, serializeRecording } from '../recording.ts';
+import { OracleArgumentError, type OracleArguments, parseOracleArguments, selectCases } from './arguments.ts';
 import { QEMU_ARGS, qemuVersion, recordWithQemu, TOOLS } from './qemu.ts';
 
 // `npm run oracle`: records every generated case under QEMU TCG into conformance/recordings/qemu.jsonl. It needs
@@ -22,15 +24,21 @@ function missingTools(): string[] {
 }
 
 function main(argv: readonly string[]): number {
+  let args: OracleArguments;
+  let cases: readonly Case[];
+  try {
+    args = parseOracleArguments(argv);
+    cases = selectCases(generateCases(), args);
+  } catch (error) {
+    if (!(error instanceof OracleArgumentError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    return 2;
+  }
   const missing = missingTools();
   if (missing.length > 0) {
     process.stderr.write(`npm run oracle needs tools that are not installed: ${missing.join(', ')}\n`);
     return 2;
   }
-  const onlyAt = argv.indexOf('--only');
-  const only = onlyAt >= 0 ? new RegExp(argv[onlyAt + 1] ?? '') : undefined;
-  const all = generateCases();
-  const cases = only ? all.filter((c) => only.test(c.id)) : all;
   const started = performance.now();
   const observations = recordWithQemu(cases, {
     onProgress: (done) => {
@@ -38,7 +46,7 @@ function main(argv: readonly string[]): number {
     },
   });
   process.stderr.write(`\roracle: ${cases.length} cases in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
-  if (only) {
+  if (args.only) {
     for (const [i, c] of cases.entries()) process.stdout.write(`${c.id} ${JSON.stringify(observations[i])}\n`);
     return 0;
   }
