@@ -122,14 +122,17 @@ export type StackState = 'not-present' | 'read-only' | 'non-canonical';
  * LAYOUT.nonCanonical (#GP(0)), a push with RSP loaded with `rsp` (16 hex digits, 64-bit; the push writes at
  * rsp - 8: #SS(0) if that is non-canonical, else #PF as nothing is mapped there), INT n, or an IPI the CPU sends
  * itself through its local APIC (a fixed `vector`, or an NMI), with RFLAGS.IF set (LAYOUT.ipiRflags): an external
- * event, accepted at the boundary after the instruction that sent it (CPL 0 only).
+ * event, accepted at the boundary after the instruction that sent it (CPL 0 only); or IRETQ from CPL 0 through a
+ * frame the kernel pushed (SS `ss`, RSP LAYOUT.userRsp, RFLAGS LAYOUT.rflags, CS `cs`, RIP user code that returns
+ * with INT returnVector, or LAYOUT.nonCanonical), whose selectors and RIP IRET checks (CPL 0 only).
  */
 export type Trigger =
   | { readonly kind: 'page-fault' }
   | { readonly kind: 'general-protection' }
   | { readonly kind: 'push'; readonly rsp: string }
   | { readonly kind: 'int'; readonly vector: number }
-  | { readonly kind: 'self-ipi'; readonly vector: number; readonly nmi: boolean };
+  | { readonly kind: 'self-ipi'; readonly vector: number; readonly nmi: boolean }
+  | { readonly kind: 'iret'; readonly cs: number; readonly ss: number; readonly rip: 'user' | 'non-canonical' };
 
 /** An exception-delivery case: gates and stacks arranged so that one trigger delivers, escalates or shuts down. */
 export interface DeliveryCase {

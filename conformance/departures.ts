@@ -1,4 +1,4 @@
-import type { Case, Observation, StepResult } from './case.ts';
+import { type Case, hex64, LAYOUT, type Observation, type StepResult } from './case.ts';
 import type { Difference } from './compare.ts';
 
 // Where QEMU (7.2, TCG) departs from the SDM, the model follows the SDM, and the recorded cases that show it are
@@ -120,6 +120,23 @@ export const KNOWN_DEPARTURES: readonly KnownDeparture[] = [
       stepOf(d.path) === 0 &&
       oracle.steps[0]?.attempts?.[0] === 13 &&
       model.steps[0]?.attempts?.[0] === 12,
+  },
+  {
+    name: 'qemu-iret-non-canonical-rip',
+    sdm: 'SDM Vol. 2 IRET pseudocode, IA-32e mode (IF tempRIP is non-canonical THEN #GP(0))',
+    summary:
+      'IRETQ to a non-canonical RIP completes in QEMU, which then faults the fetch at CPL 3 (the #GP frame saves ' +
+      'the user CS and the bad RIP, on RSP0); the SDM checks the RIP in the IRET itself, so the #GP(0) is raised at ' +
+      'CPL 0 and saves the IRET.',
+    explains: (c, d, oracle, model) =>
+      c.family === 'delivery' &&
+      c.trigger.kind === 'iret' &&
+      c.trigger.rip === 'non-canonical' &&
+      stepOf(d.path) === 0 &&
+      oracle.steps[0]?.delivered?.vector === 13 &&
+      oracle.steps[0]?.delivered?.rip === hex64(LAYOUT.nonCanonical) &&
+      model.steps[0]?.delivered?.vector === 13 &&
+      model.steps[0]?.delivered?.rip === 'fault',
   },
   {
     name: 'qemu-1g-leaf-accessed-on-fault',

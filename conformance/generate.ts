@@ -341,6 +341,36 @@ function deliveryFamily(): Case[] {
   return out;
 }
 
+/**
+ * IRETQ from CPL 0 (SDM Vol. 2 IRET, IA-32e mode): every pairing of a CS and an SS selector a kernel might get
+ * wrong (RPL and DPL mismatches, data for code and code for data, null, the LDT, beyond the GDT), to user code or
+ * to a non-canonical RIP. The 32-bit user CS (0x23, compatibility mode) is left out: the model has 64-bit mode only.
+ */
+function iretFamily(): Case[] {
+  const out: Case[] = [];
+  const selectors = {
+    cs: [0x33, 0x30, 0x13, 0x2b, 0x83, 0x3, 0x37],
+    ss: [0x2b, 0x28, 0x18, 0x0, 0x33, 0x2f],
+  };
+  const h = (n: number) => `0x${n.toString(16)}`;
+  for (const cs of selectors.cs) {
+    for (const ss of selectors.ss) {
+      for (const rip of ['user', 'non-canonical'] as const) {
+        out.push({
+          id: `delivery/iret/cs-${h(cs)}/ss-${h(ss)}/rip-${rip}`,
+          family: 'delivery',
+          cpl: 0,
+          trigger: { kind: 'iret', cs, ss, rip },
+          gates: {},
+          stacks: {},
+          rspOffset: 0,
+        });
+      }
+    }
+  }
+  return out;
+}
+
 /** INT n from CPL 3 needs DPL 3 on its gate to get past the privilege check. */
 function withDpl3(gates: Readonly<Record<number, GateSpec>>, vector: number): Record<number, GateSpec> {
   return { ...gates, [vector]: { ...gates[vector], dpl: 3 } };
@@ -348,7 +378,14 @@ function withDpl3(gates: Readonly<Record<number, GateSpec>>, vector: number): Re
 
 /** Every case, in recording order. Ids are unique (checked by the suite). */
 export function generateCases(): Case[] {
-  return [...pagingFamily(), ...accessedDirtyFamily(), ...reservedFamily(), ...tlbFamily(), ...deliveryFamily()];
+  return [
+    ...pagingFamily(),
+    ...accessedDirtyFamily(),
+    ...reservedFamily(),
+    ...tlbFamily(),
+    ...deliveryFamily(),
+    ...iretFamily(),
+  ];
 }
 
 export const FAMILIES = ['paging', 'accessed-dirty', 'reserved', 'tlb', 'delivery'] as const;

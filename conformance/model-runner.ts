@@ -479,6 +479,23 @@ function runDelivery(c: DeliveryCase): Observation {
       trigger.push({ build: (x) => x.int(vector), record: 0 });
       break;
     }
+    case 'iret': {
+      // The frame IRETQ pops: SS, RSP, RFLAGS, CS, RIP (user code that returns with INT returnVector, or a
+      // non-canonical address), pushed by kernel code as the oracle's does.
+      const { cs, ss, rip } = c.trigger;
+      const user = program(run, [returnAction]);
+      const ripSlot = (x: Assembler) => (rip === 'user' ? x.userEntry(user) : Number(LAYOUT.nonCanonical));
+      const slots: ((x: Assembler) => number)[] = [
+        () => ss,
+        () => LAYOUT.userRsp,
+        () => LAYOUT.rflags,
+        () => cs,
+        ripSlot,
+      ];
+      for (const slot of slots) trigger.push({ build: (x) => x.push(slot(x)), record: -1 });
+      trigger.push({ build: (x) => x.iret(), record: 0 });
+      break;
+    }
     case 'self-ipi': {
       const { vector, nmi } = c.trigger;
       // IF set, so the IPI is accepted at the boundary after the send (the saved RIP is the next instruction).

@@ -179,6 +179,13 @@ function emitDeliveryCase(e: Emitter, n: number, c: DeliveryCase): void {
     // next label ends the block there: the interrupt is taken at that boundary, and the saved RIP is 'next'.
     const body = [`movl $${hex(icr)}, (%rax)`, `jmp ${label}_next`];
     emitStep(e, label, c.cpl, rsp, { rbx: 0 }, prefix, body, LAYOUT.ipiRflags);
+  } else if (t.kind === 'iret') {
+    // The frame IRETQ pops, pushed on the case's stack; user code returns with INT returnVector.
+    const rip = t.rip === 'user' ? [`lea ${label}_user(%rip), %rax`] : [`movabs $${hex(LAYOUT.nonCanonical)}, %rax`];
+    const frame = [`pushq $${hex(t.ss)}`, `pushq $${hex(LAYOUT.userRsp)}`, `pushq $${hex(LAYOUT.rflags)}`];
+    const prefix = [...frame, `pushq $${hex(t.cs)}`, ...rip, 'push %rax'];
+    emitStep(e, label, c.cpl, rsp, { rbx: 0 }, prefix, ['iretq']);
+    e.emit(`jmp ${label}_over`, `${label}_user:`, `int $${hex(LAYOUT.returnVector)}`, `${label}_over:`);
   } else emitStep(e, label, c.cpl, rsp, { rbx: 0 }, [], [`int $${hex(t.vector)}`]);
 }
 

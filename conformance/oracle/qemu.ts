@@ -114,8 +114,7 @@ function observe(c: Case, r: RawCase): Observation {
     if (event === 0n) return kind === 'read' ? { event: false, value: hex64(value!) } : { event: false };
     const entry = Number(entryRsp);
     const { stack, offset } = stackOf(entry);
-    const top = stackTop(c, stack, entry);
-    const withCode = top - entry === 48;
+    const withCode = hasErrorCodeSlot(stack, entry, slots);
     const k = withCode ? 1 : 0;
     const rip = slots[k]!;
     return {
@@ -138,12 +137,15 @@ function observe(c: Case, r: RawCase): Observation {
   return { steps, ...(r.end ? { entries: r.end.slice(0, -1).map(hex64), memory: hex64(r.end.at(-1)!) } : {}) };
 }
 
-/** The aligned top a frame on `stack` was pushed below: a TSS stack's page top, or the interrupted RSP. */
-function stackTop(c: Case, stack: string, entry: number): number {
-  const offset = c.family === 'delivery' ? c.rspOffset : 0;
-  if (stack === 'current') return (LAYOUT.kernelRsp - offset) & ~15;
-  if (stack === 'user') return (LAYOUT.userRsp - offset) & ~15;
-  return (entry & ~0xfff) + 0x1000;
+/**
+ * Whether the frame at `entry` has an error-code slot, from its size: a frame on a TSS stack (IST, RSP0) ends at
+ * the page top the case put in the TSS; one on the interrupted stack ends at the saved RSP aligned down to 16, and
+ * only one reading of the slots (RSP at slot 3 or 4) is consistent with that.
+ */
+function hasErrorCodeSlot(stack: string, entry: number, slots: readonly bigint[]): boolean {
+  if (stack !== 'current' && stack !== 'user') return (entry & ~0xfff) + 0x1000 - entry === 48;
+  const alignedTop = (i: number) => Number(slots[i]! & ~15n);
+  return alignedTop(4) - entry === 48 && alignedTop(3) - entry !== 40;
 }
 
 /** Runs every case under QEMU, in batches; a triple fault ends a run, and the next run starts after that case. */

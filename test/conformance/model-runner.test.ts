@@ -346,6 +346,16 @@ describe('delivery cases', () => {
     expect(missing.steps[0]).toMatchObject({ attempts: [2, 13], delivered: { vector: 13, errorCode: 2 * 8 + 3 } });
   });
 
+  it('IRETQ to user code enters CPL 3; a bad SS is #GP(SS) and a non-canonical RIP #GP(0), both at CPL 0', () => {
+    const iret = (cs: number, ss: number, rip: 'user' | 'non-canonical') =>
+      runOnModel(delivery({ trigger: { kind: 'iret', cs, ss, rip } })).steps[0];
+    expect(iret(0x33, 0x2b, 'user')).toEqual({ event: false });
+    expect(iret(0x33, 0x28, 'user')).toMatchObject({
+      delivered: { vector: 13, errorCode: 0x28, rip: 'fault', cs: 0x10 },
+    });
+    expect(iret(0x33, 0x2b, 'non-canonical')).toMatchObject({ delivered: { vector: 13, errorCode: 0, rip: 'fault' } });
+  });
+
   it('a non-canonical RSP0 faults the frame push of a CPL 3 event; #PF then #SS is #DF', () => {
     const o = runOnModel(delivery({ cpl: 3, trigger: { kind: 'page-fault' }, stacks: { rsp0: 'non-canonical' } }));
     expect(o.steps[0]).toMatchObject({
