@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Case } from '../case.ts';
+import { departureListing, LISTING_PATH, replay } from '../departure-listing.ts';
 import { generateCases } from '../generate.ts';
-import { RECORDING_PATH, serializeRecording } from '../recording.ts';
+import { RECORDING_PATH, readRecording, serializeRecording } from '../recording.ts';
 import { OracleArgumentError, type OracleArguments, parseOracleArguments, selectCases } from './arguments.ts';
 import { QEMU_ARGS, qemuVersion, recordWithQemu, TOOLS } from './qemu.ts';
 
@@ -52,6 +53,11 @@ function main(argv: readonly string[]): number {
   }
   const header = { oracle: qemuVersion(), command: ['qemu-system-x86_64', ...QEMU_ARGS].join(' ') };
   writeFileSync(RECORDING_PATH, serializeRecording(header, cases, observations));
+  // The recording replayed on the model: the generated list of the cases each departure explains.
+  const replays = replay(readRecording().cases);
+  writeFileSync(LISTING_PATH, departureListing(replays));
+  const unexplained = replays.filter((r) => r.comparison.differences.length > 0).length;
+  process.stderr.write(`replayed on the model: ${unexplained} cases with unexplained differences\n`);
   const counts = new Map<string, number>();
   for (const c of cases) counts.set(c.family, (counts.get(c.family) ?? 0) + 1);
   process.stderr.write(`wrote ${RECORDING_PATH}: ${[...counts].map(([f, n]) => `${f} ${n}`).join(', ')}\n`);

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Case, Observation } from '../../conformance/case.ts';
 import { compareObservations, describeDifference } from '../../conformance/compare.ts';
+import { departureListing, LISTING_PATH, replay } from '../../conformance/departure-listing.ts';
 import { KNOWN_DEPARTURES } from '../../conformance/departures.ts';
 import { FAMILIES, generateCases } from '../../conformance/generate.ts';
-import { runOnModel } from '../../conformance/model-runner.ts';
 import { qemuVersion, recordWithQemu, TOOLS } from '../../conformance/oracle/qemu.ts';
 import { readRecording } from '../../conformance/recording.ts';
 
@@ -14,10 +14,7 @@ import { readRecording } from '../../conformance/recording.ts';
 // QEMU from the SDM explains (conformance/departures.ts) is a model bug.
 
 const recording = readRecording();
-const replays = recording.cases.map((r) => {
-  const model = runOnModel(r.case);
-  return { c: r.case, oracle: r.observed, model, comparison: compareObservations(r.case, r.observed, model) };
-});
+const replays = replay(recording.cases);
 
 describe('the QEMU recordings', () => {
   it('hold at least 2,000 cases across every family, with unique ids', () => {
@@ -52,6 +49,11 @@ describe('replaying every recorded case on the model', () => {
   it('every known departure explains at least one recorded difference (none is dead)', () => {
     const used = new Set(replays.flatMap((r) => r.comparison.explained.flatMap((e) => e.departure.split('+'))));
     expect(KNOWN_DEPARTURES.map((d) => d.name).filter((name) => !used.has(name))).toEqual([]);
+  });
+
+  it('docs/conformance-departures.md lists every case each departure explains, as the recording gives', () => {
+    const listing = departureListing(replays);
+    expect(readFileSync(LISTING_PATH, 'utf8'), 'run `npm run oracle` to regenerate it').toBe(listing);
   });
 
   it('docs/deviations.md lists every known departure with its SDM section', () => {
