@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Case, hex64, LAYOUT, type Observation, type StepResult, stackOf } from '../case.ts';
@@ -76,6 +76,10 @@ function runKernel(
   const args = [...QEMU_ARGS, '-D', 'int.log', '-debugcon', 'file:debugcon.txt', '-kernel', 'kernel.elf'];
   const result = spawnSync('qemu-system-x86_64', args, { cwd: work, timeout: 600_000, encoding: 'utf8' });
   if (result.error) throw result.error;
+  // The debug-exit device ends a run with status 1, a triple fault with 0; no output at all means QEMU never ran it.
+  if (!existsSync(join(work, 'debugcon.txt'))) {
+    throw new Error(`oracle: qemu-system-x86_64 ran nothing (status ${result.status}): ${result.stderr.trim()}`);
+  }
   const out = readFileSync(join(work, 'debugcon.txt'), 'utf8');
   const raw = new Map<number, RawCase>();
   let last = -1;
@@ -101,13 +105,17 @@ function runKernel(
     else if (vector === 0x91) current?.attempts.push([]);
     else if (vector !== LAYOUT.returnVector) current?.attempts.at(-1)?.push(vector);
   }
-  return { raw, done: out.includes('DONE'), last };
+  const done = out.includes('DONE');
+  // -d cpu_reset logs "Triple fault" when the CPU shuts down; a run that ended any other way is a harness failure.
+  if (!done && !/^Triple fault$/m.test(log)) {
+    throw new Error(`oracle: the run stopped in case ${last} (${cases[last - first]?.id}) without a triple fault`);
+  }
+  return { raw, done, last };
 }
 
 /** Turns one case's raw record into an Observation (see case.ts for each field). */
 function observe(c: Case, r: RawCase): Observation {
   const accessSteps = c.family === 'delivery' ? [] : c.steps.filter((s) => s.op === 'access');
-  // Attempts per step: INT 0x81 returns split them for CPL 3; at CPL 0 the steps share one list, in order.
   const steps: StepResult[] = r.steps.map((s, i) => {
     const [event, value, vector, entryRsp, cr2, faultRip, nextRip, ...slots] = s as [bigint, ...bigint[]];
     const kind = accessSteps[i]?.kind;
