@@ -1,13 +1,6 @@
 import { formatPhysical, formatVirtual, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import { VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
-import {
-  describeValue,
-  InputError,
-  requireBoolean,
-  requireInteger,
-  requireOneOf,
-  requireOptions,
-} from '../mmu/input-error.ts';
+import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
@@ -17,6 +10,7 @@ import { call, iret, ret, softwareInterrupt, switchContext } from './control-flo
 import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
 import { type ExceptionFrame, readExceptionFrame } from './exception-frame.ts';
 import { VECTOR } from './exceptions.ts';
+import { checkedGate } from './idt.ts';
 import {
   Assembler,
   type Instruction,
@@ -30,17 +24,17 @@ import {
   returnValue,
   StaleInstructionError,
 } from './instruction.ts';
+import { interruptFlag, sendIpi } from './interrupt-control.ts';
+import { lockedExchange, spinUntil } from './locked-access.ts';
 import { MemoryPort } from './memory-port.ts';
 import {
   defaultRegisters,
   emptyTss,
-  GATE_TYPES,
   type Gate,
   type GateInit,
   type HandlerContext,
   type Registers,
   RFLAGS,
-  SELECTOR,
   type TaskStateSegment,
 } from './registers.ts';
 import { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
@@ -82,7 +76,7 @@ const {
   FILL: OP_FILL,
   SWITCH_CONTEXT: OP_SWITCH_CONTEXT,
 } = OP;
-const { USER: ACCESS_USER, STACK: ACCESS_STACK, WRITE: ACCESS_WRITE } = ACCESS;
+const { USER: ACCESS_USER, STACK: ACCESS_STACK } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
 const PAGE = PAGE_SIZE;
 
@@ -331,26 +325,7 @@ export class Cpu {
   setGate(vector: number, gate: GateInit): void {
     const where = `CPU ${this.id} setGate(${describeValue(vector)})`;
     requireInteger(vector, `${where}: IDT vector`, 0, 255);
-    if (gate === undefined) throw new InputError(`${where}: gate undefined must be an object`);
-    requireOptions<GateInit>(gate, `${where}: gate`, ['handler', 'ist', 'type', 'present', 'dpl', 'selector']);
-    if (!isGeneratorFunction(gate.handler)) {
-      throw new InputError(
-        `${where}: handler ${describeValue(gate.handler)} is not a generator function: ` +
-          'write handlers as function* (x, ctx) { ... }',
-      );
-    }
-    const stored: Gate = Object.freeze({
-      handler: gate.handler,
-      ist: requireInteger(gate.ist, `${where}: IST index`, 0, 7),
-      type: requireOneOf(gate.type, `${where}: gate type`, GATE_TYPES),
-      present: requireBoolean(gate.present, `${where}: present`, true),
-      dpl: gate.dpl === undefined ? 0 : requireInteger(gate.dpl, `${where}: DPL`, 0, 3),
-      selector:
-        gate.selector === undefined
-          ? SELECTOR.KERNEL_CS
-          : requireInteger(gate.selector, `${where}: selector`, 0, 0xffff),
-    });
-    (this.idt as (Gate | undefined)[])[vector] = stored;
+    (this.idt as (Gate | undefined)[])[vector] = checkedGate(gate, where);
     this.idtGeneration++;
   }
 
@@ -703,6 +678,11 @@ export class Cpu {
     }
   }
 
+  /** @internal Sends an IPI from this CPU through the machine (send-IPI's execution, interrupt-control.ts). */
+  sendIpiThroughBus(to: IpiDestination, vector: number, mode: IpiMode): readonly number[] {
+    return this.bus.sendIpi(this.id, to, vector, mode);
+  }
+
   /** @internal */
   get userAccess(): number {
     return this.regs.cpl === 3 ? ACCESS_USER : 0;
@@ -767,30 +747,10 @@ export class Cpu {
       case OP_POP:
         return this.access(act, ins);
       case OP_CMPXCHG:
-      case OP_XCHG: {
-        // A locked read-modify-write is a write access even when the compare fails (SDM Vol. 2 CMPXCHG).
-        const pa = port.translate(ins.va, this.userAccess | ACCESS_WRITE);
-        if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE) {
-          if (pa >= 0) throw new InputError(`locked access at ${formatVirtual(ins.va)} crosses a page (split lock)`);
-          return this.raiseFault();
-        }
-        const old = this.memory.read(pa, ins.size);
-        const swap = ins.op === OP_XCHG || old === ins.expected;
-        if (port.footprint) port.footprint.readList.push2(pa, ins.size);
-        if (swap) {
-          if (port.footprint) port.footprint.writeList.push2(pa, ins.size);
-          this.memory.write(pa, ins.size, ins.value);
-        }
-        return this.complete(act, old);
-      }
-      case OP_SPIN_UNTIL: {
-        const value = port.read(ins.va, ins.size, this.userAccess);
-        if (value < 0) return this.raiseFault();
-        if (ins.aux!.condition!(value)) return this.complete(act, value);
-        this.status = STATUS_BLOCKED;
-        this.memory.watch(this.id, port.lastPa, ins.size);
-        return;
-      }
+      case OP_XCHG:
+        return lockedExchange(this, act, ins);
+      case OP_SPIN_UNTIL:
+        return spinUntil(this, act, ins);
       case OP_PAUSE:
         return this.complete(act, 0);
       case OP_READ_FLAGS:
@@ -800,14 +760,7 @@ export class Cpu {
       case OP_CLI:
       case OP_STI:
       case OP_HLT:
-        // Privileged with IOPL 0 at CPL 3: #GP(0).
-        if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
-        if (ins.op === OP_CLI) this.regs.rflags &= ~RFLAGS_IF;
-        else if (ins.op === OP_STI) {
-          if (!this.interruptsEnabled) this.interruptShadow = true;
-          this.regs.rflags |= RFLAGS_IF;
-        } else this.status = STATUS_HALTED;
-        return this.complete(act, 0);
+        return interruptFlag(this, act, ins);
       case OP_INT:
         return softwareInterrupt(this, act, ins.value);
       case OP_COPY:
@@ -822,13 +775,8 @@ export class Cpu {
         if (port.footprint) port.footprint.resources.push(ins.aux!.resource!);
         return this.complete(act, result);
       }
-      case OP_SEND_IPI: {
-        const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
-        const targets = this.bus.sendIpi(this.id, ins.aux!.target!, ins.value, mode);
-        this.lastIpiTargets = targets;
-        if (port.footprint) for (const t of targets) port.footprint.ipiList.push2(t, ins.value);
-        return this.complete(act, targets.length);
-      }
+      case OP_SEND_IPI:
+        return sendIpi(this, act, ins);
       case OP_EOI:
         return this.complete(act, this.apic.eoi());
       case OP_ASSERT:

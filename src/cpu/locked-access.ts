@@ -1,0 +1,43 @@
+import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
+import { InputError } from '../mmu/input-error.ts';
+import { ACCESS } from '../mmu/walker.ts';
+import type { Activation, Cpu } from './cpu.ts';
+import { type Instruction, OP } from './instruction.ts';
+import { STATUS } from './status.ts';
+
+// Memory instructions other than the hot load/store/push/pop (which stay in Cpu.access for the step's fast path):
+// locked read-modify-writes (LOCK CMPXCHG, XCHG) and the spin-until of a PAUSE loop.
+
+/**
+ * `cmpxchg` / `xchg`: one locked read-modify-write. It is a write access even when the compare fails (SDM Vol. 2
+ * CMPXCHG: "the destination operand is written back if the comparison fails"); a split lock across pages is refused.
+ */
+export function lockedExchange(cpu: Cpu, act: Activation, ins: Instruction): void {
+  const port = cpu.port;
+  const pa = port.translate(ins.va, cpu.userAccess | ACCESS.WRITE);
+  if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE_SIZE) {
+    if (pa >= 0) throw new InputError(`locked access at ${formatVirtual(ins.va)} crosses a page (split lock)`);
+    return cpu.raiseFault();
+  }
+  const old = cpu.memory.read(pa, ins.size);
+  const swap = ins.op === OP.XCHG || old === ins.expected;
+  if (port.footprint) port.footprint.readList.push2(pa, ins.size);
+  if (swap) {
+    if (port.footprint) port.footprint.writeList.push2(pa, ins.size);
+    cpu.memory.write(pa, ins.size, ins.value);
+  }
+  cpu.complete(act, old);
+}
+
+/**
+ * `spinUntil`: reads the bytes and completes when the condition holds; otherwise the CPU blocks, watching them,
+ * until a write to them (or a TLB change) wakes it to read again.
+ */
+export function spinUntil(cpu: Cpu, act: Activation, ins: Instruction): void {
+  const port = cpu.port;
+  const value = port.read(ins.va, ins.size, cpu.userAccess);
+  if (value < 0) return cpu.raiseFault();
+  if (ins.aux!.condition!(value)) return cpu.complete(act, value);
+  cpu.status = STATUS.BLOCKED;
+  cpu.memory.watch(cpu.id, port.lastPa, ins.size);
+}
