@@ -321,44 +321,27 @@ set_nxe:
         ret
 
 # step_begin: %rdi = the step's faulting-instruction address, %rsi = the next instruction's, %rdx = where to resume
-# after a handler. Clears the step's record.
+# after a handler. Clears the step's record, then fills in the two addresses.
 step_begin:
-        mov %rdi, fault_rip(%rip)
-        mov %rsi, next_rip(%rip)
         mov %rdx, resume_rip(%rip)
-        movq $0, step_event(%rip)
-        movq $0, step_value(%rip)
-        movq $0, step_vector(%rip)
-        movq $0, step_cr2(%rip)
-        movq $0, entry_rsp(%rip)
-        lea frame_slots(%rip), %rdi
+        mov %rdi, %rdx
+        lea step_record(%rip), %rdi
         xor %eax, %eax
-        mov $6, %ecx
+        mov $STEP_RECORD_QWORDS, %ecx
         rep stosq
+        mov %rdx, fault_rip(%rip)
+        mov %rsi, next_rip(%rip)
         mov case_number(%rip), %rax
         int $0x91                       # marks the step in QEMU's -d int log
         ret
 
-# step_end: prints "S <case> <event> <value> <vector> <entry rsp> <cr2> <fault rip> <next rip> <6 frame slots>".
+# step_end: prints "S <case> <event> <value> <vector> <entry rsp> <cr2> <fault rip> <next rip> <6 frame slots>",
+# the step record in order.
 step_end:
         mov $'S', %al
         call print_line_start
-        mov step_event(%rip), %rax
-        call print_hex
-        mov step_value(%rip), %rax
-        call print_hex
-        mov step_vector(%rip), %rax
-        call print_hex
-        mov entry_rsp(%rip), %rax
-        call print_hex
-        mov step_cr2(%rip), %rax
-        call print_hex
-        mov fault_rip(%rip), %rax
-        call print_hex
-        mov next_rip(%rip), %rax
-        call print_hex
-        lea frame_slots(%rip), %rsi
-        mov $6, %ecx
+        lea step_record(%rip), %rsi
+        mov $STEP_RECORD_QWORDS, %ecx
 1:      mov (%rsi), %rax
         call print_hex
         add $8, %rsi
@@ -516,19 +499,22 @@ done_text:
 case_number: .quad 0
 harness_rsp: .quad 0
 resume_rip: .quad 0
-fault_rip: .quad 0
-next_rip: .quad 0
 saved_rax: .quad 0
 step_entry_vector: .quad 0
-step_event: .quad 0
-step_value: .quad 0
-step_vector: .quad 0
-step_cr2: .quad 0
-entry_rsp: .quad 0
 user_handler: .quad 0
 user_entry_rsp: .quad 0
 user_vector: .quad 0
+# The step record, in the order step_end prints it (step_begin clears it whole).
+step_record:
+step_event: .quad 0
+step_value: .quad 0
+step_vector: .quad 0
+entry_rsp: .quad 0
+step_cr2: .quad 0
+fault_rip: .quad 0
+next_rip: .quad 0
 frame_slots: .quad 0, 0, 0, 0, 0, 0
+        .set STEP_RECORD_QWORDS, (. - step_record) / 8
 
         .section .text
         .include "cases.S"
