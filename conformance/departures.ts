@@ -1,3 +1,4 @@
+import { VECTOR } from '../src/cpu/exceptions.ts';
 import { type Case, hex64, LAYOUT, type Observation, type StepResult } from './case.ts';
 import type { Difference } from './compare.ts';
 
@@ -25,9 +26,8 @@ export interface KnownDeparture {
 
 const PF_P = 1;
 const EXT = 1;
-const VECTOR_PF = 14;
 /** Vectors whose error code has the selector format, with EXT and IDT flags (SDM §6.13). */
-const SELECTOR_FORMAT: ReadonlySet<number> = new Set([10, 11, 12, 13]);
+const SELECTOR_FORMAT: ReadonlySet<number> = new Set([VECTOR.TS, VECTOR.NP, VECTOR.SS, VECTOR.GP]);
 const PF_RSVD = 8;
 const IDT_FLAG = 2;
 const ACCESSED = 0x20n;
@@ -69,7 +69,7 @@ export const KNOWN_DEPARTURES: readonly KnownDeparture[] = [
     toSdm: (_c, path, value, oracle) =>
       path.endsWith('delivered.errorCode') &&
       typeof value === 'number' &&
-      deliveredAt(oracle, path)?.vector === VECTOR_PF &&
+      deliveredAt(oracle, path)?.vector === VECTOR.PF &&
       (value & (PF_RSVD | PF_P)) === PF_RSVD
         ? value | PF_P
         : undefined,
@@ -118,8 +118,8 @@ export const KNOWN_DEPARTURES: readonly KnownDeparture[] = [
       c.trigger.kind === 'push' &&
       pushIsNonCanonical(c.trigger.rsp) &&
       stepOf(d.path) === 0 &&
-      oracle.steps[0]?.attempts?.[0] === 13 &&
-      model.steps[0]?.attempts?.[0] === 12,
+      oracle.steps[0]?.attempts?.[0] === VECTOR.GP &&
+      model.steps[0]?.attempts?.[0] === VECTOR.SS,
   },
   {
     name: 'qemu-iret-non-canonical-rip',
@@ -133,9 +133,9 @@ export const KNOWN_DEPARTURES: readonly KnownDeparture[] = [
       c.trigger.kind === 'iret' &&
       c.trigger.rip === 'non-canonical' &&
       stepOf(d.path) === 0 &&
-      oracle.steps[0]?.delivered?.vector === 13 &&
+      oracle.steps[0]?.delivered?.vector === VECTOR.GP &&
       oracle.steps[0]?.delivered?.rip === hex64(LAYOUT.nonCanonical) &&
-      model.steps[0]?.delivered?.vector === 13 &&
+      model.steps[0]?.delivered?.vector === VECTOR.GP &&
       model.steps[0]?.delivered?.rip === 'fault',
   },
   {

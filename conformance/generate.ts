@@ -1,3 +1,4 @@
+import { PTE_HI, PTE_LO } from '../src/mmu/pte.ts';
 import {
   type AccessKind,
   type Case,
@@ -16,14 +17,9 @@ import {
 // is. Changing the order or an id changes the recordings, so add cases at the end of a family's loops.
 // kvm-unit-tests' x86/access.c is the model: every combination of entry flags, access kind and privilege.
 
-const P = 1 << 0;
-const RW = 1 << 1;
-const US = 1 << 2;
-const A = 1 << 5;
-const D = 1 << 6;
-const PS = 1 << 7;
-const G = 1 << 8;
-const NX_HI = 1 << 31;
+// Entry bits, as the model's PTE format names them (SDM Vol. 3 Tables 4-14..4-20).
+const { P, RW, US, A, D, PS, G } = PTE_LO;
+const NX_HI = PTE_HI.NX;
 
 const LEAVES: readonly LeafLevel[] = [1, 2, 3];
 const LEAF_NAME = { 1: '4k', 2: '2m', 3: '1g' } as const;
