@@ -94,6 +94,12 @@ export function offsetAddress(va: number, delta: number): number {
   return (((sum % TWO_48) + TWO_48) % TWO_48) + NON_CANONICAL;
 }
 
+/**
+ * `va + offset` for a non-negative offset: offsetAddress under the name 0.1.0 exported (walking off the top of the
+ * lower half is non-canonical, off the top of the upper half wraps to 0).
+ */
+export const advanceAddress: (va: number, offset: number) => number = offsetAddress;
+
 /** The canonical 64-bit form of a model address, as a bigint (API edge only). */
 export function toCanonicalBigInt(va: number): bigint {
   const low = BigInt(va % TWO_48);
