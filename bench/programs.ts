@@ -1,10 +1,10 @@
 // Benchmark programs: infinite loops yielding one kind of instruction, so every step is that instruction.
 
-import type { Program } from '../src/cpu/instruction.ts';
+import type { Program } from '../src/cpu/assembler.ts';
 import type { Machine } from '../src/machine/machine.ts';
 import { LAYOUT, PAGE_SIZE } from '../src/mmu/address.ts';
 
-export const HIT_KINDS = ['load', 'store', 'push+pop'] as const;
+export const HIT_KINDS = ['load', 'store', 'push+pop', 'xchg'] as const;
 /** `mixed`: load, store, push and pop in turn, one program (a diagnostic: every kind through one set of JIT code). */
 export type HitKind = (typeof HIT_KINDS)[number] | 'mixed';
 
@@ -45,6 +45,16 @@ export function hitProgram(kind: HitKind, data: readonly number[]): Program {
           yield x.store(va, 8, value);
           yield x.push(value);
           yield x.pop();
+        }
+      };
+    case 'xchg':
+      // An allocated instruction (not the reused load/store object): the step's dispatch path, not its fast path.
+      return function* xchgLoop(x) {
+        const va = data[x.cpuId]! + 8;
+        let value = 0;
+        for (;;) {
+          yield x.xchg(va, 8, value);
+          value = (value + 1) & 0xffff;
         }
       };
     case 'push+pop':

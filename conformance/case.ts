@@ -193,6 +193,14 @@ export interface Observation {
   readonly memory?: string;
 }
 
+/** One field where the oracle's observation and the model's differ (compare.ts finds them, departures.ts explains). */
+export interface Difference {
+  /** Where in the Observation, e.g. "steps[0].delivered.errorCode". */
+  readonly path: string;
+  readonly oracle: unknown;
+  readonly model: unknown;
+}
+
 /** Physical address of the target qword for a leaf level. */
 export function targetPhysical(leaf: LeafLevel): number {
   const va = LAYOUT.testVa;

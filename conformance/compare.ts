@@ -1,16 +1,9 @@
-import type { Case, Observation } from './case.ts';
+import type { Case, Difference, Observation } from './case.ts';
 import { KNOWN_DEPARTURES, type KnownDeparture } from './departures.ts';
 
 // Field-by-field comparison of an oracle's recording with the model's observation of the same case. Every field
 // that differs is a Difference; one that a known departure of the oracle from the SDM explains is set aside
 // with that departure's name, and every other one is a model bug to fix.
-
-export interface Difference {
-  /** Where in the Observation, e.g. "steps[0].delivered.errorCode". */
-  readonly path: string;
-  readonly oracle: unknown;
-  readonly model: unknown;
-}
 
 export interface Comparison {
   readonly differences: readonly Difference[];

@@ -1,6 +1,5 @@
 import { VECTOR } from '../src/cpu/exceptions.ts';
-import { type Case, hex64, LAYOUT, type Observation, type StepResult } from './case.ts';
-import type { Difference } from './compare.ts';
+import { type Case, type Difference, hex64, LAYOUT, type Observation, type StepResult } from './case.ts';
 
 // Where QEMU (7.2, TCG) departs from the SDM, the model follows the SDM, and the recorded cases that show it are
 // explained here. Each entry names the SDM section and explains only the differences its cause produces (the

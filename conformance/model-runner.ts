@@ -31,8 +31,9 @@
 //   TLB: a fetch through a stale TLB entry is not modelled, and neither is what a fetch that succeeds executes (the
 //   RET at the target, or whatever bytes a write put there).
 
+import type { Assembler, Program } from '../src/cpu/assembler.ts';
 import type { Cpu } from '../src/cpu/cpu.ts';
-import type { Assembler, Instruction, Program } from '../src/cpu/instruction.ts';
+import type { Instruction } from '../src/cpu/instruction.ts';
 import { CR0, CR4, EFER, type GateInit, type HandlerContext, SELECTOR } from '../src/cpu/registers.ts';
 import { RIP_STRIDE } from '../src/cpu/status.ts';
 import type { ExceptionEvent } from '../src/cpu/step-event.ts';

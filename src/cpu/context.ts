@@ -1,5 +1,5 @@
-import type { Activation } from './cpu.ts';
-import type { Program } from './instruction.ts';
+import type { Activation } from './activation.ts';
+import type { CalledProgram } from './instruction.ts';
 
 // An execution context: what a CPU runs, saved while it runs something else. A kernel task is one (its control
 // stack of program activations and its RSP); `x.switchContext(from, to)` is the switch_to() that swaps them, one
@@ -14,7 +14,7 @@ export class ExecutionContext {
 
   constructor(
     /** The program a fresh context starts with; undefined for a context that is running already (the boot task). */
-    readonly program: Program | undefined,
+    readonly program: CalledProgram | undefined,
     readonly args: readonly unknown[],
     initialRsp: number,
     /** A name for reports ("task 2"). */

@@ -1,7 +1,9 @@
 import { formatVirtual, NON_CANONICAL, offsetAddress } from '../mmu/address.ts';
 import { describeHex } from '../mmu/input-error.ts';
 import { ACCESS, VECTOR_GP } from '../mmu/walker.ts';
-import type { Activation, Cpu } from './cpu.ts';
+import type { Activation } from './activation.ts';
+import type { ExecutionContext } from './context.ts';
+import type { CpuCore } from './core.ts';
 import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
 import { VECTOR, vectorInfo, vectorName } from './exceptions.ts';
 import type { Instruction } from './instruction.ts';
@@ -18,10 +20,11 @@ import { RIP_STRIDE, STATUS } from './status.ts';
  * stack on `to`'s RSP (a fresh context: its program from the start). Nothing is read or written: the first access
  * on the new stack comes with the next instruction.
  */
-export function switchContext(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function switchContext(cpu: CpuCore, act: Activation, ins: Instruction): void {
   if (cpu.regs.cpl !== 0) return cpu.raise(VECTOR_GP, 0, 0);
-  const from = ins.aux!.from!;
-  const to = ins.aux!.to!;
+  // The Assembler's switchContext checked both are ExecutionContexts (the instruction record keeps them opaque).
+  const from = ins.aux!.from as ExecutionContext;
+  const to = ins.aux!.to as ExecutionContext;
   // A fresh context's program is started before anything is saved: one that cannot start changes nothing.
   const fresh = to.saved === undefined ? cpu.activation('task', to.program!, to.args, 0, false) : undefined;
   cpu.complete(act, 0);
@@ -37,7 +40,7 @@ export function switchContext(cpu: Cpu, act: Activation, ins: Instruction): void
  * INT n / INT3: delivered through the IDT as a trap (the frame saves the next RIP). When a fault raised while
  * delivering it is delivered instead, the INT stays pending and re-executes after that handler's iret.
  */
-export function softwareInterrupt(cpu: Cpu, act: Activation, vector: number): void {
+export function softwareInterrupt(cpu: CpuCore, act: Activation, vector: number): void {
   const next = act.codeBase + RIP_STRIDE * (act.index + 1);
   if (deliverEvent(cpu, vector, 0, EVENT_SOURCE.SOFTWARE, next)) {
     // The INT completed: the interrupted program resumes after it once the handler irets.
@@ -48,7 +51,7 @@ export function softwareInterrupt(cpu: Cpu, act: Activation, vector: number): vo
   }
 }
 
-export function call(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function call(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const rsp = offsetAddress(cpu.regs.rsp, -8);
   const pa = cpu.port.translate(rsp, cpu.userAccess | ACCESS.WRITE | ACCESS.STACK);
   if (pa < 0) return cpu.raiseFault();
@@ -59,14 +62,14 @@ export function call(cpu: Cpu, act: Activation, ins: Instruction): void {
   cpu.pushActivation(callee);
 }
 
-export function corrupted(cpu: Cpu, what: string, popped: number, expected: number): void {
+export function corrupted(cpu: CpuCore, what: string, popped: number, expected: number): void {
   cpu.stop({
     outcome: 'stack-corruption',
     message: `${what} popped ${formatVirtual(popped)} but the continuation is at ${formatVirtual(expected)}`,
   });
 }
 
-export function ret(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function ret(cpu: CpuCore, act: Activation, ins: Instruction): void {
   if (act.kind === 'task') {
     // `ret` from the task program itself ends it: the CPU idles.
     act.pending = undefined;
@@ -84,7 +87,7 @@ export function ret(cpu: Cpu, act: Activation, ins: Instruction): void {
   cpu.complete(caller, ins.value);
 }
 
-export function iret(cpu: Cpu, act: Activation, toFixup: boolean): void {
+export function iret(cpu: CpuCore, act: Activation, toFixup: boolean): void {
   const handler = act.kind === 'handler';
   // An abort (#DF, #MC) saves an undefined CS:RIP and cannot be returned from (SDM §6.5, §6.15 interrupt 8); the
   // same vector entered by INT n has a trap frame and returns like any other (IRET ignores the vector).
@@ -140,7 +143,7 @@ export function iret(cpu: Cpu, act: Activation, toFixup: boolean): void {
  * it enters user mode there, and the kernel's control stack is dropped, as a kernel stack is empty while its
  * task runs in user mode. Any other RIP is a corrupted frame.
  */
-export function enterUser(cpu: Cpu, rip: number, cs: number, rflags: number, rsp: number, ss: number): void {
+export function enterUser(cpu: CpuCore, rip: number, cs: number, rflags: number, rsp: number, ss: number): void {
   const entry = (cs & 3) === 3 ? cpu.userEntries.get(rip) : undefined;
   if (!entry) {
     return cpu.stop({

@@ -1,122 +1,52 @@
-import { formatPhysical, formatVirtual, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
-import { VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
+import { NON_CANONICAL } from '../mmu/address.ts';
+import { VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
-import { ACCESS, VECTOR_GP, VECTOR_PF } from '../mmu/walker.ts';
+import { ACCESS, VECTOR_PF } from '../mmu/walker.ts';
+import type { Activation } from './activation.ts';
 import { LocalApic } from './apic.ts';
-import { call, iret, ret, softwareInterrupt, switchContext } from './control-flow.ts';
+import { Assembler, type Program } from './assembler.ts';
+import type { CpuBus, CpuCore } from './core.ts';
 import { deliverEvent, EVENT_SOURCE } from './delivery.ts';
-import { type ExceptionFrame, readExceptionFrame } from './exception-frame.ts';
+import { type ExceptionFrame, handlerFrame } from './exception-frame.ts';
 import { VECTOR } from './exceptions.ts';
+import { executeInstruction } from './execute.ts';
 import { checkedGate } from './idt.ts';
-import {
-  Assembler,
-  type Instruction,
-  Instruction as InstructionClass,
-  type IpiDestination,
-  type IpiMode,
-  isBuilt,
-  isGeneratorFunction,
-  OP,
-  type Program,
-  returnValue,
-  StaleInstructionError,
-} from './instruction.ts';
-import { interruptFlag, sendIpi } from './interrupt-control.ts';
-import { lockedExchange, spinUntil } from './locked-access.ts';
+import { type CalledProgram, type Instruction, OP } from './instruction.ts';
 import { MemoryPort } from './memory-port.ts';
+import { stopOnMemoryViolation } from './memory-violation.ts';
+import {
+  fetchedInstruction,
+  generatorNext,
+  instructionFailed,
+  makeActivation,
+  programThrew,
+  staleInstruction,
+} from './program-protocol.ts';
 import {
   defaultRegisters,
   emptyTss,
   type Gate,
   type GateInit,
-  type HandlerContext,
   type Registers,
   RFLAGS,
   type TaskStateSegment,
 } from './registers.ts';
-import { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
+import { boundaryStackAccess } from './stack-boundary.ts';
+import { RIP_STRIDE, STATE_NAMES, STATUS, STEP_KIND, type StepKind } from './status.ts';
 import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
-import { copyChunk, fillChunk } from './string-copy.ts';
 
-export { RIP_STRIDE, STATE_NAMES, STATUS } from './status.ts';
-
-import { executeSystemRegister, GP_FAULT, isSystemRegisterOp } from './system-registers.ts';
+export { RIP_STRIDE, STATE_NAMES, STATUS, STEP_KIND, type StepKind } from './status.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
 /** From here up, RSP is at the top of the upper half or non-canonical: see boundaryStackAccess. */
 const STACK_TOP = NON_CANONICAL - 8;
-const {
-  LOAD: OP_LOAD,
-  STORE: OP_STORE,
-  PUSH: OP_PUSH,
-  POP: OP_POP,
-  CALL: OP_CALL,
-  RET: OP_RET,
-  CMPXCHG: OP_CMPXCHG,
-  XCHG: OP_XCHG,
-  SPIN_UNTIL: OP_SPIN_UNTIL,
-  PAUSE: OP_PAUSE,
-  READ_FLAGS: OP_READ_FLAGS,
-  RDTSC: OP_RDTSC,
-  CLI: OP_CLI,
-  STI: OP_STI,
-  HLT: OP_HLT,
-  SEND_IPI: OP_SEND_IPI,
-  EOI: OP_EOI,
-  IRET: OP_IRET,
-  ASSERT: OP_ASSERT,
-  DIE: OP_DIE,
-  INT: OP_INT,
-  COPY: OP_COPY,
-  ATOMIC: OP_ATOMIC,
-  FILL: OP_FILL,
-  SWITCH_CONTEXT: OP_SWITCH_CONTEXT,
-} = OP;
+const { PUSH: OP_PUSH, POP: OP_POP, LOAD: OP_LOAD } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
-const PAGE = PAGE_SIZE;
-
-/** What a CPU needs from the machine around it. */
-export interface CpuBus {
-  /** Delivers an IPI through the APIC bus; returns the target CPU ids. */
-  sendIpi(from: number, to: IpiDestination, vector: number, mode: IpiMode): readonly number[];
-  /** The code address of a program: return-address tokens are made from it (same program, same RIP). */
-  codeAddress(program: Program): number;
-  /** The code address of a program run in user mode (a userEntry): in the low half, where user code lives. */
-  userCodeAddress(program: Program): number;
-  /** CPU `id`'s assembler, if that CPU exists. */
-  assembler(id: number): Assembler | undefined;
-  /** CPU `id`'s simulated clock in nanoseconds (what RDTSC reads). */
-  clock(id: number): number;
-}
-
-/** One level of the CPU's control stack: the task program, a called program, or a handler. */
-export interface Activation {
-  readonly kind: 'task' | 'call' | 'handler';
-  readonly gen: Generator<Instruction, number | undefined | void, number>;
-  readonly codeBase: number;
-  /** Instructions completed; RIP = codeBase + 4 * index. */
-  index: number;
-  /** The instruction to execute next (a faulted or blocked one is re-executed from here). */
-  pending: Instruction | undefined;
-  /** Value to resume the generator with. */
-  resume: number;
-  /** The task program returned: the CPU idles (halted) under it. */
-  finished: boolean;
-  /** Handler only: the vector pushed an error code (the entry code drops it before iret). */
-  readonly errorCodePushed: boolean;
-  readonly vector: number;
-  /** Handler only: RSP just after its frame was pushed (where exceptionFrame() reads it). */
-  readonly frameRsp: number;
-  /** Handler only: entered by an exception (not INT n or an interrupt), so an abort vector's frame is undefined. */
-  readonly byException: boolean;
-  /** Bytes a pending `copy` has moved so far (its RSI/RDI/RCX progress); 0 otherwise. */
-  progress: number;
-}
 
 export interface CpuConfig {
   readonly tlb?: TlbConfig;
@@ -132,30 +62,6 @@ const {
   STOPPED: STATUS_STOPPED,
 } = STATUS;
 
-type ProgramGenerator = ReturnType<Program>;
-
-/**
- * Whether a yielded value is an Instruction. Not `instanceof`: with esbuild's keepNames (tsx, some bundlers) the
- * class's redefined `name` sends instanceof down a slow path that cost 11 ns a step; comparing the constructor is
- * one load. Guarded, because reading a revoked Proxy's constructor throws.
- */
-function isInstruction(value: unknown): value is Instruction {
-  try {
-    return (value as { constructor?: unknown } | undefined)?.constructor === InstructionClass;
-  } catch {
-    return false;
-  }
-}
-/** %GeneratorPrototype%.next, shared by every generator object. */
-const generatorNext = Object.getPrototypeOf(Object.getPrototypeOf((function* () {})())).next as (
-  this: ProgramGenerator,
-  resume: number,
-) => IteratorResult<Instruction, number | undefined | void>;
-
-/** What a step did: executed an instruction, accepted an interrupt, found its task finished, or nothing. */
-export const STEP_KIND = { IDLE: 0, INSTRUCTION: 1, INTERRUPT: 2, EXIT: 3 } as const;
-export type StepKind = (typeof STEP_KIND)[keyof typeof STEP_KIND];
-
 /** An IDT with no gates, copied per CPU (slicing a template is 4x faster than filling a new array). */
 const EMPTY_IDT: readonly (Gate | undefined)[] = new Array<Gate | undefined>(256).fill(undefined);
 
@@ -163,7 +69,7 @@ const EMPTY_IDT: readonly (Gate | undefined)[] = new Array<Gate | undefined>(256
 const idleLoop: Program = function* idle() {};
 
 /** One x86-64 logical CPU: registers, TLB, local APIC, and a control stack of running programs. */
-export class Cpu {
+export class Cpu implements CpuCore {
   readonly regs: Registers = defaultRegisters();
   readonly tss: TaskStateSegment = emptyTss();
   /** The IDT: set it with setGate()/clearGate(), which check what they store. */
@@ -212,7 +118,8 @@ export class Cpu {
   constructor(
     readonly id: number,
     readonly memory: PhysicalMemory,
-    private readonly bus: CpuBus,
+    /** @internal */
+    readonly bus: CpuBus,
     config: CpuConfig = {},
   ) {
     this.tlb = new Tlb(config.tlb, config.arena);
@@ -346,10 +253,10 @@ export class Cpu {
     this.idtGeneration++;
   }
 
-  /** @internal */
+  /** @internal Starts `program` as a new activation on this CPU (program-protocol.ts). */
   activation(
     kind: Activation['kind'],
-    program: Program,
+    program: CalledProgram,
     args: readonly unknown[],
     vector: number,
     errorCodePushed: boolean,
@@ -357,53 +264,10 @@ export class Cpu {
     codeBase = -1,
     byException = false,
   ): Activation {
-    // Checked before the program is called: calling a plain function would run it.
-    if (!isGeneratorFunction(program)) {
-      const name = typeof program === 'function' ? program.name || 'anonymous' : describeValue(program);
-      throw new InputError(
-        `program ${name} is not a generator function: write programs as function* (x) { yield x.load(...); ... }`,
-      );
-    }
-    const gen = program(this.asm, ...args) as ProgramGenerator;
-    if (codeBase < 0) codeBase = this.bus.codeAddress(program);
-    return {
-      kind,
-      gen,
-      codeBase,
-      index: 0,
-      pending: undefined,
-      resume: 0,
-      finished: false,
-      errorCodePushed,
-      vector,
-      frameRsp,
-      byException,
-      progress: 0,
-    };
+    return makeActivation(this, kind, program, args, vector, errorCodePushed, frameRsp, codeBase, byException);
   }
 
-  /**
-   * Called by delivery before it writes the frame: the handler's activation, made first so that a handler that
-   * cannot start leaves no half-pushed frame. `hasFixup` is filled in here (the interrupted instruction's).
-   */
-  prepareHandler(gate: Gate, context: HandlerContext, errorCodePushed: boolean): Activation {
-    const interrupted = this.activations[this.activations.length - 1];
-    const hasFixup = !context.external && !context.software && interrupted?.pending?.fixup !== undefined;
-    const ctx: HandlerContext = { ...context, hasFixup, chain: this.exceptionLog.slice() };
-    const byException = !context.external && !context.software;
-    return this.activation(
-      'handler',
-      gate.handler,
-      [ctx],
-      context.vector,
-      errorCodePushed,
-      context.frameRsp,
-      undefined,
-      byException,
-    );
-  }
-
-  /** Called by delivery once the frame is pushed. */
+  /** @internal Called by delivery once the frame is pushed. */
   enterHandler(handler: Activation): void {
     this.pushActivation(handler);
     this.status = STATUS_RUNNING;
@@ -490,7 +354,7 @@ export class Cpu {
       // own map, so the property lookup went megamorphic as soon as a machine had run a few programs.
       next = generatorNext.call(top.gen, top.resume);
     } catch (error) {
-      return this.programThrew(error);
+      return programThrew(this, error);
     }
     // The hot case: a load, store, push or pop in the Assembler's reused object. It is written out here, not in a
     // helper, so that step() stays too large for V8 to inline into the run loop: compiled on its own, it has the
@@ -498,13 +362,13 @@ export class Cpu {
     const asm = this.asm;
     if (next.value === asm.reused && next.done !== true) {
       const unexecuted = asm.builds - asm.consumed;
-      if (unexecuted !== 1) this.staleInstruction(unexecuted);
+      if (unexecuted !== 1) staleInstruction(this, unexecuted);
       asm.consumed = asm.builds;
       this.lastKind = STEP_KIND.INSTRUCTION;
       this.lastInstruction = asm.reused;
       return this.access(top, asm.reused);
     }
-    const instruction = this.fetched(top, next);
+    const instruction = fetchedInstruction(this, top, next);
     if (instruction !== undefined) this.executeNext(top, instruction);
   }
 
@@ -512,25 +376,10 @@ export class Cpu {
     this.lastKind = STEP_KIND.INSTRUCTION;
     this.lastInstruction = instruction;
     try {
-      this.execute(top, instruction);
+      executeInstruction(this, top, instruction);
     } catch (error) {
-      this.instructionFailed(instruction, error);
+      instructionFailed(this, instruction, error);
     }
-  }
-
-  /**
-   * An instruction threw while executing (a bad operand only execution can see, a spin-until condition or assert
-   * function that threw, a callee that is not a generator, a split lock): the CPU stops with an event naming the
-   * error, as when the program's own body throws, and the error propagates out of step()/run(). The instruction
-   * made no change first (each instruction checks before it writes).
-   */
-  private instructionFailed(instruction: Instruction, error: unknown): never {
-    const message = error instanceof Error ? error.message : describeValue(error);
-    this.stop({
-      outcome: 'assertion',
-      message: `CPU ${this.id} ${instruction.name} at RIP ${formatVirtual(this.rip)} failed: ${message}`,
-    });
-    throw error;
   }
 
   private acceptInterrupt(vector: number): void {
@@ -544,85 +393,6 @@ export class Cpu {
     this.lastAccepted = { vector, nmi: vector === VECTOR.NMI };
     this.memory.unwatch(this.id);
     deliverEvent(this, vector, 0, EVENT_SOURCE.EXTERNAL, this.rip);
-  }
-
-  private programThrew(error: unknown): never {
-    const message = error instanceof Error ? error.message : describeValue(error);
-    this.stop({ outcome: 'assertion', message: `program threw at RIP ${formatVirtual(this.rip)}: ${message}` });
-    throw error;
-  }
-
-  /**
-   * What step() does with a program's `next()` other than a reused load/store/push/pop: the program returned (a
-   * task ends, a callee returns, a handler irets), or yielded another instruction, or something that is not one.
-   */
-  private fetched(
-    top: Activation,
-    next: IteratorResult<Instruction, number | undefined | void>,
-  ): Instruction | undefined {
-    if (next.done) {
-      let value: number;
-      try {
-        value = returnValue(next.value, `CPU ${this.id} program ${this.programName(top)} returned a`);
-      } catch (error) {
-        return this.programThrew(error);
-      }
-      if (top.kind === 'task') {
-        top.finished = true;
-        this.lastKind = STEP_KIND.EXIT;
-        this.status = STATUS_HALTED;
-        return undefined;
-      }
-      top.pending =
-        top.kind === 'call'
-          ? new InstructionClass(OP_RET, 0, 8, value, 0, undefined, this.id)
-          : new InstructionClass(OP_IRET, 0, 8, 0, 0, undefined, this.id);
-      return top.pending;
-    }
-    const ins = next.value;
-    if (!isInstruction(ins)) {
-      return this.refuseYield(
-        `CPU ${this.id} program yielded ${describeValue(ins)}, not an instruction: yield x.load(...), x.store(...), ...`,
-      );
-    }
-    if (ins.owner !== this.id) {
-      // The other CPU's assembler counted this build: it was not yielded there, so it must not count against it.
-      const owner = this.bus.assembler(ins.owner);
-      if (owner && ins === owner.reused) owner.consumed = owner.builds;
-      return this.refuseYield(
-        `CPU ${this.id} program yielded a ${ins.name} built by CPU ${ins.owner}'s assembler: ` +
-          'build instructions with the x a program receives on the CPU that runs it',
-      );
-    }
-    if (!isBuilt(ins)) {
-      return this.refuseYield(
-        `CPU ${this.id} program yielded a ${ins.name} made with new Instruction(): build instructions with x ` +
-          '(x.load, x.store, ...), which checks their operands',
-      );
-    }
-    top.pending = ins;
-    return ins;
-  }
-
-  private refuseYield(message: string): never {
-    const error = new InputError(message);
-    this.stop({ outcome: 'assertion', message });
-    throw error;
-  }
-
-  private programName(a: Activation): string {
-    return a.kind === 'task' && this.task ? this.task.program.name || '(anonymous)' : `at ${formatVirtual(a.codeBase)}`;
-  }
-
-  private staleInstruction(unexecuted: number): never {
-    const error = new StaleInstructionError(
-      `CPU ${this.id} program yielded a load/store/push/pop ${
-        unexecuted === 0 ? 'it had already yielded' : `after building ${unexecuted} of them`
-      }: these reuse one instruction object per CPU, so build each in the yield that executes it ` +
-        '(yield x.load(va, 8)), not ahead of time',
-    );
-    this.stop({ outcome: 'assertion', message: error.message });
-    throw error;
   }
 
   /** @internal */
@@ -652,35 +422,8 @@ export class Cpu {
   /** @internal */
   raiseFault(): void {
     const f = this.port.fault;
-    if (f.vector === VECTOR_VIOLATION) return this.memoryViolation();
+    if (f.vector === VECTOR_VIOLATION) return stopOnMemoryViolation(this);
     this.raise(f.vector, f.errorCode, f.cr2);
-  }
-
-  /**
-   * The access the port refused was a memory-safety violation (the kernel's frame guard): not an x86 event, so
-   * nothing is delivered; the CPU stops with `use-after-free` or `lost-write`, naming the address and the frame.
-   */
-  memoryViolation(): void {
-    const f = this.port.fault;
-    const pa = this.port.violationPa;
-    const frame = `frame 0x${Math.floor(pa / PAGE).toString(16)} (physical ${formatPhysical(pa)})`;
-    const at = formatVirtual(f.cr2);
-    if (f.errorCode === VIOLATION.LOST_WRITE) {
-      this.stop({
-        outcome: 'lost-write',
-        message: `lost write: CPU ${this.id} stores to ${at} in ${frame}, which a migration has already copied`,
-      });
-    } else {
-      this.stop({
-        outcome: 'use-after-free',
-        message: `use after free: CPU ${this.id} accesses ${at} in ${frame}, freed after the translation was made`,
-      });
-    }
-  }
-
-  /** @internal Sends an IPI from this CPU through the machine (send-IPI's execution, interrupt-control.ts). */
-  sendIpiThroughBus(to: IpiDestination, vector: number, mode: IpiMode): readonly number[] {
-    return this.bus.sendIpi(this.id, to, vector, mode);
   }
 
   /** @internal */
@@ -692,7 +435,8 @@ export class Cpu {
    * Load, store, push and pop: the instructions the Assembler builds in its reused object, executed by the fast
    * path in step() and by execute() (an instruction re-executed after a fault, or one with a fixup).
    */
-  private access(act: Activation, ins: Instruction): void {
+  /** @internal */
+  access(act: Activation, ins: Instruction): void {
     // One read and one write call site for the four operations keeps what V8 inlines into step() within budget.
     const op = ins.op;
     const stack = op === OP_PUSH || op === OP_POP;
@@ -701,7 +445,7 @@ export class Cpu {
     // arithmetic out of line. The boundaries are multiples of 4 GiB, so RSP + 8 there has low 32 bits below 16: one
     // cheap test (that also sends the rare RSP just above any 4 GiB multiple out of line, where it is exact too).
     if (stack && (rsp >= STACK_TOP || (rsp + 8) >>> 0 < 16)) {
-      return this.boundaryStackAccess(act, ins);
+      return boundaryStackAccess(this, act, ins);
     }
     const access = (this.regs.cpl === 3 ? ACCESS_USER : 0) | (stack ? ACCESS_STACK : 0);
     let result = 0;
@@ -718,107 +462,12 @@ export class Cpu {
   }
 
   /**
-   * A push or pop with RSP near a canonical boundary: RSP arithmetic is 64-bit (offsetAddress), so a push from
-   * 0x0000800000000000 writes the canonical 0x00007ffffffffff8, one from 0xffff800000000000 the non-canonical
-   * 0xffff7ffffffffff8 (#SS), and a push from 0 wraps to the top of the upper half.
-   */
-  private boundaryStackAccess(act: Activation, ins: Instruction): void {
-    const rsp = this.regs.rsp;
-    const access = (this.regs.cpl === 3 ? ACCESS_USER : 0) | ACCESS_STACK;
-    let result = 0;
-    if (ins.op === OP_POP) {
-      result = this.port.read(rsp, ins.size, access);
-      if (result < 0) return this.faulted(act, ins);
-      this.regs.rsp = offsetAddress(rsp, 8);
-    } else {
-      const va = offsetAddress(rsp, -8);
-      if (!this.port.write(va, ins.size, ins.value, access)) return this.faulted(act, ins);
-      this.regs.rsp = va;
-    }
-    this.complete(act, result);
-  }
-
-  private execute(act: Activation, ins: Instruction): void {
-    const port = this.port;
-    switch (ins.op) {
-      case OP_LOAD:
-      case OP_STORE:
-      case OP_PUSH:
-      case OP_POP:
-        return this.access(act, ins);
-      case OP_CMPXCHG:
-      case OP_XCHG:
-        return lockedExchange(this, act, ins);
-      case OP_SPIN_UNTIL:
-        return spinUntil(this, act, ins);
-      case OP_PAUSE:
-        return this.complete(act, 0);
-      case OP_READ_FLAGS:
-        return this.complete(act, this.regs.rflags);
-      case OP_RDTSC:
-        return this.complete(act, Math.floor(this.bus.clock(this.id)));
-      case OP_CLI:
-      case OP_STI:
-      case OP_HLT:
-        return interruptFlag(this, act, ins);
-      case OP_INT:
-        return softwareInterrupt(this, act, ins.value);
-      case OP_COPY:
-        return copyChunk(this, act, ins);
-      case OP_FILL:
-        return fillChunk(this, act, ins);
-      case OP_SWITCH_CONTEXT:
-        return switchContext(this, act, ins);
-      case OP_ATOMIC: {
-        if (this.regs.cpl !== 0) return this.raise(VECTOR_GP, 0, 0);
-        const result = returnValue(ins.aux!.action!(), `CPU ${this.id} atomic(${ins.aux!.resource}) action result`);
-        if (port.footprint) port.footprint.resources.push(ins.aux!.resource!);
-        return this.complete(act, result);
-      }
-      case OP_SEND_IPI:
-        return sendIpi(this, act, ins);
-      case OP_EOI:
-        return this.complete(act, this.apic.eoi());
-      case OP_ASSERT:
-        if (!ins.aux!.condition!(0)) {
-          return this.stop({ outcome: 'assertion', message: ins.aux?.text ?? 'assertion failed' });
-        }
-        return this.complete(act, 0);
-      case OP_DIE:
-        return this.stop({ outcome: ins.aux!.outcome!, message: ins.aux!.text ?? '' });
-      case OP_CALL:
-        return call(this, act, ins);
-      case OP_RET:
-        return ret(this, act, ins);
-      case OP_IRET:
-        return iret(this, act, ins.value === 1);
-      default:
-        if (isSystemRegisterOp(ins.op)) {
-          const result = executeSystemRegister(this, ins);
-          if (result === GP_FAULT) return this.raise(VECTOR_GP, 0, 0);
-          return this.complete(act, result);
-        }
-        throw new InputError(`CPU ${this.id}: unknown operation ${describeValue(ins.op)}`);
-    }
-  }
-
-  /**
    * The frame the handler at control-stack `level` received (default: the innermost handler), read from memory as
    * it is now, through this CPU's current page tables without touching TLB or A/D bits. Undefined when no handler
    * is running at that level, or when a slot is unmapped.
    */
   exceptionFrame(level?: number): ExceptionFrame | undefined {
-    let a: Activation | undefined;
-    if (level === undefined) {
-      for (let i = this.activations.length - 1; i >= 0 && !a; i--) {
-        if (this.activations[i]!.kind === 'handler') a = this.activations[i];
-      }
-    } else {
-      requireInteger(level, `CPU ${this.id} exceptionFrame level`, 0, Math.max(0, this.activations.length - 1));
-      a = this.activations[level];
-    }
-    if (a?.kind !== 'handler') return undefined;
-    return readExceptionFrame(this.memory, this.regs.cr3, a.vector, a.frameRsp, a.errorCodePushed);
+    return handlerFrame(this, level);
   }
 
   /** Control stack, innermost last, for snapshots: kind, RIP and pending instruction name. */

@@ -1,8 +1,11 @@
 import { formatVirtual, NON_CANONICAL, offsetAddress } from '../mmu/address.ts';
 import { VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
-import type { Cpu } from './cpu.ts';
+import type { Activation } from './activation.ts';
+import type { CpuCore } from './core.ts';
 import { ESCALATION, type ExceptionClass, VECTOR, vectorInfo, vectorName } from './exceptions.ts';
-import { RFLAGS, SELECTOR } from './registers.ts';
+import { stopOnMemoryViolation } from './memory-violation.ts';
+import { makeActivation } from './program-protocol.ts';
+import { type Gate, type HandlerContext, RFLAGS, SELECTOR } from './registers.ts';
 import { checkGateSelector } from './segments.ts';
 import type { ExceptionEvent } from './step-event.ts';
 
@@ -36,7 +39,7 @@ function idtErrorCode(vector: number, ext: number): number {
  * than replaced by a fault raised while delivering it (that fault's frame saves the current RIP instead).
  */
 export function deliverEvent(
-  cpu: Cpu,
+  cpu: CpuCore,
   vector: number,
   errorCode: number,
   source: EventSource,
@@ -104,7 +107,8 @@ export function deliverEvent(
       if (stackCanonical && port.translateStackWrite(base, slots, frameSlots, newCpl === 3)) {
         const external = source === EVENT_SOURCE.EXTERNAL;
         // The handler's generator is made before any byte of the frame is written, so nothing is half-done.
-        const handler = cpu.prepareHandler(
+        const handler = prepareHandler(
+          cpu,
           gate,
           {
             vector,
@@ -144,7 +148,7 @@ export function deliverEvent(
       } else {
         // A frame slot in a freed frame (or a migrated-away one) is a memory-safety violation: the CPU stops.
         if (port.fault.vector === VECTOR_VIOLATION) {
-          cpu.memoryViolation();
+          stopOnMemoryViolation(cpu);
           return false;
         }
         secondVector = port.fault.vector;
@@ -190,4 +194,27 @@ export function deliverEvent(
     source = EVENT_SOURCE.EXCEPTION;
     cpu.lastException = { vector: VECTOR.DF, errorCode: 0, cr2: regs.cr2 };
   }
+}
+
+/**
+ * The handler's activation, made before delivery writes the frame, so that a handler that cannot start leaves no
+ * half-pushed frame. `hasFixup` is filled in here (the interrupted instruction's), and the chain of exceptions
+ * this step raised so far.
+ */
+function prepareHandler(cpu: CpuCore, gate: Gate, context: HandlerContext, errorCodePushed: boolean): Activation {
+  const interrupted = cpu.activations[cpu.activations.length - 1];
+  const hasFixup = !context.external && !context.software && interrupted?.pending?.fixup !== undefined;
+  const ctx: HandlerContext = { ...context, hasFixup, chain: cpu.exceptionLog.slice() };
+  const byException = !context.external && !context.software;
+  return makeActivation(
+    cpu,
+    'handler',
+    gate.handler,
+    [ctx],
+    context.vector,
+    errorCodePushed,
+    context.frameRsp,
+    -1,
+    byException,
+  );
 }

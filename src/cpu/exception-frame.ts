@@ -1,6 +1,9 @@
 import { fromCanonicalHalves } from '../mmu/address.ts';
+import { requireInteger } from '../mmu/input-error.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { lookupTables } from '../mmu/table-lookup.ts';
+import type { Activation } from './activation.ts';
+import type { CpuCore } from './core.ts';
 
 // The 64-bit interrupt stack frame (SDM Vol. 3 §6.14.2, Figure 6-9), read back for tests and tools: the slots
 // delivery pushed, from the lowest address up: [error code,] RIP, CS, RFLAGS, RSP, SS.
@@ -50,4 +53,24 @@ export function readExceptionFrame(
     ss: value(k + 4),
     address,
   };
+}
+
+/**
+ * The frame the handler at control-stack `level` of `cpu` received (default: the innermost handler), read from
+ * memory as it is now, through the CPU's current page tables without touching TLB or A/D bits. Undefined when no
+ * handler is running at that level, or when a slot is unmapped.
+ */
+export function handlerFrame(cpu: CpuCore, level?: number): ExceptionFrame | undefined {
+  const activations = cpu.activations;
+  let a: Activation | undefined;
+  if (level === undefined) {
+    for (let i = activations.length - 1; i >= 0 && !a; i--) {
+      if (activations[i]!.kind === 'handler') a = activations[i];
+    }
+  } else {
+    requireInteger(level, `CPU ${cpu.id} exceptionFrame level`, 0, Math.max(0, activations.length - 1));
+    a = activations[level];
+  }
+  if (a?.kind !== 'handler') return undefined;
+  return readExceptionFrame(cpu.memory, cpu.regs.cr3, a.vector, a.frameRsp, a.errorCodePushed);
 }

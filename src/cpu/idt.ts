@@ -6,7 +6,7 @@ import {
   requireOneOf,
   requireOptions,
 } from '../mmu/input-error.ts';
-import { isGeneratorFunction } from './instruction.ts';
+import { isGeneratorFunction } from './operands.ts';
 import { GATE_TYPES, type Gate, type GateInit, SELECTOR } from './registers.ts';
 
 // IDT gates as Cpu.setGate stores them (SDM Vol. 3 §6.14.1): checked whole before anything changes, frozen, with

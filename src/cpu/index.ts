@@ -1,5 +1,8 @@
+export * from './activation.ts';
 export * from './apic.ts';
+export * from './assembler.ts';
 export * from './context.ts';
+export * from './core.ts';
 export * from './cpu.ts';
 export * from './delivery.ts';
 export * from './exception-frame.ts';
@@ -7,6 +10,7 @@ export * from './exceptions.ts';
 export * from './instruction.ts';
 export * from './ipi-bus.ts';
 export * from './memory-port.ts';
+export { isGeneratorFunction, operandValue, returnValue } from './operands.ts';
 export * from './registers.ts';
 export * from './segments.ts';
 export * from './step-event.ts';

@@ -1,5 +1,6 @@
 import { VECTOR_GP } from '../mmu/walker.ts';
-import type { Activation, Cpu } from './cpu.ts';
+import type { Activation } from './activation.ts';
+import type { CpuCore } from './core.ts';
 import { type Instruction, type IpiMode, OP } from './instruction.ts';
 import { RFLAGS } from './registers.ts';
 import { STATUS } from './status.ts';
@@ -8,7 +9,7 @@ import { STATUS } from './status.ts';
 // send-IPI (a write to the ICR) and EOI.
 
 /** CLI, STI and HLT: privileged at CPL 3 with IOPL 0, where they raise #GP(0) (SDM Vol. 2 CLI/STI/HLT). */
-export function interruptFlag(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function interruptFlag(cpu: CpuCore, act: Activation, ins: Instruction): void {
   if (cpu.regs.cpl !== 0) return cpu.raise(VECTOR_GP, 0, 0);
   if (ins.op === OP.CLI) cpu.regs.rflags &= ~RFLAGS.IF;
   else if (ins.op === OP.STI) {
@@ -20,9 +21,9 @@ export function interruptFlag(cpu: Cpu, act: Activation, ins: Instruction): void
 }
 
 /** Sends an IPI through the machine's bus; the result is the number of CPUs it went to. */
-export function sendIpi(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function sendIpi(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const mode: IpiMode = ins.expected === 1 ? 'nmi' : 'fixed';
-  const targets = cpu.sendIpiThroughBus(ins.aux!.target!, ins.value, mode);
+  const targets = cpu.bus.sendIpi(cpu.id, ins.aux!.target!, ins.value, mode);
   cpu.lastIpiTargets = targets;
   const footprint = cpu.port.footprint;
   if (footprint) for (const t of targets) footprint.ipiList.push2(t, ins.value);

@@ -1,7 +1,8 @@
 import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { ACCESS } from '../mmu/walker.ts';
-import type { Activation, Cpu } from './cpu.ts';
+import type { Activation } from './activation.ts';
+import type { CpuCore } from './core.ts';
 import { type Instruction, OP } from './instruction.ts';
 import { STATUS } from './status.ts';
 
@@ -12,7 +13,7 @@ import { STATUS } from './status.ts';
  * `cmpxchg` / `xchg`: one locked read-modify-write. It is a write access even when the compare fails (SDM Vol. 2
  * CMPXCHG: "the destination operand is written back if the comparison fails"); a split lock across pages is refused.
  */
-export function lockedExchange(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function lockedExchange(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const port = cpu.port;
   const pa = port.translate(ins.va, cpu.userAccess | ACCESS.WRITE);
   if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE_SIZE) {
@@ -33,7 +34,7 @@ export function lockedExchange(cpu: Cpu, act: Activation, ins: Instruction): voi
  * `spinUntil`: reads the bytes and completes when the condition holds; otherwise the CPU blocks, watching them,
  * until a write to them (or a TLB change) wakes it to read again.
  */
-export function spinUntil(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function spinUntil(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const port = cpu.port;
   const value = port.read(ins.va, ins.size, cpu.userAccess);
   if (value < 0) return cpu.raiseFault();

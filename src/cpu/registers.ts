@@ -1,4 +1,4 @@
-import type { Program } from './instruction.ts';
+import type { Program } from './assembler.ts';
 import type { ExceptionEvent } from './step-event.ts';
 
 // Architectural registers the model keeps (SDM Vol. 3 §2.5 control registers, §7.7 64-bit TSS, §6.14 IDT).

@@ -1,6 +1,7 @@
 import { offsetAddress } from '../mmu/address.ts';
 import { ACCESS } from '../mmu/walker.ts';
-import type { Activation, Cpu } from './cpu.ts';
+import type { Activation } from './activation.ts';
+import type { CpuCore } from './core.ts';
 import type { Instruction } from './instruction.ts';
 
 // String instructions: moves (rep movs: `x.copy`, `x.copyPage`) and stores (rep stos: `x.fill`, `x.clearPage`), one
@@ -11,7 +12,7 @@ import type { Instruction } from './instruction.ts';
  * writing, then move the bytes. The copy stays pending until its last chunk; a fault keeps the progress, so the
  * re-executed copy goes on where it stopped.
  */
-export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function copyChunk(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const done = act.progress;
   const n = ins.size;
   const src = offsetAddress(ins.expected, done);
@@ -36,7 +37,7 @@ export function copyChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
 }
 
 /** One chunk of a `fill` (rep stos): translate the destination for writing, then store the value in each 8 bytes. */
-export function fillChunk(cpu: Cpu, act: Activation, ins: Instruction): void {
+export function fillChunk(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const done = act.progress;
   const n = ins.size;
   const dst = offsetAddress(ins.va, done);

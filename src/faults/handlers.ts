@@ -1,5 +1,5 @@
+import type { Program } from '../cpu/assembler.ts';
 import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
-import type { Program } from '../cpu/instruction.ts';
 import type { GateInit, HandlerContext } from '../cpu/registers.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { CALL_FUNCTION_VECTOR, callFunctionHandler } from '../mm/smp.ts';

@@ -1,5 +1,5 @@
+import type { Assembler, Program } from '../cpu/assembler.ts';
 import { ExecutionContext } from '../cpu/context.ts';
-import type { Assembler, Program } from '../cpu/instruction.ts';
 import { type HandlerContext, RFLAGS } from '../cpu/registers.ts';
 import { type Kernel, LOCK } from '../mm/kernel.ts';
 import { direct, type KernelProgram } from '../mm/kernel-page-tables.ts';

@@ -1,5 +1,5 @@
 import { LocalApic } from '../cpu/apic.ts';
-import type { Program } from '../cpu/instruction.ts';
+import type { Program } from '../cpu/assembler.ts';
 import { IpiBus } from '../cpu/ipi-bus.ts';
 import { copyRegisters, type Gate, type Registers } from '../cpu/registers.ts';
 import type { Kernel } from '../mm/kernel.ts';

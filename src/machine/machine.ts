@@ -1,6 +1,8 @@
 import createDebug from 'debug';
-import { Cpu, type CpuBus, STATUS } from '../cpu/cpu.ts';
-import type { Assembler, IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
+import type { Assembler, Program } from '../cpu/assembler.ts';
+import type { CpuBus } from '../cpu/core.ts';
+import { Cpu, STATUS } from '../cpu/cpu.ts';
+import type { IpiDestination, IpiMode, Outcome } from '../cpu/instruction.ts';
 import {
   type DeliverySelector,
   type InFlightIpi,

@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { MAX_ORDER, type Migratetype, PAGEBLOCK_ORDER } from './buddy.ts';

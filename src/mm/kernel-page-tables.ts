@@ -1,4 +1,5 @@
-import type { Assembler, Instruction } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
+import type { Instruction } from '../cpu/instruction.ts';
 import { LAYOUT, PAGE_SIZE } from '../mmu/address.ts';
 import { entryFrame, PTE_HI, PTE_LO, tableIndex } from '../mmu/pte.ts';
 import { MIGRATETYPE } from './buddy.ts';

@@ -1,4 +1,4 @@
-import type { Program } from '../cpu/instruction.ts';
+import type { Program } from '../cpu/assembler.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
 import { VmapAreas } from './vmap-areas.ts';

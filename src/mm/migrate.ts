@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { describeValue, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { entryFrame, PTE_LO } from '../mmu/pte.ts';

@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { MIGRATETYPE } from './buddy.ts';
 import { type Kernel, LOCK, OWNER } from './kernel.ts';

@@ -1,4 +1,4 @@
-import type { Assembler, Program } from '../cpu/instruction.ts';
+import type { Assembler, Program } from '../cpu/assembler.ts';
 import { type HandlerContext, RFLAGS } from '../cpu/registers.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { type Kernel, LOCK } from './kernel.ts';

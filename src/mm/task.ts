@@ -1,5 +1,5 @@
+import type { Assembler, Program } from '../cpu/assembler.ts';
 import { ExecutionContext } from '../cpu/context.ts';
-import type { Assembler, Program } from '../cpu/instruction.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { PTE_LO, tableIndex } from '../mmu/pte.ts';
 import { type Kernel, LOCK } from './kernel.ts';

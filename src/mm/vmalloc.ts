@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { LARGE_PAGE_SIZE, PAGE_SIZE } from '../mmu/address.ts';
 import { describeHex, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { PTE_LO } from '../mmu/pte.ts';

@@ -1,4 +1,5 @@
-import type { Assembler, Instruction } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
+import type { Instruction } from '../cpu/instruction.ts';
 import { Machine } from '../machine/machine.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { PTE_LO } from '../mmu/pte.ts';

@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { Machine, Prng } from '../machine/index.ts';
 import { MAX_ORDER, MIGRATETYPE, type Migratetype } from '../mm/buddy.ts';
 import { allocWithCompaction } from '../mm/compaction.ts';

@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { DEFAULT_COSTS } from '../machine/cost-model.ts';
 import { Machine } from '../machine/machine.ts';
 import type { Kernel } from '../mm/kernel.ts';

@@ -1,4 +1,4 @@
-import type { Program } from '../cpu/instruction.ts';
+import type { Program } from '../cpu/assembler.ts';
 import { Machine } from '../machine/machine.ts';
 import { STACK_OVERFLOW } from './listing.ts';
 import type { Scenario } from './scenario.ts';

@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { Machine } from '../machine/machine.ts';
 import type { Kernel, VmallocSync } from '../mm/kernel.ts';
 import { mmCreate } from '../mm/mm.ts';

@@ -1,4 +1,4 @@
-import type { Assembler } from '../cpu/instruction.ts';
+import type { Assembler } from '../cpu/assembler.ts';
 import { Machine } from '../machine/machine.ts';
 import { Prng } from '../machine/schedule.ts';
 import { MIGRATETYPE } from '../mm/buddy.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Assembler } from '../../src/cpu/instruction.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { BuddyAllocator, MIGRATETYPE } from '../../src/mm/buddy.ts';
 import { InputError } from '../../src/mmu/input-error.ts';

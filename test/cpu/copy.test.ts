@@ -2,8 +2,9 @@
 // arrives exactly), one chunk per step; each chunk reads the source then writes the destination; a fault is precise
 // at a chunk boundary and the copy goes on from there after iret; an interrupt may be taken between chunks.
 import { describe, expect, it } from 'vitest';
+import type { Assembler, Program } from '../../src/cpu/assembler.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Assembler, Instruction, Program } from '../../src/cpu/instruction.ts';
+import type { Instruction } from '../../src/cpu/instruction.ts';
 import type { HandlerContext } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { PAGE_SIZE } from '../../src/mmu/address.ts';

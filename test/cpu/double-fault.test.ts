@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { Program } from '../../src/cpu/assembler.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Program } from '../../src/cpu/instruction.ts';
 import { type HandlerContext, RFLAGS, SELECTOR } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatVirtual, InputError, PAGE_SIZE } from '../../src/mmu/address.ts';

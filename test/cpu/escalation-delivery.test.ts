@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { Program } from '../../src/cpu/assembler.ts';
 import { type ExceptionClass, escalate, VECTOR, vectorInfo } from '../../src/cpu/exceptions.ts';
-import type { Program } from '../../src/cpu/instruction.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatVirtual, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';
 import { chain, DATA, faultingStep, IPI_VECTOR, NON_CANONICAL, UNMAPPED } from './fixtures.ts';

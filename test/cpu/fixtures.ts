@@ -1,6 +1,7 @@
 // Shared set-up for the CPU and machine behaviour tests: kernel data pages, page-table edits made by programs
 // through the direct map (as kernel code makes them), IST stacks, and readers of frames left in memory.
-import type { Assembler, Instruction } from '../../src/cpu/instruction.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
+import type { Instruction } from '../../src/cpu/instruction.ts';
 import { RFLAGS, SELECTOR } from '../../src/cpu/registers.ts';
 import type { ExceptionEvent, StepEvent } from '../../src/cpu/step-event.ts';
 import type { Machine } from '../../src/machine/machine.ts';

@@ -5,8 +5,9 @@
 // (two or more accesses to a page) before the event that could make a stale copy of it differ from the TLB, and
 // the last describe block runs random programs with and without the shortcut and compares everything.
 import { describe, expect, it } from 'vitest';
+import type { Assembler, Program } from '../../src/cpu/assembler.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Assembler, Instruction, Program } from '../../src/cpu/instruction.ts';
+import type { Instruction } from '../../src/cpu/instruction.ts';
 import { CR0, CR4, type HandlerContext } from '../../src/cpu/registers.ts';
 import type { StepEvent } from '../../src/cpu/step-event.ts';
 import { MachineImage } from '../../src/machine/image.ts';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { Assembler, Program } from '../../src/cpu/assembler.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Assembler, Instruction, Program } from '../../src/cpu/instruction.ts';
+import type { Instruction } from '../../src/cpu/instruction.ts';
 import type { HandlerContext } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatVirtual, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import type { Assembler, Program } from '../../src/cpu/assembler.ts';
 import type { ExceptionFrame } from '../../src/cpu/exception-frame.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import { type Assembler, type Instruction, MSR, type Program } from '../../src/cpu/instruction.ts';
+import { type Instruction, MSR } from '../../src/cpu/instruction.ts';
 import { CR0, CR4, EFER, type GateInit, type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { InputError, PAGE_SIZE } from '../../src/mmu/address.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Assembler } from '../../src/cpu/instruction.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { direct } from '../../src/mm/kernel-page-tables.ts';
 import { formatVirtual, LAYOUT, toVirtual } from '../../src/mmu/address.ts';

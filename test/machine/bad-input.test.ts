@@ -9,7 +9,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
-import { Assembler, Instruction, MSR, OP, type Program } from '../../src/cpu/instruction.ts';
+import { Assembler, type Program } from '../../src/cpu/assembler.ts';
+import { Instruction, MSR, OP } from '../../src/cpu/instruction.ts';
 import { type GateInit, SELECTOR } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { parseSchedule, parseScheduleRuns } from '../../src/machine/schedule.ts';

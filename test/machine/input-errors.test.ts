@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Assembler, type Instruction, type Program } from '../../src/cpu/instruction.ts';
+import { Assembler, type Program } from '../../src/cpu/assembler.ts';
+import type { Instruction } from '../../src/cpu/instruction.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { parseSchedule } from '../../src/machine/schedule.ts';
 import { InputError, toVirtual } from '../../src/mmu/address.ts';

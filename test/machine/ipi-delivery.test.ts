@@ -1,8 +1,8 @@
 // IPIs in flight (issue 11): a sent IPI reaches its target's IRR at a delivery event, which schedules, policies and
 // deliverIpi() can place anywhere in the run (SDM Vol. 3 §11.6: the ICR write sends a message, accepted later).
 import { describe, expect, it } from 'vitest';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Assembler } from '../../src/cpu/instruction.ts';
 import type { GateInit } from '../../src/cpu/registers.ts';
 import type { StepEvent } from '../../src/cpu/step-event.ts';
 import { MachineImage } from '../../src/machine/image.ts';

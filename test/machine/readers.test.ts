@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { Program } from '../../src/cpu/assembler.ts';
 import type { ExceptionFrame } from '../../src/cpu/exception-frame.ts';
 import { VECTOR } from '../../src/cpu/exceptions.ts';
-import type { Program } from '../../src/cpu/instruction.ts';
 import { type HandlerContext, RFLAGS } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { InputError, LAYOUT, PAGE_SIZE, toVirtual } from '../../src/mmu/address.ts';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Assembler } from '../../src/cpu/instruction.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import type { HandlerContext } from '../../src/cpu/registers.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatSchedule, parseSchedule, type ScheduleEntry } from '../../src/machine/schedule.ts';

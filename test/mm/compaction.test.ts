@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Assembler } from '../../src/cpu/instruction.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { type CompactOptions, type CompactResult, compactZone } from '../../src/mm/compaction.ts';
 import { type Kernel, LOCK, OWNER } from '../../src/mm/kernel.ts';

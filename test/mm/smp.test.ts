@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Assembler } from '../../src/cpu/instruction.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import { RFLAGS } from '../../src/cpu/registers.ts';
 import { explore, replay } from '../../src/explore/explore.ts';
 import { Machine } from '../../src/machine/machine.ts';

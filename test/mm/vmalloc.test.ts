@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Assembler } from '../../src/cpu/instruction.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
 import { MachineImage } from '../../src/machine/image.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { MAX_ORDER } from '../../src/mm/buddy.ts';
