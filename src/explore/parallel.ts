@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { InputError, requireInteger } from '../mmu/input-error.ts';
 import type { PartResult } from './exhaustive.ts';
-import type { ExploreOptions, ExploreResult } from './explore.ts';
+import type { ExploreOptions, ExploreResult } from './options.ts';
 import { finish, Merged, type PartSpec, plan, prepare, resolveOptions } from './parts.ts';
 import { type BuildSource, loadSource, type WorkerOptions } from './source.ts';
 

@@ -3,7 +3,7 @@ import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import type { Execution, FinalCheck, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
-import type { ExploreOptions, ExploreResult, Strategy, Violation } from './explore.ts';
+import type { ExploreOptions, ExploreResult, Strategy, Violation } from './options.ts';
 import { minimise, replay, requireCheck } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
 
