@@ -64,14 +64,19 @@ export class StoreBuffer {
 
   /** Appends a store; the caller drains the oldest first when the buffer is full (the CPU stalls until it can). */
   push(va: number, pa: number, size: number, value: number, generation: number): void {
+    this.pushHalves(va, pa, size, value >>> 0, size === 8 ? Math.floor(value / TWO_32) >>> 0 : 0, generation);
+  }
+
+  /** As push(), with the stored bytes as two 32-bit halves (an 8-byte image a number cannot hold exactly). */
+  pushHalves(va: number, pa: number, size: number, lo: number, hi: number, generation: number): void {
     if (this.length === this.capacity) {
       throw new InputError(`store buffer full (${this.capacity} entries): drain the oldest store first`);
     }
     const i = this.slot(this.length++);
     this.pa[i] = pa;
     this.size[i] = size;
-    this.lo[i] = value >>> 0;
-    this.hi[i] = size === 8 ? Math.floor(value / TWO_32) >>> 0 : 0;
+    this.lo[i] = lo;
+    this.hi[i] = hi;
     this.va[i] = va;
     this.generation[i] = generation;
   }

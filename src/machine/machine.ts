@@ -10,6 +10,7 @@ import {
   IpiBus,
   type IpiDelivery,
 } from '../cpu/ipi-bus.ts';
+import { stopOnMemoryViolation } from '../cpu/memory-violation.ts';
 import { PageCache } from '../cpu/page-cache.ts';
 import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
 import { describeStep } from '../cpu/step-format.ts';
@@ -170,7 +171,13 @@ export class Machine implements CpuBus {
     const arena = new TypedArena(arenaBytes(...Array.from({ length: config.cpus }, () => perCpu).flat()));
     this.cpus = Array.from(
       { length: config.cpus },
-      (_, id) => new Cpu(id, this.memory, this, { tlb: config.tlb, arena }),
+      (_, id) =>
+        new Cpu(id, this.memory, this, {
+          tlb: config.tlb,
+          arena,
+          storeBuffer: config.storeBuffer,
+          pagingStructureCache: config.pagingStructureCaches,
+        }),
     );
     this.ipiBus = new IpiBus(
       this.cpus.map((c) => c.apic),
@@ -486,6 +493,22 @@ export class Machine implements CpuBus {
     const cpu = this.cpu(id);
     const v = canonicalAddress(va, 'evictTlb address');
     if (cpu.tlb.invalidatePage(v) !== 0) cpu.wake();
+  }
+
+  /**
+   * The oldest store in CPU `id`'s store buffer reaches memory (the hardware's choice; a schedule's `drain:id`).
+   * Returns whether there was one. A store the kernel's frame guard refuses (into a freed frame, or one a
+   * migration copied) stops the CPU with that violation.
+   */
+  drainStoreBuffer(id: number): boolean {
+    const cpu = this.cpu(id);
+    const sb = cpu.port.storeBuffer;
+    if (sb === undefined || sb.length === 0) return false;
+    if (!cpu.port.drainOldest()) {
+      stopOnMemoryViolation(cpu);
+      this.noteStop(cpu, this.stepCount);
+    }
+    return true;
   }
 
   /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
