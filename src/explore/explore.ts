@@ -55,7 +55,7 @@ export interface ExploreOptions {
   readonly maxSteps?: number;
   /** PCT's depth d (bug depth it targets). Default 3. */
   readonly depth?: number;
-  /** A predicate on the final machine; false is an `assertion` violation. */
+  /** A check of the final machine: true (ok), false or a non-empty reason string (an `assertion`); see FinalCheck. */
   readonly check?: FinalCheck;
   /** TLB evictions and speculative fills an execution may choose (the hardware's freedom). Default 0. */
   readonly tlbEvents?: number;

@@ -14,7 +14,7 @@ import { classify, type FinalCheck, type ViolationKind } from './execution.ts';
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
 
 export interface ReplayOptions {
-  /** A predicate on the final machine; false is an `assertion` violation. */
+  /** A check of the final machine: true (ok), false or a non-empty reason string (an `assertion`); see FinalCheck. */
   readonly check?: FinalCheck;
   /** Steps before the run counts as a `step-bound` violation. Default 10,000. */
   readonly maxSteps?: number;
@@ -53,12 +53,31 @@ export function requireBuild(build: unknown, what: string, reuse = false): () =>
   return build as () => Machine;
 }
 
-/** The final-state check is a function of the machine, or absent. */
+/**
+ * The final-state check is a function of the machine, or absent. What it returns is checked at every call (see
+ * FinalCheck): true, false or a non-empty string, else an InputError naming the value and the rule.
+ */
 export function requireCheck(check: unknown, what: string): FinalCheck | undefined {
-  if (check !== undefined && typeof check !== 'function') {
-    throw new InputError(`${what} check ${describeValue(check)} must be a function (machine) => boolean`);
+  if (check === undefined) return undefined;
+  if (typeof check !== 'function') {
+    throw new InputError(`${what} check ${describeValue(check)} must be a function (machine) => boolean | string`);
   }
-  return check as FinalCheck | undefined;
+  const user = check as (machine: Machine) => unknown;
+  return (machine) => {
+    const verdict = user(machine);
+    if (typeof verdict === 'boolean') return verdict;
+    if (typeof verdict === 'string' && verdict.trim() !== '') return verdict;
+    const why =
+      typeof verdict === 'string'
+        ? 'a reason must say something: return true when the state is fine'
+        : verdict instanceof Promise
+          ? 'the check must be synchronous'
+          : 'return true when the state is fine';
+    throw new InputError(
+      `${what} check returned ${describeValue(verdict)}; it must return true (ok), false (a violation) or a ` +
+        `non-empty string (a violation, with that string as its message): ${why}`,
+    );
+  };
 }
 
 /**
@@ -106,6 +125,15 @@ function replayOn(
   maxSteps: number,
   check: FinalCheck | undefined,
 ): ReplayResult {
+  const steps = applySchedule(m, schedule);
+  return { machine: m, ...completeAndClassify(m, steps, maxSteps, check) };
+}
+
+/**
+ * Runs the schedule's entries on `m`, refusing one that does not apply (an InputError naming the entry); returns
+ * the steps taken (events are not steps).
+ */
+function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]): number {
   // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
   if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
   const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
@@ -124,8 +152,13 @@ function replayOn(
       applyEvent(m, entry, index);
     }
   }
+  return steps;
+}
+
+/** The run completed (see complete()) after `steps` steps of a schedule, and what it shows. */
+function completeAndClassify(m: Machine, steps: number, maxSteps: number, check: FinalCheck | undefined) {
   const limitReached = complete(m, maxSteps, steps);
-  return { machine: m, ...classify(m, limitReached, check) };
+  return classify(m, limitReached, check);
 }
 
 /**
@@ -157,13 +190,19 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
   }
 }
 
-/** Whether `entries` still produce a violation of `kind` (false when they no longer apply). */
+/**
+ * Whether `entries` still produce a violation of `kind`: false when they no longer apply. Only the entries' own
+ * refusal means that; an error from the check (a user's bug, or an answer it must not give) is the caller's.
+ */
 function stillViolates(build: () => Machine, entries: readonly ScheduleEntry[], kind: ViolationKind, o: ReplayOptions) {
+  const m = build();
+  let steps: number;
   try {
-    return replayOn(build(), entries, o.maxSteps ?? 10_000, o.check).kind === kind;
+    steps = applySchedule(m, entries);
   } catch {
     return false;
   }
+  return completeAndClassify(m, steps, o.maxSteps ?? 10_000, o.check).kind === kind;
 }
 
 /**

@@ -77,7 +77,7 @@ describe('explore: random and PCT', () => {
     expect(() => explore(racyCounter, { budget: 0 })).toThrow(/explore budget 0 must be an integer/);
     expect(() => explore('pf-in-pf' as never)).toThrow(/build 'pf-in-pf' must be a function/);
     expect(() => explore(racyCounter, { check: true as never })).toThrow(
-      /^explore check true must be a function \(machine\) => boolean$/,
+      /^explore check true must be a function \(machine\) => boolean \| string$/,
     );
   });
 
