@@ -80,18 +80,32 @@ export function requireCheck(check: unknown, what: string): FinalCheck | undefin
   };
 }
 
+/** Where a schedule's entries left the run: steps taken (events are not steps), and the CPU that stepped last. */
+interface Applied {
+  readonly steps: number;
+  /** -1 when no entry was a step. */
+  readonly last: number;
+}
+
 /**
- * After a schedule's entries, the run is completed the least interleaved way: the lowest-numbered CPU that can move
- * runs until it cannot, and so on; an IPI in flight is delivered when no CPU can move. So a counterexample only
- * needs the choices that make the difference, and a short schedule still ends where the program ends.
+ * After a schedule's entries, the run is completed the least interleaved way: the CPU that moved last keeps
+ * running until it cannot; then the lowest-numbered CPU that can move runs until it cannot, and so on; an IPI in
+ * flight is delivered (the oldest first) only when no CPU can move. A completion never switches away from a CPU
+ * that can still move, so every switch that matters is an entry of the schedule: a counterexample needs only the
+ * choices that make the difference, and a short schedule still ends where the program ends. This is also the
+ * path the exhaustive search takes first from any point (exhaustive.ts: the last CPU if it can move, else the
+ * first).
  */
-function complete(m: Machine, maxSteps: number, taken: number): boolean {
-  let steps = taken;
+function complete(m: Machine, maxSteps: number, from: Applied): boolean {
+  let steps = from.steps;
+  let current = from.last;
   while (m.firstStop === undefined) {
-    const cpu = m.cpus.find((c) => c.started && c.runnable);
+    const last = current >= 0 ? m.cpus[current] : undefined;
+    const cpu = last?.started && last.runnable ? last : m.cpus.find((c) => c.started && c.runnable);
     if (cpu) {
       if (steps++ >= maxSteps) return true;
       m.step(cpu.id);
+      current = cpu.id;
       continue;
     }
     const ipi = m.ipiBus.inFlight[0];
@@ -125,19 +139,17 @@ function replayOn(
   maxSteps: number,
   check: FinalCheck | undefined,
 ): ReplayResult {
-  const steps = applySchedule(m, schedule);
-  return { machine: m, ...completeAndClassify(m, steps, maxSteps, check) };
+  const applied = applySchedule(m, schedule);
+  return { machine: m, ...completeAndClassify(m, applied, maxSteps, check) };
 }
 
-/**
- * Runs the schedule's entries on `m`, refusing one that does not apply (an InputError naming the entry); returns
- * the steps taken (events are not steps).
- */
-function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]): number {
+/** Runs the schedule's entries on `m`, refusing one that does not apply (an InputError naming the entry). */
+function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]): Applied {
   // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
   if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
   const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
   let steps = 0;
+  let last = -1;
   for (const [index, entry] of entries.entries()) {
     if (m.firstStop !== undefined) break;
     if (typeof entry === 'number') {
@@ -148,16 +160,17 @@ function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]):
       }
       m.step(entry);
       steps++;
+      last = entry;
     } else {
       applyEvent(m, entry, index);
     }
   }
-  return steps;
+  return { steps, last };
 }
 
-/** The run completed (see complete()) after `steps` steps of a schedule, and what it shows. */
-function completeAndClassify(m: Machine, steps: number, maxSteps: number, check: FinalCheck | undefined) {
-  const limitReached = complete(m, maxSteps, steps);
+/** The run completed (see complete()) after a schedule's entries, and what it shows. */
+function completeAndClassify(m: Machine, applied: Applied, maxSteps: number, check: FinalCheck | undefined) {
+  const limitReached = complete(m, maxSteps, applied);
   return classify(m, limitReached, check);
 }
 
@@ -196,13 +209,13 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
  */
 function stillViolates(build: () => Machine, entries: readonly ScheduleEntry[], kind: ViolationKind, o: ReplayOptions) {
   const m = build();
-  let steps: number;
+  let applied: Applied;
   try {
-    steps = applySchedule(m, entries);
+    applied = applySchedule(m, entries);
   } catch {
     return false;
   }
-  return completeAndClassify(m, steps, o.maxSteps ?? 10_000, o.check).kind === kind;
+  return completeAndClassify(m, applied, o.maxSteps ?? 10_000, o.check).kind === kind;
 }
 
 /**

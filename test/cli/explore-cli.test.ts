@@ -65,7 +65,7 @@ describe('x86slice explore', () => {
       expect(two.code).toBe(EXIT_VIOLATION);
       expect(two.out).toBe(one.out);
     }
-  });
+  }, 60_000);
 
   it('explores stale-tlb exhaustively: complete, no violation', async () => {
     const { code, out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--json');
