@@ -134,14 +134,16 @@ function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r:
     violations: r.violations.map((v) => ({
       outcome: v.kind,
       schedule: v.schedule,
-      steps: v.steps,
+      scheduleLength: v.scheduleLength,
+      // Deprecated: the same count under its 0.1 name (schedule entries, not machine steps); removed in 0.2.
+      steps: v.scheduleLength,
       ...(v.message === undefined ? {} : { message: v.message }),
     })),
   };
 }
 
-function count(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
 }
 
 function exploreText(
@@ -173,7 +175,7 @@ function exploreText(
   lines.push(`${count(r.violations.length, 'violation')} (${coverage}):`);
   for (const v of r.violations) {
     const why = v.message ? `: ${v.message.split('\n')[0]}` : '';
-    lines.push(`  ${v.kind}, schedule '${v.schedule}' (${v.steps === 1 ? '1 entry' : `${v.steps} entries`})${why}`);
+    lines.push(`  ${v.kind}, schedule '${v.schedule}' (${count(v.scheduleLength, 'entry', 'entries')})${why}`);
     lines.push(`    ${replayCommandLine(ref, pairs, v.schedule)}`);
   }
   return lines.join('\n');

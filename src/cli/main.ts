@@ -102,7 +102,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--seed <s>', 'PRNG seed for pct and random: the same seed, the same executions')
     .option('--budget <n>', 'Executions to run')
     .option('--workers <n>', 'Worker threads (default 1: this process)')
-    .option('--json', 'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, steps }]')
+    .option(
+      '--json',
+      'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',
+    )
     .example('x86slice explore stale-tlb --strategy pct --budget 1000 --tlb-events 1')
     .example('x86slice explore ./my-scenario.ts -p locked=true --json')
     .action(async (ref: string, options: Record<string, unknown>) => {

@@ -18,7 +18,15 @@ export interface Violation {
   readonly kind: ViolationKind;
   /** The shortest schedule found for this kind, minimised: `replay(build, schedule)` reproduces it. */
   readonly schedule: string;
-  /** Entries (steps and events) in the schedule. */
+  /**
+   * Entries in the schedule (CPU steps and hardware events, `1*3` counting 3): not the steps the run takes, which
+   * include the completion after the schedule.
+   */
+  readonly scheduleLength: number;
+  /**
+   * @deprecated Use `scheduleLength`: this counts schedule entries, not machine steps (as `ExploreResult.steps`
+   * does). The same value; kept because 0.1 documented it, to be removed in 0.2.
+   */
   readonly steps: number;
   /** The stop event's message, when a CPU stopped. */
   readonly message?: string;

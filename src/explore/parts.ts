@@ -178,11 +178,12 @@ export function finish(build: () => Machine, r: Resolved, merged: Merged, bound:
       return {
         kind: v.kind!,
         schedule: formatSchedule(entries),
+        scheduleLength: entries.length,
         steps: entries.length,
         ...(again.message === undefined ? {} : { message: again.message }),
       };
     })
-    .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
+    .sort((a, b) => a.scheduleLength - b.scheduleLength || a.kind.localeCompare(b.kind));
   return {
     strategy: r.strategy,
     executions: merged.runs,

@@ -27,13 +27,20 @@ describe('x86slice explore', () => {
     expect(report).toMatchObject({ scenario: 'pf-in-pf', strategy: 'random', executions: 20, complete: false });
     expect(report.steps).toBeGreaterThan(0);
     const violation = report.violations.find((v: { outcome: string }) => v.outcome === 'double-fault');
-    expect(violation).toMatchObject({ schedule: expect.any(String), steps: expect.any(Number) });
+    expect(violation).toMatchObject({ schedule: expect.any(String), scheduleLength: expect.any(Number) });
     expect(violation.message).toContain('double fault');
 
     const replayed = await cli('replay', 'pf-in-pf', '--schedule', violation.schedule);
     expect(replayed.code).toBe(EXIT_VIOLATION);
     expect(replayed.out).toContain('#DF(0x0) delivered on ist1');
     expect(replayed.out).toContain('outcome: double-fault after 6 steps: a violation: PANIC: double fault');
+  });
+
+  it("--json names a violation's schedule entries scheduleLength, apart from the machine steps; steps stays as its alias", async () => {
+    const { out } = await cli('explore', MY_SCENARIO, '--strategy', 'exhaustive', '--json');
+    const report = JSON.parse(out);
+    expect(report.violations).toMatchObject([{ schedule: '0,1', scheduleLength: 2, steps: 2 }]);
+    expect(report.steps).toBeGreaterThan(2 * report.executions); // every execution takes more than two steps
   });
 
   it('finds no violation in stale-tlb: exit 0, and the text says the run was sampled', async () => {

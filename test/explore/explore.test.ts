@@ -58,6 +58,15 @@ describe('explore: random and PCT', () => {
     expect(replay(racyCounter, v.schedule, { check: bothIncrements }).kind).toBe('assertion');
   });
 
+  it('a violation counts its schedule entries as scheduleLength (steps is its alias); the result counts machine steps', () => {
+    const result = explore(racyCounter, { strategy: 'exhaustive', check: bothIncrements });
+    const v = result.violations[0]!;
+    expect(v).toMatchObject({ schedule: '1,0', scheduleLength: 2, steps: 2 });
+    // Each CPU loads, stores and exits: the run takes 6 steps, going on after the schedule's 2 entries.
+    expect(replay(racyCounter, v.schedule).machine.stepCount).toBe(6);
+    expect(explore(racyCounter, { strategy: 'random', budget: 1, seed: 1 }).steps).toBe(6);
+  });
+
   it('the same seed gives the same result; the counterexample is a schedule string a test can paste', () => {
     const a = explore(racyCounter, { strategy: 'pct', budget: 40, seed: 7, check: bothIncrements });
     const b = explore(racyCounter, { strategy: 'pct', budget: 40, seed: 7, check: bothIncrements });
