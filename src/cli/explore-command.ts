@@ -22,6 +22,7 @@ export interface ExploreFlags {
   readonly tlbEvents?: unknown;
   readonly seed?: unknown;
   readonly budget?: unknown;
+  readonly timeLimit?: unknown;
   readonly workers?: unknown;
   readonly json?: unknown;
 }
@@ -94,6 +95,23 @@ export function choiceOption<T extends string>(
   return text as T;
 }
 
+/**
+ * `--time-limit <seconds>`: a positive decimal number of seconds (at most 3 decimals, at most 30 days), as
+ * milliseconds.
+ */
+export function secondsOption(argv: readonly string[], flag: string, parsed: unknown): number | undefined {
+  const text = optionText(argv, flag, parsed);
+  if (text === undefined) return undefined;
+  const ms = /^\d{1,7}(\.\d{1,3})?$/.test(text) ? Math.round(Number(text) * 1000) : Number.NaN;
+  if (!(ms >= 1 && ms <= 30 * 24 * 3600 * 1000)) {
+    throw new InputError(
+      `${flag} ${describeValue(text)} must be a positive number of seconds, such as 60 or 0.5 (at most 3 decimals, ` +
+        'at most 30 days)',
+    );
+  }
+  return ms;
+}
+
 function paramPairs(param: unknown): string[] {
   return param === undefined ? [] : [param].flat().map(String);
 }
@@ -131,6 +149,7 @@ function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r:
     distinctStates: r.distinctStates,
     ...(r.preemptionBound === undefined ? {} : { preemptionBound: r.preemptionBound }),
     complete: r.complete,
+    ...(r.stoppedBy === undefined ? {} : { stoppedBy: r.stoppedBy }),
     violations: r.violations.map((v) => ({
       outcome: v.kind,
       schedule: v.schedule,
@@ -165,9 +184,13 @@ function exploreText(
   const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${r.strategy}, ${counts}`];
   const coverage = r.complete
     ? 'complete: every interleaving within the bounds was run'
-    : r.strategy === 'exhaustive'
-      ? 'incomplete: the budget ran out before every interleaving was run'
-      : 'sampled: not every interleaving was run';
+    : r.stoppedBy === 'time-limit'
+      ? r.strategy === 'exhaustive'
+        ? 'incomplete: the time limit ran out before every interleaving was run; a time-limited result is not reproducible'
+        : `sampled: the time limit stopped it after ${count(r.executions, 'execution')}; a time-limited result is not reproducible`
+      : r.strategy === 'exhaustive'
+        ? 'incomplete: the budget ran out before every interleaving was run'
+        : 'sampled: not every interleaving was run';
   if (r.violations.length === 0) {
     lines.push(`no violation found (${coverage})`);
     return lines.join('\n');
@@ -185,6 +208,7 @@ function exploreText(
 export async function exploreCommand(ref: string, flags: ExploreFlags, argv: readonly string[], io: CliIo) {
   const strategy = choiceOption(argv, '--strategy', flags.strategy, STRATEGIES);
   const budget = integerOption(argv, '--budget', flags.budget, [1, 1e12], 'executions to run at most');
+  const timeLimit = secondsOption(argv, '--time-limit', flags.timeLimit);
   const seed = integerOption(argv, '--seed', flags.seed, [0, 2 ** 32 - 1], 'the PRNG seed');
   const preemptions = integerOption(
     argv,
@@ -208,6 +232,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   const options: ExploreOptions = {
     ...(strategy === undefined ? {} : { strategy }),
     ...(budget === undefined ? {} : { budget }),
+    ...(timeLimit === undefined ? {} : { timeLimit }),
     ...(seed === undefined ? {} : { seed }),
     ...(preemptions === undefined ? {} : { preemptions }),
     ...(tlbEvents === undefined ? {} : { tlbEvents }),

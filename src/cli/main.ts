@@ -101,6 +101,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--tlb-events <k>', 'TLB evictions and speculative fills an execution may choose')
     .option('--seed <s>', 'PRNG seed for pct and random: the same seed, the same executions')
     .option('--budget <n>', 'Executions to run')
+    .option(
+      '--time-limit <seconds>',
+      'Stop after this many seconds (wall clock); a result cut by it is not reproducible',
+    )
     .option('--workers <n>', 'Worker threads (default 1: this process)')
     .option(
       '--json',

@@ -1,5 +1,5 @@
 import type { FinalCheck, ViolationKind } from './execution.ts';
-import { finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
+import { deadlineOf, finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
 import { type Buildable, requireBuild } from './replay.ts';
 
 // Exploring a machine's interleavings (DESIGN.md "Checking"). Programs are generators, which cannot be copied
@@ -45,7 +45,16 @@ export interface ExploreResult {
   readonly preemptionBound?: number;
   /** One per kind found, shortest first. */
   readonly violations: readonly Violation[];
+  /**
+   * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the
+   * sampling strategies, which never run out of work), `time-limit` (the `timeLimit` ran out first), or absent
+   * when the search ran out of work (an exhaustive search that is `complete`).
+   */
+  readonly stoppedBy?: StopReason;
 }
+
+/** Why a search stopped with work left (see ExploreResult.stoppedBy). */
+export type StopReason = 'budget' | 'time-limit';
 
 export type Strategy = 'exhaustive' | 'random' | 'pct';
 
@@ -71,6 +80,14 @@ export interface ExploreOptions {
   readonly preemptions?: number;
   /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
   readonly reduction?: 'dpor' | 'none';
+  /**
+   * Wall-clock milliseconds the search may take, beside the execution budget: once they have passed, no new
+   * execution starts, the result says `stoppedBy: 'time-limit'`, and an exhaustive result is not `complete`. The
+   * model stays deterministic (the limit only decides when to stop, and a search it does not cut gives exactly
+   * the result it gives without one), but where a search is cut depends on the machine's speed: a time-limited
+   * result is not reproducible. Minimising the violations found is not limited. Default: none.
+   */
+  readonly timeLimit?: number;
   /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
   readonly onProgress?: (executions: number, budget: number) => void;
 }
@@ -82,13 +99,18 @@ export interface ExploreOptions {
 export function explore(source: Buildable, options: ExploreOptions = {}): ExploreResult {
   const build = requireBuild(source, 'explore', true);
   const r = resolveOptions(options);
+  const expired = deadlineOf(r);
   const shared = prepare(build, r);
   const merged = new Merged(r.budget);
   let bound: number | undefined;
   for (const parts of plan(r, shared, merged, 1)) {
     for (const spec of parts) {
       if (spec.kind === 'subtree') bound = spec.bound;
-      const part = runPart(build, r, shared, spec, r.budget - merged.runs, progressReporter(r, merged));
+      if (expired?.()) {
+        merged.cutByTime();
+        break;
+      }
+      const part = runPart(build, r, shared, spec, r.budget - merged.runs, progressReporter(r, merged), expired);
       const more = merged.add(part);
       r.onProgress?.(merged.runs, r.budget);
       if (!more) break;

@@ -74,6 +74,23 @@ describe('x86slice explore', () => {
     }
   }, 60_000);
 
+  it('--time-limit stops a long exhaustive search: not complete, and the result says the time limit stopped it', async () => {
+    const args = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '--strategy', 'exhaustive'];
+    const json = await cli(...args, '--time-limit', '0.5', '--json');
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.out)).toMatchObject({ complete: false, stoppedBy: 'time-limit', violations: [] });
+    const text = await cli(...args, '--time-limit=0.5');
+    expect(text.out).toContain(
+      'no violation found (incomplete: the time limit ran out before every interleaving was run; a time-limited ' +
+        'result is not reproducible)',
+    );
+  }, 60_000);
+
+  it('--json says stoppedBy budget when the budget ended the search', async () => {
+    const { out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--budget', '2', '--json');
+    expect(JSON.parse(out)).toMatchObject({ executions: 2, complete: false, stoppedBy: 'budget' });
+  });
+
   it('explores stale-tlb exhaustively: complete, no violation', async () => {
     const { code, out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--json');
     expect(code).toBe(0);
@@ -174,6 +191,14 @@ describe('bad input is exit code 2, naming the value and the rule', () => {
     [['explore', 'pf-in-pf', '--tlb-events', '-1'], 'Unknown option `-1`'],
     [['explore', 'pf-in-pf', '--seed', '1.5'], "--seed '1.5' must be a decimal integer in 0..4294967295"],
     [['explore', 'pf-in-pf', '-p', 'df-ist=7'], 'parameter df-ist=7 must be an integer in 0..2'],
+    [
+      ['explore', 'pf-in-pf', '--time-limit', 'abc'],
+      "--time-limit 'abc' must be a positive number of seconds, such as 60 or 0.5",
+    ],
+    [['explore', 'pf-in-pf', '--time-limit', '0'], "--time-limit '0' must be a positive number of seconds"],
+    [['explore', 'pf-in-pf', '--time-limit', '0.0001'], "--time-limit '0.0001' must be a positive number of seconds"],
+    [['explore', 'pf-in-pf', '--time-limit', '1e3'], "--time-limit '1e3' must be a positive number of seconds"],
+    [['explore', 'pf-in-pf', '--time-limit=1m'], "--time-limit '1m' must be a positive number of seconds"],
     [['replay', 'pf-in-pf'], 'replay needs --schedule <schedule>'],
     [['replay', 'pf-in-pf', '--schedule', '0,x'], "malformed schedule token 'x'"],
     [['replay', 'pf-in-pf', '--schedule', '0x1'], "malformed schedule token '0x1'"],
