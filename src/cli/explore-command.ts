@@ -8,6 +8,7 @@ import type { Scenario, ScenarioParams } from '../scenarios/scenario.ts';
 import { parseParamStrings, resolveParams } from '../scenarios/scenario.ts';
 import { buildScenario, findScenarioRef, isScenarioPath, machineFactory } from '../scenarios/scenario-module.ts';
 import { type CliIo, EXIT_OK, EXIT_VIOLATION } from './io.ts';
+import { paramStrings } from './params.ts';
 import { progressBar } from './progress.ts';
 import { type ReplayRun, replayOutcome, replayText } from './report.ts';
 
@@ -110,10 +111,6 @@ export function secondsOption(argv: readonly string[], flag: string, parsed: unk
     );
   }
   return ms;
-}
-
-function paramPairs(param: unknown): string[] {
-  return param === undefined ? [] : [param].flat().map(String);
 }
 
 /** The scenario a command names and its parameters, resolved; `pairs` are the `-p` strings as typed. */
@@ -225,7 +222,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     'TLB events an execution may choose',
   );
   const workers = integerOption(argv, '--workers', flags.workers, [1, 64], 'worker threads') ?? 1;
-  const pairs = paramPairs(flags.param);
+  const pairs = paramStrings(argv, flags.param);
   const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
 
   const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
@@ -287,7 +284,7 @@ export async function replayCommand(ref: string, flags: ReplayFlags, argv: reado
   const format = choiceOption(argv, '--trace', flags.trace, TRACE_FORMATS) ?? 'text';
   const out = optionText(argv, '--out', flags.out);
   if (out === '') throw new InputError("--out '' must name a file to write the trace to");
-  const { scenario, params, maxSteps } = await scenarioOf(ref, paramPairs(flags.param));
+  const { scenario, params, maxSteps } = await scenarioOf(ref, paramStrings(argv, flags.param));
   const replayed = replay(
     machineFactory(scenario, params, { trace: true }),
     schedule,

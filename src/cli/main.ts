@@ -3,6 +3,7 @@ import { InputError } from '../mmu/input-error.ts';
 import { SCENARIO_LIST as SCENARIOS } from '../scenarios/listing.ts';
 import { paramRange, parseParamStrings } from '../scenarios/scenario.ts';
 import { type CliIo, EXIT_USAGE, processIo } from './io.ts';
+import { paramStrings } from './params.ts';
 
 // The x86slice command line: list the scenarios, run one, explore one's interleavings, replay a schedule explore
 // reported, or show the flagship demo. `list` needs only the scenarios' descriptions; the machine, the checker and
@@ -78,21 +79,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--json', 'Print one JSON object: scenario, outcome, steps, per-CPU final state')
     .option('--tail <steps>', 'Print only the last <steps> steps of the timeline')
     .option('--timed', "Run on the cost model's clocks (schedule 'timed'); the report adds simulated nanoseconds")
-    .action(
-      async (name: string, options: { param?: string | string[]; json?: boolean; tail?: unknown; timed?: boolean }) => {
-        const tail = options.tail === undefined ? undefined : Number(options.tail);
-        if (tail !== undefined && !(Number.isInteger(tail) && tail >= 1)) {
-          throw new InputError(`--tail ${String(options.tail)} must be a positive integer (a number of steps)`);
-        }
-        const pairs = options.param === undefined ? [] : [options.param].flat().map(String);
-        const params = parseParamStrings(pairs);
-        const { runScenario, runReport, runText } = await runner();
-        const run = runScenario(name, params, { trace: !options.json, timed: options.timed === true });
-        io.out(
-          options.json ? JSON.stringify(runReport(run), null, 2) : runText(run, tail === undefined ? {} : { tail }),
-        );
-      },
-    );
+    .action(async (name: string, options: { param?: unknown; json?: boolean; tail?: unknown; timed?: boolean }) => {
+      const tail = options.tail === undefined ? undefined : Number(options.tail);
+      if (tail !== undefined && !(Number.isInteger(tail) && tail >= 1)) {
+        throw new InputError(`--tail ${String(options.tail)} must be a positive integer (a number of steps)`);
+      }
+      const params = parseParamStrings(paramStrings(argv, options.param));
+      const { runScenario, runReport, runText } = await runner();
+      const run = runScenario(name, params, { trace: !options.json, timed: options.timed === true });
+      io.out(options.json ? JSON.stringify(runReport(run), null, 2) : runText(run, tail === undefined ? {} : { tail }));
+    });
   cli
     .command('explore <scenario>', "Explore a scenario's interleavings (a catalogue name or ./file.ts) for violations")
     .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
