@@ -10,7 +10,7 @@ import { buildScenario, findScenarioRef, isScenarioPath, machineFactory } from '
 import { type CliIo, EXIT_OK, EXIT_VIOLATION } from './io.ts';
 import { paramStrings } from './params.ts';
 import { progressBar } from './progress.ts';
-import { type ReplayRun, replayOutcome, replayText } from './report.ts';
+import { type ReplayRun, replayOutcome, replayReport, replayText } from './report.ts';
 
 // `x86slice explore` and `x86slice replay`: explore a scenario's interleavings (a catalogue name or a user's module)
 // and report each violation as a schedule; replay one schedule as a per-CPU timeline, a Chrome trace or a Mermaid
@@ -33,6 +33,7 @@ export interface ReplayFlags {
   readonly schedule?: unknown;
   readonly trace?: unknown;
   readonly out?: unknown;
+  readonly json?: unknown;
 }
 
 const STRATEGIES = ['exhaustive', 'pct', 'random'] as const;
@@ -281,16 +282,29 @@ export async function replayCommand(ref: string, flags: ReplayFlags, argv: reado
         "('' runs the least interleaved order)",
     );
   }
-  const format = choiceOption(argv, '--trace', flags.trace, TRACE_FORMATS) ?? 'text';
+  const traceFormat = choiceOption(argv, '--trace', flags.trace, TRACE_FORMATS);
+  const format = traceFormat ?? 'text';
   const out = optionText(argv, '--out', flags.out);
   if (out === '') throw new InputError("--out '' must name a file to write the trace to");
+  const json = flags.json === true;
+  if (json && traceFormat !== undefined && out === undefined) {
+    throw new InputError(
+      `--json and --trace ${traceFormat} would both go to stdout: give --out <file> for the trace, or drop one`,
+    );
+  }
   const { scenario, params, maxSteps } = await scenarioOf(ref, paramStrings(argv, flags.param));
+  // With --json alone nothing reads the trace: the machine runs without one.
+  const traced = !json || out !== undefined;
   const replayed = replay(
-    machineFactory(scenario, params, { trace: true }),
+    machineFactory(scenario, params, { trace: traced }),
     schedule,
     maxSteps === undefined ? {} : { maxSteps },
   );
   const run: ReplayRun = { scenario, params, schedule, ...replayed };
+  if (json && out === undefined) {
+    io.out(JSON.stringify(replayReport(run), null, 2));
+    return replayed.kind === undefined ? EXIT_OK : EXIT_VIOLATION;
+  }
   const text = await formatTrace(format, run, replayed.machine);
   if (out === undefined) {
     io.out(text);
@@ -302,8 +316,11 @@ export async function replayCommand(ref: string, flags: ReplayFlags, argv: reado
     } catch (error) {
       throw new InputError(`--out ${describeValue(out)} cannot be written: ${(error as Error).message}`);
     }
-    io.out(`wrote the ${format} trace of ${replayed.machine.trace.length} steps to ${out}`);
-    io.out(replayOutcome(run));
+    if (json) io.out(JSON.stringify(replayReport(run), null, 2));
+    else {
+      io.out(`wrote the ${format} trace of ${replayed.machine.trace.length} steps to ${out}`);
+      io.out(replayOutcome(run));
+    }
   }
   return replayed.kind === undefined ? EXIT_OK : EXIT_VIOLATION;
 }

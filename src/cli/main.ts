@@ -117,8 +117,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--schedule <schedule>', "The schedule to replay, as explore reported it ('' for the default order)")
     .option('--trace <format>', 'text (default) | chrome (trace-event JSON) | mermaid (sequence diagram)')
     .option('--out <file>', 'Write the trace to <file> instead of stdout')
+    .option(
+      '--json',
+      'Print one JSON object (as run --json): scenario, schedule, outcome, steps, per-CPU final state, message',
+    )
     .example("x86slice replay pf-in-pf --schedule ''")
     .example("x86slice replay stale-tlb --schedule '1,1,0' --trace chrome --out trace.json")
+    .example("x86slice replay pf-in-pf --schedule '' --json")
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).replayCommand(ref, options, argv, io);
     });

@@ -142,6 +142,77 @@ export const solo = {
 });
 
 describe('x86slice replay', () => {
+  it('--json prints one object in the shape of run --json, with the schedule, and the stop message', async () => {
+    const replayed = await cli('replay', 'pf-in-pf', '--schedule', '', '--json');
+    expect(replayed.code).toBe(EXIT_VIOLATION);
+    const report = JSON.parse(replayed.out);
+    // pf-in-pf has one CPU: the replay is the run, and says so field for field.
+    const { report: _measured, ...run } = JSON.parse((await cli('run', 'pf-in-pf', '--json')).out);
+    expect(report).toMatchObject(run);
+    expect(report).toMatchObject({
+      scenario: 'pf-in-pf',
+      schedule: '',
+      outcome: 'double-fault',
+      violation: true,
+      steps: 6,
+      stop: { cpu: 0, outcome: 'double-fault' },
+      message: expect.stringMatching(/^PANIC: double fault/),
+    });
+    expect(report.cpus).toHaveLength(1);
+  });
+
+  it('--json of a run that is no violation: exit 0, violation false, no message', async () => {
+    const { code, out } = await cli('replay', 'stale-tlb', '--schedule', '', '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(out);
+    expect(report).toMatchObject({ scenario: 'stale-tlb', outcome: 'ok', violation: false, limitReached: false });
+    expect(report.steps).toBeGreaterThan(0);
+    expect(report.cpus).toHaveLength(2);
+    expect('message' in report).toBe(false);
+  });
+
+  it('every violation explore --json reports replays with replay --json to the same outcome and message', async () => {
+    for (const args of [
+      [MY_SCENARIO, '--strategy', 'exhaustive'],
+      ['stack-migration', '-p', 'protocol=naive', '-p', 'rounds=4', '--strategy', 'exhaustive', '--preemptions', '1'],
+      ['stack-migration', '-p', 'protocol=no-wait', '-p', 'rounds=4', '--strategy', 'pct', '--budget', '100'],
+    ]) {
+      const explored = JSON.parse((await cli('explore', ...args, '--json')).out);
+      expect(explored.violations.length).toBeGreaterThan(0);
+      const params = args.slice(1, args.indexOf('--strategy'));
+      for (const v of explored.violations) {
+        const replayed = await cli('replay', args[0]!, ...params, '--schedule', v.schedule, '--json');
+        expect(replayed.code).toBe(EXIT_VIOLATION);
+        const report = JSON.parse(replayed.out);
+        expect({ outcome: report.outcome, message: report.message }).toEqual({
+          outcome: v.outcome,
+          message: v.message,
+        });
+      }
+    }
+  }, 60_000);
+
+  it('--json with --out writes the trace to the file and prints the JSON; with --trace alone it is refused', async () => {
+    const file = join(temp, 'replay-json-trace.json');
+    const { code, out } = await cli(
+      'replay',
+      'pf-in-pf',
+      '--schedule',
+      '',
+      '--trace',
+      'chrome',
+      '--out',
+      file,
+      '--json',
+    );
+    expect(code).toBe(EXIT_VIOLATION);
+    expect(JSON.parse(out)).toMatchObject({ outcome: 'double-fault', steps: 6 });
+    expect(() => JSON.parse(readFileSync(file, 'utf8'))).not.toThrow();
+    const both = await cli('replay', 'pf-in-pf', '--schedule', '', '--trace', 'chrome', '--json');
+    expect(both.code).toBe(EXIT_USAGE);
+    expect(both.err).toContain('--json and --trace chrome would both go to stdout: give --out <file> for the trace');
+  });
+
   it('--trace chrome --out writes Chrome trace-event JSON to the file', async () => {
     const file = join(temp, 'trace.json');
     const { code, out } = await cli('replay', 'pf-in-pf', '--schedule', '', '--trace', 'chrome', '--out', file);
