@@ -1,5 +1,5 @@
 import type { ExploreOptions, ExploreResult } from './options.ts';
-import { finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
+import { deadlineOf, finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
 import { type Buildable, requireBuild } from './replay.ts';
 
 // Exploring a machine's interleavings (DESIGN.md "Checking"). Programs are generators, which cannot be copied
@@ -12,7 +12,7 @@ import { type Buildable, requireBuild } from './replay.ts';
 // ranges of executions), merged in order: so `workers` (parallel.ts) gives the same result as one process.
 
 export type { FinalCheck, ViolationKind } from './execution.ts';
-export type { ExploreOptions, ExploreResult, Strategy, Violation } from './options.ts';
+export type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
 export { type Buildable, type ReplayOptions, type ReplayResult, replay } from './replay.ts';
 
 /**
@@ -22,13 +22,18 @@ export { type Buildable, type ReplayOptions, type ReplayResult, replay } from '.
 export function explore(source: Buildable, options: ExploreOptions = {}): ExploreResult {
   const build = requireBuild(source, 'explore', true);
   const r = resolveOptions(options);
+  const expired = deadlineOf(r);
   const shared = prepare(build, r);
   const merged = new Merged(r.budget);
   let bound: number | undefined;
   for (const parts of plan(r, shared, merged, 1)) {
     for (const spec of parts) {
       if (spec.kind === 'subtree') bound = spec.bound;
-      const part = runPart(build, r, shared, spec, r.budget - merged.runs, progressReporter(r, merged));
+      if (expired?.()) {
+        merged.cutByTime();
+        break;
+      }
+      const part = runPart(build, r, shared, spec, r.budget - merged.runs, progressReporter(r, merged), expired);
       const more = merged.add(part);
       r.onProgress?.(merged.runs, r.budget);
       if (!more) break;

@@ -7,7 +7,15 @@ export interface Violation {
   readonly kind: ViolationKind;
   /** The shortest schedule found for this kind, minimised: `replay(build, schedule)` reproduces it. */
   readonly schedule: string;
-  /** Entries (steps and events) in the schedule. */
+  /**
+   * Entries in the schedule (CPU steps and hardware events, `1*3` counting 3): not the steps the run takes, which
+   * include the completion after the schedule.
+   */
+  readonly scheduleLength: number;
+  /**
+   * @deprecated Use `scheduleLength`: this counts schedule entries, not machine steps (as `ExploreResult.steps`
+   * does). The same value; kept because 0.1 documented it, to be removed in 0.2.
+   */
   readonly steps: number;
   /** The stop event's message, when a CPU stopped. */
   readonly message?: string;
@@ -26,7 +34,16 @@ export interface ExploreResult {
   readonly preemptionBound?: number;
   /** One per kind found, shortest first. */
   readonly violations: readonly Violation[];
+  /**
+   * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the
+   * sampling strategies, which never run out of work), `time-limit` (the `timeLimit` ran out first), or absent
+   * when the search ran out of work (an exhaustive search that is `complete`).
+   */
+  readonly stoppedBy?: StopReason;
 }
+
+/** Why a search stopped with work left (see ExploreResult.stoppedBy). */
+export type StopReason = 'budget' | 'time-limit';
 
 export type Strategy = 'exhaustive' | 'random' | 'pct';
 
@@ -44,7 +61,7 @@ export interface ExploreOptions {
   readonly maxSteps?: number;
   /** PCT's depth d (bug depth it targets). Default 3. */
   readonly depth?: number;
-  /** A predicate on the final machine; false is an `assertion` violation. */
+  /** A check of the final machine: true (ok), false or a non-empty reason string (an `assertion`); see FinalCheck. */
   readonly check?: FinalCheck;
   /** TLB evictions and speculative fills an execution may choose (the hardware's freedom). Default 0. */
   readonly tlbEvents?: number;
@@ -52,6 +69,14 @@ export interface ExploreOptions {
   readonly preemptions?: number;
   /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
   readonly reduction?: 'dpor' | 'none';
+  /**
+   * Wall-clock milliseconds the search may take, beside the execution budget: once they have passed, no new
+   * execution starts, the result says `stoppedBy: 'time-limit'`, and an exhaustive result is not `complete`. The
+   * model stays deterministic (the limit only decides when to stop, and a search it does not cut gives exactly
+   * the result it gives without one), but where a search is cut depends on the machine's speed: a time-limited
+   * result is not reproducible. Minimising the violations found is not limited. Default: none.
+   */
+  readonly timeLimit?: number;
   /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
   readonly onProgress?: (executions: number, budget: number) => void;
 }

@@ -48,14 +48,23 @@ describe('explore: random and PCT', () => {
     expect(result.complete).toBe(false);
   });
 
-  it('a lost update is found, minimised to the four racing steps, and the schedule reproduces it', () => {
+  it('a lost update is found, minimised to the two switches that lose it, and the schedule reproduces it', () => {
     const result = explore(racyCounter, { strategy: 'random', budget: 50, check: bothIncrements });
     expect(result.violations).toHaveLength(1);
     const v = result.violations[0]!;
     expect(v.kind).toBe('assertion');
-    // CPU1 loads first; the completion then runs CPU0 to its end (load, store) and CPU1 stores its stale value.
-    expect(v.schedule).toBe('1');
+    // CPU1 loads; CPU0 takes over and runs to its end (load, store); then CPU1 stores its stale value.
+    expect(v.schedule).toBe('1,0');
     expect(replay(racyCounter, v.schedule, { check: bothIncrements }).kind).toBe('assertion');
+  });
+
+  it('a violation counts its schedule entries as scheduleLength (steps is its alias); the result counts machine steps', () => {
+    const result = explore(racyCounter, { strategy: 'exhaustive', check: bothIncrements });
+    const v = result.violations[0]!;
+    expect(v).toMatchObject({ schedule: '1,0', scheduleLength: 2, steps: 2 });
+    // Each CPU loads, stores and exits: the run takes 6 steps, going on after the schedule's 2 entries.
+    expect(replay(racyCounter, v.schedule).machine.stepCount).toBe(6);
+    expect(explore(racyCounter, { strategy: 'random', budget: 1, seed: 1 }).steps).toBe(6);
   });
 
   it('the same seed gives the same result; the counterexample is a schedule string a test can paste', () => {
@@ -77,7 +86,7 @@ describe('explore: random and PCT', () => {
     expect(() => explore(racyCounter, { budget: 0 })).toThrow(/explore budget 0 must be an integer/);
     expect(() => explore('pf-in-pf' as never)).toThrow(/build 'pf-in-pf' must be a function/);
     expect(() => explore(racyCounter, { check: true as never })).toThrow(
-      /^explore check true must be a function \(machine\) => boolean$/,
+      /^explore check true must be a function \(machine\) => boolean \| string$/,
     );
   });
 
