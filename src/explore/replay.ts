@@ -190,6 +190,16 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
     m.deliverIpi(entry.cpu, entry.deliver);
     return;
   }
+  if ('drain' in entry) {
+    if (!m.drainStoreBuffer(entry.cpu)) throw new InputError(`${where}: CPU ${entry.cpu}'s store buffer is empty`);
+    return;
+  }
+  if ('psc' in entry) {
+    if (!m.evictPagingStructureEntry(entry.cpu, entry.psc, entry.va)) {
+      throw new InputError(`${where}: CPU ${entry.cpu}'s paging-structure caches hold no such ${entry.psc} entry`);
+    }
+    return;
+  }
   const page = entry.va - (entry.va % PAGE_SIZE);
   const held = cpu.tlb.probe(page) >= 0;
   if (entry.tlb === 'evict') {

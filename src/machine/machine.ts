@@ -28,6 +28,7 @@ import {
   requireOneOf,
   requireOptions,
 } from '../mmu/input-error.ts';
+import { PSC_LEVEL } from '../mmu/paging-structure-cache.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
 import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb } from '../mmu/tlb.ts';
@@ -43,6 +44,8 @@ import {
   formatEvent,
   isStepRun,
   Prng,
+  PSC_ENTRY_KINDS,
+  type PscEntryKind,
   parseScheduleRuns,
   type SchedulePolicy,
   type ScheduleRun,
@@ -59,6 +62,8 @@ const log = {
 };
 
 const STATUS_RUNNING = STATUS.RUNNING;
+/** A schedule token's paging-structure-cache entry kind, as the cache's level. */
+const PSC_LEVEL_OF = { pml4e: PSC_LEVEL.PML4E, pdpte: PSC_LEVEL.PDPTE, pde: PSC_LEVEL.PDE } as const;
 /** What a run's steps record (Machine.recording): nothing, the trace only, or everything through stepCpu. */
 const RECORD_NOTHING = 0;
 const RECORD_TRACE = 1;
@@ -511,6 +516,20 @@ export class Machine implements CpuBus {
     return true;
   }
 
+  /**
+   * Hardware drops CPU `id`'s paging-structure-cache entry of `kind` ('pml4e', 'pdpte', 'pde') that covers `va`
+   * (legal at any time; the checker's choice). Returns whether it held one.
+   */
+  evictPagingStructureEntry(id: number, kind: PscEntryKind, va: number | bigint): boolean {
+    const cpu = this.cpu(id);
+    const level = requireOneOf(kind, 'paging-structure-cache entry kind', PSC_ENTRY_KINDS);
+    const v = canonicalAddress(va, 'evictPagingStructureEntry address');
+    const psc = cpu.port.psc;
+    if (psc === undefined || !psc.drop(PSC_LEVEL_OF[level], v)) return false;
+    cpu.wake();
+    return true;
+  }
+
   /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
   fillTlb(id: number, va: number | bigint): boolean {
     const cpu = this.cpu(id);
@@ -586,6 +605,10 @@ export class Machine implements CpuBus {
         if ('tlb' in run) {
           if (run.tlb === 'evict') this.evictTlb(run.cpu, run.va);
           else this.fillTlb(run.cpu, run.va);
+        } else if ('drain' in run) {
+          this.drainStoreBuffer(run.cpu);
+        } else if ('psc' in run) {
+          this.evictPagingStructureEntry(run.cpu, run.psc, run.va);
         } else {
           const found = this.ipiBus.find(run.cpu, run.deliver);
           if (found < 0) {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Program } from '../../src/cpu/assembler.ts';
+import { replay } from '../../src/explore/explore.ts';
 import { Machine } from '../../src/machine/machine.ts';
+import { formatSchedule, parseSchedule } from '../../src/machine/schedule.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 
 // x86-TSO on the machine (SDM §8.2.3): each CPU's stores wait in its store buffer until a drain event, a fence, a
@@ -143,5 +145,28 @@ describe('paging-structure caches on the machine', () => {
     });
     m.run();
     expect(m.cpu(0).lastException).toMatchObject({ vector: 14, errorCode: 0 });
+  });
+});
+
+describe('store-buffer and paging-structure-cache events in schedules', () => {
+  it('drain:N and evict-pde:N:va parse, format back, and are refused when malformed', () => {
+    const text = '0,drain:0,1*2,evict-pde:1:0xffffc90001000000,evict-pml4e:0:0xffffc90000000000';
+    expect(formatSchedule(parseSchedule(text))).toBe(text);
+    expect(() => parseSchedule('drain:x')).toThrow(/malformed schedule token 'drain:x'/);
+    expect(() => parseSchedule('evict-pte:0:0xffffc90000000000')).toThrow(/malformed schedule token/);
+  });
+
+  it('a schedule drains a store buffer where it says, and replay refuses a drain of an empty buffer', () => {
+    const build = () => {
+      const { m, x, y } = machine(2);
+      storeBuffering(m, x, y, 'none');
+      return m;
+    };
+    // CPU0's store reaches memory before CPU1 loads it: CPU1 reads 1.
+    const m = build();
+    m.run({ schedule: '0,drain:0,1,1,1' });
+    expect(m.memory.read64(m.physicalAddress(X)!)).toBe(1);
+    expect(replay(build, '0,drain:0,1,1').kind).toBeUndefined();
+    expect(() => replay(build, 'drain:0')).toThrow(/schedule entry 0 \(drain:0\): CPU 0's store buffer is empty/);
   });
 });
