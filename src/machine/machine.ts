@@ -1,5 +1,5 @@
 import createDebug from 'debug';
-import { Cpu, type CpuBus, STATUS } from '../cpu/cpu.ts';
+import { Cpu, type CpuBus } from '../cpu/cpu.ts';
 import type { Assembler, IpiDestination, IpiMode, Outcome, Program } from '../cpu/instruction.ts';
 import {
   type DeliverySelector,
@@ -9,8 +9,7 @@ import {
   type IpiDelivery,
 } from '../cpu/ipi-bus.ts';
 import { PageCache } from '../cpu/page-cache.ts';
-import type { StepEvent, StopEvent } from '../cpu/step-event.ts';
-import { describeStep } from '../cpu/step-format.ts';
+import type { StepEvent } from '../cpu/step-event.ts';
 import { exceptionGates } from '../faults/handlers.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { smpSymbols } from '../mm/smp.ts';
@@ -30,36 +29,33 @@ import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb } from '../mmu/tlb.ts';
 import { arenaBytes, TypedArena } from '../mmu/typed-arena.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
-import { type CostModel, resolveCosts, stepCost } from './cost-model.ts';
+import { type CostModel, resolveCosts } from './cost-model.ts';
 import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import { MAX_CPUS, type MachineConfig, type ResolvedConfig, resolveConfig } from './machine-config.ts';
 import type { MapFlags } from './page-tables.ts';
 import {
+  type RunLoopMachine,
+  runRandom,
+  runRoundRobin,
+  runRoundRobinWithBus,
+  runSchedule,
+  runTimed,
+} from './run-loops.ts';
+import {
   checkScheduleArray,
   checkScheduledCpus,
-  formatEvent,
-  isStepRun,
   Prng,
   parseScheduleRuns,
   type SchedulePolicy,
   type ScheduleRun,
 } from './schedule.ts';
 import { type MachineSnapshot, snapshotMachine } from './snapshot.ts';
-import { TraceLog } from './trace-log.ts';
+import { type FirstStop, SteppedMachine, stepsObserved } from './step-recording.ts';
 
 export { MAX_CPUS, MAX_MEMORY, type MachineConfig, MIN_BOOT_MEMORY } from './machine-config.ts';
 
-const log = {
-  cpu: createDebug('x86slice:cpu'),
-  mmu: createDebug('x86slice:mmu'),
-  apic: createDebug('x86slice:apic'),
-};
+const log = { apic: createDebug('x86slice:apic') };
 
-const STATUS_RUNNING = STATUS.RUNNING;
-/** What a run's steps record (Machine.recording): nothing, the trace only, or everything through stepCpu. */
-const RECORD_NOTHING = 0;
-const RECORD_TRACE = 1;
-const RECORD_ALL = 2;
 /** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
 const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
 const CODE_STRIDE = 0x1_0000;
@@ -96,7 +92,7 @@ export interface RunResult {
   /** The run hit maxSteps with CPUs still able to move. */
   readonly limitReached: boolean;
   /** The first CPU that stopped with an event, and why. */
-  readonly stop?: StopEvent & { readonly cpu: number; readonly step: number };
+  readonly stop?: FirstStop;
   /** With outcome `deadlock`: who waits on what (see Machine.deadlockReport). */
   readonly deadlock?: string;
   readonly cpus: readonly { readonly id: number; readonly state: Cpu['state'] }[];
@@ -113,30 +109,20 @@ function canonicalAddress(va: number | bigint, where: string): number {
 }
 
 /** A multi-CPU x86-64 machine: CPUs sharing physical memory, stepped one instruction at a time. */
-export class Machine implements CpuBus {
+export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
   readonly memory: PhysicalMemory;
   readonly cpus: readonly Cpu[];
   readonly config: ResolvedConfig;
-  /** The recorded steps, when tracing is on (see `trace`). */
-  readonly traceLog: TraceLog;
-  /** One-step log for debug output when tracing is off. */
-  private readonly logScratch = new TraceLog();
-  /** Footprint of the last step, when footprints are on (config `footprint`, or recordFootprints()). */
-  footprint: Footprint | undefined;
   private pausedFootprint: Footprint | undefined;
-  /** The random scheduler's list of CPUs that can move, reused every step. */
-  private readonly runnableScratch: Cpu[] = [];
   /** The interrupt bus: where IPIs in flight wait for delivery. */
   readonly ipiBus: IpiBus;
   boot: BootInfo | undefined;
   /** The booted kernel's state (zone, vmap areas, policies), when created with `kernel`. */
   kernel: Kernel | undefined;
-  /** Steps taken since creation. */
-  stepCount = 0;
   /** Each CPU's simulated clock in nanoseconds: advanced by `timed` runs (see cost-model.ts), read by RDTSC. */
   readonly clocks: Float64Array;
-  /** When each IPI in flight was sent (its sender's clock), for a timed run's delivery latency. */
-  private readonly ipiSentAt = new Map<InFlightIpi, number>();
+  /** Internal (run-loops.ts): when each IPI in flight was sent (its sender's clock), for a timed run's latency. */
+  readonly ipiSentAt = new Map<InFlightIpi, number>();
   /** A timed run is in progress (see runTimed). */
   private timed = false;
   /** Names of addresses (lock words, csd flags) for reports: the kernel's at boot; a test may add its own. */
@@ -153,14 +139,12 @@ export class Machine implements CpuBus {
   nameOf(va: number): string | undefined {
     return this.symbols.get(va) ?? this.inheritedSymbols?.get(va);
   }
-  /** The first CPU that stopped with an event. */
-  firstStop: RunResult['stop'];
   private readonly codeAddresses: Map<Program, number>;
   private readonly userCodeAddresses = new Map<Program, number>();
 
   protected constructor(config: ResolvedConfig, base?: FrameStore, codeAddresses?: Map<Program, number>) {
+    super(config);
     this.config = config;
-    this.traceLog = new TraceLog(config.traceLimit);
     this.memory = new PhysicalMemory(config.memory, base, MAX_CPUS);
     this.memory.setWatcher((owner) => this.cpus[owner]?.wake());
     // One buffer for every CPU's TLB and page cache (see TypedArena): creating an image instance stays cheap.
@@ -174,7 +158,6 @@ export class Machine implements CpuBus {
       this.cpus.map((c) => c.apic),
       config.ipiDelivery,
     );
-    this.footprint = config.footprint ? new Footprint() : undefined;
     this.clocks = new Float64Array(config.cpus);
     for (const cpu of this.cpus) cpu.port.footprint = this.footprint;
     this.codeAddresses = new Map(codeAddresses);
@@ -204,11 +187,7 @@ export class Machine implements CpuBus {
     this.memory.reset();
     // The image copies registers, TSS, IDT, TLB and APIC in next (see MachineImage.load).
     for (const cpu of this.cpus) cpu.resetRunState();
-    if (this.traceLog.length !== 0) this.traceLog.clear();
-    if (this.logScratch.length !== 0) this.logScratch.clear();
-    this.footprint?.clear();
-    this.stepCount = 0;
-    this.firstStop = undefined;
+    this.resetSteps();
     this.clocks.fill(0);
     this.ipiSentAt.clear();
     // A run only adds addresses (programs first used), so an unchanged size is an unchanged map.
@@ -351,8 +330,8 @@ export class Machine implements CpuBus {
     return this.deliverInFlight(cpu, index);
   }
 
-  /** Delivers the in-flight IPI at `index` (to `cpu`) and records the event. */
-  private deliverInFlight(cpu: Cpu, index: number): InFlightIpi {
+  /** Internal (run-loops.ts): delivers the in-flight IPI at `index` (to `cpu`) and records the event. */
+  deliverInFlight(cpu: Cpu, index: number): InFlightIpi {
     const ipi = this.ipiBus.deliverAt(index);
     this.ipiSentAt.delete(ipi);
     if (this.config.trace) this.traceLog.appendDelivery(cpu, this.stepCount, ipi);
@@ -383,90 +362,7 @@ export class Machine implements CpuBus {
         `CPU ${id} cannot step: it is ${cpu.state} (${cpu.stopEvent?.outcome}: ${cpu.stopEvent?.message.split('\n')[0]})`,
       );
     }
-    return this.stepCpu(cpu, this.config.trace || log.cpu.enabled || log.mmu.enabled, true);
-  }
-
-  /** The step itself, after validation; `observe` builds the event (tracing or debug logging). */
-  private stepCpu(cpu: Cpu, observe: boolean, wanted = false): StepEvent | undefined {
-    if (!observe && this.footprint === undefined) return this.stepUnrecorded(cpu);
-    const rip = observe ? cpu.rip : 0;
-    const rsp = observe ? cpu.regs.rsp : 0;
-    if (this.footprint) this.footprint.clear();
-    try {
-      cpu.step();
-    } catch (error) {
-      // Program code threw (a failed expect): the CPU stopped, and the run's outcome must say so.
-      this.countStep(cpu);
-      throw error;
-    }
-    const step = this.countStep(cpu);
-    if (!observe) return undefined;
-    const logging = log.cpu.enabled || log.mmu.enabled;
-    const event = this.describe(cpu, step, rip, rsp, wanted || logging);
-    if (event && log.cpu.enabled) log.cpu('#%d cpu%d %s %s', step, cpu.id, formatVirtual(rip), describeStep(event));
-    if (event && log.mmu.enabled && event.tlb === 'miss') {
-      log.mmu('cpu%d TLB miss %s -> walk', cpu.id, describeStep(event));
-    }
-    return event;
-  }
-
-  /** One step of a run loop, recording what `mode` (from recording()) says. */
-  private stepRecording(cpu: Cpu, mode: number, observe: boolean): void {
-    if (mode === RECORD_NOTHING) this.stepUnrecorded(cpu);
-    else if (mode === RECORD_TRACE) this.stepTraced(cpu);
-    else this.stepCpu(cpu, observe);
-  }
-
-  /** A traced step with no footprint or debug log to feed: the run loops' second fast case. */
-  private stepTraced(cpu: Cpu): void {
-    const rip = cpu.rip;
-    const rsp = cpu.regs.rsp;
-    try {
-      cpu.step();
-    } catch (error) {
-      this.countStep(cpu);
-      throw error;
-    }
-    this.traceLog.appendStep(cpu, this.countStep(cpu), rip, rsp);
-  }
-
-  /** A step with nothing to record: small, so the run loops inline it. */
-  private stepUnrecorded(cpu: Cpu): undefined {
-    // A program that threw (a failed expect) stopped its CPU; the step still counts, so the outcome says so.
-    try {
-      cpu.step();
-    } catch (error) {
-      this.countStep(cpu);
-      throw error;
-    }
-    this.countStep(cpu);
-    return undefined;
-  }
-
-  /** What the steps of a run record, decided once per run (debug's `enabled` is a getter worth not calling). */
-  private recording(observe: boolean): number {
-    if (this.footprint !== undefined || log.cpu.enabled || log.mmu.enabled) return RECORD_ALL;
-    return observe ? RECORD_TRACE : RECORD_NOTHING;
-  }
-
-  /** Numbers the step just taken and records the first CPU to stop. */
-  private countStep(cpu: Cpu): number {
-    const step = this.stepCount++;
-    if (cpu.stopEvent !== undefined) this.noteStop(cpu, step);
-    return step;
-  }
-
-  private noteStop(cpu: Cpu, step: number): void {
-    if (this.firstStop === undefined && cpu.isStopped) this.firstStop = { ...cpu.stopEvent!, cpu: cpu.id, step };
-  }
-
-  /** Records the step in the trace (or, for debug logs only, a scratch log) and returns its event if `wanted`. */
-  private describe(cpu: Cpu, step: number, rip: number, rsp: number, wanted: boolean): StepEvent | undefined {
-    const log = this.config.trace ? this.traceLog : this.logScratch;
-    if (!this.config.trace) log.clear();
-    const index = log.appendStep(cpu, step, rip, rsp);
-    // Only a caller that wants the event (step(), debug logs) pays for building it.
-    return wanted ? log.at(index) : undefined;
+    return this.stepObserved(cpu, stepsObserved(this.config.trace), true);
   }
 
   /** The recorded steps (tracing on; the last `traceLimit` of them with a limit), oldest first, built when read. */
@@ -530,197 +426,24 @@ export class Machine implements CpuBus {
     const machineDelivery = this.ipiBus.mode;
     this.ipiBus.mode = delivery;
     try {
-      const observe = this.config.trace || log.cpu.enabled || log.mmu.enabled;
+      const observe = stepsObserved(this.config.trace);
       let limitReached: boolean;
-      if (prng) limitReached = this.runRandom(prng, maxSteps, observe) < 0;
+      if (prng) limitReached = runRandom(this, prng, maxSteps, observe) < 0;
       else if (costs) {
         this.timed = true;
         try {
-          limitReached = this.runTimed(costs, maxSteps, observe) < 0;
+          limitReached = runTimed(this, costs, maxSteps, observe) < 0;
         } finally {
           this.timed = false;
         }
-      } else if (policy !== 'round-robin') limitReached = this.runSchedule(runs, maxSteps, observe);
+      } else if (policy !== 'round-robin') limitReached = runSchedule(this, runs, maxSteps, observe);
       else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
-        limitReached = this.runRoundRobin(maxSteps, observe) < 0;
-      } else limitReached = this.runRoundRobinWithBus(maxSteps, observe) < 0;
+        limitReached = runRoundRobin(this, maxSteps, observe) < 0;
+      } else limitReached = runRoundRobinWithBus(this, maxSteps, observe) < 0;
       return this.result(this.stepCount - start, limitReached);
     } finally {
       this.ipiBus.mode = machineDelivery;
     }
-  }
-
-  /** Follows checked schedule runs; returns whether maxSteps stopped it. */
-  private runSchedule(runs: readonly ScheduleRun[], maxSteps: number, observe: boolean): boolean {
-    const start = this.stepCount;
-    const mode = this.recording(observe);
-    let index = 0;
-    for (const run of runs) {
-      if (!isStepRun(run)) {
-        if (this.firstStop) return false;
-        if ('tlb' in run) {
-          if (run.tlb === 'evict') this.evictTlb(run.cpu, run.va);
-          else this.fillTlb(run.cpu, run.va);
-        } else {
-          const found = this.ipiBus.find(run.cpu, run.deliver);
-          if (found < 0) {
-            throw new InputError(
-              `schedule entry ${index} (${formatEvent(run)}) delivers to CPU ${run.cpu}, but no such IPI is in flight`,
-            );
-          }
-          this.deliverInFlight(this.cpus[run.cpu]!, found);
-        }
-        index++;
-        continue;
-      }
-      const cpu = this.cpus[run.cpu]!;
-      for (let k = 0; k < run.times; k++, index++) {
-        if (this.firstStop) return false;
-        if (this.stepCount - start >= maxSteps) return true;
-        if (cpu.isStopped) throw new InputError(`schedule entry ${index} names CPU ${run.cpu}, which is ${cpu.state}`);
-        // The CPUs were checked with the schedule (they exist and have programs): step as the run loops do.
-        this.stepRecording(cpu, mode, observe);
-      }
-    }
-    return false;
-  }
-
-  /**
-   * Steps the next runnable CPU after the last one until none can move, one stops, or `maxSteps`. Returns the
-   * steps taken, or -1 when the limit stopped it with CPUs still able to move. Kept small: it is the hot loop.
-   */
-  private runRoundRobin(maxSteps: number, observe: boolean): number {
-    const cpus = this.cpus;
-    const n = cpus.length;
-    let last = n - 1;
-    let steps = 0;
-    const mode = this.recording(observe);
-    while (this.firstStop === undefined) {
-      let next: Cpu | undefined;
-      for (let k = 1; k <= n; k++) {
-        const c = last + k < n ? last + k : last + k - n;
-        const cpu = cpus[c]!;
-        if (cpu.status === STATUS_RUNNING || cpu.runnable) {
-          next = cpu;
-          last = c;
-          break;
-        }
-      }
-      if (next === undefined) return steps;
-      if (steps >= maxSteps) return -1;
-      this.stepRecording(next, mode, observe);
-      steps++;
-    }
-    return steps;
-  }
-
-  /**
-   * Round-robin with the interrupt bus as one more participant: CPU 0, 1, ..., n-1, then the bus, which delivers
-   * the oldest IPI in flight (a delivery is an event, not a step). So an IPI waits at most one round, deterministically.
-   */
-  private runRoundRobinWithBus(maxSteps: number, observe: boolean): number {
-    const cpus = this.cpus;
-    const n = cpus.length;
-    let last = n; // the bus went last: CPU 0 moves first
-    let steps = 0;
-    const mode = this.recording(observe);
-    while (this.firstStop === undefined) {
-      let picked = -1;
-      for (let k = 1; k <= n + 1 && picked < 0; k++) {
-        const t = (last + k) % (n + 1);
-        if (t === n ? this.ipiBus.inFlight.length > 0 : cpus[t]!.runnable) picked = t;
-      }
-      if (picked < 0) return steps;
-      // The limit ends the run before anything else happens, deliveries included.
-      if (steps >= maxSteps) return -1;
-      last = picked;
-      if (picked === n) {
-        const oldest = this.ipiBus.inFlight[0]!;
-        this.deliverInFlight(cpus[oldest.to]!, 0);
-        continue;
-      }
-      this.stepRecording(cpus[picked]!, mode, observe);
-      steps++;
-    }
-    return steps;
-  }
-
-  /**
-   * As runRoundRobin, picking uniformly with the seeded PRNG among the runnable CPUs and the IPIs in flight (a
-   * picked IPI is delivered, an event that takes no step).
-   */
-  private runRandom(prng: Prng, maxSteps: number, observe: boolean): number {
-    const cpus = this.cpus;
-    const runnable = this.runnableScratch;
-    let steps = 0;
-    const mode = this.recording(observe);
-    while (!this.firstStop) {
-      // One scan collects the CPUs that can move; the pick indexes it.
-      let count = 0;
-      for (const c of cpus) if (c.runnable) runnable[count++] = c;
-      const inFlight = this.ipiBus.inFlight.length;
-      if (count + inFlight === 0) return steps;
-      if (steps >= maxSteps) return -1;
-      const pick = prng.below(count + inFlight);
-      if (pick >= count) {
-        this.deliverInFlight(cpus[this.ipiBus.inFlight[pick - count]!.to]!, pick - count);
-        continue;
-      }
-      this.stepRecording(runnable[pick]!, mode, observe);
-      steps++;
-    }
-    return steps;
-  }
-
-  /**
-   * The timed schedule: the CPU whose clock is lowest (the lowest id among equals) takes the next step, and its
-   * clock advances by what the step cost (cost-model.ts). An IPI in flight is delivered once its sender's clock at
-   * the send plus the delivery latency is reached. A CPU that could not move and can now (its spin condition
-   * written, an interrupt delivered) has waited until then: its clock moves up to the time that woke it.
-   */
-  private runTimed(costs: CostModel, maxSteps: number, observe: boolean): number {
-    const cpus = this.cpus;
-    const clocks = this.clocks;
-    const mode = this.recording(observe);
-    let steps = 0;
-    // Which CPUs could move before the last event (a CPU that can move now and could not then was woken by it).
-    const couldMove = new Uint8Array(cpus.length);
-    for (const c of cpus) couldMove[c.id] = c.runnable ? 1 : 0;
-    const catchUp = (time: number) => {
-      for (const c of cpus) {
-        const can = c.runnable ? 1 : 0;
-        if (can && !couldMove[c.id] && clocks[c.id]! < time) clocks[c.id] = time;
-        couldMove[c.id] = can;
-      }
-    };
-    while (this.firstStop === undefined) {
-      let next: Cpu | undefined;
-      for (const c of cpus) if (c.runnable && (next === undefined || clocks[c.id]! < clocks[next.id]!)) next = c;
-      const now = next === undefined ? Number.POSITIVE_INFINITY : clocks[next.id]!;
-      // The IPI in flight due first, if it is due before the next step (or nothing else can happen).
-      let due = -1;
-      let dueAt = Number.POSITIVE_INFINITY;
-      const inFlight = this.ipiBus.inFlight;
-      for (let i = 0; i < inFlight.length; i++) {
-        const at = (this.ipiSentAt.get(inFlight[i]!) ?? 0) + costs.ipiDelivery;
-        if (at < dueAt) {
-          dueAt = at;
-          due = i;
-        }
-      }
-      if (due >= 0 && dueAt <= now) {
-        this.deliverInFlight(cpus[inFlight[due]!.to]!, due);
-        catchUp(dueAt);
-        continue;
-      }
-      if (next === undefined) return steps;
-      if (steps >= maxSteps) return -1;
-      this.stepRecording(next, mode, observe);
-      clocks[next.id] = now + stepCost(next, costs);
-      steps++;
-      catchUp(clocks[next.id]!);
-    }
-    return steps;
   }
 
   /**
