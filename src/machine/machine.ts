@@ -29,7 +29,6 @@ import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb } from '../mmu/tlb.ts';
 import { arenaBytes, TypedArena } from '../mmu/typed-arena.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
-import { type CostModel, resolveCosts } from './cost-model.ts';
 import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import { MAX_CPUS, type MachineConfig, type ResolvedConfig, resolveConfig } from './machine-config.ts';
 import type { MapFlags } from './page-tables.ts';
@@ -41,18 +40,12 @@ import {
   runSchedule,
   runTimed,
 } from './run-loops.ts';
-import {
-  checkScheduleArray,
-  checkScheduledCpus,
-  Prng,
-  parseScheduleRuns,
-  type SchedulePolicy,
-  type ScheduleRun,
-} from './schedule.ts';
+import { describeDeadlock, planRun, type RunOptions, type RunResult } from './run-options.ts';
 import { type MachineSnapshot, snapshotMachine } from './snapshot.ts';
-import { type FirstStop, SteppedMachine, stepsObserved } from './step-recording.ts';
+import { SteppedMachine, stepsObserved } from './step-recording.ts';
 
 export { MAX_CPUS, MAX_MEMORY, type MachineConfig, MIN_BOOT_MEMORY } from './machine-config.ts';
+export type { RunOptions, RunResult } from './run-options.ts';
 
 const log = { apic: createDebug('x86slice:apic') };
 
@@ -71,35 +64,6 @@ function assignCodeAddress(assigned: Map<Program, number>, program: Program, bas
   }
   return address;
 }
-
-export interface RunOptions {
-  /** Default 'round-robin'. An array or string is an explicit schedule (see parseSchedule). */
-  readonly schedule?: SchedulePolicy;
-  /** Seed for the 'random' policy. Default 1. */
-  readonly seed?: number;
-  /** Upper bound on steps in this run. Default 100000. */
-  readonly maxSteps?: number;
-  /** IPI delivery for this run only (see MachineConfig.ipiDelivery); the machine's setting is restored after. */
-  readonly ipiDelivery?: IpiDelivery;
-  /** Schedule 'timed' only: costs that differ from the defaults (see cost-model.ts), in nanoseconds. */
-  readonly costs?: Partial<CostModel>;
-}
-
-export interface RunResult {
-  readonly outcome: Outcome;
-  /** Steps taken by this run. */
-  readonly steps: number;
-  /** The run hit maxSteps with CPUs still able to move. */
-  readonly limitReached: boolean;
-  /** The first CPU that stopped with an event, and why. */
-  readonly stop?: FirstStop;
-  /** With outcome `deadlock`: who waits on what (see Machine.deadlockReport). */
-  readonly deadlock?: string;
-  readonly cpus: readonly { readonly id: number; readonly state: Cpu['state'] }[];
-}
-
-const RUN_KEYS = ['schedule', 'seed', 'maxSteps', 'ipiDelivery', 'costs'] as const;
-const NO_OPTIONS: RunOptions = Object.freeze({});
 
 /** A caller's address that must be canonical (a TLB event names a page the TLB could hold). */
 function canonicalAddress(va: number | bigint, where: string): number {
@@ -393,50 +357,25 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
    * schedule are checked before the first step; a schedule string is consumed lazily (its repeats never expand).
    */
   run(options?: RunOptions): RunResult {
-    // No options: nothing to check (the checker runs a reset machine this way once per execution).
-    const o = options === undefined ? NO_OPTIONS : requireOptions<RunOptions>(options, 'run options', RUN_KEYS);
-    const maxSteps = o.maxSteps === undefined ? 100_000 : o.maxSteps;
-    if (typeof maxSteps !== 'number' || !Number.isSafeInteger(maxSteps) || maxSteps < 0) {
-      throw new InputError(`maxSteps ${describeValue(maxSteps)} must be an integer >= 0`);
-    }
-    const policy = o.schedule === undefined ? 'round-robin' : o.schedule;
-    const prng = policy === 'random' ? new Prng(o.seed === undefined ? 1 : o.seed) : undefined;
-    const timed = policy === 'timed';
-    if (!timed && o.costs !== undefined) {
-      throw new InputError(`costs are used by schedule 'timed', not ${describeValue(policy)}`);
-    }
-    const costs = timed ? resolveCosts(o.costs) : undefined;
-    if (policy !== 'random' && o.seed !== undefined) {
-      throw new InputError(
-        `seed ${describeValue(o.seed)} is only used by schedule 'random', not ${describeValue(policy)}`,
-      );
-    }
-    const delivery =
-      o.ipiDelivery === undefined ? this.ipiBus.mode : requireOneOf(o.ipiDelivery, 'ipiDelivery', IPI_DELIVERY_MODES);
-    let runs: ScheduleRun[] = [];
-    if (policy !== 'round-robin' && !prng && !timed) {
-      runs = typeof policy === 'string' ? parseScheduleRuns(policy) : checkScheduleArray(policy, this.cpus.length);
-      checkScheduledCpus(
-        runs,
-        this.cpus.map((c) => c.started),
-      );
-    }
+    const plan = planRun(options, this.cpus);
     // Everything is checked: from here on the run changes the machine.
     const start = this.stepCount;
+    const maxSteps = plan.maxSteps;
     const machineDelivery = this.ipiBus.mode;
+    const delivery = plan.ipiDelivery ?? machineDelivery;
     this.ipiBus.mode = delivery;
     try {
       const observe = stepsObserved(this.config.trace);
       let limitReached: boolean;
-      if (prng) limitReached = runRandom(this, prng, maxSteps, observe) < 0;
-      else if (costs) {
+      if (plan.prng) limitReached = runRandom(this, plan.prng, maxSteps, observe) < 0;
+      else if (plan.costs) {
         this.timed = true;
         try {
-          limitReached = runTimed(this, costs, maxSteps, observe) < 0;
+          limitReached = runTimed(this, plan.costs, maxSteps, observe) < 0;
         } finally {
           this.timed = false;
         }
-      } else if (policy !== 'round-robin') limitReached = runSchedule(this, runs, maxSteps, observe);
+      } else if (plan.runs) limitReached = runSchedule(this, plan.runs, maxSteps, observe);
       else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
         limitReached = runRoundRobin(this, maxSteps, observe) < 0;
       } else limitReached = runRoundRobinWithBus(this, maxSteps, observe) < 0;
@@ -462,19 +401,7 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
    * machine knows it: a lock word, a csd), whether its interrupts are on, and the IPIs it has not accepted.
    */
   deadlockReport(): string | undefined {
-    if (this.outcome !== 'deadlock') return undefined;
-    const lines = ['deadlock: no CPU can move'];
-    for (const cpu of this.cpus) {
-      const va = cpu.spinningOn;
-      if (va === undefined) continue;
-      const name = this.nameOf(va);
-      const what = name ? `${name} (${formatVirtual(va)})` : formatVirtual(va);
-      const irqs = cpu.interruptsEnabled ? 'interrupts on' : 'interrupts off';
-      const pending = cpu.apic.requested().map((v) => `0x${v.toString(16)}`);
-      const waiting = pending.length ? `, IPI ${pending.join(', ')} pending` : '';
-      lines.push(`  CPU${cpu.id} spins on ${what} with ${irqs}${waiting}`);
-    }
-    return lines.join('\n');
+    return this.outcome === 'deadlock' ? describeDeadlock(this.cpus, (va) => this.nameOf(va)) : undefined;
   }
 
   private result(steps: number, limitReached: boolean): RunResult {
