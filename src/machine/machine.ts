@@ -13,22 +13,15 @@ import type { StepEvent } from '../cpu/step-event.ts';
 import { exceptionGates } from '../faults/handlers.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { smpSymbols } from '../mm/smp.ts';
-import { formatVirtual, isCanonical, LAYOUT, PAGE_SIZE, toVirtual } from '../mmu/address.ts';
+import { formatVirtual, isCanonical, LAYOUT, toVirtual } from '../mmu/address.ts';
 import { Footprint } from '../mmu/footprint.ts';
-import {
-  describeHex,
-  describeValue,
-  InputError,
-  requireBoolean,
-  requireInteger,
-  requireOneOf,
-  requireOptions,
-} from '../mmu/input-error.ts';
+import { describeHex, describeValue, InputError, requireOneOf } from '../mmu/input-error.ts';
 import { type FrameStore, PhysicalMemory } from '../mmu/physical-memory.ts';
-import { lookupTables } from '../mmu/table-lookup.ts';
 import { Tlb } from '../mmu/tlb.ts';
 import { arenaBytes, TypedArena } from '../mmu/typed-arena.ts';
 import { type BootInfo, bootMinimal } from './boot.ts';
+import { entryAddress, mapBootPage, mappedAddress, requireBoot } from './boot-mappings.ts';
+import { assignCodeAddress, CODE_BASE, USER_CODE_BASE } from './code-addresses.ts';
 import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import { MAX_CPUS, type MachineConfig, type ResolvedConfig, resolveConfig } from './machine-config.ts';
 import type { MapFlags } from './page-tables.ts';
@@ -48,22 +41,6 @@ export { MAX_CPUS, MAX_MEMORY, type MachineConfig, MIN_BOOT_MEMORY } from './mac
 export type { RunOptions, RunResult } from './run-options.ts';
 
 const log = { apic: createDebug('x86slice:apic') };
-
-/** Programs get code addresses in kernel text, 64 KiB apart, in order of first use (deterministic). */
-const CODE_BASE = LAYOUT.kernelText + 0x100_0000;
-const CODE_STRIDE = 0x1_0000;
-/** User programs (entered by iret at a userEntry) get code addresses in the low half, from the ELF default base. */
-const USER_CODE_BASE = 0x40_0000;
-
-/** A program's code address in `assigned`, given in order of first use from `base` (deterministic). */
-function assignCodeAddress(assigned: Map<Program, number>, program: Program, base: number): number {
-  let address = assigned.get(program);
-  if (address === undefined) {
-    address = base + assigned.size * CODE_STRIDE;
-    assigned.set(program, address);
-  }
-  return address;
-}
 
 /** A caller's address that must be canonical (a TLB event names a page the TLB could hold). */
 function canonicalAddress(va: number | bigint, where: string): number {
@@ -421,12 +398,7 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
     return snapshotMachine(this.stepCount, this.cpus, this.memory, this.ipiBus.inFlight);
   }
 
-  // Memory helpers for tests and scenarios (boot-time edits, off the step path) --------------------------------
-
-  private requireBoot(what: string): BootInfo {
-    if (!this.boot) throw new InputError(`${what} needs a booted machine (Machine.create({ boot: true }))`);
-    return this.boot;
-  }
+  // Memory helpers for tests and scenarios (boot-time edits, off the step path; see boot-mappings.ts) ----------
 
   /**
    * Allocates a zeroed frame and maps it at `va` (4 KiB, supervisor, global, NX by default). Returns `va`. An
@@ -434,52 +406,12 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
    * its PTE, as kernel code does).
    */
   map(va: number | bigint, flags: MapFlags = {}): number {
-    const boot = this.requireBoot('map()');
-    const v = toVirtual(va, 'map() address');
-    const where = `map(${formatVirtual(v)})`;
-    if (!isCanonical(v) || v % PAGE_SIZE !== 0) {
-      throw new InputError(`${where}: the address must be canonical and 4 KiB aligned`);
-    }
-    const f = requireOptions<MapFlags>(flags, `${where} flags`, [
-      'writable',
-      'user',
-      'global',
-      'noExecute',
-      'accessed',
-      'dirty',
-    ]);
-    const user = requireBoolean(f.user, `${where} flag user`, false);
-    const checked: MapFlags = {
-      writable: requireBoolean(f.writable, `${where} flag writable`, true),
-      user,
-      global: requireBoolean(f.global, `${where} flag global`, true),
-      noExecute: requireBoolean(f.noExecute, `${where} flag noExecute`, true),
-      // As Linux's PAGE_KERNEL: a kernel page is mapped accessed and dirty (see MapFlags).
-      accessed: requireBoolean(f.accessed, `${where} flag accessed`, !user),
-      dirty: requireBoolean(f.dirty, `${where} flag dirty`, !user),
-    };
-    const existing = lookupTables(this.memory, boot.pml4, v);
-    if (existing.present) {
-      const by = existing.pageSize > PAGE_SIZE ? ` by a ${existing.pageSize / 2 ** 20} MiB page` : '';
-      throw new InputError(
-        `${where}: the address is already mapped (to physical ${describeHex(existing.pa)}${by}); ` +
-          'map() never replaces a mapping',
-      );
-    }
-    // The leaf frame and every missing table below the first non-present entry: all or nothing.
-    const needed = existing.level;
-    if (boot.frames.remaining < needed) {
-      throw new InputError(
-        `${where}: out of boot memory: it needs ${needed} frames and ${boot.frames.remaining} are left; give the machine more`,
-      );
-    }
-    boot.pageTables.map4k(v, boot.frames.alloc(), checked);
-    return v;
+    return mapBootPage(this.memory, this.boot, va, flags);
   }
 
   /** Physical address of the leaf page-table entry for `va` (the PTE, or the PDE/PDPTE of a large page). */
   pteAddress(va: number | bigint): number {
-    return this.requireBoot('pteAddress()').pageTables.leafEntry(toVirtual(va, 'pteAddress() address'));
+    return requireBoot(this.boot, 'pteAddress()').pageTables.leafEntry(toVirtual(va, 'pteAddress() address'));
   }
 
   /**
@@ -488,22 +420,7 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
    * above it is not present, or is a large-page leaf).
    */
   entryAddress(va: number | bigint, level: 1 | 2 | 3 | 4, root?: number): number {
-    const v = toVirtual(va, 'entryAddress() address');
-    requireInteger(level, 'entryAddress() level', 1, 4);
-    const r =
-      root === undefined
-        ? this.requireBoot('entryAddress()').pml4
-        : requireInteger(root, 'entryAddress() root', 0, this.memory.size - 1);
-    if (!isCanonical(v)) throw new InputError(`entryAddress(${formatVirtual(v)}): the address is not canonical`);
-    const t = lookupTables(this.memory, r, v);
-    const entry = t.entries[level]!;
-    if (entry < 0) {
-      const stop = t.present ? `a ${t.pageSize / 2 ** 20} MiB page` : 'a non-present entry';
-      throw new InputError(
-        `entryAddress(${formatVirtual(v)}, ${level}): the walk stops at level ${t.level} (${stop}), above level ${level}`,
-      );
-    }
-    return entry;
+    return entryAddress(this.memory, this.boot, va, level, root);
   }
 
   /** The direct-map virtual address of a physical address: how kernel code reaches page tables. */
@@ -518,9 +435,6 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
 
   /** Where `va` maps in the page tables now (no TLB, no A/D updates), or undefined. */
   physicalAddress(va: number | bigint): number | undefined {
-    const v = toVirtual(va, 'physicalAddress() address');
-    const m = this.requireBoot('physicalAddress()').pageTables.lookup(v);
-    if (!m?.pte.present) return undefined;
-    return m.pte.address - (m.pte.address % m.pageSize) + (v % m.pageSize);
+    return mappedAddress(this.boot, va);
   }
 }
