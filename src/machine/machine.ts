@@ -30,6 +30,7 @@ import { BOOT_RESERVE, bootKernel } from './kernel-boot.ts';
 import { MAX_CPUS, type MachineConfig, type ResolvedConfig, resolveConfig } from './machine-config.ts';
 import type { MapFlags } from './page-tables.ts';
 import {
+  bufferedCpu,
   type RunLoopMachine,
   runRandom,
   runRoundRobin,
@@ -397,7 +398,7 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
           this.timed = false;
         }
       } else if (plan.runs) limitReached = runSchedule(this, plan.runs, maxSteps, observe);
-      else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0) {
+      else if (delivery === 'immediate' && this.ipiBus.inFlight.length === 0 && this.config.storeBuffer === 0) {
         limitReached = runRoundRobin(this, maxSteps, observe) < 0;
       } else limitReached = runRoundRobinWithBus(this, maxSteps, observe) < 0;
       return this.result(this.stepCount - start, limitReached);
@@ -407,12 +408,13 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
   }
 
   /**
-   * The outcome so far: the first stop event, a deadlock (a CPU spins, no CPU can move and no IPI is in flight to
-   * wake one), or ok.
+   * The outcome so far: the first stop event, a deadlock (a CPU spins, no CPU can move, and no IPI in flight or
+   * buffered store can wake one), or ok.
    */
   get outcome(): Outcome {
     if (this.firstStop) return this.firstStop.outcome;
-    if (this.ipiBus.inFlight.length > 0) return 'ok';
+    // An IPI in flight, or a store waiting in a buffer, can still wake a spinning CPU.
+    if (this.ipiBus.inFlight.length > 0 || bufferedCpu(this.cpus) >= 0) return 'ok';
     if (this.cpus.some((c) => c.state === 'blocked') && !this.cpus.some((c) => c.runnable)) return 'deadlock';
     return 'ok';
   }

@@ -112,29 +112,48 @@ export function runRoundRobin(m: RunLoopMachine, maxSteps: number, observe: bool
   return steps;
 }
 
+/** The first CPU (from `from`, wrapping) whose store buffer holds a store, or -1. */
+export function bufferedCpu(cpus: readonly Cpu[], from = 0): number {
+  for (let k = 0; k < cpus.length; k++) {
+    const c = (from + k) % cpus.length;
+    const sb = cpus[c]!.port.storeBuffer;
+    if (sb !== undefined && sb.length !== 0) return c;
+  }
+  return -1;
+}
+
 /**
  * Round-robin with the interrupt bus as one more participant: CPU 0, 1, ..., n-1, then the bus, which delivers
  * the oldest IPI in flight (a delivery is an event, not a step). So an IPI waits at most one round, deterministically.
+ * With store buffers, the bus's turn with no IPI in flight drains one store: the oldest of the next CPU (round
+ * robin) that has one.
  */
 export function runRoundRobinWithBus(m: RunLoopMachine, maxSteps: number, observe: boolean): number {
   const cpus = m.cpus;
   const n = cpus.length;
   let last = n; // the bus went last: CPU 0 moves first
   let steps = 0;
+  let drainNext = 0;
   const mode = m.recordingMode(observe);
   while (m.firstStop === undefined) {
     let picked = -1;
     for (let k = 1; k <= n + 1 && picked < 0; k++) {
       const t = (last + k) % (n + 1);
-      if (t === n ? m.ipiBus.inFlight.length > 0 : cpus[t]!.runnable) picked = t;
+      if (t === n ? m.ipiBus.inFlight.length > 0 || bufferedCpu(cpus) >= 0 : cpus[t]!.runnable) picked = t;
     }
     if (picked < 0) return steps;
     // The limit ends the run before anything else happens, deliveries included.
     if (steps >= maxSteps) return -1;
     last = picked;
     if (picked === n) {
-      const oldest = m.ipiBus.inFlight[0]!;
-      m.deliverInFlight(cpus[oldest.to]!, 0);
+      if (m.ipiBus.inFlight.length > 0) {
+        const oldest = m.ipiBus.inFlight[0]!;
+        m.deliverInFlight(cpus[oldest.to]!, 0);
+      } else {
+        const c = bufferedCpu(cpus, drainNext);
+        m.drainStoreBuffer(c);
+        drainNext = (c + 1) % n;
+      }
       continue;
     }
     m.stepRecording(cpus[picked]!, mode, observe);
@@ -144,8 +163,8 @@ export function runRoundRobinWithBus(m: RunLoopMachine, maxSteps: number, observ
 }
 
 /**
- * As runRoundRobin, picking uniformly with the seeded PRNG among the runnable CPUs and the IPIs in flight (a
- * picked IPI is delivered, an event that takes no step).
+ * As runRoundRobin, picking uniformly with the seeded PRNG among the runnable CPUs, the IPIs in flight (a picked
+ * IPI is delivered, an event that takes no step) and the CPUs with buffered stores (a picked one drains its oldest).
  */
 export function runRandom(m: RunLoopMachine, prng: Prng, maxSteps: number, observe: boolean): number {
   const cpus = m.cpus;
@@ -157,9 +176,18 @@ export function runRandom(m: RunLoopMachine, prng: Prng, maxSteps: number, obser
     let count = 0;
     for (const c of cpus) if (c.runnable) runnable[count++] = c;
     const inFlight = m.ipiBus.inFlight.length;
-    if (count + inFlight === 0) return steps;
+    let buffered = 0;
+    for (const c of cpus) if (c.port.storeBuffer !== undefined && c.port.storeBuffer.length !== 0) buffered++;
+    if (count + inFlight + buffered === 0) return steps;
     if (steps >= maxSteps) return -1;
-    const pick = prng.below(count + inFlight);
+    const pick = prng.below(count + inFlight + buffered);
+    if (pick >= count + inFlight) {
+      let k = pick - count - inFlight;
+      let c = bufferedCpu(cpus);
+      while (k-- > 0) c = bufferedCpu(cpus, c + 1);
+      m.drainStoreBuffer(c);
+      continue;
+    }
     if (pick >= count) {
       m.deliverInFlight(cpus[m.ipiBus.inFlight[pick - count]!.to]!, pick - count);
       continue;
@@ -214,6 +242,8 @@ export function runTimed(m: RunLoopMachine, costs: CostModel, maxSteps: number, 
     if (next === undefined) return steps;
     if (steps >= maxSteps) return -1;
     m.stepRecording(next, mode, observe);
+    // The cost model gives a store buffer no latency: what the step buffered drains as the step completes.
+    if (next.port.storeBuffer !== undefined) while (m.drainStoreBuffer(next.id));
     clocks[next.id] = now + stepCost(next, costs);
     steps++;
     catchUp(clocks[next.id]!);

@@ -170,3 +170,35 @@ describe('store-buffer and paging-structure-cache events in schedules', () => {
     expect(() => replay(build, 'drain:0')).toThrow(/schedule entry 0 \(drain:0\): CPU 0's store buffer is empty/);
   });
 });
+
+describe('runs with store buffers', () => {
+  it('round-robin drains buffered stores on the bus turn, so a flag handshake completes', () => {
+    const { m, x, y } = machine(2);
+    m.load(0, function* (a) {
+      yield a.store(x, 8, 1);
+      yield a.spinUntil(y, 8, (v) => v === 1);
+    });
+    m.load(1, function* (a) {
+      yield a.spinUntil(x, 8, (v) => v === 1);
+      yield a.store(y, 8, 1);
+    });
+    const r = m.run();
+    expect(r.outcome).toBe('ok');
+    expect(m.cpus.map((c) => c.state)).toEqual(['halted', 'halted']);
+  });
+
+  it('a random schedule and a timed one complete the same handshake', () => {
+    for (const schedule of ['random', 'timed'] as const) {
+      const { m, x, y } = machine(2);
+      m.load(0, function* (a) {
+        yield a.store(x, 8, 1);
+        yield a.spinUntil(y, 8, (v) => v === 1);
+      });
+      m.load(1, function* (a) {
+        yield a.spinUntil(x, 8, (v) => v === 1);
+        yield a.store(y, 8, 1);
+      });
+      expect(m.run({ schedule }).outcome).toBe('ok');
+    }
+  });
+});
