@@ -1,3 +1,4 @@
+import type { IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { FinalCheck, ViolationKind } from './execution.ts';
 import { finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
 import { type Buildable, requireBuild } from './replay.ts';
@@ -63,6 +64,12 @@ export interface ExploreOptions {
   readonly preemptions?: number;
   /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
   readonly reduction?: 'dpor' | 'none';
+  /**
+   * When a sent IPI reaches its target, whatever the machine was made with: `scheduled` (default; in flight until a
+   * delivery, which is a choice like a step) or `immediate` (in the sending step, which hides the window between the
+   * ICR write and the target's IRR). `replay` takes the same option, with the same default.
+   */
+  readonly ipiDelivery?: IpiDelivery;
   /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
   readonly onProgress?: (executions: number, budget: number) => void;
 }

@@ -1,3 +1,4 @@
+import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
@@ -23,6 +24,7 @@ const OPTION_KEYS = [
   'tlbEvents',
   'preemptions',
   'reduction',
+  'ipiDelivery',
   'onProgress',
 ] as const;
 
@@ -37,6 +39,7 @@ export interface Resolved {
   readonly tlbEvents: number;
   readonly preemptions: number | undefined;
   readonly reduce: boolean;
+  readonly ipiDelivery: IpiDelivery;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
 }
 
@@ -67,7 +70,21 @@ export function resolveOptions(options: ExploreOptions): Resolved {
       o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
     reduce:
       o.reduction === undefined ? true : requireOneOf(o.reduction, 'explore reduction', ['dpor', 'none']) === 'dpor',
+    ipiDelivery:
+      o.ipiDelivery === undefined
+        ? 'scheduled'
+        : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
     onProgress: o.onProgress,
+  };
+}
+
+/** `build`, with every machine it makes set to the exploration's IPI delivery mode. */
+function delivering(build: () => Machine, r: Resolved): () => Machine {
+  const mode = r.ipiDelivery;
+  return () => {
+    const m = build();
+    m.ipiDelivery = mode;
+    return m;
   };
 }
 
@@ -82,19 +99,21 @@ export interface Shared {
   readonly length?: number;
 }
 
-export function prepare(build: () => Machine, r: Resolved): Shared {
+export function prepare(source: () => Machine, r: Resolved): Shared {
+  const build = delivering(source, r);
   if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents) };
   return { length: r.strategy === 'pct' ? probeLength(build, r.maxSteps) : 0 };
 }
 
 export function runPart(
-  build: () => Machine,
+  source: () => Machine,
   r: Resolved,
   shared: Shared,
   spec: PartSpec,
   budget: number,
   progress?: (runs: number) => void,
 ): PartResult {
+  const build = delivering(source, r);
   if (spec.kind === 'subtree') {
     const o = { ...r, preemptions: spec.bound, budget, ...(progress ? { progress } : {}) };
     return new PartSearch(build, o, shared.root!, spec.index).run();
@@ -169,8 +188,9 @@ export function* plan(r: Resolved, shared: Shared, merged: Merged, workers: numb
 }
 
 /** The result, with each kind's best schedule minimised and replayed for its message. */
-export function finish(build: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
-  const o = { maxSteps: r.maxSteps, ...(r.check ? { check: r.check } : {}) };
+export function finish(source: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
+  const build = delivering(source, r);
+  const o = { maxSteps: r.maxSteps, ipiDelivery: r.ipiDelivery, ...(r.check ? { check: r.check } : {}) };
   const violations = [...merged.best.values()]
     .map((v): Violation => {
       const entries = minimise(build, v.schedule, v.kind!, o);
