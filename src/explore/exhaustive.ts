@@ -237,6 +237,12 @@ export class PartSearch {
     return -1;
   }
 
+  /** Without reduction: the first choice within the bound (one always is: the last CPU, or any when it cannot move). */
+  private firstWithinBound(node: Node): number {
+    for (let i = 0; i < node.choices.length; i++) if (this.withinBound(node, i)) return i;
+    return -1;
+  }
+
   private execute(): Execution & { readonly state: string; readonly blocked: boolean } {
     const m = this.build();
     const fp = m.recordFootprints();
@@ -267,7 +273,7 @@ export class PartSearch {
           limitReached = true;
           break;
         }
-        const first = this.o.reduce ? this.firstChoice(node) : 0;
+        const first = this.o.reduce ? this.firstChoice(node) : this.firstWithinBound(node);
         if (first < 0) {
           blocked = true;
           break;

@@ -117,6 +117,15 @@ describe('exhaustive exploration (DPOR with sleep sets)', () => {
     expect(big.distinctStates).toBe(unbounded.distinctStates);
   });
 
+  it('naive enumeration keeps the preemption bound at a new point too: bound 0 runs each CPU to its end in turn', () => {
+    // Two CPUs, one increment each: with no preemption, one CPU runs to its end, then the other. Naive enumeration
+    // used to take the first CPU at every new point whatever the bound (5 executions, 2 final states at bound 0).
+    const zero = explore(counters(2, 1), { strategy: 'exhaustive', reduction: 'none', preemptions: 0 });
+    expect(zero).toMatchObject({ executions: 2, complete: true, distinctStates: 1, preemptionBound: 0 });
+    const one = explore(counters(2, 1), { strategy: 'exhaustive', reduction: 'none', preemptions: 1 });
+    expect(one.distinctStates).toBeGreaterThan(1);
+  });
+
   it('a budget cuts the search, and the result says it is not complete', () => {
     const result = explore(counters(2, 2), { strategy: 'exhaustive', budget: 5 });
     expect(result).toMatchObject({ executions: 5, complete: false });
