@@ -16,6 +16,11 @@ import { finalStateKey } from './state-key.ts';
 // backtrack set, or every choice there when it was not enabled. The next execution backtracks to the deepest point
 // with a backtrack choice not yet explored and not asleep.
 //
+// A step that stops its CPU (a violation) does not end the execution: the other CPUs run on to the end, so the
+// stop is an ordinary choice, independent of the other CPUs' steps, and what they could still do is explored as
+// usual. Stops write one location (access.ts), so the order of two stops, which decides the run's violation (its
+// first stop), is explored both ways.
+//
 // TLB events are not persistent: taking one uses up the budget another needed, and a fill becomes possible when
 // another CPU caches the page, so races alone would miss some; every TLB event offered at a point is explored.
 //
@@ -95,7 +100,7 @@ export function exploreRoot(build: () => Machine, tlbEvents: number): Root {
       guard.changes.length = 0;
     }
     applyChoice(fresh, c);
-    return accessOf(c, fp, fresh.memory.guard);
+    return accessOf(c, fp, fresh.memory.guard, isStep(c) && fresh.cpus[c.cpu]!.isStopped);
   });
   return { choices, accesses };
 }
@@ -264,7 +269,7 @@ export class PartSearch {
     let blocked = false;
     let sleep: Sleeper[] = [];
     const races: number[] = [];
-    for (let depth = resume; m.firstStop === undefined; depth++) {
+    for (let depth = resume; ; depth++) {
       let node = this.stack[depth];
       if (node === undefined) {
         node = this.childOf(m, this.stack[depth - 1]!, sleep);
@@ -290,7 +295,7 @@ export class PartSearch {
       fp.clear();
       if (guard && guard.changes.length !== 0) guard.changes.length = 0;
       schedule.push(applyChoice(m, choice));
-      const access = accessOf(choice, fp, guard);
+      const access = accessOf(choice, fp, guard, isStep(choice) && m.cpus[choice.cpu]!.isStopped);
       node.done[chosen] = access;
       if (this.o.reduce) {
         const raced = hb.add(actorIndex(choice), access, races, 0);

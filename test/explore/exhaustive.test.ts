@@ -126,6 +126,33 @@ describe('exhaustive exploration (DPOR with sleep sets)', () => {
     expect(one.distinctStates).toBeGreaterThan(1);
   });
 
+  it('a stop does not end the search of what other CPUs do after it: their own violations are found', () => {
+    // CPU0 stores, then gives up (an assertion stops it). CPU1 loads the word and, if it saw the store, stops with
+    // an oops. The oops needs CPU1's load between CPU0's store and CPU0's stop. The search used to end every run at
+    // its first stop, so CPU1's load never ran after the store in any explored run, and the oops was never found.
+    const build = () => {
+      const m = Machine.create({ cpus: 2, trace: false });
+      const word = m.map(COUNTER, { writable: true });
+      m.load(0, function* (x) {
+        yield x.store(word, 8, 1);
+        yield x.assert(false, 'CPU0 gives up');
+      });
+      m.load(1, function* (x) {
+        const v: number = yield x.load(word, 8);
+        if (v === 1) yield x.die('oops', 'CPU1 saw the store');
+      });
+      return m;
+    };
+    const dpor = explore(build, { strategy: 'exhaustive' });
+    const naive = explore(build, { strategy: 'exhaustive', reduction: 'none' });
+    expect(dpor.violations.map((v) => v.kind)).toEqual(['assertion', 'oops']);
+    expect(naive.violations.map((v) => v.kind)).toEqual(['assertion', 'oops']);
+    expect(dpor.distinctStates).toBe(naive.distinctStates);
+    const oops = dpor.violations.find((v) => v.kind === 'oops')!;
+    expect(oops.schedule).toBe('0,1*2'); // CPU0 stores, CPU1 loads and stops before CPU0 does
+    expect(replay(build, oops.schedule).kind).toBe('oops');
+  });
+
   it('a budget cuts the search, and the result says it is not complete', () => {
     const result = explore(counters(2, 2), { strategy: 'exhaustive', budget: 5 });
     expect(result).toMatchObject({ executions: 5, complete: false });
