@@ -13,8 +13,9 @@ import { finalStateKey } from './state-key.ts';
 // extended by the first choice not asleep (the CPU that moved last, if it can). After each choice, races are found
 // with vector clocks over the accesses (access.ts): an earlier choice of another actor that is dependent with it
 // and does not happen before it. At the point before the earlier one, the racing actor's choice goes into the
-// backtrack set, or every choice there when it was not enabled. The next execution backtracks to the deepest point
-// with a backtrack choice not yet explored and not asleep.
+// backtrack set, or every choice there when it was not enabled, or when its choice there was explored already and
+// did something else (see addBacktrack: a step's footprint can be changed by other actors). The next execution
+// backtracks to the deepest point with a backtrack choice not yet explored and not asleep.
 //
 // A step that stops its CPU (a violation) does not end the execution: the other CPUs run on to the end, so the
 // stop is an ordinary choice, independent of the other CPUs' steps, and what they could still do is explored as
@@ -314,13 +315,42 @@ export class PartSearch {
     return { schedule, ...classify(m, limitReached, this.o.check), state: finalStateKey(m), blocked };
   }
 
-  /** The race between the choice at point `i` and `choice` (made later): try `choice`'s actor before point i. */
+  /**
+   * Whether choice `here` (with `key`) at point `i` was explored (done there, or asleep) touching something other
+   * than the next choice with that key after point i on the current path: what that actor does next was changed.
+   */
+  private replaced(i: number, here: number, key: string): boolean {
+    const node = this.stack[i]!;
+    let known = node.done[here];
+    if (known === undefined) {
+      for (const s of node.sleep) if (s.key === key) known = s.access;
+      if (known === undefined) return false;
+    }
+    for (let j = i + 1; j < this.stack.length; j++) {
+      const later = this.stack[j]!;
+      if (later.keys[later.chosen] === key) return !sameAccess(known, later.done[later.chosen]!);
+    }
+    return false;
+  }
+
+  /**
+   * The race between the choice at point `i` and `choice` (made later, with `key`): try that actor's choice before
+   * point i. When that actor cannot move at point i, every choice there is tried.
+   *
+   * An actor's choice at point i may differ from the one that raced: a step's footprint depends on state that other
+   * actors change without stepping that CPU (an IPI accepted, a TLB event, a PTE a walk reads), so the choice made at
+   * i can change what that CPU does next. When the actor's choice at i was explored already (done, or asleep: done
+   * at an earlier point and independent since) and touched something else than the actor's next choice after i,
+   * its subtree does not hold the reversal: the races of the choice that was replaced were attributed to points
+   * where the actor that would win them may not have been able to move, and the replaced choice never runs again
+   * below i to find them anew. Every choice at i is tried then, as when the actor cannot move there.
+   */
   private addBacktrack(i: number, choice: Choice, key: string): void {
     if (i === 0) return; // the first point's choices are all explored anyway
     const node = this.stack[i]!;
     const here = node.keys.indexOf(key);
-    if (here >= 0) node.backtrack[here] = 1;
-    else node.backtrack.fill(1);
+    if (here < 0 || this.replaced(i, here, key)) node.backtrack.fill(1);
+    else node.backtrack[here] = 1;
     // Under a preemption bound, also where the block of steps holding point i began: reordering there may need
     // no preemption where reordering at i does (Coons et al.).
     if (this.bound !== Number.POSITIVE_INFINITY && isStep(choice)) {
@@ -337,6 +367,14 @@ export class PartSearch {
       if (j !== i && at >= 0) start.backtrack[at] = 1;
     }
   }
+}
+
+function sameAccess(a: Access, b: Access): boolean {
+  if (a === b) return true;
+  if (a.reads.length !== b.reads.length || a.writes.length !== b.writes.length) return false;
+  for (let i = 0; i < a.reads.length; i++) if (a.reads[i] !== b.reads[i]) return false;
+  for (let i = 0; i < a.writes.length; i++) if (a.writes[i] !== b.writes[i]) return false;
+  return true;
 }
 
 /**
