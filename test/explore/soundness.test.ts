@@ -57,25 +57,75 @@ function staleStoreOverFreedFrame() {
   return { image, markerSurvives: (machine: Machine) => machine.memory.read64(frame) === MARKER };
 }
 
+/**
+ * Issue 18, example 2: a no-wait shootdown on 2 CPUs. CPU1 stores twice to a page (the first caches it); CPU0
+ * clears the PTE, sends the shootdown IPI without waiting for it, and reuses the frame (a marker). CPU1's second
+ * store through its stale entry, while the IPI is still in flight, overwrites the marker: one preemption (CPU1 is
+ * switched away from after its first store).
+ */
+function noWaitShootdown() {
+  const m = Machine.create({ cpus: 2, trace: false });
+  const page = m.map(PAGE, { writable: true });
+  const frame = m.physicalAddress(page)!;
+  const pte = m.directMap(m.pteAddress(page));
+  m.cpu(1).setGate(VECTOR, {
+    ist: 0,
+    type: 'interrupt',
+    handler: function* (x) {
+      yield x.invlpg(page);
+      yield x.eoi();
+    },
+  });
+  m.load(0, function* (x) {
+    const low: number = yield x.load(pte, 4);
+    yield x.store(pte, 4, (low & ~PTE_LO.P) >>> 0);
+    yield x.sendIpi(1, VECTOR);
+    yield x.store(m.directMap(frame), 8, MARKER);
+  });
+  m.load(1, function* (x) {
+    yield x.store(page, 8, 1);
+    yield x.store(page, 8, 2);
+  });
+  const image = MachineImage.capture(m);
+  return { image, markerSurvives: (machine: Machine) => machine.memory.read64(frame) === MARKER };
+}
+
 const kinds = (r: { violations: readonly { kind: string }[] }) => r.violations.map((v) => v.kind);
 
 describe('issue 18: reachable violations the search used to miss', () => {
-  it('a stale store over a freed frame, with the shootdown IPI delivered immediately, is found', () => {
+  it('a stale store over a freed frame, with the shootdown IPI delivered immediately, is found at every bound that allows it', () => {
     const { image, markerSurvives } = staleStoreOverFreedFrame();
     const o = { strategy: 'exhaustive', check: markerSurvives, ipiDelivery: 'immediate' } as const;
     // The ground truth: CPU1 caches the page, CPU0 clears the PTE and sets the flag, CPU2 writes the marker, CPU1's
     // second store lands on it through the stale entry; only then is the IPI sent.
     expect(replay(image, '1,0*3,2*2,1', { check: markerSurvives, ipiDelivery: 'immediate' }).kind).toBe('assertion');
-    // Naive enumeration needs bound 2 for it; DPOR now finds it with no bound, where it used to say 62 executions,
-    // complete, no violation.
+    // Naive enumeration needs bound 2 for it; DPOR now finds it there, above it, and with no bound. It used to say
+    // 62 executions, complete, no violation (no bound), and the same at bounds 2 and 3.
     expect(kinds(explore(image, { ...o, reduction: 'none', preemptions: 1 }))).not.toContain('assertion');
     expect(kinds(explore(image, { ...o, reduction: 'none', preemptions: 2 }))).toContain('assertion');
-    const result = explore(image, o);
-    expect(result.complete).toBe(true);
-    expect(kinds(result)).toEqual(['oops', 'assertion']);
-    const found = result.violations.find((v) => v.kind === 'assertion')!;
-    expect(replay(image, found.schedule, { check: markerSurvives, ipiDelivery: 'immediate' }).kind).toBe('assertion');
+    for (const preemptions of [undefined, 2, 3]) {
+      const result = explore(image, { ...o, ...(preemptions === undefined ? {} : { preemptions }) });
+      expect(result.complete).toBe(true);
+      expect(kinds(result)).toEqual(['oops', 'assertion']);
+      const found = result.violations.find((v) => v.kind === 'assertion')!;
+      const again = { check: markerSurvives, ipiDelivery: 'immediate' } as const;
+      expect(replay(image, found.schedule, again).kind).toBe('assertion');
+    }
     // With the IPI in flight until delivered (explore's default), the window is wider: found as well.
     expect(kinds(explore(image, { strategy: 'exhaustive', check: markerSurvives }))).toContain('assertion');
+  });
+
+  it('a no-wait shootdown that loses the new owner’s data needs one preemption, and bound 1 finds it', () => {
+    const { image, markerSurvives } = noWaitShootdown();
+    const o = { strategy: 'exhaustive', check: markerSurvives } as const;
+    expect(kinds(explore(image, { ...o, preemptions: 0 }))).not.toContain('assertion');
+    expect(kinds(explore(image, { ...o, reduction: 'none', preemptions: 1 }))).toContain('assertion');
+    // With sleep sets under the bound, this search was complete and clean at bound 1; bound 2 found it.
+    const bounded = explore(image, { ...o, preemptions: 1 });
+    expect(bounded).toMatchObject({ complete: true, preemptionBound: 1 });
+    const found = bounded.violations.find((v) => v.kind === 'assertion')!;
+    // CPU1's first store, then CPU0 runs to its end (the IPI stays in flight), then CPU1's second store.
+    expect(found.schedule).toBe('1');
+    expect(replay(image, found.schedule, { check: markerSurvives }).kind).toBe('assertion');
   });
 });
