@@ -31,4 +31,4 @@ test('a protocol written in a test gets the same checks: copy-then-swap loses a 
   const lost = result.violations.find((v) => v.kind === 'lost-write')!;
   expect(lost.message).toMatch(/^lost write: CPU 1 stores to 0xffffc9/);
   expect(replay(build, lost.schedule).kind).toBe('lost-write'); // paste it into a regression test
-});
+}, 60_000); // an exhaustive search within bound 1: seconds, more on a busy machine

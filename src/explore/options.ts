@@ -1,3 +1,4 @@
+import type { IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { FinalCheck, ViolationKind } from './execution.ts';
 
 // What explore() takes and what it returns: its options and its verdict (a module below explore.ts and parts.ts,
@@ -69,6 +70,12 @@ export interface ExploreOptions {
   readonly preemptions?: number;
   /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
   readonly reduction?: 'dpor' | 'none';
+  /**
+   * When a sent IPI reaches its target, whatever the machine was made with: `scheduled` (default; in flight until a
+   * delivery, which is a choice like a step) or `immediate` (in the sending step, which hides the window between the
+   * ICR write and the target's IRR). `replay` takes the same option, with the same default.
+   */
+  readonly ipiDelivery?: IpiDelivery;
   /**
    * Wall-clock milliseconds the search may take, beside the execution budget: once they have passed, no new
    * execution starts, the result says `stoppedBy: 'time-limit'`, and an exhaustive result is not `complete`. The

@@ -1,3 +1,4 @@
+import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
@@ -24,6 +25,7 @@ const OPTION_KEYS = [
   'preemptions',
   'reduction',
   'timeLimit',
+  'ipiDelivery',
   'onProgress',
 ] as const;
 
@@ -40,6 +42,7 @@ export interface Resolved {
   readonly reduce: boolean;
   /** Wall-clock milliseconds, or undefined: no limit. */
   readonly timeLimit: number | undefined;
+  readonly ipiDelivery: IpiDelivery;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
 }
 
@@ -74,6 +77,10 @@ export function resolveOptions(options: ExploreOptions): Resolved {
       o.timeLimit === undefined
         ? undefined
         : requireInteger(o.timeLimit, 'explore timeLimit (milliseconds)', 1, MAX_TIME_LIMIT),
+    ipiDelivery:
+      o.ipiDelivery === undefined
+        ? 'scheduled'
+        : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
     onProgress: o.onProgress,
   };
 }
@@ -103,6 +110,16 @@ export interface PartOutcome extends PartResult {
   readonly timedOut: boolean;
 }
 
+/** `build`, with every machine it makes set to the exploration's IPI delivery mode. */
+function delivering(build: () => Machine, r: Resolved): () => Machine {
+  const mode = r.ipiDelivery;
+  return () => {
+    const m = build();
+    m.ipiDelivery = mode;
+    return m;
+  };
+}
+
 /** One part of the work: a first choice's subtree under a preemption bound, or a range of sampled executions. */
 export type PartSpec =
   | { readonly kind: 'subtree'; readonly bound: number | undefined; readonly index: number }
@@ -114,7 +131,8 @@ export interface Shared {
   readonly length?: number;
 }
 
-export function prepare(build: () => Machine, r: Resolved): Shared {
+export function prepare(source: () => Machine, r: Resolved): Shared {
+  const build = delivering(source, r);
   if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents) };
   return { length: r.strategy === 'pct' ? probeLength(build, r.maxSteps) : 0 };
 }
@@ -123,7 +141,7 @@ export function prepare(build: () => Machine, r: Resolved): Shared {
  * Runs one part, at most `budget` executions, starting no execution once `expired()` (the time limit) is true.
  */
 export function runPart(
-  build: () => Machine,
+  source: () => Machine,
   r: Resolved,
   shared: Shared,
   spec: PartSpec,
@@ -131,6 +149,7 @@ export function runPart(
   progress?: (runs: number) => void,
   expired?: () => boolean,
 ): PartOutcome {
+  const build = delivering(source, r);
   if (spec.kind === 'subtree') {
     let timedOut = false;
     const o = { ...r, preemptions: spec.bound, budget, ...(progress ? { progress } : {}) };
@@ -231,8 +250,9 @@ export function* plan(r: Resolved, shared: Shared, merged: Merged, workers: numb
 }
 
 /** The result, with each kind's best schedule minimised and replayed for its message. */
-export function finish(build: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
-  const o = { maxSteps: r.maxSteps, ...(r.check ? { check: r.check } : {}) };
+export function finish(source: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
+  const build = delivering(source, r);
+  const o = { maxSteps: r.maxSteps, ipiDelivery: r.ipiDelivery, ...(r.check ? { check: r.check } : {}) };
   const violations = [...merged.best.values()]
     .map((v): Violation => {
       const entries = minimise(build, v.schedule, v.kind!, o);

@@ -1,3 +1,4 @@
+import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import { MachineImage } from '../machine/image.ts';
 import type { Machine } from '../machine/machine.ts';
 import {
@@ -8,7 +9,7 @@ import {
   type ScheduleEntry,
 } from '../machine/schedule.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
-import { describeValue, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
+import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import { classify, type FinalCheck, type ViolationKind } from './execution.ts';
 
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
@@ -18,6 +19,8 @@ export interface ReplayOptions {
   readonly check?: FinalCheck;
   /** Steps before the run counts as a `step-bound` violation. Default 10,000. */
   readonly maxSteps?: number;
+  /** IPI delivery for the run, whatever the machine was made with: `scheduled` (default, as explore) or `immediate`. */
+  readonly ipiDelivery?: IpiDelivery;
 }
 
 export interface ReplayResult {
@@ -127,9 +130,14 @@ export function replay(
   options: ReplayOptions = {},
 ): ReplayResult {
   const build = requireBuild(source, 'replay');
-  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps']);
+  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps', 'ipiDelivery']);
   const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'replay maxSteps', 1, 10_000_000);
-  return replayOn(build(), schedule, maxSteps, requireCheck(o.check, 'replay'));
+  const delivery =
+    o.ipiDelivery === undefined ? 'scheduled' : requireOneOf(o.ipiDelivery, 'replay ipiDelivery', IPI_DELIVERY_MODES);
+  const check = requireCheck(o.check, 'replay');
+  const m = build();
+  m.ipiDelivery = delivery;
+  return replayOn(m, schedule, maxSteps, check);
 }
 
 /** replay() on a machine just built (options checked). */

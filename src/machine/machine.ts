@@ -213,7 +213,11 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
   // CpuBus --------------------------------------------------------------------------------------------------
 
   codeAddress(program: Program): number {
-    return assignCodeAddress(this.codeAddresses, program, CODE_BASE);
+    const known = this.codeAddresses.size;
+    const address = assignCodeAddress(this.codeAddresses, program, CODE_BASE);
+    // The order of first uses decides every program's address: a step that takes one names it in its footprint.
+    if (this.codeAddresses.size !== known) this.footprint?.resources.push('code addresses');
+    return address;
   }
 
   assembler(id: number): Assembler | undefined {
@@ -225,7 +229,10 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
   }
 
   userCodeAddress(program: Program): number {
-    return assignCodeAddress(this.userCodeAddresses, program, USER_CODE_BASE);
+    const known = this.userCodeAddresses.size;
+    const address = assignCodeAddress(this.userCodeAddresses, program, USER_CODE_BASE);
+    if (this.userCodeAddresses.size !== known) this.footprint?.resources.push('user code addresses');
+    return address;
   }
 
   /** Code addresses assigned so far (for images). */

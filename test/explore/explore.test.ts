@@ -120,6 +120,53 @@ describe('explore: random and PCT', () => {
   });
 });
 
+describe('IPI delivery under the checker', () => {
+  /**
+   * CPU0 sends CPU1 an IPI whose handler sets a flag, then checks the flag is still clear: true only while the
+   * IPI is in flight. CPU1 has nothing else to do (halted, interrupts on).
+   */
+  function sendThenLook() {
+    const m = Machine.create({ cpus: 2, trace: false }); // made with immediate delivery, the machine's default
+    const flag = m.map(0xffffc90001000000n, { writable: true });
+    m.cpu(1).setGate(0xf0, {
+      ist: 0,
+      type: 'interrupt',
+      handler: function* (x) {
+        yield x.store(flag, 8, 1);
+        yield x.eoi();
+      },
+    });
+    m.load(0, function* (x) {
+      yield x.sendIpi(1, 0xf0);
+      const seen: number = yield x.load(flag, 8);
+      yield x.assert(seen === 1, 'the IPI had not arrived');
+    });
+    m.load(1, function* () {});
+    return m;
+  }
+
+  it('explore holds IPIs in flight by default, whatever the machine was made with; immediate is an option', () => {
+    const scheduled = explore(sendThenLook, { strategy: 'exhaustive' });
+    expect(scheduled.violations.map((v) => v.kind)).toEqual(['assertion']);
+    expect(scheduled.violations[0]!.schedule).toBe(''); // in flight until no CPU can move: CPU0 looks first
+    expect(replay(sendThenLook, scheduled.violations[0]!.schedule).kind).toBe('assertion');
+    // Delivered in the sending step, the IPI is taken before CPU0 can look... unless CPU0 looks before CPU1 moves.
+    const immediate = explore(sendThenLook, { strategy: 'exhaustive', ipiDelivery: 'immediate' });
+    expect(immediate.violations.map((v) => v.kind)).toEqual(['assertion']);
+    expect(replay(sendThenLook, '', { ipiDelivery: 'immediate' }).kind).toBe('assertion');
+    expect(replay(sendThenLook, '0,1*4', { ipiDelivery: 'immediate' }).kind).toBeUndefined();
+    expect(() => replay(sendThenLook, '0,1*4')).toThrow(/cannot move/); // scheduled: CPU1 has nothing to take yet
+    for (const strategy of ['random', 'pct'] as const) {
+      expect(explore(sendThenLook, { strategy, budget: 5, ipiDelivery: 'immediate' }).executions).toBe(5);
+    }
+  });
+
+  it('a bad ipiDelivery is refused, naming the value', () => {
+    expect(() => explore(sendThenLook, { ipiDelivery: 'later' as never })).toThrow(/explore ipiDelivery 'later'/);
+    expect(() => replay(sendThenLook, '', { ipiDelivery: 'later' as never })).toThrow(/replay ipiDelivery 'later'/);
+  });
+});
+
 describe('TLB events as choices', () => {
   /**
    * Once CPU1's first push has cached its stack page, CPU0 clears the page's present bit (a naive migration's first
