@@ -98,6 +98,9 @@ export interface CpuBus {
 export interface Activation {
   readonly kind: 'task' | 'call' | 'handler';
   readonly gen: Generator<Instruction, number | undefined | void, number>;
+  /** The program and arguments `gen` was made from (the stateful checker makes it again from them). */
+  readonly program: Program;
+  readonly args: readonly unknown[];
   readonly codeBase: number;
   /** Instructions completed; RIP = codeBase + 4 * index. */
   index: number;
@@ -369,6 +372,8 @@ export class Cpu {
     return {
       kind,
       gen,
+      program,
+      args,
       codeBase,
       index: 0,
       pending: undefined,

@@ -115,6 +115,27 @@ export class BuddyAllocator {
     Object.assign(this, from.clone());
   }
 
+  /**
+   * Internal (the stateful checker hashes the allocator's state): every array of it, to read only, in a fixed order.
+   * A change replaces them all while they are shared with a clone (see unshare()), so an unchanged `owner` array
+   * since a clone() means unchanged state.
+   */
+  stateArrays(): readonly (Int8Array | Uint8Array | Int32Array | Uint32Array)[] {
+    return [
+      this.order,
+      this.free,
+      this.freeType,
+      this.migratetype,
+      this.owner,
+      this.generation,
+      this.pageblockType,
+      this.next,
+      this.prev,
+      this.heads,
+      this.counts,
+    ];
+  }
+
   /** Arrays shared with a clone: copied before the first change. */
   private shared = false;
 
