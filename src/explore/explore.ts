@@ -1,6 +1,7 @@
-import type { FinalCheck, ViolationKind } from './execution.ts';
+import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
 import { type Buildable, requireBuild } from './replay.ts';
+import { exploreStateful } from './stateful-explore.ts';
 
 // Exploring a machine's interleavings (DESIGN.md "Checking"). Programs are generators, which cannot be copied
 // mid-run, so exploration is stateless: every execution builds the machine afresh from `build` and runs it under a
@@ -11,8 +12,9 @@ import { type Buildable, requireBuild } from './replay.ts';
 // The work is split into parts (exhaustive: the subtree under each first choice, per preemption bound; sampling:
 // ranges of executions), merged in order: so `workers` (parallel.ts) gives the same result as one process.
 
-export type { FinalCheck, ViolationKind } from './execution.ts';
+export type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 export { type Buildable, type ReplayOptions, type ReplayResult, replay } from './replay.ts';
+export { collisionProbability } from './visited-set.ts';
 
 export interface Violation {
   readonly kind: ViolationKind;
@@ -26,8 +28,14 @@ export interface Violation {
 
 export interface ExploreResult {
   readonly strategy: Strategy;
+  /** Exhaustive: which search ran, `stateful` or `stateless`. */
+  readonly search?: 'stateful' | 'stateless';
+  /** Executions run; for the stateful search, the final states reached (each ends one run at least). */
   readonly executions: number;
-  /** Steps (and hardware events) taken over all executions, replays of a path's prefix included. */
+  /**
+   * Steps (and hardware events) taken over all executions, replays of a path's prefix included; for the stateful
+   * search, its transitions.
+   */
   readonly steps: number;
   /** Whether every interleaving within the bounds was run (never, for the sampling strategies). */
   readonly complete: boolean;
@@ -37,6 +45,19 @@ export interface ExploreResult {
   readonly preemptionBound?: number;
   /** One per kind found, shortest first. */
   readonly violations: readonly Violation[];
+  /** Stateful: the distinct states reached (each stored once, as a 64-bit fingerprint). */
+  readonly states?: number;
+  /** Stateful: choices taken, each to a new state or to one seen before. */
+  readonly transitions?: number;
+  /** Stateful: the longest path held by the depth-first search. */
+  readonly depth?: number;
+  /** Stateful: bytes of the visited set (at most 16 per state). */
+  readonly visitedBytes?: number;
+  /**
+   * Stateful: the probability that two of the states reached share a fingerprint, so that one was taken for the
+   * other and its successors were not explored: about states^2 / 2^65.
+   */
+  readonly collisionProbability?: number;
 }
 
 export type Strategy = 'exhaustive' | 'random' | 'pct';
@@ -63,6 +84,14 @@ export interface ExploreOptions {
   readonly preemptions?: number;
   /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
   readonly reduction?: 'dpor' | 'none';
+  /**
+   * Exhaustive: `stateless` (default: every execution from the start, DPOR, an optional preemption bound) or
+   * `stateful` (every reachable state once, with a visited set of fingerprints: complete with no bound; `budget`
+   * then counts states, default 10,000,000). See docs/checker.md "The stateful search".
+   */
+  readonly search?: 'stateful' | 'stateless';
+  /** Stateful: a predicate on every state reached; false is an `invariant` violation. */
+  readonly invariant?: StateInvariant;
   /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
   readonly onProgress?: (executions: number, budget: number) => void;
 }
@@ -74,6 +103,7 @@ export interface ExploreOptions {
 export function explore(source: Buildable, options: ExploreOptions = {}): ExploreResult {
   const build = requireBuild(source, 'explore', true);
   const r = resolveOptions(options);
+  if (r.strategy === 'exhaustive' && r.search === 'stateful') return exploreStateful(build, r);
   const shared = prepare(build, r);
   const merged = new Merged(r.budget);
   let bound: number | undefined;

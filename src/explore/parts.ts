@@ -1,10 +1,10 @@
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
-import type { Execution, FinalCheck, ViolationKind } from './execution.ts';
+import type { Execution, FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
 import type { ExploreOptions, ExploreResult, Strategy, Violation } from './explore.ts';
-import { minimise, replay, requireCheck } from './replay.ts';
+import { minimise, replay, requireCheck, requireInvariant } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
 
 // How explore() and exploreParallel() divide and merge their work (internal: not part of the public API). The work
@@ -23,6 +23,8 @@ const OPTION_KEYS = [
   'tlbEvents',
   'preemptions',
   'reduction',
+  'search',
+  'invariant',
   'onProgress',
 ] as const;
 
@@ -37,18 +39,34 @@ export interface Resolved {
   readonly tlbEvents: number;
   readonly preemptions: number | undefined;
   readonly reduce: boolean;
+  /** Exhaustive: the stateful search (stateful.ts) or the stateless one (exhaustive.ts). */
+  readonly search: 'stateful' | 'stateless';
+  readonly invariant: StateInvariant | undefined;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
 }
 
 export function resolveOptions(options: ExploreOptions): Resolved {
   const o = requireOptions<ExploreOptions>(options, 'explore options', OPTION_KEYS);
   const strategy = o.strategy === undefined ? 'random' : requireOneOf(o.strategy, 'explore strategy', STRATEGIES);
-  const defaultBudget = strategy === 'exhaustive' ? 100_000 : 200;
   if (strategy !== 'exhaustive') {
-    for (const key of ['preemptions', 'reduction'] as const) {
+    for (const key of ['preemptions', 'reduction', 'search'] as const) {
       if (o[key] !== undefined) throw new InputError(`explore ${key} applies to strategy exhaustive, not ${strategy}`);
     }
   }
+  const search =
+    o.search === undefined ? 'stateless' : requireOneOf(o.search, 'explore search', ['stateful', 'stateless'] as const);
+  if (search === 'stateful') {
+    for (const key of ['preemptions', 'reduction'] as const) {
+      if (o[key] !== undefined) {
+        throw new InputError(
+          `explore ${key} applies to the stateless search, not search: 'stateful' (it has no bound)`,
+        );
+      }
+    }
+  } else if (o.invariant !== undefined) {
+    throw new InputError("explore invariant applies to search: 'stateful' (strategy exhaustive)");
+  }
+  const defaultBudget = strategy !== 'exhaustive' ? 200 : search === 'stateful' ? 10_000_000 : 100_000;
   if (strategy !== 'pct' && o.depth !== undefined) {
     throw new InputError(`explore depth applies to strategy pct, not ${strategy}`);
   }
@@ -67,6 +85,8 @@ export function resolveOptions(options: ExploreOptions): Resolved {
       o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
     reduce:
       o.reduction === undefined ? true : requireOneOf(o.reduction, 'explore reduction', ['dpor', 'none']) === 'dpor',
+    search,
+    invariant: requireInvariant(o.invariant),
     onProgress: o.onProgress,
   };
 }
@@ -185,6 +205,7 @@ export function finish(build: () => Machine, r: Resolved, merged: Merged, bound:
     .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
   return {
     strategy: r.strategy,
+    ...(r.strategy === 'exhaustive' ? { search: 'stateless' as const } : {}),
     executions: merged.runs,
     steps: merged.steps,
     complete: r.strategy === 'exhaustive' && merged.complete,

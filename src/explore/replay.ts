@@ -9,7 +9,7 @@ import {
 } from '../machine/schedule.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { describeValue, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
-import { classify, type FinalCheck, type ViolationKind } from './execution.ts';
+import { classify, type FinalCheck, type StateInvariant, type ViolationKind } from './execution.ts';
 
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
 
@@ -18,6 +18,8 @@ export interface ReplayOptions {
   readonly check?: FinalCheck;
   /** Steps before the run counts as a `step-bound` violation. Default 10,000. */
   readonly maxSteps?: number;
+  /** A predicate on every state the run passes through; false is an `invariant` violation (the run stops there). */
+  readonly invariant?: StateInvariant;
 }
 
 export interface ReplayResult {
@@ -66,21 +68,34 @@ export function requireCheck(check: unknown, what: string): FinalCheck | undefin
  * runs until it cannot, and so on; an IPI in flight is delivered when no CPU can move. So a counterexample only
  * needs the choices that make the difference, and a short schedule still ends where the program ends.
  */
-function complete(m: Machine, maxSteps: number, taken: number): boolean {
+function complete(m: Machine, maxSteps: number, taken: number, invariant: StateInvariant | undefined): number {
   let steps = taken;
   while (m.firstStop === undefined) {
     const cpu = m.cpus.find((c) => c.started && c.runnable);
     if (cpu) {
-      if (steps++ >= maxSteps) return true;
+      if (steps++ >= maxSteps) return LIMIT;
       m.step(cpu.id);
-      continue;
+    } else {
+      const ipi = m.ipiBus.inFlight[0];
+      if (!ipi) return ENDED;
+      m.deliverIpi(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
     }
-    const ipi = m.ipiBus.inFlight[0];
-    if (!ipi) return false;
-    m.deliverIpi(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
+    if (broken(m, invariant)) return BROKEN;
   }
-  return false;
+  return ENDED;
 }
+
+/** How complete() stopped: the run ended, the step limit stopped it, or the invariant became false. */
+const ENDED = 0;
+const LIMIT = 1;
+const BROKEN = 2;
+
+/** The invariant, if given and false now: the run stops with an `invariant` violation. */
+function broken(m: Machine, invariant: StateInvariant | undefined): boolean {
+  return invariant !== undefined && !invariant(m);
+}
+
+const INVARIANT_BROKEN = { kind: 'invariant', message: 'the state invariant is false' } as const;
 
 /**
  * Runs `schedule` (a string or entries, as `Machine.run` takes) on a fresh machine from `build`, completes the run
@@ -94,9 +109,17 @@ export function replay(
   options: ReplayOptions = {},
 ): ReplayResult {
   const build = requireBuild(source, 'replay');
-  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps']);
+  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps', 'invariant']);
   const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'replay maxSteps', 1, 10_000_000);
-  return replayOn(build(), schedule, maxSteps, requireCheck(o.check, 'replay'));
+  return replayOn(build(), schedule, maxSteps, requireCheck(o.check, 'replay'), requireInvariant(o.invariant));
+}
+
+/** The per-state invariant is a function of the machine, or absent. */
+export function requireInvariant(invariant: unknown): StateInvariant | undefined {
+  if (invariant !== undefined && typeof invariant !== 'function') {
+    throw new InputError(`invariant ${describeValue(invariant)} must be a function (machine) => boolean`);
+  }
+  return invariant as StateInvariant | undefined;
 }
 
 /** replay() on a machine just built (options checked). */
@@ -105,10 +128,12 @@ function replayOn(
   schedule: string | readonly ScheduleEntry[],
   maxSteps: number,
   check: FinalCheck | undefined,
+  invariant?: StateInvariant,
 ): ReplayResult {
   // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
   if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
   const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
+  if (broken(m, invariant)) return { machine: m, ...INVARIANT_BROKEN };
   let steps = 0;
   for (const [index, entry] of entries.entries()) {
     if (m.firstStop !== undefined) break;
@@ -123,9 +148,11 @@ function replayOn(
     } else {
       applyEvent(m, entry, index);
     }
+    if (broken(m, invariant)) return { machine: m, ...INVARIANT_BROKEN };
   }
-  const limitReached = complete(m, maxSteps, steps);
-  return { machine: m, ...classify(m, limitReached, check) };
+  const ended = complete(m, maxSteps, steps, invariant);
+  if (ended === BROKEN) return { machine: m, ...INVARIANT_BROKEN };
+  return { machine: m, ...classify(m, ended === LIMIT, check) };
 }
 
 /**
@@ -160,7 +187,7 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
 /** Whether `entries` still produce a violation of `kind` (false when they no longer apply). */
 function stillViolates(build: () => Machine, entries: readonly ScheduleEntry[], kind: ViolationKind, o: ReplayOptions) {
   try {
-    return replayOn(build(), entries, o.maxSteps ?? 10_000, o.check).kind === kind;
+    return replayOn(build(), entries, o.maxSteps ?? 10_000, o.check, o.invariant).kind === kind;
   } catch {
     return false;
   }

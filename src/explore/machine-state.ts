@@ -1,0 +1,512 @@
+import { type Cpu, STEP_KIND } from '../cpu/cpu.ts';
+import { OP, type Program } from '../cpu/instruction.ts';
+import { IpiBus } from '../cpu/ipi-bus.ts';
+import { attachKernel } from '../machine/kernel-boot.ts';
+import type { Machine } from '../machine/machine.ts';
+import type { Kernel } from '../mm/kernel.ts';
+import { Tlb } from '../mmu/tlb.ts';
+import { Hasher } from './hash.ts';
+import { MemoryTracker } from './memory-tracker.ts';
+import { type ContextsSnapshot, ProgramStates, type StackSnapshot } from './programs.ts';
+
+// A machine's state as the stateful search sees it (stateful.ts): its fingerprint, and checkpoints it can go back
+// to. The fingerprint covers everything that decides what can happen next:
+//  - memory, hashed as it is written (memory-tracker.ts);
+//  - per CPU: registers, state, NMI blocking, STI shadow, the APIC's IRR, ISR and NMI latch, the watched range of a
+//    spinning CPU, the TLB (every slot, global entries and replacement pointers included) with the frame
+//    generation each 4 KiB slot was filled at (the use-after-free detector's state), and the control stack: each
+//    activation's identity and history (programs.ts);
+//  - the contexts tasks were switched out of, the IPIs in flight, the program code addresses assigned so far;
+//  - the kernel's bookkeeping (zone arrays, vmap areas, tasks' names, the log, call functions, the page cache);
+//  - the TLB events left, and the outcome once a CPU stopped.
+// Counters (steps, TLB hits) and what only reports read (the last exception, the trace) are left out.
+//
+// A checkpoint holds the rest of the state that a step changes (memory is an undo log position): small parts are
+// copied, larger ones (TLBs, the kernel, control stacks) are shared between checkpoints until they change.
+
+/** A TLB as it was at a checkpoint, with the frame generations of its slots. */
+interface TlbSnapshot {
+  readonly tlb: Tlb;
+  readonly generations: Float64Array;
+  readonly hashA: number;
+  readonly hashB: number;
+}
+
+interface KernelSnapshot {
+  /**
+   * A copy of the kernel. Its zone shares its arrays with the live one until the live one changes (which replaces
+   * them: see BuddyAllocator.unshare), so the live zone's `owner` being this one's means an unchanged zone.
+   */
+  readonly kernel: Kernel;
+  readonly zoneA: number;
+  readonly zoneB: number;
+  readonly hashA: number;
+  readonly hashB: number;
+  /** What an atomic instruction (the same object: outcomes are cached) made of this state, once seen. */
+  after: Map<object, KernelSnapshot> | undefined;
+}
+
+interface IpiSnapshot {
+  readonly bus: IpiBus;
+  readonly sent: number;
+  readonly length: number;
+  readonly hashA: number;
+  readonly hashB: number;
+}
+
+/** Registers in a fixed order: rsp, rflags, cpl, ss, cr0, cr2, cr3, cr4, efer. */
+const REGISTERS = 9;
+
+/** Per CPU, what a checkpoint copies (see CpuCheckpoint) besides the shared TLB and stack snapshots. */
+class CpuCheckpoint {
+  readonly regs = new Float64Array(REGISTERS);
+  status = 0;
+  nmiBlocked = false;
+  interruptShadow = false;
+  stopEvent: Cpu['stopEvent'];
+  lastException: Cpu['lastException'];
+  readonly irr = new Uint32Array(8);
+  readonly isr = new Uint32Array(8);
+  nmiPending = false;
+  pendingCount = 0;
+  coalesced = 0;
+  readonly watch = new Float64Array(2);
+  tlb!: TlbSnapshot;
+  stack!: StackSnapshot;
+}
+
+/** A state the search can go back to. */
+export class Checkpoint {
+  readonly cpus: CpuCheckpoint[];
+  memory = 0;
+  ipi!: IpiSnapshot;
+  kernel: KernelSnapshot | undefined;
+  contexts!: ContextsSnapshot;
+  codeCount = 0;
+  firstStop: Machine['firstStop'];
+  stepCount = 0;
+  /** The fingerprint, and its parts (see MachineState.partNames). */
+  fpA = 0;
+  fpB = 0;
+  readonly parts: Int32Array;
+
+  constructor(cpus: number) {
+    this.cpus = Array.from({ length: cpus }, () => new CpuCheckpoint());
+    this.parts = new Int32Array(2 * (1 + 3 * cpus + 4));
+  }
+}
+
+/** Outcomes as codes, for the fingerprint of a state where a CPU stopped. */
+const OUTCOME_CODES: Readonly<Record<string, number>> = {
+  'double-fault': 1,
+  'triple-fault': 2,
+  oops: 3,
+  'stack-corruption': 4,
+  'lost-write': 5,
+  'use-after-free': 6,
+  deadlock: 7,
+  assertion: 8,
+};
+
+export interface StateOptions {
+  /** Drive the programs from the outcome cache (the search) rather than let the CPUs resume them (a re-run). */
+  readonly drive: boolean;
+  /** The memory hash of the machine as built, when known (the same build again). */
+  readonly initialMemory?: readonly [number, number];
+}
+
+/** A machine's fingerprint, kept current as it steps, and (driving) its checkpoints. */
+export class MachineState {
+  private readonly drive: boolean;
+  readonly memory: MemoryTracker;
+  readonly programs: ProgramStates;
+  private readonly hasher = new Hasher();
+  private readonly tlbs: TlbSnapshot[];
+  /** Per CPU: the TLB generation its snapshot in `tlbs` was taken (or put back) at. */
+  private readonly tlbGenerations: Float64Array;
+  private readonly stacks: StackSnapshot[];
+  private ipi: IpiSnapshot;
+  private kernel: KernelSnapshot | undefined;
+  /** Code addresses in the order assigned, with the hash of each prefix (index k: the first k). */
+  private readonly codePrograms: Program[] = [];
+  private codeA: number[] = [0x12345678];
+  private codeB: number[] = [0x9abcdef0];
+  /** TLB snapshots by contents (see snapshotTlb), and the kernel snapshots memoised after atomic steps. */
+  private readonly tlbMemo = new Map<number, TlbSnapshot>();
+  private kernelMemo = 0;
+  /** The fingerprint of the state now (after refresh()). */
+  fpA = 0;
+  fpB = 0;
+  /** The parts of the last fingerprint, two lanes each (see partNames()). */
+  readonly parts: Int32Array;
+  private readonly cpuHasher = new Hasher();
+
+  constructor(
+    readonly machine: Machine,
+    options: StateOptions,
+  ) {
+    this.drive = options.drive;
+    this.parts = new Int32Array(2 * (1 + 3 * machine.cpus.length + 4));
+    this.memory = new MemoryTracker(machine.memory, {
+      undo: options.drive,
+      ...(options.initialMemory ? { initial: options.initialMemory } : {}),
+    });
+    this.programs = new ProgramStates(machine.cpus);
+    this.tlbs = machine.cpus.map((cpu) => this.snapshotTlb(cpu));
+    this.tlbGenerations = Float64Array.from(machine.cpus, (cpu) => cpu.tlb.generation);
+    this.stacks = machine.cpus.map((cpu) => this.programs.snapshotCpu(cpu));
+    this.ipi = this.snapshotIpi();
+    this.kernel = machine.kernel ? this.snapshotKernel(machine.kernel, undefined) : undefined;
+    this.noteCodeAddresses();
+  }
+
+  /** Stops tracking memory writes (the machine can then be reset or dropped). */
+  detach(): void {
+    this.memory.detach();
+  }
+
+  // After each choice ---------------------------------------------------------------------------------------------
+
+  /** Before CPU `id` steps (driving): its program's next instruction comes from the cache. */
+  beforeStep(id: number): void {
+    this.programs.prefetch(this.machine.cpus[id]!);
+  }
+
+  /**
+   * After a choice: `stepped` is the CPU that took a step, or -1 for a delivery or TLB event. Brings the records,
+   * snapshots and hashes up to date.
+   */
+  afterChoice(stepped: number): void {
+    const m = this.machine;
+    const cpus = m.cpus;
+    for (let id = 0; id < cpus.length; id++) {
+      const cpu = cpus[id]!;
+      if (cpu.tlb.generation !== this.tlbGenerations[id]) {
+        this.tlbs[id] = this.snapshotTlb(cpu);
+        this.tlbGenerations[id] = cpu.tlb.generation;
+      }
+    }
+    if (stepped >= 0) {
+      const cpu = cpus[stepped]!;
+      this.programs.sync(cpu);
+      this.stacks[stepped] = this.programs.snapshotCpu(cpu, this.stacks[stepped]);
+      this.programs.contexts = this.programs.snapshotContexts(this.programs.contexts, cpu);
+      // Bookkeeping changes only in atomic steps (the contract); a re-run looks after every step, to catch others.
+      if (m.kernel) {
+        const ins = cpu.lastKind === STEP_KIND.INSTRUCTION ? cpu.lastInstruction : undefined;
+        if (ins?.op === OP.ATOMIC && this.drive) {
+          // The same atomic instruction on the same bookkeeping makes the same bookkeeping (the contract).
+          const before = this.kernel!;
+          let after = before.after?.get(ins);
+          if (after === undefined) {
+            after = this.snapshotKernel(m.kernel, before);
+            if (this.kernelMemo < MEMO_LIMIT) {
+              before.after ??= new Map();
+              before.after.set(ins, after);
+              this.kernelMemo++;
+            }
+          }
+          this.kernel = after;
+        } else if (!this.drive) this.kernel = this.snapshotKernel(m.kernel, this.kernel);
+      }
+      if (m.programAddresses.size !== this.codePrograms.length) this.noteCodeAddresses();
+    }
+    const bus = m.ipiBus;
+    if (bus.sentCount !== this.ipi.sent || bus.inFlight.length !== this.ipi.length) this.ipi = this.snapshotIpi();
+  }
+
+  /** The fingerprint of the state now, with `tlbLeft` TLB events left, into fpA/fpB (its parts into `parts`). */
+  fingerprint(tlbLeft: number): void {
+    const m = this.machine;
+    const parts = this.parts;
+    parts[0] = this.memory.sumA;
+    parts[1] = this.memory.sumB;
+    let p = 2;
+    const cpuHasher = this.cpuHasher;
+    for (let id = 0; id < m.cpus.length; id++) {
+      this.hashCpu(m.cpus[id]!, cpuHasher);
+      parts[p++] = cpuHasher.a;
+      parts[p++] = cpuHasher.b;
+      parts[p++] = this.tlbs[id]!.hashA;
+      parts[p++] = this.tlbs[id]!.hashB;
+      parts[p++] = this.stacks[id]!.hashA;
+      parts[p++] = this.stacks[id]!.hashB;
+    }
+    const contexts = this.programs.contexts;
+    parts[p++] = contexts.hashA;
+    parts[p++] = contexts.hashB;
+    parts[p++] = this.ipi.hashA;
+    parts[p++] = this.ipi.hashB;
+    parts[p++] = this.kernel?.hashA ?? 0;
+    parts[p++] = this.kernel?.hashB ?? 0;
+    const n = this.codePrograms.length;
+    parts[p++] = this.codeA[n]!;
+    parts[p++] = this.codeB[n]!;
+    const h = this.hasher.reset(0x428a2f98, 0x71374491);
+    h.add(tlbLeft);
+    for (let i = 0; i < p; i += 2) h.add2(parts[i]!, parts[i + 1]!);
+    h.add(m.firstStop ? (OUTCOME_CODES[m.firstStop.outcome] ?? 9) : 0);
+    this.fpA = h.finalA;
+    this.fpB = h.finalB;
+  }
+
+  /** What the parts of the last fingerprint are, in words (for the contract check's report). */
+  partNames(): string[] {
+    const names = ['memory'];
+    for (let id = 0; id < this.machine.cpus.length; id++) {
+      names.push(`CPU ${id}'s registers, state or APIC`, `CPU ${id}'s TLB`, `CPU ${id}'s programs (their histories)`);
+    }
+    names.push(
+      'the saved task contexts',
+      'the IPIs in flight',
+      "the kernel's bookkeeping",
+      'the code addresses assigned',
+    );
+    return names;
+  }
+
+  /** The parts of the last fingerprint that differ from `expected` (parts a fingerprint had elsewhere), named. */
+  describeDifference(expected: Int32Array): string {
+    const names = this.partNames();
+    const differ = names.filter(
+      (_, i) => this.parts[2 * i] !== expected[2 * i] || this.parts[2 * i + 1] !== expected[2 * i + 1],
+    );
+    return differ.length ? `what differs: ${differ.join(', ')}` : 'what differs: the TLB events left or the outcome';
+  }
+
+  private hashCpu(cpu: Cpu, h: Hasher): void {
+    const r = cpu.regs;
+    h.reset(0xb5c0fbcf, cpu.id);
+    h.add(r.rsp).add(r.rflags).add(r.cpl).add(r.ss).add(r.cr0).add(r.cr2).add(r.cr3).add(r.cr4).add(r.efer);
+    h.add(cpu.status | (cpu.nmiBlocked ? 8 : 0) | (cpu.interruptShadow ? 16 : 0));
+    const apic = cpu.apic;
+    for (let w = 0; w < 8; w++) h.add(apic.irr[w]!).add(apic.isr[w]!);
+    h.add(apic.nmiPending ? 1 : 0);
+    this.machine.memory.watchedRange(cpu.id, WATCH, 0);
+    h.add(WATCH[0]!).add(WATCH[1]!);
+  }
+
+  // Snapshots -------------------------------------------------------------------------------------------------------
+
+  /**
+   * A snapshot of CPU `cpu`'s TLB: one taken before of the same contents (by hash: TLBs go through few contents,
+   * and a copy costs an allocation), else a new one.
+   */
+  private snapshotTlb(cpu: Cpu): TlbSnapshot {
+    const generations = cpu.port.slotGenerations;
+    const s = cpu.tlb.storage;
+    const h = this.hasher.reset(0x3956c25b, cpu.id);
+    for (let i = 0; i < s.tag.length; i++) {
+      const tag = s.tag[i]!;
+      if (tag < 0) continue;
+      h.add(i).add(tag).add(s.frame[i]!).add(s.flags[i]!);
+      h.add(i < generations.length ? generations[i]! : 0);
+    }
+    for (let set = 0; set < s.nextVictim.length; set++) h.add(s.nextVictim[set]!);
+    if (s.largeCount !== 0) {
+      for (let j = 0; j < s.largeBase.length; j++) {
+        if (s.largeBase[j]! < 0) continue;
+        h.add(j).add(s.largeBase[j]!).add(s.largeSize[j]!).add(s.largeFrame[j]!).add(s.largeFlags[j]!);
+      }
+    }
+    h.add(s.largeNextVictim);
+    const key = (h.a >>> 0) * 2 ** 21 + (h.b >>> 11);
+    const known = this.tlbMemo.get(key);
+    if (known !== undefined && known.hashB === h.b) return known;
+    const tlb = new Tlb(this.machine.config.tlb);
+    tlb.copyFrom(cpu.tlb);
+    const snapshot = { tlb, generations: generations.slice(), hashA: h.a, hashB: h.b };
+    if (this.tlbMemo.size < MEMO_LIMIT) this.tlbMemo.set(key, snapshot);
+    return snapshot;
+  }
+
+  private snapshotIpi(): IpiSnapshot {
+    const live = this.machine.ipiBus;
+    const bus = new IpiBus([], live.mode);
+    bus.copyFrom(live);
+    const h = this.hasher.reset(0x59f111f1, live.inFlight.length);
+    for (const ipi of live.inFlight)
+      h.add(ipi.from)
+        .add(ipi.to)
+        .add(ipi.vector)
+        .add(ipi.nmi ? 1 : 0);
+    return { bus, sent: live.sentCount, length: live.inFlight.length, hashA: h.a, hashB: h.b };
+  }
+
+  /** A snapshot of the kernel after an atomic step; `previous` when nothing in it changed. */
+  private snapshotKernel(kernel: Kernel, previous: KernelSnapshot | undefined): KernelSnapshot {
+    const zoneChanged = previous === undefined || kernel.zone.owner !== previous.kernel.zone.owner;
+    let zoneA = previous?.zoneA ?? 0;
+    let zoneB = previous?.zoneB ?? 0;
+    if (zoneChanged) {
+      const h = this.hasher.reset(0x923f82a4, kernel.zone.freePages);
+      for (const array of kernel.zone.stateArrays()) {
+        h.add(array.length);
+        const words =
+          array.byteLength % 4 === 0
+            ? new Int32Array(array.buffer, array.byteOffset, array.byteLength / 4)
+            : new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+        for (let i = 0; i < words.length; i++) h.add(words[i]!);
+      }
+      zoneA = h.a;
+      zoneB = h.b;
+    }
+    const h = this.hasher.reset(zoneA, zoneB);
+    for (const area of kernel.vmap.list) {
+      h.add(area.start)
+        .add(area.size)
+        .add(area.huge ? 1 : 0)
+        .add(area.blocks.length);
+      for (const b of area.blocks) h.add(b.va).add(b.pfn).add(b.order);
+    }
+    h.add(kernel.current.length);
+    for (const name of kernel.current) hashString(h, name ?? '');
+    h.add(kernel.log.length);
+    for (const line of kernel.log) hashString(h, line);
+    h.add(kernel.callFunctions.length);
+    for (const fn of kernel.callFunctions) h.add(this.programs.functionHash(fn));
+    h.add(kernel.pageCache.size);
+    for (const [k, v] of kernel.pageCache) h.add(k).add(v);
+    h.add(kernel.timing ? 1 : 0);
+    if (!zoneChanged && previous && previous.hashA === h.a && previous.hashB === h.b) return previous;
+    return { kernel: kernel.clone(), zoneA, zoneB, hashA: h.a, hashB: h.b, after: undefined };
+  }
+
+  private noteCodeAddresses(): void {
+    const map = this.machine.programAddresses;
+    let k = 0;
+    const h = this.hasher;
+    for (const program of map.keys()) {
+      if (k >= this.codePrograms.length) {
+        this.codePrograms.push(program);
+        h.reset(this.codeA[k]!, this.codeB[k]!).add(this.programs.functionHash(program));
+        this.codeA[k + 1] = h.a;
+        this.codeB[k + 1] = h.b;
+      }
+      k++;
+    }
+  }
+
+  // Checkpoints (driving) -----------------------------------------------------------------------------------------
+
+  /** Saves the state now into `c` (its fingerprint from the last fingerprint()). */
+  save(c: Checkpoint): void {
+    const m = this.machine;
+    for (let id = 0; id < m.cpus.length; id++) {
+      const cpu = m.cpus[id]!;
+      const s = c.cpus[id]!;
+      const r = cpu.regs;
+      const regs = s.regs;
+      regs[0] = r.rsp;
+      regs[1] = r.rflags;
+      regs[2] = r.cpl;
+      regs[3] = r.ss;
+      regs[4] = r.cr0;
+      regs[5] = r.cr2;
+      regs[6] = r.cr3;
+      regs[7] = r.cr4;
+      regs[8] = r.efer;
+      s.status = cpu.status;
+      s.nmiBlocked = cpu.nmiBlocked;
+      s.interruptShadow = cpu.interruptShadow;
+      s.stopEvent = cpu.stopEvent;
+      s.lastException = cpu.lastException;
+      const apic = cpu.apic;
+      s.irr.set(apic.irr);
+      s.isr.set(apic.isr);
+      s.nmiPending = apic.nmiPending;
+      s.pendingCount = apic.pendingCount;
+      s.coalesced = apic.coalesced;
+      m.memory.watchedRange(id, s.watch, 0);
+      s.tlb = this.tlbs[id]!;
+      s.stack = this.stacks[id]!;
+    }
+    c.memory = this.memory.length;
+    c.ipi = this.ipi;
+    c.kernel = this.kernel;
+    c.contexts = this.programs.contexts;
+    c.codeCount = this.codePrograms.length;
+    c.firstStop = m.firstStop;
+    c.stepCount = m.stepCount;
+    c.fpA = this.fpA;
+    c.fpB = this.fpB;
+    c.parts.set(this.parts);
+  }
+
+  /** Puts the machine back in the state `c` saved (a state on the current path: memory rolls back). */
+  restore(c: Checkpoint): void {
+    const m = this.machine;
+    this.memory.rollback(c.memory);
+    for (let id = 0; id < m.cpus.length; id++) {
+      const cpu = m.cpus[id]!;
+      const s = c.cpus[id]!;
+      const r = cpu.regs;
+      const regs = s.regs;
+      r.rsp = regs[0]!;
+      r.rflags = regs[1]!;
+      r.cpl = regs[2] as 0 | 3;
+      r.ss = regs[3]!;
+      r.cr0 = regs[4]!;
+      r.cr2 = regs[5]!;
+      r.cr3 = regs[6]!;
+      r.cr4 = regs[7]!;
+      r.efer = regs[8]!;
+      cpu.status = s.status;
+      cpu.nmiBlocked = s.nmiBlocked;
+      cpu.interruptShadow = s.interruptShadow;
+      cpu.stopEvent = s.stopEvent;
+      cpu.lastException = s.lastException;
+      const apic = cpu.apic;
+      apic.irr.set(s.irr);
+      apic.isr.set(s.isr);
+      apic.nmiPending = s.nmiPending;
+      apic.pendingCount = s.pendingCount;
+      apic.coalesced = s.coalesced;
+      const start = s.watch[0]!;
+      m.memory.unwatch(id);
+      if (start >= 0) m.memory.watch(id, start, s.watch[1]! - start);
+      if (this.tlbs[id] !== s.tlb || cpu.tlb.generation !== this.tlbGenerations[id]) {
+        cpu.tlb.copyFrom(s.tlb.tlb);
+        cpu.port.setSlotGenerations(s.tlb.generations);
+        this.tlbs[id] = s.tlb;
+        this.tlbGenerations[id] = cpu.tlb.generation;
+      }
+      if (this.stacks[id] !== s.stack) {
+        this.programs.restoreCpu(cpu, s.stack);
+        this.stacks[id] = s.stack;
+      }
+      cpu.port.dropPages();
+    }
+    if (this.programs.contexts !== c.contexts) this.programs.restoreContexts(c.contexts);
+    if (this.ipi !== c.ipi) {
+      m.ipiBus.copyFrom(c.ipi.bus);
+      this.ipi = c.ipi;
+    }
+    if (this.kernel !== c.kernel && c.kernel && m.kernel) {
+      m.kernel.restore(c.kernel.kernel);
+      attachKernel(m.memory, m.kernel);
+      m.memory.guardChanged();
+      // The live zone now shares the snapshot's arrays: a change replaces them (see KernelSnapshot).
+      this.kernel = c.kernel;
+    }
+    if (this.codePrograms.length !== c.codeCount) {
+      const map = m.programAddresses as Map<Program, number>;
+      for (let k = c.codeCount; k < this.codePrograms.length; k++) map.delete(this.codePrograms[k]!);
+      this.codePrograms.length = c.codeCount;
+    }
+    m.firstStop = c.firstStop;
+    m.stepCount = c.stepCount;
+    this.fpA = c.fpA;
+    this.fpB = c.fpB;
+    this.parts.set(c.parts);
+  }
+}
+
+const WATCH = new Float64Array(2);
+/** Snapshots memoised at most (TLBs, kernels): beyond, new ones are made each time. */
+const MEMO_LIMIT = 1 << 16;
+
+function hashString(h: Hasher, s: string): void {
+  h.add(s.length);
+  for (let i = 0; i < s.length; i++) h.add(s.charCodeAt(i));
+}

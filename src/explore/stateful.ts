@@ -1,0 +1,296 @@
+import type { Machine } from '../machine/machine.ts';
+import type { ScheduleEntry } from '../machine/schedule.ts';
+import { type Choice, isTlbEvent } from './choices.ts';
+import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
+import { Checkpoint, MachineState } from './machine-state.ts';
+import { VisitedSet } from './visited-set.ts';
+
+// The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
+// visited set of 64-bit fingerprints, so that every path reaching a state seen before is cut there, as in SPIN and
+// TLC. With no preemption bound it reaches every state reachable within the TLB-event budget: a clean result is a
+// proof within that budget, up to the fingerprints' collision probability (visited-set.ts).
+//
+// A state is the machine's (machine-state.ts): memory, CPUs, TLBs, APICs, IPIs in flight, the kernel's bookkeeping
+// and the programs' histories (programs.ts), plus the TLB events left. Going back to a state on the current path
+// (to take its next choice) rolls memory back with an undo log and puts the rest back from a checkpoint: no step is
+// executed again, and no generator either (their outcomes are cached by history).
+//
+// At each state the choices are those every strategy has (choices.ts): CPUs that can move, IPIs in flight, TLB
+// events while the budget lasts. A state with none ends a run; it is classified as a run's end is (execution.ts),
+// and counts as a final state. A state where a CPU stopped ends the path too.
+
+export interface StatefulOptions {
+  readonly maxSteps: number;
+  readonly tlbEvents: number;
+  readonly check: FinalCheck | undefined;
+  readonly invariant: StateInvariant | undefined;
+  /** States to store at most; the search is incomplete when it stops there. */
+  readonly maxStates: number;
+  /** States reached after which the contract is checked: see stateful search samples (every power of two from 64). */
+  readonly samples: number;
+  readonly progress?: (states: number) => void;
+}
+
+/** A path the contract check runs again: its entries and, per depth, the fingerprint and its parts. */
+export interface Sample {
+  readonly entries: readonly ScheduleEntry[];
+  /** Fingerprint lanes per depth (0: the initial state), two per depth. */
+  readonly fingerprints: Int32Array;
+  /** TLB events left per depth. */
+  readonly tlbLeft: Int32Array;
+  /** The fingerprint's parts per depth (see MachineState.partNames). */
+  readonly parts: readonly Int32Array[];
+}
+
+export interface StatefulResult {
+  /** Distinct states reached (stored in the visited set). */
+  readonly states: number;
+  /** Choices taken: each leads to a new state or to one seen before. */
+  readonly transitions: number;
+  /** The longest path the search held (its depth-first stack). */
+  readonly depth: number;
+  /** States where the run ends (no choice left, or a CPU stopped). */
+  readonly finalStates: number;
+  /** Per kind, the violation reached by the shortest path found. */
+  readonly violations: readonly Execution[];
+  /** Every reachable state was visited (not cut by maxStates or maxSteps). */
+  readonly complete: boolean;
+  readonly visitedBytes: number;
+  readonly samples: readonly Sample[];
+  /** Program outcomes computed (cache misses), generators made again, generator resumes. */
+  readonly programOutcomes: number;
+  readonly generatorsRemade: number;
+  readonly generatorResumes: number;
+  /** Memory's hash as built: a re-run starts from it. */
+  readonly initialMemory: readonly [number, number];
+}
+
+/** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
+interface Frame {
+  readonly checkpoint: Checkpoint;
+  choices: readonly Choice[];
+  next: number;
+  tlbLeft: number;
+}
+
+/** The schedule entry of a choice (as applyChoice returns it). */
+export function entryOf(c: Choice): ScheduleEntry {
+  if ('deliver' in c) return { cpu: c.cpu, deliver: c.deliver };
+  if ('tlb' in c) return { cpu: c.cpu, tlb: c.tlb, va: c.va };
+  return c.cpu;
+}
+
+/** Takes choice `c` on `m`, telling `state` before a step and after any choice. */
+export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: boolean): void {
+  if ('deliver' in c) {
+    m.deliverIpi(c.cpu, c.deliver);
+    state.afterChoice(-1);
+  } else if ('tlb' in c) {
+    if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
+    else m.fillTlb(c.cpu, c.va);
+    state.afterChoice(-1);
+  } else {
+    if (drive) state.beforeStep(c.cpu);
+    m.step(c.cpu);
+    state.afterChoice(c.cpu);
+  }
+}
+
+const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.freeze({ cpu }));
+
+/**
+ * The choices at this state, as choicesOf() gives them (CPUs in id order, deliveries oldest first, then TLB
+ * events: each CPU's evictions of the 4 KiB pages it holds, then fills of pages another CPU holds), read from the
+ * TLBs' arrays rather than their entry lists.
+ */
+export function stateChoices(m: Machine, tlbLeft: number): Choice[] {
+  const out: Choice[] = [];
+  for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
+  const inFlight = m.ipiBus.inFlight;
+  if (inFlight.length === 0 && tlbLeft === 0) return out;
+  const deliveries = out.length;
+  for (const ipi of inFlight) {
+    const deliver = ipi.nmi ? ('nmi' as const) : ipi.vector;
+    let known = false;
+    for (let i = deliveries; i < out.length; i++) {
+      const c = out[i]!;
+      if ('deliver' in c && c.cpu === ipi.to && c.deliver === deliver) known = true;
+    }
+    if (!known) out.push({ cpu: ipi.to, deliver });
+  }
+  if (tlbLeft > 0 && out.length > 0) {
+    const held = m.cpus.map((c) => {
+      const tag = c.tlb.storage.tag;
+      const pages: number[] = [];
+      for (let i = 0; i < tag.length; i++) if (tag[i]! >= 0) pages.push(tag[i]! * 4096);
+      return pages.sort((a, b) => a - b);
+    });
+    const inUse = [...new Set(held.flat())].sort((a, b) => a - b);
+    for (const cpu of m.cpus) {
+      if (!cpu.started) continue;
+      const mine = held[cpu.id]!;
+      for (let i = 0; i < mine.length; i++) {
+        if (i === 0 || mine[i] !== mine[i - 1]) out.push({ cpu: cpu.id, tlb: 'evict', va: mine[i]! });
+      }
+      for (const va of inUse) if (!mine.includes(va)) out.push({ cpu: cpu.id, tlb: 'fill', va });
+    }
+  }
+  return out;
+}
+
+export class StatefulSearch {
+  private readonly visited = new VisitedSet(1 << 16);
+  private readonly frames: Frame[] = [];
+  private readonly pool: Checkpoint[] = [];
+  private transitions = 0;
+  private depth = 0;
+  private finalStates = 0;
+  private complete = true;
+  private readonly best = new Map<string, Execution>();
+  private readonly samples: Sample[] = [];
+  private nextSample = 64;
+  private state!: MachineState;
+
+  constructor(
+    private readonly machine: Machine,
+    private readonly o: StatefulOptions,
+  ) {}
+
+  run(): StatefulResult {
+    const m = this.machine;
+    const state = new MachineState(m, { drive: true });
+    this.state = state;
+    const initialMemory: readonly [number, number] = [state.memory.sumA, state.memory.sumB];
+    try {
+      state.fingerprint(this.o.tlbEvents);
+      this.visited.add(state.fpA, state.fpB);
+      this.reached(this.o.tlbEvents, undefined);
+      this.search();
+    } finally {
+      state.detach();
+    }
+    const p = state.programs;
+    return {
+      states: this.visited.size,
+      transitions: this.transitions,
+      depth: this.depth,
+      finalStates: this.finalStates,
+      violations: [...this.best.values()],
+      complete: this.complete,
+      visitedBytes: this.visited.bytes,
+      samples: this.samples,
+      programOutcomes: p.misses,
+      generatorsRemade: p.remade,
+      generatorResumes: p.resumed,
+      initialMemory,
+    };
+  }
+
+  private search(): void {
+    const m = this.machine;
+    const state = this.state;
+    const frames = this.frames;
+    /** The frame whose state the machine is in, if any (after a step to a state seen before: none). */
+    let at: Frame | undefined = frames[frames.length - 1];
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1]!;
+      if (f.next >= f.choices.length) {
+        frames.pop();
+        continue;
+      }
+      const c = f.choices[f.next++]!;
+      if (at !== f) state.restore(f.checkpoint);
+      takeChoice(m, state, c, true);
+      this.transitions++;
+      const tlbLeft = f.tlbLeft - (isTlbEvent(c) ? 1 : 0);
+      state.fingerprint(tlbLeft);
+      at = undefined;
+      if (!this.visited.add(state.fpA, state.fpB)) continue;
+      if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
+      if (this.visited.size >= this.o.maxStates) {
+        this.complete = false;
+        return;
+      }
+    }
+  }
+
+  /**
+   * A new state, reached by choice `c` from the top frame (undefined: the initial state): classify it, and push a
+   * frame for it when it has choices. Returns whether it pushed one.
+   */
+  private reached(tlbLeft: number, c: Choice | undefined): boolean {
+    const m = this.machine;
+    const depth = this.frames.length;
+    const states = this.visited.size;
+    if (states >= this.nextSample) {
+      this.nextSample *= 2;
+      if (this.samples.length < this.o.samples) this.sample(c);
+    }
+    if (this.o.progress && (states & 0x3fff) === 0) this.o.progress(states);
+    if (this.o.invariant && !this.o.invariant(m)) {
+      this.note({ kind: 'invariant', message: 'the state invariant is false' });
+      return false;
+    }
+    if (m.firstStop !== undefined) {
+      this.finalStates++;
+      this.note(classify(m, false, this.o.check));
+      return false;
+    }
+    const choices = stateChoices(m, tlbLeft);
+    if (choices.length === 0) {
+      this.finalStates++;
+      this.note(classify(m, false, this.o.check));
+      return false;
+    }
+    if (depth >= this.o.maxSteps) {
+      this.complete = false;
+      this.note({ kind: 'step-bound', message: undefined });
+      return false;
+    }
+    let checkpoint = this.pool[depth];
+    if (checkpoint === undefined) {
+      checkpoint = new Checkpoint(m.cpus.length);
+      this.pool[depth] = checkpoint;
+    }
+    this.state.save(checkpoint);
+    this.frames.push({ checkpoint, choices, next: 0, tlbLeft });
+    if (this.frames.length > this.depth) this.depth = this.frames.length;
+    return true;
+  }
+
+  /** The entries of the path to the state just reached (the top frame's choice last). */
+  private path(): ScheduleEntry[] {
+    const entries: ScheduleEntry[] = [];
+    for (const f of this.frames) entries.push(entryOf(f.choices[f.next - 1]!));
+    return entries;
+  }
+
+  /** A violation (or none) at the state just reached: kept when it is the shortest of its kind so far. */
+  private note(r: Omit<Execution, 'schedule'>): void {
+    if (r.kind === undefined) return;
+    const best = this.best.get(r.kind);
+    if (best && best.schedule.length <= this.frames.length) return;
+    this.best.set(r.kind, { schedule: this.path(), kind: r.kind, message: r.message });
+  }
+
+  /** Keeps the path to the state just reached, with the fingerprints along it, for the contract check. */
+  private sample(c: Choice | undefined): void {
+    const entries = this.path();
+    const n = entries.length + 1;
+    const fingerprints = new Int32Array(2 * n);
+    const tlbLeft = new Int32Array(n);
+    const parts: Int32Array[] = [];
+    this.frames.forEach((f, k) => {
+      fingerprints[2 * k] = f.checkpoint.fpA;
+      fingerprints[2 * k + 1] = f.checkpoint.fpB;
+      tlbLeft[k] = f.tlbLeft;
+      parts.push(f.checkpoint.parts.slice());
+    });
+    parts.push(this.state.parts.slice());
+    fingerprints[2 * (n - 1)] = this.state.fpA;
+    fingerprints[2 * (n - 1) + 1] = this.state.fpB;
+    const last = this.frames[this.frames.length - 1];
+    tlbLeft[n - 1] = c === undefined ? this.o.tlbEvents : (last?.tlbLeft ?? this.o.tlbEvents) - (isTlbEvent(c) ? 1 : 0);
+    this.samples.push({ entries, fingerprints, tlbLeft, parts });
+  }
+}
