@@ -89,10 +89,12 @@ export class Checkpoint {
   fpA = 0;
   fpB = 0;
   readonly parts: Int32Array;
+  readonly cpuSeen: Float64Array;
 
   constructor(cpus: number) {
     this.cpus = Array.from({ length: cpus }, () => new CpuCheckpoint());
     this.parts = new Int32Array(2 * (1 + 3 * cpus + 4));
+    this.cpuSeen = new Float64Array(6 * cpus);
   }
 }
 
@@ -140,6 +142,11 @@ export class MachineState {
   /** The parts of the last fingerprint, two lanes each (see partNames()). */
   readonly parts: Int32Array;
   private readonly cpuHasher = new Hasher();
+  /** Per CPU: its hash lanes as last computed, and (six per CPU) what they were computed with (see cpuPart). */
+  private readonly cpuHashes: Int32Array;
+  private readonly cpuSeen: Float64Array;
+  /** The CPU that took the last step (its registers may have changed), or -1. */
+  private stepped = -1;
 
   constructor(
     readonly machine: Machine,
@@ -147,6 +154,8 @@ export class MachineState {
   ) {
     this.drive = options.drive;
     this.parts = new Int32Array(2 * (1 + 3 * machine.cpus.length + 4));
+    this.cpuHashes = new Int32Array(2 * machine.cpus.length);
+    this.cpuSeen = new Float64Array(6 * machine.cpus.length).fill(Number.NaN);
     this.memory = new MemoryTracker(machine.memory, {
       undo: options.drive,
       ...(options.initialMemory ? { initial: options.initialMemory } : {}),
@@ -178,6 +187,7 @@ export class MachineState {
    */
   afterChoice(stepped: number): void {
     const m = this.machine;
+    this.stepped = stepped;
     const cpus = m.cpus;
     for (let id = 0; id < cpus.length; id++) {
       const cpu = cpus[id]!;
@@ -222,11 +232,9 @@ export class MachineState {
     parts[0] = this.memory.sumA;
     parts[1] = this.memory.sumB;
     let p = 2;
-    const cpuHasher = this.cpuHasher;
     for (let id = 0; id < m.cpus.length; id++) {
-      this.hashCpu(m.cpus[id]!, cpuHasher);
-      parts[p++] = cpuHasher.a;
-      parts[p++] = cpuHasher.b;
+      this.cpuPart(id, id === this.stepped, p);
+      p += 2;
       parts[p++] = this.tlbs[id]!.hashA;
       parts[p++] = this.tlbs[id]!.hashB;
       parts[p++] = this.stacks[id]!.hashA;
@@ -284,6 +292,44 @@ export class MachineState {
     h.add(apic.nmiPending ? 1 : 0);
     this.machine.memory.watchedRange(cpu.id, WATCH, 0);
     h.add(WATCH[0]!).add(WATCH[1]!);
+  }
+
+  /**
+   * CPU `id`'s hash lanes into `parts` at `p`: recomputed when it stepped (`stepped`), else only when what another
+   * CPU's step or an event can change on it (its state, a pending interrupt, its watch) differs from when it was.
+   */
+  private cpuPart(id: number, stepped: boolean, p: number): void {
+    const cpu = this.machine.cpus[id]!;
+    const seen = this.cpuSeen;
+    const base = 6 * id;
+    this.machine.memory.watchedRange(id, WATCH, 0);
+    const apic = cpu.apic;
+    if (
+      stepped ||
+      seen[base] !== cpu.status ||
+      seen[base + 1] !== apic.pendingCount ||
+      seen[base + 2] !== (apic.nmiPending ? 1 : 0) ||
+      seen[base + 3] !== WATCH[0] ||
+      seen[base + 4] !== WATCH[1] ||
+      seen[base + 5] !== apic.coalesced
+    ) {
+      seen[base] = cpu.status;
+      seen[base + 1] = apic.pendingCount;
+      seen[base + 2] = apic.nmiPending ? 1 : 0;
+      seen[base + 3] = WATCH[0]!;
+      seen[base + 4] = WATCH[1]!;
+      seen[base + 5] = apic.coalesced;
+      this.hashCpu(cpu, this.cpuHasher);
+      this.cpuHashes[2 * id] = this.cpuHasher.a;
+      this.cpuHashes[2 * id + 1] = this.cpuHasher.b;
+    }
+    this.parts[p] = this.cpuHashes[2 * id]!;
+    this.parts[p + 1] = this.cpuHashes[2 * id + 1]!;
+  }
+
+  /** Forgets the CPUs' cached hashes (after a change made outside a step: tests). */
+  invalidate(): void {
+    this.cpuSeen.fill(Number.NaN);
   }
 
   // Snapshots -------------------------------------------------------------------------------------------------------
@@ -431,6 +477,7 @@ export class MachineState {
     c.fpA = this.fpA;
     c.fpB = this.fpB;
     c.parts.set(this.parts);
+    c.cpuSeen.set(this.cpuSeen);
   }
 
   /** Puts the machine back in the state `c` saved (a state on the current path: memory rolls back). */
@@ -483,10 +530,11 @@ export class MachineState {
       this.ipi = c.ipi;
     }
     if (this.kernel !== c.kernel && c.kernel && m.kernel) {
-      m.kernel.restore(c.kernel.kernel);
+      // Copied into the live kernel's own arrays (which a change then need not copy first), so the zone no longer
+      // shares the snapshot's: the next snapshot hashes it whole (see snapshotKernel).
+      m.kernel.copyFrom(c.kernel.kernel);
       attachKernel(m.memory, m.kernel);
       m.memory.guardChanged();
-      // The live zone now shares the snapshot's arrays: a change replaces them (see KernelSnapshot).
       this.kernel = c.kernel;
     }
     if (this.codePrograms.length !== c.codeCount) {
@@ -496,6 +544,13 @@ export class MachineState {
     }
     m.firstStop = c.firstStop;
     m.stepCount = c.stepCount;
+    // The CPUs' hashes as the checkpoint had them (parts 2 + 6 id), with what they were computed from.
+    for (let id = 0; id < m.cpus.length; id++) {
+      this.cpuHashes[2 * id] = c.parts[2 + 6 * id]!;
+      this.cpuHashes[2 * id + 1] = c.parts[3 + 6 * id]!;
+      this.cpuSeen.set(c.cpuSeen.subarray(6 * id, 6 * id + 6), 6 * id);
+    }
+    this.stepped = -1;
     this.fpA = c.fpA;
     this.fpB = c.fpB;
     this.parts.set(c.parts);

@@ -14,8 +14,7 @@ import { collisionProbability } from './visited-set.ts';
 const CONTRACT_SAMPLES = 16;
 
 export function exploreStateful(build: () => Machine, r: Resolved): ExploreResult {
-  const machine = build();
-  const search = new StatefulSearch(machine, {
+  const search = new StatefulSearch(build, {
     maxSteps: r.maxSteps,
     tlbEvents: r.tlbEvents,
     check: r.check,

@@ -29,6 +29,12 @@ export interface StatefulOptions {
   /** States reached after which the contract is checked: see stateful search samples (every power of two from 64). */
   readonly samples: number;
   readonly progress?: (states: number) => void;
+  /**
+   * How the search goes back to a state on its path: `checkpoint` (undo log and checkpoints; the default) or
+   * `replay`, building the machine again and taking the path's choices from the start, as the stateless search
+   * does (kept to measure the one against the other: bench/stateful.mjs).
+   */
+  readonly restore?: 'checkpoint' | 'replay';
 }
 
 /** A path the contract check runs again: its entries and, per depth, the fingerprint and its parts. */
@@ -63,6 +69,9 @@ export interface StatefulResult {
   readonly generatorResumes: number;
   /** Memory's hash as built: a re-run starts from it. */
   readonly initialMemory: readonly [number, number];
+  /** With `restore: 'replay'`: the restores made by replay, and the steps they took. */
+  readonly replays: number;
+  readonly replayedSteps: number;
 }
 
 /** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
@@ -139,7 +148,14 @@ export function stateChoices(m: Machine, tlbLeft: number): Choice[] {
 }
 
 export class StatefulSearch {
-  private readonly visited = new VisitedSet(1 << 16);
+  private readonly visited = new VisitedSet();
+  /** The states on the depth-first stack, by fingerprint (53 bits of it): a step back to one is a cycle. */
+  private readonly onStack = new Map<number, number>();
+  private machine!: Machine;
+  private initialMemory: readonly [number, number] = [0, 0];
+  /** Restores by replay (the measured alternative), and the steps they took. */
+  private replays = 0;
+  private replayedSteps = 0;
   private readonly frames: Frame[] = [];
   private readonly pool: Checkpoint[] = [];
   private transitions = 0;
@@ -152,24 +168,24 @@ export class StatefulSearch {
   private state!: MachineState;
 
   constructor(
-    private readonly machine: Machine,
+    private readonly build: () => Machine,
     private readonly o: StatefulOptions,
   ) {}
 
   run(): StatefulResult {
-    const m = this.machine;
-    const state = new MachineState(m, { drive: true });
-    this.state = state;
-    const initialMemory: readonly [number, number] = [state.memory.sumA, state.memory.sumB];
+    this.machine = this.build();
+    this.state = new MachineState(this.machine, { drive: true });
+    const initialMemory: readonly [number, number] = [this.state.memory.sumA, this.state.memory.sumB];
+    this.initialMemory = initialMemory;
     try {
-      state.fingerprint(this.o.tlbEvents);
-      this.visited.add(state.fpA, state.fpB);
+      this.state.fingerprint(this.o.tlbEvents);
+      this.visited.add(this.state.fpA, this.state.fpB);
       this.reached(this.o.tlbEvents, undefined);
       this.search();
     } finally {
-      state.detach();
+      this.state.detach();
     }
-    const p = state.programs;
+    const p = this.state.programs;
     return {
       states: this.visited.size,
       transitions: this.transitions,
@@ -183,29 +199,80 @@ export class StatefulSearch {
       generatorsRemade: p.remade,
       generatorResumes: p.resumed,
       initialMemory,
+      replays: this.replays,
+      replayedSteps: this.replayedSteps,
     };
   }
 
+  /** Goes back to frame `f`'s state by building the machine again and taking the path's choices up to it. */
+  private replayTo(f: Frame): void {
+    this.state.detach();
+    this.machine = this.build();
+    this.state = new MachineState(this.machine, { drive: true, initialMemory: this.initialMemory });
+    for (const g of this.frames) {
+      if (g === f) break;
+      takeChoice(this.machine, this.state, g.choices[g.next - 1]!, true);
+      this.replayedSteps++;
+    }
+    this.replays++;
+  }
+
+  private static key(a: number, b: number): number {
+    return (a >>> 0) * 2 ** 21 + (b >>> 11);
+  }
+
+  /** Leaves the top frame. */
+  private pop(): void {
+    const f = this.frames.pop()!;
+    this.onStack.delete(StatefulSearch.key(f.checkpoint.fpA, f.checkpoint.fpB));
+  }
+
+  /**
+   * A step back to a state on the stack, at `depth`: a cycle, so some run can go on forever. It is a `step-bound`
+   * violation (the stateless search would hit the step bound on it), with a schedule that goes round the cycle
+   * until the bound.
+   */
+  private cycle(depth: number): void {
+    const path = this.path();
+    const loop = path.slice(depth);
+    const entries = path.slice(0, depth);
+    while (entries.length < this.o.maxSteps + 1) entries.push(...loop);
+    const best = this.best.get('step-bound');
+    if (best && best.schedule.length <= entries.length) return;
+    this.best.set('step-bound', {
+      schedule: entries,
+      kind: 'step-bound',
+      message: `a cycle: the state after entry ${path.length} is the one after entry ${depth}, so a run can go on forever`,
+    });
+  }
+
   private search(): void {
-    const m = this.machine;
-    const state = this.state;
     const frames = this.frames;
+    const replay = this.o.restore === 'replay';
     /** The frame whose state the machine is in, if any (after a step to a state seen before: none). */
     let at: Frame | undefined = frames[frames.length - 1];
     while (frames.length > 0) {
       const f = frames[frames.length - 1]!;
       if (f.next >= f.choices.length) {
-        frames.pop();
+        this.pop();
         continue;
       }
       const c = f.choices[f.next++]!;
-      if (at !== f) state.restore(f.checkpoint);
-      takeChoice(m, state, c, true);
+      if (at !== f) {
+        if (replay) this.replayTo(f);
+        else this.state.restore(f.checkpoint);
+      }
+      const state = this.state;
+      takeChoice(this.machine, state, c, true);
       this.transitions++;
       const tlbLeft = f.tlbLeft - (isTlbEvent(c) ? 1 : 0);
       state.fingerprint(tlbLeft);
       at = undefined;
-      if (!this.visited.add(state.fpA, state.fpB)) continue;
+      if (!this.visited.add(state.fpA, state.fpB)) {
+        const depth = this.onStack.get(StatefulSearch.key(state.fpA, state.fpB));
+        if (depth !== undefined) this.cycle(depth);
+        continue;
+      }
       if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
       if (this.visited.size >= this.o.maxStates) {
         this.complete = false;
@@ -253,6 +320,7 @@ export class StatefulSearch {
       this.pool[depth] = checkpoint;
     }
     this.state.save(checkpoint);
+    this.onStack.set(StatefulSearch.key(checkpoint.fpA, checkpoint.fpB), depth);
     this.frames.push({ checkpoint, choices, next: 0, tlbLeft });
     if (this.frames.length > this.depth) this.depth = this.frames.length;
     return true;

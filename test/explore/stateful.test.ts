@@ -194,6 +194,24 @@ describe('stateful results', () => {
     expect(replay(build, r.violations[0]!.schedule, { invariant: notThree }).kind).toBe('invariant');
   });
 
+  it('a cycle in the state graph (a fault retried forever) is a step-bound violation, as the stateless search says', () => {
+    const build = () => {
+      const m = Machine.create({ cpus: 1, trace: false });
+      m.cpu(0).setGate(14, { handler: function* () {}, ist: 0, type: 'interrupt' }); // returns without a fix
+      m.load(0, function* (x) {
+        yield x.load(0xffffc90002000000n, 8); // not mapped: #PF, iret, #PF, ...
+      });
+      return m;
+    };
+    const stateful = explore(build, { strategy: 'exhaustive', search: 'stateful', maxSteps: 500 });
+    expect(stateful.states).toBeLessThan(10); // the state after the iret is the one before the fault
+    expect(stateful.violations.map((v) => v.kind)).toEqual(['step-bound']);
+    expect(explore(build, { strategy: 'exhaustive', maxSteps: 500 }).violations.map((v) => v.kind)).toEqual([
+      'step-bound',
+    ]);
+    expect(replay(build, stateful.violations[0]!.schedule, { maxSteps: 500 }).kind).toBe('step-bound');
+  });
+
   it('options that belong to the other search are refused', () => {
     const build = () => buildCounters(2, 1);
     expect(() => explore(build, { strategy: 'exhaustive', search: 'stateful', preemptions: 1 })).toThrow(InputError);
@@ -229,7 +247,7 @@ describe('fingerprints', () => {
     if (change) {
       change(m);
       state.afterChoice(-1);
-      if (steps.length > 0) state.afterChoice(steps[steps.length - 1]!);
+      state.invalidate();
     }
     state.fingerprint(0);
     state.detach();
