@@ -7,7 +7,7 @@ import type { Kernel } from '../mm/kernel.ts';
 import { Tlb } from '../mmu/tlb.ts';
 import { Hasher } from './hash.ts';
 import { MemoryTracker } from './memory-tracker.ts';
-import { type ContextsSnapshot, ProgramStates, type StackSnapshot } from './programs.ts';
+import { type ContextsSnapshot, ProgramStates, StackStore } from './programs.ts';
 
 // A machine's state as the stateful search sees it (stateful.ts): its fingerprint, and checkpoints it can go back
 // to. The fingerprint covers everything that decides what can happen next:
@@ -72,7 +72,11 @@ class CpuCheckpoint {
   coalesced = 0;
   readonly watch = new Float64Array(2);
   tlb!: TlbSnapshot;
-  stack!: StackSnapshot;
+  /** The control stack: its version (see MachineState.stackVersions), hash lanes, and a copy. */
+  stackVersion = -1;
+  stackA = 0;
+  stackB = 0;
+  readonly stack = new StackStore();
 }
 
 /** A state the search can go back to. */
@@ -126,7 +130,10 @@ export class MachineState {
   private readonly tlbs: TlbSnapshot[];
   /** Per CPU: the TLB generation its snapshot in `tlbs` was taken (or put back) at. */
   private readonly tlbGenerations: Float64Array;
-  private readonly stacks: StackSnapshot[];
+  /** Per CPU: the control stack's hash lanes, and a version number, new at each of its steps (see CpuCheckpoint). */
+  private readonly stackHashes: Int32Array;
+  private readonly stackVersions: Float64Array;
+  private nextStackVersion = 0;
   private ipi: IpiSnapshot;
   private kernel: KernelSnapshot | undefined;
   /** Code addresses in the order assigned, with the hash of each prefix (index k: the first k). */
@@ -163,7 +170,12 @@ export class MachineState {
     this.programs = new ProgramStates(machine.cpus);
     this.tlbs = machine.cpus.map((cpu) => this.snapshotTlb(cpu));
     this.tlbGenerations = Float64Array.from(machine.cpus, (cpu) => cpu.tlb.generation);
-    this.stacks = machine.cpus.map((cpu) => this.programs.snapshotCpu(cpu));
+    this.stackHashes = new Int32Array(2 * machine.cpus.length);
+    this.stackVersions = new Float64Array(machine.cpus.length);
+    for (const cpu of machine.cpus) {
+      this.programs.hashCpu(cpu, this.stackHashes, 2 * cpu.id);
+      this.stackVersions[cpu.id] = this.nextStackVersion++;
+    }
     this.ipi = this.snapshotIpi();
     this.kernel = machine.kernel ? this.snapshotKernel(machine.kernel, undefined) : undefined;
     this.noteCodeAddresses();
@@ -199,7 +211,8 @@ export class MachineState {
     if (stepped >= 0) {
       const cpu = cpus[stepped]!;
       this.programs.sync(cpu);
-      this.stacks[stepped] = this.programs.snapshotCpu(cpu, this.stacks[stepped]);
+      this.programs.hashCpu(cpu, this.stackHashes, 2 * stepped);
+      this.stackVersions[stepped] = this.nextStackVersion++;
       this.programs.contexts = this.programs.snapshotContexts(this.programs.contexts, cpu);
       // Bookkeeping changes only in atomic steps (the contract); a re-run looks after every step, to catch others.
       if (m.kernel) {
@@ -237,8 +250,8 @@ export class MachineState {
       p += 2;
       parts[p++] = this.tlbs[id]!.hashA;
       parts[p++] = this.tlbs[id]!.hashB;
-      parts[p++] = this.stacks[id]!.hashA;
-      parts[p++] = this.stacks[id]!.hashB;
+      parts[p++] = this.stackHashes[2 * id]!;
+      parts[p++] = this.stackHashes[2 * id + 1]!;
     }
     const contexts = this.programs.contexts;
     parts[p++] = contexts.hashA;
@@ -465,7 +478,13 @@ export class MachineState {
       s.coalesced = apic.coalesced;
       m.memory.watchedRange(id, s.watch, 0);
       s.tlb = this.tlbs[id]!;
-      s.stack = this.stacks[id]!;
+      const version = this.stackVersions[id]!;
+      if (s.stackVersion !== version) {
+        this.programs.saveCpu(cpu, s.stack);
+        s.stackVersion = version;
+        s.stackA = this.stackHashes[2 * id]!;
+        s.stackB = this.stackHashes[2 * id + 1]!;
+      }
     }
     c.memory = this.memory.length;
     c.ipi = this.ipi;
@@ -510,19 +529,23 @@ export class MachineState {
       apic.pendingCount = s.pendingCount;
       apic.coalesced = s.coalesced;
       const start = s.watch[0]!;
-      m.memory.unwatch(id);
-      if (start >= 0) m.memory.watch(id, start, s.watch[1]! - start);
+      m.memory.watchedRange(id, WATCH, 0);
+      if (WATCH[0] !== start || WATCH[1] !== s.watch[1]) {
+        m.memory.unwatch(id);
+        if (start >= 0) m.memory.watch(id, start, s.watch[1]! - start);
+      }
       if (this.tlbs[id] !== s.tlb || cpu.tlb.generation !== this.tlbGenerations[id]) {
         cpu.tlb.copyFrom(s.tlb.tlb);
         cpu.port.setSlotGenerations(s.tlb.generations);
         this.tlbs[id] = s.tlb;
         this.tlbGenerations[id] = cpu.tlb.generation;
       }
-      if (this.stacks[id] !== s.stack) {
-        this.programs.restoreCpu(cpu, s.stack);
-        this.stacks[id] = s.stack;
+      if (this.stackVersions[id] !== s.stackVersion) {
+        this.programs.restoreCpuFrom(cpu, s.stack);
+        this.stackVersions[id] = s.stackVersion;
+        this.stackHashes[2 * id] = s.stackA;
+        this.stackHashes[2 * id + 1] = s.stackB;
       }
-      cpu.port.dropPages();
     }
     if (this.programs.contexts !== c.contexts) this.programs.restoreContexts(c.contexts);
     if (this.ipi !== c.ipi) {

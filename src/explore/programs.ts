@@ -83,7 +83,7 @@ export class ActivationRecord {
 }
 
 /**
- * A control stack (a CPU's, or a saved context's) as it was at one state: the activations, their records, and per
+ * A saved context's control stack as it was at one state: the activations, their records, and per
  * activation its instructions done, copy progress and whether it finished (`fields`, three numbers each) and its
  * pending instruction. Its last result need not be kept: it is the history's last value.
  */
@@ -95,6 +95,14 @@ export interface StackSnapshot {
   /** The stack's hash lanes. */
   readonly hashA: number;
   readonly hashB: number;
+}
+
+/** A checkpoint's copy of a CPU's control stack (see ProgramStates.saveCpu), its arrays reused from state to state. */
+export class StackStore {
+  readonly acts: Activation[] = [];
+  readonly records: ActivationRecord[] = [];
+  fields = new Float64Array(12);
+  readonly pending: (Instruction | undefined)[] = [];
 }
 
 /** The contexts a switch has named, in the order first named, with their saved stacks and RSPs at one state. */
@@ -412,25 +420,51 @@ export class ProgramStates {
 
   // Hashes and snapshots --------------------------------------------------------------------------------------------
 
-  /** A snapshot of CPU `cpu`'s control stack as it is now (synced); `previous` lends its arrays if unchanged. */
-  snapshotCpu(cpu: Cpu, previous?: StackSnapshot): StackSnapshot {
-    return this.snapshotStack(cpu.activations, this.mirrorRecords[cpu.id]!, previous);
+  /** CPU `cpu`'s control stack (synced) hashed into `out` at `at` (two lanes). */
+  hashCpu(cpu: Cpu, out: Int32Array, at: number): void {
+    const acts = cpu.activations;
+    const records = this.mirrorRecords[cpu.id]!;
+    const h = this.hasher.reset(0x3c6ef372, acts.length);
+    for (let i = 0; i < acts.length; i++) {
+      const a = acts[i]!;
+      const r = records[i]!;
+      h.add2(r.ha[a.index]!, r.hb[a.index]!);
+      h.add((a.pending !== undefined ? 1 : 0) | (a.finished ? 2 : 0)).add(a.progress);
+    }
+    out[at] = h.a;
+    out[at + 1] = h.b;
   }
 
-  private snapshotStack(
-    acts: readonly Activation[],
-    records: readonly ActivationRecord[],
-    previous?: StackSnapshot,
-  ): StackSnapshot {
+  /** Copies CPU `cpu`'s control stack (synced) into `to` (a checkpoint's store, reused). */
+  saveCpu(cpu: Cpu, to: StackStore): void {
+    const acts = cpu.activations;
+    const records = this.mirrorRecords[cpu.id]!;
+    const n = acts.length;
+    if (to.fields.length < 3 * n) to.fields = new Float64Array(6 * n);
+    to.acts.length = n;
+    to.records.length = n;
+    to.pending.length = n;
+    const f = to.fields;
+    for (let i = 0; i < n; i++) {
+      const a = acts[i]!;
+      to.acts[i] = a;
+      to.records[i] = records[i]!;
+      to.pending[i] = a.pending;
+      f[3 * i] = a.index;
+      f[3 * i + 1] = a.progress;
+      f[3 * i + 2] = a.finished ? 1 : 0;
+    }
+  }
+
+  /** A snapshot of a saved context's control stack (contexts change only at switches: these are few). */
+  private snapshotStack(acts: readonly Activation[], records: readonly ActivationRecord[]): StackSnapshot {
     const n = acts.length;
     const fields = new Float64Array(3 * n);
     const pending: (Instruction | undefined)[] = new Array(n);
     const h = this.hasher.reset(0x3c6ef372, n);
-    let same = previous !== undefined && previous.acts.length === n;
     for (let i = 0; i < n; i++) {
       const a = acts[i]!;
       const r = records[i]!;
-      if (same && previous!.acts[i] !== a) same = false;
       fields[3 * i] = a.index;
       fields[3 * i + 1] = a.progress;
       fields[3 * i + 2] = a.finished ? 1 : 0;
@@ -438,28 +472,32 @@ export class ProgramStates {
       h.add2(r.ha[a.index]!, r.hb[a.index]!);
       h.add((a.pending !== undefined ? 1 : 0) | (a.finished ? 2 : 0)).add(a.progress);
     }
-    return {
-      acts: same ? previous!.acts : acts.slice(),
-      records: same ? previous!.records : records.slice(),
-      fields,
-      pending,
-      hashA: h.a,
-      hashB: h.b,
-    };
+    return { acts: acts.slice(), records: records.slice(), fields, pending, hashA: h.a, hashB: h.b };
   }
 
-  /** Puts CPU `cpu`'s control stack back as `s` holds it. */
-  restoreCpu(cpu: Cpu, s: StackSnapshot): void {
-    this.restoreFields(s);
-    cpu.replaceControlStack(s.acts);
+  /** Puts CPU `cpu`'s control stack back as `from` holds it. */
+  restoreCpuFrom(cpu: Cpu, from: StackStore): void {
+    const n = from.acts.length;
+    const f = from.fields;
+    for (let i = 0; i < n; i++) {
+      const a = from.acts[i]!;
+      const r = from.records[i]!;
+      const index = f[3 * i]!;
+      a.index = index;
+      a.resume = index === 0 ? 0 : r.values[index - 1]!;
+      a.progress = f[3 * i + 1]!;
+      a.finished = f[3 * i + 2] === 1;
+      a.pending = from.pending[i];
+      r.length = index;
+    }
+    cpu.replaceControlStack(from.acts);
     const mirror = this.mirror[cpu.id]!;
     const recs = this.mirrorRecords[cpu.id]!;
-    const n = s.acts.length;
     mirror.length = n;
     recs.length = n;
     for (let i = 0; i < n; i++) {
-      mirror[i] = s.acts[i]!;
-      recs[i] = s.records[i]!;
+      mirror[i] = from.acts[i]!;
+      recs[i] = from.records[i]!;
     }
   }
 

@@ -77,7 +77,7 @@ export interface StatefulResult {
 /** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
 interface Frame {
   readonly checkpoint: Checkpoint;
-  choices: readonly Choice[];
+  readonly choices: Choice[];
   next: number;
   tlbLeft: number;
 }
@@ -107,41 +107,78 @@ export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: bo
 
 const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.freeze({ cpu }));
 
+/** Delivery and TLB-event choices, made once each (a search offers the same few at many states). */
+const eventChoices = new Map<string, Choice>();
+
+function deliveryChoice(cpu: number, deliver: 'nmi' | number): Choice {
+  const key = `d${cpu}:${deliver}`;
+  let c = eventChoices.get(key);
+  if (c === undefined) {
+    c = Object.freeze({ cpu, deliver });
+    eventChoices.set(key, c);
+  }
+  return c;
+}
+
+function tlbChoice(cpu: number, tlb: 'evict' | 'fill', va: number): Choice {
+  const key = `${tlb === 'evict' ? 'e' : 'f'}${cpu}:${va}`;
+  let c = eventChoices.get(key);
+  if (c === undefined) {
+    c = Object.freeze({ cpu, tlb, va });
+    eventChoices.set(key, c);
+  }
+  return c;
+}
+
+/** Per CPU, the 4 KiB pages its TLB holds (scratch for stateChoices). */
+const held: number[][] = [];
+const inUse: number[] = [];
+
+function insertSorted(list: number[], va: number): void {
+  let i = list.length;
+  while (i > 0 && list[i - 1]! > va) i--;
+  if (list[i - 1] !== va) list.splice(i, 0, va);
+}
+
 /**
- * The choices at this state, as choicesOf() gives them (CPUs in id order, deliveries oldest first, then TLB
- * events: each CPU's evictions of the 4 KiB pages it holds, then fills of pages another CPU holds), read from the
- * TLBs' arrays rather than their entry lists.
+ * The choices at this state into `out` (emptied first), as choicesOf() gives them: CPUs in id order, deliveries
+ * oldest first, then TLB events (each CPU's evictions of the 4 KiB pages it holds, then fills of pages another CPU
+ * holds), read from the TLBs' arrays rather than their entry lists.
  */
-export function stateChoices(m: Machine, tlbLeft: number): Choice[] {
-  const out: Choice[] = [];
+export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): Choice[] {
+  out.length = 0;
   for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
   const inFlight = m.ipiBus.inFlight;
   if (inFlight.length === 0 && tlbLeft === 0) return out;
   const deliveries = out.length;
   for (const ipi of inFlight) {
-    const deliver = ipi.nmi ? ('nmi' as const) : ipi.vector;
+    const c = deliveryChoice(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
     let known = false;
-    for (let i = deliveries; i < out.length; i++) {
-      const c = out[i]!;
-      if ('deliver' in c && c.cpu === ipi.to && c.deliver === deliver) known = true;
-    }
-    if (!known) out.push({ cpu: ipi.to, deliver });
+    for (let i = deliveries; i < out.length; i++) if (out[i] === c) known = true;
+    if (!known) out.push(c);
   }
   if (tlbLeft > 0 && out.length > 0) {
-    const held = m.cpus.map((c) => {
-      const tag = c.tlb.storage.tag;
-      const pages: number[] = [];
-      for (let i = 0; i < tag.length; i++) if (tag[i]! >= 0) pages.push(tag[i]! * 4096);
-      return pages.sort((a, b) => a - b);
-    });
-    const inUse = [...new Set(held.flat())].sort((a, b) => a - b);
+    inUse.length = 0;
+    for (const cpu of m.cpus) {
+      let pages = held[cpu.id];
+      if (pages === undefined) {
+        pages = [];
+        held[cpu.id] = pages;
+      }
+      pages.length = 0;
+      const tag = cpu.tlb.storage.tag;
+      for (let i = 0; i < tag.length; i++) {
+        const vpn = tag[i]!;
+        if (vpn < 0) continue;
+        insertSorted(pages, vpn * 4096);
+        insertSorted(inUse, vpn * 4096);
+      }
+    }
     for (const cpu of m.cpus) {
       if (!cpu.started) continue;
       const mine = held[cpu.id]!;
-      for (let i = 0; i < mine.length; i++) {
-        if (i === 0 || mine[i] !== mine[i - 1]) out.push({ cpu: cpu.id, tlb: 'evict', va: mine[i]! });
-      }
-      for (const va of inUse) if (!mine.includes(va)) out.push({ cpu: cpu.id, tlb: 'fill', va });
+      for (const va of mine) out.push(tlbChoice(cpu.id, 'evict', va));
+      for (const va of inUse) if (!mine.includes(va)) out.push(tlbChoice(cpu.id, 'fill', va));
     }
   }
   return out;
@@ -149,15 +186,19 @@ export function stateChoices(m: Machine, tlbLeft: number): Choice[] {
 
 export class StatefulSearch {
   private readonly visited = new VisitedSet();
-  /** The states on the depth-first stack, by fingerprint (53 bits of it): a step back to one is a cycle. */
-  private readonly onStack = new Map<number, number>();
+  /**
+   * The states on the depth-first stack, for cycles (a step back to one): per bucket of the fingerprint's low 16
+   * bits, how many are on the stack (so most revisits need no look at the stack).
+   */
+  private readonly onStack = new Uint16Array(1 << 16);
+  /** Frames by depth, reused (the stack holds frames[0..depth)). */
+  private readonly framePool: Frame[] = [];
   private machine!: Machine;
   private initialMemory: readonly [number, number] = [0, 0];
   /** Restores by replay (the measured alternative), and the steps they took. */
   private replays = 0;
   private replayedSteps = 0;
   private readonly frames: Frame[] = [];
-  private readonly pool: Checkpoint[] = [];
   private transitions = 0;
   private depth = 0;
   private finalStates = 0;
@@ -217,14 +258,20 @@ export class StatefulSearch {
     this.replays++;
   }
 
-  private static key(a: number, b: number): number {
-    return (a >>> 0) * 2 ** 21 + (b >>> 11);
-  }
-
   /** Leaves the top frame. */
   private pop(): void {
     const f = this.frames.pop()!;
-    this.onStack.delete(StatefulSearch.key(f.checkpoint.fpA, f.checkpoint.fpB));
+    this.onStack[f.checkpoint.fpA & 0xffff]!--;
+  }
+
+  /** The depth of the state with fingerprint a:b on the stack, or -1. */
+  private stackDepth(a: number, b: number): number {
+    if (this.onStack[a & 0xffff] === 0) return -1;
+    for (let d = 0; d < this.frames.length; d++) {
+      const c = this.frames[d]!.checkpoint;
+      if (c.fpA === a && c.fpB === b) return d;
+    }
+    return -1;
   }
 
   /**
@@ -269,8 +316,8 @@ export class StatefulSearch {
       state.fingerprint(tlbLeft);
       at = undefined;
       if (!this.visited.add(state.fpA, state.fpB)) {
-        const depth = this.onStack.get(StatefulSearch.key(state.fpA, state.fpB));
-        if (depth !== undefined) this.cycle(depth);
+        const depth = this.stackDepth(state.fpA, state.fpB);
+        if (depth >= 0) this.cycle(depth);
         continue;
       }
       if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
@@ -303,7 +350,8 @@ export class StatefulSearch {
       this.note(classify(m, false, this.o.check));
       return false;
     }
-    const choices = stateChoices(m, tlbLeft);
+    let frame = this.framePool[depth];
+    const choices = stateChoices(m, tlbLeft, frame?.choices ?? []);
     if (choices.length === 0) {
       this.finalStates++;
       this.note(classify(m, false, this.o.check));
@@ -314,14 +362,15 @@ export class StatefulSearch {
       this.note({ kind: 'step-bound', message: undefined });
       return false;
     }
-    let checkpoint = this.pool[depth];
-    if (checkpoint === undefined) {
-      checkpoint = new Checkpoint(m.cpus.length);
-      this.pool[depth] = checkpoint;
+    if (frame === undefined) {
+      frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft };
+      this.framePool[depth] = frame;
     }
-    this.state.save(checkpoint);
-    this.onStack.set(StatefulSearch.key(checkpoint.fpA, checkpoint.fpB), depth);
-    this.frames.push({ checkpoint, choices, next: 0, tlbLeft });
+    frame.next = 0;
+    frame.tlbLeft = tlbLeft;
+    this.state.save(frame.checkpoint);
+    this.onStack[frame.checkpoint.fpA & 0xffff]!++;
+    this.frames.push(frame);
     if (this.frames.length > this.depth) this.depth = this.frames.length;
     return true;
   }
