@@ -471,8 +471,10 @@ export class MachineState {
       s.stopEvent = cpu.stopEvent;
       s.lastException = cpu.lastException;
       const apic = cpu.apic;
-      s.irr.set(apic.irr);
-      s.isr.set(apic.isr);
+      for (let w = 0; w < 8; w++) {
+        s.irr[w] = apic.irr[w]!;
+        s.isr[w] = apic.isr[w]!;
+      }
       s.nmiPending = apic.nmiPending;
       s.pendingCount = apic.pendingCount;
       s.coalesced = apic.coalesced;
@@ -523,8 +525,10 @@ export class MachineState {
       cpu.stopEvent = s.stopEvent;
       cpu.lastException = s.lastException;
       const apic = cpu.apic;
-      apic.irr.set(s.irr);
-      apic.isr.set(s.isr);
+      for (let w = 0; w < 8; w++) {
+        apic.irr[w] = s.irr[w]!;
+        apic.isr[w] = s.isr[w]!;
+      }
       apic.nmiPending = s.nmiPending;
       apic.pendingCount = s.pendingCount;
       apic.coalesced = s.coalesced;
@@ -571,8 +575,9 @@ export class MachineState {
     for (let id = 0; id < m.cpus.length; id++) {
       this.cpuHashes[2 * id] = c.parts[2 + 6 * id]!;
       this.cpuHashes[2 * id + 1] = c.parts[3 + 6 * id]!;
-      this.cpuSeen.set(c.cpuSeen.subarray(6 * id, 6 * id + 6), 6 * id);
     }
+    const seen = this.cpuSeen;
+    for (let i = 0; i < seen.length; i++) seen[i] = c.cpuSeen[i]!;
     this.stepped = -1;
     this.fpA = c.fpA;
     this.fpB = c.fpB;

@@ -315,8 +315,10 @@ export class ProgramStates {
         r.append(a.resume, this.hasher);
       }
     }
-    mirror.length = acts.length;
-    recs.length = acts.length;
+    if (mirror.length !== acts.length) {
+      mirror.length = acts.length;
+      recs.length = acts.length;
+    }
     if (cpu.lastKind === STEP_KIND.INSTRUCTION && cpu.lastInstruction?.op === OP.SWITCH_CONTEXT) {
       this.switched(cpu.lastInstruction);
     }
@@ -441,9 +443,12 @@ export class ProgramStates {
     const records = this.mirrorRecords[cpu.id]!;
     const n = acts.length;
     if (to.fields.length < 3 * n) to.fields = new Float64Array(6 * n);
-    to.acts.length = n;
-    to.records.length = n;
-    to.pending.length = n;
+    // Setting an array's length is a runtime call: only when it changes.
+    if (to.acts.length !== n) {
+      to.acts.length = n;
+      to.records.length = n;
+      to.pending.length = n;
+    }
     const f = to.fields;
     for (let i = 0; i < n; i++) {
       const a = acts[i]!;
@@ -493,8 +498,10 @@ export class ProgramStates {
     cpu.replaceControlStack(from.acts);
     const mirror = this.mirror[cpu.id]!;
     const recs = this.mirrorRecords[cpu.id]!;
-    mirror.length = n;
-    recs.length = n;
+    if (mirror.length !== n) {
+      mirror.length = n;
+      recs.length = n;
+    }
     for (let i = 0; i < n; i++) {
       mirror[i] = from.acts[i]!;
       recs[i] = from.records[i]!;

@@ -107,25 +107,38 @@ export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: bo
 
 const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.freeze({ cpu }));
 
-/** Delivery and TLB-event choices, made once each (a search offers the same few at many states). */
-const eventChoices = new Map<string, Choice>();
+/** Delivery and TLB-event choices, made once each (a search offers the same few at many states), by CPU and key. */
+const deliveries: Map<number | 'nmi', Choice>[] = [];
+const evictions: Map<number, Choice>[] = [];
+const fills: Map<number, Choice>[] = [];
+
+/** The map at `table[cpu]`, made on first use. */
+function mapOf<K>(table: Map<K, Choice>[], cpu: number): Map<K, Choice> {
+  let map = table[cpu];
+  if (map === undefined) {
+    map = new Map();
+    table[cpu] = map;
+  }
+  return map;
+}
 
 function deliveryChoice(cpu: number, deliver: 'nmi' | number): Choice {
-  const key = `d${cpu}:${deliver}`;
-  let c = eventChoices.get(key);
+  const known = mapOf(deliveries, cpu);
+  let c = known.get(deliver);
   if (c === undefined) {
     c = Object.freeze({ cpu, deliver });
-    eventChoices.set(key, c);
+    known.set(deliver, c);
   }
   return c;
 }
 
 function tlbChoice(cpu: number, tlb: 'evict' | 'fill', va: number): Choice {
-  const key = `${tlb === 'evict' ? 'e' : 'f'}${cpu}:${va}`;
-  let c = eventChoices.get(key);
+  const table = tlb === 'evict' ? evictions : fills;
+  const known = mapOf(table, cpu);
+  let c = known.get(va);
   if (c === undefined) {
     c = Object.freeze({ cpu, tlb, va });
-    eventChoices.set(key, c);
+    known.set(va, c);
   }
   return c;
 }
@@ -146,7 +159,7 @@ function insertSorted(list: number[], va: number): void {
  * holds), read from the TLBs' arrays rather than their entry lists.
  */
 export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): Choice[] {
-  out.length = 0;
+  if (out.length !== 0) out.length = 0;
   for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
   const inFlight = m.ipiBus.inFlight;
   if (inFlight.length === 0 && tlbLeft === 0) return out;
@@ -158,14 +171,14 @@ export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): C
     if (!known) out.push(c);
   }
   if (tlbLeft > 0 && out.length > 0) {
-    inUse.length = 0;
+    if (inUse.length !== 0) inUse.length = 0;
     for (const cpu of m.cpus) {
       let pages = held[cpu.id];
       if (pages === undefined) {
         pages = [];
         held[cpu.id] = pages;
       }
-      pages.length = 0;
+      if (pages.length !== 0) pages.length = 0;
       const tag = cpu.tlb.storage.tag;
       for (let i = 0; i < tag.length; i++) {
         const vpn = tag[i]!;
