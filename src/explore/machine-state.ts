@@ -362,13 +362,13 @@ export class MachineState {
       h.add(i < generations.length ? generations[i]! : 0);
     }
     for (let set = 0; set < s.nextVictim.length; set++) h.add(s.nextVictim[set]!);
-    if (s.largeCount !== 0) {
+    if (cpu.tlb.largeEntryCount !== 0) {
       for (let j = 0; j < s.largeBase.length; j++) {
         if (s.largeBase[j]! < 0) continue;
         h.add(j).add(s.largeBase[j]!).add(s.largeSize[j]!).add(s.largeFrame[j]!).add(s.largeFlags[j]!);
       }
     }
-    h.add(s.largeNextVictim);
+    h.add(cpu.tlb.largeReplacement);
     const key = (h.a >>> 0) * 2 ** 21 + (h.b >>> 11);
     const known = this.tlbMemo.get(key);
     if (known !== undefined && known.hashB === h.b) return known;

@@ -58,8 +58,6 @@ export interface TlbStorage {
   readonly largeSize: Float64Array;
   readonly largeFrame: Float64Array;
   readonly largeFlags: Uint8Array;
-  readonly largeNextVictim: number;
-  readonly largeCount: number;
 }
 
 /** The largest 4 KiB array a TLB may have: it is allocated up front, so the bound keeps a typo from costing GiBs. */
@@ -341,7 +339,7 @@ export class Tlb {
    * `tag` holds 4 KiB slots' virtual page numbers (-1: invalid), `largeBase` large slots' virtual bases (-1: invalid).
    */
   get storage(): TlbStorage {
-    return {
+    this.arrays ??= {
       tag: this.tag,
       frame: this.frame,
       flags: this.flags,
@@ -350,9 +348,17 @@ export class Tlb {
       largeSize: this.largeSize,
       largeFrame: this.largeFrame,
       largeFlags: this.largeFlags,
-      largeNextVictim: this.largeNextVictim,
-      largeCount: this.largeCount,
     };
+    return this.arrays;
+  }
+  private arrays: TlbStorage | undefined;
+
+  /** Internal (the stateful checker): valid large-page entries, and the large array's replacement pointer. */
+  get largeEntryCount(): number {
+    return this.largeCount;
+  }
+  get largeReplacement(): number {
+    return this.largeNextVictim;
   }
 
   /** Copies another TLB's contents and counters into this one (same geometry), for machine clones. */
