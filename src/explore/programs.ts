@@ -1,6 +1,6 @@
 import type { ExecutionContext } from '../cpu/context.ts';
 import { type Activation, type Cpu, STEP_KIND } from '../cpu/cpu.ts';
-import { type Instruction, OP, type Program } from '../cpu/instruction.ts';
+import { type Instruction, type InstructionAux, OP, type Program } from '../cpu/instruction.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { Hasher } from './hash.ts';
 
@@ -42,6 +42,8 @@ export class ActivationRecord {
   /** A generator of the program that has been called `calls` times, the last time at the prefix `genA`:`genB`. */
   gen: ProgramGenerator | undefined;
   calls = 0;
+  /** Objects of `gen` standing for those of the generator it replaced (see ProgramStates.pair). */
+  aliases: Map<object, object> | undefined;
   genA = 0;
   genB = 0;
 
@@ -367,6 +369,7 @@ export class ProgramStates {
       r.gen = r.program(r.cpu.asm, ...r.args) as ProgramGenerator;
       r.calls = 0;
       c = 0;
+      r.aliases = undefined;
       this.remade++;
     }
     for (; c < length; c++) {
@@ -410,9 +413,67 @@ export class ProgramStates {
     r.genA = r.ha[c]!;
     r.genB = r.hb[c]!;
     const b = r.hb[c]!;
+    const key = ProgramStates.key(r.ha[c]!, b);
+    const known = this.cache.get(key);
+    if (known !== undefined && known.check === (b & 0x7ff)) {
+      // Fast-forwarding a generator made again: what it yields here was cached from the one before. Its own objects
+      // (a callee, a context it made) stand for those: later instructions get the cached ones (see alias).
+      if (known.kind === YIELD && kind === YIELD) this.pair(r, known.value as Instruction, value as Instruction);
+      return known;
+    }
+    if (kind === YIELD && r.aliases !== undefined) value = this.alias(r, value as Instruction);
     const o: Outcome = { check: b & 0x7ff, kind, value };
-    this.cache.set(ProgramStates.key(r.ha[c]!, b), o);
+    this.cache.set(key, o);
     return o;
+  }
+
+  /**
+   * A generator made again creates its objects again: a program that makes a callee or a task context once, then
+   * hands it to several instructions, would hand the new ones to the instructions after the point where the
+   * generator was made again, and the old ones (cached) to those before. A run never mixes them, so the new objects
+   * are replaced by the old ones, paired position by position while the new generator is fast-forwarded.
+   */
+  private pair(r: ActivationRecord, old: Instruction, made: Instruction): void {
+    const a = old?.aux;
+    const b = made?.aux;
+    if (a === undefined || b === undefined || a === b) return;
+    const note = (from: unknown, to: unknown) => {
+      const object = (typeof from === 'object' && from !== null) || typeof from === 'function';
+      if (object && from !== to) {
+        r.aliases ??= new Map();
+        r.aliases.set(from as object, to as object);
+      }
+    };
+    note(b.program, a.program);
+    note(b.from, a.from);
+    note(b.to, a.to);
+    if (a.args && b.args && a.args.length === b.args.length)
+      for (let i = 0; i < a.args.length; i++) note(b.args[i], a.args[i]);
+  }
+
+  /** `ins` with its objects replaced by those they stand for (see pair), or itself when none does. */
+  private alias(r: ActivationRecord, ins: Instruction): Instruction {
+    const aux = ins?.aux;
+    const aliases = r.aliases!;
+    if (aux === undefined || (aux.program === undefined && aux.from === undefined && aux.args === undefined))
+      return ins;
+    const swap = <T>(v: T): T => (v !== undefined && aliases.has(v as object) ? (aliases.get(v as object) as T) : v);
+    const program = swap(aux.program);
+    const from = swap(aux.from);
+    const to = swap(aux.to);
+    const args = aux.args?.map(swap);
+    const changed =
+      program !== aux.program || from !== aux.from || to !== aux.to || args?.some((v, i) => v !== aux.args![i]);
+    if (!changed) return ins;
+    const copy = ins.copy() as { aux: InstructionAux | undefined };
+    copy.aux = {
+      ...aux,
+      ...(program === undefined ? {} : { program }),
+      ...(from === undefined ? {} : { from }),
+      ...(to === undefined ? {} : { to }),
+      ...(args === undefined ? {} : { args }),
+    };
+    return copy as unknown as Instruction;
   }
 
   /** Outcomes in the cache. */

@@ -357,6 +357,31 @@ describe('the program contract', () => {
     );
   });
 
+  it('a callee a program makes once and calls twice keeps its identity, even when its generator is made again', () => {
+    // CPU1 calls `inc` twice with what it read of CPU0's counter: its history branches, so its generator is made
+    // again and fast-forwarded; the second call must still be to the first `inc` (one code address), as in a run.
+    const build = () => {
+      const m = Machine.create({ cpus: 2, trace: false });
+      const a = m.map(FLAG, { writable: true });
+      const b = m.map(DATA, { writable: true });
+      m.load(0, function* (x) {
+        for (let k = 0; k < 3; k++) yield x.store(a, 8, k + 1);
+      });
+      m.load(1, function* (x) {
+        const inc = function* (y: Assembler, by: number) {
+          const v: number = yield y.load(b, 8);
+          yield y.store(b, 8, v + by);
+        };
+        yield x.call(inc, yield x.load(a, 8));
+        yield x.call(inc, yield x.load(a, 8));
+      });
+      return m;
+    };
+    const { stateful, stateless } = bothWays(build);
+    expect(stateful.result.complete).toBe(true);
+    expect(stateful.finals).toEqual(stateless.finals);
+  });
+
   it('a machine that has run already is refused', () => {
     const build = () => {
       const m = buildCounters(2, 1);
