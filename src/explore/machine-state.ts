@@ -1,13 +1,11 @@
 import { type Cpu, STEP_KIND } from '../cpu/cpu.ts';
 import { OP, type Program } from '../cpu/instruction.ts';
-import { IpiBus } from '../cpu/ipi-bus.ts';
 import { attachKernel } from '../machine/kernel-boot.ts';
 import type { Machine } from '../machine/machine.ts';
-import type { Kernel } from '../mm/kernel.ts';
-import { Tlb } from '../mmu/tlb.ts';
 import { Hasher } from './hash.ts';
 import { MemoryTracker } from './memory-tracker.ts';
 import { type ContextsSnapshot, ProgramStates, StackStore } from './programs.ts';
+import { type IpiSnapshot, type KernelSnapshot, Snapshots, type TlbSnapshot } from './snapshots.ts';
 
 // A machine's state as the stateful search sees it (stateful.ts): its fingerprint, and checkpoints it can go back
 // to. The fingerprint covers everything that decides what can happen next:
@@ -21,43 +19,14 @@ import { type ContextsSnapshot, ProgramStates, StackStore } from './programs.ts'
 //  - the TLB events left, and the outcome once a CPU stopped.
 // Counters (steps, TLB hits) and what only reports read (the last exception, the trace) are left out.
 //
-// A checkpoint holds the rest of the state that a step changes (memory is an undo log position): small parts are
-// copied, larger ones (TLBs, the kernel, control stacks) are shared between checkpoints until they change.
-
-/** A TLB as it was at a checkpoint, with the frame generations of its slots. */
-interface TlbSnapshot {
-  readonly tlb: Tlb;
-  readonly generations: Float64Array;
-  readonly hashA: number;
-  readonly hashB: number;
-}
-
-interface KernelSnapshot {
-  /**
-   * A copy of the kernel. Its zone shares its arrays with the live one until the live one changes (which replaces
-   * them: see BuddyAllocator.unshare), so the live zone's `owner` being this one's means an unchanged zone.
-   */
-  readonly kernel: Kernel;
-  readonly zoneA: number;
-  readonly zoneB: number;
-  readonly hashA: number;
-  readonly hashB: number;
-  /** What an atomic instruction (the same object: outcomes are cached) made of this state, once seen. */
-  after: Map<object, KernelSnapshot> | undefined;
-}
-
-interface IpiSnapshot {
-  readonly bus: IpiBus;
-  readonly sent: number;
-  readonly length: number;
-  readonly hashA: number;
-  readonly hashB: number;
-}
+// A checkpoint holds the rest of the state that a step changes (memory is an undo log position): small parts, and
+// the control stacks' fields, are copied into it (checkpoints are reused, one per depth); TLBs and the kernel are
+// snapshots shared by checkpoints until they change.
 
 /** Registers in a fixed order: rsp, rflags, cpl, ss, cr0, cr2, cr3, cr4, efer. */
 const REGISTERS = 9;
 
-/** Per CPU, what a checkpoint copies (see CpuCheckpoint) besides the shared TLB and stack snapshots. */
+/** Per CPU, what a checkpoint holds: copies, the shared TLB snapshot, and the control stack's copy. */
 class CpuCheckpoint {
   readonly regs = new Float64Array(REGISTERS);
   status = 0;
@@ -140,9 +109,8 @@ export class MachineState {
   private readonly codePrograms: Program[] = [];
   private codeA: number[] = [0x12345678];
   private codeB: number[] = [0x9abcdef0];
-  /** TLB snapshots by contents (see snapshotTlb), and the kernel snapshots memoised after atomic steps. */
-  private readonly tlbMemo = new Map<number, TlbSnapshot>();
-  private kernelMemo = 0;
+  /** TLB, IPI and kernel snapshots (snapshots.ts). */
+  private readonly snapshots: Snapshots;
   /** The fingerprint of the state now (after refresh()). */
   fpA = 0;
   fpB = 0;
@@ -168,7 +136,8 @@ export class MachineState {
       ...(options.initialMemory ? { initial: options.initialMemory } : {}),
     });
     this.programs = new ProgramStates(machine.cpus);
-    this.tlbs = machine.cpus.map((cpu) => this.snapshotTlb(cpu));
+    this.snapshots = new Snapshots(machine.config.tlb, this.programs.values);
+    this.tlbs = machine.cpus.map((cpu) => this.snapshots.tlb(cpu));
     this.tlbGenerations = Float64Array.from(machine.cpus, (cpu) => cpu.tlb.generation);
     this.stackHashes = new Int32Array(2 * machine.cpus.length);
     this.stackVersions = new Float64Array(machine.cpus.length);
@@ -176,8 +145,8 @@ export class MachineState {
       this.programs.hashCpu(cpu, this.stackHashes, 2 * cpu.id);
       this.stackVersions[cpu.id] = this.nextStackVersion++;
     }
-    this.ipi = this.snapshotIpi();
-    this.kernel = machine.kernel ? this.snapshotKernel(machine.kernel, undefined) : undefined;
+    this.ipi = this.snapshots.ipi(machine.ipiBus);
+    this.kernel = machine.kernel ? this.snapshots.kernel(machine.kernel, undefined) : undefined;
     this.noteCodeAddresses();
   }
 
@@ -204,7 +173,7 @@ export class MachineState {
     for (let id = 0; id < cpus.length; id++) {
       const cpu = cpus[id]!;
       if (cpu.tlb.generation !== this.tlbGenerations[id]) {
-        this.tlbs[id] = this.snapshotTlb(cpu);
+        this.tlbs[id] = this.snapshots.tlb(cpu);
         this.tlbGenerations[id] = cpu.tlb.generation;
       }
     }
@@ -220,22 +189,13 @@ export class MachineState {
         if (ins?.op === OP.ATOMIC && this.drive) {
           // The same atomic instruction on the same bookkeeping makes the same bookkeeping (the contract).
           const before = this.kernel!;
-          let after = before.after?.get(ins);
-          if (after === undefined) {
-            after = this.snapshotKernel(m.kernel, before);
-            if (this.kernelMemo < MEMO_LIMIT) {
-              before.after ??= new Map();
-              before.after.set(ins, after);
-              this.kernelMemo++;
-            }
-          }
-          this.kernel = after;
-        } else if (!this.drive) this.kernel = this.snapshotKernel(m.kernel, this.kernel);
+          this.kernel = this.snapshots.kernelAfter(m.kernel, before, ins);
+        } else if (!this.drive) this.kernel = this.snapshots.kernel(m.kernel, this.kernel);
       }
       if (m.programAddresses.size !== this.codePrograms.length) this.noteCodeAddresses();
     }
     const bus = m.ipiBus;
-    if (bus.sentCount !== this.ipi.sent || bus.inFlight.length !== this.ipi.length) this.ipi = this.snapshotIpi();
+    if (bus.sentCount !== this.ipi.sent || bus.inFlight.length !== this.ipi.length) this.ipi = this.snapshots.ipi(bus);
   }
 
   /** The fingerprint of the state now, with `tlbLeft` TLB events left, into fpA/fpB (its parts into `parts`). */
@@ -347,90 +307,6 @@ export class MachineState {
 
   // Snapshots -------------------------------------------------------------------------------------------------------
 
-  /**
-   * A snapshot of CPU `cpu`'s TLB: one taken before of the same contents (by hash: TLBs go through few contents,
-   * and a copy costs an allocation), else a new one.
-   */
-  private snapshotTlb(cpu: Cpu): TlbSnapshot {
-    const generations = cpu.port.slotGenerations;
-    const s = cpu.tlb.storage;
-    const h = this.hasher.reset(0x3956c25b, cpu.id);
-    for (let i = 0; i < s.tag.length; i++) {
-      const tag = s.tag[i]!;
-      if (tag < 0) continue;
-      h.add(i).add(tag).add(s.frame[i]!).add(s.flags[i]!);
-      h.add(i < generations.length ? generations[i]! : 0);
-    }
-    for (let set = 0; set < s.nextVictim.length; set++) h.add(s.nextVictim[set]!);
-    if (cpu.tlb.largeEntryCount !== 0) {
-      for (let j = 0; j < s.largeBase.length; j++) {
-        if (s.largeBase[j]! < 0) continue;
-        h.add(j).add(s.largeBase[j]!).add(s.largeSize[j]!).add(s.largeFrame[j]!).add(s.largeFlags[j]!);
-      }
-    }
-    h.add(cpu.tlb.largeReplacement);
-    const key = (h.a >>> 0) * 2 ** 21 + (h.b >>> 11);
-    const known = this.tlbMemo.get(key);
-    if (known !== undefined && known.hashB === h.b) return known;
-    const tlb = new Tlb(this.machine.config.tlb);
-    tlb.copyFrom(cpu.tlb);
-    const snapshot = { tlb, generations: generations.slice(), hashA: h.a, hashB: h.b };
-    if (this.tlbMemo.size < MEMO_LIMIT) this.tlbMemo.set(key, snapshot);
-    return snapshot;
-  }
-
-  private snapshotIpi(): IpiSnapshot {
-    const live = this.machine.ipiBus;
-    const bus = new IpiBus([], live.mode);
-    bus.copyFrom(live);
-    const h = this.hasher.reset(0x59f111f1, live.inFlight.length);
-    for (const ipi of live.inFlight)
-      h.add(ipi.from)
-        .add(ipi.to)
-        .add(ipi.vector)
-        .add(ipi.nmi ? 1 : 0);
-    return { bus, sent: live.sentCount, length: live.inFlight.length, hashA: h.a, hashB: h.b };
-  }
-
-  /** A snapshot of the kernel after an atomic step; `previous` when nothing in it changed. */
-  private snapshotKernel(kernel: Kernel, previous: KernelSnapshot | undefined): KernelSnapshot {
-    const zoneChanged = previous === undefined || kernel.zone.owner !== previous.kernel.zone.owner;
-    let zoneA = previous?.zoneA ?? 0;
-    let zoneB = previous?.zoneB ?? 0;
-    if (zoneChanged) {
-      const h = this.hasher.reset(0x923f82a4, kernel.zone.freePages);
-      for (const array of kernel.zone.stateArrays()) {
-        h.add(array.length);
-        const words =
-          array.byteLength % 4 === 0
-            ? new Int32Array(array.buffer, array.byteOffset, array.byteLength / 4)
-            : new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-        for (let i = 0; i < words.length; i++) h.add(words[i]!);
-      }
-      zoneA = h.a;
-      zoneB = h.b;
-    }
-    const h = this.hasher.reset(zoneA, zoneB);
-    for (const area of kernel.vmap.list) {
-      h.add(area.start)
-        .add(area.size)
-        .add(area.huge ? 1 : 0)
-        .add(area.blocks.length);
-      for (const b of area.blocks) h.add(b.va).add(b.pfn).add(b.order);
-    }
-    h.add(kernel.current.length);
-    for (const name of kernel.current) hashString(h, name ?? '');
-    h.add(kernel.log.length);
-    for (const line of kernel.log) hashString(h, line);
-    h.add(kernel.callFunctions.length);
-    for (const fn of kernel.callFunctions) h.add(this.programs.functionHash(fn));
-    h.add(kernel.pageCache.size);
-    for (const [k, v] of kernel.pageCache) h.add(k).add(v);
-    h.add(kernel.timing ? 1 : 0);
-    if (!zoneChanged && previous && previous.hashA === h.a && previous.hashB === h.b) return previous;
-    return { kernel: kernel.clone(), zoneA, zoneB, hashA: h.a, hashB: h.b, after: undefined };
-  }
-
   private noteCodeAddresses(): void {
     const map = this.machine.programAddresses;
     let k = 0;
@@ -438,7 +314,7 @@ export class MachineState {
     for (const program of map.keys()) {
       if (k >= this.codePrograms.length) {
         this.codePrograms.push(program);
-        h.reset(this.codeA[k]!, this.codeB[k]!).add(this.programs.functionHash(program));
+        h.reset(this.codeA[k]!, this.codeB[k]!).add(this.programs.values.functionHash(program));
         this.codeA[k + 1] = h.a;
         this.codeB[k + 1] = h.b;
       }
@@ -586,10 +462,3 @@ export class MachineState {
 }
 
 const WATCH = new Float64Array(2);
-/** Snapshots memoised at most (TLBs, kernels): beyond, new ones are made each time. */
-const MEMO_LIMIT = 1 << 16;
-
-function hashString(h: Hasher, s: string): void {
-  h.add(s.length);
-  for (let i = 0; i < s.length; i++) h.add(s.charCodeAt(i));
-}

@@ -3,6 +3,7 @@ import type { ScheduleEntry } from '../machine/schedule.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
 import { Checkpoint, MachineState } from './machine-state.ts';
+import { stateChoices } from './state-choices.ts';
 import { VisitedSet } from './visited-set.ts';
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
@@ -26,7 +27,7 @@ export interface StatefulOptions {
   readonly invariant: StateInvariant | undefined;
   /** States to store at most; the search is incomplete when it stops there. */
   readonly maxStates: number;
-  /** States reached after which the contract is checked: see stateful search samples (every power of two from 64). */
+  /** Paths kept for the contract check at most, taken when 64, 128, 256, ... states have been reached. */
   readonly samples: number;
   readonly progress?: (states: number) => void;
   /**
@@ -105,98 +106,6 @@ export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: bo
   }
 }
 
-const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.freeze({ cpu }));
-
-/** Delivery and TLB-event choices, made once each (a search offers the same few at many states), by CPU and key. */
-const deliveries: Map<number | 'nmi', Choice>[] = [];
-const evictions: Map<number, Choice>[] = [];
-const fills: Map<number, Choice>[] = [];
-
-/** The map at `table[cpu]`, made on first use. */
-function mapOf<K>(table: Map<K, Choice>[], cpu: number): Map<K, Choice> {
-  let map = table[cpu];
-  if (map === undefined) {
-    map = new Map();
-    table[cpu] = map;
-  }
-  return map;
-}
-
-function deliveryChoice(cpu: number, deliver: 'nmi' | number): Choice {
-  const known = mapOf(deliveries, cpu);
-  let c = known.get(deliver);
-  if (c === undefined) {
-    c = Object.freeze({ cpu, deliver });
-    known.set(deliver, c);
-  }
-  return c;
-}
-
-function tlbChoice(cpu: number, tlb: 'evict' | 'fill', va: number): Choice {
-  const table = tlb === 'evict' ? evictions : fills;
-  const known = mapOf(table, cpu);
-  let c = known.get(va);
-  if (c === undefined) {
-    c = Object.freeze({ cpu, tlb, va });
-    known.set(va, c);
-  }
-  return c;
-}
-
-/** Per CPU, the 4 KiB pages its TLB holds (scratch for stateChoices). */
-const held: number[][] = [];
-const inUse: number[] = [];
-
-function insertSorted(list: number[], va: number): void {
-  let i = list.length;
-  while (i > 0 && list[i - 1]! > va) i--;
-  if (list[i - 1] !== va) list.splice(i, 0, va);
-}
-
-/**
- * The choices at this state into `out` (emptied first), as choicesOf() gives them: CPUs in id order, deliveries
- * oldest first, then TLB events (each CPU's evictions of the 4 KiB pages it holds, then fills of pages another CPU
- * holds), read from the TLBs' arrays rather than their entry lists.
- */
-export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): Choice[] {
-  if (out.length !== 0) out.length = 0;
-  for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
-  const inFlight = m.ipiBus.inFlight;
-  if (inFlight.length === 0 && tlbLeft === 0) return out;
-  const deliveries = out.length;
-  for (const ipi of inFlight) {
-    const c = deliveryChoice(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
-    let known = false;
-    for (let i = deliveries; i < out.length; i++) if (out[i] === c) known = true;
-    if (!known) out.push(c);
-  }
-  if (tlbLeft > 0 && out.length > 0) {
-    if (inUse.length !== 0) inUse.length = 0;
-    for (const cpu of m.cpus) {
-      let pages = held[cpu.id];
-      if (pages === undefined) {
-        pages = [];
-        held[cpu.id] = pages;
-      }
-      if (pages.length !== 0) pages.length = 0;
-      const tag = cpu.tlb.storage.tag;
-      for (let i = 0; i < tag.length; i++) {
-        const vpn = tag[i]!;
-        if (vpn < 0) continue;
-        insertSorted(pages, vpn * 4096);
-        insertSorted(inUse, vpn * 4096);
-      }
-    }
-    for (const cpu of m.cpus) {
-      if (!cpu.started) continue;
-      const mine = held[cpu.id]!;
-      for (const va of mine) out.push(tlbChoice(cpu.id, 'evict', va));
-      for (const va of inUse) if (!mine.includes(va)) out.push(tlbChoice(cpu.id, 'fill', va));
-    }
-  }
-  return out;
-}
-
 export class StatefulSearch {
   private readonly visited = new VisitedSet();
   /**
@@ -239,7 +148,7 @@ export class StatefulSearch {
     } finally {
       this.state.detach();
     }
-    const p = this.state.programs;
+    const p = this.state.programs.outcomes;
     return {
       states: this.visited.size,
       transitions: this.transitions,
