@@ -1,8 +1,7 @@
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { checkContract } from './contract-check.ts';
-import type { ExploreResult, Violation } from './explore.ts';
-import type { Resolved } from './parts.ts';
+import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { minimise, replay } from './replay.ts';
 import { StatefulSearch } from './stateful.ts';
 import { collisionProbability } from './visited-set.ts';
@@ -13,7 +12,42 @@ import { collisionProbability } from './visited-set.ts';
 /** How many paths the contract check runs again at most (taken at 64, 128, 256, ... states). */
 const CONTRACT_SAMPLES = 16;
 
-export function exploreStateful(build: () => Machine, r: Resolved): ExploreResult {
+/** What explore() hands the stateful search (its options, checked). */
+export interface StatefulExploreOptions {
+  readonly maxSteps: number;
+  readonly tlbEvents: number;
+  readonly check: FinalCheck | undefined;
+  readonly invariant: StateInvariant | undefined;
+  /** States to store at most. */
+  readonly budget: number;
+  readonly onProgress: ((states: number, budget: number) => void) | undefined;
+}
+
+/** A violation as explore() reports it (explore.ts's Violation). */
+interface Found {
+  readonly kind: ViolationKind;
+  readonly schedule: string;
+  readonly steps: number;
+  readonly message?: string;
+}
+
+/** The stateful search's result, in explore()'s terms (explore.ts's ExploreResult). */
+export interface StatefulExploreResult {
+  readonly strategy: 'exhaustive';
+  readonly search: 'stateful';
+  readonly executions: number;
+  readonly steps: number;
+  readonly complete: boolean;
+  readonly distinctStates: number;
+  readonly violations: readonly Found[];
+  readonly states: number;
+  readonly transitions: number;
+  readonly depth: number;
+  readonly visitedBytes: number;
+  readonly collisionProbability: number;
+}
+
+export function exploreStateful(build: () => Machine, r: StatefulExploreOptions): StatefulExploreResult {
   const search = new StatefulSearch(build, {
     maxSteps: r.maxSteps,
     tlbEvents: r.tlbEvents,
@@ -31,7 +65,7 @@ export function exploreStateful(build: () => Machine, r: Resolved): ExploreResul
     ...(r.invariant ? { invariant: r.invariant } : {}),
   };
   const violations = result.violations
-    .map((v): Violation => {
+    .map((v): Found => {
       const entries = minimise(build, v.schedule, v.kind!, o);
       const again = replay(build, entries, o);
       return {
