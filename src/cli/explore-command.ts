@@ -19,6 +19,7 @@ import { type ReplayRun, replayOutcome, replayReport, replayText } from './repor
 export interface ExploreFlags {
   readonly param?: unknown;
   readonly strategy?: unknown;
+  readonly search?: unknown;
   readonly preemptions?: unknown;
   readonly tlbEvents?: unknown;
   readonly seed?: unknown;
@@ -37,6 +38,7 @@ export interface ReplayFlags {
 }
 
 const STRATEGIES = ['exhaustive', 'pct', 'random'] as const;
+const SEARCHES = ['stateful', 'stateless'] as const;
 const TRACE_FORMATS = ['text', 'chrome', 'mermaid'] as const;
 
 /**
@@ -136,16 +138,32 @@ function replayCommandLine(ref: string, pairs: readonly string[], schedule: stri
   return `x86slice replay ${ref}${params} --schedule '${schedule}'`;
 }
 
-function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r: ExploreResult) {
+/** The stateful search's figures: what it stored and took, and how fast (wall clock: the CLI's, not the model's). */
+function statefulFigures(r: ExploreResult, seconds: number) {
+  if (r.search !== 'stateful') return undefined;
+  return {
+    states: r.states!,
+    transitions: r.transitions!,
+    depth: r.depth!,
+    seconds: Math.round(seconds * 1000) / 1000,
+    statesPerSecond: Math.round(r.states! / Math.max(seconds, 1e-6)),
+    bytesPerState: Math.round((10 * r.visitedBytes!) / Math.max(1, r.states!)) / 10,
+    collisionProbability: r.collisionProbability!,
+  };
+}
+
+function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r: ExploreResult, seconds: number) {
   return {
     scenario: scenario.name,
     ...(isScenarioPath(ref) ? { file: ref } : {}),
     params,
     strategy: r.strategy,
+    ...(r.search === undefined ? {} : { search: r.search }),
     executions: r.executions,
     steps: r.steps,
     distinctStates: r.distinctStates,
     ...(r.preemptionBound === undefined ? {} : { preemptionBound: r.preemptionBound }),
+    ...statefulFigures(r, seconds),
     complete: r.complete,
     ...(r.stoppedBy === undefined ? {} : { stoppedBy: r.stoppedBy }),
     violations: r.violations.map((v) => ({
@@ -163,31 +181,53 @@ function count(n: number, noun: string, plural = `${noun}s`): string {
   return `${n} ${n === 1 ? noun : plural}`;
 }
 
+/** A count with thousands separators (a stateful search stores millions of states). */
+function grouped(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
 function exploreText(
   scenario: Scenario,
   ref: string,
   pairs: readonly string[],
   params: ScenarioParams,
   r: ExploreResult,
+  seconds: number,
 ): string {
   const shown = Object.entries(params)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
-  const counts = [
-    count(r.executions, 'execution'),
-    count(r.steps, 'step'),
-    count(r.distinctStates, 'distinct final state'),
-    ...(r.preemptionBound === undefined ? [] : [`preemption bound ${r.preemptionBound}`]),
-  ].join(', ');
-  const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${r.strategy}, ${counts}`];
+  const figures = statefulFigures(r, seconds);
+  const counts = figures
+    ? [
+        `${grouped(figures.states)} states`,
+        `${grouped(figures.transitions)} transitions`,
+        `depth ${figures.depth}`,
+        count(r.distinctStates, 'final state'),
+        `${grouped(figures.statesPerSecond)} states/s (${figures.seconds.toFixed(1)} s)`,
+        `${figures.bytesPerState} bytes/state`,
+        `collision probability ${figures.collisionProbability.toExponential(1)}`,
+      ].join(', ')
+    : [
+        count(r.executions, 'execution'),
+        count(r.steps, 'step'),
+        count(r.distinctStates, 'distinct final state'),
+        ...(r.preemptionBound === undefined ? [] : [`preemption bound ${r.preemptionBound}`]),
+      ].join(', ');
+  const how = r.search === undefined ? r.strategy : `${r.strategy} (${r.search} search)`;
+  const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${how}, ${counts}`];
   const coverage = r.complete
-    ? 'complete: every interleaving within the bounds was run'
+    ? r.search === 'stateful'
+      ? 'complete: every reachable state within the TLB-event budget was visited'
+      : 'complete: every interleaving within the bounds was run'
     : r.stoppedBy === 'time-limit'
       ? r.strategy === 'exhaustive'
         ? 'incomplete: the time limit ran out before every interleaving was run; a time-limited result is not reproducible'
         : `sampled: the time limit stopped it after ${count(r.executions, 'execution')}; a time-limited result is not reproducible`
       : r.strategy === 'exhaustive'
-        ? 'incomplete: the budget ran out before every interleaving was run'
+        ? r.search === 'stateful'
+          ? 'incomplete: the search stopped at the budget of states (or the step bound) before the end'
+          : 'incomplete: the budget ran out before every interleaving was run'
         : 'sampled: not every interleaving was run';
   if (r.violations.length === 0) {
     lines.push(`no violation found (${coverage})`);
@@ -222,13 +262,34 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     [0, 1000],
     'TLB events an execution may choose',
   );
-  const workers = integerOption(argv, '--workers', flags.workers, [1, 64], 'worker threads') ?? 1;
+  const workersGiven = integerOption(argv, '--workers', flags.workers, [1, 64], 'worker threads');
+  const workers = workersGiven ?? 1;
+  const searchGiven = choiceOption(argv, '--search', flags.search, SEARCHES);
+  if (searchGiven !== undefined && strategy !== 'exhaustive') {
+    throw new InputError(`--search applies to --strategy exhaustive, not ${strategy ?? 'random'}`);
+  }
+  // The stateful search where it applies: exhaustive, with no preemption bound and in one process.
+  let search: (typeof SEARCHES)[number] | undefined;
+  if (strategy === 'exhaustive') {
+    search =
+      searchGiven ?? (preemptions !== undefined || workers > 1 || timeLimit !== undefined ? 'stateless' : 'stateful');
+    if (search === 'stateful' && preemptions !== undefined) {
+      throw new InputError('--preemptions applies to --search stateless: the stateful search has no bound');
+    }
+    if (search === 'stateful' && timeLimit !== undefined) {
+      throw new InputError('--time-limit applies to --search stateless: the stateful search does not take one yet');
+    }
+    if (search === 'stateful' && workers > 1) {
+      throw new InputError('--workers applies to --search stateless: the stateful search runs in one process');
+    }
+  }
   const pairs = paramStrings(argv, flags.param);
   const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
 
   const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
   const options: ExploreOptions = {
     ...(strategy === undefined ? {} : { strategy }),
+    ...(search === undefined ? {} : { search }),
     ...(budget === undefined ? {} : { budget }),
     ...(timeLimit === undefined ? {} : { timeLimit }),
     ...(seed === undefined ? {} : { seed }),
@@ -238,6 +299,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     ...(bar ? { onProgress: (done: number, total: number) => bar.update(done, total) } : {}),
   };
   let result: ExploreResult;
+  const started = performance.now();
   try {
     if (workers > 1) {
       const { exploreParallel } = await import('../explore/parallel.ts');
@@ -254,10 +316,11 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   } finally {
     bar?.done();
   }
+  const seconds = (performance.now() - started) / 1000;
   io.out(
     flags.json
-      ? JSON.stringify(exploreJson(scenario, ref, params, result), null, 2)
-      : exploreText(scenario, ref, pairs, params, result),
+      ? JSON.stringify(exploreJson(scenario, ref, params, result, seconds), null, 2)
+      : exploreText(scenario, ref, pairs, params, result, seconds),
   );
   return result.violations.length > 0 ? EXIT_VIOLATION : EXIT_OK;
 }

@@ -93,20 +93,25 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .command('explore <scenario>', "Explore a scenario's interleavings (a catalogue name or ./file.ts) for violations")
     .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
     .option('--strategy <name>', 'exhaustive | pct | random')
-    .option('--preemptions <k>', 'Preemptions an exhaustive execution may have')
+    .option(
+      '--search <kind>',
+      'exhaustive: stateful (default: every reachable state once) | stateless (executions from the start, DPOR)',
+    )
+    .option('--preemptions <k>', 'Preemptions an exhaustive execution may have (stateless search)')
     .option('--tlb-events <k>', 'TLB evictions and speculative fills an execution may choose')
     .option('--seed <s>', 'PRNG seed for pct and random: the same seed, the same executions')
-    .option('--budget <n>', 'Executions to run')
+    .option('--budget <n>', 'Executions to run (the stateful search: states to store)')
     .option(
       '--time-limit <seconds>',
       'Stop after this many seconds (wall clock); a result cut by it is not reproducible',
     )
-    .option('--workers <n>', 'Worker threads (default 1: this process)')
+    .option('--workers <n>', 'Worker threads (default 1: this process; the stateless search and sampling)')
     .option(
       '--json',
       'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',
     )
     .example('x86slice explore stale-tlb --strategy pct --budget 1000 --tlb-events 1')
+    .example('x86slice explore stack-migration -p protocol=naive --strategy exhaustive --tlb-events 1')
     .example('x86slice explore ./my-scenario.ts -p locked=true --json')
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).exploreCommand(ref, options, argv, io);

@@ -1,4 +1,4 @@
-import type { Instruction, ProgramGenerator } from './instruction.ts';
+import type { CalledProgram, Instruction, ProgramGenerator } from './instruction.ts';
 
 // The CPU's control stack is a list of activations, innermost last: the task program, the programs it called, and
 // the handlers that interrupted them. Each is a generator plus where it is (RIP = codeBase + 4 * index).
@@ -7,6 +7,9 @@ import type { Instruction, ProgramGenerator } from './instruction.ts';
 export interface Activation {
   readonly kind: 'task' | 'call' | 'handler';
   readonly gen: ProgramGenerator;
+  /** The program and arguments `gen` was made from (the stateful checker makes it again from them). */
+  readonly program: CalledProgram;
+  readonly args: readonly unknown[];
   readonly codeBase: number;
   /** Instructions completed; RIP = codeBase + 4 * index. */
   index: number;

@@ -84,6 +84,24 @@ export class MemoryPort {
     memory.onFramesChange(drop);
   }
 
+  /**
+   * Internal (the stateful checker saves and restores it with the TLB): the frame generation + 1 per 4 KiB slot
+   * (see slotGeneration); empty until the first fill under a guard.
+   */
+  get slotGenerations(): Float64Array {
+    return this.slotGeneration;
+  }
+
+  /** Internal: the per-slot generations become `from`'s (an empty array: none recorded). */
+  setSlotGenerations(from: Float64Array): void {
+    if (from.length === 0) {
+      if (this.slotGeneration !== NO_GENERATIONS) this.slotGeneration.fill(0);
+      return;
+    }
+    if (this.slotGeneration === NO_GENERATIONS) this.slotGeneration = new Float64Array(this.tlb.capacity);
+    this.slotGeneration.set(from);
+  }
+
   /** Forgets the pages cached for TLB hits (footprints start again: every access must reach them). */
   dropPages(): void {
     this.pages.clear();

@@ -61,6 +61,8 @@ export function makeActivation(
   return {
     kind,
     gen,
+    program,
+    args,
     codeBase: codeBase < 0 ? cpu.bus.codeAddress(program as Program) : codeBase,
     index: 0,
     pending: undefined,

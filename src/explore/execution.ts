@@ -4,8 +4,14 @@ import type { ScheduleEntry } from '../machine/schedule.ts';
 
 // One execution as every strategy sees it: its schedule, and what it ended in.
 
-/** What a violation is: any outcome but ok, or the step bound reached with CPUs still able to move. */
-export type ViolationKind = Exclude<Outcome, 'ok'> | 'step-bound';
+/**
+ * What a violation is: any outcome but ok, the step bound reached with CPUs still able to move, or (with the
+ * `invariant` option) a state where the invariant is false.
+ */
+export type ViolationKind = Exclude<Outcome, 'ok'> | 'step-bound' | 'invariant';
+
+/** A predicate on every state an exploration reaches (after each choice); false is an `invariant` violation. */
+export type StateInvariant = (machine: Machine) => boolean;
 
 /**
  * A check of the final machine (run when no CPU stopped and the step bound was not reached). It returns `true` when

@@ -1,6 +1,17 @@
 import type { ExploreOptions, ExploreResult } from './options.ts';
-import { deadlineOf, finish, Merged, plan, prepare, progressReporter, resolveOptions, runPart } from './parts.ts';
+import {
+  deadlineOf,
+  delivering,
+  finish,
+  Merged,
+  plan,
+  prepare,
+  progressReporter,
+  resolveOptions,
+  runPart,
+} from './parts.ts';
 import { type Buildable, requireBuild } from './replay.ts';
+import { exploreStateful } from './stateful-explore.ts';
 
 // Exploring a machine's interleavings (DESIGN.md "Checking"). Programs are generators, which cannot be copied
 // mid-run, so exploration is stateless: every execution builds the machine afresh from `build` and runs it under a
@@ -11,9 +22,10 @@ import { type Buildable, requireBuild } from './replay.ts';
 // The work is split into parts (exhaustive: the subtree under each first choice, per preemption bound; sampling:
 // ranges of executions), merged in order: so `workers` (parallel.ts) gives the same result as one process.
 
-export type { FinalCheck, ViolationKind } from './execution.ts';
+export type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 export type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
 export { type Buildable, type ReplayOptions, type ReplayResult, replay } from './replay.ts';
+export { collisionProbability } from './visited-set.ts';
 
 /**
  * Explores `build`'s machine under many schedules. `build` must make the same machine every time (same programs,
@@ -22,6 +34,7 @@ export { type Buildable, type ReplayOptions, type ReplayResult, replay } from '.
 export function explore(source: Buildable, options: ExploreOptions = {}): ExploreResult {
   const build = requireBuild(source, 'explore', true);
   const r = resolveOptions(options);
+  if (r.strategy === 'exhaustive' && r.search === 'stateful') return exploreStateful(delivering(build, r), r);
   const expired = deadlineOf(r);
   const shared = prepare(build, r);
   const merged = new Merged(r.budget);

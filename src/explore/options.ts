@@ -1,5 +1,5 @@
 import type { IpiDelivery } from '../cpu/ipi-bus.ts';
-import type { FinalCheck, ViolationKind } from './execution.ts';
+import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 
 // What explore() takes and what it returns: its options and its verdict (a module below explore.ts and parts.ts,
 // which both use them).
@@ -24,6 +24,9 @@ export interface Violation {
 
 export interface ExploreResult {
   readonly strategy: Strategy;
+  /** Exhaustive: which search ran, `stateful` or `stateless`. */
+  readonly search?: 'stateful' | 'stateless';
+  /** Executions run; for the stateful search, the final states reached (each ends one run at least). */
   readonly executions: number;
   /** Steps (and hardware events) taken over all executions, replays of a path's prefix included. */
   readonly steps: number;
@@ -35,6 +38,19 @@ export interface ExploreResult {
   readonly preemptionBound?: number;
   /** One per kind found, shortest first. */
   readonly violations: readonly Violation[];
+  /** Stateful: the distinct states reached (each stored once, as a 64-bit fingerprint). */
+  readonly states?: number;
+  /** Stateful: choices taken, each to a new state or to one seen before. */
+  readonly transitions?: number;
+  /** Stateful: the longest path held by the depth-first search. */
+  readonly depth?: number;
+  /** Stateful: bytes of the visited set (at most 16 per state). */
+  readonly visitedBytes?: number;
+  /**
+   * Stateful: the probability that two of the states reached share a fingerprint, so that one was taken for the
+   * other and its successors were not explored: about states^2 / 2^65.
+   */
+  readonly collisionProbability?: number;
   /**
    * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the
    * sampling strategies, which never run out of work), `time-limit` (the `timeLimit` ran out first), or absent
@@ -76,6 +92,14 @@ export interface ExploreOptions {
    * ICR write and the target's IRR). `replay` takes the same option, with the same default.
    */
   readonly ipiDelivery?: IpiDelivery;
+  /**
+   * Exhaustive: `stateless` (default: every execution from the start, DPOR, an optional preemption bound) or
+   * `stateful` (every reachable state once, with a visited set of fingerprints: complete with no bound; `budget`
+   * then counts states, default 10,000,000). See docs/checker.md "The stateful search".
+   */
+  readonly search?: 'stateful' | 'stateless';
+  /** Stateful: a predicate on every state reached; false is an `invariant` violation. */
+  readonly invariant?: StateInvariant;
   /**
    * Wall-clock milliseconds the search may take, beside the execution budget: once they have passed, no new
    * execution starts, the result says `stoppedBy: 'time-limit'`, and an exhaustive result is not `complete`. The

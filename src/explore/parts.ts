@@ -2,10 +2,10 @@ import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
-import type { Execution, FinalCheck, ViolationKind } from './execution.ts';
+import type { Execution, FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
 import type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
-import { minimise, replay, requireCheck } from './replay.ts';
+import { minimise, replay, requireCheck, requireInvariant } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
 
 // How explore() and exploreParallel() divide and merge their work (internal: not part of the public API). The work
@@ -26,6 +26,8 @@ const OPTION_KEYS = [
   'reduction',
   'timeLimit',
   'ipiDelivery',
+  'search',
+  'invariant',
   'onProgress',
 ] as const;
 
@@ -43,18 +45,37 @@ export interface Resolved {
   /** Wall-clock milliseconds, or undefined: no limit. */
   readonly timeLimit: number | undefined;
   readonly ipiDelivery: IpiDelivery;
+  /** Exhaustive: the stateful search (stateful.ts) or the stateless one (exhaustive.ts). */
+  readonly search: 'stateful' | 'stateless';
+  readonly invariant: StateInvariant | undefined;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
 }
 
 export function resolveOptions(options: ExploreOptions): Resolved {
   const o = requireOptions<ExploreOptions>(options, 'explore options', OPTION_KEYS);
   const strategy = o.strategy === undefined ? 'random' : requireOneOf(o.strategy, 'explore strategy', STRATEGIES);
-  const defaultBudget = strategy === 'exhaustive' ? 100_000 : 200;
   if (strategy !== 'exhaustive') {
-    for (const key of ['preemptions', 'reduction'] as const) {
+    for (const key of ['preemptions', 'reduction', 'search'] as const) {
       if (o[key] !== undefined) throw new InputError(`explore ${key} applies to strategy exhaustive, not ${strategy}`);
     }
   }
+  const search =
+    o.search === undefined ? 'stateless' : requireOneOf(o.search, 'explore search', ['stateful', 'stateless'] as const);
+  if (search === 'stateful') {
+    for (const key of ['preemptions', 'reduction'] as const) {
+      if (o[key] !== undefined) {
+        throw new InputError(
+          `explore ${key} applies to the stateless search, not search: 'stateful' (it has no bound)`,
+        );
+      }
+    }
+    if (o.timeLimit !== undefined) {
+      throw new InputError("explore timeLimit applies to the stateless search, not search: 'stateful' (not yet)");
+    }
+  } else if (o.invariant !== undefined) {
+    throw new InputError("explore invariant applies to search: 'stateful' (strategy exhaustive)");
+  }
+  const defaultBudget = strategy !== 'exhaustive' ? 200 : search === 'stateful' ? 10_000_000 : 100_000;
   if (strategy !== 'pct' && o.depth !== undefined) {
     throw new InputError(`explore depth applies to strategy pct, not ${strategy}`);
   }
@@ -81,6 +102,8 @@ export function resolveOptions(options: ExploreOptions): Resolved {
       o.ipiDelivery === undefined
         ? 'scheduled'
         : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
+    search,
+    invariant: requireInvariant(o.invariant),
     onProgress: o.onProgress,
   };
 }
@@ -111,7 +134,7 @@ export interface PartOutcome extends PartResult {
 }
 
 /** `build`, with every machine it makes set to the exploration's IPI delivery mode. */
-function delivering(build: () => Machine, r: Resolved): () => Machine {
+export function delivering(build: () => Machine, r: Resolved): () => Machine {
   const mode = r.ipiDelivery;
   return () => {
     const m = build();
@@ -268,6 +291,7 @@ export function finish(source: () => Machine, r: Resolved, merged: Merged, bound
     .sort((a, b) => a.scheduleLength - b.scheduleLength || a.kind.localeCompare(b.kind));
   return {
     strategy: r.strategy,
+    ...(r.strategy === 'exhaustive' ? { search: 'stateless' as const } : {}),
     executions: merged.runs,
     steps: merged.steps,
     complete: r.strategy === 'exhaustive' && merged.complete,

@@ -1,6 +1,7 @@
 import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import { MachineImage } from '../machine/image.ts';
 import type { Machine } from '../machine/machine.ts';
+import { bufferedCpu } from '../machine/run-loops.ts';
 import {
   checkScheduleArray,
   formatEvent,
@@ -10,7 +11,7 @@ import {
 } from '../machine/schedule.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
-import { classify, type FinalCheck, type ViolationKind } from './execution.ts';
+import { classify, type FinalCheck, type StateInvariant, type ViolationKind } from './execution.ts';
 
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
 
@@ -21,6 +22,8 @@ export interface ReplayOptions {
   readonly maxSteps?: number;
   /** IPI delivery for the run, whatever the machine was made with: `scheduled` (default, as explore) or `immediate`. */
   readonly ipiDelivery?: IpiDelivery;
+  /** A predicate on every state the run passes through; false is an `invariant` violation (the run stops there). */
+  readonly invariant?: StateInvariant;
 }
 
 export interface ReplayResult {
@@ -88,35 +91,52 @@ interface Applied {
   readonly steps: number;
   /** -1 when no entry was a step. */
   readonly last: number;
+  /** The state invariant became false during the entries: the run stopped there. */
+  readonly broken: boolean;
 }
 
 /**
  * After a schedule's entries, the run is completed the least interleaved way: the CPU that moved last keeps
  * running until it cannot; then the lowest-numbered CPU that can move runs until it cannot, and so on; an IPI in
- * flight is delivered (the oldest first) only when no CPU can move. A completion never switches away from a CPU
- * that can still move, so every switch that matters is an entry of the schedule: a counterexample needs only the
- * choices that make the difference, and a short schedule still ends where the program ends. This is also the
- * path the exhaustive search takes first from any point (exhaustive.ts: the last CPU if it can move, else the
- * first).
+ * flight is delivered (the oldest first) only when no CPU can move, and then a buffered store drains. A completion
+ * never switches away from a CPU that can still move, so every switch that matters is an entry of the schedule: a
+ * counterexample needs only the choices that make the difference, and a short schedule still ends where the
+ * program ends. This is also the path the exhaustive search takes first from any point (exhaustive.ts: the last
+ * CPU if it can move, else the first).
  */
-function complete(m: Machine, maxSteps: number, from: Applied): boolean {
+function complete(m: Machine, maxSteps: number, from: Applied, invariant: StateInvariant | undefined): number {
   let steps = from.steps;
   let current = from.last;
   while (m.firstStop === undefined) {
     const last = current >= 0 ? m.cpus[current] : undefined;
     const cpu = last?.started && last.runnable ? last : m.cpus.find((c) => c.started && c.runnable);
     if (cpu) {
-      if (steps++ >= maxSteps) return true;
+      if (steps++ >= maxSteps) return LIMIT;
       m.step(cpu.id);
       current = cpu.id;
-      continue;
+    } else {
+      const ipi = m.ipiBus.inFlight[0];
+      const buffered = ipi ? -1 : bufferedCpu(m.cpus);
+      if (!ipi && buffered < 0) return ENDED;
+      if (ipi) m.deliverIpi(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
+      else m.drainStoreBuffer(buffered);
     }
-    const ipi = m.ipiBus.inFlight[0];
-    if (!ipi) return false;
-    m.deliverIpi(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
+    if (broken(m, invariant)) return BROKEN;
   }
-  return false;
+  return ENDED;
 }
+
+/** How complete() stopped: the run ended, the step limit stopped it, or the invariant became false. */
+const ENDED = 0;
+const LIMIT = 1;
+const BROKEN = 2;
+
+/** The invariant, if given and false now: the run stops with an `invariant` violation. */
+function broken(m: Machine, invariant: StateInvariant | undefined): boolean {
+  return invariant !== undefined && !invariant(m);
+}
+
+const INVARIANT_BROKEN = { kind: 'invariant', message: 'the state invariant is false' } as const;
 
 /**
  * Runs `schedule` (a string or entries, as `Machine.run` takes) on a fresh machine from `build`, completes the run
@@ -130,14 +150,23 @@ export function replay(
   options: ReplayOptions = {},
 ): ReplayResult {
   const build = requireBuild(source, 'replay');
-  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps', 'ipiDelivery']);
+  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps', 'ipiDelivery', 'invariant']);
   const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'replay maxSteps', 1, 10_000_000);
   const delivery =
     o.ipiDelivery === undefined ? 'scheduled' : requireOneOf(o.ipiDelivery, 'replay ipiDelivery', IPI_DELIVERY_MODES);
   const check = requireCheck(o.check, 'replay');
+  const invariant = requireInvariant(o.invariant);
   const m = build();
   m.ipiDelivery = delivery;
-  return replayOn(m, schedule, maxSteps, check);
+  return replayOn(m, schedule, maxSteps, check, invariant);
+}
+
+/** The per-state invariant is a function of the machine, or absent. */
+export function requireInvariant(invariant: unknown): StateInvariant | undefined {
+  if (invariant !== undefined && typeof invariant !== 'function') {
+    throw new InputError(`invariant ${describeValue(invariant)} must be a function (machine) => boolean`);
+  }
+  return invariant as StateInvariant | undefined;
 }
 
 /** replay() on a machine just built (options checked). */
@@ -146,18 +175,20 @@ function replayOn(
   schedule: string | readonly ScheduleEntry[],
   maxSteps: number,
   check: FinalCheck | undefined,
+  invariant?: StateInvariant,
 ): ReplayResult {
-  const applied = applySchedule(m, schedule);
-  return { machine: m, ...completeAndClassify(m, applied, maxSteps, check) };
+  const applied = applySchedule(m, schedule, invariant);
+  return { machine: m, ...completeAndClassify(m, applied, maxSteps, check, invariant) };
 }
 
 /** Runs the schedule's entries on `m`, refusing one that does not apply (an InputError naming the entry). */
-function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]): Applied {
+function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[], invariant?: StateInvariant): Applied {
   // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
   if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
   const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
   let steps = 0;
   let last = -1;
+  if (broken(m, invariant)) return { steps, last, broken: true };
   for (const [index, entry] of entries.entries()) {
     if (m.firstStop !== undefined) break;
     if (typeof entry === 'number') {
@@ -172,14 +203,23 @@ function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]):
     } else {
       applyEvent(m, entry, index);
     }
+    if (broken(m, invariant)) return { steps, last, broken: true };
   }
-  return { steps, last };
+  return { steps, last, broken: false };
 }
 
 /** The run completed (see complete()) after a schedule's entries, and what it shows. */
-function completeAndClassify(m: Machine, applied: Applied, maxSteps: number, check: FinalCheck | undefined) {
-  const limitReached = complete(m, maxSteps, applied);
-  return classify(m, limitReached, check);
+function completeAndClassify(
+  m: Machine,
+  applied: Applied,
+  maxSteps: number,
+  check: FinalCheck | undefined,
+  invariant?: StateInvariant,
+): { readonly kind: ViolationKind | undefined; readonly message: string | undefined } {
+  if (applied.broken) return INVARIANT_BROKEN;
+  const ended = complete(m, maxSteps, applied, invariant);
+  if (ended === BROKEN) return INVARIANT_BROKEN;
+  return classify(m, ended === LIMIT, check);
 }
 
 /**
@@ -229,11 +269,11 @@ function stillViolates(build: () => Machine, entries: readonly ScheduleEntry[], 
   const m = build();
   let applied: Applied;
   try {
-    applied = applySchedule(m, entries);
+    applied = applySchedule(m, entries, o.invariant);
   } catch {
     return false;
   }
-  return completeAndClassify(m, applied, o.maxSteps ?? 10_000, o.check).kind === kind;
+  return completeAndClassify(m, applied, o.maxSteps ?? 10_000, o.check, o.invariant).kind === kind;
 }
 
 /**

@@ -115,6 +115,53 @@ export class BuddyAllocator {
     Object.assign(this, from.clone());
   }
 
+  /**
+   * Internal (the stateful checker, which goes back to states it saved many times over): as restore(), but when
+   * this allocator's arrays are its own, `from`'s are copied into them, so that its next change need not copy them
+   * all first. Its change log and release hook stay as they are.
+   */
+  copyFrom(from: BuddyAllocator): void {
+    if (this.shared || from.frames !== this.frames || from.firstPfn !== this.firstPfn) {
+      const { onRelease, recordChanges, changes } = this;
+      this.restore(from);
+      Object.assign(this, { onRelease, recordChanges, changes });
+      return;
+    }
+    this.order.set(from.order);
+    this.free.set(from.free);
+    this.freeType.set(from.freeType);
+    this.migratetype.set(from.migratetype);
+    this.owner.set(from.owner);
+    this.generation.set(from.generation);
+    this.pageblockType.set(from.pageblockType);
+    this.next.set(from.next);
+    this.prev.set(from.prev);
+    this.heads.set(from.heads);
+    this.counts.set(from.counts);
+    this.freeTotal = from.freeTotal;
+  }
+
+  /**
+   * Internal (the stateful checker hashes the allocator's state): every array of it, to read only, in a fixed order.
+   * A change replaces them all while they are shared with a clone (see unshare()), so an unchanged `owner` array
+   * since a clone() means unchanged state.
+   */
+  stateArrays(): readonly (Int8Array | Uint8Array | Int32Array | Uint32Array)[] {
+    return [
+      this.order,
+      this.free,
+      this.freeType,
+      this.migratetype,
+      this.owner,
+      this.generation,
+      this.pageblockType,
+      this.next,
+      this.prev,
+      this.heads,
+      this.counts,
+    ];
+  }
+
   /** Arrays shared with a clone: copied before the first change. */
   private shared = false;
 

@@ -47,6 +47,12 @@ function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
   for (const [k, v] of from) to.set(k, v);
 }
 
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function emptyTimings(): KernelTimings {
   return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map(), irqTime: [] };
 }
@@ -101,6 +107,23 @@ export class Kernel {
     this.timings = emptyTimings();
     copyMap(this.pageCache, from.pageCache);
     copyMap(this.pageCacheById, from.pageCacheById);
+  }
+
+  /**
+   * Internal (the stateful checker): as restore(), for going back to saved states many times: the zone's arrays are
+   * copied into its own (see BuddyAllocator.copyFrom), and what is equal already is left alone.
+   */
+  copyFrom(from: Kernel): void {
+    this.zone.copyFrom(from.zone);
+    this.vmap.restore(from.vmap);
+    if (!sameItems(this.current, from.current)) this.current.splice(0, this.current.length, ...from.current);
+    if (!sameItems(this.log, from.log)) this.log.splice(0, this.log.length, ...from.log);
+    if (!sameItems(this.callFunctions, from.callFunctions)) {
+      this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
+    }
+    this.timing = from.timing;
+    if (this.pageCache.size !== 0 || from.pageCache.size !== 0) copyMap(this.pageCache, from.pageCache);
+    if (this.pageCacheById.size !== 0 || from.pageCacheById.size !== 0) copyMap(this.pageCacheById, from.pageCacheById);
   }
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */

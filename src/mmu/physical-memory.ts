@@ -60,6 +60,16 @@ function writeNarrow(frame: DataView, offset: number, size: number, value: numbe
 /** A listener for writes to a watched physical range (a spinning CPU's condition). */
 export type WriteWatcher = (owner: number) => void;
 
+/**
+ * Told of every write while attached (`PhysicalMemory.tracker`): the stateful checker keeps a hash of memory and an
+ * undo log with it. `beforeWrite` comes while [pa, pa + size) still holds the old bytes, `afterWrite` once it holds
+ * the new ones; the range is inside one frame and inside installed memory.
+ */
+export interface WriteTracker {
+  beforeWrite(pa: number, size: number): void;
+  afterWrite(pa: number, size: number): void;
+}
+
 export class PhysicalMemory {
   readonly size: number;
   private readonly own = new Map<number, DataView>();
@@ -74,6 +84,10 @@ export class PhysicalMemory {
   private readonly cacheOwned: Uint8Array;
   // Write watches: one range per owner (a CPU id), checked only while at least one is armed.
   private watchCount = 0;
+  /** Armed watches plus an attached tracker: while non-zero, every write takes the path that tells them. */
+  private slowWrites = 0;
+  /** See WriteTracker; attach with track(). */
+  private tracker: WriteTracker | undefined;
   private readonly watchStart: Float64Array;
   private readonly watchEnd: Float64Array;
   private watcher: WriteWatcher | undefined;
@@ -106,6 +120,7 @@ export class PhysicalMemory {
     if (this.watchCount !== 0) {
       this.watchStart.fill(-1);
       this.watchEnd.fill(-1);
+      this.slowWrites -= this.watchCount;
       this.watchCount = 0;
     }
     if (this.own.size === 0) return;
@@ -182,9 +197,27 @@ export class PhysicalMemory {
     return write ? this.frameForWrite(pfn) : this.frameForRead(pfn);
   }
 
-  /** Whether any write watch is armed (a write must then go through write() to notify). */
+  /** Whether any write watch is armed or a tracker attached (a write must then go through write() to tell them). */
   get watching(): boolean {
-    return this.watchCount !== 0;
+    return this.slowWrites !== 0;
+  }
+
+  /**
+   * Attaches `tracker` (undefined detaches it): from now on it is told of every write. Whoever holds frames from
+   * `frame()` drops them, as when the first watch is armed, so that no write bypasses it.
+   */
+  track(tracker: WriteTracker | undefined): void {
+    if (tracker === this.tracker) return;
+    if (this.tracker === undefined) this.slowWrites++;
+    if (tracker === undefined) this.slowWrites--;
+    this.tracker = tracker;
+    this.framesChanged();
+  }
+
+  /** The range owner `owner` watches, as [start, end), or [-1, -1] (the checker saves and restores watches). */
+  watchedRange(owner: number, out: Float64Array, at: number): void {
+    out[at] = this.watchStart[owner]!;
+    out[at + 1] = this.watchEnd[owner]!;
   }
 
   private frameForRead(pfn: number): DataView {
@@ -267,18 +300,21 @@ export class PhysicalMemory {
 
   write8(pa: number, value: number): void {
     if (!this.inRange(pa, 1)) return;
+    if (this.tracker !== undefined) this.tracker.beforeWrite(pa, 1);
     this.frameForWrite(Math.floor(pa / PAGE)).setUint8(pa & 0xfff, value);
-    if (this.watchCount !== 0) this.notify(pa, 1);
+    if (this.slowWrites !== 0) this.wrote(pa, 1);
   }
   write16(pa: number, value: number): void {
     if (!this.inRange(pa, 2)) return;
+    if (this.tracker !== undefined) this.tracker.beforeWrite(pa, 2);
     this.frameForWrite(Math.floor(pa / PAGE)).setUint16(pa & 0xfff, value, true);
-    if (this.watchCount !== 0) this.notify(pa, 2);
+    if (this.slowWrites !== 0) this.wrote(pa, 2);
   }
   write32(pa: number, value: number): void {
     if (!this.inRange(pa, 4)) return;
+    if (this.tracker !== undefined) this.tracker.beforeWrite(pa, 4);
     this.frameForWrite(Math.floor(pa / PAGE)).setUint32(pa & 0xfff, value >>> 0, true);
-    if (this.watchCount !== 0) this.notify(pa, 4);
+    if (this.slowWrites !== 0) this.wrote(pa, 4);
   }
   /** 64-bit write of a number (its low 53 bits are exact) or of two 32-bit halves via write32. */
   write64(pa: number, value: number): void {
@@ -288,15 +324,17 @@ export class PhysicalMemory {
       this.write32(pa + 4, highWord(value));
       return;
     }
+    if (this.tracker !== undefined) this.tracker.beforeWrite(pa, 8);
     const frame = this.frameForWrite(Math.floor(pa / PAGE));
     frame.setUint32(offset, value >>> 0, true);
     frame.setUint32(offset + 4, highWord(value), true);
-    if (this.watchCount !== 0) this.notify(pa, 8);
+    if (this.slowWrites !== 0) this.wrote(pa, 8);
   }
   write(pa: number, size: number, value: number): void {
-    // The common case first, as in read(): an aligned access inside installed memory, nobody spinning on it.
+    // The common case first, as in read(): an aligned access inside installed memory, nobody spinning on it and no
+    // tracker attached.
     const offset = pa & 0xfff;
-    if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size && this.watchCount === 0) {
+    if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size && this.slowWrites === 0) {
       writeFrame(this.frameForWrite(Math.floor(pa / PAGE)), offset, size, value);
       return;
     }
@@ -326,13 +364,14 @@ export class PhysicalMemory {
    */
   copy(src: number, dst: number, size: number): void {
     if (!this.inRange(dst, size)) return;
+    if (this.tracker !== undefined) this.tracker.beforeWrite(dst, size);
     const target = new Uint8Array(this.frameForWrite(Math.floor(dst / PAGE)).buffer, dst & 0xfff, size);
     if (this.inRange(src, size)) {
       target.set(new Uint8Array(this.frameForRead(Math.floor(src / PAGE)).buffer, src & 0xfff, size));
     } else {
       target.fill(0xff);
     }
-    if (this.watchCount !== 0) this.notify(dst, size);
+    if (this.slowWrites !== 0) this.wrote(dst, size);
   }
 
   /** A copy of a frame's bytes (for inspection and tests). */
@@ -354,6 +393,7 @@ export class PhysicalMemory {
     this.watchStart[owner] = pa;
     this.watchEnd[owner] = pa + size;
     if (armed) return;
+    this.slowWrites++;
     // Writes through frame() bypass the watches, so whoever holds frames drops them when the first is armed.
     if (this.watchCount++ === 0) this.framesChanged();
   }
@@ -361,9 +401,16 @@ export class PhysicalMemory {
   unwatch(owner: number): void {
     if (this.watchStart[owner]! >= 0) {
       this.watchCount--;
+      this.slowWrites--;
       this.watchStart[owner] = -1;
       this.watchEnd[owner] = -1;
     }
+  }
+
+  /** After a write on the slow path: the tracker, then the watches. */
+  private wrote(pa: number, size: number): void {
+    if (this.tracker !== undefined) this.tracker.afterWrite(pa, size);
+    if (this.watchCount !== 0) this.notify(pa, size);
   }
 
   private notify(pa: number, size: number): void {

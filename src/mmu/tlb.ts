@@ -48,6 +48,18 @@ export interface TlbEntry {
   readonly global: boolean;
 }
 
+/** A TLB's arrays, read-only (see Tlb.storage). */
+export interface TlbStorage {
+  readonly tag: Float64Array;
+  readonly frame: Float64Array;
+  readonly flags: Uint8Array;
+  readonly nextVictim: Uint32Array;
+  readonly largeBase: Float64Array;
+  readonly largeSize: Float64Array;
+  readonly largeFrame: Float64Array;
+  readonly largeFlags: Uint8Array;
+}
+
 /** The largest 4 KiB array a TLB may have: it is allocated up front, so the bound keeps a typo from costing GiBs. */
 export const MAX_TLB_ENTRIES = 65536;
 
@@ -320,6 +332,33 @@ export class Tlb {
       if (base >= 0) out.push(entry(base, this.largeFrame[j]!, this.largeSize[j]!, this.largeFlags[j]!));
     }
     return out;
+  }
+
+  /**
+   * Internal (the stateful checker, which hashes a TLB's contents): the arrays behind the entries, to read only.
+   * `tag` holds 4 KiB slots' virtual page numbers (-1: invalid), `largeBase` large slots' virtual bases (-1: invalid).
+   */
+  get storage(): TlbStorage {
+    this.arrays ??= {
+      tag: this.tag,
+      frame: this.frame,
+      flags: this.flags,
+      nextVictim: this.nextVictim,
+      largeBase: this.largeBase,
+      largeSize: this.largeSize,
+      largeFrame: this.largeFrame,
+      largeFlags: this.largeFlags,
+    };
+    return this.arrays;
+  }
+  private arrays: TlbStorage | undefined;
+
+  /** Internal (the stateful checker): valid large-page entries, and the large array's replacement pointer. */
+  get largeEntryCount(): number {
+    return this.largeCount;
+  }
+  get largeReplacement(): number {
+    return this.largeNextVictim;
   }
 
   /** Copies another TLB's contents and counters into this one (same geometry), for machine clones. */

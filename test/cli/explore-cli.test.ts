@@ -77,6 +77,7 @@ describe('x86slice explore', () => {
   it('--time-limit stops a long exhaustive search: not complete, and the result says the time limit stopped it', async () => {
     const args = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '--strategy', 'exhaustive'];
     const json = await cli(...args, '--time-limit', '0.5', '--json');
+    // A time limit picks the stateless search (the stateful one does not take one yet).
     expect(json.code).toBe(0);
     expect(JSON.parse(json.out)).toMatchObject({ complete: false, stoppedBy: 'time-limit', violations: [] });
     const text = await cli(...args, '--time-limit=0.5');
@@ -87,7 +88,8 @@ describe('x86slice explore', () => {
   }, 60_000);
 
   it('--json says stoppedBy budget when the budget ended the search', async () => {
-    const { out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--budget', '2', '--json');
+    const args = ['explore', 'stale-tlb', '--strategy', 'exhaustive', '--search', 'stateless', '--budget', '2'];
+    const { out } = await cli(...args, '--json');
     expect(JSON.parse(out)).toMatchObject({ executions: 2, complete: false, stoppedBy: 'budget' });
   });
 
@@ -96,6 +98,53 @@ describe('x86slice explore', () => {
     expect(code).toBe(0);
     expect(JSON.parse(out)).toMatchObject({ strategy: 'exhaustive', complete: true, violations: [] });
   });
+
+  it('--strategy exhaustive runs the stateful search and says so, with its figures', async () => {
+    const json = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--json');
+    const report = JSON.parse(json.out);
+    expect(report).toMatchObject({ search: 'stateful', complete: true, violations: [] });
+    for (const key of ['states', 'transitions', 'depth', 'seconds', 'statesPerSecond', 'bytesPerState']) {
+      expect(report[key], key).toBeGreaterThan(0);
+    }
+    expect(report.collisionProbability).toBeCloseTo(report.states ** 2 / 2 ** 65, 30);
+    const text = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive');
+    expect(text.out).toMatch(
+      /^explore stale-tlb \(reads=1\): exhaustive \(stateful search\), [\d,]+ states, [\d,]+ transitions, depth \d+, .* states\/s .*collision probability \d/,
+    );
+    expect(text.out).toContain('complete: every reachable state within the TLB-event budget was visited');
+  });
+
+  it('--search stateless, or a preemption bound, runs the stateless search', async () => {
+    for (const flags of [
+      ['--search', 'stateless'],
+      ['--preemptions', '1'],
+    ]) {
+      const { out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', ...flags, '--json');
+      expect(JSON.parse(out)).toMatchObject({ search: 'stateless', complete: true, executions: expect.any(Number) });
+    }
+  });
+
+  it("finds the naive stack migration's double fault with one TLB event allowed, and the schedule replays", async () => {
+    const args = ['explore', 'stack-migration', '-p', 'protocol=naive', '-p', 'rounds=3', '--strategy', 'exhaustive'];
+    const { code, out } = await cli(...args, '--tlb-events', '1', '--json');
+    expect(code).toBe(EXIT_VIOLATION);
+    const report = JSON.parse(out);
+    expect(report).toMatchObject({ search: 'stateful', complete: true });
+    const v = report.violations.find((x: { outcome: string }) => x.outcome === 'double-fault');
+    // The shortest double fault needs no event: the least interleaved run (replay's completion) is one.
+    expect(v.schedule).toBe('');
+    const replayed = await cli(
+      'replay',
+      'stack-migration',
+      '-p',
+      'protocol=naive',
+      '-p',
+      'rounds=3',
+      '--schedule',
+      v.schedule,
+    );
+    expect(replayed.code).toBe(EXIT_VIOLATION);
+  }, 120_000);
 });
 
 describe("a user's scenario module", () => {
@@ -259,6 +308,16 @@ describe('bad input is exit code 2, naming the value and the rule', () => {
     [['explore', 'pf-in-pf', '--budget=0x10'], "--budget '0x10' must be a decimal integer"],
     [['explore', 'pf-in-pf', '--budget', '5', '--budget', '6'], '--budget is given more than once'],
     [['explore', 'pf-in-pf', '--workers', '0'], "--workers '0' must be a decimal integer in 1..64 (worker threads)"],
+    [['explore', 'pf-in-pf', '--search', 'stateful'], '--search applies to --strategy exhaustive, not random'],
+    [['explore', 'pf-in-pf', '--strategy', 'exhaustive', '--search', 'bfs'], "--search 'bfs' must be one of"],
+    [
+      ['explore', 'pf-in-pf', '--strategy', 'exhaustive', '--search', 'stateful', '--preemptions', '1'],
+      '--preemptions applies to --search stateless',
+    ],
+    [
+      ['explore', 'pf-in-pf', '--strategy', 'exhaustive', '--search', 'stateful', '--workers', '2'],
+      '--workers applies to --search stateless',
+    ],
     [['explore', 'pf-in-pf', '--tlb-events', '-1'], 'Unknown option `-1`'],
     [['explore', 'pf-in-pf', '--seed', '1.5'], "--seed '1.5' must be a decimal integer in 0..4294967295"],
     [['explore', 'pf-in-pf', '-p', 'df-ist=7'], 'parameter df-ist=7 must be an integer in 0..2'],

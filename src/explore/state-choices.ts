@@ -1,0 +1,98 @@
+import type { Machine } from '../machine/machine.ts';
+import type { Choice } from './choices.ts';
+
+// The choices at a state of the stateful search: the same set, in the same order, as choicesOf() (choices.ts)
+// gives, read from the TLBs' arrays rather than their entry lists, into an array the search reuses, with each
+// delivery and TLB-event choice made once (a search offers the same few at many of its millions of states).
+
+const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.freeze({ cpu }));
+
+/** Delivery and TLB-event choices, made once each (a search offers the same few at many states), by CPU and key. */
+const deliveries: Map<number | 'nmi', Choice>[] = [];
+const evictions: Map<number, Choice>[] = [];
+const fills: Map<number, Choice>[] = [];
+
+/** The map at `table[cpu]`, made on first use. */
+function mapOf<K>(table: Map<K, Choice>[], cpu: number): Map<K, Choice> {
+  let map = table[cpu];
+  if (map === undefined) {
+    map = new Map();
+    table[cpu] = map;
+  }
+  return map;
+}
+
+function deliveryChoice(cpu: number, deliver: 'nmi' | number): Choice {
+  const known = mapOf(deliveries, cpu);
+  let c = known.get(deliver);
+  if (c === undefined) {
+    c = Object.freeze({ cpu, deliver });
+    known.set(deliver, c);
+  }
+  return c;
+}
+
+function tlbChoice(cpu: number, tlb: 'evict' | 'fill', va: number): Choice {
+  const table = tlb === 'evict' ? evictions : fills;
+  const known = mapOf(table, cpu);
+  let c = known.get(va);
+  if (c === undefined) {
+    c = Object.freeze({ cpu, tlb, va });
+    known.set(va, c);
+  }
+  return c;
+}
+
+/** Per CPU, the 4 KiB pages its TLB holds (scratch for stateChoices). */
+const held: number[][] = [];
+const inUse: number[] = [];
+
+function insertSorted(list: number[], va: number): void {
+  let i = list.length;
+  while (i > 0 && list[i - 1]! > va) i--;
+  if (list[i - 1] !== va) list.splice(i, 0, va);
+}
+
+/**
+ * The choices at this state into `out` (emptied first), as choicesOf() gives them: CPUs in id order, deliveries
+ * oldest first, then TLB events (each CPU's evictions of the 4 KiB pages it holds, then fills of pages another CPU
+ * holds), read from the TLBs' arrays rather than their entry lists.
+ */
+export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): Choice[] {
+  if (out.length !== 0) out.length = 0;
+  for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
+  const inFlight = m.ipiBus.inFlight;
+  if (inFlight.length === 0 && tlbLeft === 0) return out;
+  const deliveries = out.length;
+  for (const ipi of inFlight) {
+    const c = deliveryChoice(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
+    let known = false;
+    for (let i = deliveries; i < out.length; i++) if (out[i] === c) known = true;
+    if (!known) out.push(c);
+  }
+  if (tlbLeft > 0 && out.length > 0) {
+    if (inUse.length !== 0) inUse.length = 0;
+    for (const cpu of m.cpus) {
+      let pages = held[cpu.id];
+      if (pages === undefined) {
+        pages = [];
+        held[cpu.id] = pages;
+      }
+      if (pages.length !== 0) pages.length = 0;
+      const tag = cpu.tlb.storage.tag;
+      for (let i = 0; i < tag.length; i++) {
+        const vpn = tag[i]!;
+        if (vpn < 0) continue;
+        insertSorted(pages, vpn * 4096);
+        insertSorted(inUse, vpn * 4096);
+      }
+    }
+    for (const cpu of m.cpus) {
+      if (!cpu.started) continue;
+      const mine = held[cpu.id]!;
+      for (const va of mine) out.push(tlbChoice(cpu.id, 'evict', va));
+      for (const va of inUse) if (!mine.includes(va)) out.push(tlbChoice(cpu.id, 'fill', va));
+    }
+  }
+  return out;
+}

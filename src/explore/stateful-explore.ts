@@ -1,0 +1,99 @@
+import type { Machine } from '../machine/machine.ts';
+import { formatSchedule } from '../machine/schedule.ts';
+import { checkContract } from './contract-check.ts';
+import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
+import { minimise, replay } from './replay.ts';
+import { StatefulSearch } from './stateful.ts';
+import { collisionProbability } from './visited-set.ts';
+
+// explore() with `search: 'stateful'`: the search on one machine from `build`, then the contract check on a sample
+// of its paths, then each violation's schedule minimised and replayed for its message, as the stateless search's are.
+
+/** How many paths the contract check runs again at most (taken at 64, 128, 256, ... states). */
+const CONTRACT_SAMPLES = 16;
+
+/** What explore() hands the stateful search (its options, checked). */
+export interface StatefulExploreOptions {
+  readonly maxSteps: number;
+  readonly tlbEvents: number;
+  readonly check: FinalCheck | undefined;
+  readonly invariant: StateInvariant | undefined;
+  /** States to store at most. */
+  readonly budget: number;
+  readonly onProgress: ((states: number, budget: number) => void) | undefined;
+}
+
+/** A violation as explore() reports it (explore.ts's Violation). */
+interface Found {
+  readonly kind: ViolationKind;
+  readonly schedule: string;
+  /** Entries in the schedule (explore.ts's Violation.scheduleLength); `steps` is its deprecated alias. */
+  readonly scheduleLength: number;
+  readonly steps: number;
+  readonly message?: string;
+}
+
+/** The stateful search's result, in explore()'s terms (explore.ts's ExploreResult). */
+export interface StatefulExploreResult {
+  readonly strategy: 'exhaustive';
+  readonly search: 'stateful';
+  readonly executions: number;
+  readonly steps: number;
+  readonly complete: boolean;
+  /** The budget of states (or the step bound) ended the search with work left. */
+  readonly stoppedBy?: 'budget';
+  readonly distinctStates: number;
+  readonly violations: readonly Found[];
+  readonly states: number;
+  readonly transitions: number;
+  readonly depth: number;
+  readonly visitedBytes: number;
+  readonly collisionProbability: number;
+}
+
+export function exploreStateful(build: () => Machine, r: StatefulExploreOptions): StatefulExploreResult {
+  const search = new StatefulSearch(build, {
+    maxSteps: r.maxSteps,
+    tlbEvents: r.tlbEvents,
+    check: r.check,
+    invariant: r.invariant,
+    maxStates: r.budget,
+    samples: CONTRACT_SAMPLES,
+    ...(r.onProgress ? { progress: (states: number) => r.onProgress!(states, r.budget) } : {}),
+  });
+  const result = search.run();
+  checkContract(build, result.samples);
+  const o = {
+    maxSteps: r.maxSteps,
+    ...(r.check ? { check: r.check } : {}),
+    ...(r.invariant ? { invariant: r.invariant } : {}),
+  };
+  const violations = result.violations
+    .map((v): Found => {
+      const entries = minimise(build, v.schedule, v.kind!, o);
+      const again = replay(build, entries, o);
+      return {
+        kind: v.kind!,
+        schedule: formatSchedule(entries),
+        scheduleLength: entries.length,
+        steps: entries.length,
+        ...(again.message === undefined ? {} : { message: again.message }),
+      };
+    })
+    .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
+  return {
+    strategy: 'exhaustive',
+    search: 'stateful',
+    executions: result.finalStates,
+    steps: result.transitions,
+    complete: result.complete,
+    ...(result.complete ? {} : { stoppedBy: 'budget' as const }),
+    distinctStates: result.finalStates,
+    violations,
+    states: result.states,
+    transitions: result.transitions,
+    depth: result.depth,
+    visitedBytes: result.visitedBytes,
+    collisionProbability: collisionProbability(result.states),
+  };
+}

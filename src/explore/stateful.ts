@@ -1,0 +1,335 @@
+import type { Machine } from '../machine/machine.ts';
+import type { ScheduleEntry } from '../machine/schedule.ts';
+import { type Choice, isTlbEvent } from './choices.ts';
+import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
+import { Checkpoint, MachineState } from './machine-state.ts';
+import { stateChoices } from './state-choices.ts';
+import { VisitedSet } from './visited-set.ts';
+
+// The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
+// visited set of 64-bit fingerprints, so that every path reaching a state seen before is cut there, as in SPIN and
+// TLC. With no preemption bound it reaches every state reachable within the TLB-event budget: a clean result is a
+// proof within that budget, up to the fingerprints' collision probability (visited-set.ts).
+//
+// A state is the machine's (machine-state.ts): memory, CPUs, TLBs, APICs, IPIs in flight, the kernel's bookkeeping
+// and the programs' histories (programs.ts), plus the TLB events left. Going back to a state on the current path
+// (to take its next choice) rolls memory back with an undo log and puts the rest back from a checkpoint: no step is
+// executed again, and no generator either (their outcomes are cached by history).
+//
+// At each state the choices are those every strategy has (choices.ts): CPUs that can move, IPIs in flight, TLB
+// events while the budget lasts. A state with none ends a run; it is classified as a run's end is (execution.ts),
+// and counts as a final state. A state where a CPU stopped ends the path too.
+
+export interface StatefulOptions {
+  readonly maxSteps: number;
+  readonly tlbEvents: number;
+  readonly check: FinalCheck | undefined;
+  readonly invariant: StateInvariant | undefined;
+  /** States to store at most; the search is incomplete when it stops there. */
+  readonly maxStates: number;
+  /** Paths kept for the contract check at most, taken when 64, 128, 256, ... states have been reached. */
+  readonly samples: number;
+  readonly progress?: (states: number) => void;
+  /**
+   * How the search goes back to a state on its path: `checkpoint` (undo log and checkpoints; the default) or
+   * `replay`, building the machine again and taking the path's choices from the start, as the stateless search
+   * does (kept to measure the one against the other: bench/stateful.mjs).
+   */
+  readonly restore?: 'checkpoint' | 'replay';
+}
+
+/** A path the contract check runs again: its entries and, per depth, the fingerprint and its parts. */
+export interface Sample {
+  readonly entries: readonly ScheduleEntry[];
+  /** Fingerprint lanes per depth (0: the initial state), two per depth. */
+  readonly fingerprints: Int32Array;
+  /** TLB events left per depth. */
+  readonly tlbLeft: Int32Array;
+  /** The fingerprint's parts per depth (see MachineState.partNames). */
+  readonly parts: readonly Int32Array[];
+}
+
+export interface StatefulResult {
+  /** Distinct states reached (stored in the visited set). */
+  readonly states: number;
+  /** Choices taken: each leads to a new state or to one seen before. */
+  readonly transitions: number;
+  /** The longest path the search held (its depth-first stack). */
+  readonly depth: number;
+  /** States where the run ends (no choice left, or a CPU stopped). */
+  readonly finalStates: number;
+  /** Per kind, the violation reached by the shortest path found. */
+  readonly violations: readonly Execution[];
+  /** Every reachable state was visited (not cut by maxStates or maxSteps). */
+  readonly complete: boolean;
+  readonly visitedBytes: number;
+  readonly samples: readonly Sample[];
+  /** Program outcomes computed (cache misses), generators made again, generator resumes. */
+  readonly programOutcomes: number;
+  readonly generatorsRemade: number;
+  readonly generatorResumes: number;
+  /** Memory's hash as built: a re-run starts from it. */
+  readonly initialMemory: readonly [number, number];
+  /** With `restore: 'replay'`: the restores made by replay, and the steps they took. */
+  readonly replays: number;
+  readonly replayedSteps: number;
+}
+
+/** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
+interface Frame {
+  readonly checkpoint: Checkpoint;
+  readonly choices: Choice[];
+  next: number;
+  tlbLeft: number;
+}
+
+/** The schedule entry of a choice (as applyChoice returns it). */
+export function entryOf(c: Choice): ScheduleEntry {
+  if ('deliver' in c) return { cpu: c.cpu, deliver: c.deliver };
+  if ('tlb' in c) return { cpu: c.cpu, tlb: c.tlb, va: c.va };
+  return c.cpu;
+}
+
+/** Takes choice `c` on `m`, telling `state` before a step and after any choice. */
+export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: boolean): void {
+  if ('deliver' in c) {
+    m.deliverIpi(c.cpu, c.deliver);
+    state.afterChoice(-1);
+  } else if ('tlb' in c) {
+    if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
+    else m.fillTlb(c.cpu, c.va);
+    state.afterChoice(-1);
+  } else {
+    if (drive) state.beforeStep(c.cpu);
+    m.step(c.cpu);
+    state.afterChoice(c.cpu);
+  }
+}
+
+export class StatefulSearch {
+  private readonly visited = new VisitedSet();
+  /**
+   * The states on the depth-first stack, for cycles (a step back to one): per bucket of the fingerprint's low 16
+   * bits, how many are on the stack (so most revisits need no look at the stack).
+   */
+  private readonly onStack = new Uint16Array(1 << 16);
+  /** Frames by depth, reused (the stack holds frames[0..depth)). */
+  private readonly framePool: Frame[] = [];
+  private machine!: Machine;
+  private initialMemory: readonly [number, number] = [0, 0];
+  /** Restores by replay (the measured alternative), and the steps they took. */
+  private replays = 0;
+  private replayedSteps = 0;
+  private readonly frames: Frame[] = [];
+  private transitions = 0;
+  private depth = 0;
+  private finalStates = 0;
+  private complete = true;
+  private readonly best = new Map<string, Execution>();
+  private readonly samples: Sample[] = [];
+  private nextSample = 64;
+  private state!: MachineState;
+
+  constructor(
+    private readonly build: () => Machine,
+    private readonly o: StatefulOptions,
+  ) {}
+
+  run(): StatefulResult {
+    this.machine = this.build();
+    this.state = new MachineState(this.machine, { drive: true });
+    const initialMemory: readonly [number, number] = [this.state.memory.sumA, this.state.memory.sumB];
+    this.initialMemory = initialMemory;
+    try {
+      this.state.fingerprint(this.o.tlbEvents);
+      this.visited.add(this.state.fpA, this.state.fpB);
+      this.reached(this.o.tlbEvents, undefined);
+      this.search();
+    } finally {
+      this.state.detach();
+    }
+    const p = this.state.programs.outcomes;
+    return {
+      states: this.visited.size,
+      transitions: this.transitions,
+      depth: this.depth,
+      finalStates: this.finalStates,
+      violations: [...this.best.values()],
+      complete: this.complete,
+      visitedBytes: this.visited.bytes,
+      samples: this.samples,
+      programOutcomes: p.misses,
+      generatorsRemade: p.remade,
+      generatorResumes: p.resumed,
+      initialMemory,
+      replays: this.replays,
+      replayedSteps: this.replayedSteps,
+    };
+  }
+
+  /** Goes back to frame `f`'s state by building the machine again and taking the path's choices up to it. */
+  private replayTo(f: Frame): void {
+    this.state.detach();
+    this.machine = this.build();
+    this.state = new MachineState(this.machine, { drive: true, initialMemory: this.initialMemory });
+    for (const g of this.frames) {
+      if (g === f) break;
+      takeChoice(this.machine, this.state, g.choices[g.next - 1]!, true);
+      this.replayedSteps++;
+    }
+    this.replays++;
+  }
+
+  /** Leaves the top frame. */
+  private pop(): void {
+    const f = this.frames.pop()!;
+    this.onStack[f.checkpoint.fpA & 0xffff]!--;
+  }
+
+  /** The depth of the state with fingerprint a:b on the stack, or -1. */
+  private stackDepth(a: number, b: number): number {
+    if (this.onStack[a & 0xffff] === 0) return -1;
+    for (let d = 0; d < this.frames.length; d++) {
+      const c = this.frames[d]!.checkpoint;
+      if (c.fpA === a && c.fpB === b) return d;
+    }
+    return -1;
+  }
+
+  /**
+   * A step back to a state on the stack, at `depth`: a cycle, so some run can go on forever. It is a `step-bound`
+   * violation (the stateless search would hit the step bound on it), with a schedule that goes round the cycle
+   * until the bound.
+   */
+  private cycle(depth: number): void {
+    const path = this.path();
+    const loop = path.slice(depth);
+    const entries = path.slice(0, depth);
+    while (entries.length < this.o.maxSteps + 1) entries.push(...loop);
+    const best = this.best.get('step-bound');
+    if (best && best.schedule.length <= entries.length) return;
+    this.best.set('step-bound', {
+      schedule: entries,
+      kind: 'step-bound',
+      message: `a cycle: the state after entry ${path.length} is the one after entry ${depth}, so a run can go on forever`,
+    });
+  }
+
+  private search(): void {
+    const frames = this.frames;
+    const replay = this.o.restore === 'replay';
+    /** The frame whose state the machine is in, if any (after a step to a state seen before: none). */
+    let at: Frame | undefined = frames[frames.length - 1];
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1]!;
+      if (f.next >= f.choices.length) {
+        this.pop();
+        continue;
+      }
+      const c = f.choices[f.next++]!;
+      if (at !== f) {
+        if (replay) this.replayTo(f);
+        else this.state.restore(f.checkpoint);
+      }
+      const state = this.state;
+      takeChoice(this.machine, state, c, true);
+      this.transitions++;
+      const tlbLeft = f.tlbLeft - (isTlbEvent(c) ? 1 : 0);
+      state.fingerprint(tlbLeft);
+      at = undefined;
+      if (!this.visited.add(state.fpA, state.fpB)) {
+        const depth = this.stackDepth(state.fpA, state.fpB);
+        if (depth >= 0) this.cycle(depth);
+        continue;
+      }
+      if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
+      if (this.visited.size >= this.o.maxStates) {
+        this.complete = false;
+        return;
+      }
+    }
+  }
+
+  /**
+   * A new state, reached by choice `c` from the top frame (undefined: the initial state): classify it, and push a
+   * frame for it when it has choices. Returns whether it pushed one.
+   */
+  private reached(tlbLeft: number, c: Choice | undefined): boolean {
+    const m = this.machine;
+    const depth = this.frames.length;
+    const states = this.visited.size;
+    if (states >= this.nextSample) {
+      this.nextSample *= 2;
+      if (this.samples.length < this.o.samples) this.sample(c);
+    }
+    if (this.o.progress && (states & 0x3fff) === 0) this.o.progress(states);
+    if (this.o.invariant && !this.o.invariant(m)) {
+      this.note({ kind: 'invariant', message: 'the state invariant is false' });
+      return false;
+    }
+    if (m.firstStop !== undefined) {
+      this.finalStates++;
+      this.note(classify(m, false, this.o.check));
+      return false;
+    }
+    let frame = this.framePool[depth];
+    const choices = stateChoices(m, tlbLeft, frame?.choices ?? []);
+    if (choices.length === 0) {
+      this.finalStates++;
+      this.note(classify(m, false, this.o.check));
+      return false;
+    }
+    if (depth >= this.o.maxSteps) {
+      this.complete = false;
+      this.note({ kind: 'step-bound', message: undefined });
+      return false;
+    }
+    if (frame === undefined) {
+      frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft };
+      this.framePool[depth] = frame;
+    }
+    frame.next = 0;
+    frame.tlbLeft = tlbLeft;
+    this.state.save(frame.checkpoint);
+    this.onStack[frame.checkpoint.fpA & 0xffff]!++;
+    this.frames.push(frame);
+    if (this.frames.length > this.depth) this.depth = this.frames.length;
+    return true;
+  }
+
+  /** The entries of the path to the state just reached (the top frame's choice last). */
+  private path(): ScheduleEntry[] {
+    const entries: ScheduleEntry[] = [];
+    for (const f of this.frames) entries.push(entryOf(f.choices[f.next - 1]!));
+    return entries;
+  }
+
+  /** A violation (or none) at the state just reached: kept when it is the shortest of its kind so far. */
+  private note(r: Omit<Execution, 'schedule'>): void {
+    if (r.kind === undefined) return;
+    const best = this.best.get(r.kind);
+    if (best && best.schedule.length <= this.frames.length) return;
+    this.best.set(r.kind, { schedule: this.path(), kind: r.kind, message: r.message });
+  }
+
+  /** Keeps the path to the state just reached, with the fingerprints along it, for the contract check. */
+  private sample(c: Choice | undefined): void {
+    const entries = this.path();
+    const n = entries.length + 1;
+    const fingerprints = new Int32Array(2 * n);
+    const tlbLeft = new Int32Array(n);
+    const parts: Int32Array[] = [];
+    this.frames.forEach((f, k) => {
+      fingerprints[2 * k] = f.checkpoint.fpA;
+      fingerprints[2 * k + 1] = f.checkpoint.fpB;
+      tlbLeft[k] = f.tlbLeft;
+      parts.push(f.checkpoint.parts.slice());
+    });
+    parts.push(this.state.parts.slice());
+    fingerprints[2 * (n - 1)] = this.state.fpA;
+    fingerprints[2 * (n - 1) + 1] = this.state.fpB;
+    const last = this.frames[this.frames.length - 1];
+    tlbLeft[n - 1] = c === undefined ? this.o.tlbEvents : (last?.tlbLeft ?? this.o.tlbEvents) - (isTlbEvent(c) ? 1 : 0);
+    this.samples.push({ entries, fingerprints, tlbLeft, parts });
+  }
+}
