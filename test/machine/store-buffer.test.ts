@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Program } from '../../src/cpu/assembler.ts';
-import { replay } from '../../src/explore/explore.ts';
+import { explore, replay } from '../../src/explore/explore.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatSchedule, parseSchedule } from '../../src/machine/schedule.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
@@ -199,6 +199,24 @@ describe('runs with store buffers', () => {
         yield a.store(y, 8, 1);
       });
       expect(m.run({ schedule }).outcome).toBe('ok');
+    }
+  });
+});
+
+describe('the checker and store buffers', () => {
+  it('explore refuses a machine with store buffers or paging-structure caches, naming them, until it can search them', () => {
+    for (const config of [{ storeBuffer: 2 }, { pagingStructureCaches: 4 }]) {
+      const build = () => {
+        const m = Machine.create({ cpus: 1, ...config });
+        m.load(0, function* (a) {
+          yield a.pause();
+        });
+        return m;
+      };
+      expect(() => explore(build, { strategy: 'exhaustive' })).toThrow(
+        /explore cannot yet search a machine with store/,
+      );
+      expect(() => explore(build, { strategy: 'exhaustive', search: 'stateful' })).toThrow(InputError);
     }
   });
 });
