@@ -46,6 +46,8 @@ export { RIP_STRIDE, STATE_NAMES, STATUS, STEP_KIND, type StepKind } from './sta
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
 /** From here up, RSP is at the top of the upper half or non-canonical: see boundaryStackAccess. */
 const STACK_TOP = NON_CANONICAL - 8;
+/** %GeneratorPrototype%.next, aliased here: every step resumes a program through it. */
+const resumeProgram = generatorNext;
 const { PUSH: OP_PUSH, POP: OP_POP, LOAD: OP_LOAD } = OP;
 const { USER: ACCESS_USER, STACK: ACCESS_STACK } = ACCESS;
 const { IF: RFLAGS_IF } = RFLAGS;
@@ -361,7 +363,7 @@ export class Cpu implements CpuCore {
     try {
       // Through the one %GeneratorPrototype%.next rather than top.gen.next: each program's generators have their
       // own map, so the property lookup went megamorphic as soon as a machine had run a few programs.
-      next = generatorNext.call(top.gen, top.resume);
+      next = resumeProgram.call(top.gen, top.resume);
     } catch (error) {
       return programThrew(this, error);
     }
