@@ -1,6 +1,7 @@
 import type { Program } from '../cpu/assembler.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
+import { PageAllocator } from './page-alloc.ts';
 import { VmapAreas } from './vmap-areas.ts';
 
 // The kernel's state beside the machine: the zone's buddy allocator, the vmap areas, init_mm's top-level table,
@@ -52,7 +53,19 @@ function emptyTimings(): KernelTimings {
 }
 
 /** Owner tags the allocator records, so a frame says what it is. */
-export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3, PAGE_CACHE: 4, SLAB: 5, COMPACTION: 6 } as const;
+export const OWNER = {
+  PAGE_TABLE: 1,
+  VMALLOC: 2,
+  OTHER: 3,
+  /** A file page (page cache): on the LRU, reclaimable and movable. */
+  PAGE_CACHE: 4,
+  SLAB: 5,
+  COMPACTION: 6,
+  /** An anonymous page: on the LRU and movable, not reclaimable (no swap in the model). */
+  ANON: 7,
+  /** A reclaimable slab page (dentries, inodes: GFP_KERNEL | __GFP_RECLAIMABLE). */
+  SLAB_RECLAIMABLE: 8,
+} as const;
 
 export class Kernel {
   constructor(
@@ -73,7 +86,19 @@ export class Kernel {
     readonly log: string[] = [],
     /** Functions smp_call_function_many has been given, by the number a csd holds. */
     readonly callFunctions: Program<[number]>[] = [],
-  ) {}
+  ) {
+    this.pages = new PageAllocator(zone, { cpus });
+    // PageLRU pages are movable (move_freepages() counts them, compaction isolates them). A clone's zone has them
+    // already: it is not written (its arrays stay shared copy-on-write).
+    if (zone.movableOwners[OWNER.PAGE_CACHE] !== 1 || zone.movableOwners[OWNER.ANON] !== 1) {
+      zone.writable();
+      zone.movableOwners[OWNER.PAGE_CACHE] = 1;
+      zone.movableOwners[OWNER.ANON] = 1;
+    }
+  }
+
+  /** The page allocator over the zone: per-CPU lists, watermarks, compaction state, counters (page-alloc.ts). */
+  pages: PageAllocator;
 
   /**
    * Whether kernel routines time themselves with RDTSC (a timed run: `run({ schedule: 'timed' })` with this set,
@@ -93,6 +118,7 @@ export class Kernel {
    */
   restore(from: Kernel): void {
     this.zone.restore(from.zone);
+    this.pages.restore(from.pages);
     this.vmap.restore(from.vmap);
     this.current.splice(0, this.current.length, ...from.current);
     this.log.splice(0, this.log.length, ...from.log);
@@ -118,6 +144,7 @@ export class Kernel {
       [...this.log],
       [...this.callFunctions],
     );
+    c.pages = this.pages.clone(c.zone);
     c.timing = this.timing;
     copyMap(c.pageCache, this.pageCache);
     copyMap(c.pageCacheById, this.pageCacheById);
