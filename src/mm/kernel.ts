@@ -1,15 +1,18 @@
 import type { Program } from '../cpu/assembler.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
+import { LruLists } from './lru.ts';
+import type { MigrationProtocol } from './migrate.ts';
 import { PageAllocator } from './page-alloc.ts';
+import { emptyVmallocStats, type VmallocStats } from './vmalloc.ts';
 import { VmapAreas } from './vmap-areas.ts';
 
 // The kernel's state beside the machine: the zone's buddy allocator, the vmap areas, init_mm's top-level table,
 // and the policies a booted kernel was configured with. Programs change it only through `atomic` steps.
 
 /** How vmalloc backs an area (DESIGN.md "Kernel layer"). */
-export type VmallocPolicy = 'order0' | 'high-order' | 'huge';
-export const VMALLOC_POLICIES: readonly VmallocPolicy[] = ['order0', 'high-order', 'huge'];
+export type VmallocPolicy = 'order0' | 'high-order' | 'huge' | 'high-order+migratable';
+export const VMALLOC_POLICIES: readonly VmallocPolicy[] = ['order0', 'high-order', 'huge', 'high-order+migratable'];
 /** How other mms learn of vmalloc's top-level entries: vmalloc_fault (pre-5.8) or preallocated tables (5.9+). */
 export type VmallocSync = 'lazy-fault' | 'preallocated';
 export const VMALLOC_SYNCS: readonly VmallocSync[] = ['lazy-fault', 'preallocated'];
@@ -88,6 +91,7 @@ export class Kernel {
     readonly callFunctions: Program<[number]>[] = [],
   ) {
     this.pages = new PageAllocator(zone, { cpus });
+    this.lru = new LruLists(zone.firstPfn, zone.frames);
     // PageLRU pages are movable (move_freepages() counts them, compaction isolates them). A clone's zone has them
     // already: it is not written (its arrays stay shared copy-on-write).
     if (zone.movableOwners[OWNER.PAGE_CACHE] !== 1 || zone.movableOwners[OWNER.ANON] !== 1) {
@@ -99,6 +103,16 @@ export class Kernel {
 
   /** The page allocator over the zone: per-CPU lists, watermarks, compaction state, counters (page-alloc.ts). */
   pages: PageAllocator;
+  /**
+   * The protocol compaction moves vmalloc pages with when they are movable (the `high-order+migratable` policy
+   * sets `migration-entry` at boot); undefined: vmalloc pages are not movable.
+   */
+  migrateProtocol: MigrationProtocol | undefined = undefined;
+  /** What vmalloc did (vmalloc.ts). */
+  vmallocStats: VmallocStats = emptyVmallocStats();
+  /** vmap_lazy_nr: pages of vfree()d areas waiting for the purge, and the purges so far (vmalloc-purge.ts). */
+  vmapLazyNr = 0;
+  vmapPurges = 0;
 
   /**
    * Whether kernel routines time themselves with RDTSC (a timed run: `run({ schedule: 'timed' })` with this set,
@@ -107,9 +121,13 @@ export class Kernel {
   timing = false;
   /** What the routines measured while `timing` was on. */
   timings: KernelTimings = emptyTimings();
-  /** Page-cache pages (movable: compaction may move them): frame -> page id, and id -> frame. */
-  readonly pageCache = new Map<number, number>();
-  readonly pageCacheById = new Map<number, number>();
+  /**
+   * The LRU lists: page-cache pages (movable and reclaimable) and anonymous pages (movable; no swap), oldest first,
+   * each with its id (lru.ts, page-cache.ts).
+   */
+  lru: LruLists;
+  /** vmalloc pages by frame: the address each backs (for compaction's migrate scanner). */
+  readonly vmallocPages = new Map<number, number>();
 
   /**
    * Returns this kernel object to `from`'s state in place. Kernel programs and handlers close over the kernel they
@@ -119,14 +137,22 @@ export class Kernel {
   restore(from: Kernel): void {
     this.zone.restore(from.zone);
     this.pages.restore(from.pages);
+    this.lru.restore(from.lru);
+    this.migrateProtocol = from.migrateProtocol;
+    this.vmallocStats = { ...from.vmallocStats };
+    this.vmapLazyNr = from.vmapLazyNr;
+    this.vmapPurges = from.vmapPurges;
     this.vmap.restore(from.vmap);
     this.current.splice(0, this.current.length, ...from.current);
     this.log.splice(0, this.log.length, ...from.log);
     this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
     this.timing = from.timing;
     this.timings = emptyTimings();
-    copyMap(this.pageCache, from.pageCache);
-    copyMap(this.pageCacheById, from.pageCacheById);
+    this.copyPageMaps(this, from);
+  }
+
+  private copyPageMaps(to: Kernel, from: Kernel): void {
+    copyMap(to.vmallocPages, from.vmallocPages);
   }
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
@@ -145,9 +171,13 @@ export class Kernel {
       [...this.callFunctions],
     );
     c.pages = this.pages.clone(c.zone);
+    c.lru = this.lru.clone();
+    c.migrateProtocol = this.migrateProtocol;
+    c.vmallocStats = { ...this.vmallocStats };
+    c.vmapLazyNr = this.vmapLazyNr;
+    c.vmapPurges = this.vmapPurges;
     c.timing = this.timing;
-    copyMap(c.pageCache, this.pageCache);
-    copyMap(c.pageCacheById, this.pageCacheById);
+    this.copyPageMaps(c, this);
     return c;
   }
 }

@@ -157,12 +157,13 @@ export class PerCpuPages {
         list = p.lists[index]!;
       } while (list.length === 0);
       const order = pindexToOrder(index);
-      do {
-        const i = list.shift()!;
+      // From the tail (the array's start), as many as this list gives before `left` is used up: one splice.
+      const taken = list.splice(0, Math.min(list.length, Math.ceil(left / (1 << order))));
+      for (const i of taken) {
         left -= 1 << order;
         p.count -= 1 << order;
         zone.freeOne(i, order, zone.migratetype[i]!);
-      } while (left > 0 && list.length > 0);
+      }
     }
   }
 
