@@ -137,7 +137,10 @@ function* slowpath(
     if (progress > 0) {
       pfn = yield* attempt(x, kernel, gfp, order, allocFlags, owner, onAlloc);
       if (pfn >= 0) return pfn;
-      yield x.atomic(LOCK.ZONE, () => (pages.pcp.drainAll(kernel.zone), 0));
+      yield x.atomic(LOCK.ZONE, () => {
+        pages.pcp.drainAll(kernel.zone);
+        return 0;
+      });
       pfn = yield* attempt(x, kernel, gfp, order, allocFlags, owner, onAlloc);
       if (pfn >= 0) return pfn;
     }
@@ -180,7 +183,10 @@ function* slowpath(
 }
 
 function* fail(x: Assembler, kernel: Kernel): KernelProgram<number> {
-  yield x.atomic(LOCK.STATS, () => (kernel.pages.vmstat.allocfail++, 0));
+  yield x.atomic(LOCK.STATS, () => {
+    kernel.pages.vmstat.allocfail++;
+    return 0;
+  });
   return -1;
 }
 
@@ -202,7 +208,10 @@ function* directCompact(
   const pages = kernel.pages;
   const r = yield* tryToCompactPages(x, kernel, gfp, order, priority);
   if (r.result === COMPACT.SKIPPED || r.result === COMPACT.DEFERRED) return { pfn: -1, result: r.result };
-  yield x.atomic(LOCK.STATS, () => (pages.vmstat.compactstall++, 0));
+  yield x.atomic(LOCK.STATS, () => {
+    pages.vmstat.compactstall++;
+    return 0;
+  });
   const pfn = yield* attempt(x, kernel, gfp, order, allocFlags, owner, onAlloc);
   yield x.atomic(LOCK.ZONE, () => {
     if (pfn >= 0) {
@@ -253,7 +262,10 @@ export function* allocPagesBatch(
 /** __free_pages(): the block goes to this CPU's per-CPU list, or the buddy lists for other orders. */
 export function* freePages(x: Assembler, kernel: Kernel, pfn: number, order: number): KernelProgram<void> {
   const cpu = x.cpuId;
-  yield x.atomic(LOCK.ZONE, () => (kernel.pages.free(cpu, pfn, order), 0));
+  yield x.atomic(LOCK.ZONE, () => {
+    kernel.pages.free(cpu, pfn, order);
+    return 0;
+  });
 }
 
 /**

@@ -91,7 +91,7 @@ function check(kernel: Kernel, options: CompactOptions) {
 }
 
 /** compact_control for compact_zone_order() at `priority` (or compact_memory for order -1). */
-function control(kernel: Kernel, order: number, priority: number, gfp: number, direct: boolean, vmalloc: boolean) {
+function control(order: number, priority: number, gfp: number, direct: boolean, vmalloc: boolean) {
   const full = priority === MIN_COMPACT_PRIORITY || order < 0;
   const cc: CompactControl = {
     order,
@@ -115,7 +115,7 @@ function control(kernel: Kernel, order: number, priority: number, gfp: number, d
 /** Compacts the zone (compact_memory, or for `order`); see CompactOptions. */
 export function* compactZone(x: Assembler, kernel: Kernel, options: CompactOptions = {}): KernelProgram<CompactResult> {
   const o = check(kernel, options);
-  const cc = control(kernel, o.order, o.priority, o.gfp, o.order >= 0, o.protocol !== undefined);
+  const cc = control(o.order, o.priority, o.gfp, o.order >= 0, o.protocol !== undefined);
   return yield* runCompaction(x, kernel, cc, o);
 }
 
@@ -166,12 +166,19 @@ function* runCompaction(
       const copied: { pfn: number; target: number }[] = [];
       while (cc.migratepages.length > 0) {
         const page = cc.migratepages.shift()!;
-        if (cc.freepages.length === 0) yield x.atomic(LOCK.ZONE, () => (isolateFreepages(kernel, cc), 0));
+        if (cc.freepages.length === 0)
+          yield x.atomic(LOCK.ZONE, () => {
+            isolateFreepages(kernel, cc);
+            return 0;
+          });
         const target = cc.freepages.pop();
         if (target === undefined) {
           // -ENOMEM: put everything back; without the scanners having met, the run ends contended.
           cc.migratepages.unshift(page);
-          yield x.atomic(LOCK.ZONE, () => (putbackAll(kernel, cc, cpu), 0));
+          yield x.atomic(LOCK.ZONE, () => {
+            putbackAll(kernel, cc, cpu);
+            return 0;
+          });
           if (!scannersMet(cc)) result = COMPACT.CONTENDED;
           break;
         }
@@ -186,7 +193,10 @@ function* runCompaction(
         if (kernel.timing) migrateNs += (yield x.rdtsc()) - t0;
       }
       if (copied.length > 0) {
-        yield x.atomic(LOCK.ZONE, () => (commitLruPages(kernel, cpu, copied), 0));
+        yield x.atomic(LOCK.ZONE, () => {
+          commitLruPages(kernel, cpu, copied);
+          return 0;
+        });
         moved += copied.length;
       }
       if (result !== COMPACT.CONTINUE) break;
@@ -196,7 +206,10 @@ function* runCompaction(
     if (cc.order > 0 && lastMigrated > 0) {
       const blockStart = cc.migratePfn - (cc.migratePfn % (1 << cc.order));
       if (lastMigrated < blockStart) {
-        yield x.atomic(LOCK.ZONE, () => (pages.pcp.drain(zone, cpu), 0));
+        yield x.atomic(LOCK.ZONE, () => {
+          pages.pcp.drain(zone, cpu);
+          return 0;
+        });
         lastMigrated = 0;
       }
     }
@@ -298,7 +311,7 @@ export function* tryToCompactPages(
     return 0;
   });
   if (deferred) return emptyResult(COMPACT.DEFERRED);
-  const cc = control(kernel, order, priority, gfp, true, kernel.migrateProtocol !== undefined);
+  const cc = control(order, priority, gfp, true, kernel.migrateProtocol !== undefined);
   const r = yield* runCompaction(x, kernel, cc, {
     chunk: PAGE_SIZE,
     protocol: kernel.migrateProtocol,
@@ -338,7 +351,7 @@ export function* kcompactdDoWork(x: Assembler, kernel: Kernel): KernelProgram<Co
     return compactionSuitable(pages, o) ? o : 0;
   });
   if (order === 0) return undefined;
-  const cc = control(kernel, order, COMPACT_PRIO.SYNC_LIGHT, GFP_KERNEL, false, kernel.migrateProtocol !== undefined);
+  const cc = control(order, COMPACT_PRIO.SYNC_LIGHT, GFP_KERNEL, false, kernel.migrateProtocol !== undefined);
   const r = yield* runCompaction(x, kernel, cc, {
     chunk: PAGE_SIZE,
     protocol: kernel.migrateProtocol,

@@ -14,7 +14,7 @@ import {
   walkToEntry,
 } from './kernel-page-tables.ts';
 import { MIGRATION_LOCK_WORD } from './migrate.ts';
-import { MAX_ORDER, PAGEBLOCK_ORDER } from './mmzone.ts';
+import { MAX_ORDER } from './mmzone.ts';
 import { lockWord, spinLock, spinUnlock } from './smp.ts';
 import { freeVmapAreaNoflush, purgeVmapAreaLazy } from './vmalloc-purge.ts';
 import type { BackingBlock } from './vmap-areas.ts';
@@ -102,7 +102,10 @@ export function vmallocHuge(x: Assembler, kernel: Kernel, size: number, range?: 
 /** Allocates `size` bytes of virtually contiguous kernel memory; returns its address, or 0 (NULL). */
 export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: VmallocRange): KernelProgram {
   checkRequest(kernel, size, range);
-  yield x.atomic(LOCK.STATS, () => (kernel.vmallocStats.calls++, 0));
+  yield x.atomic(LOCK.STATS, () => {
+    kernel.vmallocStats.calls++;
+    return 0;
+  });
   if (size <= 0 || size > kernel.vmap.end - kernel.vmap.start) return yield* failed(x, kernel);
   const realSize = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
   const realAlign = range?.align ?? PAGE_SIZE;
@@ -119,12 +122,18 @@ export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: Vma
     yield* vfreeArea(x, kernel, start);
     if (!huge) return yield* failed(x, kernel);
     huge = false;
-    yield x.atomic(LOCK.STATS, () => (kernel.vmallocStats.hugeFallbacks++, 0));
+    yield x.atomic(LOCK.STATS, () => {
+      kernel.vmallocStats.hugeFallbacks++;
+      return 0;
+    });
   }
 }
 
 function* failed(x: Assembler, kernel: Kernel): KernelProgram {
-  yield x.atomic(LOCK.STATS, () => (kernel.vmallocStats.failures++, 0));
+  yield x.atomic(LOCK.STATS, () => {
+    kernel.vmallocStats.failures++;
+    return 0;
+  });
   return 0;
 }
 
@@ -172,7 +181,10 @@ function* vmAreaAllocPages(
     while (done < nrPages) {
       const want = Math.min(100, nrPages - done);
       const pfns: number[] = [];
-      yield x.atomic(LOCK.STATS, () => (stats.pageAllocs++, 0));
+      yield x.atomic(LOCK.STATS, () => {
+        stats.pageAllocs++;
+        return 0;
+      });
       const got = yield* allocPagesBulk(x, kernel, gfp, want, OWNER.VMALLOC, pfns);
       yield x.atomic(LOCK.VMAP_AREA, () => {
         for (const pfn of pfns) record(pfn, 0);
@@ -190,12 +202,19 @@ function* vmAreaAllocPages(
     for (;;) {
       // High-order attempts of the high-order policies may fail quietly and cheaply; the last resort is order 0.
       const attemptGfp = order > 0 && pageOrder === 0 ? gfp | GFP.NORETRY : gfp;
-      yield x.atomic(LOCK.STATS, () => (stats.pageAllocs++, 0));
+      yield x.atomic(LOCK.STATS, () => {
+        stats.pageAllocs++;
+        return 0;
+      });
       const o = order;
       // Recorded in the allocating step: the area holds its pages from the start (undoing a failed area frees them).
       pfn = yield* allocPages(x, kernel, attemptGfp, o, OWNER.VMALLOC, (p) => record(p, o));
       if (pfn >= 0) break;
-      if (order > 0) yield x.atomic(LOCK.STATS, () => (stats.highOrderFailures++, 0));
+      if (order > 0)
+        yield x.atomic(LOCK.STATS, () => {
+          stats.highOrderFailures++;
+          return 0;
+        });
       if (pageOrder > 0 || order === 0) return undefined;
       order--;
     }

@@ -99,9 +99,7 @@ function panel(p: BarPanel, x0: number, y0: number, seriesCount: number): string
     // A long label breaks after a '+' onto a second line, so it stays under its bars.
     const cx = (left + gi * groupW + groupW / 2).toFixed(1);
     const parts = g.label.length > 14 && g.label.includes('+') ? splitLabel(g.label) : [g.label];
-    const lines = parts
-      .map((t, k) => `<tspan x="${cx}" dy="${k === 0 ? 0 : 13}">${escapeXml(t)}</tspan>`)
-      .join('');
+    const lines = parts.map((t, k) => `<tspan x="${cx}" dy="${k === 0 ? 0 : 13}">${escapeXml(t)}</tspan>`).join('');
     out.push(
       `<text x="${cx}" y="${y0 + PANEL_H - PAD.bottom + 16}" text-anchor="middle" font-size="11">${lines}</text>`,
     );

@@ -125,7 +125,11 @@ describe('compaction', () => {
         ids.push(id);
       }
       for (const id of ids) {
-        if (id % 2 === 0) yield x.atomic(LOCK.ZONE, () => (removePageCachePage(kernel, id), 0));
+        if (id % 2 !== 0) continue;
+        yield x.atomic(LOCK.ZONE, () => {
+          removePageCachePage(kernel, id);
+          return 0;
+        });
       }
       yield x.spinUntil(running, 8, (v) => v === 1);
       const r = yield* compactZone(x, kernel, { protocol, taskCpu: 1 });
