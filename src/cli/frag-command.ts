@@ -149,7 +149,8 @@ export async function fragCommand(flags: FragFlags, argv: readonly string[], io:
   } finally {
     bar?.done();
   }
-  const command = `x86slice frag --memory ${memory} --seeds ${seeds} --operations ${operations}`;
+  const flags2 = [w === 'stress-highalloc' ? '' : ` --workload ${w}`, v === 'both' ? '' : ` --variant ${v}`].join('');
+  const command = `x86slice frag${flags2} --memory ${memory} --seeds ${seeds} --operations ${operations}`;
   const json = { command, options: e.options, summaries: e.summaries, runs: e.runs };
   try {
     mkdirSync(out, { recursive: true });
