@@ -1,6 +1,7 @@
 import { FRAME_COPIED } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 import { rmqueue } from './fallback.ts';
+import { type BuddyInfo, buddyinfo, fragmentationIndex, frameIsFree } from './fragmentation.ts';
 import { MAX_ORDER, MIGRATE_TYPES, MIGRATETYPE, type Migratetype, PAGEBLOCK_ORDER } from './mmzone.ts';
 
 // The zone's free area (mm/page_alloc.c, Linux 6.6): free blocks of 2^order frames, orders 0..MAX_ORDER, kept on
@@ -10,10 +11,9 @@ import { MAX_ORDER, MIGRATE_TYPES, MIGRATETYPE, type Migratetype, PAGEBLOCK_ORDE
 // - __rmqueue_smallest() with expand(): the smallest free block of the wanted type, its upper halves put back;
 // - __free_one_page(): a freed block merges with its buddy while the buddy is free and of the same order, and goes
 //   to the tail of its list when its buddy's buddy is free too (buddy_merge_likely());
-// - move_freepages_block(): every free block of a pageblock moves to another type's list, counting the movable
-//   pages it passes (what steal_suitable_fallback() needs);
-// - __isolate_free_page() and split_page(), for compaction and vmalloc.
-// Falling back to other migratetypes is fallback.ts; per-CPU lists, watermarks and the GFP logic are pcp.ts,
+// - split_page(), for vmalloc.
+// move_freepages_block() and __isolate_free_page() are pageblock.ts; buddyinfo and the fragmentation index are
+// fragmentation.ts. Falling back to other migratetypes is fallback.ts; per-CPU lists, watermarks and the GFP logic are pcp.ts,
 // watermarks.ts and page-alloc.ts. Kernel programs reach all of it only inside `atomic('zone', ...)` steps, as
 // under zone->lock. Nothing here touches emulated memory.
 
@@ -31,12 +31,7 @@ const NONE = -1;
 /** Owner tags below this can be declared movable (see `movableOwners`). */
 const OWNER_TAGS = 64;
 
-/** Free blocks per order: all migratetypes, and per migratetype (/proc/buddyinfo, /proc/pagetypeinfo). */
-export interface BuddyInfo {
-  readonly free: readonly number[];
-  readonly byType: readonly (readonly number[])[];
-  readonly freePages: number;
-}
+export type { BuddyInfo } from './fragmentation.ts';
 
 /** What the mm_page_alloc_extfrag tracepoint saw (fallback.ts counts them). */
 export interface ExtfragCounts {
@@ -252,10 +247,6 @@ export class BuddyAllocator {
     return this.counts[l]! + this.counts[l + 1]! + this.counts[l + 2]!;
   }
 
-  pageblockOf(i: number): number {
-    return i >>> PAGEBLOCK_ORDER;
-  }
-
   // ---- allocation side ----
 
   /**
@@ -392,39 +383,7 @@ export class BuddyAllocator {
     this.freeOne(i, order, this.pageblockType[i >>> PAGEBLOCK_ORDER]!);
   }
 
-  // ---- pageblocks ----
-
-  /**
-   * move_freepages_block(): every free block in `i`'s pageblock moves to the tail of `type`'s lists. Returns the
-   * free pages moved; `movablePassed` holds how many allocated pages it passed that are movable (PageLRU or
-   * __PageMovable, by owner), as *num_movable.
-   */
-  moveFreepagesBlock(i: number, type: number): number {
-    this.writable();
-    const start = i - (i % (1 << PAGEBLOCK_ORDER));
-    const end = start + (1 << PAGEBLOCK_ORDER);
-    let moved = 0;
-    let movable = 0;
-    // A pageblock past the zone's end cannot be moved (move_freepages_block(): "Do not cross zone boundaries").
-    if (end > this.frames) {
-      this.movablePassed = 0;
-      return 0;
-    }
-    for (let f = start; f < end; ) {
-      if (this.free[f] === 1) {
-        const o = this.order[f]!;
-        this.moveToFreeList(f, o, type);
-        moved += 1 << o;
-        f += 1 << o;
-        continue;
-      }
-      const owner = this.owner[f]!;
-      if (owner >= 0 && owner < OWNER_TAGS && this.movableOwners[owner] === 1) movable++;
-      f++;
-    }
-    this.movablePassed = movable;
-    return moved;
-  }
+  // ---- pageblocks (pageblock.ts holds move_freepages_block() and __isolate_free_page()) ----
 
   setPageblockType(i: number, type: number): void {
     this.writable();
@@ -437,34 +396,18 @@ export class BuddyAllocator {
     return owner >= 0 && owner < OWNER_TAGS && this.movableOwners[owner] === 1;
   }
 
-  // ---- compaction's free scanner ----
-
-  /**
-   * __isolate_free_page() without its watermark check (the caller makes it): the free block headed at index `i`
-   * leaves the lists as 2^order allocated order-0 frames held by `owner` (split_map_pages()). A block of half a
-   * pageblock or more makes its pageblocks MOVABLE. Returns the order, or -1 when no free block starts at `i`.
-   */
-  isolateFreePage(i: number, owner: number): number {
-    if (i < 0 || i >= this.frames || this.free[i] !== 1) return -1;
+  /** Takes the free block headed at index `i` off its list (del_page_from_free_list()); returns its order. */
+  takeFree(i: number): number {
     this.writable();
     const order = this.order[i]!;
     this.unlink(i, order);
-    if (order >= PAGEBLOCK_ORDER - 1) {
-      for (let b = i; b < i + (1 << order); b += 1 << PAGEBLOCK_ORDER) this.setPageblockType(b, MIGRATETYPE.MOVABLE);
-    }
-    for (let f = i; f < i + (1 << order); f++) {
-      this.order[f] = 0;
-      this.owner[f] = owner;
-      this.migratetype[f] = this.pageblockType[f >>> PAGEBLOCK_ORDER]!;
-    }
     this.freeTotal -= 1 << order;
-    this.noteChange(i, 1 << order);
     return order;
   }
 
-  /** The same, by pfn (the scanners and tests use pfns). */
-  isolateFree(pfn: number, owner: number): number {
-    return this.isolateFreePage(pfn - this.firstPfn, owner);
+  /** Records a change of frame state for the checker (see recordChanges). */
+  changed(index: number, count: number): void {
+    this.noteChange(index, count);
   }
 
   /**
@@ -500,47 +443,16 @@ export class BuddyAllocator {
 
   /** Whether the frame at `pfn` is inside a free block on the buddy lists. */
   isFree(pfn: number): boolean {
-    const i = pfn - this.firstPfn;
-    for (let o = 0; o <= MAX_ORDER; o++) {
-      const head = i - (pfn % (1 << o));
-      if (head < 0) break;
-      if (this.free[head] === 1 && this.order[head]! >= o) return true;
-    }
-    return false;
+    return frameIsFree(this, pfn);
   }
 
-  /** Free blocks per order, in all and per migratetype. */
+  /** Free blocks per order, in all and per migratetype (/proc/buddyinfo, /proc/pagetypeinfo). */
   buddyinfo(): BuddyInfo {
-    const free: number[] = [];
-    const byType: number[][] = [[], [], []];
-    for (let o = 0; o <= MAX_ORDER; o++) {
-      let all = 0;
-      for (let t = 0; t < MIGRATE_TYPES; t++) {
-        const n = this.counts[o * MIGRATE_TYPES + t]!;
-        byType[t]!.push(n);
-        all += n;
-      }
-      free.push(all);
-    }
-    return { free, byType, freePages: this.freeTotal };
+    return buddyinfo(this);
   }
 
-  /**
-   * The fragmentation index for an allocation of `order` (mm/vmstat.c __fragmentation_index()), times 1000: 0
-   * when no block is free, -1000 when a block of that order or larger is free, else 1000 - (1000 + free_pages *
-   * 1000 / 2^order) / free_blocks: near 0 the allocation fails for lack of memory, near 1000 for fragmentation.
-   */
+  /** The fragmentation index for an allocation of `order`, times 1000 (fragmentation.ts). */
   fragmentationIndex(order: number): number {
-    requireInteger(order, 'fragmentation index order', 0, MAX_ORDER);
-    let blocks = 0;
-    let suitable = 0;
-    for (let o = 0; o <= MAX_ORDER; o++) {
-      const n = this.nrFree(o);
-      blocks += n;
-      if (o >= order) suitable += n;
-    }
-    if (blocks === 0) return 0;
-    if (suitable > 0) return -1000;
-    return 1000 - Math.floor((1000 + Math.floor((this.freeTotal * 1000) / 2 ** order)) / blocks);
+    return fragmentationIndex(this, order);
   }
 }

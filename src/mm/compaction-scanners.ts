@@ -1,6 +1,7 @@
 import { type Kernel, OWNER } from './kernel.ts';
 import { MIGRATETYPE, PAGEBLOCK_ORDER } from './mmzone.ts';
 import { isolateLruPage } from './page-cache.ts';
+import { isolateFreePage } from './pageblock.ts';
 
 // Compaction's two scanners (mm/compaction.c, Linux 6.6): the migrate scanner walks the zone's pageblocks upward
 // from its start and isolates the movable pages of a suitable source block (isolate_migratepages(),
@@ -184,7 +185,7 @@ export function isolateFreepages(kernel: Kernel, cc: CompactControl): void {
         aborted = true;
         break;
       }
-      zone.isolateFreePage(f, OWNER.COMPACTION);
+      isolateFreePage(zone, f, OWNER.COMPACTION);
       for (let k = 0; k < 1 << order; k++) cc.freepages.push(pfn + k);
       kernel.pages.vmstat.compactIsolated += 1 << order;
       isolated += 1 << order;

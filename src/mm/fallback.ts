@@ -1,6 +1,7 @@
 import type { BuddyAllocator } from './buddy.ts';
 import { ALLOC } from './gfp.ts';
 import { MAX_ORDER, MIGRATETYPE, type Migratetype, PAGEBLOCK_ORDER } from './mmzone.ts';
+import { moveFreepagesBlock } from './pageblock.ts';
 
 // Falling back to another migratetype's free lists (mm/page_alloc.c, Linux 6.6): __rmqueue() tries the request's
 // own type (__rmqueue_smallest()), and when that list is empty __rmqueue_fallback() finds a block of another type,
@@ -77,7 +78,7 @@ export function stealSuitableFallback(zone: BuddyAllocator, i: number, startType
     zone.moveToFreeList(i, currentOrder, startType);
     return;
   }
-  const freePages = zone.moveFreepagesBlock(i, startType);
+  const freePages = moveFreepagesBlock(zone, i, startType);
   const movablePages = zone.movablePassed;
   // Moving the whole block fails at a zone boundary: then only this page moves.
   if (freePages === 0) {
