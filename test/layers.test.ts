@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 // DESIGN.md: imports point down only. Layers from the bottom; a file may import its own layer or lower ones.
@@ -31,4 +31,57 @@ describe('layering', () => {
       }
     });
   }
+});
+
+/** Every relative import and re-export of a TypeScript file, type-only ones included, as absolute paths. */
+function importsOf(file: string, known: ReadonlySet<string>): string[] {
+  const text = readFileSync(file, 'utf8');
+  const targets = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s*'(\.[^']+)'/g)].map((m) => m[1]!);
+  return targets.map((t) => resolve(dirname(file), t)).filter((path) => known.has(path));
+}
+
+/** The strongly connected components of more than one file (Tarjan): each is an import cycle. */
+function importCycles(roots: readonly string[]): string[][] {
+  const all = roots.flatMap((root) => files(root));
+  const known = new Set(all);
+  const graph = new Map(all.map((file) => [file, importsOf(file, known)]));
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[][] = [];
+  const visit = (v: string): void => {
+    index.set(v, index.size);
+    low.set(v, index.get(v)!);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v)!) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const component: string[] = [];
+    let w: string;
+    do {
+      w = stack.pop()!;
+      onStack.delete(w);
+      component.push(relative(join(src, '..'), w));
+    } while (w !== v);
+    if (component.length > 1) cycles.push(component.sort());
+  };
+  for (const file of all) if (!index.has(file)) visit(file);
+  return cycles;
+}
+
+describe('import cycles', () => {
+  it('no import cycle under src/ or conformance/, type imports included', () => {
+    expect(importCycles([src, join(src, '..', 'conformance')])).toEqual([]);
+  });
+
+  it('the cycle finder finds a cycle made of type imports', () => {
+    const dir = join(import.meta.dirname, 'fixtures', 'import-cycle');
+    expect(importCycles([dir])).toEqual([['test/fixtures/import-cycle/a.ts', 'test/fixtures/import-cycle/b.ts']]);
+  });
 });

@@ -1,4 +1,4 @@
-import { expect, test } from 'vitest';
+import { expect, test, vi } from 'vitest';
 import {
   copyFrame,
   dataMigrationMachine,
@@ -9,6 +9,9 @@ import {
   type MigrationProtocol,
   replay,
 } from 'x86slice';
+
+// An exhaustive search within preemption bound 1, and a minimised schedule: seconds on a busy machine.
+vi.setConfig({ testTimeout: 30_000 });
 
 // A protocol of your own: copy while the page is still mapped, then switch the PTE to the new frame, shoot the
 // old translation down, and free the old frame. It never unmaps the page, so nobody faults... but a store that
@@ -28,4 +31,4 @@ test('a protocol written in a test gets the same checks: copy-then-swap loses a 
   const lost = result.violations.find((v) => v.kind === 'lost-write')!;
   expect(lost.message).toMatch(/^lost write: CPU 1 stores to 0xffffc9/);
   expect(replay(build, lost.schedule).kind).toBe('lost-write'); // paste it into a regression test
-});
+}, 60_000); // an exhaustive search within bound 1: seconds, more on a busy machine

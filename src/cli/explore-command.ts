@@ -8,8 +8,9 @@ import type { Scenario, ScenarioParams } from '../scenarios/scenario.ts';
 import { parseParamStrings, resolveParams } from '../scenarios/scenario.ts';
 import { buildScenario, findScenarioRef, isScenarioPath, machineFactory } from '../scenarios/scenario-module.ts';
 import { type CliIo, EXIT_OK, EXIT_VIOLATION } from './io.ts';
+import { paramStrings } from './params.ts';
 import { progressBar } from './progress.ts';
-import { type ReplayRun, replayOutcome, replayText } from './report.ts';
+import { type ReplayRun, replayOutcome, replayReport, replayText } from './report.ts';
 
 // `x86slice explore` and `x86slice replay`: explore a scenario's interleavings (a catalogue name or a user's module)
 // and report each violation as a schedule; replay one schedule as a per-CPU timeline, a Chrome trace or a Mermaid
@@ -22,6 +23,7 @@ export interface ExploreFlags {
   readonly tlbEvents?: unknown;
   readonly seed?: unknown;
   readonly budget?: unknown;
+  readonly timeLimit?: unknown;
   readonly workers?: unknown;
   readonly json?: unknown;
 }
@@ -31,6 +33,7 @@ export interface ReplayFlags {
   readonly schedule?: unknown;
   readonly trace?: unknown;
   readonly out?: unknown;
+  readonly json?: unknown;
 }
 
 const STRATEGIES = ['exhaustive', 'pct', 'random'] as const;
@@ -94,8 +97,21 @@ export function choiceOption<T extends string>(
   return text as T;
 }
 
-function paramPairs(param: unknown): string[] {
-  return param === undefined ? [] : [param].flat().map(String);
+/**
+ * `--time-limit <seconds>`: a positive decimal number of seconds (at most 3 decimals, at most 30 days), as
+ * milliseconds.
+ */
+export function secondsOption(argv: readonly string[], flag: string, parsed: unknown): number | undefined {
+  const text = optionText(argv, flag, parsed);
+  if (text === undefined) return undefined;
+  const ms = /^\d{1,7}(\.\d{1,3})?$/.test(text) ? Math.round(Number(text) * 1000) : Number.NaN;
+  if (!(ms >= 1 && ms <= 30 * 24 * 3600 * 1000)) {
+    throw new InputError(
+      `${flag} ${describeValue(text)} must be a positive number of seconds, such as 60 or 0.5 (at most 3 decimals, ` +
+        'at most 30 days)',
+    );
+  }
+  return ms;
 }
 
 /** The scenario a command names and its parameters, resolved; `pairs` are the `-p` strings as typed. */
@@ -131,17 +147,20 @@ function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r:
     distinctStates: r.distinctStates,
     ...(r.preemptionBound === undefined ? {} : { preemptionBound: r.preemptionBound }),
     complete: r.complete,
+    ...(r.stoppedBy === undefined ? {} : { stoppedBy: r.stoppedBy }),
     violations: r.violations.map((v) => ({
       outcome: v.kind,
       schedule: v.schedule,
-      steps: v.steps,
+      scheduleLength: v.scheduleLength,
+      // Deprecated: the same count under its 0.1 name (schedule entries, not machine steps); removed in 0.2.
+      steps: v.scheduleLength,
       ...(v.message === undefined ? {} : { message: v.message }),
     })),
   };
 }
 
-function count(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
 }
 
 function exploreText(
@@ -163,9 +182,13 @@ function exploreText(
   const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${r.strategy}, ${counts}`];
   const coverage = r.complete
     ? 'complete: every interleaving within the bounds was run'
-    : r.strategy === 'exhaustive'
-      ? 'incomplete: the budget ran out before every interleaving was run'
-      : 'sampled: not every interleaving was run';
+    : r.stoppedBy === 'time-limit'
+      ? r.strategy === 'exhaustive'
+        ? 'incomplete: the time limit ran out before every interleaving was run; a time-limited result is not reproducible'
+        : `sampled: the time limit stopped it after ${count(r.executions, 'execution')}; a time-limited result is not reproducible`
+      : r.strategy === 'exhaustive'
+        ? 'incomplete: the budget ran out before every interleaving was run'
+        : 'sampled: not every interleaving was run';
   if (r.violations.length === 0) {
     lines.push(`no violation found (${coverage})`);
     return lines.join('\n');
@@ -173,7 +196,7 @@ function exploreText(
   lines.push(`${count(r.violations.length, 'violation')} (${coverage}):`);
   for (const v of r.violations) {
     const why = v.message ? `: ${v.message.split('\n')[0]}` : '';
-    lines.push(`  ${v.kind}, schedule '${v.schedule}' (${v.steps === 1 ? '1 entry' : `${v.steps} entries`})${why}`);
+    lines.push(`  ${v.kind}, schedule '${v.schedule}' (${count(v.scheduleLength, 'entry', 'entries')})${why}`);
     lines.push(`    ${replayCommandLine(ref, pairs, v.schedule)}`);
   }
   return lines.join('\n');
@@ -183,6 +206,7 @@ function exploreText(
 export async function exploreCommand(ref: string, flags: ExploreFlags, argv: readonly string[], io: CliIo) {
   const strategy = choiceOption(argv, '--strategy', flags.strategy, STRATEGIES);
   const budget = integerOption(argv, '--budget', flags.budget, [1, 1e12], 'executions to run at most');
+  const timeLimit = secondsOption(argv, '--time-limit', flags.timeLimit);
   const seed = integerOption(argv, '--seed', flags.seed, [0, 2 ** 32 - 1], 'the PRNG seed');
   const preemptions = integerOption(
     argv,
@@ -199,13 +223,14 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     'TLB events an execution may choose',
   );
   const workers = integerOption(argv, '--workers', flags.workers, [1, 64], 'worker threads') ?? 1;
-  const pairs = paramPairs(flags.param);
+  const pairs = paramStrings(argv, flags.param);
   const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
 
   const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
   const options: ExploreOptions = {
     ...(strategy === undefined ? {} : { strategy }),
     ...(budget === undefined ? {} : { budget }),
+    ...(timeLimit === undefined ? {} : { timeLimit }),
     ...(seed === undefined ? {} : { seed }),
     ...(preemptions === undefined ? {} : { preemptions }),
     ...(tlbEvents === undefined ? {} : { tlbEvents }),
@@ -257,16 +282,29 @@ export async function replayCommand(ref: string, flags: ReplayFlags, argv: reado
         "('' runs the least interleaved order)",
     );
   }
-  const format = choiceOption(argv, '--trace', flags.trace, TRACE_FORMATS) ?? 'text';
+  const traceFormat = choiceOption(argv, '--trace', flags.trace, TRACE_FORMATS);
+  const format = traceFormat ?? 'text';
   const out = optionText(argv, '--out', flags.out);
   if (out === '') throw new InputError("--out '' must name a file to write the trace to");
-  const { scenario, params, maxSteps } = await scenarioOf(ref, paramPairs(flags.param));
+  const json = flags.json === true;
+  if (json && traceFormat !== undefined && out === undefined) {
+    throw new InputError(
+      `--json and --trace ${traceFormat} would both go to stdout: give --out <file> for the trace, or drop one`,
+    );
+  }
+  const { scenario, params, maxSteps } = await scenarioOf(ref, paramStrings(argv, flags.param));
+  // With --json alone nothing reads the trace: the machine runs without one.
+  const traced = !json || out !== undefined;
   const replayed = replay(
-    machineFactory(scenario, params, { trace: true }),
+    machineFactory(scenario, params, { trace: traced }),
     schedule,
     maxSteps === undefined ? {} : { maxSteps },
   );
   const run: ReplayRun = { scenario, params, schedule, ...replayed };
+  if (json && out === undefined) {
+    io.out(JSON.stringify(replayReport(run), null, 2));
+    return replayed.kind === undefined ? EXIT_OK : EXIT_VIOLATION;
+  }
   const text = await formatTrace(format, run, replayed.machine);
   if (out === undefined) {
     io.out(text);
@@ -278,8 +316,11 @@ export async function replayCommand(ref: string, flags: ReplayFlags, argv: reado
     } catch (error) {
       throw new InputError(`--out ${describeValue(out)} cannot be written: ${(error as Error).message}`);
     }
-    io.out(`wrote the ${format} trace of ${replayed.machine.trace.length} steps to ${out}`);
-    io.out(replayOutcome(run));
+    if (json) io.out(JSON.stringify(replayReport(run), null, 2));
+    else {
+      io.out(`wrote the ${format} trace of ${replayed.machine.trace.length} steps to ${out}`);
+      io.out(replayOutcome(run));
+    }
   }
   return replayed.kind === undefined ? EXIT_OK : EXIT_VIOLATION;
 }

@@ -3,6 +3,7 @@ import { InputError } from '../mmu/input-error.ts';
 import { SCENARIO_LIST as SCENARIOS } from '../scenarios/listing.ts';
 import { paramRange, parseParamStrings } from '../scenarios/scenario.ts';
 import { type CliIo, EXIT_USAGE, processIo } from './io.ts';
+import { paramStrings } from './params.ts';
 
 // The x86slice command line: list the scenarios, run one, explore one's interleavings, replay a schedule explore
 // reported, or show the flagship demo. `list` needs only the scenarios' descriptions; the machine, the checker and
@@ -78,21 +79,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--json', 'Print one JSON object: scenario, outcome, steps, per-CPU final state')
     .option('--tail <steps>', 'Print only the last <steps> steps of the timeline')
     .option('--timed', "Run on the cost model's clocks (schedule 'timed'); the report adds simulated nanoseconds")
-    .action(
-      async (name: string, options: { param?: string | string[]; json?: boolean; tail?: unknown; timed?: boolean }) => {
-        const tail = options.tail === undefined ? undefined : Number(options.tail);
-        if (tail !== undefined && !(Number.isInteger(tail) && tail >= 1)) {
-          throw new InputError(`--tail ${String(options.tail)} must be a positive integer (a number of steps)`);
-        }
-        const pairs = options.param === undefined ? [] : [options.param].flat().map(String);
-        const params = parseParamStrings(pairs);
-        const { runScenario, runReport, runText } = await runner();
-        const run = runScenario(name, params, { trace: !options.json, timed: options.timed === true });
-        io.out(
-          options.json ? JSON.stringify(runReport(run), null, 2) : runText(run, tail === undefined ? {} : { tail }),
-        );
-      },
-    );
+    .action(async (name: string, options: { param?: unknown; json?: boolean; tail?: unknown; timed?: boolean }) => {
+      const tail = options.tail === undefined ? undefined : Number(options.tail);
+      if (tail !== undefined && !(Number.isInteger(tail) && tail >= 1)) {
+        throw new InputError(`--tail ${String(options.tail)} must be a positive integer (a number of steps)`);
+      }
+      const params = parseParamStrings(paramStrings(argv, options.param));
+      const { runScenario, runReport, runText } = await runner();
+      const run = runScenario(name, params, { trace: !options.json, timed: options.timed === true });
+      io.out(options.json ? JSON.stringify(runReport(run), null, 2) : runText(run, tail === undefined ? {} : { tail }));
+    });
   cli
     .command('explore <scenario>', "Explore a scenario's interleavings (a catalogue name or ./file.ts) for violations")
     .option('-p, --param <key=value>', 'Scenario parameter (repeatable)')
@@ -101,8 +97,15 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--tlb-events <k>', 'TLB evictions and speculative fills an execution may choose')
     .option('--seed <s>', 'PRNG seed for pct and random: the same seed, the same executions')
     .option('--budget <n>', 'Executions to run')
+    .option(
+      '--time-limit <seconds>',
+      'Stop after this many seconds (wall clock); a result cut by it is not reproducible',
+    )
     .option('--workers <n>', 'Worker threads (default 1: this process)')
-    .option('--json', 'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, steps }]')
+    .option(
+      '--json',
+      'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',
+    )
     .example('x86slice explore stale-tlb --strategy pct --budget 1000 --tlb-events 1')
     .example('x86slice explore ./my-scenario.ts -p locked=true --json')
     .action(async (ref: string, options: Record<string, unknown>) => {
@@ -114,8 +117,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--schedule <schedule>', "The schedule to replay, as explore reported it ('' for the default order)")
     .option('--trace <format>', 'text (default) | chrome (trace-event JSON) | mermaid (sequence diagram)')
     .option('--out <file>', 'Write the trace to <file> instead of stdout')
+    .option(
+      '--json',
+      'Print one JSON object (as run --json): scenario, schedule, outcome, steps, per-CPU final state, message',
+    )
     .example("x86slice replay pf-in-pf --schedule ''")
     .example("x86slice replay stale-tlb --schedule '1,1,0' --trace chrome --out trace.json")
+    .example("x86slice replay pf-in-pf --schedule '' --json")
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).replayCommand(ref, options, argv, io);
     });

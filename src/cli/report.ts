@@ -93,6 +93,29 @@ export interface ReplayRun {
   readonly message: string | undefined;
 }
 
+/**
+ * The replay as one JSON-ready object, in the shape of `run --json` (scenario, params, outcome, expected, steps,
+ * limitReached, stop, per-CPU final state) with the schedule, whether the run is a violation, and its message.
+ * `outcome` is what the text form prints: the violation's kind (a check's `assertion`, `step-bound` included),
+ * else the machine's outcome.
+ */
+export function replayReport(r: ReplayRun) {
+  const snapshot = r.machine.snapshot();
+  return {
+    scenario: r.scenario.name,
+    params: r.params,
+    schedule: r.schedule,
+    outcome: r.kind ?? r.machine.outcome,
+    violation: r.kind !== undefined,
+    expected: r.scenario.expected,
+    steps: r.machine.stepCount,
+    limitReached: r.kind === 'step-bound',
+    ...(r.machine.firstStop ? { stop: r.machine.firstStop } : {}),
+    ...(r.message === undefined ? {} : { message: r.message }),
+    cpus: snapshot.cpus.map(cpuJson),
+  };
+}
+
 /** One line: the replay's outcome, whether it is a violation, and the first line of the stop message. */
 export function replayOutcome(r: ReplayRun): string {
   const steps = `after ${r.machine.trace.length} steps`;

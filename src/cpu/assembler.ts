@@ -91,6 +91,7 @@ export class Assembler {
     readonly eoi: Instruction;
     readonly iret: Instruction;
     readonly int3: Instruction;
+    readonly mfence: Instruction;
   };
 
   constructor(
@@ -107,6 +108,7 @@ export class Assembler {
       eoi: this.make(OP.EOI),
       iret: this.make(OP.IRET),
       int3: this.make(OP.INT, 0, 8, 3, 1),
+      mfence: this.make(OP.MFENCE),
     };
   }
 
@@ -222,6 +224,14 @@ export class Assembler {
   }
   pause(): Instruction {
     return this.shared.pause;
+  }
+  /**
+   * MFENCE: every store this CPU buffered reaches memory before the next instruction (SDM Vol. 2 MFENCE, §8.2.5).
+   * It matters only on a machine with store buffers (x86-TSO); SFENCE and LFENCE order nothing that TSO does not
+   * already order for ordinary write-back memory, so the model has neither.
+   */
+  mfence(): Instruction {
+    return this.shared.mfence;
   }
   /**
    * pushfq; popq %reg as one step: the result is RFLAGS (IF is bit 9). What local_irq_save() reads before cli, so

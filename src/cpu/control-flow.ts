@@ -57,7 +57,9 @@ export function call(cpu: CpuCore, act: Activation, ins: Instruction): void {
   if (pa < 0) return cpu.raiseFault();
   // The callee's generator is made before the return address is written: a callee that cannot start changes nothing.
   const callee = cpu.activation('call', ins.aux!.program!, ins.aux!.args ?? [], 0, false);
-  cpu.port.writeAddressAt(pa, act.codeBase + RIP_STRIDE * (act.index + 1));
+  const returnAddress = act.codeBase + RIP_STRIDE * (act.index + 1);
+  if (cpu.port.storeBuffer === undefined) cpu.port.writeAddressAt(pa, returnAddress);
+  else if (!cpu.port.bufferAddressAt(rsp, pa, returnAddress)) return cpu.raiseFault();
   cpu.regs.rsp = rsp;
   cpu.pushActivation(callee);
 }

@@ -76,6 +76,11 @@ export interface CpuCore {
   complete(act: Activation, result: number): void;
   /** Executes a load, store, push or pop (the step's fast path). */
   access(act: Activation, ins: Instruction): void;
+  /**
+   * Every store in this CPU's store buffer reaches memory, oldest first (MFENCE, locked and serializing
+   * instructions, event delivery). False when the frame guard refused one: the CPU has stopped.
+   */
+  drainStores(): boolean;
 
   // Faults and stops.
   /** Raises an exception for the current instruction (which stays pending and re-executes after iret). */

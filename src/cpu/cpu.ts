@@ -1,6 +1,7 @@
 import { NON_CANONICAL } from '../mmu/address.ts';
 import { VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
+import { PagingStructureCache } from '../mmu/paging-structure-cache.ts';
 import type { PhysicalMemory } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
@@ -37,6 +38,7 @@ import {
 import { boundaryStackAccess } from './stack-boundary.ts';
 import { RIP_STRIDE, STATE_NAMES, STATUS, STEP_KIND, type StepKind } from './status.ts';
 import type { CpuState, ExceptionEvent, StopEvent } from './step-event.ts';
+import { StoreBuffer } from './store-buffer.ts';
 
 export { RIP_STRIDE, STATE_NAMES, STATUS, STEP_KIND, type StepKind } from './status.ts';
 
@@ -50,6 +52,10 @@ const { IF: RFLAGS_IF } = RFLAGS;
 
 export interface CpuConfig {
   readonly tlb?: TlbConfig;
+  /** Store-buffer entries (x86-TSO); 0 or absent: none, memory is sequentially consistent. */
+  readonly storeBuffer?: number;
+  /** Paging-structure-cache entries per level; 0 or absent: none, every TLB miss walks from CR3. */
+  readonly pagingStructureCache?: number;
   /** Where the TLB and page cache take their typed arrays (see TypedArena); each makes its own when absent. */
   readonly arena?: TypedArena;
 }
@@ -124,6 +130,8 @@ export class Cpu implements CpuCore {
   ) {
     this.tlb = new Tlb(config.tlb, config.arena);
     this.port = new MemoryPort(memory, this.tlb, this.regs, config.arena);
+    if (config.storeBuffer) this.port.storeBuffer = new StoreBuffer(config.storeBuffer);
+    if (config.pagingStructureCache) this.port.psc = new PagingStructureCache(config.pagingStructureCache);
     this.asm = new Assembler(id, (program, args) => {
       const rip = this.bus.userCodeAddress(program);
       this.userEntries.set(rip, { program, args });
@@ -138,6 +146,7 @@ export class Cpu implements CpuCore {
    */
   resetRunState(): void {
     this.port.reset();
+    this.port.storeBuffer?.clear();
     this.asm.builds = 0;
     this.asm.consumed = 0;
     this.status = STATUS_HALTED;
@@ -417,6 +426,14 @@ export class Cpu implements CpuCore {
   private faulted(act: Activation, ins: Instruction): void {
     act.pending = ins;
     this.raiseFault();
+  }
+
+  /** @internal */
+  drainStores(): boolean {
+    const sb = this.port.storeBuffer;
+    if (sb === undefined || sb.length === 0 || this.port.drainAll()) return true;
+    stopOnMemoryViolation(this);
+    return false;
   }
 
   /** @internal */

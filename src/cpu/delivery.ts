@@ -45,6 +45,11 @@ export function deliverEvent(
   source: EventSource,
   returnRip: number,
 ): boolean {
+  // Delivering an event drains the store buffer first: the interrupted code's stores are visible before the
+  // handler's first instruction. SDM §8.3 lists only instructions as serializing; AMD's APM counts exceptions and
+  // interrupts among serializing events, and so does the model (docs/deviations.md). A store the frame guard
+  // refuses stops the CPU instead.
+  if (cpu.port.storeBuffer !== undefined && !cpu.drainStores()) return false;
   const log = cpu.exceptionLog;
   let during = -1;
   // EXT is 1 in the error code of a fault raised while delivering an exception or an external interrupt, 0 while

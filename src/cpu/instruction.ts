@@ -39,6 +39,7 @@ export const OP = {
   SWITCH_CONTEXT: 31,
   READ_FLAGS: 32,
   RDTSC: 33,
+  MFENCE: 34,
 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
@@ -76,6 +77,7 @@ export const OP_NAMES: Readonly<Record<Op, string>> = {
   31: 'switch-context',
   32: 'read-flags',
   33: 'rdtsc',
+  34: 'mfence',
 };
 
 /** Model-specific registers WRMSR can write: only IA32_EFER is modelled (SDM Vol. 4, MSR 0xC0000080). */

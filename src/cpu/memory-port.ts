@@ -1,12 +1,14 @@
 import { canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
 import { FRAME_COPIED, FRAME_FREE, VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
+import type { PagingStructureCache } from '../mmu/paging-structure-cache.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
 import { ACCESS, type PagingControls, PF_ERROR, VECTOR_PF, WalkResult, walkPageTables } from '../mmu/walker.ts';
 import { PAGE_CACHE_ENTRIES, PageCache } from './page-cache.ts';
 import { CR0, CR4, EFER, type Registers } from './registers.ts';
+import type { StoreBuffer } from './store-buffer.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
 // every use, while a local const is folded into the optimised code. This file is on the per-step path.
@@ -57,6 +59,17 @@ export class MemoryPort {
   violationPa = -1;
   /** Pages recently reached through TLB hits (see PageCache). */
   private readonly pages: PageCache;
+  /**
+   * The CPU's store buffer (x86-TSO; machines made with `storeBuffer` entries): stores wait in it and loads see it
+   * first. Undefined: memory is sequentially consistent, every store reaches memory as it executes.
+   */
+  storeBuffer: StoreBuffer | undefined;
+  /** The CPU's paging-structure caches, which walks start from and fill (machines made with them). */
+  psc: PagingStructureCache | undefined;
+  /** Set while a store is being translated for the store buffer: the frame guard judges it when it drains. */
+  private buffering = false;
+  /** TLB slot of the last translation (-1: none, or uncached). */
+  private lastSlot = -1;
   private readonly controls: PagingControls = { cr3: 0, wp: true, nxe: true };
 
   constructor(
@@ -110,11 +123,13 @@ export class MemoryPort {
   private invalidateOnFault(va: number): void {
     if (this.tlb.invalidatePage(va) !== 0 && this.footprint)
       this.footprint.tlbInvalidationList.push(Math.floor(va / PAGE));
+    // ...and the paging-structure-cache entries that would be used to translate it.
+    if (this.psc !== undefined) this.psc.invalidateAddress(va);
   }
 
   /** Walks and fills the TLB; returns the slot, -1 with the fault record set, or -2 when the page is not cached. */
   private walkAndFill(va: number, access: number): number {
-    const w = walkPageTables(this.memory, this.syncControls(), va, access, this.walk, this.footprint);
+    const w = walkPageTables(this.memory, this.syncControls(), va, access, this.walk, this.footprint, this.psc);
     if (!w.ok) {
       const f = this.fault;
       f.ok = false;
@@ -147,6 +162,8 @@ export class MemoryPort {
    * fault record set to the violation (the CPU stops; nothing is delivered).
    */
   private guarded(pa: number, va: number, access: number, slot: number): boolean {
+    // A store into the store buffer is judged when it reaches memory (drainOldest).
+    if (this.buffering) return true;
     const g = this.memory.guard!;
     const i = Math.floor(pa / PAGE) - g.firstPfn;
     if (i < 0 || i >= g.frames) return true;
@@ -172,6 +189,7 @@ export class MemoryPort {
 
   private uncached(va: number, access: number): number {
     this.lastPa = this.walk.pa;
+    this.lastSlot = -1;
     if (this.memory.guard !== undefined && !this.guarded(this.lastPa, va, access, -1)) return -1;
     return this.lastPa;
   }
@@ -182,7 +200,7 @@ export class MemoryPort {
    */
   fillSpeculatively(va: number): boolean {
     if (!(va >= 0 && va < NON_CANONICAL_MARK)) return false;
-    const w = walkPageTables(this.memory, this.syncControls(), va, 0, this.walk, this.footprint);
+    const w = walkPageTables(this.memory, this.syncControls(), va, 0, this.walk, this.footprint, this.psc);
     if (!w.ok) return false;
     const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
     if (slot >= 0) this.noteGeneration(slot, w.pageBase);
@@ -222,6 +240,7 @@ export class MemoryPort {
     }
     const pa = this.tlb.physical(slot, va);
     this.lastPa = pa;
+    this.lastSlot = slot;
     if (this.memory.guard !== undefined && !this.guarded(pa, va, access, slot)) return -1;
     return pa;
   }
@@ -243,9 +262,10 @@ export class MemoryPort {
     if (this.memory.guard !== undefined && !this.guarded(base, va, access, slot)) return -1;
     tlb.hits++;
     this.lastHit = true;
+    this.lastSlot = slot;
     // The next access to this page can skip the TLB probe and the frame lookup (see PageCache); read() and write()
-    // record footprints for those accesses too.
-    if (base + PAGE <= this.memory.size) {
+    // record footprints for those accesses too. Not with a store buffer: every access must see it.
+    if (base + PAGE <= this.memory.size && this.storeBuffer === undefined) {
       const write = (access & ACCESS_WRITE) !== 0;
       const frame = this.memory.frame(base / PAGE, write);
       // While a write watch is armed (a CPU spins), writes go the long way, which tells the watcher.
@@ -282,6 +302,8 @@ export class MemoryPort {
       if (pa < 0) return -1;
     }
     if (this.footprint) this.footprint.readList.push2(pa, size);
+    const sb = this.storeBuffer;
+    if (sb !== undefined && sb.length !== 0) return sb.forward(this.memory, pa, size);
     return this.memory.read(pa, size);
   }
 
@@ -304,6 +326,7 @@ export class MemoryPort {
   }
 
   private writeThroughTlb(va: number, size: number, value: number, access: number): boolean {
+    if (this.storeBuffer !== undefined) return this.bufferStore(va, size, value, access);
     let pa = this.hit(va, size, access | ACCESS_WRITE);
     if (pa < 0) {
       if ((va & 0xfff) + size > PAGE) return this.writeSplit(va, size, value, access);
@@ -312,6 +335,107 @@ export class MemoryPort {
     }
     if (this.footprint) this.footprint.writeList.push2(pa, size);
     this.memory.write(pa, size, value);
+    return true;
+  }
+
+  /**
+   * A store under x86-TSO: translated and checked for faults now (a #PF is precise), then put in the store buffer
+   * (the oldest drains first when it is full, as the CPU stalls until an entry leaves). A store that crosses a page
+   * is buffered byte by byte. Nothing reaches memory here, so the step's footprint writes nothing.
+   */
+  private bufferStore(va: number, size: number, value: number, access: number): boolean {
+    const split = (va & 0xfff) + size > PAGE;
+    const count = split ? size : 1;
+    const pas = this.splitScratch;
+    this.buffering = true;
+    try {
+      for (let i = 0; i < count; i++) {
+        const at = split ? this.byteAddress(va, i) : va;
+        let pa = split ? -1 : this.hit(at, size, access | ACCESS_WRITE);
+        if (pa < 0) pa = this.translate(at, access | ACCESS_WRITE);
+        if (pa < 0) return false;
+        pas[i] = pa;
+        this.slots[i] = this.lastSlot;
+      }
+    } finally {
+      this.buffering = false;
+    }
+    let v = value;
+    for (let i = 0; i < count; i++) {
+      if (!this.makeRoom()) return false;
+      const bytes = split ? 1 : size;
+      this.storeBuffer!.push(
+        split ? this.byteAddress(va, i) : va,
+        pas[i]!,
+        bytes,
+        split ? v % 256 : value,
+        this.generationOf(pas[i]!, this.slots[i]!),
+      );
+      v = Math.floor(v / 256);
+    }
+    return true;
+  }
+
+  private readonly splitScratch = new Float64Array(8);
+  private readonly slots = new Int32Array(8);
+
+  /** A full store buffer drains its oldest entry first; false when that store was refused (the CPU stops). */
+  private makeRoom(): boolean {
+    const sb = this.storeBuffer!;
+    return sb.length < sb.capacity || this.drainOldest();
+  }
+
+  /** The frame guard's generation + 1 of the frame at `pa`, as the TLB slot recorded it or as it is now (0: none). */
+  private generationOf(pa: number, slot: number): number {
+    const g = this.memory.guard;
+    if (g === undefined) return 0;
+    const known = slot >= 0 && slot < this.slotGeneration.length ? this.slotGeneration[slot]! : 0;
+    if (known !== 0) return known;
+    const i = Math.floor(pa / PAGE) - g.firstPfn;
+    return i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+  }
+
+  /**
+   * The oldest buffered store reaches memory (a watcher on its bytes wakes). The frame guard judges it now: into a
+   * free frame, or one freed since the store was translated, is a use after free; into a frame a migration copied
+   * away, a lost write. Then it returns false with the fault record set to the violation, and drops the store.
+   */
+  drainOldest(): boolean {
+    const sb = this.storeBuffer!;
+    const pa = sb.oldestPa;
+    const size = sb.oldestSize;
+    const g = this.memory.guard;
+    if (g !== undefined) {
+      const i = Math.floor(pa / PAGE) - g.firstPfn;
+      let kind = 0;
+      if (i >= 0 && i < g.frames) {
+        const known = sb.oldestGeneration;
+        if (g.owner[i] === FRAME_FREE) kind = VIOLATION.USE_AFTER_FREE;
+        else if (g.owner[i] === FRAME_COPIED) kind = VIOLATION.LOST_WRITE;
+        else if (known !== 0 && known !== g.generation[i]! + 1) kind = VIOLATION.USE_AFTER_FREE;
+      }
+      if (kind !== 0) {
+        if (this.footprint) this.footprint.readList.push2(pa, 1);
+        const f = this.fault;
+        f.ok = false;
+        f.vector = VECTOR_VIOLATION;
+        f.errorCode = kind;
+        f.cr2 = sb.oldestVa;
+        this.violationPa = pa;
+        sb.dropOldest();
+        return false;
+      }
+    }
+    if (this.footprint) this.footprint.writeList.push2(pa, size);
+    sb.writeOldest(this.memory);
+    return true;
+  }
+
+  /** Every buffered store reaches memory, oldest first (MFENCE, a locked or serializing instruction, an event). */
+  drainAll(): boolean {
+    const sb = this.storeBuffer;
+    if (sb === undefined) return true;
+    while (sb.length !== 0) if (!this.drainOldest()) return false;
     return true;
   }
 
@@ -336,6 +460,23 @@ export class MemoryPort {
       if (pa < 0) return false;
       out[k] = pa;
     }
+    return true;
+  }
+
+  /**
+   * A `call`'s return address under x86-TSO: a store like any other, buffered (`pa` translated from `va` already).
+   * False when making room refused the oldest store (the CPU stops).
+   */
+  bufferAddressAt(va: number, pa: number, address: number): boolean {
+    if (!this.makeRoom()) return false;
+    this.storeBuffer!.pushHalves(
+      va,
+      pa,
+      8,
+      address >>> 0,
+      canonicalHighHalf(address),
+      this.generationOf(pa, this.lastSlot),
+    );
     return true;
   }
 
@@ -364,9 +505,12 @@ export class MemoryPort {
       if (pa < 0) return -1;
       pas[i] = pa;
     }
+    const sb = this.storeBuffer;
     for (let i = size - 1; i >= 0; i--) {
       if (this.footprint) this.footprint.readList.push2(pas[i]!, 1);
-      value = value * 256 + this.memory.read8(pas[i]!);
+      value =
+        value * 256 +
+        (sb !== undefined && sb.length !== 0 ? sb.forward(this.memory, pas[i]!, 1) : this.memory.read8(pas[i]!));
     }
     return value;
   }

@@ -38,6 +38,14 @@ export function isSystemRegisterOp(op: number): boolean {
   );
 }
 
+/**
+ * Whether `op` is serializing (SDM §8.3: INVLPG, MOV to a control register, WRMSR): the CPU's buffered stores reach
+ * memory before it executes. MOV from CR and MOV to RSP are not.
+ */
+export function isSerializingSystemOp(op: number): boolean {
+  return op !== OP.MOV_FROM_CR && op !== OP.MOV_TO_RSP && isSystemRegisterOp(op);
+}
+
 /** Executes one of them; returns its result (0, or the register read) or GP_FAULT. Privileged ones fault at CPL 3. */
 export function executeSystemRegister(cpu: SystemState, ins: Instruction): number {
   const regs = cpu.regs;
@@ -51,6 +59,8 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
   switch (ins.op) {
     case OP.INVLPG:
       cpu.tlb.invalidatePage(ins.va);
+      // INVLPG also invalidates every paging-structure-cache entry, whatever its address (SDM §4.10.4.1).
+      cpu.port.psc?.invalidateAll();
       if (footprint) footprint.tlbInvalidationList.push(Math.floor(ins.va / PAGE_SIZE));
       return 0;
     case OP.MOV_TO_CR0:
@@ -68,6 +78,8 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
       if (value >= CR3_LIMIT) return GP_FAULT;
       regs.cr3 = value;
       cpu.tlb.flushNonGlobal();
+      // Paging-structure-cache entries are never global: a CR3 write drops them all (SDM §4.10.4.1).
+      cpu.port.psc?.invalidateAll();
       if (footprint) footprint.tlbInvalidationList.push(-1);
       return 0;
     case OP.MOV_TO_CR4:
@@ -76,6 +88,7 @@ export function executeSystemRegister(cpu: SystemState, ins: Instruction): numbe
       // Changing CR4.PGE invalidates all TLB entries, global ones included (SDM §4.10.4.1).
       if (((regs.cr4 ^ value) & CR4.PGE) !== 0) {
         cpu.tlb.flushAll();
+        cpu.port.psc?.invalidateAll();
         if (footprint) footprint.tlbInvalidationList.push(-2);
       }
       regs.cr4 = value >>> 0;

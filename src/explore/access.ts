@@ -8,7 +8,8 @@ import type { Choice } from './choices.ts';
 //  - a CPU's channel: every step of that CPU, every IPI sent to it, every delivery to it and every TLB event on it
 //    writes it, so a hardware event or an IPI is dependent with the steps of the CPU it affects;
 //  - a kernel resource kept outside emulated memory (an `atomic` step's lock: allocator, vmap areas);
-//  - the TLB-event budget, shared by all TLB events (taking one may leave none for another).
+//  - the TLB-event budget, shared by all TLB events (taking one may leave none for another);
+//  - the first stop: every step that stops its CPU writes it, as the first stop of a run is its violation.
 
 export interface Access {
   readonly reads: readonly number[];
@@ -19,6 +20,7 @@ const WORD = 8;
 /** Location of CPU c's channel: negative, below every memory word. */
 const channel = (cpu: number) => -1 - cpu;
 const BUDGET = -1_000;
+const STOP = -997;
 /**
  * The kernel's frame states (free, copied away, generation), one location per frame: the CPUs check every access
  * to a guarded frame against its state (src/mmu/frame-guard.ts), so such an access reads the frame's location, and
@@ -75,12 +77,13 @@ function addFrames(out: number[], guard: FrameGuard, pa: number, size: number): 
 
 /**
  * The locations `choice` touched, from the machine's footprint of it (cleared before it was made); `guard` is the
- * machine's frame guard, when a kernel checks frames.
+ * machine's frame guard, when a kernel checks frames; `stops` says the choice stopped its CPU.
  */
-export function accessOf(choice: Choice, fp: Footprint, guard?: FrameGuard): Access {
+export function accessOf(choice: Choice, fp: Footprint, guard: FrameGuard | undefined, stops: boolean): Access {
   const reads: number[] = [];
   const writes: number[] = [channel(choice.cpu)];
   if ('tlb' in choice) writes.push(BUDGET);
+  if (stops) writes.push(STOP);
   const r = fp.readList;
   for (let i = 0; i < r.length; i += 2) addRange(reads, r.get(i), r.get(i + 1));
   const w = fp.writeList;

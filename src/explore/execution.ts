@@ -7,8 +7,16 @@ import type { ScheduleEntry } from '../machine/schedule.ts';
 /** What a violation is: any outcome but ok, or the step bound reached with CPUs still able to move. */
 export type ViolationKind = Exclude<Outcome, 'ok'> | 'step-bound';
 
-/** A predicate on the final machine; false is an `assertion` violation. */
-export type FinalCheck = (machine: Machine) => boolean;
+/**
+ * A check of the final machine (run when no CPU stopped and the step bound was not reached). It returns `true` when
+ * the state is fine; `false` for an `assertion` violation with the generic message FAILED_CHECK; or a non-empty
+ * string for an `assertion` violation whose message is that string (the reason). Anything else (undefined, '', a
+ * number, a Promise) is refused with an InputError: a checker must not read a malformed answer as a verdict.
+ */
+export type FinalCheck = (machine: Machine) => boolean | string;
+
+/** The message of a violation from a check that returned false. */
+export const FAILED_CHECK = 'the final-state check failed';
 
 export interface Execution {
   readonly schedule: readonly ScheduleEntry[];
@@ -25,7 +33,8 @@ export function classify(
   const outcome = m.outcome;
   if (outcome !== 'ok') return { kind: outcome, message: m.firstStop?.message ?? m.deadlockReport() };
   if (limitReached) return { kind: 'step-bound', message: undefined };
-  if (check && !check(m)) return { kind: 'assertion', message: 'the final-state check failed' };
+  const verdict = check === undefined ? true : check(m);
+  if (verdict !== true) return { kind: 'assertion', message: verdict === false ? FAILED_CHECK : verdict };
   return { kind: undefined, message: undefined };
 }
 

@@ -1,8 +1,17 @@
 import { Worker } from 'node:worker_threads';
 import { InputError, requireInteger } from '../mmu/input-error.ts';
-import type { PartResult } from './exhaustive.ts';
-import type { ExploreOptions, ExploreResult } from './explore.ts';
-import { finish, Merged, type PartSpec, plan, prepare, resolveOptions } from './parts.ts';
+import type { ExploreOptions, ExploreResult } from './options.ts';
+import {
+  expiresAt,
+  finish,
+  Merged,
+  type PartOutcome,
+  type PartSpec,
+  partNotRun,
+  plan,
+  prepare,
+  resolveOptions,
+} from './parts.ts';
 import { type BuildSource, loadSource, type WorkerOptions } from './source.ts';
 
 export type { BuildSource } from './source.ts';
@@ -30,7 +39,7 @@ function startWorker(workerData: unknown): Worker {
 }
 
 interface Pending {
-  readonly resolve: (part: PartResult) => void;
+  readonly resolve: (part: PartOutcome) => void;
   readonly reject: (error: Error) => void;
   progress: number;
 }
@@ -43,6 +52,8 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   }
   const { build, check } = await loadSource(source);
   const r = resolveOptions({ ...rest, ...(check ? { check } : {}) });
+  // The time limit as a wall-clock deadline, which each worker checks before each execution it starts.
+  const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
   const { onProgress: _progress, ...cloneable } = rest;
   const workerOptions: WorkerOptions = cloneable;
   const shared = prepare(build, r);
@@ -69,7 +80,7 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
     r.onProgress(Math.min(r.budget, merged.runs + running), r.budget);
   };
   for (const worker of pool) {
-    worker.on('message', (m: { id: number; part?: PartResult; progress?: number }) => {
+    worker.on('message', (m: { id: number; part?: PartOutcome; progress?: number }) => {
       const p = pending.get(m.id);
       if (!p) return;
       if (m.part) {
@@ -86,7 +97,7 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   try {
     for (const parts of plan(r, shared, merged, workers)) {
       const budget = r.budget - merged.runs;
-      const results = await runLevel(pool, parts, budget, pending, () => nextId++);
+      const results = await runLevel(pool, parts, budget, deadline, pending, () => nextId++);
       for (const [i, part] of results.entries()) {
         const spec = parts[i]!;
         if (spec.kind === 'subtree') bound = spec.bound;
@@ -101,23 +112,32 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   return finish(build, r, merged, bound);
 }
 
-/** Runs a level's parts on the pool, each worker taking the next part when it is free; results in part order. */
+/**
+ * Runs a level's parts on the pool, each worker taking the next part when it is free; results in part order. A
+ * part not begun when the deadline passes is not sent (partNotRun), and a worker stops its part at the deadline.
+ */
 async function runLevel(
   pool: readonly Worker[],
   parts: readonly PartSpec[],
   budget: number,
+  deadline: number | undefined,
   pending: Map<number, Pending>,
   newId: () => number,
-): Promise<PartResult[]> {
-  const results: PartResult[] = new Array(parts.length);
+): Promise<PartOutcome[]> {
+  const results: PartOutcome[] = new Array(parts.length);
+  const expired = deadline === undefined ? undefined : expiresAt(deadline);
   let next = 0;
   const drive = async (worker: Worker): Promise<void> => {
     while (next < parts.length) {
       const index = next++;
+      if (expired?.()) {
+        results[index] = partNotRun();
+        continue;
+      }
       const id = newId();
-      results[index] = await new Promise<PartResult>((resolve, reject) => {
+      results[index] = await new Promise<PartOutcome>((resolve, reject) => {
         pending.set(id, { resolve, reject, progress: 0 });
-        worker.postMessage({ id, spec: parts[index], budget });
+        worker.postMessage({ id, spec: parts[index], budget, ...(deadline === undefined ? {} : { deadline }) });
       });
     }
   };

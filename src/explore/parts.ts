@@ -1,9 +1,10 @@
+import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import type { Execution, FinalCheck, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
-import type { ExploreOptions, ExploreResult, Strategy, Violation } from './explore.ts';
+import type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
 import { minimise, replay, requireCheck } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
 
@@ -23,6 +24,8 @@ const OPTION_KEYS = [
   'tlbEvents',
   'preemptions',
   'reduction',
+  'timeLimit',
+  'ipiDelivery',
   'onProgress',
 ] as const;
 
@@ -37,6 +40,9 @@ export interface Resolved {
   readonly tlbEvents: number;
   readonly preemptions: number | undefined;
   readonly reduce: boolean;
+  /** Wall-clock milliseconds, or undefined: no limit. */
+  readonly timeLimit: number | undefined;
+  readonly ipiDelivery: IpiDelivery;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
 }
 
@@ -67,7 +73,50 @@ export function resolveOptions(options: ExploreOptions): Resolved {
       o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
     reduce:
       o.reduction === undefined ? true : requireOneOf(o.reduction, 'explore reduction', ['dpor', 'none']) === 'dpor',
+    timeLimit:
+      o.timeLimit === undefined
+        ? undefined
+        : requireInteger(o.timeLimit, 'explore timeLimit (milliseconds)', 1, MAX_TIME_LIMIT),
+    ipiDelivery:
+      o.ipiDelivery === undefined
+        ? 'scheduled'
+        : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
     onProgress: o.onProgress,
+  };
+}
+
+/** The longest time limit: 30 days, in milliseconds. */
+const MAX_TIME_LIMIT = 30 * 24 * 3600 * 1000;
+
+/**
+ * Whether the time limit has passed, from now (undefined: no limit). Wall-clock time (Date.now), the same in
+ * every worker thread, where each thread's performance.now() has its own origin.
+ */
+export function deadlineOf(r: Resolved): (() => boolean) | undefined {
+  return r.timeLimit === undefined ? undefined : expiresAt(Date.now() + r.timeLimit);
+}
+
+/** A check of a deadline (Date.now() milliseconds) that stays true once it was true. */
+export function expiresAt(deadline: number): () => boolean {
+  let expired = false;
+  return () => {
+    if (!expired && Date.now() >= deadline) expired = true;
+    return expired;
+  };
+}
+
+/** A part's result, and whether the time limit cut it (it then has work left: `finished` is false). */
+export interface PartOutcome extends PartResult {
+  readonly timedOut: boolean;
+}
+
+/** `build`, with every machine it makes set to the exploration's IPI delivery mode. */
+function delivering(build: () => Machine, r: Resolved): () => Machine {
+  const mode = r.ipiDelivery;
+  return () => {
+    const m = build();
+    m.ipiDelivery = mode;
+    return m;
   };
 }
 
@@ -82,22 +131,40 @@ export interface Shared {
   readonly length?: number;
 }
 
-export function prepare(build: () => Machine, r: Resolved): Shared {
+export function prepare(source: () => Machine, r: Resolved): Shared {
+  const build = delivering(source, r);
   if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents) };
   return { length: r.strategy === 'pct' ? probeLength(build, r.maxSteps) : 0 };
 }
 
+/**
+ * Runs one part, at most `budget` executions, starting no execution once `expired()` (the time limit) is true.
+ */
 export function runPart(
-  build: () => Machine,
+  source: () => Machine,
   r: Resolved,
   shared: Shared,
   spec: PartSpec,
   budget: number,
   progress?: (runs: number) => void,
-): PartResult {
+  expired?: () => boolean,
+): PartOutcome {
+  const build = delivering(source, r);
   if (spec.kind === 'subtree') {
+    let timedOut = false;
     const o = { ...r, preemptions: spec.bound, budget, ...(progress ? { progress } : {}) };
-    return new PartSearch(build, o, shared.root!, spec.index).run();
+    if (expired) {
+      // The exhaustive search reads its budget before each execution; once the time limit has passed, the budget
+      // reads 0, so the part ends there with its work so far, not finished. (exhaustive.ts is left as it is.)
+      Object.defineProperty(o, 'budget', {
+        get: () => {
+          timedOut ||= expired();
+          return timedOut ? 0 : budget;
+        },
+      });
+    }
+    const part = new PartSearch(build, o, shared.root!, spec.index).run();
+    return { ...part, timedOut: timedOut && !part.finished };
   }
   const o: SamplingOptions = {
     strategy: r.strategy as 'random' | 'pct',
@@ -108,7 +175,12 @@ export function runPart(
     tlbEvents: r.tlbEvents,
     check: r.check,
   };
-  return samplePart(build, o, spec.first, Math.min(spec.count, budget), progress);
+  return samplePart(build, o, spec.first, Math.min(spec.count, budget), progress, expired);
+}
+
+/** A part the time limit cut before it began. */
+export function partNotRun(): PartOutcome {
+  return { runs: 0, steps: [], states: [], improvements: [], finished: false, boundHit: false, timedOut: true };
 }
 
 /** Parts merged in order, each cut at the budget left: the same totals whatever ran them, and in what order. */
@@ -117,13 +189,15 @@ export class Merged {
   steps = 0;
   complete = true;
   boundHit = false;
+  /** What cut the search, when something did. */
+  stoppedBy: StopReason | undefined;
   readonly states = new Set<string>();
   readonly best = new Map<ViolationKind, Execution>();
 
   constructor(readonly budget: number) {}
 
-  /** Adds the next part; false when the budget ran out in it (the search stops there). */
-  add(part: PartResult): boolean {
+  /** Adds the next part; false when the budget or the time limit ran out in it (the search stops there). */
+  add(part: PartOutcome): boolean {
     const take = Math.min(part.runs, this.budget - this.runs);
     for (let i = 0; i < take; i++) {
       this.steps += part.steps[i]!;
@@ -137,10 +211,17 @@ export class Merged {
     this.runs += take;
     if (take < part.runs || !part.finished) {
       this.complete = false;
+      this.stoppedBy = take === part.runs && part.timedOut ? 'time-limit' : 'budget';
       return false;
     }
     this.boundHit ||= part.boundHit;
     return true;
+  }
+
+  /** The time limit ran out before the next part began. */
+  cutByTime(): void {
+    this.complete = false;
+    this.stoppedBy = 'time-limit';
   }
 }
 
@@ -169,8 +250,9 @@ export function* plan(r: Resolved, shared: Shared, merged: Merged, workers: numb
 }
 
 /** The result, with each kind's best schedule minimised and replayed for its message. */
-export function finish(build: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
-  const o = { maxSteps: r.maxSteps, ...(r.check ? { check: r.check } : {}) };
+export function finish(source: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
+  const build = delivering(source, r);
+  const o = { maxSteps: r.maxSteps, ipiDelivery: r.ipiDelivery, ...(r.check ? { check: r.check } : {}) };
   const violations = [...merged.best.values()]
     .map((v): Violation => {
       const entries = minimise(build, v.schedule, v.kind!, o);
@@ -178,11 +260,12 @@ export function finish(build: () => Machine, r: Resolved, merged: Merged, bound:
       return {
         kind: v.kind!,
         schedule: formatSchedule(entries),
+        scheduleLength: entries.length,
         steps: entries.length,
         ...(again.message === undefined ? {} : { message: again.message }),
       };
     })
-    .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
+    .sort((a, b) => a.scheduleLength - b.scheduleLength || a.kind.localeCompare(b.kind));
   return {
     strategy: r.strategy,
     executions: merged.runs,
@@ -191,7 +274,14 @@ export function finish(build: () => Machine, r: Resolved, merged: Merged, bound:
     distinctStates: merged.states.size,
     ...(bound === undefined ? {} : { preemptionBound: bound }),
     violations,
+    ...stopReason(r, merged),
   };
+}
+
+/** What cut the search: the time limit, or the budget (a sampling search always ends at its budget). */
+function stopReason(r: Resolved, merged: Merged): { stoppedBy?: StopReason } {
+  const why = merged.stoppedBy ?? (r.strategy === 'exhaustive' ? undefined : 'budget');
+  return why === undefined ? {} : { stoppedBy: why };
 }
 
 /** Progress reports at most every 64 executions, and at the end of each part. */

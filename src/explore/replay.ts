@@ -1,3 +1,4 @@
+import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import { MachineImage } from '../machine/image.ts';
 import type { Machine } from '../machine/machine.ts';
 import {
@@ -8,16 +9,18 @@ import {
   type ScheduleEntry,
 } from '../machine/schedule.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
-import { describeValue, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
+import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import { classify, type FinalCheck, type ViolationKind } from './execution.ts';
 
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
 
 export interface ReplayOptions {
-  /** A predicate on the final machine; false is an `assertion` violation. */
+  /** A check of the final machine: true (ok), false or a non-empty reason string (an `assertion`); see FinalCheck. */
   readonly check?: FinalCheck;
   /** Steps before the run counts as a `step-bound` violation. Default 10,000. */
   readonly maxSteps?: number;
+  /** IPI delivery for the run, whatever the machine was made with: `scheduled` (default, as explore) or `immediate`. */
+  readonly ipiDelivery?: IpiDelivery;
 }
 
 export interface ReplayResult {
@@ -53,26 +56,59 @@ export function requireBuild(build: unknown, what: string, reuse = false): () =>
   return build as () => Machine;
 }
 
-/** The final-state check is a function of the machine, or absent. */
+/**
+ * The final-state check is a function of the machine, or absent. What it returns is checked at every call (see
+ * FinalCheck): true, false or a non-empty string, else an InputError naming the value and the rule.
+ */
 export function requireCheck(check: unknown, what: string): FinalCheck | undefined {
-  if (check !== undefined && typeof check !== 'function') {
-    throw new InputError(`${what} check ${describeValue(check)} must be a function (machine) => boolean`);
+  if (check === undefined) return undefined;
+  if (typeof check !== 'function') {
+    throw new InputError(`${what} check ${describeValue(check)} must be a function (machine) => boolean | string`);
   }
-  return check as FinalCheck | undefined;
+  const user = check as (machine: Machine) => unknown;
+  return (machine) => {
+    const verdict = user(machine);
+    if (typeof verdict === 'boolean') return verdict;
+    if (typeof verdict === 'string' && verdict.trim() !== '') return verdict;
+    const why =
+      typeof verdict === 'string'
+        ? 'a reason must say something: return true when the state is fine'
+        : verdict instanceof Promise
+          ? 'the check must be synchronous'
+          : 'return true when the state is fine';
+    throw new InputError(
+      `${what} check returned ${describeValue(verdict)}; it must return true (ok), false (a violation) or a ` +
+        `non-empty string (a violation, with that string as its message): ${why}`,
+    );
+  };
+}
+
+/** Where a schedule's entries left the run: steps taken (events are not steps), and the CPU that stepped last. */
+interface Applied {
+  readonly steps: number;
+  /** -1 when no entry was a step. */
+  readonly last: number;
 }
 
 /**
- * After a schedule's entries, the run is completed the least interleaved way: the lowest-numbered CPU that can move
- * runs until it cannot, and so on; an IPI in flight is delivered when no CPU can move. So a counterexample only
- * needs the choices that make the difference, and a short schedule still ends where the program ends.
+ * After a schedule's entries, the run is completed the least interleaved way: the CPU that moved last keeps
+ * running until it cannot; then the lowest-numbered CPU that can move runs until it cannot, and so on; an IPI in
+ * flight is delivered (the oldest first) only when no CPU can move. A completion never switches away from a CPU
+ * that can still move, so every switch that matters is an entry of the schedule: a counterexample needs only the
+ * choices that make the difference, and a short schedule still ends where the program ends. This is also the
+ * path the exhaustive search takes first from any point (exhaustive.ts: the last CPU if it can move, else the
+ * first).
  */
-function complete(m: Machine, maxSteps: number, taken: number): boolean {
-  let steps = taken;
+function complete(m: Machine, maxSteps: number, from: Applied): boolean {
+  let steps = from.steps;
+  let current = from.last;
   while (m.firstStop === undefined) {
-    const cpu = m.cpus.find((c) => c.started && c.runnable);
+    const last = current >= 0 ? m.cpus[current] : undefined;
+    const cpu = last?.started && last.runnable ? last : m.cpus.find((c) => c.started && c.runnable);
     if (cpu) {
       if (steps++ >= maxSteps) return true;
       m.step(cpu.id);
+      current = cpu.id;
       continue;
     }
     const ipi = m.ipiBus.inFlight[0];
@@ -94,9 +130,14 @@ export function replay(
   options: ReplayOptions = {},
 ): ReplayResult {
   const build = requireBuild(source, 'replay');
-  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps']);
+  const o = requireOptions<ReplayOptions>(options, 'replay options', ['check', 'maxSteps', 'ipiDelivery']);
   const maxSteps = o.maxSteps === undefined ? 10_000 : requireInteger(o.maxSteps, 'replay maxSteps', 1, 10_000_000);
-  return replayOn(build(), schedule, maxSteps, requireCheck(o.check, 'replay'));
+  const delivery =
+    o.ipiDelivery === undefined ? 'scheduled' : requireOneOf(o.ipiDelivery, 'replay ipiDelivery', IPI_DELIVERY_MODES);
+  const check = requireCheck(o.check, 'replay');
+  const m = build();
+  m.ipiDelivery = delivery;
+  return replayOn(m, schedule, maxSteps, check);
 }
 
 /** replay() on a machine just built (options checked). */
@@ -106,10 +147,17 @@ function replayOn(
   maxSteps: number,
   check: FinalCheck | undefined,
 ): ReplayResult {
+  const applied = applySchedule(m, schedule);
+  return { machine: m, ...completeAndClassify(m, applied, maxSteps, check) };
+}
+
+/** Runs the schedule's entries on `m`, refusing one that does not apply (an InputError naming the entry). */
+function applySchedule(m: Machine, schedule: string | readonly ScheduleEntry[]): Applied {
   // An array is checked whole (shape, CPUs that exist) before the first step, as Machine.run checks it.
   if (typeof schedule !== 'string') checkScheduleArray(schedule, m.cpus.length);
   const entries = typeof schedule === 'string' ? parseSchedule(schedule) : schedule;
   let steps = 0;
+  let last = -1;
   for (const [index, entry] of entries.entries()) {
     if (m.firstStop !== undefined) break;
     if (typeof entry === 'number') {
@@ -120,12 +168,18 @@ function replayOn(
       }
       m.step(entry);
       steps++;
+      last = entry;
     } else {
       applyEvent(m, entry, index);
     }
   }
-  const limitReached = complete(m, maxSteps, steps);
-  return { machine: m, ...classify(m, limitReached, check) };
+  return { steps, last };
+}
+
+/** The run completed (see complete()) after a schedule's entries, and what it shows. */
+function completeAndClassify(m: Machine, applied: Applied, maxSteps: number, check: FinalCheck | undefined) {
+  const limitReached = complete(m, maxSteps, applied);
+  return classify(m, limitReached, check);
 }
 
 /**
@@ -144,6 +198,16 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
     m.deliverIpi(entry.cpu, entry.deliver);
     return;
   }
+  if ('drain' in entry) {
+    if (!m.drainStoreBuffer(entry.cpu)) throw new InputError(`${where}: CPU ${entry.cpu}'s store buffer is empty`);
+    return;
+  }
+  if ('psc' in entry) {
+    if (!m.evictPagingStructureEntry(entry.cpu, entry.psc, entry.va)) {
+      throw new InputError(`${where}: CPU ${entry.cpu}'s paging-structure caches hold no such ${entry.psc} entry`);
+    }
+    return;
+  }
   const page = entry.va - (entry.va % PAGE_SIZE);
   const held = cpu.tlb.probe(page) >= 0;
   if (entry.tlb === 'evict') {
@@ -157,13 +221,19 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
   }
 }
 
-/** Whether `entries` still produce a violation of `kind` (false when they no longer apply). */
+/**
+ * Whether `entries` still produce a violation of `kind`: false when they no longer apply. Only the entries' own
+ * refusal means that; an error from the check (a user's bug, or an answer it must not give) is the caller's.
+ */
 function stillViolates(build: () => Machine, entries: readonly ScheduleEntry[], kind: ViolationKind, o: ReplayOptions) {
+  const m = build();
+  let applied: Applied;
   try {
-    return replayOn(build(), entries, o.maxSteps ?? 10_000, o.check).kind === kind;
+    applied = applySchedule(m, entries);
   } catch {
     return false;
   }
+  return completeAndClassify(m, applied, o.maxSteps ?? 10_000, o.check).kind === kind;
 }
 
 /**

@@ -87,25 +87,32 @@ export function sampleOnce(build: () => Machine, o: SamplingOptions, e: number):
   return { schedule, ...classify(m, limitReached, o.check), state: finalStateKey(m) };
 }
 
-/** Executions first..first+count-1, as a part (see PartResult). */
+/**
+ * Executions first..first+count-1, as a part (see PartResult); with `expired`, no execution starts once it is
+ * true (the time limit), and the part is then not finished.
+ */
 export function samplePart(
   build: () => Machine,
   o: SamplingOptions,
   first: number,
   count: number,
   progress?: (runs: number) => void,
-): PartResult {
+  expired?: () => boolean,
+): PartResult & { readonly timedOut: boolean } {
   const steps: number[] = [];
   const states: string[] = [];
   const findings = new Findings();
-  for (let i = 0; i < count; i++) {
-    const run = sampleOnce(build, o, first + i);
+  let runs = 0;
+  while (runs < count && !expired?.()) {
+    const run = sampleOnce(build, o, first + runs);
     steps.push(run.schedule.length);
     states.push(run.state);
-    findings.note(i, run);
-    progress?.(i + 1);
+    findings.note(runs, run);
+    runs++;
+    progress?.(runs);
   }
-  return { runs: count, steps, states, improvements: findings.improvements, finished: true, boundHit: false };
+  const timedOut = runs < count;
+  return { runs, steps, states, improvements: findings.improvements, finished: !timedOut, boundHit: false, timedOut };
 }
 
 /** Steps of the least interleaved execution (the first choice every time): PCT's estimate of k. */

@@ -1,6 +1,7 @@
 import type { Machine } from '../machine/machine.ts';
 import { describeValue, InputError } from '../mmu/input-error.ts';
-import type { ExploreOptions, FinalCheck } from './explore.ts';
+import type { FinalCheck } from './execution.ts';
+import type { ExploreOptions } from './options.ts';
 
 // A machine builder named by a module, so that worker threads can make the same machine: functions cannot be sent
 // to a worker, but a module URL, an export name and arguments can.

@@ -1,4 +1,5 @@
 import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
+import { MAX_STORE_BUFFER_ENTRIES } from '../cpu/store-buffer.ts';
 import { type KernelOptions, VMALLOC_POLICIES, VMALLOC_SYNCS } from '../mm/kernel.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import {
@@ -9,6 +10,7 @@ import {
   requireOneOf,
   requireOptions,
 } from '../mmu/input-error.ts';
+import { MAX_PSC_ENTRIES } from '../mmu/paging-structure-cache.ts';
 import type { TlbConfig } from '../mmu/tlb.ts';
 
 // Machine.create's options and their checks: every option is checked before anything is built (docs/guide.md
@@ -52,6 +54,18 @@ export interface MachineConfig {
    * `sync`: 'lazy-fault' (default) | 'preallocated'). Kernel programs (vmalloc, vfree) take `machine.kernel`.
    */
   readonly kernel?: KernelOptions;
+  /**
+   * Store-buffer entries per CPU (x86-TSO, SDM §8.2): stores wait in a FIFO and reach memory by `drain:` events
+   * (the checker's choice, a schedule's `drain:N`, `drainStoreBuffer`), when the buffer is full, or at MFENCE, a
+   * locked or serializing instruction or an event delivery. Default 0: no store buffer, memory is sequentially
+   * consistent.
+   */
+  readonly storeBuffer?: number;
+  /**
+   * Paging-structure-cache entries per level per CPU (SDM §4.10.3): walks start from a cached PML4E, PDPTE or PDE
+   * and keep using it after the entry in memory changes, until INVLPG or a CR3 write. Default 0: none.
+   */
+  readonly pagingStructureCaches?: number;
 }
 
 export interface ResolvedConfig {
@@ -64,6 +78,8 @@ export interface ResolvedConfig {
   readonly boot: boolean;
   readonly ipiDelivery: IpiDelivery;
   readonly kernel: Required<KernelOptions> | undefined;
+  readonly storeBuffer: number;
+  readonly pagingStructureCaches: number;
 }
 
 const CONFIG_KEYS = [
@@ -76,7 +92,20 @@ const CONFIG_KEYS = [
   'boot',
   'ipiDelivery',
   'kernel',
+  'storeBuffer',
+  'pagingStructureCaches',
 ] as const;
+
+/** An entry count 0..max (0: the structure is absent), or an InputError naming the option and the rule. */
+function resolveEntries(value: unknown, option: string, max: number, zero: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new InputError(
+      `Machine.create option ${option} ${describeValue(value)} must be an integer in 0..${max} (${zero})`,
+    );
+  }
+  return value;
+}
 
 function resolveKernel(value: unknown, boot: boolean): Required<KernelOptions> | undefined {
   if (value === undefined) return undefined;
@@ -130,6 +159,13 @@ export function resolveConfig(config: MachineConfig): ResolvedConfig {
     footprint: requireBoolean(c.footprint, 'Machine.create option footprint', false),
     boot,
     kernel: resolveKernel(c.kernel, boot),
+    storeBuffer: resolveEntries(c.storeBuffer, 'storeBuffer', MAX_STORE_BUFFER_ENTRIES, '0: no store buffer'),
+    pagingStructureCaches: resolveEntries(
+      c.pagingStructureCaches,
+      'pagingStructureCaches',
+      MAX_PSC_ENTRIES,
+      '0: no paging-structure caches',
+    ),
     ipiDelivery:
       c.ipiDelivery === undefined
         ? 'immediate'

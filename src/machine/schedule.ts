@@ -8,16 +8,24 @@ import { describeValue, InputError, requireOneOf, requireOptions } from '../mmu/
 export type TlbEvent = { readonly cpu: number; readonly tlb: 'evict' | 'fill'; readonly va: number };
 /** An in-flight IPI to `cpu` reaches its IRR: the oldest, the oldest NMI, or the oldest of a vector. */
 export type DeliveryEvent = { readonly cpu: number; readonly deliver: DeliverySelector };
+/** The oldest store in `cpu`'s store buffer reaches memory (x86-TSO). */
+export type DrainEvent = { readonly cpu: number; readonly drain: true };
+/** Paging-structure-cache entry kinds, as schedule tokens name them (evict-pde:1:0x...). */
+export const PSC_ENTRY_KINDS = ['pml4e', 'pdpte', 'pde'] as const;
+export type PscEntryKind = (typeof PSC_ENTRY_KINDS)[number];
+/** `cpu`'s paging-structure cache drops its `psc` entry for `va` (the hardware's freedom, as a TLB eviction). */
+export type PscEvent = { readonly cpu: number; readonly psc: PscEntryKind; readonly va: number };
 /** A hardware event between steps. */
-export type HardwareEvent = TlbEvent | DeliveryEvent;
+export type HardwareEvent = TlbEvent | DeliveryEvent | DrainEvent | PscEvent;
 /** A CPU id to step, or a hardware event. */
 export type ScheduleEntry = number | HardwareEvent;
 export type SchedulePolicy = 'round-robin' | 'random' | 'timed' | readonly ScheduleEntry[] | string;
 
 const SYNTAX =
   'a schedule is a comma- or space-separated list of CPU ids ("0,1,1"), repeats ("1*3"), ' +
-  'TLB events ("evict:1:0xffffc90000001000", "fill:0:0xffffc90000001000") and IPI deliveries ' +
-  '("deliver:1", "deliver:1:0xf0", "deliver:1:nmi")';
+  'TLB events ("evict:1:0xffffc90000001000", "fill:0:0xffffc90000001000"), IPI deliveries ' +
+  '("deliver:1", "deliver:1:0xf0", "deliver:1:nmi"), store-buffer drains ("drain:1") and paging-structure-cache ' +
+  'evictions ("evict-pde:1:0xffffc90000000000", "evict-pdpte:...", "evict-pml4e:...")';
 
 /** Longest repeat one token may ask for ("1*1000000"). */
 export const MAX_REPEAT = 1_000_000;
@@ -60,6 +68,16 @@ export function parseScheduleRuns(text: string): ScheduleRun[] {
     const event = /^(evict|fill):(\d{1,7}):(\S+)$/.exec(token);
     if (event) {
       runs.push({ cpu: Number(event[2]), tlb: event[1] as 'evict' | 'fill', va: eventAddress(event[3]!, token) });
+      continue;
+    }
+    const drain = /^drain:(\d{1,7})$/.exec(token);
+    if (drain) {
+      runs.push({ cpu: Number(drain[1]), drain: true });
+      continue;
+    }
+    const psc = /^evict-(pml4e|pdpte|pde):(\d{1,7}):(\S+)$/.exec(token);
+    if (psc) {
+      runs.push({ cpu: Number(psc[2]), psc: psc[1] as PscEntryKind, va: eventAddress(psc[3]!, token) });
       continue;
     }
     const delivery = /^deliver:(\d{1,7})(?::(nmi|0x[0-9a-f]{1,2}|\d{1,3}))?$/i.exec(token);
@@ -159,9 +177,25 @@ export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[
     if (typeof entry !== 'object' || entry === null || isArray(entry)) {
       throw new InputError(
         `${where} is ${index in entries ? describeValue(entry) : 'a hole'}: ` +
-          'each entry is a CPU id, a TLB event { cpu, tlb: "evict" | "fill", va } or an IPI delivery ' +
-          '{ cpu, deliver: "oldest" | "nmi" | vector }',
+          'each entry is a CPU id, a TLB event { cpu, tlb: "evict" | "fill", va }, an IPI delivery ' +
+          '{ cpu, deliver: "oldest" | "nmi" | vector }, a store-buffer drain { cpu, drain: true } or a ' +
+          'paging-structure-cache eviction { cpu, psc: "pml4e" | "pdpte" | "pde", va }',
       );
+    }
+    if (hasKey(entry, 'drain')) {
+      const d = requireOptions<DrainEvent>(entry, where, ['cpu', 'drain']);
+      if (d.drain !== true) throw new InputError(`${where} drain ${describeValue(d.drain)} must be true`);
+      runs.push({ cpu: checkCpu(d.cpu, where, cpus), drain: true });
+      continue;
+    }
+    if (hasKey(entry, 'psc')) {
+      const e = requireOptions<PscEvent>(entry, where, ['cpu', 'psc', 'va']);
+      const psc = requireOneOf(e.psc, `${where} paging-structure-cache entry kind`, PSC_ENTRY_KINDS);
+      const cpu = checkCpu(e.cpu, where, cpus);
+      const va = toVirtual(e.va as number, `${where} address`);
+      if (!isCanonical(va)) throw new InputError(`${where} address ${formatVirtual(va)} is not canonical`);
+      runs.push({ cpu, psc, va });
+      continue;
     }
     if (hasKey(entry, 'deliver')) {
       const d = requireOptions<DeliveryEvent>(entry, where, ['cpu', 'deliver']);
@@ -233,6 +267,8 @@ export function formatSchedule(entries: readonly ScheduleEntry[]): string {
 /** A hardware event as its schedule token: evict:1:0xffffc90000001000, deliver:1, deliver:1:0xf0, deliver:1:nmi. */
 export function formatEvent(e: HardwareEvent): string {
   if ('tlb' in e) return `${e.tlb}:${e.cpu}:${formatVirtual(e.va)}`;
+  if ('drain' in e) return `drain:${e.cpu}`;
+  if ('psc' in e) return `evict-${e.psc}:${e.cpu}:${formatVirtual(e.va)}`;
   if (e.deliver === 'oldest') return `deliver:${e.cpu}`;
   return `deliver:${e.cpu}:${e.deliver === 'nmi' ? 'nmi' : `0x${e.deliver.toString(16)}`}`;
 }

@@ -1,5 +1,6 @@
 import { HUGE_PAGE_SIZE, isCanonical, LARGE_PAGE_SIZE, PAGE_SIZE } from './address.ts';
 import type { Footprint } from './footprint.ts';
+import { type PagingStructureCache, PSC_FLAG, type PscLevel } from './paging-structure-cache.ts';
 import type { PhysicalMemory } from './physical-memory.ts';
 import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO } from './pte.ts';
 
@@ -63,6 +64,8 @@ export class WalkResult {
   /** Entries read, outermost first (physical addresses), and how many. */
   readonly entries = new Float64Array(4);
   entryCount = 0;
+  /** The paging-structure-cache entry the walk started from: its level (0: none, it read from CR3 down). */
+  pscLevel = 0;
   /** Fault record when !ok: vector (14, 13 or 12), error code, and CR2 for a #PF. */
   vector = 0;
   errorCode = 0;
@@ -107,8 +110,10 @@ export function walkPageTables(
   access: number,
   out: WalkResult = new WalkResult(),
   footprint?: Footprint,
+  psc?: PagingStructureCache,
 ): WalkResult {
   out.entryCount = 0;
+  out.pscLevel = 0;
   if (!isCanonical(va)) {
     return fail(out, access & ACCESS.STACK ? VECTOR_SS : VECTOR_GP, 0, va);
   }
@@ -126,8 +131,21 @@ export function walkPageTables(
   let entryAddr = 0;
   let lo = 0;
   let pageSize = PAGE_SIZE;
+  let top = 4;
+  // A paging-structure-cache hit skips the levels above it, with the rights it cached (SDM §4.10.3.2): the entries
+  // in memory above it are not read, so a change to them since the entry was made is not seen.
+  const hit = psc === undefined ? 0 : psc.lookup(va);
+  if (hit !== 0) {
+    const f = psc!.hitFlags;
+    table = psc!.hitTable;
+    writable = (f & PSC_FLAG.WRITABLE) !== 0;
+    userOk = (f & PSC_FLAG.USER) !== 0;
+    noExecute = (f & PSC_FLAG.NO_EXECUTE) !== 0 && controls.nxe;
+    top = hit - 1;
+    out.pscLevel = hit;
+  }
   // Levels 4 (PML4) down to 1 (PT); index shift 39, 30, 21, 12.
-  for (let level = 4; level >= 1; level--) {
+  for (let level = top; level >= 1; level--) {
     const index = (va / LEVEL_DIVISOR[level]!) & 511;
     entryAddr = table + index * 8;
     lo = memory.read32(entryAddr);
@@ -155,6 +173,13 @@ export function walkPageTables(
       if (footprint) footprint.pteWriteList.push(entryAddr);
     }
     table = entryFrame(lo, hi);
+    // A present, well-formed upper entry may be cached with the rights so far (§4.10.3.1). A walk that faults
+    // below drops it again (MemoryPort: a #PF invalidates the entries for its address).
+    if (psc !== undefined) {
+      const flags =
+        (writable ? PSC_FLAG.WRITABLE : 0) | (userOk ? PSC_FLAG.USER : 0) | (noExecute ? PSC_FLAG.NO_EXECUTE : 0);
+      psc.fill(level as PscLevel, va, table, flags);
+    }
   }
 
   // Permission checks on the combined rights (§4.6): user access needs U/S everywhere; a write needs R/W unless

@@ -211,7 +211,8 @@ export function buildScenario(
 
 /**
  * The machine factory exploration and replay take: a fresh machine each call, with the scenario's IPI delivery mode
- * (explore and replay choose the schedule themselves, so the scenario's `run.schedule` is not used).
+ * (explore and replay choose the schedule themselves, so the scenario's `run.schedule` is not used, and set the
+ * delivery mode from their own `ipiDelivery` option).
  */
 export function machineFactory(
   scenario: Scenario,

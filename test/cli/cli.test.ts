@@ -70,6 +70,23 @@ describe('x86slice CLI', () => {
     expect(err).toContain(message);
   });
 
+  it.each([
+    [['run', 'stale-tlb', '--param.reads', '2'], '--param.reads is not how a parameter is given: write -p reads=2'],
+    [['run', 'stale-tlb', '--param.reads=3', '--json'], 'write -p reads=3 (or --param reads=3)'],
+    // Beside a -p, cac would drop the dotted one without a word.
+    [['run', 'stale-tlb', '-p', 'reads=1', '--param.reads', '2'], '--param.reads is not how a parameter is given'],
+    [['run', 'stale-tlb', '--p.reads', '2'], '--p.reads is not how a parameter is given: write -p reads=2'],
+    [['run', 'stale-tlb', '--param.reads'], 'write -p reads=<value>'],
+    [['explore', 'stale-tlb', '--param.reads', '2'], '--param.reads is not how a parameter is given: write -p reads=2'],
+    [['replay', 'stale-tlb', '--schedule', '', '--param.reads', '2'], 'write -p reads=2'],
+  ])('%j (a dotted parameter) is exit code 2 naming the parameter, not [object Object]', async (argv, message) => {
+    const { code, out, err } = await cli(...argv);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toContain(message);
+    expect(err).not.toContain('[object Object]');
+    expect(out).toBe('');
+  });
+
   it('a parameter given twice is exit code 2, not silently the last one', async () => {
     const { code, err } = await cli('run', 'stale-tlb', '-p', 'reads=2', '-p', 'reads=3');
     expect(code).toBe(EXIT_USAGE);

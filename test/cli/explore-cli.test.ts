@@ -27,13 +27,20 @@ describe('x86slice explore', () => {
     expect(report).toMatchObject({ scenario: 'pf-in-pf', strategy: 'random', executions: 20, complete: false });
     expect(report.steps).toBeGreaterThan(0);
     const violation = report.violations.find((v: { outcome: string }) => v.outcome === 'double-fault');
-    expect(violation).toMatchObject({ schedule: expect.any(String), steps: expect.any(Number) });
+    expect(violation).toMatchObject({ schedule: expect.any(String), scheduleLength: expect.any(Number) });
     expect(violation.message).toContain('double fault');
 
     const replayed = await cli('replay', 'pf-in-pf', '--schedule', violation.schedule);
     expect(replayed.code).toBe(EXIT_VIOLATION);
     expect(replayed.out).toContain('#DF(0x0) delivered on ist1');
     expect(replayed.out).toContain('outcome: double-fault after 6 steps: a violation: PANIC: double fault');
+  });
+
+  it("--json names a violation's schedule entries scheduleLength, apart from the machine steps; steps stays as its alias", async () => {
+    const { out } = await cli('explore', MY_SCENARIO, '--strategy', 'exhaustive', '--json');
+    const report = JSON.parse(out);
+    expect(report.violations).toMatchObject([{ schedule: '0,1', scheduleLength: 2, steps: 2 }]);
+    expect(report.steps).toBeGreaterThan(2 * report.executions); // every execution takes more than two steps
   });
 
   it('finds no violation in stale-tlb: exit 0, and the text says the run was sampled', async () => {
@@ -65,6 +72,23 @@ describe('x86slice explore', () => {
       expect(two.code).toBe(EXIT_VIOLATION);
       expect(two.out).toBe(one.out);
     }
+  }, 60_000);
+
+  it('--time-limit stops a long exhaustive search: not complete, and the result says the time limit stopped it', async () => {
+    const args = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '--strategy', 'exhaustive'];
+    const json = await cli(...args, '--time-limit', '0.5', '--json');
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.out)).toMatchObject({ complete: false, stoppedBy: 'time-limit', violations: [] });
+    const text = await cli(...args, '--time-limit=0.5');
+    expect(text.out).toContain(
+      'no violation found (incomplete: the time limit ran out before every interleaving was run; a time-limited ' +
+        'result is not reproducible)',
+    );
+  }, 60_000);
+
+  it('--json says stoppedBy budget when the budget ended the search', async () => {
+    const { out } = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--budget', '2', '--json');
+    expect(JSON.parse(out)).toMatchObject({ executions: 2, complete: false, stoppedBy: 'budget' });
   });
 
   it('explores stale-tlb exhaustively: complete, no violation', async () => {
@@ -118,6 +142,77 @@ export const solo = {
 });
 
 describe('x86slice replay', () => {
+  it('--json prints one object in the shape of run --json, with the schedule, and the stop message', async () => {
+    const replayed = await cli('replay', 'pf-in-pf', '--schedule', '', '--json');
+    expect(replayed.code).toBe(EXIT_VIOLATION);
+    const report = JSON.parse(replayed.out);
+    // pf-in-pf has one CPU: the replay is the run, and says so field for field.
+    const { report: _measured, ...run } = JSON.parse((await cli('run', 'pf-in-pf', '--json')).out);
+    expect(report).toMatchObject(run);
+    expect(report).toMatchObject({
+      scenario: 'pf-in-pf',
+      schedule: '',
+      outcome: 'double-fault',
+      violation: true,
+      steps: 6,
+      stop: { cpu: 0, outcome: 'double-fault' },
+      message: expect.stringMatching(/^PANIC: double fault/),
+    });
+    expect(report.cpus).toHaveLength(1);
+  });
+
+  it('--json of a run that is no violation: exit 0, violation false, no message', async () => {
+    const { code, out } = await cli('replay', 'stale-tlb', '--schedule', '', '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(out);
+    expect(report).toMatchObject({ scenario: 'stale-tlb', outcome: 'ok', violation: false, limitReached: false });
+    expect(report.steps).toBeGreaterThan(0);
+    expect(report.cpus).toHaveLength(2);
+    expect('message' in report).toBe(false);
+  });
+
+  it('every violation explore --json reports replays with replay --json to the same outcome and message', async () => {
+    for (const args of [
+      [MY_SCENARIO, '--strategy', 'exhaustive'],
+      ['stack-migration', '-p', 'protocol=naive', '-p', 'rounds=4', '--strategy', 'exhaustive', '--preemptions', '1'],
+      ['stack-migration', '-p', 'protocol=no-wait', '-p', 'rounds=4', '--strategy', 'pct', '--budget', '100'],
+    ]) {
+      const explored = JSON.parse((await cli('explore', ...args, '--json')).out);
+      expect(explored.violations.length).toBeGreaterThan(0);
+      const params = args.slice(1, args.indexOf('--strategy'));
+      for (const v of explored.violations) {
+        const replayed = await cli('replay', args[0]!, ...params, '--schedule', v.schedule, '--json');
+        expect(replayed.code).toBe(EXIT_VIOLATION);
+        const report = JSON.parse(replayed.out);
+        expect({ outcome: report.outcome, message: report.message }).toEqual({
+          outcome: v.outcome,
+          message: v.message,
+        });
+      }
+    }
+  }, 60_000);
+
+  it('--json with --out writes the trace to the file and prints the JSON; with --trace alone it is refused', async () => {
+    const file = join(temp, 'replay-json-trace.json');
+    const { code, out } = await cli(
+      'replay',
+      'pf-in-pf',
+      '--schedule',
+      '',
+      '--trace',
+      'chrome',
+      '--out',
+      file,
+      '--json',
+    );
+    expect(code).toBe(EXIT_VIOLATION);
+    expect(JSON.parse(out)).toMatchObject({ outcome: 'double-fault', steps: 6 });
+    expect(() => JSON.parse(readFileSync(file, 'utf8'))).not.toThrow();
+    const both = await cli('replay', 'pf-in-pf', '--schedule', '', '--trace', 'chrome', '--json');
+    expect(both.code).toBe(EXIT_USAGE);
+    expect(both.err).toContain('--json and --trace chrome would both go to stdout: give --out <file> for the trace');
+  });
+
   it('--trace chrome --out writes Chrome trace-event JSON to the file', async () => {
     const file = join(temp, 'trace.json');
     const { code, out } = await cli('replay', 'pf-in-pf', '--schedule', '', '--trace', 'chrome', '--out', file);
@@ -167,6 +262,14 @@ describe('bad input is exit code 2, naming the value and the rule', () => {
     [['explore', 'pf-in-pf', '--tlb-events', '-1'], 'Unknown option `-1`'],
     [['explore', 'pf-in-pf', '--seed', '1.5'], "--seed '1.5' must be a decimal integer in 0..4294967295"],
     [['explore', 'pf-in-pf', '-p', 'df-ist=7'], 'parameter df-ist=7 must be an integer in 0..2'],
+    [
+      ['explore', 'pf-in-pf', '--time-limit', 'abc'],
+      "--time-limit 'abc' must be a positive number of seconds, such as 60 or 0.5",
+    ],
+    [['explore', 'pf-in-pf', '--time-limit', '0'], "--time-limit '0' must be a positive number of seconds"],
+    [['explore', 'pf-in-pf', '--time-limit', '0.0001'], "--time-limit '0.0001' must be a positive number of seconds"],
+    [['explore', 'pf-in-pf', '--time-limit', '1e3'], "--time-limit '1e3' must be a positive number of seconds"],
+    [['explore', 'pf-in-pf', '--time-limit=1m'], "--time-limit '1m' must be a positive number of seconds"],
     [['replay', 'pf-in-pf'], 'replay needs --schedule <schedule>'],
     [['replay', 'pf-in-pf', '--schedule', '0,x'], "malformed schedule token 'x'"],
     [['replay', 'pf-in-pf', '--schedule', '0x1'], "malformed schedule token '0x1'"],

@@ -117,6 +117,42 @@ describe('exhaustive exploration (DPOR with sleep sets)', () => {
     expect(big.distinctStates).toBe(unbounded.distinctStates);
   });
 
+  it('naive enumeration keeps the preemption bound at a new point too: bound 0 runs each CPU to its end in turn', () => {
+    // Two CPUs, one increment each: with no preemption, one CPU runs to its end, then the other. Naive enumeration
+    // used to take the first CPU at every new point whatever the bound (5 executions, 2 final states at bound 0).
+    const zero = explore(counters(2, 1), { strategy: 'exhaustive', reduction: 'none', preemptions: 0 });
+    expect(zero).toMatchObject({ executions: 2, complete: true, distinctStates: 1, preemptionBound: 0 });
+    const one = explore(counters(2, 1), { strategy: 'exhaustive', reduction: 'none', preemptions: 1 });
+    expect(one.distinctStates).toBeGreaterThan(1);
+  });
+
+  it('a stop does not end the search of what other CPUs do after it: their own violations are found', () => {
+    // CPU0 stores, then gives up (an assertion stops it). CPU1 loads the word and, if it saw the store, stops with
+    // an oops. The oops needs CPU1's load between CPU0's store and CPU0's stop. The search used to end every run at
+    // its first stop, so CPU1's load never ran after the store in any explored run, and the oops was never found.
+    const build = () => {
+      const m = Machine.create({ cpus: 2, trace: false });
+      const word = m.map(COUNTER, { writable: true });
+      m.load(0, function* (x) {
+        yield x.store(word, 8, 1);
+        yield x.assert(false, 'CPU0 gives up');
+      });
+      m.load(1, function* (x) {
+        const v: number = yield x.load(word, 8);
+        if (v === 1) yield x.die('oops', 'CPU1 saw the store');
+      });
+      return m;
+    };
+    const dpor = explore(build, { strategy: 'exhaustive' });
+    const naive = explore(build, { strategy: 'exhaustive', reduction: 'none' });
+    expect(dpor.violations.map((v) => v.kind)).toEqual(['assertion', 'oops']);
+    expect(naive.violations.map((v) => v.kind)).toEqual(['assertion', 'oops']);
+    expect(dpor.distinctStates).toBe(naive.distinctStates);
+    const oops = dpor.violations.find((v) => v.kind === 'oops')!;
+    expect(oops.schedule).toBe('0,1'); // CPU0 stores, CPU1 (running on as the last to move) loads and stops
+    expect(replay(build, oops.schedule).kind).toBe('oops');
+  });
+
   it('a budget cuts the search, and the result says it is not complete', () => {
     const result = explore(counters(2, 2), { strategy: 'exhaustive', budget: 5 });
     expect(result).toMatchObject({ executions: 5, complete: false });

@@ -48,14 +48,23 @@ describe('explore: random and PCT', () => {
     expect(result.complete).toBe(false);
   });
 
-  it('a lost update is found, minimised to the four racing steps, and the schedule reproduces it', () => {
+  it('a lost update is found, minimised to the two switches that lose it, and the schedule reproduces it', () => {
     const result = explore(racyCounter, { strategy: 'random', budget: 50, check: bothIncrements });
     expect(result.violations).toHaveLength(1);
     const v = result.violations[0]!;
     expect(v.kind).toBe('assertion');
-    // CPU1 loads first; the completion then runs CPU0 to its end (load, store) and CPU1 stores its stale value.
-    expect(v.schedule).toBe('1');
+    // CPU1 loads; CPU0 takes over and runs to its end (load, store); then CPU1 stores its stale value.
+    expect(v.schedule).toBe('1,0');
     expect(replay(racyCounter, v.schedule, { check: bothIncrements }).kind).toBe('assertion');
+  });
+
+  it('a violation counts its schedule entries as scheduleLength (steps is its alias); the result counts machine steps', () => {
+    const result = explore(racyCounter, { strategy: 'exhaustive', check: bothIncrements });
+    const v = result.violations[0]!;
+    expect(v).toMatchObject({ schedule: '1,0', scheduleLength: 2, steps: 2 });
+    // Each CPU loads, stores and exits: the run takes 6 steps, going on after the schedule's 2 entries.
+    expect(replay(racyCounter, v.schedule).machine.stepCount).toBe(6);
+    expect(explore(racyCounter, { strategy: 'random', budget: 1, seed: 1 }).steps).toBe(6);
   });
 
   it('the same seed gives the same result; the counterexample is a schedule string a test can paste', () => {
@@ -77,7 +86,7 @@ describe('explore: random and PCT', () => {
     expect(() => explore(racyCounter, { budget: 0 })).toThrow(/explore budget 0 must be an integer/);
     expect(() => explore('pf-in-pf' as never)).toThrow(/build 'pf-in-pf' must be a function/);
     expect(() => explore(racyCounter, { check: true as never })).toThrow(
-      /^explore check true must be a function \(machine\) => boolean$/,
+      /^explore check true must be a function \(machine\) => boolean \| string$/,
     );
   });
 
@@ -108,6 +117,53 @@ describe('explore: random and PCT', () => {
     expect(() => replay(racyCounter, 'deliver:1')).toThrow(/^schedule entry 0 \(deliver:1\): no such IPI/);
     // The same events where they apply: CPU0's load cached the page, so it can drop it; CPU1 can fill it.
     expect(replay(racyCounter, '0,evict:0:0xffffc90001000000,fill:1:0xffffc90001000000').kind).toBeUndefined();
+  });
+});
+
+describe('IPI delivery under the checker', () => {
+  /**
+   * CPU0 sends CPU1 an IPI whose handler sets a flag, then checks the flag is still clear: true only while the
+   * IPI is in flight. CPU1 has nothing else to do (halted, interrupts on).
+   */
+  function sendThenLook() {
+    const m = Machine.create({ cpus: 2, trace: false }); // made with immediate delivery, the machine's default
+    const flag = m.map(0xffffc90001000000n, { writable: true });
+    m.cpu(1).setGate(0xf0, {
+      ist: 0,
+      type: 'interrupt',
+      handler: function* (x) {
+        yield x.store(flag, 8, 1);
+        yield x.eoi();
+      },
+    });
+    m.load(0, function* (x) {
+      yield x.sendIpi(1, 0xf0);
+      const seen: number = yield x.load(flag, 8);
+      yield x.assert(seen === 1, 'the IPI had not arrived');
+    });
+    m.load(1, function* () {});
+    return m;
+  }
+
+  it('explore holds IPIs in flight by default, whatever the machine was made with; immediate is an option', () => {
+    const scheduled = explore(sendThenLook, { strategy: 'exhaustive' });
+    expect(scheduled.violations.map((v) => v.kind)).toEqual(['assertion']);
+    expect(scheduled.violations[0]!.schedule).toBe(''); // in flight until no CPU can move: CPU0 looks first
+    expect(replay(sendThenLook, scheduled.violations[0]!.schedule).kind).toBe('assertion');
+    // Delivered in the sending step, the IPI is taken before CPU0 can look... unless CPU0 looks before CPU1 moves.
+    const immediate = explore(sendThenLook, { strategy: 'exhaustive', ipiDelivery: 'immediate' });
+    expect(immediate.violations.map((v) => v.kind)).toEqual(['assertion']);
+    expect(replay(sendThenLook, '', { ipiDelivery: 'immediate' }).kind).toBe('assertion');
+    expect(replay(sendThenLook, '0,1*4', { ipiDelivery: 'immediate' }).kind).toBeUndefined();
+    expect(() => replay(sendThenLook, '0,1*4')).toThrow(/cannot move/); // scheduled: CPU1 has nothing to take yet
+    for (const strategy of ['random', 'pct'] as const) {
+      expect(explore(sendThenLook, { strategy, budget: 5, ipiDelivery: 'immediate' }).executions).toBe(5);
+    }
+  });
+
+  it('a bad ipiDelivery is refused, naming the value', () => {
+    expect(() => explore(sendThenLook, { ipiDelivery: 'later' as never })).toThrow(/explore ipiDelivery 'later'/);
+    expect(() => replay(sendThenLook, '', { ipiDelivery: 'later' as never })).toThrow(/replay ipiDelivery 'later'/);
   });
 });
 

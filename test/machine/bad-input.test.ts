@@ -189,7 +189,7 @@ const LARGE_RULE = /^TLB largeEntries .+ must be an integer in 0\.\.255$/;
 const TLB_OBJECT_RULE = /^Machine\.create option tlb .+ must be an object$/;
 const OPTIONS_RULE = /^Machine\.create options .+ must be an object$/;
 const UNKNOWN_OPTION_RULE =
-  /^Machine\.create options has an unknown option .+; known options: cpus, memory, tlb, trace, traceLimit, footprint, boot, ipiDelivery, kernel$/;
+  /^Machine\.create options has an unknown option .+; known options: cpus, memory, tlb, trace, traceLimit, footprint, boot, ipiDelivery, kernel, storeBuffer, pagingStructureCaches$/;
 
 /** Values that are no integer of any range. */
 const NOT_INTEGERS: readonly unknown[] = [

@@ -1,0 +1,89 @@
+import type { IpiDelivery } from '../cpu/ipi-bus.ts';
+import type { FinalCheck, ViolationKind } from './execution.ts';
+
+// What explore() takes and what it returns: its options and its verdict (a module below explore.ts and parts.ts,
+// which both use them).
+
+export interface Violation {
+  readonly kind: ViolationKind;
+  /** The shortest schedule found for this kind, minimised: `replay(build, schedule)` reproduces it. */
+  readonly schedule: string;
+  /**
+   * Entries in the schedule (CPU steps and hardware events, `1*3` counting 3): not the steps the run takes, which
+   * include the completion after the schedule.
+   */
+  readonly scheduleLength: number;
+  /**
+   * @deprecated Use `scheduleLength`: this counts schedule entries, not machine steps (as `ExploreResult.steps`
+   * does). The same value; kept because 0.1 documented it, to be removed in 0.2.
+   */
+  readonly steps: number;
+  /** The stop event's message, when a CPU stopped. */
+  readonly message?: string;
+}
+
+export interface ExploreResult {
+  readonly strategy: Strategy;
+  readonly executions: number;
+  /** Steps (and hardware events) taken over all executions, replays of a path's prefix included. */
+  readonly steps: number;
+  /** Whether every interleaving within the bounds was run (never, for the sampling strategies). */
+  readonly complete: boolean;
+  /** Distinct final states reached (memory written, CPU states and registers, outcome). */
+  readonly distinctStates: number;
+  /** Exhaustive with `preemptions`: the bound the search reached (it stops early when no choice needed more). */
+  readonly preemptionBound?: number;
+  /** One per kind found, shortest first. */
+  readonly violations: readonly Violation[];
+  /**
+   * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the
+   * sampling strategies, which never run out of work), `time-limit` (the `timeLimit` ran out first), or absent
+   * when the search ran out of work (an exhaustive search that is `complete`).
+   */
+  readonly stoppedBy?: StopReason;
+}
+
+/** Why a search stopped with work left (see ExploreResult.stoppedBy). */
+export type StopReason = 'budget' | 'time-limit';
+
+export type Strategy = 'exhaustive' | 'random' | 'pct';
+
+export interface ExploreOptions {
+  /**
+   * `exhaustive` (every interleaving, with DPOR and sleep sets), `random` (uniform choice) or `pct` (Burckhardt et
+   * al.: random priorities with d - 1 change points). Default `random`.
+   */
+  readonly strategy?: Strategy;
+  /** Executions to run at most. Default 200 for the sampling strategies, 100,000 for exhaustive. */
+  readonly budget?: number;
+  /** PRNG seed: the same seed, the same executions. Default 1. */
+  readonly seed?: number;
+  /** Steps an execution may take before it counts as a `step-bound` violation. Default 10,000. */
+  readonly maxSteps?: number;
+  /** PCT's depth d (bug depth it targets). Default 3. */
+  readonly depth?: number;
+  /** A check of the final machine: true (ok), false or a non-empty reason string (an `assertion`); see FinalCheck. */
+  readonly check?: FinalCheck;
+  /** TLB evictions and speculative fills an execution may choose (the hardware's freedom). Default 0. */
+  readonly tlbEvents?: number;
+  /** Exhaustive: preemptions an execution may take, searched with bound 0, 1, ... up to this. Default: no bound. */
+  readonly preemptions?: number;
+  /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
+  readonly reduction?: 'dpor' | 'none';
+  /**
+   * When a sent IPI reaches its target, whatever the machine was made with: `scheduled` (default; in flight until a
+   * delivery, which is a choice like a step) or `immediate` (in the sending step, which hides the window between the
+   * ICR write and the target's IRR). `replay` takes the same option, with the same default.
+   */
+  readonly ipiDelivery?: IpiDelivery;
+  /**
+   * Wall-clock milliseconds the search may take, beside the execution budget: once they have passed, no new
+   * execution starts, the result says `stoppedBy: 'time-limit'`, and an exhaustive result is not `complete`. The
+   * model stays deterministic (the limit only decides when to stop, and a search it does not cut gives exactly
+   * the result it gives without one), but where a search is cut depends on the machine's speed: a time-limited
+   * result is not reproducible. Minimising the violations found is not limited. Default: none.
+   */
+  readonly timeLimit?: number;
+  /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
+  readonly onProgress?: (executions: number, budget: number) => void;
+}
