@@ -1,6 +1,7 @@
 import { FRAME_COPIED } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 import { rmqueue } from './fallback.ts';
+import type { ExtfragCounts, FreeArea } from './free-area.ts';
 import { type BuddyInfo, buddyinfo, fragmentationIndex, frameIsFree } from './fragmentation.ts';
 import { MAX_ORDER, MIGRATE_TYPES, MIGRATETYPE, type Migratetype, PAGEBLOCK_ORDER } from './mmzone.ts';
 
@@ -33,17 +34,9 @@ const OWNER_TAGS = 64;
 
 export type { BuddyInfo } from './fragmentation.ts';
 
-/** What the mm_page_alloc_extfrag tracepoint saw (fallback.ts counts them). */
-export interface ExtfragCounts {
-  /** Every fallback to another migratetype's free list. */
-  events: number;
-  /** Those that took a block smaller than a pageblock (the tracepoint's `fragmenting=1`). */
-  fragmenting: number;
-  /** Those whose pageblock changed type to the allocation's (`change_ownership=1`). */
-  changeOwnership: number;
-}
+export type { ExtfragCounts } from './free-area.ts';
 
-export class BuddyAllocator {
+export class BuddyAllocator implements FreeArea {
   /** Head frames: the block's order while it is allocated or free; NONE for a frame inside a block. */
   order: Int8Array;
   /** 1 when the frame heads a free block on the buddy lists (PageBuddy). */

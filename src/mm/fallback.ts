@@ -1,4 +1,4 @@
-import type { BuddyAllocator } from './buddy.ts';
+import type { FreeArea } from './free-area.ts';
 import { ALLOC } from './gfp.ts';
 import { MAX_ORDER, MIGRATETYPE, type Migratetype, PAGEBLOCK_ORDER } from './mmzone.ts';
 import { moveFreepagesBlock } from './pageblock.ts';
@@ -48,7 +48,7 @@ export const CAN_STEAL = 0x10;
  * a free block at `order`. Returns that type, with CAN_STEAL or-ed in when the block may claim its pageblock, or
  * NO_FALLBACK. With `onlyStealable`, a type is returned only if it may claim (compaction's finish check uses that).
  */
-export function findSuitableFallback(zone: BuddyAllocator, order: number, type: number, onlyStealable: boolean) {
+export function findSuitableFallback(zone: FreeArea, order: number, type: number, onlyStealable: boolean) {
   if (zone.nrFree(order) === 0) return NO_FALLBACK;
   const canSteal = canStealFallback(order, type);
   for (const fallback of FALLBACKS[type]!) {
@@ -64,7 +64,7 @@ export function findSuitableFallback(zone: BuddyAllocator, order: number, type: 
  * (and, when `wholeBlock`, its pageblock's other free blocks) to `startType`'s lists, changing the pageblock's
  * type when enough of it is free or alike.
  */
-export function stealSuitableFallback(zone: BuddyAllocator, i: number, startType: number, wholeBlock: boolean): void {
+export function stealSuitableFallback(zone: FreeArea, i: number, startType: number, wholeBlock: boolean): void {
   const currentOrder = zone.order[i]!;
   const oldBlockType = zone.pageblockType[i >>> PAGEBLOCK_ORDER]!;
   // Take ownership for orders >= pageblock_order (change_pageblock_range()).
@@ -100,7 +100,7 @@ export function stealSuitableFallback(zone: BuddyAllocator, i: number, startType
  * `startType`'s lists (so that __rmqueue_smallest() finds it) and counts the extfrag event. Returns whether one
  * was found.
  */
-export function rmqueueFallback(zone: BuddyAllocator, order: number, startType: number, allocFlags: number): boolean {
+export function rmqueueFallback(zone: FreeArea, order: number, startType: number, allocFlags: number): boolean {
   // Do not steal from other pageblocks' lists below pageblock_order with ALLOC_NOFRAGMENT.
   const minOrder = order < PAGEBLOCK_ORDER && (allocFlags & ALLOC.NOFRAGMENT) !== 0 ? PAGEBLOCK_ORDER : order;
   let current = -1;
@@ -140,7 +140,7 @@ export function rmqueueFallback(zone: BuddyAllocator, order: number, startType: 
  * __rmqueue(zone, order, migratetype, alloc_flags): the smallest block of the request's own type, else a fallback
  * and a retry. Returns the block's index (pfn - firstPfn), or -1.
  */
-export function rmqueue(zone: BuddyAllocator, order: number, type: number, allocFlags: number): number {
+export function rmqueue(zone: FreeArea, order: number, type: number, allocFlags: number): number {
   for (;;) {
     const i = zone.rmqueueSmallest(order, type);
     if (i >= 0) return i;

@@ -1,5 +1,5 @@
 import { requireInteger } from '../mmu/input-error.ts';
-import type { BuddyAllocator } from './buddy.ts';
+import type { FreeArea } from './free-area.ts';
 import { MAX_ORDER, MIGRATE_TYPES } from './mmzone.ts';
 
 // What the zone's free area says about fragmentation (mm/vmstat.c, Linux 6.6): /proc/buddyinfo and
@@ -12,7 +12,7 @@ export interface BuddyInfo {
   readonly freePages: number;
 }
 
-export function buddyinfo(zone: BuddyAllocator): BuddyInfo {
+export function buddyinfo(zone: FreeArea): BuddyInfo {
   const free: number[] = [];
   const byType: number[][] = [[], [], []];
   for (let o = 0; o <= MAX_ORDER; o++) {
@@ -32,7 +32,7 @@ export function buddyinfo(zone: BuddyAllocator): BuddyInfo {
  * else 1000 - (1000 + free_pages * 1000 / 2^order) / free_blocks: near 0 the allocation fails for lack of memory,
  * near 1000 for fragmentation.
  */
-export function fragmentationIndex(zone: BuddyAllocator, order: number): number {
+export function fragmentationIndex(zone: FreeArea, order: number): number {
   requireInteger(order, 'fragmentation index order', 0, MAX_ORDER);
   let blocks = 0;
   let suitable = 0;
@@ -47,7 +47,7 @@ export function fragmentationIndex(zone: BuddyAllocator, order: number): number 
 }
 
 /** Whether the frame at `pfn` is inside a free block on the buddy lists. */
-export function frameIsFree(zone: BuddyAllocator, pfn: number): boolean {
+export function frameIsFree(zone: FreeArea, pfn: number): boolean {
   const i = pfn - zone.firstPfn;
   for (let o = 0; o <= MAX_ORDER; o++) {
     const head = i - (pfn % (1 << o));

@@ -1,4 +1,4 @@
-import type { BuddyAllocator } from './buddy.ts';
+import type { FreeArea } from './free-area.ts';
 import { MIGRATETYPE, PAGEBLOCK_ORDER } from './mmzone.ts';
 
 // Operations on a whole pageblock of the zone's free area (mm/page_alloc.c, Linux 6.6): move_freepages_block(),
@@ -11,7 +11,7 @@ import { MIGRATETYPE, PAGEBLOCK_ORDER } from './mmzone.ts';
  * __PageMovable, by owner), as *num_movable. A pageblock past the zone's end is not moved ("Do not cross zone
  * boundaries").
  */
-export function moveFreepagesBlock(zone: BuddyAllocator, i: number, type: number): number {
+export function moveFreepagesBlock(zone: FreeArea, i: number, type: number): number {
   const start = i - (i % (1 << PAGEBLOCK_ORDER));
   const end = start + (1 << PAGEBLOCK_ORDER);
   let moved = 0;
@@ -40,7 +40,7 @@ export function moveFreepagesBlock(zone: BuddyAllocator, i: number, type: number
  * leaves the lists as 2^order allocated order-0 frames held by `owner` (split_map_pages()). A block of half a
  * pageblock or more makes its pageblocks MOVABLE. Returns the order, or -1 when no free block starts at `i`.
  */
-export function isolateFreePage(zone: BuddyAllocator, i: number, owner: number): number {
+export function isolateFreePage(zone: FreeArea, i: number, owner: number): number {
   if (i < 0 || i >= zone.frames || zone.free[i] !== 1) return -1;
   const order = zone.takeFree(i);
   if (order >= PAGEBLOCK_ORDER - 1) {
