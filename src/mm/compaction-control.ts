@@ -2,8 +2,7 @@ import type { BuddyAllocator } from './buddy.ts';
 import { findSuitableFallback, NO_FALLBACK } from './fallback.ts';
 import { ALLOC } from './gfp.ts';
 import { MAX_ORDER, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER } from './mmzone.ts';
-import type { PageAllocator } from './page-alloc.ts';
-import { zoneWatermarkOk } from './watermarks.ts';
+import { type Watermarks, zoneWatermarkOk } from './watermarks.ts';
 
 // When to compact and when to stop (mm/compaction.c, Linux 6.6): the zone's compaction state (deferral counters,
 // the scanners' cached positions, the pageblock skip bits' reset), compaction_suitable() with the fragmentation
@@ -128,10 +127,19 @@ export class CompactionState {
 }
 
 /**
+ * What the compaction checks need of the page allocator (PageAllocator implements it): the zone and its
+ * watermarks. page-alloc.ts holds a CompactionState, so this module takes the narrow interface, not the class.
+ */
+export interface ZoneWithWatermarks {
+  readonly zone: BuddyAllocator;
+  readonly watermarks: Watermarks;
+}
+
+/**
  * __compaction_suitable(): are there enough free pages to compact at all? Order-0 watermark (low for costly
  * orders, min otherwise) plus compact_gap(order), against `freePages`.
  */
-export function compactionSuitableWatermark(pages: PageAllocator, order: number, freePages: number): boolean {
+export function compactionSuitableWatermark(pages: ZoneWithWatermarks, order: number, freePages: number): boolean {
   const w = pages.watermarks;
   const mark = (order > PAGE_ALLOC_COSTLY_ORDER ? w.low : w.min) + compactGap(order);
   return zoneWatermarkOk(pages.zone, 0, mark, 0, freePages);
@@ -141,7 +149,7 @@ export function compactionSuitableWatermark(pages: PageAllocator, order: number,
  * compaction_suitable(): the watermark check, and for a costly order the fragmentation index: an index between 0
  * and extfrag_threshold (500) says the failure is for lack of memory, so compaction would not help.
  */
-export function compactionSuitable(pages: PageAllocator, order: number): boolean {
+export function compactionSuitable(pages: ZoneWithWatermarks, order: number): boolean {
   if (!compactionSuitableWatermark(pages, order, pages.zone.freePages)) return false;
   if (order > PAGE_ALLOC_COSTLY_ORDER) {
     const index = pages.zone.fragmentationIndex(order);
@@ -154,7 +162,7 @@ export function compactionSuitable(pages: PageAllocator, order: number): boolean
  * The allocation check at the top of compact_zone() (and in kcompactd): would an allocation of `order` succeed now,
  * at `mark`?
  */
-export function allocationWouldSucceed(pages: PageAllocator, order: number, mark: number, allocFlags = 0): boolean {
+export function allocationWouldSucceed(pages: ZoneWithWatermarks, order: number, mark: number, allocFlags = 0): boolean {
   return zoneWatermarkOk(pages.zone, order, mark, allocFlags & ~ALLOC.WMARK_MASK);
 }
 
