@@ -1,8 +1,8 @@
 import { FRAME_COPIED } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 import { rmqueue } from './fallback.ts';
-import type { ExtfragCounts, FreeArea } from './free-area.ts';
 import { type BuddyInfo, buddyinfo, fragmentationIndex, frameIsFree } from './fragmentation.ts';
+import type { ExtfragCounts, FreeArea } from './free-area.ts';
 import { MAX_ORDER, MIGRATE_TYPES, MIGRATETYPE, type Migratetype, PAGEBLOCK_ORDER } from './mmzone.ts';
 
 // The zone's free area (mm/page_alloc.c, Linux 6.6): free blocks of 2^order frames, orders 0..MAX_ORDER, kept on

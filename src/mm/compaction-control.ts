@@ -162,7 +162,12 @@ export function compactionSuitable(pages: ZoneWithWatermarks, order: number): bo
  * The allocation check at the top of compact_zone() (and in kcompactd): would an allocation of `order` succeed now,
  * at `mark`?
  */
-export function allocationWouldSucceed(pages: ZoneWithWatermarks, order: number, mark: number, allocFlags = 0): boolean {
+export function allocationWouldSucceed(
+  pages: ZoneWithWatermarks,
+  order: number,
+  mark: number,
+  allocFlags = 0,
+): boolean {
   return zoneWatermarkOk(pages.zone, order, mark, allocFlags & ~ALLOC.WMARK_MASK);
 }
 

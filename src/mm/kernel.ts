@@ -1,12 +1,14 @@
 import type { Program } from '../cpu/assembler.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
+import type { MigrationProtocolFor } from './kernel-program.ts';
+import { OWNER } from './kernel-tags.ts';
 import { LruLists } from './lru.ts';
-import type { MigrationProtocol } from './migrate.ts';
 import { PageAllocator } from './page-alloc.ts';
-import { emptyVmallocStats, type VmallocStats } from './vmalloc.ts';
+import { emptyVmallocStats, type VmallocStats } from './vmalloc-stats.ts';
 import { VmapAreas } from './vmap-areas.ts';
 
+export { LOCK, OWNER } from './kernel-tags.ts';
 // The kernel's state beside the machine: the zone's buddy allocator, the vmap areas, init_mm's top-level table,
 // and the policies a booted kernel was configured with. Programs change it only through `atomic` steps.
 
@@ -21,16 +23,6 @@ export interface KernelOptions {
   readonly vmalloc?: VmallocPolicy;
   readonly sync?: VmallocSync;
 }
-
-/** Lock names of the bookkeeping, as footprints record them. */
-export const LOCK = {
-  ZONE: 'zone',
-  VMAP_AREA: 'vmap_area',
-  RUNQUEUE: 'runqueue',
-  LOG: 'log',
-  CALL_FUNCTIONS: 'call_functions',
-  STATS: 'stats',
-} as const;
 
 /** What a timed run's kernel measured, in simulated nanoseconds (RDTSC around the operations). */
 export interface KernelTimings {
@@ -54,21 +46,6 @@ function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
 function emptyTimings(): KernelTimings {
   return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map(), irqTime: [] };
 }
-
-/** Owner tags the allocator records, so a frame says what it is. */
-export const OWNER = {
-  PAGE_TABLE: 1,
-  VMALLOC: 2,
-  OTHER: 3,
-  /** A file page (page cache): on the LRU, reclaimable and movable. */
-  PAGE_CACHE: 4,
-  SLAB: 5,
-  COMPACTION: 6,
-  /** An anonymous page: on the LRU and movable, not reclaimable (no swap in the model). */
-  ANON: 7,
-  /** A reclaimable slab page (dentries, inodes: GFP_KERNEL | __GFP_RECLAIMABLE). */
-  SLAB_RECLAIMABLE: 8,
-} as const;
 
 export class Kernel {
   constructor(
@@ -107,7 +84,7 @@ export class Kernel {
    * The protocol compaction moves vmalloc pages with when they are movable (the `high-order+migratable` policy
    * sets `migration-entry` at boot); undefined: vmalloc pages are not movable.
    */
-  migrateProtocol: MigrationProtocol | undefined = undefined;
+  migrateProtocol: MigrationProtocolFor<Kernel> | undefined = undefined;
   /** What vmalloc did (vmalloc.ts). */
   vmallocStats: VmallocStats = emptyVmallocStats();
   /** vmap_lazy_nr: pages of vfree()d areas waiting for the purge, and the purges so far (vmalloc-purge.ts). */

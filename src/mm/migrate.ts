@@ -12,6 +12,7 @@ import {
   setEntry,
   walkToEntry,
 } from './kernel-page-tables.ts';
+import type { MigrationPage, MigrationProtocolFor } from './kernel-program.ts';
 import {
   flushInfo,
   flushTlbKernelRange,
@@ -49,26 +50,13 @@ export function isMigrationEntry(lo: number): boolean {
 export type ProtocolName = 'naive' | 'no-wait' | 'migration-entry' | 'ipi-switcheroo';
 export const PROTOCOLS: readonly ProtocolName[] = ['naive', 'no-wait', 'migration-entry', 'ipi-switcheroo'];
 
-/** What a protocol is given: the page, its PTE, its frames, and how to copy. */
-export interface MigrationPage {
-  /** The page's address (4 KiB aligned, in an area vmalloc made with an order-0 block there). */
-  readonly va: number;
-  /** Physical address of its PTE in init_mm's tables. */
-  readonly pte: number;
-  readonly oldPfn: number;
-  readonly newPfn: number;
-  /** Bytes copied per step (rep movsq moves 8; a larger chunk is a coarser grain for exploration). */
-  readonly chunk: number;
-  /** The CPU running the task whose stack this page is, when there is one (the switcheroo's target). */
-  readonly taskCpu: number | undefined;
-}
-
 /**
  * A migration protocol: a kernel program that moves `page` from its old frame to its new one. It calls the steps
  * below (or its own): copyFrame() marks the old frame copied, installNewPte() maps the new one, freeOldFrame()
  * returns the old one to the zone. migratePage() has allocated the new frame and updates the area's bookkeeping.
  */
-export type MigrationProtocol = (x: Assembler, kernel: Kernel, page: MigrationPage) => KernelProgram<void>;
+export type MigrationProtocol = MigrationProtocolFor<Kernel>;
+export type { MigrationPage } from './kernel-program.ts';
 
 export interface MigrateOptions {
   /** Bytes copied per step: 8 (rep movsq, the default) up to 4096. */
