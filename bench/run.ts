@@ -46,7 +46,27 @@ const EXPLORE = fileURLToPath(new URL('./explore.mjs', import.meta.url));
 const SMP = fileURLToPath(new URL('./smp.mjs', import.meta.url));
 /** The conformance replay, on the sources through tsx (see bench/conformance.ts). */
 const CONFORMANCE = fileURLToPath(new URL('./conformance.ts', import.meta.url));
-const TARGET_CONFORMANCE_MS = 5000; // the issue: npm test replays every recorded case "in a few seconds"
+const TARGET_CONFORMANCE_MS = 5000;
+/** The memory-management layer (see bench/mm.mjs). */
+const MM = fileURLToPath(new URL('./mm.mjs', import.meta.url));
+const TARGET_FRAG_100K_S = 10; // issue 21: a 1 GiB, 100,000-operation run in under 10 s
+
+interface MmFigures {
+  readonly buddyOpsPerSecond: number;
+  readonly buddySpread: readonly [number, number];
+  readonly fastPathOpsPerSecond: number;
+  readonly fastPathSpread: readonly [number, number];
+  readonly compactionScannedPerSecond: number;
+  readonly compactionScannedSpread: readonly [number, number];
+  readonly compactionMigratedPerSecond: number;
+  readonly compactionScanned: number;
+  readonly compactionMoved: number;
+  readonly frag100kSeconds: number;
+  readonly frag100kSpread: readonly [number, number];
+  readonly frag100kSteps: number;
+  readonly fragDefaultSeconds: number;
+  readonly fragDefaultSpread: readonly [number, number];
+} // the issue: npm test replays every recorded case "in a few seconds"
 
 interface ConformanceFigures {
   readonly cases: number;
@@ -481,6 +501,62 @@ function main(): void {
   );
   console.log('');
 
+  // 8. Memory management ---------------------------------------------------------------------------------------------
+  const mm = JSON.parse(
+    execFileSync(process.execPath, [MM], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+      .trim()
+      .split('\n')
+      .at(-1)!,
+  ) as MmFigures;
+  const fragPass = mm.frag100kSeconds < TARGET_FRAG_100K_S;
+  checks.push({
+    name: 'frag: one 1 GiB stress-highalloc run of 100,000 operations',
+    value: `${mm.frag100kSeconds.toFixed(1)} s`,
+    target: `< ${TARGET_FRAG_100K_S} s`,
+    pass: fragPass,
+  });
+  const perSecond = (x: number) => `${(x / 1000).toFixed(0)} k/s`;
+  console.log('8. Memory management (plain node on dist/; wall-clock, median of 3 rounds)');
+  console.log(
+    table(
+      ['measure', 'median', 'spread', 'target'],
+      [
+        [
+          'buddy operations (BuddyAllocator alloc + free, orders 0..3, 1 GiB zone)',
+          perSecond(mm.buddyOpsPerSecond),
+          `${perSecond(mm.buddySpread[0])}..${perSecond(mm.buddySpread[1])}`,
+          '',
+        ],
+        [
+          'page allocator fast path (order 0 through the per-CPU lists)',
+          perSecond(mm.fastPathOpsPerSecond),
+          `${perSecond(mm.fastPathSpread[0])}..${perSecond(mm.fastPathSpread[1])}`,
+          '',
+        ],
+        [
+          `compaction pages scanned (compact_memory, 1 GiB half-freed page cache, ${mm.compactionScanned} scanned)`,
+          perSecond(mm.compactionScannedPerSecond),
+          `${perSecond(mm.compactionScannedSpread[0])}..${perSecond(mm.compactionScannedSpread[1])}`,
+          '',
+        ],
+        [`compaction pages migrated (${mm.compactionMoved} moved)`, perSecond(mm.compactionMigratedPerSecond), '', ''],
+        [
+          `frag stress-highalloc, 1 GiB, 100,000 operations (${mm.frag100kSteps} steps)`,
+          `${mm.frag100kSeconds.toFixed(1)} s`,
+          `${mm.frag100kSpread[0].toFixed(1)}..${mm.frag100kSpread[1].toFixed(1)}`,
+          `< ${TARGET_FRAG_100K_S} s ${verdict(fragPass)}`,
+        ],
+        [
+          'frag stress-highalloc, 1 GiB, 4,000 operations (one run of `x86slice frag`)',
+          `${mm.fragDefaultSeconds.toFixed(2)} s`,
+          `${mm.fragDefaultSpread[0].toFixed(2)}..${mm.fragDefaultSpread[1].toFixed(2)}`,
+          '',
+        ],
+      ],
+    ),
+  );
+  console.log('');
+
   // Summary -------------------------------------------------------------------------------------------------------
   console.log('Targets');
   console.log(
@@ -531,6 +607,7 @@ function main(): void {
       explore: explored,
       smp,
       conformance,
+      mm,
       create: creations.map((r) => ({ memory: r.memory, medianUs: round(r.medianUs), bestUs: round(r.bestUs) })),
       targets: checks.map((c) => ({ check: c.name, measured: c.value, target: c.target, pass: c.pass })),
       pass: checks.every((c) => c.pass),

@@ -133,13 +133,15 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       code = await (await checker()).replayCommand(ref, options, argv, io);
     });
   cli
-    .command('frag', 'The fragmentation experiment: one seeded workload under four vmalloc/compaction policies')
-    .option('--workload <name>', 'mixed (the only one: vmalloc, page cache, slab, frees)')
-    .option('--seed <n>', 'The workload seed (default 1)')
-    .option('--memory <MiB>', 'Machine memory (default 32)')
-    .option('--operations <n>', 'Workload operations (default 6000)')
+    .command('frag', 'The fragmentation experiment: stress-highalloc and thpchallenge under four vmalloc policies')
+    .option('--workload <name>', 'stress-highalloc (default) | thpchallenge | both')
+    .option('--variant <name>', 'default | no-2m (no vmalloc area of 2 MiB or more) | both (default both)')
+    .option('--seeds <n>', 'Seeds 1..n per policy (default 10)')
+    .option('--memory <MiB>', 'Machine memory, 64..4096 (default 1024)')
+    .option('--operations <n>', 'Workload operations per run (default 4000)')
+    .option('--workers <n>', 'Worker threads (default: the CPUs, up to 8)')
     .option('--out <dir>', 'Where frag.json and frag.svg go (default frag-out)')
-    .option('--json', 'Print the results as one JSON object')
+    .option('--json', 'Print the summaries as one JSON object')
     .action(async (options: Record<string, unknown>) => {
       const { fragCommand } = await import('./frag-command.ts');
       code = await fragCommand(options, argv, io);

@@ -52,6 +52,7 @@ export class Snapshots {
   private readonly hasher = new Hasher();
   private readonly tlbs = new Map<number, TlbSnapshot>();
   private kernels = 0;
+  private readonly kernelWords: number[] = [];
 
   constructor(
     private readonly tlbConfig: TlbConfig,
@@ -147,8 +148,11 @@ export class Snapshots {
     for (const line of kernel.log) hashString(h, line);
     h.add(kernel.callFunctions.length);
     for (const fn of kernel.callFunctions) h.add(this.values.functionHash(fn));
-    h.add(kernel.pageCache.size);
-    for (const [k, v] of kernel.pageCache) h.add(k).add(v);
+    const words = this.kernelWords;
+    words.length = 0;
+    kernel.stateWords(words);
+    h.add(words.length);
+    for (const w of words) h.add(w);
     h.add(kernel.timing ? 1 : 0);
     if (!zoneChanged && previous && previous.hashA === h.a && previous.hashB === h.b) return previous;
     return { kernel: kernel.clone(), zoneA, zoneB, hashA: h.a, hashB: h.b, after: undefined };

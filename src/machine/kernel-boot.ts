@@ -1,5 +1,6 @@
 import { BuddyAllocator, MAX_ORDER, MIGRATETYPE } from '../mm/buddy.ts';
 import { Kernel, type KernelOptions, OWNER } from '../mm/kernel.ts';
+import { migrationProtocol } from '../mm/migrate.ts';
 import { smpAreaOrder } from '../mm/smp.ts';
 import { LAYOUT, PAGE_SIZE } from '../mmu/address.ts';
 import { InputError } from '../mmu/input-error.ts';
@@ -34,6 +35,11 @@ export function bootKernel(memory: PhysicalMemory, boot: BootInfo, options: Requ
   const cpus = boot.taskStacks.length;
   const smpPfn = zone.alloc(smpAreaOrder(cpus), MIGRATETYPE.UNMOVABLE, OWNER.OTHER);
   const kernel = new Kernel(zone, boot.pml4, options.vmalloc, options.sync, cpus, smpPfn * PAGE_SIZE);
+  if (options.vmalloc === 'high-order+migratable') {
+    // Migratable vmalloc: its pages count as movable (__PageMovable) and compaction moves them by this protocol.
+    zone.movableOwners[OWNER.VMALLOC] = 1;
+    kernel.migrateProtocol = migrationProtocol('migration-entry');
+  }
   // The boot's task stacks are VMAP stacks in the vmalloc space: their areas (guard page below included) are taken.
   for (const stack of boot.taskStacks) kernel.vmap.reserveFixed(stack.guard, stack.top - stack.guard);
   attachKernel(memory, kernel);

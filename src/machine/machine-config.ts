@@ -50,8 +50,8 @@ export interface MachineConfig {
   readonly ipiDelivery?: IpiDelivery;
   /**
    * Boot the Linux-like kernel too: the zone's buddy allocator over the memory above an 8 MiB boot reserve, vmap
-   * areas, and the vmalloc policies (`vmalloc`: 'order0' (default) | 'high-order' | 'huge'; `sync`: 'lazy-fault'
-   * (default) | 'preallocated'). Kernel programs (vmalloc, vfree) take `machine.kernel`.
+   * areas, and the vmalloc policies (`vmalloc`: 'order0' (default) | 'high-order' | 'huge' | 'high-order+migratable';
+   * `sync`: 'lazy-fault' (default) | 'preallocated'). Kernel programs (vmalloc, vfree) take `machine.kernel`.
    */
   readonly kernel?: KernelOptions;
   /**

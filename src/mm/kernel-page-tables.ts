@@ -1,16 +1,16 @@
 import type { Assembler } from '../cpu/assembler.ts';
-import type { Instruction } from '../cpu/instruction.ts';
 import { LAYOUT, PAGE_SIZE } from '../mmu/address.ts';
 import { entryFrame, PTE_HI, PTE_LO, tableIndex } from '../mmu/pte.ts';
 import { MIGRATETYPE } from './buddy.ts';
 import { type Kernel, LOCK, OWNER } from './kernel.ts';
+import type { KernelProgram } from './kernel-program.ts';
 
 // Kernel page-table editing as programs (mm/memory.c, arch/x86/include/asm/pgalloc.h): every entry is read and
 // written with instructions through the direct map, so another CPU can observe each intermediate state. Entries are
 // 8 bytes written as two 4-byte halves: a new entry gets its high half first and the low half (with P) last, and a
 // cleared one loses P first, so no CPU ever sees a present entry with a stale half.
 
-export type KernelProgram<T = number> = Generator<Instruction, T, number>;
+export type { KernelProgram };
 
 const TABLE_FLAGS = PTE_LO.P | PTE_LO.RW | PTE_LO.A | PTE_LO.D; // _KERNPG_TABLE
 /** PAGE_KERNEL: present, writable, accessed, dirty, global; NX in the high half. */

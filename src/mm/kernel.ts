@@ -1,14 +1,20 @@
 import type { Program } from '../cpu/assembler.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
+import type { MigrationProtocolFor } from './kernel-program.ts';
+import { OWNER } from './kernel-tags.ts';
+import { LruLists } from './lru.ts';
+import { PageAllocator } from './page-alloc.ts';
+import { emptyVmallocStats, type VmallocStats } from './vmalloc-stats.ts';
 import { VmapAreas } from './vmap-areas.ts';
 
+export { LOCK, OWNER } from './kernel-tags.ts';
 // The kernel's state beside the machine: the zone's buddy allocator, the vmap areas, init_mm's top-level table,
 // and the policies a booted kernel was configured with. Programs change it only through `atomic` steps.
 
 /** How vmalloc backs an area (DESIGN.md "Kernel layer"). */
-export type VmallocPolicy = 'order0' | 'high-order' | 'huge';
-export const VMALLOC_POLICIES: readonly VmallocPolicy[] = ['order0', 'high-order', 'huge'];
+export type VmallocPolicy = 'order0' | 'high-order' | 'huge' | 'high-order+migratable';
+export const VMALLOC_POLICIES: readonly VmallocPolicy[] = ['order0', 'high-order', 'huge', 'high-order+migratable'];
 /** How other mms learn of vmalloc's top-level entries: vmalloc_fault (pre-5.8) or preallocated tables (5.9+). */
 export type VmallocSync = 'lazy-fault' | 'preallocated';
 export const VMALLOC_SYNCS: readonly VmallocSync[] = ['lazy-fault', 'preallocated'];
@@ -17,16 +23,6 @@ export interface KernelOptions {
   readonly vmalloc?: VmallocPolicy;
   readonly sync?: VmallocSync;
 }
-
-/** Lock names of the bookkeeping, as footprints record them. */
-export const LOCK = {
-  ZONE: 'zone',
-  VMAP_AREA: 'vmap_area',
-  RUNQUEUE: 'runqueue',
-  LOG: 'log',
-  CALL_FUNCTIONS: 'call_functions',
-  STATS: 'stats',
-} as const;
 
 /** What a timed run's kernel measured, in simulated nanoseconds (RDTSC around the operations). */
 export interface KernelTimings {
@@ -57,9 +53,6 @@ function emptyTimings(): KernelTimings {
   return { ipiRoundTrips: [], lockHolds: [], migrations: [], lockTaken: new Map(), irqTime: [] };
 }
 
-/** Owner tags the allocator records, so a frame says what it is. */
-export const OWNER = { PAGE_TABLE: 1, VMALLOC: 2, OTHER: 3, PAGE_CACHE: 4, SLAB: 5, COMPACTION: 6 } as const;
-
 export class Kernel {
   constructor(
     /** The one zone's buddy allocator. */
@@ -79,7 +72,30 @@ export class Kernel {
     readonly log: string[] = [],
     /** Functions smp_call_function_many has been given, by the number a csd holds. */
     readonly callFunctions: Program<[number]>[] = [],
-  ) {}
+  ) {
+    this.pages = new PageAllocator(zone, { cpus });
+    this.lru = new LruLists(zone.firstPfn, zone.frames);
+    // PageLRU pages are movable (move_freepages() counts them, compaction isolates them). A clone's zone has them
+    // already: it is not written (its arrays stay shared copy-on-write).
+    if (zone.movableOwners[OWNER.PAGE_CACHE] !== 1 || zone.movableOwners[OWNER.ANON] !== 1) {
+      zone.writable();
+      zone.movableOwners[OWNER.PAGE_CACHE] = 1;
+      zone.movableOwners[OWNER.ANON] = 1;
+    }
+  }
+
+  /** The page allocator over the zone: per-CPU lists, watermarks, compaction state, counters (page-alloc.ts). */
+  pages: PageAllocator;
+  /**
+   * The protocol compaction moves vmalloc pages with when they are movable (the `high-order+migratable` policy
+   * sets `migration-entry` at boot); undefined: vmalloc pages are not movable.
+   */
+  migrateProtocol: MigrationProtocolFor<Kernel> | undefined = undefined;
+  /** What vmalloc did (vmalloc.ts). */
+  vmallocStats: VmallocStats = emptyVmallocStats();
+  /** vmap_lazy_nr: pages of vfree()d areas waiting for the purge, and the purges so far (vmalloc-purge.ts). */
+  vmapLazyNr = 0;
+  vmapPurges = 0;
 
   /**
    * Whether kernel routines time themselves with RDTSC (a timed run: `run({ schedule: 'timed' })` with this set,
@@ -88,9 +104,13 @@ export class Kernel {
   timing = false;
   /** What the routines measured while `timing` was on. */
   timings: KernelTimings = emptyTimings();
-  /** Page-cache pages (movable: compaction may move them): frame -> page id, and id -> frame. */
-  readonly pageCache = new Map<number, number>();
-  readonly pageCacheById = new Map<number, number>();
+  /**
+   * The LRU lists: page-cache pages (movable and reclaimable) and anonymous pages (movable; no swap), oldest first,
+   * each with its id (lru.ts, page-cache.ts).
+   */
+  lru: LruLists;
+  /** vmalloc pages by frame: the address each backs (for compaction's migrate scanner). */
+  readonly vmallocPages = new Map<number, number>();
 
   /**
    * Returns this kernel object to `from`'s state in place. Kernel programs and handlers close over the kernel they
@@ -99,14 +119,23 @@ export class Kernel {
    */
   restore(from: Kernel): void {
     this.zone.restore(from.zone);
+    this.pages.restore(from.pages);
+    this.lru.restore(from.lru);
+    this.migrateProtocol = from.migrateProtocol;
+    this.vmallocStats = { ...from.vmallocStats };
+    this.vmapLazyNr = from.vmapLazyNr;
+    this.vmapPurges = from.vmapPurges;
     this.vmap.restore(from.vmap);
     this.current.splice(0, this.current.length, ...from.current);
     this.log.splice(0, this.log.length, ...from.log);
     this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
     this.timing = from.timing;
     this.timings = emptyTimings();
-    copyMap(this.pageCache, from.pageCache);
-    copyMap(this.pageCacheById, from.pageCacheById);
+    this.copyPageMaps(this, from);
+  }
+
+  private copyPageMaps(to: Kernel, from: Kernel): void {
+    copyMap(to.vmallocPages, from.vmallocPages);
   }
 
   /**
@@ -122,8 +151,26 @@ export class Kernel {
       this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
     }
     this.timing = from.timing;
-    if (this.pageCache.size !== 0 || from.pageCache.size !== 0) copyMap(this.pageCache, from.pageCache);
-    if (this.pageCacheById.size !== 0 || from.pageCacheById.size !== 0) copyMap(this.pageCacheById, from.pageCacheById);
+    this.pages.restore(from.pages);
+    this.lru.restore(from.lru);
+    this.migrateProtocol = from.migrateProtocol;
+    this.vmallocStats = { ...from.vmallocStats };
+    this.vmapLazyNr = from.vmapLazyNr;
+    this.vmapPurges = from.vmapPurges;
+    if (this.vmallocPages.size !== 0 || from.vmallocPages.size !== 0) copyMap(this.vmallocPages, from.vmallocPages);
+  }
+
+  /**
+   * The bookkeeping beside the zone that decides what the kernel does next, as numbers (the stateful checker's
+   * fingerprint; the zone's arrays, vmap areas, `current`, the log and the call functions are hashed apart).
+   * Statistics (vmalloc's, vmstat, the purge count) are left out: they do not change what runs.
+   */
+  stateWords(out: number[]): void {
+    this.pages.stateWords(out);
+    this.lru.stateWords(out);
+    out.push(this.vmapLazyNr, this.vmallocPages.size);
+    // By frame: the map's insertion order is history, not state.
+    for (const pfn of [...this.vmallocPages.keys()].sort((a, b) => a - b)) out.push(pfn, this.vmallocPages.get(pfn)!);
   }
 
   /** A copy whose bookkeeping is its own (machine images instantiate one per explored execution). */
@@ -141,9 +188,14 @@ export class Kernel {
       [...this.log],
       [...this.callFunctions],
     );
+    c.pages = this.pages.clone(c.zone);
+    c.lru = this.lru.clone();
+    c.migrateProtocol = this.migrateProtocol;
+    c.vmallocStats = { ...this.vmallocStats };
+    c.vmapLazyNr = this.vmapLazyNr;
+    c.vmapPurges = this.vmapPurges;
     c.timing = this.timing;
-    copyMap(c.pageCache, this.pageCache);
-    copyMap(c.pageCacheById, this.pageCacheById);
+    this.copyPageMaps(c, this);
     return c;
   }
 }

@@ -12,6 +12,7 @@ import {
   setEntry,
   walkToEntry,
 } from './kernel-page-tables.ts';
+import type { MigrationPage, MigrationProtocolFor } from './kernel-program.ts';
 import {
   flushInfo,
   flushTlbKernelRange,
@@ -49,26 +50,13 @@ export function isMigrationEntry(lo: number): boolean {
 export type ProtocolName = 'naive' | 'no-wait' | 'migration-entry' | 'ipi-switcheroo';
 export const PROTOCOLS: readonly ProtocolName[] = ['naive', 'no-wait', 'migration-entry', 'ipi-switcheroo'];
 
-/** What a protocol is given: the page, its PTE, its frames, and how to copy. */
-export interface MigrationPage {
-  /** The page's address (4 KiB aligned, in an area vmalloc made with an order-0 block there). */
-  readonly va: number;
-  /** Physical address of its PTE in init_mm's tables. */
-  readonly pte: number;
-  readonly oldPfn: number;
-  readonly newPfn: number;
-  /** Bytes copied per step (rep movsq moves 8; a larger chunk is a coarser grain for exploration). */
-  readonly chunk: number;
-  /** The CPU running the task whose stack this page is, when there is one (the switcheroo's target). */
-  readonly taskCpu: number | undefined;
-}
-
 /**
  * A migration protocol: a kernel program that moves `page` from its old frame to its new one. It calls the steps
  * below (or its own): copyFrame() marks the old frame copied, installNewPte() maps the new one, freeOldFrame()
  * returns the old one to the zone. migratePage() has allocated the new frame and updates the area's bookkeeping.
  */
-export type MigrationProtocol = (x: Assembler, kernel: Kernel, page: MigrationPage) => KernelProgram<void>;
+export type MigrationProtocol = MigrationProtocolFor<Kernel>;
+export type { MigrationPage } from './kernel-program.ts';
 
 export interface MigrateOptions {
   /** Bytes copied per step: 8 (rep movsq, the default) up to 4096. */
@@ -77,6 +65,11 @@ export interface MigrateOptions {
   readonly taskCpu?: number;
   /** The frame to move to, already allocated (compaction's target); default: one from the zone. */
   readonly newPfn?: number;
+  /**
+   * Check again, under the migration lock, that the page is still mapped in a live area (compaction isolates pages
+   * before it moves them, and their area may have been vfree()d meanwhile). Default false.
+   */
+  readonly recheck?: boolean;
 }
 
 /** copy_page(new, old) through the direct map, then the old frame is marked copied (a store to it is lost). */
@@ -93,10 +86,14 @@ export function* installNewPte(x: Assembler, page: MigrationPage): KernelProgram
   yield* setEntry(x, page.pte, page.newPfn * PAGE_SIZE, PAGE_KERNEL_LO, PAGE_KERNEL_HI);
 }
 
-/** The old frame goes back to the zone (its generation moves on: translations made before are stale). */
+/**
+ * The old frame goes back to the zone, through this CPU's per-CPU list as any freed page (its generation moves on:
+ * translations made before are stale).
+ */
 export function* freeOldFrame(x: Assembler, kernel: Kernel, page: MigrationPage): KernelProgram<void> {
+  const cpu = x.cpuId;
   yield x.atomic(LOCK.ZONE, () => {
-    kernel.zone.freeBlock(page.oldPfn, 0);
+    kernel.pages.free(cpu, page.oldPfn, 0);
     return 0;
   });
 }
@@ -196,7 +193,7 @@ export function migrationProtocol(protocol: ProtocolName | MigrationProtocol): M
 /**
  * Migrates the vmalloc page at `va` to a new frame with `protocol`, as a program on this CPU: allocates the new
  * frame, runs the protocol, and records the new frame in the area's bookkeeping. Returns 0, or -1 when the page
- * cannot be migrated (not mapped by an order-0 block of a vmalloc area, or no frame free).
+ * cannot be migrated (not a page of a vmalloc area mapped with PTEs, or no frame free).
  */
 export function* migratePage(
   x: Assembler,
@@ -207,7 +204,7 @@ export function* migratePage(
 ): KernelProgram {
   // Everything is checked before the first step: a refused call changes nothing.
   const run = migrationProtocol(protocol);
-  const o = requireOptions<MigrateOptions>(options, 'migratePage options', ['chunk', 'taskCpu', 'newPfn']);
+  const o = requireOptions<MigrateOptions>(options, 'migratePage options', ['chunk', 'taskCpu', 'newPfn', 'recheck']);
   const chunk = o.chunk === undefined ? 8 : requireChunk(o.chunk, 'migratePage chunk');
   if (o.taskCpu !== undefined) requireInteger(o.taskCpu, 'migratePage taskCpu', 0, kernel.cpus - 1);
   if (o.newPfn !== undefined) {
@@ -217,11 +214,12 @@ export function* migratePage(
     throw new InputError(`migratePage: ${describeValue(va)} is not a 4 KiB aligned address`);
   }
   const start = kernel.timing ? yield x.rdtsc() : 0;
-  const movable = yield x.atomic(LOCK.VMAP_AREA, () => {
+  const movable = () => {
+    // Every page of an area mapped with PTEs is an order-0 page of its own (split_page()), so it can move.
     const area = kernel.vmap.containing(va);
-    return area?.blocks.some((b) => b.va === va && b.order === 0) ? 1 : 0;
-  });
-  if (movable === 0) return -1;
+    return area && !area.huge && area.pages[(va - area.start) / PAGE_SIZE] !== undefined ? 1 : 0;
+  };
+  if ((yield x.atomic(LOCK.VMAP_AREA, movable)) === 0) return -1;
   const pte = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
   if (pte < 0) return -1;
   const lo: number = yield x.load(direct(pte), 4);
@@ -242,11 +240,25 @@ export function* migratePage(
   // vmalloc pages are serialized, and a timed run records how long the lock was held.
   const lock = lockWord(kernel, MIGRATION_LOCK_WORD);
   yield* spinLock(x, lock, kernel);
+  if (o.recheck === true) {
+    const same: number = yield x.atomic(LOCK.VMAP_AREA, () => {
+      const area = kernel.vmap.containing(va);
+      return movable() === 1 && area!.pages[(va - area!.start) / PAGE_SIZE] === page.oldPfn ? 1 : 0;
+    });
+    if (same === 0) {
+      yield* spinUnlock(x, lock, kernel);
+      return -1;
+    }
+  }
   yield* run(x, kernel, page);
   yield* spinUnlock(x, lock, kernel);
   yield x.atomic(LOCK.VMAP_AREA, () => {
     const area = kernel.vmap.containing(va)!;
-    area.blocks = area.blocks.map((b) => (b.va === va ? { ...b, pfn: newPfn } : b));
+    area.pages[(va - area.start) / PAGE_SIZE] = newPfn;
+    area.blocks = area.blocks.map((b) => (b.va === va && b.order === 0 ? { ...b, pfn: newPfn } : b));
+    kernel.vmallocPages.delete(page.oldPfn);
+    kernel.vmallocPages.set(newPfn, va);
+    kernel.zone.setOwner(newPfn, OWNER.VMALLOC);
     return 0;
   });
   if (kernel.timing) {

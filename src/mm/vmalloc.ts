@@ -2,7 +2,8 @@ import type { Assembler } from '../cpu/assembler.ts';
 import { LARGE_PAGE_SIZE, PAGE_SIZE } from '../mmu/address.ts';
 import { describeHex, InputError, requireInteger, requireOptions } from '../mmu/input-error.ts';
 import { PTE_LO } from '../mmu/pte.ts';
-import { MAX_ORDER, MIGRATETYPE } from './buddy.ts';
+import { allocPages, allocPagesBulk } from './alloc-pages.ts';
+import { GFP, GFP_KERNEL } from './gfp.ts';
 import { type Kernel, LOCK, OWNER } from './kernel.ts';
 import {
   clearEntry,
@@ -12,18 +13,25 @@ import {
   setEntry,
   walkToEntry,
 } from './kernel-page-tables.ts';
-import { flushTlbKernelRange } from './smp.ts';
+import { MIGRATION_LOCK_WORD } from './migrate.ts';
+import { MAX_ORDER } from './mmzone.ts';
+import { lockWord, spinLock, spinUnlock } from './smp.ts';
+import { freeVmapAreaNoflush, purgeVmapAreaLazy } from './vmalloc-purge.ts';
 import type { BackingBlock } from './vmap-areas.ts';
 
-// vmalloc and vfree as kernel programs (mm/vmalloc.c __vmalloc_node_range, vm_area_alloc_pages, vmap_pages_range,
-// __vunmap). The backing policy is the kernel's:
-// - order0: one order-0 page per page (Linux before 5.13, and the 2018 baseline);
-// - high-order: for the pages still needed, try order ilog2(remaining) and step down to 0, never reclaiming or
-//   compacting for it (the 2018 patch's __GFP_NORETRY);
-// - huge: 2 MiB blocks mapped by PMD entries when the size is at least 2 MiB (vmalloc_huge, 5.13+), falling back
-//   to order-0 pages when an order-9 block cannot be had.
-// Pages are allocated first, then mapped, every entry with stores; a vmalloc that cannot be satisfied undoes what
-// it did and returns 0 (NULL), it does not throw. Page tables are edited in init_mm.
+// vmalloc and vfree as kernel programs (mm/vmalloc.c, Linux 6.6: __vmalloc_node_range(), __vmalloc_area_node(),
+// vm_area_alloc_pages(), vmap_pages_range(), vfree()). The backing policy is the kernel's:
+// - order0: order-0 pages, the bulk allocator first (100 at a time), then one by one (Linux as it is);
+// - high-order: for the pages still needed, order ilog2(remaining) stepping down to 0, the attempts above order 0
+//   with __GFP_NORETRY | __GFP_NOWARN (the 2018 proposal, and the 2025 "request large order pages" patch);
+// - huge: vmap_allow_huge: callers that pass VM_ALLOW_HUGE_VMAP (vmalloc_huge(), 5.18+) get 2 MiB pages mapped by
+//   PMD entries when the area is 2 MiB or more; everyone else gets order-0 pages;
+// - high-order+migratable: as high-order, with __GFP_MOVABLE: the pages are grouped in MOVABLE pageblocks and
+//   compaction may migrate them (the kernel's migration protocol), which is the point of making them movable.
+// A high-order block is split into order-0 pages (split_page()), so vfree frees page by page. If a huge area
+// cannot be backed, the area is given back and the real size reserved again with small pages. vfree unmaps
+// without flushing and frees the pages at once; the range waits on the lazy list until lazy_max_pages() of them
+// are pending, then one purge flushes every CPU's TLB for all of them (vmalloc-purge.ts).
 
 const PMD_ORDER = 9;
 
@@ -37,7 +45,11 @@ export interface VmallocRange {
   readonly end?: number;
   /** Alignment of the area (THREAD_ALIGN for a VMAP stack); default a page, 2 MiB for a huge area. */
   readonly align?: number;
+  /** VM_ALLOW_HUGE_VMAP: the caller accepts PMD mappings (vmalloc_huge()); only the `huge` policy gives them. */
+  readonly allowHuge?: boolean;
 }
+
+export { emptyVmallocStats, type VmallocStats } from './vmalloc-stats.ts';
 
 /**
  * Checks a vmalloc request before its first step, so a bad one is refused with nothing reserved. A size that is a
@@ -46,7 +58,7 @@ export interface VmallocRange {
  */
 function checkRequest(kernel: Kernel, size: unknown, range: unknown): void {
   requireInteger(size, 'vmalloc size', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  const r = requireOptions<VmallocRange>(range, 'vmalloc range', ['start', 'end', 'align']);
+  const r = requireOptions<VmallocRange>(range, 'vmalloc range', ['start', 'end', 'align', 'allowHuge']);
   const { start: low, end: high } = kernel.vmap;
   const start = r.start === undefined ? low : requireInteger(r.start, 'vmalloc range start', low, high - PAGE_SIZE);
   if (r.end !== undefined) requireInteger(r.end, 'vmalloc range end', start + PAGE_SIZE, high);
@@ -56,88 +68,149 @@ function checkRequest(kernel: Kernel, size: unknown, range: unknown): void {
       throw new InputError(`vmalloc range align ${describeHex(align)} is not a power of two`);
     }
   }
+  if (r.allowHuge !== undefined && typeof r.allowHuge !== 'boolean') {
+    throw new InputError(`vmalloc range allowHuge ${String(r.allowHuge)} must be true or false`);
+  }
+}
+
+/** The GFP flags vmalloc's pages are allocated with under the kernel's policy. */
+function vmallocGfp(kernel: Kernel): number {
+  return kernel.policy === 'high-order+migratable' ? GFP_KERNEL | GFP.MOVABLE : GFP_KERNEL;
+}
+
+/** vmalloc_huge(): vmalloc with VM_ALLOW_HUGE_VMAP. */
+export function vmallocHuge(x: Assembler, kernel: Kernel, size: number, range?: VmallocRange): KernelProgram {
+  return vmalloc(x, kernel, size, { ...range, allowHuge: true });
 }
 
 /** Allocates `size` bytes of virtually contiguous kernel memory; returns its address, or 0 (NULL). */
 export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: VmallocRange): KernelProgram {
   checkRequest(kernel, size, range);
-  if (size <= 0 || size > kernel.vmap.end - kernel.vmap.start) return 0;
-  const huge = kernel.policy === 'huge' && size >= LARGE_PAGE_SIZE;
-  const bytes = huge ? Math.ceil(size / LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE : Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
-  const align = range?.align ?? (huge ? LARGE_PAGE_SIZE : PAGE_SIZE);
-  const start = yield x.atomic(LOCK.VMAP_AREA, () => kernel.vmap.reserve(bytes, align, range?.start, range?.end));
-  if (start < 0) return 0;
-  let blocks = huge ? yield* allocBlocks(x, kernel, start, bytes, 'huge') : undefined;
-  const isHuge = blocks !== undefined;
-  if (blocks === undefined)
-    blocks = yield* allocBlocks(x, kernel, start, bytes, kernel.policy === 'huge' ? 'order0' : kernel.policy);
-  if (blocks === undefined) {
-    yield x.atomic(LOCK.VMAP_AREA, () => {
-      kernel.vmap.release(start);
-      return 0;
-    });
-    return 0;
-  }
-  const backing = blocks;
-  yield x.atomic(LOCK.VMAP_AREA, () => {
-    const area = kernel.vmap.find(start)!;
-    area.blocks = backing;
-    area.huge = isHuge;
+  yield x.atomic(LOCK.STATS, () => {
+    kernel.vmallocStats.calls++;
     return 0;
   });
-  if (!(yield* mapArea(x, kernel, backing, isHuge))) {
-    yield* vfree(x, kernel, start);
-    return 0;
+  if (size <= 0 || size > kernel.vmap.end - kernel.vmap.start) return yield* failed(x, kernel);
+  const realSize = Math.ceil(size / PAGE_SIZE) * PAGE_SIZE;
+  const realAlign = range?.align ?? PAGE_SIZE;
+  // vmap_allow_huge && VM_ALLOW_HUGE_VMAP && size >= PMD_SIZE: a PMD shift, the size and alignment rounded to it.
+  let huge = kernel.policy === 'huge' && range?.allowHuge === true && realSize >= LARGE_PAGE_SIZE;
+  for (;;) {
+    const bytes = huge ? Math.ceil(realSize / LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE : realSize;
+    const align = huge ? Math.max(realAlign, LARGE_PAGE_SIZE) : realAlign;
+    const start = yield* reserve(x, kernel, bytes, align, range);
+    if (start < 0) return yield* failed(x, kernel);
+    const blocks = yield* vmAreaAllocPages(x, kernel, start, bytes, huge ? PMD_ORDER : 0);
+    if (blocks !== undefined && (yield* mapArea(x, kernel, start, blocks, huge))) return start;
+    // __vmalloc_area_node() failed: __vfree() what it got; a huge attempt retries with the real size.
+    yield* vfreeArea(x, kernel, start);
+    if (!huge) return yield* failed(x, kernel);
+    huge = false;
+    yield x.atomic(LOCK.STATS, () => {
+      kernel.vmallocStats.hugeFallbacks++;
+      return 0;
+    });
   }
-  return start;
+}
+
+function* failed(x: Assembler, kernel: Kernel): KernelProgram {
+  yield x.atomic(LOCK.STATS, () => {
+    kernel.vmallocStats.failures++;
+    return 0;
+  });
+  return 0;
+}
+
+/** alloc_vmap_area(): on failure, purge the lazy areas and try once more. */
+function* reserve(x: Assembler, kernel: Kernel, bytes: number, align: number, range?: VmallocRange): KernelProgram {
+  const take = () => kernel.vmap.reserve(bytes, align, range?.start, range?.end);
+  const start: number = yield x.atomic(LOCK.VMAP_AREA, take);
+  if (start >= 0) return start;
+  const lazy: number = yield x.atomic(LOCK.VMAP_AREA, () => kernel.vmap.lazyAreas().length);
+  if (lazy === 0) return -1;
+  yield* purgeVmapAreaLazy(x, kernel);
+  return yield x.atomic(LOCK.VMAP_AREA, take);
 }
 
 /**
- * Allocates the frames for `bytes` at `start` by `how`; returns the blocks, or undefined after freeing what it got
- * when the zone cannot supply them.
+ * vm_area_alloc_pages(): the pages for `bytes` at `start`, recorded on the area as they come (so a failure frees
+ * them with the area). Returns the blocks, or undefined when the zone cannot supply them all.
  */
-function* allocBlocks(
+function* vmAreaAllocPages(
   x: Assembler,
   kernel: Kernel,
   start: number,
   bytes: number,
-  how: 'order0' | 'high-order' | 'huge',
+  pageOrder: number,
 ): KernelProgram<BackingBlock[] | undefined> {
+  const gfp = vmallocGfp(kernel) | GFP.NOWARN;
+  const stats = kernel.vmallocStats;
   const blocks: BackingBlock[] = [];
+  const nrPages = bytes / PAGE_SIZE;
   let done = 0;
-  while (done < bytes) {
-    const remaining = (bytes - done) / PAGE_SIZE;
-    let order = how === 'huge' ? PMD_ORDER : how === 'high-order' ? Math.min(ilog2(remaining), MAX_ORDER) : 0;
+  const record = (pfn: number, order: number) => {
+    const va = start + done * PAGE_SIZE;
+    blocks.push({ va, pfn, order });
+    const area = kernel.vmap.find(start)!;
+    if (order > 0) kernel.zone.splitPage(pfn, order); // split_page()
+    for (let k = 0; k < 1 << order; k++) {
+      area.pages.push(pfn + k);
+      kernel.vmallocPages.set(pfn + k, va + k * PAGE_SIZE);
+    }
+    stats.pages += 1 << order;
+    done += 1 << order;
+  };
+  if (pageOrder === 0 && kernel.policy !== 'high-order' && kernel.policy !== 'high-order+migratable') {
+    // The bulk allocator, at most 100 pages a call; a partial result falls back to single pages.
+    while (done < nrPages) {
+      const want = Math.min(100, nrPages - done);
+      const pfns: number[] = [];
+      yield x.atomic(LOCK.STATS, () => {
+        stats.pageAllocs++;
+        return 0;
+      });
+      const got = yield* allocPagesBulk(x, kernel, gfp, want, OWNER.VMALLOC, pfns);
+      yield x.atomic(LOCK.VMAP_AREA, () => {
+        for (const pfn of pfns) record(pfn, 0);
+        return 0;
+      });
+      if (got !== want) break;
+    }
+  }
+  while (done < nrPages) {
+    let order = pageOrder;
+    if (kernel.policy !== 'order0' && kernel.policy !== 'huge' && pageOrder === 0) {
+      order = Math.min(ilog2(nrPages - done), MAX_ORDER);
+    }
     let pfn = -1;
     for (;;) {
+      // High-order attempts of the high-order policies may fail quietly and cheaply; the last resort is order 0.
+      const attemptGfp = order > 0 && pageOrder === 0 ? gfp | GFP.NORETRY : gfp;
+      yield x.atomic(LOCK.STATS, () => {
+        stats.pageAllocs++;
+        return 0;
+      });
       const o = order;
-      pfn = yield x.atomic(LOCK.ZONE, () => kernel.zone.alloc(o, MIGRATETYPE.UNMOVABLE, OWNER.VMALLOC));
-      if (pfn >= 0 || how !== 'high-order' || order === 0) break;
-      order--; // never reclaim or compact for a high order: step down
+      // Recorded in the allocating step: the area holds its pages from the start (undoing a failed area frees them).
+      pfn = yield* allocPages(x, kernel, attemptGfp, o, OWNER.VMALLOC, (p) => record(p, o));
+      if (pfn >= 0) break;
+      if (order > 0)
+        yield x.atomic(LOCK.STATS, () => {
+          stats.highOrderFailures++;
+          return 0;
+        });
+      if (pageOrder > 0 || order === 0) return undefined;
+      order--;
     }
-    if (pfn < 0) {
-      yield* freeBlocks(x, kernel, blocks);
-      return undefined;
-    }
-    blocks.push({ va: start + done, pfn, order });
-    done += PAGE_SIZE << order;
   }
   return blocks;
 }
 
-function* freeBlocks(x: Assembler, kernel: Kernel, blocks: readonly BackingBlock[]): KernelProgram<void> {
-  for (const b of blocks) {
-    yield x.atomic(LOCK.ZONE, () => {
-      kernel.zone.freeBlock(b.pfn, b.order);
-      return 0;
-    });
-  }
-}
-
-/** Maps every page of the blocks (PMD leaves for a huge area); false when a page table could not be allocated. */
+/** vmap_pages_range(): maps every page (PMD leaves for a huge area); false when a page table could not be had. */
 function* mapArea(
   x: Assembler,
   kernel: Kernel,
+  start: number,
   blocks: readonly BackingBlock[],
   huge: boolean,
 ): KernelProgram<boolean> {
@@ -149,40 +222,62 @@ function* mapArea(
       yield* setEntry(x, entry, b.pfn * PAGE_SIZE + off, PAGE_KERNEL_LO | (huge ? PTE_LO.PS : 0), PAGE_KERNEL_HI);
     }
   }
+  yield x.atomic(LOCK.VMAP_AREA, () => {
+    const area = kernel.vmap.find(start)!;
+    area.blocks = blocks;
+    area.huge = huge;
+    return 0;
+  });
   return true;
 }
 
 /**
- * Frees an area vmalloc returned: clears its entries, flushes this CPU's TLB for each page (the SMP issue brings
- * the shootdown), frees each block with its order, and releases the area. An address that is no area's start is
- * Linux's WARN ("Trying to vfree() nonexistent vm area"): nothing is freed, and the result is -1.
+ * Frees an area vmalloc returned (vfree()): clears its entries without a flush, frees every page to this CPU's
+ * per-CPU list, and puts the range on the lazy list; once more than lazy_max_pages() pages wait there, one purge
+ * flushes every CPU's TLB and frees the ranges. An address that is no area's start is Linux's WARN ("Trying to
+ * vfree() nonexistent vm area"): nothing is freed, and the result is -1.
  */
 export function* vfree(x: Assembler, kernel: Kernel, addr: number): KernelProgram {
-  let blocks: readonly BackingBlock[] = [];
-  let huge = false;
-  const found = yield x.atomic(LOCK.VMAP_AREA, () => {
-    const area = kernel.vmap.find(addr);
-    if (!area) return 0;
-    blocks = area.blocks;
-    huge = area.huge;
-    return 1;
-  });
+  const found = yield x.atomic(LOCK.VMAP_AREA, () => (kernel.vmap.find(addr) ? 1 : 0));
   if (found === 0) return -1;
-  for (const b of blocks) {
-    const step = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
-    for (let off = 0; off < PAGE_SIZE << b.order; off += step) {
-      const entry = yield* walkToEntry(x, kernel, kernel.initMm, b.va + off, huge ? 2 : 1, false);
-      if (entry < 0) continue; // never mapped (a vmalloc undoing itself)
-      yield* clearEntry(x, entry);
-    }
-  }
-  // vunmap's flush_tlb_kernel_range() on every CPU, waiting for all, before the frames go back to the zone.
-  const end = blocks.reduce((last, b) => Math.max(last, b.va + (PAGE_SIZE << b.order)), addr);
-  yield* flushTlbKernelRange(x, kernel, addr, end);
-  yield* freeBlocks(x, kernel, blocks);
+  yield* vfreeArea(x, kernel, addr);
+  return 0;
+}
+
+/** remove_vm_area() and the page frees of vfree(), for an area that exists. */
+function* vfreeArea(x: Assembler, kernel: Kernel, addr: number): KernelProgram<void> {
+  // With migratable vmalloc, a page's migration and its area's free exclude each other (the page reference a
+  // migration holds, in Linux): the migration lock is held across the unmap and the frees.
+  const migratable = kernel.migrateProtocol !== undefined;
+  const lock = lockWord(kernel, MIGRATION_LOCK_WORD);
+  if (migratable) yield* spinLock(x, lock);
+  let pages: readonly number[] = [];
+  let huge = false;
+  let size = 0;
   yield x.atomic(LOCK.VMAP_AREA, () => {
-    kernel.vmap.release(addr);
+    const area = kernel.vmap.find(addr)!;
+    pages = area.pages.slice();
+    huge = area.huge;
+    size = area.size;
     return 0;
   });
-  return 0;
+  // vunmap_range_noflush(): the entries go, the TLBs are not flushed.
+  const step = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
+  for (let off = 0; off < pages.length * PAGE_SIZE; off += step) {
+    const entry = yield* walkToEntry(x, kernel, kernel.initMm, addr + off, huge ? 2 : 1, false);
+    if (entry < 0) continue; // never mapped (a vmalloc undoing itself)
+    yield* clearEntry(x, entry);
+  }
+  // Every page is freed at once, as order 0 (high-order blocks were split).
+  const cpu = x.cpuId;
+  for (const pfn of pages) {
+    yield x.atomic(LOCK.ZONE, () => {
+      kernel.vmallocPages.delete(pfn);
+      kernel.vmallocStats.pages--;
+      kernel.pages.free(cpu, pfn, 0);
+      return 0;
+    });
+  }
+  if (migratable) yield* spinUnlock(x, lock);
+  yield* freeVmapAreaNoflush(x, kernel, addr, size);
 }

@@ -17,10 +17,19 @@ export interface VmapArea {
   readonly start: number;
   /** Bytes the caller may use; the guard page follows. */
   readonly size: number;
-  /** Frames backing it, in address order (set once the pages are allocated). */
+  /** The blocks as the page allocator gave them, in address order (how the area was backed). */
   blocks: readonly BackingBlock[];
+  /**
+   * The frame of each 4 KiB page, in address order (vm_struct's pages[]). Higher-order blocks are split into
+   * order-0 pages (split_page()), so each page is freed, and may be migrated, on its own.
+   */
+  pages: number[];
   /** Whether it is mapped with 2 MiB PMD entries (vmalloc_huge) rather than PTEs. */
   huge: boolean;
+  /** vfree()d, its pages freed, waiting for the lazy purge to flush the TLBs and free the range. */
+  lazy: boolean;
+  /** Taken by a purge in progress (its TLB flush has not finished). */
+  purging: boolean;
 }
 
 /** First-fit allocator over [start, end), areas kept sorted by address. */
@@ -35,13 +44,13 @@ export class VmapAreas {
   /** A copy with its own area list (machine images copy bookkeeping per instance). */
   clone(): VmapAreas {
     const c = new VmapAreas(this.start, this.end);
-    c.areas = this.areas.map((a) => ({ ...a }));
+    c.areas = this.areas.map((a) => ({ ...a, pages: a.pages.slice() }));
     return c;
   }
 
   /** Takes `from`'s areas (copied): this object, which programs may hold, returns to that state. */
   restore(from: VmapAreas): void {
-    this.areas = from.areas.map((a) => ({ ...a }));
+    this.areas = from.areas.map((a) => ({ ...a, pages: a.pages.slice() }));
   }
 
   /** Every area, in address order. */
@@ -68,7 +77,15 @@ export class VmapAreas {
       candidate = this.alignUp(a.start + a.size + PAGE_SIZE, align);
     }
     if (candidate + size + PAGE_SIZE > to) return -1;
-    this.areas.splice(index, 0, { start: candidate, size, blocks: [], huge: false });
+    this.areas.splice(index, 0, {
+      start: candidate,
+      size,
+      blocks: [],
+      pages: [],
+      huge: false,
+      lazy: false,
+      purging: false,
+    });
     return candidate;
   }
 
@@ -82,21 +99,52 @@ export class VmapAreas {
       throw new InputError(`vmap area ${describeHex(start)}+${describeHex(size)} overlaps another`);
     }
     const index = this.areas.findIndex((a) => a.start > start);
-    this.areas.splice(index < 0 ? this.areas.length : index, 0, { start, size, blocks: [], huge: false });
+    this.areas.splice(index < 0 ? this.areas.length : index, 0, {
+      start,
+      size,
+      blocks: [],
+      pages: [],
+      huge: false,
+      lazy: false,
+      purging: false,
+    });
   }
 
   private alignUp(va: number, align: number): number {
     return Math.ceil(va / align) * align;
   }
 
-  /** The area that starts at `start`, if any (vfree takes the address vmalloc returned). */
+  /** The live area that starts at `start`, if any (vfree takes the address vmalloc returned). */
   find(start: number): VmapArea | undefined {
-    return this.areas.find((a) => a.start === start);
+    const a = this.at(start);
+    return a?.start === start && !a.lazy ? a : undefined;
   }
 
-  /** The area whose range (guard page excluded) holds `va`. */
+  /** The live area whose range (guard page excluded) holds `va`. */
   containing(va: number): VmapArea | undefined {
-    return this.areas.find((a) => va >= a.start && va < a.start + a.size);
+    const a = this.at(va);
+    return a && !a.lazy && va < a.start + a.size ? a : undefined;
+  }
+
+  /** The area (live or lazy) whose start is the last at or below `va` (a binary search: areas are sorted). */
+  private at(va: number): VmapArea | undefined {
+    let lo = 0;
+    let hi = this.areas.length - 1;
+    let found: VmapArea | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const a = this.areas[mid]!;
+      if (a.start <= va) {
+        found = a;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  /** Areas vfree()d and not yet purged. */
+  lazyAreas(): VmapArea[] {
+    return this.areas.filter((a) => a.lazy && !a.purging);
   }
 
   /** Releases the area that starts at `start`; returns whether there was one. */

@@ -364,6 +364,14 @@ export class PhysicalMemory {
    */
   copy(src: number, dst: number, size: number): void {
     if (!this.inRange(dst, size)) return;
+    // Zeros onto zeros: a source frame never written, onto a destination never written, changes nothing (a
+    // migration of a page nobody wrote need not materialise its new frame).
+    const spfn = Math.floor(src / PAGE);
+    const dpfn = Math.floor(dst / PAGE);
+    if (this.inRange(src, size) && !this.materialised(spfn) && !this.materialised(dpfn)) {
+      if (this.watchCount !== 0) this.notify(dst, size);
+      return;
+    }
     if (this.tracker !== undefined) this.tracker.beforeWrite(dst, size);
     const target = new Uint8Array(this.frameForWrite(Math.floor(dst / PAGE)).buffer, dst & 0xfff, size);
     if (this.inRange(src, size)) {
@@ -372,6 +380,11 @@ export class PhysicalMemory {
       target.fill(0xff);
     }
     if (this.slowWrites !== 0) this.wrote(dst, size);
+  }
+
+  /** Whether frame `pfn` holds data (own or shared): one never written reads as zeros. */
+  private materialised(pfn: number): boolean {
+    return this.own.has(pfn) || this.base?.has(pfn) === true;
   }
 
   /** A copy of a frame's bytes (for inspection and tests). */

@@ -3,7 +3,7 @@ import { Machine } from '../machine/machine.ts';
 import { Prng } from '../machine/schedule.ts';
 import { MIGRATETYPE } from '../mm/buddy.ts';
 import { LOCK, OWNER, type VmallocPolicy } from '../mm/kernel.ts';
-import { vfree, vmalloc } from '../mm/vmalloc.ts';
+import { vfree, vmalloc, vmallocHuge } from '../mm/vmalloc.ts';
 import { VMALLOC_ORDERS } from './listing.ts';
 import type { Scenario } from './scenario.ts';
 
@@ -32,7 +32,9 @@ export const vmallocOrders: Scenario = {
       for (let i = 0; i < ops; i++) {
         const roll = prng.below(10);
         if (roll < 4) {
-          const va = yield* vmalloc(x, kernel, SIZES[prng.below(SIZES.length)]!);
+          // Areas of 2 MiB or more are asked for as large tables are, with vmalloc_huge() (VM_ALLOW_HUGE_VMAP).
+          const size = SIZES[prng.below(SIZES.length)]!;
+          const va = size >= 2 << 20 ? yield* vmallocHuge(x, kernel, size) : yield* vmalloc(x, kernel, size);
           if (va === 0) failures++;
           else {
             areas.push(va);

@@ -19,6 +19,38 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
 );
 
+/**
+ * The buddy invariants, read from the allocator's arrays: free blocks do not overlap and are aligned; no free
+ * block has a free buddy of its own order (merges are complete); each (order, migratetype) list holds exactly the
+ * free blocks marked with that type; the free-page count is the sum of the free blocks.
+ */
+function checkInvariants(b: BuddyAllocator): void {
+  const covered = new Uint8Array(b.frames);
+  const perList = new Map<string, number>();
+  let pages = 0;
+  for (let i = 0; i < b.frames; i++) {
+    if (b.free[i] !== 1) continue;
+    const order = b.order[i]!;
+    const pfn = b.firstPfn + i;
+    if (pfn % (1 << order) !== 0) expect.fail(`free block at ${pfn} is not aligned to order ${order}`);
+    for (let f = i; f < i + (1 << order); f++) {
+      if (covered[f]) expect.fail(`frame ${f} is in two free blocks`);
+      covered[f] = 1;
+    }
+    const buddy = (pfn ^ (1 << order)) - b.firstPfn;
+    if (order < MAX_ORDER && buddy >= 0 && buddy < b.frames && b.free[buddy] === 1 && b.order[buddy] === order) {
+      expect.fail(`free block at ${pfn} and its buddy of order ${order} were not merged`);
+    }
+    const key = `${order}/${b.freeType[i]}`;
+    perList.set(key, (perList.get(key) ?? 0) + 1);
+    pages += 1 << order;
+  }
+  for (let o = 0; o <= MAX_ORDER; o++) {
+    for (let t = 0; t < 3; t++) expect(b.freeCount(o, t)).toBe(perList.get(`${o}/${t}`) ?? 0);
+  }
+  expect(b.freePages).toBe(pages);
+}
+
 /** Runs `ops`, checking after each step that no two live blocks overlap and the free-page count adds up. */
 function play(b: BuddyAllocator, ops: readonly Op[], afterEach: () => void = () => {}) {
   const live: { pfn: number; order: number }[] = [];
@@ -143,6 +175,16 @@ describe('the buddy allocator', () => {
         expect(b.freePages).toBe(FRAMES);
       }),
       { numRuns: 100 },
+    );
+  });
+
+  it('property: free blocks never overlap, merges are complete, and every list count matches its blocks', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
+        const b = new BuddyAllocator(0x200, FRAMES);
+        play(b, ops, () => checkInvariants(b));
+      }),
+      { numRuns: 60 },
     );
   });
 

@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { Assembler } from '../../src/cpu/assembler.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { type CompactOptions, type CompactResult, compactZone } from '../../src/mm/compaction.ts';
+import { COMPACT } from '../../src/mm/compaction-control.ts';
 import { type Kernel, LOCK, OWNER } from '../../src/mm/kernel.ts';
 import { direct, type KernelProgram } from '../../src/mm/kernel-page-tables.ts';
+import { LRU } from '../../src/mm/lru.ts';
 import { migratePage, type ProtocolName } from '../../src/mm/migrate.ts';
 import { addPageCachePage, removePageCachePage } from '../../src/mm/page-cache.ts';
 import { lockWord } from '../../src/mm/smp.ts';
@@ -11,7 +13,6 @@ import { contextSwitch, runningTask, taskCreate } from '../../src/mm/task.ts';
 import { vmalloc } from '../../src/mm/vmalloc.ts';
 import { PAGE_SIZE } from '../../src/mmu/address.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
-import { runFragPolicy } from '../../src/scenarios/frag.ts';
 
 const MiB = 1024 * 1024;
 
@@ -41,7 +42,7 @@ function fragmentedCache(order: number) {
       });
     }
     freeBefore = yield x.atomic(LOCK.ZONE, () => zone.freePages);
-    result = yield* compactZone(x, kernel, { order });
+    result = yield* compactZone(x, kernel, order < 0 ? {} : { order });
   });
   m.run({ maxSteps: 5_000_000 });
   return { m, kernel, result: () => result!, freeBefore: () => freeBefore };
@@ -60,19 +61,28 @@ describe('compaction', () => {
         .some((n) => n > 0),
     ).toBe(true);
     // No page lost: every page-cache page is where the registry says, holding its own id.
-    expect(kernel.zone.freePages).toBe(freeBefore());
-    for (const [id, pfn] of kernel.pageCacheById) {
-      expect(kernel.pageCache.get(pfn)).toBe(id);
+    expect(kernel.pages.freePagesWithPcp).toBe(freeBefore());
+    for (const [id, pfn] of kernel.lru.entries(LRU.FILE)) {
+      expect(kernel.lru.pfnOf(id, LRU.FILE)).toBe(pfn);
       expect(kernel.zone.ownerOf(pfn)).toBe(OWNER.PAGE_CACHE);
       expect(m.memory.read64(pfn * PAGE_SIZE)).toBe(1000 + id);
     }
   });
 
-  it('the scanners meet and stop when no block that large can be made', () => {
+  it('compaction_suitable: with too few free pages for a costly order, compaction is skipped and moves nothing', () => {
     const { m, result } = fragmentedCache(10);
     expect(m.outcome).toBe('ok');
-    expect(result().success).toBe(false); // 8 MiB of zone, half in use: no 4 MiB block
+    // 8 MiB of zone, half in use: the low watermark plus compact_gap(10) = 2048 pages is more than is free.
+    expect(result()).toMatchObject({ result: COMPACT.SKIPPED, moved: 0, success: false });
+  });
+
+  it('a whole-zone compaction (compact_memory) runs until the scanners meet', () => {
+    const { m, result } = fragmentedCache(-1);
+    expect(m.outcome).toBe('ok');
+    expect(result().result).toBe(COMPACT.COMPLETE);
     expect(result().moved).toBeGreaterThan(0);
+    expect(result().migrateScanned).toBeGreaterThan(0);
+    expect(result().freeScanned).toBeGreaterThan(0);
   });
 
   /** A task runs on a vmalloc'ed stack on CPU1; CPU0 compacts the zone with vmalloc pages movable by `protocol`. */
@@ -105,8 +115,22 @@ describe('compaction', () => {
     });
     m.load(0, function* (x: Assembler) {
       yield x.sti();
-      // Some vmalloc pages below the stack's to move too, then free the low ones so there is room at the bottom.
+      // Some vmalloc pages to move too; then page-cache pages everywhere else, every other one freed, so that every
+      // pageblock has free pages to receive migrated ones (a wholly free pageblock is never a target).
       yield* vmalloc(x, kernel, 8 * PAGE_SIZE);
+      const ids: number[] = [];
+      for (let id = 0; ; id++) {
+        const pfn: number = yield x.atomic(LOCK.ZONE, () => addPageCachePage(kernel, id));
+        if (pfn < 0) break;
+        ids.push(id);
+      }
+      for (const id of ids) {
+        if (id % 2 !== 0) continue;
+        yield x.atomic(LOCK.ZONE, () => {
+          removePageCachePage(kernel, id);
+          return 0;
+        });
+      }
       yield x.spinUntil(running, 8, (v) => v === 1);
       const r = yield* compactZone(x, kernel, { protocol, taskCpu: 1 });
       yield x.assert(r.movedVmalloc > 0, 'vmalloc pages moved');
@@ -120,18 +144,6 @@ describe('compaction', () => {
     expect(naive.run({ maxSteps: 2_000_000 }).outcome).toBe('double-fault');
     const switcheroo = compactUnderTask('ipi-switcheroo');
     expect(switcheroo.run({ maxSteps: 2_000_000 }).outcome).toBe('ok');
-  });
-});
-
-describe('the fragmentation experiment', () => {
-  it('is deterministic for a seed, and the policies differ', () => {
-    const a = runFragPolicy('high-order+compaction', 7, 16, 800);
-    const b = runFragPolicy('high-order+compaction', 7, 16, 800);
-    expect(a).toEqual(b);
-    const order0 = runFragPolicy('order0', 7, 16, 800);
-    expect(order0.pagesMigrated).toBe(0);
-    expect(a.series.length).toBe(800 / 50 + 1);
-    expect(a.freeBlocks).not.toEqual(order0.freeBlocks);
   });
 });
 

@@ -17,6 +17,7 @@ import {
   spinUnlockIrqrestore,
 } from '../../src/mm/smp.ts';
 import { vfree, vmalloc } from '../../src/mm/vmalloc.ts';
+import { purgeVmapAreaLazy } from '../../src/mm/vmalloc-purge.ts';
 import { PAGE_SIZE } from '../../src/mmu/address.ts';
 import { entryFrame } from '../../src/mmu/pte.ts';
 
@@ -169,8 +170,9 @@ describe('smp_call_function_many', () => {
 
 describe('flush_tlb_kernel_range and the frame guard', () => {
   /**
-   * CPU1 reads a vmalloc page (its TLB caches it) and keeps reading; CPU0 vfrees the area. With the shootdown in
-   * vfree, CPU1's next read faults (an oops: the page is gone), never reaching the freed frame.
+   * CPU1 reads a vmalloc page (its TLB caches it) and keeps reading; CPU0 vfrees the area. With the purge's
+   * shootdown (vm_unmap_aliases() after vfree), CPU1's next read faults (an oops: the page is gone), never reaching
+   * the freed frame.
    */
   function readerAndVfree(shootdown: boolean) {
     const { m, kernel } = kernelMachine();
@@ -182,7 +184,9 @@ describe('flush_tlb_kernel_range and the frame guard', () => {
       yield x.store(area, 8, va);
       yield x.spinUntil(flag, 8, (v) => v === 1); // CPU1 has read it
       if (shootdown) {
+        // vfree() does not flush (lazily); vm_unmap_aliases() purges the lazy areas with a shootdown.
         yield* vfree(x, kernel, va);
+        yield* purgeVmapAreaLazy(x, kernel);
       } else {
         // A broken vfree: unmap and free with only a local INVLPG (no shootdown).
         const pte = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
@@ -215,7 +219,7 @@ describe('flush_tlb_kernel_range and the frame guard', () => {
     expect(result.stop?.message).toMatch(/^use after free: CPU 1 accesses 0xffffc9[0-9a-f]+ in frame 0x[0-9a-f]+/);
   });
 
-  it('with the flush in vfree the stale entry is gone first: the read faults (an oops), no use after free', () => {
+  it('with the purge after vfree the stale entry is gone first: the read faults (an oops), no use after free', () => {
     const result = readerAndVfree(true).run({ maxSteps: 100_000 });
     expect(result.outcome).toBe('oops');
     expect(result.stop?.cpu).toBe(1);

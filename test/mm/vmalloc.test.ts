@@ -4,7 +4,8 @@ import { MachineImage } from '../../src/machine/image.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { MAX_ORDER } from '../../src/mm/buddy.ts';
 import { OWNER } from '../../src/mm/kernel.ts';
-import { vfree, vmalloc } from '../../src/mm/vmalloc.ts';
+import { vfree, vmalloc, vmallocHuge } from '../../src/mm/vmalloc.ts';
+import { lazyMaxPages, purgeVmapAreaLazy } from '../../src/mm/vmalloc-purge.ts';
 import { LAYOUT, PAGE_SIZE } from '../../src/mmu/address.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 
@@ -21,7 +22,7 @@ describe('vmalloc and vfree', () => {
   it('vmalloc(16 KiB) maps four fresh pages after the boot stacks; stores and loads go through', () => {
     const m = kernelMachine();
     const k = m.kernel!;
-    const free = k.zone.freePages;
+    const free = k.pages.freePagesWithPcp;
     let va = 0;
     let read = 0;
     m.load(0, function* (x: Assembler) {
@@ -36,8 +37,9 @@ describe('vmalloc and vfree', () => {
     expect(read).toBe(0x1234);
     const area = k.vmap.find(va)!;
     expect(area.blocks.map((b) => b.order)).toEqual([0, 0, 0, 0]);
-    // Four data pages; the stacks' page table already covers this 2 MiB.
-    expect(free - k.zone.freePages).toBe(4);
+    // Four data pages (the bulk allocator refilled the per-CPU list from the zone; those are still free); the
+    // stacks' page table already covers this 2 MiB.
+    expect(free - k.pages.freePagesWithPcp).toBe(4);
     // Every entry was written by the program: the trace shows the stores through the direct map.
     expect(m.trace.filter((e) => e.op === 'store').length).toBeGreaterThanOrEqual(8);
   });
@@ -68,11 +70,11 @@ describe('vmalloc and vfree', () => {
     expect(m.physicalAddress(va + 4 * PAGE_SIZE)).toBe(m.kernel!.vmap.find(va)!.blocks[1]!.pfn * PAGE_SIZE);
   });
 
-  it('huge maps 4 MiB with two 2 MiB PMD leaves, 2 MiB aligned', () => {
+  it('vmalloc_huge under the huge policy maps 4 MiB with two 2 MiB PMD leaves, 2 MiB aligned', () => {
     const m = kernelMachine('huge');
     let va = 0;
     m.load(0, function* (x: Assembler) {
-      va = yield* vmalloc(x, m.kernel!, 4 * MiB);
+      va = yield* vmallocHuge(x, m.kernel!, 4 * MiB);
       yield x.store(va + 3 * MiB, 8, 7);
     });
     expect(m.run().outcome).toBe('ok');
@@ -82,6 +84,47 @@ describe('vmalloc and vfree', () => {
     expect(area.blocks.map((b) => b.order)).toEqual([9, 9]);
     expect(() => m.entryAddress(va, 1)).toThrow(/a 2 MiB page/);
     expect(m.physicalAddress(va + 3 * MiB)).toBe(area.blocks[1]!.pfn * PAGE_SIZE + MiB);
+    // split_page(): every 4 KiB page is an order-0 page of its own, freed one by one.
+    expect(area.pages).toHaveLength(1024);
+    expect(m.kernel!.zone.orderAt(area.blocks[1]!.pfn + 1)).toBe(0);
+  });
+
+  it('huge mappings are opt-in (VM_ALLOW_HUGE_VMAP, 5.18+): a plain vmalloc of 4 MiB gets small pages', () => {
+    const m = kernelMachine('huge');
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, m.kernel!, 4 * MiB);
+    });
+    expect(m.run().outcome).toBe('ok');
+    const area = m.kernel!.vmap.find(va)!;
+    expect(area.huge).toBe(false);
+    expect(new Set(area.blocks.map((b) => b.order))).toEqual(new Set([0]));
+  });
+
+  it('a huge area that cannot be backed falls back to small pages for the real size, not the rounded one', () => {
+    const m = kernelMachine('huge', 16 * MiB); // the zone: 8 MiB, of which no 2 MiB block will be free
+    const k = m.kernel!;
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      // Pin one page in every pageblock, so no order-9 block can be had.
+      yield x.atomic('zone', () => {
+        const held = [];
+        for (;;) {
+          const p = k.zone.alloc(0, 0, OWNER.OTHER);
+          if (p < 0) break;
+          held.push(p);
+        }
+        for (const p of held) if ((p - k.zone.firstPfn) % 512 !== 7) k.zone.freeBlock(p, 0);
+        return 0;
+      });
+      va = yield* vmallocHuge(x, k, 2 * MiB + PAGE_SIZE);
+    });
+    expect(m.run().outcome).toBe('ok');
+    const area = k.vmap.find(va)!;
+    expect(area.huge).toBe(false);
+    expect(area.pages).toHaveLength(513); // 2 MiB + 4 KiB, not 1024 pages
+    expect(area.size).toBe(2 * MiB + PAGE_SIZE);
+    expect(k.vmallocStats.hugeFallbacks).toBe(1);
   });
 
   it('the page after an area is its unmapped guard: an access there faults', () => {
@@ -95,28 +138,71 @@ describe('vmalloc and vfree', () => {
     expect(m.cpu(0).lastException).toMatchObject({ vector: 14, cr2: va + PAGE_SIZE });
   });
 
-  it('vfree unmaps, flushes and frees every block: the zone gets its pages back, an access faults', () => {
+  it('vfree unmaps without a flush and frees every page at once; the range waits for the lazy purge', () => {
     const m = kernelMachine('high-order');
     const k = m.kernel!;
     let va = 0;
     let free = 0;
     m.load(0, function* (x: Assembler) {
       va = yield* vmalloc(x, k, 64 * 1024);
-      yield x.store(va, 8, 1); // cached in the TLB: vfree must flush it
-      free = k.zone.freePages;
+      yield x.store(va, 8, 1); // cached in this CPU's TLB
+      free = k.pages.freePagesWithPcp;
       yield* vfree(x, k, va);
+      // Linux does not flush at vfree: the stale translation still reaches the freed frame. Reading a vfree()d
+      // address is the caller's use after free, and the frame guard says so.
+      yield x.load(va, 8);
+    });
+    expect(m.run().outcome).toBe('use-after-free');
+    expect(k.pages.freePagesWithPcp - free).toBe(16); // the tables stay, as Linux keeps vmalloc page tables
+    expect(k.vmap.find(va)).toBeUndefined();
+    expect(k.vmap.lazyAreas().map((a) => a.start)).toEqual([va]);
+    expect(k.vmapLazyNr).toBe(17); // its pages and its guard page
+  });
+
+  it('after the purge (vm_unmap_aliases) the TLBs are flushed and the range is free: an access faults', () => {
+    const m = kernelMachine('high-order');
+    const k = m.kernel!;
+    let va = 0;
+    m.load(0, function* (x: Assembler) {
+      va = yield* vmalloc(x, k, 64 * 1024);
+      yield x.store(va, 8, 1);
+      yield* vfree(x, k, va);
+      yield* purgeVmapAreaLazy(x, k);
       yield x.load(va, 8);
     });
     expect(m.run().outcome).toBe('oops');
-    expect(k.zone.freePages - free).toBe(16); // the tables stay, as Linux keeps vmalloc page tables
-    expect(k.vmap.find(va)).toBeUndefined();
+    expect(k.vmap.lazyAreas()).toEqual([]);
+    expect(k.vmapLazyNr).toBe(0);
+    expect(k.vmapPurges).toBe(1);
     expect(m.cpu(0).lastException).toMatchObject({ vector: 14, errorCode: 0, cr2: va });
+  });
+
+  it('lazy_max_pages is 32 MiB of pages per fls(CPUs); past it, one purge flushes many vfrees with one IPI round', () => {
+    expect(lazyMaxPages(1)).toBe(8192);
+    expect(lazyMaxPages(2)).toBe(16384);
+    expect(lazyMaxPages(4)).toBe(24576);
+    const m = Machine.create({ cpus: 2, memory: 256 * MiB, kernel: {}, ipiDelivery: 'scheduled' });
+    const k = m.kernel!;
+    m.load(1, function* (x: Assembler) {
+      yield x.sti();
+    });
+    m.load(0, function* (x: Assembler) {
+      // 40 areas of 2 MiB (513 pages with the guard each): the 32nd vfree passes 16384 and purges.
+      for (let i = 0; i < 40; i++) {
+        const va = yield* vmalloc(x, k, 2 * MiB);
+        yield* vfree(x, k, va);
+      }
+    });
+    expect(m.run({ maxSteps: 20_000_000 }).outcome).toBe('ok');
+    expect(k.vmapPurges).toBe(1);
+    expect(m.ipiBus.sentCount).toBe(1); // eager flushing would have sent one per vfree
+    expect(k.vmapLazyNr).toBe(8 * 513);
   });
 
   it('a vmalloc the zone cannot back returns 0 (NULL) and undoes everything', () => {
     const m = kernelMachine('order0', 16 * MiB); // the zone holds one 4 MiB block
     const k = m.kernel!;
-    const free = k.zone.freePages;
+    const free = k.pages.freePagesWithPcp;
     const areas = k.vmap.list.length; // the boot stack's
     let va = -1;
     m.load(0, function* (x: Assembler) {
@@ -124,8 +210,10 @@ describe('vmalloc and vfree', () => {
     });
     expect(m.run().outcome).toBe('ok');
     expect(va).toBe(0);
-    expect(k.zone.freePages).toBe(free);
-    expect(k.vmap.list).toHaveLength(areas);
+    expect(k.pages.freePagesWithPcp).toBe(free);
+    // The failed area was __vfree()d: its range waits on the lazy list like any other.
+    expect(k.vmap.list.filter((a) => !a.lazy)).toHaveLength(areas);
+    expect(k.vmallocStats.failures).toBe(1);
   });
 
   it('a size beyond the vmalloc space, zero or negative gets 0 (NULL), as in Linux, with nothing reserved', () => {
