@@ -50,6 +50,23 @@ const TARGET_CONFORMANCE_MS = 5000;
 /** The memory-management layer (see bench/mm.mjs). */
 const MM = fileURLToPath(new URL('./mm.mjs', import.meta.url));
 const TARGET_FRAG_100K_S = 10; // issue 21: a 1 GiB, 100,000-operation run in under 10 s
+/** The stateful search beside the stateless one on the switcheroo (see bench/stateful.mjs). */
+const STATEFUL = fileURLToPath(new URL('./stateful.mjs', import.meta.url));
+const TARGET_STATES_PER_CPU_S = 100_000; // issue 18: new states per second per core on stack-migration
+const TARGET_BYTES_PER_STATE = 16; // issue 18: at most 16 bytes a stored state
+const TARGET_SWITCHEROO_S = 5; // issue 18: the switcheroo proof, 2 CPUs, one TLB event, end to end
+
+interface StatefulFigures {
+  readonly scenario: string;
+  readonly stateful: {
+    readonly complete: boolean;
+    readonly violations: readonly string[];
+    readonly states: number;
+    readonly wallSeconds: number;
+    readonly statesPerCpuSecond: number;
+    readonly bytesPerState: number;
+  };
+}
 
 interface MmFigures {
   readonly buddyOpsPerSecond: number;
@@ -555,6 +572,36 @@ function main(): void {
       ],
     ),
   );
+  console.log('');
+
+  // 9. The stateful search beside the stateless one ----------------------------------------------------------------
+  console.log('9. The stateful search and the stateless one on the same scenario (plain node on dist/)');
+  const statefulOutput = execFileSync(process.execPath, [STATEFUL, '--rounds', '1'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+    .trim()
+    .split('\n');
+  const sf = JSON.parse(statefulOutput.at(-1)!) as StatefulFigures;
+  for (const line of statefulOutput.slice(0, -1)) console.log(line);
+  checks.push({
+    name: `stateful: ${sf.scenario}, complete with no violation`,
+    value: `${sf.stateful.complete ? 'complete' : 'incomplete'}, ${sf.stateful.violations.join(', ') || 'clean'}, ${sf.stateful.wallSeconds.toFixed(1)} s`,
+    target: `complete, clean, < ${TARGET_SWITCHEROO_S} s`,
+    pass: sf.stateful.complete && sf.stateful.violations.length === 0 && sf.stateful.wallSeconds < TARGET_SWITCHEROO_S,
+  });
+  checks.push({
+    name: 'stateful: new states per CPU second',
+    value: `${sf.stateful.statesPerCpuSecond}`,
+    target: `>= ${TARGET_STATES_PER_CPU_S}`,
+    pass: sf.stateful.statesPerCpuSecond >= TARGET_STATES_PER_CPU_S,
+  });
+  checks.push({
+    name: 'stateful: bytes per stored state',
+    value: sf.stateful.bytesPerState.toFixed(1),
+    target: `<= ${TARGET_BYTES_PER_STATE}`,
+    pass: sf.stateful.bytesPerState <= TARGET_BYTES_PER_STATE,
+  });
   console.log('');
 
   // Summary -------------------------------------------------------------------------------------------------------
