@@ -576,7 +576,7 @@ function main(): void {
 
   // 9. The stateful search beside the stateless one ----------------------------------------------------------------
   console.log('9. The stateful search and the stateless one on the same scenario (plain node on dist/)');
-  const statefulOutput = execFileSync(process.execPath, [STATEFUL, '--rounds', '1'], {
+  const statefulOutput = execFileSync(process.execPath, [STATEFUL], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   })
