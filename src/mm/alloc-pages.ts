@@ -269,9 +269,9 @@ export function* freePages(x: Assembler, kernel: Kernel, pfn: number, order: num
 }
 
 /**
- * alloc_pages_bulk_array(): up to `count` order-0 pages for `owner` in one step from this CPU's list (appended to
- * `pfns`). Returns how many it got: 0 means the zone is near its low watermark, and the caller allocates page by
- * page (which may take the slow path).
+ * alloc_pages_bulk_array(): up to `count` order-0 pages for `owner` in one step from this CPU's list, each handed to
+ * `onAlloc` in that step (as Linux fills the caller's page array). Returns how many it got: 0 means the zone is near
+ * its low watermark, and the caller allocates page by page (which may take the slow path).
  */
 export function* allocPagesBulk(
   x: Assembler,
@@ -279,8 +279,13 @@ export function* allocPagesBulk(
   gfp: number,
   count: number,
   owner: number,
-  pfns: number[],
+  onAlloc: (pfn: number) => void,
 ): KernelProgram<number> {
   const cpu = x.cpuId;
-  return yield x.atomic(LOCK.ZONE, () => kernel.pages.allocBulk(cpu, gfp, count, owner, pfns));
+  return yield x.atomic(LOCK.ZONE, () => {
+    const pfns: number[] = [];
+    const got = kernel.pages.allocBulk(cpu, gfp, count, owner, pfns);
+    for (const pfn of pfns) onAlloc(pfn);
+    return got;
+  });
 }

@@ -28,11 +28,11 @@ export function lazyMaxPages(cpus: number): number {
  * free_vmap_area_noflush(): the area at `addr` (its pages already freed) waits on the lazy list; its pages, guard
  * included, count towards lazy_max_pages(); past it, purge.
  */
-export function* freeVmapAreaNoflush(x: Assembler, kernel: Kernel, addr: number, size: number): KernelProgram<void> {
+export function* freeVmapAreaNoflush(x: Assembler, kernel: Kernel, addr: number): KernelProgram<void> {
   const over: number = yield x.atomic(LOCK.VMAP_AREA, () => {
     const area = kernel.vmap.find(addr)!;
     area.lazy = true;
-    kernel.vmapLazyNr += size / PAGE_SIZE + 1;
+    kernel.vmapLazyNr += area.size / PAGE_SIZE + 1;
     return kernel.vmapLazyNr > lazyMaxPages(kernel.cpus) ? 1 : 0;
   });
   if (over) yield* purgeVmapAreaLazy(x, kernel);
@@ -43,21 +43,19 @@ export function* freeVmapAreaNoflush(x: Assembler, kernel: Kernel, addr: number,
  * end) on every CPU, then frees the ranges. Returns how many areas it freed.
  */
 export function* purgeVmapAreaLazy(x: Assembler, kernel: Kernel): KernelProgram {
-  let start = 0;
-  let end = 0;
   const count: number = yield x.atomic(LOCK.VMAP_AREA, () => {
     const areas = kernel.vmap.lazyAreas();
-    if (areas.length === 0) return 0;
-    start = areas[0]!.start;
-    end = 0;
-    for (const a of areas) {
-      a.purging = true;
-      start = Math.min(start, a.start);
-      end = Math.max(end, a.start + a.size + PAGE_SIZE);
-    }
+    for (const a of areas) a.purging = true;
     return areas.length;
   });
   if (count === 0) return 0;
+  // The span to flush, each end read in a step (a program learns kernel state only from steps' results: the
+  // stateful search's program contract, docs/checker.md).
+  const purging = () => kernel.vmap.list.filter((a) => a.purging);
+  const start: number = yield x.atomic(LOCK.VMAP_AREA, () => Math.min(...purging().map((a) => a.start)));
+  const end: number = yield x.atomic(LOCK.VMAP_AREA, () =>
+    Math.max(...purging().map((a) => a.start + a.size + PAGE_SIZE)),
+  );
   yield* flushTlbKernelRange(x, kernel, start, end);
   yield x.atomic(LOCK.VMAP_AREA, () => {
     for (const a of kernel.vmap.list.filter((v) => v.purging)) {

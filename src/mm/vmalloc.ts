@@ -17,7 +17,6 @@ import { MIGRATION_LOCK_WORD } from './migrate.ts';
 import { MAX_ORDER } from './mmzone.ts';
 import { lockWord, spinLock, spinUnlock } from './smp.ts';
 import { freeVmapAreaNoflush, purgeVmapAreaLazy } from './vmalloc-purge.ts';
-import type { BackingBlock } from './vmap-areas.ts';
 
 // vmalloc and vfree as kernel programs (mm/vmalloc.c, Linux 6.6: __vmalloc_node_range(), __vmalloc_area_node(),
 // vm_area_alloc_pages(), vmap_pages_range(), vfree()). The backing policy is the kernel's:
@@ -100,8 +99,8 @@ export function* vmalloc(x: Assembler, kernel: Kernel, size: number, range?: Vma
     const align = huge ? Math.max(realAlign, LARGE_PAGE_SIZE) : realAlign;
     const start = yield* reserve(x, kernel, bytes, align, range);
     if (start < 0) return yield* failed(x, kernel);
-    const blocks = yield* vmAreaAllocPages(x, kernel, start, bytes, huge ? PMD_ORDER : 0);
-    if (blocks !== undefined && (yield* mapArea(x, kernel, start, blocks, huge))) return start;
+    const backed = yield* vmAreaAllocPages(x, kernel, start, bytes, huge ? PMD_ORDER : 0);
+    if (backed && (yield* mapArea(x, kernel, start, huge))) return start;
     // __vmalloc_area_node() failed: __vfree() what it got; a huge attempt retries with the real size.
     yield* vfreeArea(x, kernel, start);
     if (!huge) return yield* failed(x, kernel);
@@ -133,8 +132,13 @@ function* reserve(x: Assembler, kernel: Kernel, bytes: number, align: number, ra
 }
 
 /**
- * vm_area_alloc_pages(): the pages for `bytes` at `start`, recorded on the area as they come (so a failure frees
- * them with the area). Returns the blocks, or undefined when the zone cannot supply them all.
+ * vm_area_alloc_pages(): the pages for `bytes` at `start`, recorded on the area in the step that allocated them
+ * (so a failure frees them with the area). Returns whether the zone supplied them all.
+ *
+ * What the pages are lives in the area (kernel bookkeeping, changed in atomic steps); the program keeps only what
+ * those steps return (the count and each single allocation's frame). The stateful search caches a program's next
+ * instruction by the results it has had, so an atomic action that wrote the program's own variables would leave
+ * them as another branch had them (its program contract, docs/checker.md).
  */
 function* vmAreaAllocPages(
   x: Assembler,
@@ -142,38 +146,32 @@ function* vmAreaAllocPages(
   start: number,
   bytes: number,
   pageOrder: number,
-): KernelProgram<BackingBlock[] | undefined> {
+): KernelProgram<boolean> {
   const gfp = vmallocGfp(kernel) | GFP.NOWARN;
-  const stats = kernel.vmallocStats;
-  const blocks: BackingBlock[] = [];
   const nrPages = bytes / PAGE_SIZE;
-  let done = 0;
   const record = (pfn: number, order: number) => {
-    const va = start + done * PAGE_SIZE;
-    blocks.push({ va, pfn, order });
     const area = kernel.vmap.find(start)!;
+    const va = start + area.pages.length * PAGE_SIZE;
+    area.blocks.push({ va, pfn, order });
     if (order > 0) kernel.zone.splitPage(pfn, order); // split_page()
     for (let k = 0; k < 1 << order; k++) {
       area.pages.push(pfn + k);
       kernel.vmallocPages.set(pfn + k, va + k * PAGE_SIZE);
     }
-    stats.pages += 1 << order;
-    done += 1 << order;
+    kernel.vmallocStats.pages += 1 << order;
   };
+  const countAlloc = () => {
+    kernel.vmallocStats.pageAllocs++;
+    return 0;
+  };
+  let done = 0;
   if (pageOrder === 0 && kernel.policy !== 'high-order' && kernel.policy !== 'high-order+migratable') {
     // The bulk allocator, at most 100 pages a call; a partial result falls back to single pages.
     while (done < nrPages) {
       const want = Math.min(100, nrPages - done);
-      const pfns: number[] = [];
-      yield x.atomic(LOCK.STATS, () => {
-        stats.pageAllocs++;
-        return 0;
-      });
-      const got = yield* allocPagesBulk(x, kernel, gfp, want, OWNER.VMALLOC, pfns);
-      yield x.atomic(LOCK.VMAP_AREA, () => {
-        for (const pfn of pfns) record(pfn, 0);
-        return 0;
-      });
+      yield x.atomic(LOCK.STATS, countAlloc);
+      const got = yield* allocPagesBulk(x, kernel, gfp, want, OWNER.VMALLOC, (pfn) => record(pfn, 0));
+      done += got;
       if (got !== want) break;
     }
   }
@@ -182,50 +180,56 @@ function* vmAreaAllocPages(
     if (kernel.policy !== 'order0' && kernel.policy !== 'huge' && pageOrder === 0) {
       order = Math.min(ilog2(nrPages - done), MAX_ORDER);
     }
-    let pfn = -1;
     for (;;) {
       // High-order attempts of the high-order policies may fail quietly and cheaply; the last resort is order 0.
       const attemptGfp = order > 0 && pageOrder === 0 ? gfp | GFP.NORETRY : gfp;
-      yield x.atomic(LOCK.STATS, () => {
-        stats.pageAllocs++;
-        return 0;
-      });
+      yield x.atomic(LOCK.STATS, countAlloc);
       const o = order;
       // Recorded in the allocating step: the area holds its pages from the start (undoing a failed area frees them).
-      pfn = yield* allocPages(x, kernel, attemptGfp, o, OWNER.VMALLOC, (p) => record(p, o));
-      if (pfn >= 0) break;
+      const pfn = yield* allocPages(x, kernel, attemptGfp, o, OWNER.VMALLOC, (p) => record(p, o));
+      if (pfn >= 0) {
+        done += 1 << o;
+        break;
+      }
       if (order > 0)
         yield x.atomic(LOCK.STATS, () => {
-          stats.highOrderFailures++;
+          kernel.vmallocStats.highOrderFailures++;
           return 0;
         });
-      if (pageOrder > 0 || order === 0) return undefined;
+      if (pageOrder > 0 || order === 0) return false;
       order--;
     }
   }
-  return blocks;
+  return true;
 }
 
-/** vmap_pages_range(): maps every page (PMD leaves for a huge area); false when a page table could not be had. */
-function* mapArea(
-  x: Assembler,
-  kernel: Kernel,
-  start: number,
-  blocks: readonly BackingBlock[],
-  huge: boolean,
-): KernelProgram<boolean> {
-  for (const b of blocks) {
-    const step = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
-    for (let off = 0; off < PAGE_SIZE << b.order; off += step) {
-      const entry = yield* walkToEntry(x, kernel, kernel.initMm, b.va + off, huge ? 2 : 1, true);
+/** A block's frame and order in one number (an atomic step's result). */
+const ORDER_SPAN = 32;
+
+/**
+ * vmap_pages_range(): maps every block of the area at `start` (PMD leaves for a huge area); false when a page
+ * table could not be had. Each block's frame is read in a step of its own (see vmAreaAllocPages).
+ */
+function* mapArea(x: Assembler, kernel: Kernel, start: number, huge: boolean): KernelProgram<boolean> {
+  const count: number = yield x.atomic(LOCK.VMAP_AREA, () => kernel.vmap.find(start)!.blocks.length);
+  const step = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
+  let va = start;
+  for (let j = 0; j < count; j++) {
+    const block: number = yield x.atomic(LOCK.VMAP_AREA, () => {
+      const b = kernel.vmap.find(start)!.blocks[j]!;
+      return b.pfn * ORDER_SPAN + b.order;
+    });
+    const order = block % ORDER_SPAN;
+    const pfn = (block - order) / ORDER_SPAN;
+    for (let off = 0; off < PAGE_SIZE << order; off += step) {
+      const entry = yield* walkToEntry(x, kernel, kernel.initMm, va + off, huge ? 2 : 1, true);
       if (entry < 0) return false;
-      yield* setEntry(x, entry, b.pfn * PAGE_SIZE + off, PAGE_KERNEL_LO | (huge ? PTE_LO.PS : 0), PAGE_KERNEL_HI);
+      yield* setEntry(x, entry, pfn * PAGE_SIZE + off, PAGE_KERNEL_LO | (huge ? PTE_LO.PS : 0), PAGE_KERNEL_HI);
     }
+    va += PAGE_SIZE << order;
   }
   yield x.atomic(LOCK.VMAP_AREA, () => {
-    const area = kernel.vmap.find(start)!;
-    area.blocks = blocks;
-    area.huge = huge;
+    kernel.vmap.find(start)!.huge = huge;
     return 0;
   });
   return true;
@@ -251,27 +255,25 @@ function* vfreeArea(x: Assembler, kernel: Kernel, addr: number): KernelProgram<v
   const migratable = kernel.migrateProtocol !== undefined;
   const lock = lockWord(kernel, MIGRATION_LOCK_WORD);
   if (migratable) yield* spinLock(x, lock);
-  let pages: readonly number[] = [];
-  let huge = false;
-  let size = 0;
-  yield x.atomic(LOCK.VMAP_AREA, () => {
+  // What the area is, from steps' results (see vmAreaAllocPages): its page count and whether it is huge.
+  const shape: number = yield x.atomic(LOCK.VMAP_AREA, () => {
     const area = kernel.vmap.find(addr)!;
-    pages = area.pages.slice();
-    huge = area.huge;
-    size = area.size;
-    return 0;
+    return area.pages.length * 2 + (area.huge ? 1 : 0);
   });
+  const huge = shape % 2 === 1;
+  const count = (shape - (shape % 2)) / 2;
   // vunmap_range_noflush(): the entries go, the TLBs are not flushed.
   const step = huge ? LARGE_PAGE_SIZE : PAGE_SIZE;
-  for (let off = 0; off < pages.length * PAGE_SIZE; off += step) {
+  for (let off = 0; off < count * PAGE_SIZE; off += step) {
     const entry = yield* walkToEntry(x, kernel, kernel.initMm, addr + off, huge ? 2 : 1, false);
     if (entry < 0) continue; // never mapped (a vmalloc undoing itself)
     yield* clearEntry(x, entry);
   }
   // Every page is freed at once, as order 0 (high-order blocks were split).
   const cpu = x.cpuId;
-  for (const pfn of pages) {
+  for (let k = 0; k < count; k++) {
     yield x.atomic(LOCK.ZONE, () => {
+      const pfn = kernel.vmap.find(addr)!.pages[k]!;
       kernel.vmallocPages.delete(pfn);
       kernel.vmallocStats.pages--;
       kernel.pages.free(cpu, pfn, 0);
@@ -279,5 +281,5 @@ function* vfreeArea(x: Assembler, kernel: Kernel, addr: number): KernelProgram<v
     });
   }
   if (migratable) yield* spinUnlock(x, lock);
-  yield* freeVmapAreaNoflush(x, kernel, addr, size);
+  yield* freeVmapAreaNoflush(x, kernel, addr);
 }

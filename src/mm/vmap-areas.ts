@@ -17,8 +17,11 @@ export interface VmapArea {
   readonly start: number;
   /** Bytes the caller may use; the guard page follows. */
   readonly size: number;
-  /** The blocks as the page allocator gave them, in address order (how the area was backed). */
-  blocks: readonly BackingBlock[];
+  /**
+   * The blocks as the page allocator gave them, in address order (how the area was backed), recorded in the step
+   * that allocated each. Copied with the area (vmalloc appends to it).
+   */
+  blocks: BackingBlock[];
   /**
    * The frame of each 4 KiB page, in address order (vm_struct's pages[]). Higher-order blocks are split into
    * order-0 pages (split_page()), so each page is freed, and may be migrated, on its own.
@@ -44,13 +47,13 @@ export class VmapAreas {
   /** A copy with its own area list (machine images copy bookkeeping per instance). */
   clone(): VmapAreas {
     const c = new VmapAreas(this.start, this.end);
-    c.areas = this.areas.map((a) => ({ ...a, pages: a.pages.slice() }));
+    c.areas = this.areas.map((a) => ({ ...a, blocks: a.blocks.slice(), pages: a.pages.slice() }));
     return c;
   }
 
   /** Takes `from`'s areas (copied): this object, which programs may hold, returns to that state. */
   restore(from: VmapAreas): void {
-    this.areas = from.areas.map((a) => ({ ...a, pages: a.pages.slice() }));
+    this.areas = from.areas.map((a) => ({ ...a, blocks: a.blocks.slice(), pages: a.pages.slice() }));
   }
 
   /** Every area, in address order. */
