@@ -224,12 +224,28 @@ export class MachineState {
     const n = this.codePrograms.length;
     parts[p++] = this.codeA[n]!;
     parts[p++] = this.codeB[n]!;
+    this.combine(tlbLeft);
+    this.fpA = this.combinedA;
+    this.fpB = this.combinedB;
+  }
+
+  /** The lanes of the last combine(). */
+  combinedA = 0;
+  combinedB = 0;
+
+  /**
+   * The fingerprint of the state of the last fingerprint() as if it had `tlbLeft` TLB events left, into
+   * combinedA/combinedB (the search looks for the same state with more events left: stateful.ts).
+   */
+  combine(tlbLeft: number): void {
+    const parts = this.parts;
     const h = this.hasher.reset(0x428a2f98, 0x71374491);
     h.add(tlbLeft);
-    for (let i = 0; i < p; i += 2) h.add2(parts[i]!, parts[i + 1]!);
-    h.add(m.firstStop ? (OUTCOME_CODES[m.firstStop.outcome] ?? 9) : 0);
-    this.fpA = h.finalA;
-    this.fpB = h.finalB;
+    for (let i = 0; i < parts.length; i += 2) h.add2(parts[i]!, parts[i + 1]!);
+    const stop = this.machine.firstStop;
+    h.add(stop ? (OUTCOME_CODES[stop.outcome] ?? 9) : 0);
+    this.combinedA = h.finalA;
+    this.combinedB = h.finalB;
   }
 
   /** What the parts of the last fingerprint are, in words (for the contract check's report). */
