@@ -172,11 +172,13 @@ export class StatefulSearch {
 
   run(): StatefulResult {
     this.machine = this.build();
+    this.state = new MachineState(this.machine, { drive: true });
     if (this.o.reduction !== 'none' && this.o.tlbEvents > 0) {
       this.reductionOff = TlbEventReduction.unsupported(this.machine, this.o.tlbEvents);
-      if (this.reductionOff === undefined) this.reduction = new TlbEventReduction(this.machine, this.o.tlbEvents);
+      if (this.reductionOff === undefined) {
+        this.reduction = new TlbEventReduction(this.machine, this.state, this.o.tlbEvents);
+      }
     }
-    this.state = new MachineState(this.machine, { drive: true });
     const initialMemory: readonly [number, number] = [this.state.memory.sumA, this.state.memory.sumB];
     this.initialMemory = initialMemory;
     try {
@@ -226,8 +228,8 @@ export class StatefulSearch {
   private replayTo(f: Frame): void {
     this.state.detach();
     this.machine = this.build();
-    this.reduction?.attach(this.machine);
     this.state = new MachineState(this.machine, { drive: true, initialMemory: this.initialMemory });
+    this.reduction?.attach(this.machine, this.state);
     for (const g of this.frames) {
       if (g === f) break;
       takeChoice(this.machine, this.state, g.choices[g.next - 1]!, true);
@@ -315,7 +317,9 @@ export class StatefulSearch {
       takeChoice(this.machine, state, c, true);
       this.transitions++;
       const event = isTlbEvent(c);
-      if (!event && f.pending.count !== 0) this.reduction!.afterChoice(f.pending, 'deliver' in c ? -1 : c.cpu);
+      if (!event && f.pending.count !== 0) {
+        this.reduction!.afterChoice(f.pending, 'deliver' in c ? -1 : c.cpu, replay ? -1 : f.checkpoint.memory);
+      }
       const tlbLeft = f.tlbLeft - (event ? 1 : 0);
       state.fingerprint(tlbLeft);
       at = undefined;
@@ -359,13 +363,10 @@ export class StatefulSearch {
       return false;
     }
     let frame = this.framePool[depth];
-    const choices = stateChoices(m, tlbLeft, frame?.choices ?? []);
     const pending = frame?.pending ?? new PendingFills();
-    if (this.reduction !== undefined) {
-      const offered = choices.length;
-      this.reduction.reduce(choices, tlbLeft, pending);
-      this.eventsLeftOut += offered - choices.length;
-    }
+    // With the reduction, the TLB events come from it (tlb-event-reduction.ts), after the steps and deliveries.
+    const choices = stateChoices(m, this.reduction === undefined ? tlbLeft : 0, frame?.choices ?? []);
+    if (this.reduction !== undefined) this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending);
     if (choices.length === 0) {
       this.finalStates++;
       this.o.onFinal?.(m);

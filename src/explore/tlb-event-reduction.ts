@@ -4,6 +4,7 @@ import type { Machine } from '../machine/machine.ts';
 import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO } from '../mmu/pte.ts';
 import { TLB_FLAG } from '../mmu/tlb.ts';
 import type { Choice } from './choices.ts';
+import type { MachineState } from './machine-state.ts';
 
 // The stateful search's reduction of TLB events (issue 18; docs/checker.md "What complete means"). A TLB event is
 // the hardware's freedom to drop an entry or fill one at any step, and with one event to spend, every state of the
@@ -64,12 +65,21 @@ const FAILS = 0;
 const WRITES = 1;
 const MAKES = 2;
 
-/** Scratch: the entry a probe makes (page base, page size, TLB flags, frame-guard generation + 1). */
+/** Table frames a pending event's walk reads that the search keeps apart; past them, every choice probes again. */
+const MAX_TABLES = 16;
+
+/**
+ * Scratch: the entry a probe makes (page base, page size, TLB flags, frame-guard generation + 1), and the frames of
+ * the tables its walk read.
+ */
 class Probe {
+  effect = FAILS;
   pageBase = 0;
   pageSize = 0;
   flags = 0;
   generation = 0;
+  readonly tables = new Float64Array(4);
+  tableCount = 0;
 }
 
 /**
@@ -90,13 +100,22 @@ export class PendingFills {
   flags = new Int32Array(8);
   generation = new Float64Array(8);
   changed = new Uint8Array(8);
+  /**
+   * The frames of the tables the pending events' walks read (a choice that writes none of them, frees no frame
+   * and changes no control register of the CPU leaves every entry as it was); -1: too many, probe again always.
+   */
+  readonly tables = new Float64Array(MAX_TABLES);
+  tableCount = 0;
+  /** Per CPU at the state: CR3, CR4, EFER. */
+  controls = new Float64Array(0);
 
   clear(): void {
     this.count = 0;
     this.first = 0;
+    this.tableCount = 0;
   }
 
-  /** Whether choice `index` of the state is a pending fill that no choice has changed: one to leave out. */
+  /** Whether choice `index` of the state is a pending event that no choice has changed: one to leave out. */
   unneeded(index: number): boolean {
     const k = index - this.first;
     return k >= 0 && k < this.count && this.changed[k] === 0;
@@ -113,6 +132,18 @@ export class PendingFills {
     this.flags[k] = p.flags;
     this.generation[k] = p.generation;
     this.changed[k] = 0;
+    if (this.tableCount < 0) return;
+    for (let t = 0; t < p.tableCount; t++) {
+      const pfn = p.tables[t]!;
+      let known = false;
+      for (let u = 0; u < this.tableCount; u++) if (this.tables[u] === pfn) known = true;
+      if (known) continue;
+      if (this.tableCount === MAX_TABLES) {
+        this.tableCount = -1;
+        return;
+      }
+      this.tables[this.tableCount++] = pfn;
+    }
   }
 
   private grow(): void {
@@ -133,25 +164,48 @@ export class PendingFills {
   }
 }
 
+/** The 4 KiB pages a TLB snapshot holds, ascending: computed once per snapshot (snapshots are shared by contents). */
+function pagesOf(snapshot: { tlb: { storage: { tag: Float64Array } }; pages?: Float64Array }): Float64Array {
+  let pages = snapshot.pages;
+  if (pages === undefined) {
+    const list: number[] = [];
+    for (const vpn of snapshot.tlb.storage.tag) if (vpn >= 0) list.push(vpn * PAGE);
+    pages = Float64Array.from(new Set(list)).sort();
+    snapshot.pages = pages;
+  }
+  return pages;
+}
+
 export class TlbEventReduction {
   private readonly probe = new Probe();
-  private readonly scratch: Choice[] = [];
   private m!: Machine;
+  private state!: MachineState;
   /** Whether a fill met a set too full for the argument, on a machine the search has left (see attach). */
   private overflowedBefore = false;
+  /** Choices made once each, per CPU and page (the same few are offered at millions of states). */
+  private readonly evictions: Map<number, Choice>[] = [];
+  private readonly fills: Map<number, Choice>[] = [];
+  /** Scratch: the pages some CPU holds, ascending, and per CPU whether it holds each. */
+  private union = new Float64Array(16);
+  private holds = new Uint32Array(16);
+  /** Scratch: per (CPU group, page of the union), the probe's outcome (see probeAll). */
+  private memo: Probe[] = [];
+  private readonly pending: Choice[] = [];
 
   constructor(
     m: Machine,
+    state: MachineState,
     /** TLB events a run may take at most (the search's budget). */
     private readonly budget: number,
   ) {
-    this.attach(m);
+    this.attach(m, state);
   }
 
   /** The search goes on with machine `m` (a search that restores states by building the machine again). */
-  attach(m: Machine): void {
+  attach(m: Machine, state: MachineState): void {
     if (this.m !== undefined) this.overflowedBefore ||= this.overflowed();
     this.m = m;
+    this.state = state;
     for (const cpu of m.cpus) {
       cpu.tlb.fullestSet = 0;
       cpu.tlb.fullestLarge = 0;
@@ -163,6 +217,7 @@ export class TlbEventReduction {
    * or TLB sets too small to hold `budget` entries more than the search sees without overflowing.
    */
   static unsupported(m: Machine, budget: number): string | undefined {
+    if (m.cpus.length > 32) return 'the machine has more than 32 CPUs';
     for (const cpu of m.cpus) {
       if (cpu.port.storeBuffer !== undefined) return 'the machine has store buffers';
       if (cpu.port.psc !== undefined) return 'the machine has paging-structure caches';
@@ -185,74 +240,176 @@ export class TlbEventReduction {
     return false;
   }
 
-  /**
-   * Reduces a state's choices (as stateChoices lists them, with `tlbLeft` events left) in place: evictions of
-   * current entries and fills that change nothing go; with one event left, fills that matter only if a choice from
-   * here changes their entry move to the end of the list, recorded in `pending`.
-   */
-  reduce(choices: Choice[], tlbLeft: number, pending: PendingFills): void {
-    pending.clear();
-    if (tlbLeft === 0) return;
-    const later = this.scratch;
-    later.length = 0;
-    const m = this.m;
-    let n = 0;
-    for (let i = 0; i < choices.length; i++) {
-      const c = choices[i]!;
-      if (!('tlb' in c)) {
-        choices[n++] = c;
-        continue;
-      }
-      const cpu = m.cpus[c.cpu]!;
-      const effect = this.probeFill(cpu, c.va);
-      if (c.tlb === 'evict') {
-        if (effect !== MAKES || !this.holds(cpu, c.va)) choices[n++] = c;
-        else {
-          later.push(c);
-          pending.add(c.cpu, c.cpu, c.va, this.probe);
-        }
-        continue;
-      }
-      if (effect === FAILS) continue;
-      if (effect === WRITES || tlbLeft > 1) {
-        choices[n++] = c;
-        continue;
-      }
-      later.push(c);
-      pending.add(c.cpu, -1, c.va, this.probe);
+  private choice(table: Map<number, Choice>[], cpu: number, tlb: 'evict' | 'fill', va: number): Choice {
+    let map = table[cpu];
+    if (map === undefined) {
+      map = new Map();
+      table[cpu] = map;
     }
-    pending.first = n;
-    for (const c of later) choices[n++] = c;
-    choices.length = n;
+    let c = map.get(va);
+    if (c === undefined) {
+      c = Object.freeze({ cpu, tlb, va });
+      map.set(va, c);
+    }
+    return c;
+  }
+
+  /**
+   * Appends to `choices` (a state's steps and deliveries, as stateChoices lists them with no TLB event left) the
+   * TLB events this state offers with `tlbLeft` left, in stateChoices' order, less those that cannot make a
+   * difference: each CPU's evictions of the 4 KiB pages it holds, then its fills of pages another CPU holds.
+   * With one event left, fills that matter only if a choice from here changes their entry, and evictions of current
+   * entries, go to the end of the list, recorded in `pending`. Returns the events left out.
+   */
+  appendEvents(choices: Choice[], tlbLeft: number, pending: PendingFills): number {
+    pending.clear();
+    pending.first = choices.length;
+    if (tlbLeft === 0 || choices.length === 0) return 0;
+    const m = this.m;
+    const cpus = m.cpus;
+    const n = this.collectPages();
+    this.probeAll(n);
+    if (pending.controls.length !== 3 * cpus.length) pending.controls = new Float64Array(3 * cpus.length);
+    const later = this.pending;
+    later.length = 0;
+    let leftOut = 0;
+    for (let id = 0; id < cpus.length; id++) {
+      const cpu = cpus[id]!;
+      const r = cpu.regs;
+      pending.controls[3 * id] = r.cr3;
+      pending.controls[3 * id + 1] = r.cr4;
+      pending.controls[3 * id + 2] = r.efer;
+      if (!cpu.started) continue;
+      const group = this.groupOf(id);
+      // Evictions of the pages it holds, then fills of the pages others hold.
+      for (let pass = 0; pass < 2; pass++) {
+        for (let u = 0; u < n; u++) {
+          const held = (this.holds[u]! & (1 << id)) !== 0;
+          if (held !== (pass === 0)) continue;
+          const va = this.union[u]!;
+          const p = this.memo[group * n + u]!;
+          if (pass === 0) {
+            const c = this.choice(this.evictions, id, 'evict', va);
+            if (p.effect !== MAKES || !this.current(cpu, va, p)) choices.push(c);
+            else {
+              later.push(c);
+              pending.add(id, id, va, p);
+            }
+            continue;
+          }
+          const c = this.choice(this.fills, id, 'fill', va);
+          if (p.effect === FAILS) leftOut++;
+          else if (p.effect === WRITES || tlbLeft > 1) choices.push(c);
+          else {
+            later.push(c);
+            pending.add(id, -1, va, p);
+          }
+        }
+      }
+    }
+    pending.first = choices.length;
+    for (const c of later) choices.push(c);
+    return leftOut;
+  }
+
+  /** The pages the CPUs hold into `union` (ascending) and `holds` (a bit per CPU); returns how many. */
+  private collectPages(): number {
+    const cpus = this.m.cpus;
+    let n = 0;
+    for (let id = 0; id < cpus.length; id++) {
+      const pages = pagesOf(this.state.tlbSnapshot(id));
+      for (let i = 0; i < pages.length; i++) {
+        const va = pages[i]!;
+        let u = 0;
+        while (u < n && this.union[u]! < va) u++;
+        if (u < n && this.union[u] === va) {
+          this.holds[u] = (this.holds[u]! | (1 << id)) >>> 0;
+          continue;
+        }
+        if (n === this.union.length) {
+          const union = new Float64Array(2 * n);
+          union.set(this.union);
+          this.union = union;
+          const holds = new Uint32Array(2 * n);
+          holds.set(this.holds);
+          this.holds = holds;
+        }
+        this.union.copyWithin(u + 1, u, n);
+        this.holds.copyWithin(u + 1, u, n);
+        this.union[u] = va;
+        this.holds[u] = (1 << id) >>> 0;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** The first CPU whose paging controls (CR3, CR4, EFER) are CPU `id`'s: CPUs that share them share probes. */
+  private groupOf(id: number): number {
+    const cpus = this.m.cpus;
+    const r = cpus[id]!.regs;
+    for (let g = 0; g < id; g++) {
+      const o = cpus[g]!.regs;
+      if (o.cr3 === r.cr3 && o.cr4 === r.cr4 && o.efer === r.efer) return g;
+    }
+    return id;
+  }
+
+  /** Probes each page of the union for each group of CPUs (see groupOf) into `memo`. */
+  private probeAll(n: number): void {
+    const cpus = this.m.cpus;
+    const need = cpus.length * n;
+    while (this.memo.length < need) this.memo.push(new Probe());
+    for (let id = 0; id < cpus.length; id++) {
+      if (this.groupOf(id) !== id) continue;
+      for (let u = 0; u < n; u++) this.probeFill(cpus[id]!, this.union[u]!, this.memo[id * n + u]!);
+    }
   }
 
   /**
    * After a choice other than a TLB event from the state `pending` belongs to (`stepped`: the CPU that stepped, or
-   * -1): the pending events whose entry it changed.
+   * -1; `mark`: the undo log's length at that state, or -1 when unknown): the pending events whose entry it
+   * changed. A choice that wrote no word in the tables the pending walks read, changed no paging control of the
+   * CPU it concerns and no frame's generation, changed none: only then is nothing probed again.
    */
-  afterChoice(pending: PendingFills, stepped: number): void {
+  afterChoice(pending: PendingFills, stepped: number, mark: number): void {
     const m = this.m;
     const p = this.probe;
+    const wrote =
+      mark < 0 || pending.tableCount < 0 || this.state.memory.wroteIn(mark, pending.tables, pending.tableCount);
+    let controlsChanged = false;
+    if (stepped >= 0) {
+      const r = m.cpus[stepped]!.regs;
+      const c = pending.controls;
+      controlsChanged = c[3 * stepped] !== r.cr3 || c[3 * stepped + 1] !== r.cr4 || c[3 * stepped + 2] !== r.efer;
+    }
+    const g = m.memory.guard;
     for (let k = 0; k < pending.count; k++) {
       if (pending.changed[k] !== 0) continue;
       const by = pending.by[k]!;
       if (by >= 0 && by !== stepped) continue;
-      const effect = this.probeFill(m.cpus[pending.cpu[k]!]!, pending.va[k]!);
-      if (
-        effect !== MAKES ||
-        p.pageBase !== pending.pageBase[k] ||
-        p.pageSize !== pending.pageSize[k] ||
-        p.flags !== pending.flags[k] ||
-        p.generation !== pending.generation[k]
-      ) {
-        pending.changed[k] = 1;
+      const id = pending.cpu[k]!;
+      if (wrote || (controlsChanged && stepped === id)) {
+        this.probeFill(m.cpus[id]!, pending.va[k]!, p);
+        if (
+          p.effect !== MAKES ||
+          p.pageBase !== pending.pageBase[k] ||
+          p.pageSize !== pending.pageSize[k] ||
+          p.flags !== pending.flags[k] ||
+          p.generation !== pending.generation[k]
+        ) {
+          pending.changed[k] = 1;
+        }
+      } else if (g !== undefined && pending.pageSize[k] === PAGE) {
+        const i = pending.pageBase[k]! / PAGE - g.firstPfn;
+        const generation = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+        if (generation !== pending.generation[k]) pending.changed[k] = 1;
       }
     }
   }
 
-  /** Whether CPU `cpu`'s 4 KiB entry for `va` is exactly what the last probe made (page, flags, generation). */
-  private holds(cpu: Cpu, va: number): boolean {
-    const p = this.probe;
+  /** Whether CPU `cpu`'s 4 KiB entry for `va` is exactly what probe `p` makes (page, flags, generation). */
+  private current(cpu: Cpu, va: number, p: Probe): boolean {
     if (p.pageSize !== PAGE) return false;
     const tlb = cpu.tlb;
     const slot = tlb.probe(va);
@@ -273,11 +430,11 @@ export class TlbEventReduction {
   }
 
   /**
-   * What a speculative fill of `va` by `cpu` would do now, without doing it: the read walk of walkPageTables
-   * (walker.ts), the same checks in the same order, reading memory only. MAKES leaves the entry in `probe`, as
-   * Tlb.fill and MemoryPort.noteGeneration would record it.
+   * What a speculative fill of `va` by `cpu` would do now, without doing it, into `p`: the read walk of
+   * walkPageTables (walker.ts), the same checks in the same order, reading memory only. MAKES leaves the entry in
+   * `p` as Tlb.fill and MemoryPort.noteGeneration would record it.
    */
-  private probeFill(cpu: Cpu, va: number): number {
+  private probeFill(cpu: Cpu, va: number, p: Probe): void {
     const memory = this.m.memory;
     const regs = cpu.regs;
     const nxe = (regs.efer & EFER.NXE) !== 0;
@@ -290,17 +447,26 @@ export class TlbEventReduction {
     let lo = 0;
     let hi = 0;
     let level = 4;
+    p.tableCount = 0;
+    p.effect = FAILS;
     for (; level >= 1; level--) {
+      p.tables[p.tableCount++] = table / PAGE;
       const entry = table + ((va / LEVEL_DIVISOR[level]!) & 511) * 8;
       lo = memory.read32(entry);
       hi = memory.read32(entry + 4);
-      if ((lo & P) === 0) return writes ? WRITES : FAILS;
+      if ((lo & P) === 0) {
+        p.effect = writes ? WRITES : FAILS;
+        return;
+      }
       const leaf = level === 1 || ((lo & PS) !== 0 && level <= 3);
       let reserved = (hi & reservedHi) !== 0;
       if (level === 4 && (lo & PS) !== 0) reserved = true;
       if (leaf && level === 2 && (lo & LARGE_2M_RESERVED_LO) !== 0) reserved = true;
       if (leaf && level === 3 && (lo & LARGE_1G_RESERVED_LO) !== 0) reserved = true;
-      if (reserved) return writes ? WRITES : FAILS;
+      if (reserved) {
+        p.effect = writes ? WRITES : FAILS;
+        return;
+      }
       writable &&= (lo & RW) !== 0;
       user &&= (lo & US) !== 0;
       noExecute ||= (hi & NX) !== 0 && nxe;
@@ -308,9 +474,12 @@ export class TlbEventReduction {
       if ((lo & A) === 0) writes = true;
       table = entryFrame(lo, hi);
     }
-    if ((lo & A) === 0 || writes) return WRITES;
+    if ((lo & A) === 0 || writes) {
+      p.effect = WRITES;
+      return;
+    }
     const pageSize = PAGE_SIZE_AT_LEVEL[level]!;
-    const p = this.probe;
+    p.effect = MAKES;
     p.pageSize = pageSize;
     p.pageBase = Math.floor(entryFrame(lo, hi) / pageSize) * pageSize;
     const global = (lo & G) !== 0 && (regs.cr4 & CR4.PGE) !== 0;
@@ -327,6 +496,5 @@ export class TlbEventReduction {
       generation = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
     }
     p.generation = generation;
-    return MAKES;
   }
 }
