@@ -3,14 +3,18 @@
 // enumeration (`reduction: 'none'`) at the same bounds; every search must reach the same violation kinds and the
 // same final states. `npm test` runs 2,000 (test/explore/soundness.test.ts); this runs 100,000 by default.
 //
-//   npx tsx bench/soundness.ts [--programs N] [--seed S] [--budget B]
+//   npx tsx bench/soundness.ts [--programs N] [--seed S] [--budget B] [--stateful]
+//
+// With --stateful, the programs have PTE remaps, fresh A/D bits and up to two TLB events, and the stateful search
+// with and without its TLB-event reduction is compared with naive enumeration (test/explore/fixtures/soundness.ts
+// compareStateful) instead.
 //
 // A program whose naive enumeration needs more than B executions (default 1,000) at some bound is skipped. A
 // disagreement stops the run: fast-check shrinks the program and prints it, ready to paste into a regression test.
 // Prints progress every 5,000 programs, then one JSON line.
 import fc from 'fast-check';
-import { randomProgram } from '../test/explore/fixtures/random-programs.ts';
-import { compareSearches } from '../test/explore/fixtures/soundness.ts';
+import { randomProgram, randomTlbProgram } from '../test/explore/fixtures/random-programs.ts';
+import { compareSearches, compareStateful } from '../test/explore/fixtures/soundness.ts';
 
 function flag(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
@@ -23,6 +27,7 @@ function flag(name: string, fallback: number): number {
 const programs = flag('programs', 100_000);
 const seed = flag('seed', 18);
 const budget = flag('budget', 1_000);
+const stateful = process.argv.includes('--stateful');
 
 let run = 0;
 let compared = 0;
@@ -33,8 +38,10 @@ const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
 let failure: string | undefined;
 try {
   fc.assert(
-    fc.property(randomProgram(), (p) => {
-      const c = compareSearches(p, budget);
+    fc.property(stateful ? randomTlbProgram() : randomProgram(), (p) => {
+      const c = stateful
+        ? { ...compareStateful(p, budget), naiveExecutions: 0, dporExecutions: 0 }
+        : compareSearches(p, budget);
       run++;
       if (!c.skipped) compared++;
       naiveExecutions += c.naiveExecutions;
@@ -52,6 +59,7 @@ try {
 }
 console.log(
   JSON.stringify({
+    harness: stateful ? 'stateful' : 'dpor',
     seed,
     programs: run,
     compared,

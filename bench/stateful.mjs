@@ -7,7 +7,11 @@
 //     checkpoints (an undo log for memory, the rest copied or shared), and building the machine again and replaying
 //     the path (re-execution, as the stateless search does), per restore and in states/s; and the bare cost of a
 //     re-execution of the same paths with nothing tracked (a lower bound for any re-execution).
-// Usage: npm run build && node bench/stateful.mjs [--rounds N] [--cpus N] [--budget STATES]
+//  4. with --detail, the search once more without the contract check, for what the TLB-event reduction did: new
+//     states by the kind of choice that reached them, states with no event left, states cut because the same state
+//     was visited with more events left.
+// Usage: npm run build && node bench/stateful.mjs [--rounds N] [--cpus N] [--budget STATES] [--reduction none]
+//        [--detail]
 // Prints a table, then one JSON line. CPU time is process.cpuUsage (user + system: GC threads count), wall time
 // performance.now(); on a loaded machine the CPU figure is the one to compare. A restore is timed by the wall clock
 // around it (a microsecond figure: a CPU-time system call would cost as much as a restore).
@@ -22,12 +26,15 @@ const { values } = parseArgs({
     cpus: { type: 'string', default: '2' },
     budget: { type: 'string', default: '100000000' },
     'restore-states': { type: 'string', default: '20000' },
+    reduction: { type: 'string', default: 'tlb-events' },
+    detail: { type: 'boolean', default: false },
   },
 });
 const rounds = Number(values.rounds);
 const cpus = Number(values.cpus);
 const budget = Number(values.budget);
 const restoreStates = Number(values['restore-states']);
+const reduction = values.reduction;
 
 function scenario(name, params) {
   const s = findScenario(name);
@@ -65,6 +72,7 @@ const stateful = timed(() =>
     tlbEvents: 1,
     maxSteps: 200_000,
     budget,
+    reduction,
   }),
 );
 const s = stateful.result;
@@ -112,6 +120,7 @@ function restoreCost(restore) {
         maxStates: restoreStates,
         samples: 8,
         restore,
+        reduction,
       }).run(),
     );
     return { ...run, restores: count, restoreCpuSeconds: cpu };
@@ -142,8 +151,36 @@ const bare = timed(() => {
 const pathLength = paths.reduce((a, p) => a + p.length, 0) / Math.max(1, paths.length);
 const bareMicrosPerStep = (bare.cpuSeconds * 1e6) / Math.max(1, bareSteps);
 
+// 4. What the reduction did (a search of its own, without the contract check).
+let detail;
+if (values.detail) {
+  const d = timed(() =>
+    new StatefulSearch(scenario('stack-migration', params), {
+      maxSteps: 200_000,
+      tlbEvents: 1,
+      check: undefined,
+      invariant: undefined,
+      maxStates: budget,
+      samples: 0,
+      reduction,
+    }).run(),
+  );
+  const r = d.result;
+  detail = {
+    reduction: r.reduction,
+    states: r.states,
+    statesBy: r.statesBy,
+    statesWithoutEvents: r.statesWithoutEvents,
+    subsumed: r.subsumed,
+    eventsLeftOut: r.eventsLeftOut,
+    cpuSeconds: d.cpuSeconds,
+    statesPerCpuSecond: Math.round(r.states / d.cpuSeconds),
+  };
+}
+
 const figures = {
   scenario: shown,
+  reduction,
   stateful: {
     complete: s.complete,
     violations: s.violations.map((v) => v.kind),
@@ -180,10 +217,11 @@ const figures = {
     },
     bareReexecution: { pathLength, microsPerStep: bareMicrosPerStep, microsPerPath: bareMicrosPerStep * pathLength },
   },
+  ...(detail ? { detail } : {}),
 };
 
 const f = (n) => n.toLocaleString('en-US', { maximumFractionDigits: 1 });
-console.log(`stateful search, ${shown}`);
+console.log(`stateful search, ${shown}, reduction ${reduction}`);
 console.log(
   `  ${s.complete ? 'complete' : 'INCOMPLETE'}, violations: ${figures.stateful.violations.join(', ') || 'none'}; ` +
     `${f(s.states)} states, ${f(s.transitions)} transitions, depth ${s.depth}, ${f(s.distinctStates)} final states`,
@@ -210,4 +248,13 @@ console.log(
   `  bare re-execution (nothing tracked): ${f(bareMicrosPerStep)} us a step, ${f(bareMicrosPerStep * pathLength)} ` +
     `us for a path of ${f(pathLength)} entries`,
 );
+if (detail) {
+  const by = detail.statesBy;
+  console.log(
+    `what the reduction did: new states by steps ${f(by.step)}, deliveries ${f(by.delivery)}, evictions ` +
+      `${f(by.eviction)}, fills ${f(by.fill)}; ${f(detail.statesWithoutEvents)} with no event left; ` +
+      `${f(detail.subsumed)} cut (seen with more events left); ${f(detail.eventsLeftOut)} events left out; ` +
+      `${f(detail.statesPerCpuSecond)} states per CPU second without the contract check`,
+  );
+}
 console.log(JSON.stringify(figures));

@@ -151,6 +151,11 @@ export class MachineState {
     this.noteCodeAddresses();
   }
 
+  /** CPU `id`'s TLB as of the last choice: a snapshot shared by every state with the same contents. */
+  tlbSnapshot(id: number): TlbSnapshot {
+    return this.tlbs[id]!;
+  }
+
   /** Stops tracking memory writes (the machine can then be reset or dropped). */
   detach(): void {
     this.memory.detach();
@@ -224,12 +229,28 @@ export class MachineState {
     const n = this.codePrograms.length;
     parts[p++] = this.codeA[n]!;
     parts[p++] = this.codeB[n]!;
+    this.combine(tlbLeft);
+    this.fpA = this.combinedA;
+    this.fpB = this.combinedB;
+  }
+
+  /** The lanes of the last combine(). */
+  combinedA = 0;
+  combinedB = 0;
+
+  /**
+   * The fingerprint of the state of the last fingerprint() as if it had `tlbLeft` TLB events left, into
+   * combinedA/combinedB (the search looks for the same state with more events left: stateful.ts).
+   */
+  combine(tlbLeft: number): void {
+    const parts = this.parts;
     const h = this.hasher.reset(0x428a2f98, 0x71374491);
     h.add(tlbLeft);
-    for (let i = 0; i < p; i += 2) h.add2(parts[i]!, parts[i + 1]!);
-    h.add(m.firstStop ? (OUTCOME_CODES[m.firstStop.outcome] ?? 9) : 0);
-    this.fpA = h.finalA;
-    this.fpB = h.finalB;
+    for (let i = 0; i < parts.length; i += 2) h.add2(parts[i]!, parts[i + 1]!);
+    const stop = this.machine.firstStop;
+    h.add(stop ? (OUTCOME_CODES[stop.outcome] ?? 9) : 0);
+    this.combinedA = h.finalA;
+    this.combinedB = h.finalB;
   }
 
   /** What the parts of the last fingerprint are, in words (for the contract check's report). */
@@ -262,7 +283,12 @@ export class MachineState {
     h.add(r.rsp).add(r.rflags).add(r.cpl).add(r.ss).add(r.cr0).add(r.cr2).add(r.cr3).add(r.cr4).add(r.efer);
     h.add(cpu.status | (cpu.nmiBlocked ? 8 : 0) | (cpu.interruptShadow ? 16 : 0));
     const apic = cpu.apic;
-    for (let w = 0; w < 8; w++) h.add(apic.irr[w]!).add(apic.isr[w]!);
+    // IRR and ISR are mostly zero: a mask of the words that are not, then those words (hashing 16 words every
+    // step was a fifth of the search's hashing).
+    let mask = 0;
+    for (let w = 0; w < 8; w++) if ((apic.irr[w]! | apic.isr[w]!) !== 0) mask |= 1 << w;
+    h.add(mask);
+    for (let w = 0; mask !== 0 && w < 8; w++) if ((mask & (1 << w)) !== 0) h.add(apic.irr[w]!).add(apic.isr[w]!);
     h.add(apic.nmiPending ? 1 : 0);
     this.machine.memory.watchedRange(cpu.id, WATCH, 0);
     h.add(WATCH[0]!).add(WATCH[1]!);

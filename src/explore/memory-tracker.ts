@@ -95,6 +95,15 @@ export class MemoryTracker implements WriteTracker {
     this.sumB = b;
   }
 
+  /** Whether a word logged from entry `mark` on (written since then) lies in one of the frames `pfns[0..count)`. */
+  wroteIn(mark: number, pfns: Float64Array, count: number): boolean {
+    for (let n = mark; n < this.length; n++) {
+      const pfn = Math.floor(this.logIndex[n]! / WORDS_PER_PAGE);
+      for (let k = 0; k < count; k++) if (pfns[k] === pfn) return true;
+    }
+    return false;
+  }
+
   private log(index: number, lo: number, hi: number): void {
     if (this.length === this.logIndex.length) this.grow();
     const n = this.length++;

@@ -84,8 +84,12 @@ export interface ExploreOptions {
   readonly tlbEvents?: number;
   /** Exhaustive: preemptions an execution may take, searched with bound 0, 1, ... up to this. Default: no bound. */
   readonly preemptions?: number;
-  /** Exhaustive: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves). */
-  readonly reduction?: 'dpor' | 'none';
+  /**
+   * Exhaustive. Stateless: `dpor` (default) or `none`, every choice at every point (to measure what DPOR saves).
+   * Stateful: `tlb-events` (default: TLB events that cannot make a difference are not offered; see docs/checker.md
+   * "What complete means") or `none`, every TLB event at every state.
+   */
+  readonly reduction?: 'dpor' | 'tlb-events' | 'none';
   /**
    * When a sent IPI reaches its target, whatever the machine was made with: `scheduled` (default; in flight until a
    * delivery, which is a choice like a step) or `immediate` (in the sending step, which hides the window between the

@@ -62,12 +62,10 @@ export function resolveOptions(options: ExploreOptions): Resolved {
   const search =
     o.search === undefined ? 'stateless' : requireOneOf(o.search, 'explore search', ['stateful', 'stateless'] as const);
   if (search === 'stateful') {
-    for (const key of ['preemptions', 'reduction'] as const) {
-      if (o[key] !== undefined) {
-        throw new InputError(
-          `explore ${key} applies to the stateless search, not search: 'stateful' (it has no bound)`,
-        );
-      }
+    if (o.preemptions !== undefined) {
+      throw new InputError(
+        "explore preemptions applies to the stateless search, not search: 'stateful' (it has no bound)",
+      );
     }
     if (o.timeLimit !== undefined) {
       throw new InputError("explore timeLimit applies to the stateless search, not search: 'stateful' (not yet)");
@@ -92,8 +90,15 @@ export function resolveOptions(options: ExploreOptions): Resolved {
     tlbEvents: o.tlbEvents === undefined ? 0 : requireInteger(o.tlbEvents, 'explore tlbEvents', 0, 1000),
     preemptions:
       o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
+    // Each search has its own reduction: DPOR for the stateless one, of TLB events for the stateful one.
     reduce:
-      o.reduction === undefined ? true : requireOneOf(o.reduction, 'explore reduction', ['dpor', 'none']) === 'dpor',
+      o.reduction === undefined
+        ? true
+        : requireOneOf(
+            o.reduction,
+            `explore reduction (search: '${search}')`,
+            search === 'stateful' ? (['tlb-events', 'none'] as const) : (['dpor', 'none'] as const),
+          ) !== 'none',
     timeLimit:
       o.timeLimit === undefined
         ? undefined

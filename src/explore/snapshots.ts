@@ -16,6 +16,8 @@ export interface TlbSnapshot {
   readonly generations: Float64Array;
   readonly hashA: number;
   readonly hashB: number;
+  /** The 4 KiB pages it holds, ascending (computed once, by the TLB-event reduction: tlb-event-reduction.ts). */
+  pages?: Float64Array;
 }
 
 export interface KernelSnapshot {
@@ -141,6 +143,11 @@ export class Snapshots {
         .add(area.huge ? 1 : 0)
         .add(area.blocks.length);
       for (const b of area.blocks) h.add(b.va).add(b.pfn).add(b.order);
+      // The frame of each page, and the lazy-purge marks: bookkeeping that decides what vfree, the purge and a
+      // migration do. Left out, a step that set only these kept the snapshot before it (equal hashes), and going
+      // back to that state lost them (the contract check caught it on data-migration).
+      h.add(area.pages.length).add((area.lazy ? 1 : 0) | (area.purging ? 2 : 0));
+      for (const pfn of area.pages) h.add(pfn);
     }
     h.add(kernel.current.length);
     for (const name of kernel.current) hashString(h, name ?? '');

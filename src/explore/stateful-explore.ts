@@ -18,6 +18,8 @@ export interface StatefulExploreOptions {
   readonly tlbEvents: number;
   readonly check: FinalCheck | undefined;
   readonly invariant: StateInvariant | undefined;
+  /** Whether TLB events that cannot make a difference are left out (tlb-event-reduction.ts). */
+  readonly reduce: boolean;
   /** States to store at most. */
   readonly budget: number;
   readonly onProgress: ((states: number, budget: number) => void) | undefined;
@@ -59,6 +61,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
     invariant: r.invariant,
     maxStates: r.budget,
     samples: CONTRACT_SAMPLES,
+    reduction: r.reduce ? 'tlb-events' : 'none',
     ...(r.onProgress ? { progress: (states: number) => r.onProgress!(states, r.budget) } : {}),
   });
   const result = search.run();

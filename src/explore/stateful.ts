@@ -4,6 +4,7 @@ import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
 import { Checkpoint, MachineState } from './machine-state.ts';
 import { stateChoices } from './state-choices.ts';
+import { PendingFills, TlbEventReduction } from './tlb-event-reduction.ts';
 import { VisitedSet } from './visited-set.ts';
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
@@ -36,6 +37,13 @@ export interface StatefulOptions {
    * does (kept to measure the one against the other: bench/stateful.mjs).
    */
   readonly restore?: 'checkpoint' | 'replay';
+  /**
+   * `tlb-events` (the default): TLB events that cannot make a difference are not offered (tlb-event-reduction.ts);
+   * `none`: every TLB event at every state, as the other strategies offer them.
+   */
+  readonly reduction?: 'tlb-events' | 'none';
+  /** Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts). */
+  readonly onFinal?: (m: Machine) => void;
 }
 
 /** A path the contract check runs again: its entries and, per depth, the fingerprint and its parts. */
@@ -73,6 +81,23 @@ export interface StatefulResult {
   /** With `restore: 'replay'`: the restores made by replay, and the steps they took. */
   readonly replays: number;
   readonly replayedSteps: number;
+  /** The reduction the result stands on: `tlb-events`, or `none` (asked for, or turned off: see reductionOff). */
+  readonly reduction: 'tlb-events' | 'none';
+  /** Why the TLB-event reduction was asked for and not used (the search ran without it), if it was. */
+  readonly reductionOff?: string;
+  /** New states by the kind of choice that reached them: CPU steps, deliveries, evictions, fills. */
+  readonly statesBy: {
+    readonly step: number;
+    readonly delivery: number;
+    readonly eviction: number;
+    readonly fill: number;
+  };
+  /** States reached with no TLB event left. */
+  readonly statesWithoutEvents: number;
+  /** TLB events the reduction left out: evictions and fills at states, fills a choice did not change. */
+  readonly eventsLeftOut: number;
+  /** States reached and cut because the same state with more TLB events left was visited. */
+  readonly subsumed: number;
 }
 
 /** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
@@ -81,6 +106,8 @@ interface Frame {
   readonly choices: Choice[];
   next: number;
   tlbLeft: number;
+  /** Fills offered only if a choice from this state changes their entry (the TLB-event reduction). */
+  readonly pending: PendingFills;
 }
 
 /** The schedule entry of a choice (as applyChoice returns it). */
@@ -129,6 +156,14 @@ export class StatefulSearch {
   private readonly samples: Sample[] = [];
   private nextSample = 64;
   private state!: MachineState;
+  private reduction: TlbEventReduction | undefined;
+  private reductionOff: string | undefined;
+  /** New states by kind of choice (step, delivery, eviction, fill), and those with no TLB event left. */
+  private readonly statesBy = new Float64Array(4);
+  private statesWithoutEvents = 0;
+  private eventsLeftOut = 0;
+  /** States cut because the same state with more TLB events left was visited. */
+  private subsumedStates = 0;
 
   constructor(
     private readonly build: () => Machine,
@@ -138,6 +173,12 @@ export class StatefulSearch {
   run(): StatefulResult {
     this.machine = this.build();
     this.state = new MachineState(this.machine, { drive: true });
+    if (this.o.reduction !== 'none' && this.o.tlbEvents > 0) {
+      this.reductionOff = TlbEventReduction.unsupported(this.machine, this.o.tlbEvents);
+      if (this.reductionOff === undefined) {
+        this.reduction = new TlbEventReduction(this.machine, this.state, this.o.tlbEvents);
+      }
+    }
     const initialMemory: readonly [number, number] = [this.state.memory.sumA, this.state.memory.sumB];
     this.initialMemory = initialMemory;
     try {
@@ -148,7 +189,17 @@ export class StatefulSearch {
     } finally {
       this.state.detach();
     }
+    if (this.reduction?.overflowed()) {
+      // A fill met a TLB set too full for the reduction's argument: its result does not stand. Search again
+      // without it (on the machine built again).
+      const again = new StatefulSearch(this.build, { ...this.o, reduction: 'none' }).run();
+      return {
+        ...again,
+        reductionOff: 'a TLB set came too close to full for the reduction (a fill could replace an entry)',
+      };
+    }
     const p = this.state.programs.outcomes;
+    const by = this.statesBy;
     return {
       states: this.visited.size,
       transitions: this.transitions,
@@ -164,6 +215,12 @@ export class StatefulSearch {
       initialMemory,
       replays: this.replays,
       replayedSteps: this.replayedSteps,
+      reduction: this.reduction === undefined ? 'none' : 'tlb-events',
+      ...(this.reductionOff === undefined ? {} : { reductionOff: this.reductionOff }),
+      statesBy: { step: by[0]!, delivery: by[1]!, eviction: by[2]!, fill: by[3]! },
+      statesWithoutEvents: this.statesWithoutEvents,
+      eventsLeftOut: this.eventsLeftOut,
+      subsumed: this.subsumedStates,
     };
   }
 
@@ -172,12 +229,32 @@ export class StatefulSearch {
     this.state.detach();
     this.machine = this.build();
     this.state = new MachineState(this.machine, { drive: true, initialMemory: this.initialMemory });
+    this.reduction?.attach(this.machine, this.state);
     for (const g of this.frames) {
       if (g === f) break;
       takeChoice(this.machine, this.state, g.choices[g.next - 1]!, true);
       this.replayedSteps++;
     }
     this.replays++;
+  }
+
+  /**
+   * Whether the state just reached, with `tlbLeft` TLB events left, was visited with more left. Then it is cut
+   * there: with more events left, the search took every choice it has now (the same steps and deliveries, and TLB
+   * events that are offered with fewer left are offered with more), so everything reachable from it was or will be
+   * reached from there, with at least as many events left. Where the one with more events left is on the stack,
+   * this is no cycle: the path back to it spent an event, and cannot be taken again without one.
+   */
+  private subsumed(tlbLeft: number): boolean {
+    const state = this.state;
+    for (let more = tlbLeft + 1; more <= this.o.tlbEvents; more++) {
+      state.combine(more);
+      if (this.visited.has(state.combinedA, state.combinedB)) {
+        this.subsumedStates++;
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Leaves the top frame. */
@@ -226,7 +303,12 @@ export class StatefulSearch {
         this.pop();
         continue;
       }
-      const c = f.choices[f.next++]!;
+      const index = f.next++;
+      const c = f.choices[index]!;
+      if (f.pending.count !== 0 && f.pending.unneeded(index)) {
+        this.eventsLeftOut++;
+        continue;
+      }
       if (at !== f) {
         if (replay) this.replayTo(f);
         else this.state.restore(f.checkpoint);
@@ -234,14 +316,21 @@ export class StatefulSearch {
       const state = this.state;
       takeChoice(this.machine, state, c, true);
       this.transitions++;
-      const tlbLeft = f.tlbLeft - (isTlbEvent(c) ? 1 : 0);
+      const event = isTlbEvent(c);
+      if (!event && f.pending.count !== 0) {
+        this.reduction!.afterChoice(f.pending, 'deliver' in c ? -1 : c.cpu, replay ? -1 : f.checkpoint.memory);
+      }
+      const tlbLeft = f.tlbLeft - (event ? 1 : 0);
       state.fingerprint(tlbLeft);
       at = undefined;
+      if (tlbLeft < this.o.tlbEvents && this.o.reduction !== 'none' && this.subsumed(tlbLeft)) continue;
       if (!this.visited.add(state.fpA, state.fpB)) {
         const depth = this.stackDepth(state.fpA, state.fpB);
         if (depth >= 0) this.cycle(depth);
         continue;
       }
+      this.statesBy[event ? (c.tlb === 'evict' ? 2 : 3) : 'deliver' in c ? 1 : 0]!++;
+      if (tlbLeft === 0) this.statesWithoutEvents++;
       if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
       if (this.visited.size >= this.o.maxStates) {
         this.complete = false;
@@ -269,13 +358,18 @@ export class StatefulSearch {
     }
     if (m.firstStop !== undefined) {
       this.finalStates++;
+      this.o.onFinal?.(m);
       this.note(classify(m, false, this.o.check));
       return false;
     }
     let frame = this.framePool[depth];
-    const choices = stateChoices(m, tlbLeft, frame?.choices ?? []);
+    const pending = frame?.pending ?? new PendingFills();
+    // With the reduction, the TLB events come from it (tlb-event-reduction.ts), after the steps and deliveries.
+    const choices = stateChoices(m, this.reduction === undefined ? tlbLeft : 0, frame?.choices ?? []);
+    if (this.reduction !== undefined) this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending);
     if (choices.length === 0) {
       this.finalStates++;
+      this.o.onFinal?.(m);
       this.note(classify(m, false, this.o.check));
       return false;
     }
@@ -285,7 +379,7 @@ export class StatefulSearch {
       return false;
     }
     if (frame === undefined) {
-      frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft };
+      frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft, pending };
       this.framePool[depth] = frame;
     }
     frame.next = 0;

@@ -150,11 +150,16 @@ export class BuddyAllocator implements FreeArea {
     this.owner.set(from.owner);
     this.generation.set(from.generation);
     this.pageblockType.set(from.pageblockType);
+    this.pageblockSkip.set(from.pageblockSkip);
+    this.movableOwners.set(from.movableOwners);
     this.next.set(from.next);
     this.prev.set(from.prev);
     this.heads.set(from.heads);
+    this.tails.set(from.tails);
     this.counts.set(from.counts);
     this.freeTotal = from.freeTotal;
+    this.extfrag = { ...from.extfrag };
+    this.movablePassed = from.movablePassed;
   }
 
   /**
@@ -171,9 +176,12 @@ export class BuddyAllocator implements FreeArea {
       this.owner,
       this.generation,
       this.pageblockType,
+      this.pageblockSkip,
+      this.movableOwners,
       this.next,
       this.prev,
       this.heads,
+      this.tails,
       this.counts,
     ];
   }

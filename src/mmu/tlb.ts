@@ -87,6 +87,13 @@ export class Tlb {
   private largeCount = 0;
   hits = 0;
   misses = 0;
+  /**
+   * The most entries in use that a fill of a new page found in its 4 KiB set, and in the large-page array, since
+   * the counts were last set to 0. The stateful search's TLB-event reduction holds only while no set comes close
+   * to full (src/explore/tlb-event-reduction.ts). Not copied with the contents.
+   */
+  fullestSet = 0;
+  fullestLarge = 0;
   private readonly listeners: (() => void)[] = [];
 
   /** The checked geometry of `config` (defaults: 64 entries, 4 ways, 32 large entries); refuses a bad one. */
@@ -222,10 +229,13 @@ export class Tlb {
       const set = vpn & (this.sets - 1);
       const first = set * this.ways;
       let slot = -1;
+      let used = 0;
       for (let i = first; i < first + this.ways; i++) {
         if (this.tag[i] === vpn) slot = i;
+        if (this.tag[i]! >= 0) used++;
       }
       if (slot < 0) {
+        if (used > this.fullestSet) this.fullestSet = used;
         for (let i = first; i < first + this.ways && slot < 0; i++) if (this.tag[i] === -1) slot = i;
       }
       if (slot < 0) {
@@ -242,6 +252,7 @@ export class Tlb {
     let j = -1;
     for (let k = 0; k < this.largeCapacity; k++) if (this.largeBase[k] === base) j = k;
     if (j < 0) {
+      if (this.largeCount > this.fullestLarge) this.fullestLarge = this.largeCount;
       for (let k = 0; k < this.largeCapacity && j < 0; k++) if (this.largeBase[k] === -1) j = k;
     }
     if (j < 0) {

@@ -4,8 +4,8 @@ import { explore, replay } from '../../src/explore/explore.ts';
 import { MachineImage } from '../../src/machine/image.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { PTE_LO } from '../../src/mmu/pte.ts';
-import { type Op, type RandomProgram, randomProgram } from './fixtures/random-programs.ts';
-import { compareSearches } from './fixtures/soundness.ts';
+import { type Op, type RandomProgram, randomProgram, randomTlbProgram } from './fixtures/random-programs.ts';
+import { compareSearches, compareStateful } from './fixtures/soundness.ts';
 
 // Is a clean exhaustive search a proof? DPOR (with or without a preemption bound) must reach exactly the violation
 // kinds and the final states that naive enumeration (`reduction: 'none'`: every schedule within the bound) reaches.
@@ -148,6 +148,27 @@ describe('DPOR against naive enumeration on random programs', () => {
       { numRuns: 2_600, seed: 18, endOnFailure: true },
     );
     expect(compared).toBeGreaterThanOrEqual(2_000);
+  }, 120_000);
+});
+
+describe('the stateful search, with and without its TLB-event reduction, against naive enumeration', () => {
+  it('random programs with PTE remaps, fresh A/D bits and up to two TLB events: the same violation kinds and final states', () => {
+    let compared = 0;
+    let unreduced = 0;
+    let reduced = 0;
+    fc.assert(
+      fc.property(randomTlbProgram(), (p) => {
+        const c = compareStateful(p);
+        if (!c.skipped) compared++;
+        unreduced += c.unreducedStates;
+        reduced += c.reducedStates;
+        expect(c.disagreements).toEqual([]);
+      }),
+      { numRuns: 1_500, seed: 18, endOnFailure: true },
+    );
+    expect(compared).toBeGreaterThanOrEqual(1_000);
+    // The reduction leaves states out (TLB events that cannot make a difference), never adds any.
+    expect(reduced).toBeLessThan(unreduced);
   }, 120_000);
 });
 

@@ -170,6 +170,39 @@ describe('the stateful search finds what the stateless one without reduction fin
   });
 });
 
+describe('the TLB-event reduction', () => {
+  it('leaves out evictions and fills that cannot make a difference: the same double fault and final states, in fewer states', () => {
+    const run = (reduction: 'tlb-events' | 'none') => {
+      const finals = new Set<string>();
+      const result = explore(staleStack, {
+        strategy: 'exhaustive',
+        search: 'stateful',
+        tlbEvents: 1,
+        reduction,
+        check: (m) => finals.add(contentKey(m)) !== undefined,
+      });
+      return { result, finals: [...finals].sort(), kinds: result.violations.map((v) => v.kind) };
+    };
+    const plain = run('none');
+    const reduced = run('tlb-events');
+    expect(reduced.result.complete).toBe(true);
+    expect(reduced.kinds).toEqual(['double-fault']);
+    expect(reduced.kinds).toEqual(plain.kinds);
+    expect(reduced.finals).toEqual(plain.finals);
+    expect(reduced.result.states!).toBeLessThan(plain.result.states!);
+    const found = reduced.result.violations[0]!.schedule;
+    expect(replay(staleStack, found).kind).toBe('double-fault');
+  });
+
+  it('is the stateful search’s reduction: DPOR’s name is refused there, and its name in the stateless search', () => {
+    const build = () => buildCounters(2, 1);
+    expect(() => explore(build, { strategy: 'exhaustive', search: 'stateful', reduction: 'dpor' })).toThrow(
+      /tlb-events/,
+    );
+    expect(() => explore(build, { strategy: 'exhaustive', reduction: 'tlb-events' })).toThrow(/dpor/);
+  });
+});
+
 describe('stateful results', () => {
   it('a violation comes with a minimised schedule that replays, and the search says what it did', () => {
     const r = explore(staleStack, { strategy: 'exhaustive', search: 'stateful', tlbEvents: 1 });

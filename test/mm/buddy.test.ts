@@ -87,6 +87,18 @@ function play(b: BuddyAllocator, ops: readonly Op[], afterEach: () => void = () 
   return live;
 }
 
+/** Everything an allocator's future depends on, as plain values: its arrays (the free lists' tails included). */
+function contents(b: BuddyAllocator) {
+  const inner = b as unknown as { tails: Int32Array; freeTotal: number };
+  return {
+    arrays: b.stateArrays().map((a) => Array.from(a)),
+    tails: Array.from(inner.tails),
+    pageblockSkip: Array.from(b.pageblockSkip),
+    movableOwners: Array.from(b.movableOwners),
+    freePages: b.freePages,
+  };
+}
+
 describe('the buddy allocator', () => {
   it('boot hands all frames over as order-10 blocks, all MOVABLE', () => {
     const b = new BuddyAllocator(0x400, FRAMES);
@@ -209,5 +221,35 @@ describe('the buddy allocator', () => {
     expect(c.freePages).toBe(1 << MAX_ORDER);
     expect(c.alloc(MAX_ORDER, MIGRATETYPE.MOVABLE)).toBe(0);
     expect(b.buddyinfo().free[MAX_ORDER]).toBe(0);
+  });
+});
+
+describe('going back to a saved state (the stateful checker)', () => {
+  it('property: copyFrom, which goes back in place, leaves the allocator as a restore does, list tails and skip bits included', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 30 }), fc.array(op, { minLength: 1, maxLength: 30 }), (before, after) => {
+        const b = new BuddyAllocator(0, FRAMES);
+        const live: { pfn: number; order: number }[] = [];
+        const apply = (ops: readonly Op[]) => {
+          for (const o of ops) {
+            if (o.kind === 'alloc') {
+              const pfn = b.alloc(o.order, o.type, 1);
+              if (pfn >= 0) live.push({ pfn, order: o.order });
+            } else if (live.length > 0) {
+              const [block] = live.splice(o.pick % live.length, 1);
+              b.freeBlock(block!.pfn, block!.order);
+            }
+          }
+        };
+        apply(before);
+        const saved = b.clone();
+        apply(after);
+        b.writable();
+        b.pageblockSkip[0] = 1;
+        b.copyFrom(saved);
+        expect(contents(b)).toEqual(contents(saved.clone()));
+      }),
+      { numRuns: 200, seed: 18 },
+    );
   });
 });
