@@ -2,6 +2,7 @@ import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { checkContract } from './contract-check.ts';
 import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
+import type { CacheScope } from './hardware-choices.ts';
 import { minimise, replay } from './replay.ts';
 import { StatefulSearch } from './stateful.ts';
 import { collisionProbability } from './visited-set.ts';
@@ -16,6 +17,7 @@ const CONTRACT_SAMPLES = 16;
 export interface StatefulExploreOptions {
   readonly maxSteps: number;
   readonly tlbEvents: number;
+  readonly cacheEvents?: CacheScope;
   readonly check: FinalCheck | undefined;
   readonly invariant: StateInvariant | undefined;
   /** States to store at most. */
@@ -55,6 +57,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
   const search = new StatefulSearch(build, {
     maxSteps: r.maxSteps,
     tlbEvents: r.tlbEvents,
+    ...(r.cacheEvents === undefined ? {} : { cacheEvents: r.cacheEvents }),
     check: r.check,
     invariant: r.invariant,
     maxStates: r.budget,

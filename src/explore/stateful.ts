@@ -2,6 +2,7 @@ import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
+import { applyHardwareChoice, type CacheScope, isHardwareChoice } from './hardware-choices.ts';
 import { Checkpoint, MachineState } from './machine-state.ts';
 import { stateChoices } from './state-choices.ts';
 import { VisitedSet } from './visited-set.ts';
@@ -23,6 +24,8 @@ import { VisitedSet } from './visited-set.ts';
 export interface StatefulOptions {
   readonly maxSteps: number;
   readonly tlbEvents: number;
+  /** Which TLB and paging-structure-cache events are offered (hardware-choices.ts); default `held`. */
+  readonly cacheEvents?: CacheScope;
   readonly check: FinalCheck | undefined;
   readonly invariant: StateInvariant | undefined;
   /** States to store at most; the search is incomplete when it stops there. */
@@ -85,6 +88,7 @@ interface Frame {
 
 /** The schedule entry of a choice (as applyChoice returns it). */
 export function entryOf(c: Choice): ScheduleEntry {
+  if (isHardwareChoice(c)) return c;
   if ('deliver' in c) return { cpu: c.cpu, deliver: c.deliver };
   if ('tlb' in c) return { cpu: c.cpu, tlb: c.tlb, va: c.va };
   return c.cpu;
@@ -94,6 +98,9 @@ export function entryOf(c: Choice): ScheduleEntry {
 export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: boolean): void {
   if ('deliver' in c) {
     m.deliverIpi(c.cpu, c.deliver);
+    state.afterChoice(-1);
+  } else if (isHardwareChoice(c)) {
+    applyHardwareChoice(m, c);
     state.afterChoice(-1);
   } else if ('tlb' in c) {
     if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
@@ -273,7 +280,7 @@ export class StatefulSearch {
       return false;
     }
     let frame = this.framePool[depth];
-    const choices = stateChoices(m, tlbLeft, frame?.choices ?? []);
+    const choices = stateChoices(m, tlbLeft, frame?.choices ?? [], this.o.cacheEvents);
     if (choices.length === 0) {
       this.finalStates++;
       this.note(classify(m, false, this.o.check));
