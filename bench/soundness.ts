@@ -3,14 +3,17 @@
 // enumeration (`reduction: 'none'`) at the same bounds; every search must reach the same violation kinds and the
 // same final states. `npm test` runs 2,000 (test/explore/soundness.test.ts); this runs 100,000 by default.
 //
-//   npx tsx bench/soundness.ts [--programs N] [--seed S] [--budget B]
+//   npx tsx bench/soundness.ts [--programs N] [--seed S] [--budget B] [--tso 1]
+//
+// With --tso 1, issue 19's programs (store buffers, paging-structure caches, MFENCE, every cache event) are
+// compared instead: DPOR, the stateful search and naive enumeration, with no bound.
 //
 // A program whose naive enumeration needs more than B executions (default 1,000) at some bound is skipped. A
 // disagreement stops the run: fast-check shrinks the program and prints it, ready to paste into a regression test.
 // Prints progress every 5,000 programs, then one JSON line.
 import fc from 'fast-check';
-import { randomProgram } from '../test/explore/fixtures/random-programs.ts';
-import { compareSearches } from '../test/explore/fixtures/soundness.ts';
+import { randomProgram, randomTsoProgram } from '../test/explore/fixtures/random-programs.ts';
+import { compareAllSearches, compareSearches } from '../test/explore/fixtures/soundness.ts';
 
 function flag(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
@@ -23,6 +26,7 @@ function flag(name: string, fallback: number): number {
 const programs = flag('programs', 100_000);
 const seed = flag('seed', 18);
 const budget = flag('budget', 1_000);
+const tso = flag('tso', 0) === 1;
 
 let run = 0;
 let compared = 0;
@@ -33,8 +37,8 @@ const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
 let failure: string | undefined;
 try {
   fc.assert(
-    fc.property(randomProgram(), (p) => {
-      const c = compareSearches(p, budget);
+    fc.property(tso ? randomTsoProgram() : randomProgram(), (p) => {
+      const c = tso ? compareAllSearches(p, budget) : compareSearches(p, budget);
       run++;
       if (!c.skipped) compared++;
       naiveExecutions += c.naiveExecutions;
