@@ -36,7 +36,9 @@ const sorted = (s: Set<string>) => [...s].sort();
  * Tests where the stateless search with DPOR and sleep sets reaches fewer outcomes than the stateful search: a
  * finding of issue 19, not a property of store buffers (they miss the same outcomes with sequentially consistent
  * memory; with a preemption bound, which uses no sleep sets, DPOR reaches them all). Three CPUs suffice: CPU0
- * `xchg x; xchg y`, CPU1 `load x; load y`, CPU2 `load y; load x`, each load's value stored to a slot of its own.
+ * `xchg x; xchg y`, CPU1 `load x; load y`, CPU2 `load y; load x`, each load's value stored to a slot of its own:
+ * DPOR never reaches r1=1 r2=1 r3=0 r4=1 (CPU0's xchg x, CPU2 reads y, CPU0's xchg y, CPU2 reads x, then CPU1),
+ * which the stateful search and a bounded DPOR reach.
  */
 const DPOR_MISSES = ['locked instructions have a total order'];
 
