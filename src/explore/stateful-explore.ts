@@ -1,3 +1,4 @@
+import type { IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { checkContract } from './contract-check.ts';
@@ -18,6 +19,8 @@ export interface StatefulExploreOptions {
   readonly maxSteps: number;
   readonly tlbEvents: number;
   readonly cacheEvents?: CacheScope;
+  /** The IPI delivery the search's machines use: the counterexamples replay under it. */
+  readonly ipiDelivery?: IpiDelivery;
   readonly check: FinalCheck | undefined;
   readonly invariant: StateInvariant | undefined;
   /** States to store at most. */
@@ -66,8 +69,11 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
   });
   const result = search.run();
   checkContract(build, result.samples);
+  // The counterexamples replay under the delivery the search used (replay() defaults to 'scheduled': with an
+  // 'immediate' search, a replayed schedule used to reach a run the search never had, and report its message).
   const o = {
     maxSteps: r.maxSteps,
+    ...(r.ipiDelivery === undefined ? {} : { ipiDelivery: r.ipiDelivery }),
     ...(r.check ? { check: r.check } : {}),
     ...(r.invariant ? { invariant: r.invariant } : {}),
   };
