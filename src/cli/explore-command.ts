@@ -22,6 +22,7 @@ export interface ExploreFlags {
   readonly search?: unknown;
   readonly preemptions?: unknown;
   readonly tlbEvents?: unknown;
+  readonly cacheEvents?: unknown;
   readonly seed?: unknown;
   readonly budget?: unknown;
   readonly timeLimit?: unknown;
@@ -39,6 +40,7 @@ export interface ReplayFlags {
 
 const STRATEGIES = ['exhaustive', 'pct', 'random'] as const;
 const SEARCHES = ['stateful', 'stateless'] as const;
+const CACHE_EVENTS = ['held', 'mapped'] as const;
 const TRACE_FORMATS = ['text', 'chrome', 'mermaid'] as const;
 
 /**
@@ -262,6 +264,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     [0, 1000],
     'TLB events an execution may choose',
   );
+  const cacheEvents = choiceOption(argv, '--cache-events', flags.cacheEvents, CACHE_EVENTS);
   const workersGiven = integerOption(argv, '--workers', flags.workers, [1, 64], 'worker threads');
   const workers = workersGiven ?? 1;
   const searchGiven = choiceOption(argv, '--search', flags.search, SEARCHES);
@@ -295,6 +298,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     ...(seed === undefined ? {} : { seed }),
     ...(preemptions === undefined ? {} : { preemptions }),
     ...(tlbEvents === undefined ? {} : { tlbEvents }),
+    ...(cacheEvents === undefined ? {} : { cacheEvents }),
     ...(maxSteps === undefined ? {} : { maxSteps }),
     ...(bar ? { onProgress: (done: number, total: number) => bar.update(done, total) } : {}),
   };

@@ -98,7 +98,14 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       'exhaustive: stateful (default: every reachable state once) | stateless (executions from the start, DPOR)',
     )
     .option('--preemptions <k>', 'Preemptions an exhaustive execution may have (stateless search)')
-    .option('--tlb-events <k>', 'TLB evictions and speculative fills an execution may choose')
+    .option(
+      '--tlb-events <k>',
+      'TLB and paging-structure-cache evictions and speculative fills an execution may choose',
+    )
+    .option(
+      '--cache-events <scope>',
+      'held (default: entries CPUs hold, fills of pages another CPU holds) | mapped (every translation and entry)',
+    )
     .option('--seed <s>', 'PRNG seed for pct and random: the same seed, the same executions')
     .option('--budget <n>', 'Executions to run (the stateful search: states to store)')
     .option(

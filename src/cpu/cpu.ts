@@ -149,6 +149,8 @@ export class Cpu implements CpuCore {
   resetRunState(): void {
     this.port.reset();
     this.port.storeBuffer?.clear();
+    // An image's instances start with nothing cached (walks fill the caches; the image copies no entries).
+    this.port.psc?.clear();
     this.asm.builds = 0;
     this.asm.consumed = 0;
     this.status = STATUS_HALTED;

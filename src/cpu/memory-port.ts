@@ -1,11 +1,19 @@
 import { canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
 import { FRAME_COPIED, FRAME_FREE, VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
-import type { PagingStructureCache } from '../mmu/paging-structure-cache.ts';
+import type { PagingStructureCache, PscLevel } from '../mmu/paging-structure-cache.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
-import { ACCESS, type PagingControls, PF_ERROR, VECTOR_PF, WalkResult, walkPageTables } from '../mmu/walker.ts';
+import {
+  ACCESS,
+  fillUpperLevels,
+  type PagingControls,
+  PF_ERROR,
+  VECTOR_PF,
+  WalkResult,
+  walkPageTables,
+} from '../mmu/walker.ts';
 import { PAGE_CACHE_ENTRIES, PageCache } from './page-cache.ts';
 import { CR0, CR4, EFER, type Registers } from './registers.ts';
 import type { StoreBuffer } from './store-buffer.ts';
@@ -155,6 +163,7 @@ export class MemoryPort {
       f.errorCode = w.errorCode;
       f.cr2 = w.cr2;
       if (w.vector === VECTOR_PF) this.invalidateOnFault(va);
+      else if (w.vector === VECTOR_VIOLATION) this.violationPa = w.pa; // a walk into a freed page-table frame
       return -1;
     }
     const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
@@ -223,6 +232,16 @@ export class MemoryPort {
     const slot = this.tlb.fill(va, w, w.global && (this.regs.cr4 & CR4.PGE) !== 0);
     if (slot >= 0) this.noteGeneration(slot, w.pageBase);
     return slot >= 0;
+  }
+
+  /**
+   * A speculative walk of the upper levels for `va` that caches the paging-structure entries down to `level`
+   * (fillUpperLevels), as hardware may at any time (the checker's `fill-pde:N:va` events). Returns whether the
+   * `level` entry was cached (false: no such cache, cached already, or no present non-leaf entry there).
+   */
+  fillPagingStructures(va: number, level: PscLevel): boolean {
+    if (this.psc === undefined || !(va >= 0 && va < NON_CANONICAL_MARK)) return false;
+    return fillUpperLevels(this.memory, this.syncControls(), va, level, this.psc, this.footprint);
   }
 
   /** Physical address for `va` (ACCESS bits), or -1 with `fault` set. */

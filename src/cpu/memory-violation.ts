@@ -17,6 +17,13 @@ export function stopOnMemoryViolation(cpu: CpuCore): void {
       outcome: 'lost-write',
       message: `lost write: CPU ${cpu.id} stores to ${at} in ${frame}, which a migration has already copied`,
     });
+  } else if (f.errorCode === VIOLATION.STALE_TABLE) {
+    cpu.stop({
+      outcome: 'use-after-free',
+      message:
+        `use after free: CPU ${cpu.id} walks to ${at} through a cached paging-structure entry into page-table ` +
+        `${frame}, freed since the entry was cached`,
+    });
   } else {
     cpu.stop({
       outcome: 'use-after-free',

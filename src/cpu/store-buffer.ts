@@ -38,6 +38,8 @@ export class StoreBuffer {
   private head = 0;
   /** Entries buffered. */
   length = 0;
+  /** Counts changes (pushes, drains, copies): an unchanged version means unchanged contents (the checker's test). */
+  version = 0;
   /** Bytes of a forwarded load, scratch (no allocation per access). */
   private readonly bytes = new Uint8Array(8);
 
@@ -73,6 +75,7 @@ export class StoreBuffer {
       throw new InputError(`store buffer full (${this.capacity} entries): drain the oldest store first`);
     }
     const i = this.slot(this.length++);
+    this.version++;
     this.pa[i] = pa;
     this.size[i] = size;
     this.lo[i] = lo;
@@ -145,12 +148,14 @@ export class StoreBuffer {
   dropOldest(): void {
     this.head = this.slot(1);
     this.length--;
+    this.version++;
   }
 
   /** Forgets every entry (a machine reset). */
   clear(): void {
     this.head = 0;
     this.length = 0;
+    this.version++;
   }
 
   /** Becomes a copy of `other` (same capacity): machine images copy a CPU's buffer. */
@@ -166,6 +171,20 @@ export class StoreBuffer {
     this.generation.set(other.generation);
     this.head = other.head;
     this.length = other.length;
+    this.version++;
+  }
+
+  /**
+   * Internal (the stateful checker hashes a buffer's contents): calls `visit` for each entry, oldest first, with
+   * its physical address, size, value halves, virtual address and frame generation.
+   */
+  forEachEntry(
+    visit: (pa: number, size: number, lo: number, hi: number, va: number, generation: number) => void,
+  ): void {
+    for (let k = 0; k < this.length; k++) {
+      const i = this.slot(k);
+      visit(this.pa[i]!, this.size[i]!, this.lo[i]!, this.hi[i]!, this.va[i]!, this.generation[i]!);
+    }
   }
 
   /** The buffered stores, oldest first. */

@@ -1,14 +1,17 @@
 import type { Footprint } from '../mmu/footprint.ts';
 import type { FrameGuard } from '../mmu/frame-guard.ts';
-import type { Choice } from './choices.ts';
+import { type Choice, isTlbEvent } from './choices.ts';
 
 // What a choice touched, as locations read and written: the exhaustive search's dependency relation (DESIGN.md
 // "Checking"). Two choices are dependent when one writes a location the other reads or writes. Locations are:
 //  - physical memory, in 8-byte words (pa / 8): data accesses, and paging entries read or updated by walks;
-//  - a CPU's channel: every step of that CPU, every IPI sent to it, every delivery to it and every TLB event on it
-//    writes it, so a hardware event or an IPI is dependent with the steps of the CPU it affects;
+//  - a CPU's channel: every step of that CPU, every IPI sent to it, every delivery to it, every TLB or
+//    paging-structure-cache event on it and every drain of its store buffer writes it, so a hardware event or an IPI
+//    is dependent with the steps of the CPU it affects (a drain writes its store's words as well: that is how it
+//    races with the other CPUs' accesses);
 //  - a kernel resource kept outside emulated memory (an `atomic` step's lock: allocator, vmap areas);
-//  - the TLB-event budget, shared by all TLB events (taking one may leave none for another);
+//  - the TLB-event budget, shared by all TLB and paging-structure-cache events (taking one may leave none for
+//    another);
 //  - the first stop: every step that stops its CPU writes it, as the first stop of a run is its violation.
 
 export interface Access {
@@ -82,7 +85,7 @@ function addFrames(out: number[], guard: FrameGuard, pa: number, size: number): 
 export function accessOf(choice: Choice, fp: Footprint, guard: FrameGuard | undefined, stops: boolean): Access {
   const reads: number[] = [];
   const writes: number[] = [channel(choice.cpu)];
-  if ('tlb' in choice) writes.push(BUDGET);
+  if (isTlbEvent(choice)) writes.push(BUDGET);
   if (stops) writes.push(STOP);
   const r = fp.readList;
   for (let i = 0; i < r.length; i += 2) addRange(reads, r.get(i), r.get(i + 1));
@@ -99,10 +102,11 @@ export function accessOf(choice: Choice, fp: Footprint, guard: FrameGuard | unde
     for (let i = 0; i < changes.length; i += 2) {
       for (let p = 0; p < changes[i + 1]!; p++) writes.push(frameState(changes[i]! + p));
     }
-    // A TLB fill event notes the generation of the frame it maps, which its footprint does not name: it is
-    // dependent with every change of frame state (TLB events are few, so this costs little).
+    // A TLB fill event notes the generation of the frame it maps, and a paging-structure-cache fill those of the
+    // tables it caches, which their footprints do not name: they are dependent with every change of frame state
+    // (such events are few, so this costs little).
     if (changes.length > 0) writes.push(GENERATIONS);
-    if ('tlb' in choice && choice.tlb === 'fill') reads.push(GENERATIONS);
+    if (('tlb' in choice && choice.tlb === 'fill') || 'pscFill' in choice) reads.push(GENERATIONS);
   }
   return { reads: unique(reads), writes: unique(writes) };
 }

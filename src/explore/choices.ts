@@ -1,6 +1,16 @@
 import type { DeliverySelector } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
+import {
+  applyHardwareChoice,
+  type CacheScope,
+  cacheChoicesInto,
+  drainChoicesInto,
+  type HardwareChoice,
+  hardwareChoiceKey,
+  isHardwareChoice,
+  isPscChoice,
+} from './hardware-choices.ts';
 
 // The choices at one point of an execution (DESIGN.md "Checking"): a CPU that can move takes a step, an IPI in
 // flight reaches its target, or, while the execution has TLB events left, the hardware drops or fills a TLB entry
@@ -9,14 +19,17 @@ import type { ScheduleEntry } from '../machine/schedule.ts';
 export type Choice =
   | { readonly cpu: number }
   | { readonly cpu: number; readonly deliver: DeliverySelector }
-  | { readonly cpu: number; readonly tlb: 'evict' | 'fill'; readonly va: number };
+  | { readonly cpu: number; readonly tlb: 'evict' | 'fill'; readonly va: number }
+  // Store-buffer drains and paging-structure-cache events (hardware-choices.ts, issue 19).
+  | HardwareChoice;
 
-export function isTlbEvent(c: Choice): c is Extract<Choice, { tlb: unknown }> {
-  return 'tlb' in c;
+/** Whether `c` is a TLB or paging-structure-cache event: those count against the TLB-event budget. */
+export function isTlbEvent(c: Choice): boolean {
+  return 'tlb' in c || isPscChoice(c);
 }
 
 export function isStep(c: Choice): boolean {
-  return !('tlb' in c) && !('deliver' in c);
+  return !('tlb' in c) && !('deliver' in c) && !isHardwareChoice(c);
 }
 
 /** Step choices and their keys, made once: a point's choices are mostly these. */
@@ -27,6 +40,7 @@ const STEP_KEYS: readonly string[] = STEPS.map((c) => `${c.cpu}`);
 export function choiceKey(c: Choice): string {
   if ('tlb' in c) return `${c.tlb === 'evict' ? 'e' : 'f'}${c.cpu}:${c.va}`;
   if ('deliver' in c) return `d${c.cpu}:${c.deliver}`;
+  if (isHardwareChoice(c)) return hardwareChoiceKey(c);
   return STEP_KEYS[c.cpu]!;
 }
 
@@ -35,9 +49,9 @@ export function choiceKey(c: Choice): string {
  * the hardware's freedom: any CPU may drop any 4 KiB entry it holds, and may fill, speculatively, a page another CPU
  * holds (a page in use, so the candidates stay few).
  */
-export function choicesOf(m: Machine, tlbEventsLeft: number): Choice[] {
+export function choicesOf(m: Machine, tlbEventsLeft: number, scope: CacheScope = 'held'): Choice[] {
   const out: Choice[] = [];
-  out.length = choicesInto(m, tlbEventsLeft, out);
+  out.length = choicesInto(m, tlbEventsLeft, out, scope);
   return out;
 }
 
@@ -45,11 +59,11 @@ export function choicesOf(m: Machine, tlbEventsLeft: number): Choice[] {
  * choicesOf() into `out` from index 0, returning the count (entries past it are stale): the sampling strategies
  * reuse one array for every step. CPU steps are shared objects; only deliveries and TLB events allocate.
  */
-export function choicesInto(m: Machine, tlbEventsLeft: number, out: Choice[]): number {
+export function choicesInto(m: Machine, tlbEventsLeft: number, out: Choice[], scope: CacheScope = 'held'): number {
   let n = 0;
   for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out[n++] = STEPS[cpu.id]!;
   const inFlight = m.ipiBus.inFlight;
-  if (inFlight.length === 0 && tlbEventsLeft === 0) return n;
+  if (inFlight.length === 0 && tlbEventsLeft === 0) return drainChoicesInto(m, out, n); // issue 19: drains
   const deliveries = n;
   for (const ipi of inFlight) {
     const deliver: DeliverySelector = ipi.nmi ? 'nmi' : ipi.vector;
@@ -61,6 +75,7 @@ export function choicesInto(m: Machine, tlbEventsLeft: number, out: Choice[]): n
     }
     if (!known) out[n++] = { cpu: ipi.to, deliver };
   }
+  n = drainChoicesInto(m, out, n); // issue 19: store-buffer drains
   if (tlbEventsLeft > 0 && n > 0) {
     const held = m.cpus.map((c) => {
       const vas = new Set<number>();
@@ -74,6 +89,8 @@ export function choicesInto(m: Machine, tlbEventsLeft: number, out: Choice[]): n
       for (const va of [...mine].sort((a, b) => a - b)) out[n++] = { cpu: cpu.id, tlb: 'evict', va };
       for (const va of inUse) if (!mine.has(va)) out[n++] = { cpu: cpu.id, tlb: 'fill', va };
     }
+    // issue 19: paging-structure-cache events, and with scope 'mapped' the rest of the TLB events
+    n = cacheChoicesInto(m, scope, inUse, out, n);
   }
   return n;
 }
@@ -84,6 +101,7 @@ export function applyChoice(m: Machine, c: Choice): ScheduleEntry {
     m.deliverIpi(c.cpu, c.deliver);
     return { cpu: c.cpu, deliver: c.deliver };
   }
+  if (isHardwareChoice(c)) return applyHardwareChoice(m, c);
   if ('tlb' in c) {
     if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
     else m.fillTlb(c.cpu, c.va);

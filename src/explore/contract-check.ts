@@ -29,6 +29,9 @@ function apply(m: Machine, state: MachineState, e: ScheduleEntry): void {
   } else if ('psc' in e) {
     m.evictPagingStructureEntry(e.cpu, e.psc, e.va);
     state.afterChoice(-1);
+  } else if ('pscFill' in e) {
+    m.fillPagingStructureEntry(e.cpu, e.pscFill, e.va);
+    state.afterChoice(-1);
   } else {
     if (e.tlb === 'evict') m.evictTlb(e.cpu, e.va);
     else m.fillTlb(e.cpu, e.va);

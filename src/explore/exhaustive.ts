@@ -3,6 +3,7 @@ import type { ScheduleEntry } from '../machine/schedule.ts';
 import { type Access, accessOf, dependent } from './access.ts';
 import { applyChoice, type Choice, choiceKey, choicesOf, isStep, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, Findings } from './execution.ts';
+import type { CacheScope } from './hardware-choices.ts';
 import { finalStateKey } from './state-key.ts';
 
 // Exhaustive exploration: stateless depth-first search over the choices, with dynamic partial-order reduction
@@ -24,7 +25,8 @@ import { finalStateKey } from './state-key.ts';
 // first stop), is explored both ways.
 //
 // TLB events are not persistent: taking one uses up the budget another needed, and a fill becomes possible when
-// another CPU caches the page, so races alone would miss some; every TLB event offered at a point is explored.
+// another CPU caches the page, so races alone would miss some; every TLB event offered at a point is explored. So
+// is every store-buffer drain (see everywhere()).
 //
 // Under a preemption bound there are no sleep sets: a choice asleep below a point was explored from an earlier
 // point, but maybe with more preemptions than the bound allows on the path that reaches it from there, so the
@@ -38,6 +40,8 @@ import { finalStateKey } from './state-key.ts';
 export interface ExhaustiveOptions {
   readonly maxSteps: number;
   readonly tlbEvents: number;
+  /** Which TLB and paging-structure-cache events are offered (hardware-choices.ts); default `held`. */
+  readonly cacheEvents?: CacheScope;
   /** Preemptions an execution may take (a switch away from a CPU that could still move); undefined: no bound. */
   readonly preemptions: number | undefined;
   /** Runs this part may take at most. */
@@ -95,9 +99,9 @@ export interface Root {
   readonly accesses: readonly Access[];
 }
 
-export function exploreRoot(build: () => Machine, tlbEvents: number): Root {
+export function exploreRoot(build: () => Machine, tlbEvents: number, scope: CacheScope = 'held'): Root {
   const m = build();
-  const choices = choicesOf(m, tlbEvents);
+  const choices = choicesOf(m, tlbEvents, scope);
   const accesses = choices.map((c, i) => {
     const fresh = i === 0 ? m : build();
     const fp = fresh.recordFootprints();
@@ -107,8 +111,9 @@ export function exploreRoot(build: () => Machine, tlbEvents: number): Root {
       guard.recordChanges = true;
       guard.changes.length = 0;
     }
+    const wasStopped = fresh.cpus[c.cpu]!.isStopped;
     applyChoice(fresh, c);
-    return accessOf(c, fp, fresh.memory.guard, isStep(c) && fresh.cpus[c.cpu]!.isStopped);
+    return accessOf(c, fp, fresh.memory.guard, !wasStopped && fresh.cpus[c.cpu]!.isStopped);
   });
   return { choices, accesses };
 }
@@ -124,11 +129,28 @@ function asleep(node: Node, key: string): boolean {
 }
 
 /**
- * The actor a choice belongs to, for happens-before: a CPU's steps, the deliveries to a CPU, or the TLB events on
- * a CPU (one actor: they are all dependent through the budget, so ordering them adds nothing).
+ * Choices explored at every point that offers them, not only where races point: TLB and paging-structure-cache
+ * events (they are not persistent: see the top of this file) and store-buffer drains. A drain need not run to be
+ * disabled: its own CPU's next locked or serializing instruction drains the buffer inside that step, so a drain
+ * that would have raced (with that CPU's own walk of a PTE it buffered a store to, or with another CPU's access)
+ * may never run on the current path, and races between choices that ran cannot point to it. Found by the
+ * differential harness: CPU0 buffers a PTE clear, stores to that page, then runs a cmpxchg; the run where the clear
+ * drains before the store (a #PF) was never tried.
+ */
+function everywhere(c: Choice): boolean {
+  return isTlbEvent(c) || 'drain' in c;
+}
+
+/** Actors per CPU: its steps, the deliveries to it, its TLB and paging-structure-cache events, its drains. */
+const ACTORS = 4;
+
+/**
+ * The actor a choice belongs to, for happens-before: a CPU's steps, the deliveries to a CPU, the TLB and
+ * paging-structure-cache events on a CPU (one actor: they are all dependent through the budget, so ordering them
+ * adds nothing), or the drains of a CPU's store buffer.
  */
 function actorIndex(c: Choice): number {
-  return 3 * c.cpu + (isStep(c) ? 0 : 'deliver' in c ? 1 : 2);
+  return ACTORS * c.cpu + (isStep(c) ? 0 : 'deliver' in c ? 1 : 'drain' in c ? 3 : 2);
 }
 
 function makeNode(
@@ -236,7 +258,7 @@ export class PartSearch {
     const tlbLeft = parent.tlbLeft - (isTlbEvent(made) ? 1 : 0);
     const preemptions = parent.preemptions + (preempts(parent, made) ? 1 : 0);
     const current = isStep(made) ? made.cpu : parent.current;
-    return makeNode(choicesOf(m, tlbLeft), sleep, preemptions, current, tlbLeft);
+    return makeNode(choicesOf(m, tlbLeft, this.o.cacheEvents), sleep, preemptions, current, tlbLeft);
   }
 
   /** The choice a new point starts with: the last CPU if it can move, else the first; never one asleep. */
@@ -260,7 +282,7 @@ export class PartSearch {
     const m = this.build();
     const fp = m.recordFootprints();
     const schedule: ScheduleEntry[] = [];
-    this.hb ??= new HappensBefore(3 * m.cpus.length);
+    this.hb ??= new HappensBefore(ACTORS * m.cpus.length);
     const hb = this.hb;
     // The path up to the backtrack point is the last execution's: replay it without analysing it again.
     const resume = this.stack.length - 1;
@@ -294,7 +316,7 @@ export class PartSearch {
         node.chosen = first;
         if (this.o.reduce) {
           node.backtrack[first] = 1;
-          for (let i = 0; i < node.choices.length; i++) if (isTlbEvent(node.choices[i]!)) node.backtrack[i] = 1;
+          for (let i = 0; i < node.choices.length; i++) if (everywhere(node.choices[i]!)) node.backtrack[i] = 1;
         } else node.backtrack.fill(1);
         this.stack.push(node);
       }
@@ -302,8 +324,10 @@ export class PartSearch {
       const choice = node.choices[chosen]!;
       fp.clear();
       if (guard && guard.changes.length !== 0) guard.changes.length = 0;
+      const wasStopped = m.cpus[choice.cpu]!.isStopped;
       schedule.push(applyChoice(m, choice));
-      const access = accessOf(choice, fp, guard, isStep(choice) && m.cpus[choice.cpu]!.isStopped);
+      // A drain can stop its CPU too (a store refused by the frame guard as it reaches memory).
+      const access = accessOf(choice, fp, guard, !wasStopped && m.cpus[choice.cpu]!.isStopped);
       node.done[chosen] = access;
       if (this.o.reduce) {
         const raced = hb.add(actorIndex(choice), access, races, 0);

@@ -3,6 +3,7 @@ import { type Cpu, STEP_KIND } from '../cpu/cpu.ts';
 import { OP } from '../cpu/instruction.ts';
 import { attachKernel } from '../machine/kernel-boot.ts';
 import type { Machine } from '../machine/machine.ts';
+import { HardwareCheckpoint, HardwareState } from './hardware-state.ts';
 import { Hasher } from './hash.ts';
 import { MemoryTracker } from './memory-tracker.ts';
 import { type ContextsSnapshot, ProgramStates, StackStore } from './programs.ts';
@@ -13,8 +14,9 @@ import { type IpiSnapshot, type KernelSnapshot, Snapshots, type TlbSnapshot } fr
 //  - memory, hashed as it is written (memory-tracker.ts);
 //  - per CPU: registers, state, NMI blocking, STI shadow, the APIC's IRR, ISR and NMI latch, the watched range of a
 //    spinning CPU, the TLB (every slot, global entries and replacement pointers included) with the frame
-//    generation each 4 KiB slot was filled at (the use-after-free detector's state), and the control stack: each
-//    activation's identity and history (programs.ts);
+//    generation each 4 KiB slot was filled at (the use-after-free detector's state), the control stack: each
+//    activation's identity and history (programs.ts), and its store buffer and paging-structure caches
+//    (hardware-state.ts);
 //  - the contexts tasks were switched out of, the IPIs in flight, the program code addresses assigned so far;
 //  - the kernel's bookkeeping (zone arrays, vmap areas, tasks' names, the log, call functions, the page cache);
 //  - the TLB events left, and the outcome once a CPU stopped.
@@ -64,13 +66,18 @@ export class Checkpoint {
   fpB = 0;
   readonly parts: Int32Array;
   readonly cpuSeen: Float64Array;
+  /** Store buffers and paging-structure caches (with machines that have them). */
+  hardware: HardwareCheckpoint | undefined;
 
   constructor(cpus: number) {
     this.cpus = Array.from({ length: cpus }, () => new CpuCheckpoint());
-    this.parts = new Int32Array(2 * (1 + 3 * cpus + 4));
+    this.parts = new Int32Array(2 * (1 + PARTS_PER_CPU * cpus + 4));
     this.cpuSeen = new Float64Array(6 * cpus);
   }
 }
+
+/** Fingerprint parts per CPU: registers and state, TLB, programs, store buffer and paging-structure caches. */
+const PARTS_PER_CPU = 4;
 
 /** Outcomes as codes, for the fingerprint of a state where a CPU stopped. */
 const OUTCOME_CODES: Readonly<Record<string, number>> = {
@@ -123,13 +130,16 @@ export class MachineState {
   private readonly cpuSeen: Float64Array;
   /** The CPU that took the last step (its registers may have changed), or -1. */
   private stepped = -1;
+  /** Store buffers and paging-structure caches (hardware-state.ts). */
+  private readonly hardware: HardwareState;
 
   constructor(
     readonly machine: Machine,
     options: StateOptions,
   ) {
     this.drive = options.drive;
-    this.parts = new Int32Array(2 * (1 + 3 * machine.cpus.length + 4));
+    this.parts = new Int32Array(2 * (1 + PARTS_PER_CPU * machine.cpus.length + 4));
+    this.hardware = new HardwareState(machine);
     this.cpuHashes = new Int32Array(2 * machine.cpus.length);
     this.cpuSeen = new Float64Array(6 * machine.cpus.length).fill(Number.NaN);
     this.memory = new MemoryTracker(machine.memory, {
@@ -202,6 +212,7 @@ export class MachineState {
     }
     const bus = m.ipiBus;
     if (bus.sentCount !== this.ipi.sent || bus.inFlight.length !== this.ipi.length) this.ipi = this.snapshots.ipi(bus);
+    this.hardware.update();
   }
 
   /** The fingerprint of the state now, with `tlbLeft` TLB events left, into fpA/fpB (its parts into `parts`). */
@@ -218,6 +229,8 @@ export class MachineState {
       parts[p++] = this.tlbs[id]!.hashB;
       parts[p++] = this.stackHashes[2 * id]!;
       parts[p++] = this.stackHashes[2 * id + 1]!;
+      parts[p++] = this.hardware.lanes[2 * id]!;
+      parts[p++] = this.hardware.lanes[2 * id + 1]!;
     }
     const contexts = this.programs.contexts;
     parts[p++] = contexts.hashA;
@@ -257,7 +270,12 @@ export class MachineState {
   partNames(): string[] {
     const names = ['memory'];
     for (let id = 0; id < this.machine.cpus.length; id++) {
-      names.push(`CPU ${id}'s registers, state or APIC`, `CPU ${id}'s TLB`, `CPU ${id}'s programs (their histories)`);
+      names.push(
+        `CPU ${id}'s registers, state or APIC`,
+        `CPU ${id}'s TLB`,
+        `CPU ${id}'s programs (their histories)`,
+        `CPU ${id}'s store buffer or paging-structure caches`,
+      );
     }
     names.push(
       'the saved task contexts',
@@ -402,6 +420,10 @@ export class MachineState {
     c.fpB = this.fpB;
     c.parts.set(this.parts);
     c.cpuSeen.set(this.cpuSeen);
+    if (this.hardware.present) {
+      c.hardware ??= new HardwareCheckpoint(m);
+      this.hardware.save(c.hardware);
+    }
   }
 
   /** Puts the machine back in the state `c` saved (a state on the current path: memory rolls back). */
@@ -474,10 +496,11 @@ export class MachineState {
     }
     m.firstStop = c.firstStop;
     m.stepCount = c.stepCount;
-    // The CPUs' hashes as the checkpoint had them (parts 2 + 6 id), with what they were computed from.
+    if (c.hardware !== undefined) this.hardware.restore(c.hardware);
+    // The CPUs' hashes as the checkpoint had them (parts 2 + 8 id), with what they were computed from.
     for (let id = 0; id < m.cpus.length; id++) {
-      this.cpuHashes[2 * id] = c.parts[2 + 6 * id]!;
-      this.cpuHashes[2 * id + 1] = c.parts[3 + 6 * id]!;
+      this.cpuHashes[2 * id] = c.parts[2 + 2 * PARTS_PER_CPU * id]!;
+      this.cpuHashes[2 * id + 1] = c.parts[3 + 2 * PARTS_PER_CPU * id]!;
     }
     const seen = this.cpuSeen;
     for (let i = 0; i < seen.length; i++) seen[i] = c.cpuSeen[i]!;

@@ -80,8 +80,19 @@ export interface ExploreOptions {
   readonly depth?: number;
   /** A check of the final machine: true (ok), false or a non-empty reason string (an `assertion`); see FinalCheck. */
   readonly check?: FinalCheck;
-  /** TLB evictions and speculative fills an execution may choose (the hardware's freedom). Default 0. */
+  /**
+   * TLB and paging-structure-cache events (evictions and speculative fills: the hardware's freedom) an execution may
+   * choose. Default 0. Store-buffer drains are not counted: they are offered while a buffer holds a store.
+   */
   readonly tlbEvents?: number;
+  /**
+   * Which cache events are offered within `tlbEvents`: `held` (default) evictions of the 4 KiB TLB entries and
+   * paging-structure-cache entries a CPU holds, and fills of 4 KiB pages another CPU holds; `mapped` adds evictions
+   * of 2 MiB and 1 GiB entries, speculative fills of every translation present through the CPU's CR3 (any page
+   * size), and paging-structure-cache fills of every present upper entry (SDM §4.10.2.3, §4.10.3.1). See
+   * docs/checker.md "What the checker explores".
+   */
+  readonly cacheEvents?: 'held' | 'mapped';
   /** Exhaustive: preemptions an execution may take, searched with bound 0, 1, ... up to this. Default: no bound. */
   readonly preemptions?: number;
   /**

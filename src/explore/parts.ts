@@ -4,6 +4,7 @@ import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import type { Execution, FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
+import { CACHE_SCOPES, type CacheScope } from './hardware-choices.ts';
 import type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
 import { minimise, replay, requireCheck, requireInvariant } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
@@ -22,6 +23,7 @@ const OPTION_KEYS = [
   'depth',
   'check',
   'tlbEvents',
+  'cacheEvents',
   'preemptions',
   'reduction',
   'timeLimit',
@@ -40,6 +42,7 @@ export interface Resolved {
   readonly depth: number;
   readonly check: FinalCheck | undefined;
   readonly tlbEvents: number;
+  readonly cacheEvents: CacheScope;
   readonly preemptions: number | undefined;
   readonly reduce: boolean;
   /** Wall-clock milliseconds, or undefined: no limit. */
@@ -88,6 +91,8 @@ export function resolveOptions(options: ExploreOptions): Resolved {
     depth: o.depth === undefined ? 3 : requireInteger(o.depth, 'explore depth', 1, 100),
     check: requireCheck(o.check, 'explore'),
     tlbEvents: o.tlbEvents === undefined ? 0 : requireInteger(o.tlbEvents, 'explore tlbEvents', 0, 1000),
+    cacheEvents:
+      o.cacheEvents === undefined ? 'held' : requireOneOf(o.cacheEvents, 'explore cacheEvents', CACHE_SCOPES),
     preemptions:
       o.preemptions === undefined ? undefined : requireInteger(o.preemptions, 'explore preemptions', 0, 1000),
     // Each search has its own reduction: DPOR for the stateless one, of TLB events for the stateful one.
@@ -143,15 +148,6 @@ export function delivering(build: () => Machine, r: Resolved): () => Machine {
   const mode = r.ipiDelivery;
   return () => {
     const m = build();
-    // The checker does not yet offer drains or paging-structure-cache events as choices, nor fingerprint them:
-    // a search of such a machine would miss what they allow, so it is refused rather than called complete.
-    if (m.config.storeBuffer !== 0 || m.config.pagingStructureCaches !== 0) {
-      throw new InputError(
-        `explore cannot yet search a machine with store buffers (storeBuffer ${m.config.storeBuffer}) or ` +
-          `paging-structure caches (pagingStructureCaches ${m.config.pagingStructureCaches}): their drains and ` +
-          'evictions are not yet choices of the search; build it without them, or step and replay it by hand',
-      );
-    }
     m.ipiDelivery = mode;
     return m;
   };
@@ -170,7 +166,7 @@ export interface Shared {
 
 export function prepare(source: () => Machine, r: Resolved): Shared {
   const build = delivering(source, r);
-  if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents) };
+  if (r.strategy === 'exhaustive') return { root: exploreRoot(build, r.tlbEvents, r.cacheEvents) };
   return { length: r.strategy === 'pct' ? probeLength(build, r.maxSteps) : 0 };
 }
 
@@ -210,6 +206,7 @@ export function runPart(
     length: shared.length ?? 0,
     maxSteps: r.maxSteps,
     tlbEvents: r.tlbEvents,
+    cacheEvents: r.cacheEvents,
     check: r.check,
   };
   return samplePart(build, o, spec.first, Math.min(spec.count, budget), progress, expired);

@@ -9,9 +9,9 @@ import {
   parseSchedule,
   type ScheduleEntry,
 } from '../machine/schedule.ts';
-import { PAGE_SIZE } from '../mmu/address.ts';
 import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import { classify, type FinalCheck, type StateInvariant, type ViolationKind } from './execution.ts';
+import { holdsTranslation } from './hardware-choices.ts';
 
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
 
@@ -248,16 +248,24 @@ function applyEvent(m: Machine, entry: HardwareEvent, index: number): void {
     }
     return;
   }
-  const page = entry.va - (entry.va % PAGE_SIZE);
-  const held = cpu.tlb.probe(page) >= 0;
+  if ('pscFill' in entry) {
+    if (!m.fillPagingStructureEntry(entry.cpu, entry.pscFill, entry.va)) {
+      throw new InputError(
+        `${where}: nothing to fill: CPU ${entry.cpu} has no paging-structure caches, holds that ${entry.pscFill} ` +
+          'entry already, or its walk finds no present non-leaf entry there',
+      );
+    }
+    return;
+  }
+  const held = holdsTranslation(cpu.tlb, entry.va);
   if (entry.tlb === 'evict') {
-    if (!held) throw new InputError(`${where}: CPU ${entry.cpu}'s TLB holds no 4 KiB entry for that page`);
+    if (!held) throw new InputError(`${where}: CPU ${entry.cpu}'s TLB holds no entry for that page`);
     m.evictTlb(entry.cpu, entry.va);
     return;
   }
   if (held) throw new InputError(`${where}: CPU ${entry.cpu}'s TLB already holds that page`);
   if (!m.fillTlb(entry.cpu, entry.va)) {
-    throw new InputError(`${where}: nothing to fill: CPU ${entry.cpu}'s walk for that page finds no 4 KiB translation`);
+    throw new InputError(`${where}: nothing to fill: CPU ${entry.cpu}'s walk for that page finds no translation`);
   }
 }
 

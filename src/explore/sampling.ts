@@ -1,8 +1,9 @@
 import type { Machine } from '../machine/machine.ts';
 import { Prng, type ScheduleEntry } from '../machine/schedule.ts';
-import { applyChoice, type Choice, choicesInto, choicesOf, isTlbEvent } from './choices.ts';
+import { applyChoice, type Choice, choicesInto, choicesOf, isStep, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, Findings } from './execution.ts';
 import type { PartResult } from './exhaustive.ts';
+import type { CacheScope } from './hardware-choices.ts';
 import { finalStateKey } from './state-key.ts';
 
 // The sampling strategies: seeded random choice, and PCT. Execution e draws from its own PRNG, seeded from the
@@ -36,7 +37,7 @@ function pctChooser(prng: Prng, cpus: number, depth: number, k: number): Chooser
   const changes = Array.from({ length: depth - 1 }, () => prng.below(Math.max(1, k)));
   return {
     pick(choices, count, step) {
-      const owner = (c: Choice) => ('deliver' in c || 'tlb' in c ? cpus : c.cpu);
+      const owner = (c: Choice) => (isStep(c) ? c.cpu : cpus);
       let best = 0;
       for (let i = 1; i < count; i++) {
         if (priority[owner(choices[i]!)]! > priority[owner(choices[best]!)]!) best = i;
@@ -56,6 +57,8 @@ export interface SamplingOptions {
   readonly length: number;
   readonly maxSteps: number;
   readonly tlbEvents: number;
+  /** Which cache events are offered (hardware-choices.ts); default `held`. */
+  readonly cacheEvents?: CacheScope;
   readonly check: FinalCheck | undefined;
 }
 
@@ -74,7 +77,7 @@ export function sampleOnce(build: () => Machine, o: SamplingOptions, e: number):
   let eventsLeft = o.tlbEvents;
   const choices = scratch;
   for (let step = 0; m.firstStop === undefined; step++) {
-    const count = choicesInto(m, eventsLeft, choices);
+    const count = choicesInto(m, eventsLeft, choices, o.cacheEvents);
     if (count === 0) break;
     if (schedule.length >= o.maxSteps) {
       limitReached = true;

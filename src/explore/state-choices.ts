@@ -1,5 +1,6 @@
 import type { Machine } from '../machine/machine.ts';
 import type { Choice } from './choices.ts';
+import { type CacheScope, cacheChoicesInto, drainChoicesInto } from './hardware-choices.ts';
 
 // The choices at a state of the stateful search: the same set, in the same order, as choicesOf() (choices.ts)
 // gives, read from the TLBs' arrays rather than their entry lists, into an array the search reuses, with each
@@ -58,11 +59,14 @@ function insertSorted(list: number[], va: number): void {
  * oldest first, then TLB events (each CPU's evictions of the 4 KiB pages it holds, then fills of pages another CPU
  * holds), read from the TLBs' arrays rather than their entry lists.
  */
-export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): Choice[] {
+export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = [], scope: CacheScope = 'held'): Choice[] {
   if (out.length !== 0) out.length = 0;
   for (const cpu of m.cpus) if (cpu.started && cpu.runnable) out.push(STEPS[cpu.id]!);
   const inFlight = m.ipiBus.inFlight;
-  if (inFlight.length === 0 && tlbLeft === 0) return out;
+  if (inFlight.length === 0 && tlbLeft === 0) {
+    out.length = drainChoicesInto(m, out, out.length); // issue 19: store-buffer drains
+    return out;
+  }
   const deliveries = out.length;
   for (const ipi of inFlight) {
     const c = deliveryChoice(ipi.to, ipi.nmi ? 'nmi' : ipi.vector);
@@ -70,6 +74,7 @@ export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): C
     for (let i = deliveries; i < out.length; i++) if (out[i] === c) known = true;
     if (!known) out.push(c);
   }
+  out.length = drainChoicesInto(m, out, out.length); // issue 19: store-buffer drains
   if (tlbLeft > 0 && out.length > 0) {
     if (inUse.length !== 0) inUse.length = 0;
     for (const cpu of m.cpus) {
@@ -93,6 +98,8 @@ export function stateChoices(m: Machine, tlbLeft: number, out: Choice[] = []): C
       for (const va of mine) out.push(tlbChoice(cpu.id, 'evict', va));
       for (const va of inUse) if (!mine.includes(va)) out.push(tlbChoice(cpu.id, 'fill', va));
     }
+    // issue 19: paging-structure-cache events, and with scope 'mapped' the rest of the TLB events
+    out.length = cacheChoicesInto(m, scope, inUse, out, out.length);
   }
   return out;
 }

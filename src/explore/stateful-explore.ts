@@ -1,7 +1,9 @@
+import type { IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule } from '../machine/schedule.ts';
 import { checkContract } from './contract-check.ts';
 import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
+import type { CacheScope } from './hardware-choices.ts';
 import { minimise, replay } from './replay.ts';
 import { StatefulSearch } from './stateful.ts';
 import { collisionProbability } from './visited-set.ts';
@@ -16,6 +18,9 @@ const CONTRACT_SAMPLES = 16;
 export interface StatefulExploreOptions {
   readonly maxSteps: number;
   readonly tlbEvents: number;
+  readonly cacheEvents?: CacheScope;
+  /** The IPI delivery the search's machines use: the counterexamples replay under it. */
+  readonly ipiDelivery?: IpiDelivery;
   readonly check: FinalCheck | undefined;
   readonly invariant: StateInvariant | undefined;
   /** Whether TLB events that cannot make a difference are left out (tlb-event-reduction.ts). */
@@ -57,6 +62,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
   const search = new StatefulSearch(build, {
     maxSteps: r.maxSteps,
     tlbEvents: r.tlbEvents,
+    ...(r.cacheEvents === undefined ? {} : { cacheEvents: r.cacheEvents }),
     check: r.check,
     invariant: r.invariant,
     maxStates: r.budget,
@@ -66,8 +72,11 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
   });
   const result = search.run();
   checkContract(build, result.samples);
+  // The counterexamples replay under the delivery the search used (replay() defaults to 'scheduled': with an
+  // 'immediate' search, a replayed schedule used to reach a run the search never had, and report its message).
   const o = {
     maxSteps: r.maxSteps,
+    ...(r.ipiDelivery === undefined ? {} : { ipiDelivery: r.ipiDelivery }),
     ...(r.check ? { check: r.check } : {}),
     ...(r.invariant ? { invariant: r.invariant } : {}),
   };

@@ -2,6 +2,7 @@ import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
+import { applyHardwareChoice, type CacheScope, isHardwareChoice } from './hardware-choices.ts';
 import { Checkpoint, MachineState } from './machine-state.ts';
 import { stateChoices } from './state-choices.ts';
 import { PendingFills, TlbEventReduction } from './tlb-event-reduction.ts';
@@ -24,6 +25,8 @@ import { VisitedSet } from './visited-set.ts';
 export interface StatefulOptions {
   readonly maxSteps: number;
   readonly tlbEvents: number;
+  /** Which TLB and paging-structure-cache events are offered (hardware-choices.ts); default `held`. */
+  readonly cacheEvents?: CacheScope;
   readonly check: FinalCheck | undefined;
   readonly invariant: StateInvariant | undefined;
   /** States to store at most; the search is incomplete when it stops there. */
@@ -85,12 +88,16 @@ export interface StatefulResult {
   readonly reduction: 'tlb-events' | 'none';
   /** Why the TLB-event reduction was asked for and not used (the search ran without it), if it was. */
   readonly reductionOff?: string;
-  /** New states by the kind of choice that reached them: CPU steps, deliveries, evictions, fills. */
+  /**
+   * New states by the kind of choice that reached them: CPU steps, deliveries, evictions and fills (of the TLB or a
+   * paging-structure cache), store-buffer drains.
+   */
   readonly statesBy: {
     readonly step: number;
     readonly delivery: number;
     readonly eviction: number;
     readonly fill: number;
+    readonly drain: number;
   };
   /** States reached with no TLB event left. */
   readonly statesWithoutEvents: number;
@@ -112,6 +119,7 @@ interface Frame {
 
 /** The schedule entry of a choice (as applyChoice returns it). */
 export function entryOf(c: Choice): ScheduleEntry {
+  if (isHardwareChoice(c)) return c;
   if ('deliver' in c) return { cpu: c.cpu, deliver: c.deliver };
   if ('tlb' in c) return { cpu: c.cpu, tlb: c.tlb, va: c.va };
   return c.cpu;
@@ -122,6 +130,9 @@ export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: bo
   if ('deliver' in c) {
     m.deliverIpi(c.cpu, c.deliver);
     state.afterChoice(-1);
+  } else if (isHardwareChoice(c)) {
+    applyHardwareChoice(m, c);
+    state.afterChoice(-1);
   } else if ('tlb' in c) {
     if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
     else m.fillTlb(c.cpu, c.va);
@@ -131,6 +142,16 @@ export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: bo
     m.step(c.cpu);
     state.afterChoice(c.cpu);
   }
+}
+
+/** Which of statesBy's counts a state reached by `c` goes to: step, delivery, eviction, fill, drain. */
+function stateKind(c: Choice): number {
+  if ('deliver' in c) return 1;
+  if ('tlb' in c) return c.tlb === 'evict' ? 2 : 3;
+  if ('drain' in c) return 4;
+  if ('psc' in c) return 2; // a paging-structure-cache eviction
+  if ('pscFill' in c) return 3;
+  return 0;
 }
 
 export class StatefulSearch {
@@ -159,7 +180,7 @@ export class StatefulSearch {
   private reduction: TlbEventReduction | undefined;
   private reductionOff: string | undefined;
   /** New states by kind of choice (step, delivery, eviction, fill), and those with no TLB event left. */
-  private readonly statesBy = new Float64Array(4);
+  private readonly statesBy = new Float64Array(5);
   private statesWithoutEvents = 0;
   private eventsLeftOut = 0;
   /** States cut because the same state with more TLB events left was visited. */
@@ -174,7 +195,10 @@ export class StatefulSearch {
     this.machine = this.build();
     this.state = new MachineState(this.machine, { drive: true });
     if (this.o.reduction !== 'none' && this.o.tlbEvents > 0) {
-      this.reductionOff = TlbEventReduction.unsupported(this.machine, this.o.tlbEvents);
+      this.reductionOff =
+        this.o.cacheEvents === 'mapped'
+          ? "cacheEvents 'mapped': the reduction's argument covers the 4 KiB events of pages in use only"
+          : TlbEventReduction.unsupported(this.machine, this.o.tlbEvents);
       if (this.reductionOff === undefined) {
         this.reduction = new TlbEventReduction(this.machine, this.state, this.o.tlbEvents);
       }
@@ -217,7 +241,7 @@ export class StatefulSearch {
       replayedSteps: this.replayedSteps,
       reduction: this.reduction === undefined ? 'none' : 'tlb-events',
       ...(this.reductionOff === undefined ? {} : { reductionOff: this.reductionOff }),
-      statesBy: { step: by[0]!, delivery: by[1]!, eviction: by[2]!, fill: by[3]! },
+      statesBy: { step: by[0]!, delivery: by[1]!, eviction: by[2]!, fill: by[3]!, drain: by[4]! },
       statesWithoutEvents: this.statesWithoutEvents,
       eventsLeftOut: this.eventsLeftOut,
       subsumed: this.subsumedStates,
@@ -329,7 +353,7 @@ export class StatefulSearch {
         if (depth >= 0) this.cycle(depth);
         continue;
       }
-      this.statesBy[event ? (c.tlb === 'evict' ? 2 : 3) : 'deliver' in c ? 1 : 0]!++;
+      this.statesBy[stateKind(c)]!++;
       if (tlbLeft === 0) this.statesWithoutEvents++;
       if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
       if (this.visited.size >= this.o.maxStates) {
@@ -365,7 +389,12 @@ export class StatefulSearch {
     let frame = this.framePool[depth];
     const pending = frame?.pending ?? new PendingFills();
     // With the reduction, the TLB events come from it (tlb-event-reduction.ts), after the steps and deliveries.
-    const choices = stateChoices(m, this.reduction === undefined ? tlbLeft : 0, frame?.choices ?? []);
+    const choices = stateChoices(
+      m,
+      this.reduction === undefined ? tlbLeft : 0,
+      frame?.choices ?? [],
+      this.o.cacheEvents,
+    );
     if (this.reduction !== undefined) this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending);
     if (choices.length === 0) {
       this.finalStates++;

@@ -375,6 +375,19 @@ export class Machine extends SteppedMachine implements CpuBus, RunLoopMachine {
     return true;
   }
 
+  /**
+   * Hardware walks the upper levels for `va` on CPU `id` speculatively and caches the paging-structure entries down
+   * to `kind` ('pml4e', 'pdpte', 'pde'), those above included (legal at any time, SDM §4.10.3.1; the checker's
+   * choice). Returns whether the `kind` entry was cached: false with no such cache, when it is cached already, or
+   * when no present non-leaf entry is there.
+   */
+  fillPagingStructureEntry(id: number, kind: PscEntryKind, va: number | bigint): boolean {
+    const cpu = this.cpu(id);
+    const level = requireOneOf(kind, 'paging-structure-cache entry kind', PSC_ENTRY_KINDS);
+    const v = canonicalAddress(va, 'fillPagingStructureEntry address');
+    return cpu.port.fillPagingStructures(v, PSC_LEVEL_OF[level]);
+  }
+
   /** Hardware fills the TLB of CPU `id` for `va` speculatively: a read walk that caches the translation if present. */
   fillTlb(id: number, va: number | bigint): boolean {
     const cpu = this.cpu(id);

@@ -37,6 +37,8 @@ export interface RunLoopMachine {
   drainStoreBuffer(id: number): boolean;
   /** A paging-structure-cache eviction event. */
   evictPagingStructureEntry(id: number, kind: PscEntryKind, va: number): boolean;
+  /** A paging-structure-cache fill event. */
+  fillPagingStructureEntry(id: number, kind: PscEntryKind, va: number): boolean;
 }
 
 /** Follows checked schedule runs; returns whether maxSteps stopped it. */
@@ -59,6 +61,8 @@ export function runSchedule(
         m.drainStoreBuffer(run.cpu);
       } else if ('psc' in run) {
         m.evictPagingStructureEntry(run.cpu, run.psc, run.va);
+      } else if ('pscFill' in run) {
+        m.fillPagingStructureEntry(run.cpu, run.pscFill, run.va);
       } else {
         const found = m.ipiBus.find(run.cpu, run.deliver);
         if (found < 0) {

@@ -15,8 +15,13 @@ export const PSC_ENTRY_KINDS = ['pml4e', 'pdpte', 'pde'] as const;
 export type PscEntryKind = (typeof PSC_ENTRY_KINDS)[number];
 /** `cpu`'s paging-structure cache drops its `psc` entry for `va` (the hardware's freedom, as a TLB eviction). */
 export type PscEvent = { readonly cpu: number; readonly psc: PscEntryKind; readonly va: number };
+/**
+ * `cpu` walks the upper levels for `va` speculatively and caches the paging-structure entries down to `pscFill`
+ * (SDM §4.10.3.1: an entry may be cached whether or not any address it covers is translated).
+ */
+export type PscFillEvent = { readonly cpu: number; readonly pscFill: PscEntryKind; readonly va: number };
 /** A hardware event between steps. */
-export type HardwareEvent = TlbEvent | DeliveryEvent | DrainEvent | PscEvent;
+export type HardwareEvent = TlbEvent | DeliveryEvent | DrainEvent | PscEvent | PscFillEvent;
 /** A CPU id to step, or a hardware event. */
 export type ScheduleEntry = number | HardwareEvent;
 export type SchedulePolicy = 'round-robin' | 'random' | 'timed' | readonly ScheduleEntry[] | string;
@@ -24,8 +29,9 @@ export type SchedulePolicy = 'round-robin' | 'random' | 'timed' | readonly Sched
 const SYNTAX =
   'a schedule is a comma- or space-separated list of CPU ids ("0,1,1"), repeats ("1*3"), ' +
   'TLB events ("evict:1:0xffffc90000001000", "fill:0:0xffffc90000001000"), IPI deliveries ' +
-  '("deliver:1", "deliver:1:0xf0", "deliver:1:nmi"), store-buffer drains ("drain:1") and paging-structure-cache ' +
-  'evictions ("evict-pde:1:0xffffc90000000000", "evict-pdpte:...", "evict-pml4e:...")';
+  '("deliver:1", "deliver:1:0xf0", "deliver:1:nmi"), store-buffer drains ("drain:1"), paging-structure-cache ' +
+  'evictions ("evict-pde:1:0xffffc90000000000", "evict-pdpte:...", "evict-pml4e:...") and fills ' +
+  '("fill-pde:1:0xffffc90000000000", "fill-pdpte:...", "fill-pml4e:...")';
 
 /** Longest repeat one token may ask for ("1*1000000"). */
 export const MAX_REPEAT = 1_000_000;
@@ -78,6 +84,11 @@ export function parseScheduleRuns(text: string): ScheduleRun[] {
     const psc = /^evict-(pml4e|pdpte|pde):(\d{1,7}):(\S+)$/.exec(token);
     if (psc) {
       runs.push({ cpu: Number(psc[2]), psc: psc[1] as PscEntryKind, va: eventAddress(psc[3]!, token) });
+      continue;
+    }
+    const pscFill = /^fill-(pml4e|pdpte|pde):(\d{1,7}):(\S+)$/.exec(token);
+    if (pscFill) {
+      runs.push({ cpu: Number(pscFill[2]), pscFill: pscFill[1] as PscEntryKind, va: eventAddress(pscFill[3]!, token) });
       continue;
     }
     const delivery = /^deliver:(\d{1,7})(?::(nmi|0x[0-9a-f]{1,2}|\d{1,3}))?$/i.exec(token);
@@ -179,7 +190,8 @@ export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[
         `${where} is ${index in entries ? describeValue(entry) : 'a hole'}: ` +
           'each entry is a CPU id, a TLB event { cpu, tlb: "evict" | "fill", va }, an IPI delivery ' +
           '{ cpu, deliver: "oldest" | "nmi" | vector }, a store-buffer drain { cpu, drain: true } or a ' +
-          'paging-structure-cache eviction { cpu, psc: "pml4e" | "pdpte" | "pde", va }',
+          'paging-structure-cache eviction { cpu, psc: "pml4e" | "pdpte" | "pde", va } or fill ' +
+          '{ cpu, pscFill: "pml4e" | "pdpte" | "pde", va }',
       );
     }
     if (hasKey(entry, 'drain')) {
@@ -195,6 +207,15 @@ export function checkScheduleArray(entries: unknown, cpus: number): ScheduleRun[
       const va = toVirtual(e.va as number, `${where} address`);
       if (!isCanonical(va)) throw new InputError(`${where} address ${formatVirtual(va)} is not canonical`);
       runs.push({ cpu, psc, va });
+      continue;
+    }
+    if (hasKey(entry, 'pscFill')) {
+      const e = requireOptions<PscFillEvent>(entry, where, ['cpu', 'pscFill', 'va']);
+      const pscFill = requireOneOf(e.pscFill, `${where} paging-structure-cache entry kind`, PSC_ENTRY_KINDS);
+      const cpu = checkCpu(e.cpu, where, cpus);
+      const va = toVirtual(e.va as number, `${where} address`);
+      if (!isCanonical(va)) throw new InputError(`${where} address ${formatVirtual(va)} is not canonical`);
+      runs.push({ cpu, pscFill, va });
       continue;
     }
     if (hasKey(entry, 'deliver')) {
@@ -269,6 +290,7 @@ export function formatEvent(e: HardwareEvent): string {
   if ('tlb' in e) return `${e.tlb}:${e.cpu}:${formatVirtual(e.va)}`;
   if ('drain' in e) return `drain:${e.cpu}`;
   if ('psc' in e) return `evict-${e.psc}:${e.cpu}:${formatVirtual(e.va)}`;
+  if ('pscFill' in e) return `fill-${e.pscFill}:${e.cpu}:${formatVirtual(e.va)}`;
   if (e.deliver === 'oldest') return `deliver:${e.cpu}`;
   return `deliver:${e.cpu}:${e.deliver === 'nmi' ? 'nmi' : `0x${e.deliver.toString(16)}`}`;
 }

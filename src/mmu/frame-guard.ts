@@ -25,4 +25,9 @@ export interface FrameGuard {
 /** The fault record's vector for a memory-safety violation (not an x86 vector: the CPU stops, nothing is delivered). */
 export const VECTOR_VIOLATION = 0x100;
 /** Its error codes: what the violation is. */
-export const VIOLATION = { USE_AFTER_FREE: 1, LOST_WRITE: 2 } as const;
+export const VIOLATION = {
+  USE_AFTER_FREE: 1,
+  LOST_WRITE: 2,
+  /** A walk through a paging-structure-cache entry whose table frame was freed since (a use after free). */
+  STALE_TABLE: 3,
+} as const;

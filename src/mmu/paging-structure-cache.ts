@@ -56,6 +56,8 @@ export class PagingStructureCache {
   private readonly generation: Uint32Array;
   private readonly nextVictim = new Uint8Array(3);
   private count = 0;
+  /** Counts changes (fills, drops, invalidations, copies): an unchanged version means unchanged contents. */
+  version = 0;
   /** Set by lookup(): the deepest hit's table, flags, slot and generation. */
   hitTable = 0;
   hitFlags = 0;
@@ -112,6 +114,7 @@ export class PagingStructureCache {
    * the levels above. Replaces an entry for the same region, else a free slot, else the level's round-robin victim.
    */
   fill(level: PscLevel, va: number, table: number, flags: number, generation = 0): void {
+    this.version++;
     let slot = this.find(level, va);
     if (slot < 0) {
       const base = (level - 2) * this.capacity;
@@ -134,7 +137,41 @@ export class PagingStructureCache {
     if (slot < 0) return false;
     this.key[slot] = -1;
     this.count--;
+    this.version++;
     return true;
+  }
+
+  /**
+   * The cached entry of `level` or above (the deepest) that covers `va`, as lookup() gives it: its level, or 0.
+   * For a walk that must not start below `level` (a speculative fill of that level).
+   */
+  lookupFrom(level: PscLevel, va: number): number {
+    if (this.count === 0) return 0;
+    for (let l = level; l <= 4; l++) {
+      const slot = this.find(l, va);
+      if (slot >= 0) {
+        this.hitTable = this.table[slot]!;
+        this.hitFlags = this.flags[slot]!;
+        this.hitGeneration = this.generation[slot]!;
+        this.hitSlot = slot;
+        return l;
+      }
+    }
+    this.hitSlot = -1;
+    return 0;
+  }
+
+  /** Whether a `level` entry covering `va` is cached (no side effects). */
+  holds(level: PscLevel, va: number): boolean {
+    return this.find(level, va) >= 0;
+  }
+
+  /** Empty, as made (a machine reset: an image instance starts with nothing cached). */
+  clear(): void {
+    this.key.fill(-1);
+    this.nextVictim.fill(0);
+    this.count = 0;
+    this.version++;
   }
 
   /** INVLPG, MOV to CR3, a change of CR4.PGE: every entry goes (SDM §4.10.4.1). Returns how many were held. */
@@ -144,6 +181,7 @@ export class PagingStructureCache {
       this.key.fill(-1);
       this.nextVictim.fill(0);
       this.count = 0;
+      this.version++;
     }
     return n;
   }
@@ -190,6 +228,19 @@ export class PagingStructureCache {
     this.generation.set(other.generation);
     this.nextVictim.set(other.nextVictim);
     this.count = other.count;
+    this.version++;
+  }
+
+  /**
+   * Internal (the stateful checker hashes a cache's contents): calls `visit` for each valid slot with its index,
+   * level, region number, table, flags and generation, then gives the replacement pointers as slot -1.
+   */
+  forEachSlot(visit: (slot: number, region: number, table: number, flags: number, generation: number) => void): void {
+    for (let i = 0; i < this.key.length; i++) {
+      const k = this.key[i]!;
+      if (k !== -1) visit(i, k, this.table[i]!, this.flags[i]!, this.generation[i]!);
+    }
+    visit(-1, this.nextVictim[0]!, this.nextVictim[1]!, this.nextVictim[2]!, this.count);
   }
 
   /** "PDE 0xffffc90000000000 -> 0x1234000": an entry as schedules and reports name it. */

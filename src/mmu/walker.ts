@@ -1,5 +1,6 @@
 import { HUGE_PAGE_SIZE, isCanonical, LARGE_PAGE_SIZE, PAGE_SIZE } from './address.ts';
 import type { Footprint } from './footprint.ts';
+import { FRAME_FREE, type FrameGuard, VECTOR_VIOLATION, VIOLATION } from './frame-guard.ts';
 import { type PagingStructureCache, PSC_FLAG, type PscLevel } from './paging-structure-cache.ts';
 import type { PhysicalMemory } from './physical-memory.ts';
 import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO } from './pte.ts';
@@ -138,6 +139,17 @@ export function walkPageTables(
   if (hit !== 0) {
     const f = psc!.hitFlags;
     table = psc!.hitTable;
+    // The cached entry names a table frame. With the kernel's frame guard, a frame freed since the entry was made
+    // (free now, or freed and reused: its generation moved on) is no page table any more: reading it is a use after
+    // free of a page-table frame, the bug deferred table freeing (MMU_GATHER_RCU_TABLE_FREE) exists to prevent.
+    const guard = memory.guard;
+    if (guard !== undefined) {
+      if (footprint) footprint.readList.push2(table, 1); // the outcome depends on the frame's state
+      if (staleTable(guard, table, psc!.hitGeneration)) {
+        out.pa = table;
+        return fail(out, VECTOR_VIOLATION, VIOLATION.STALE_TABLE, va);
+      }
+    }
     writable = (f & PSC_FLAG.WRITABLE) !== 0;
     userOk = (f & PSC_FLAG.USER) !== 0;
     noExecute = (f & PSC_FLAG.NO_EXECUTE) !== 0 && controls.nxe;
@@ -178,7 +190,9 @@ export function walkPageTables(
     if (psc !== undefined) {
       const flags =
         (writable ? PSC_FLAG.WRITABLE : 0) | (userOk ? PSC_FLAG.USER : 0) | (noExecute ? PSC_FLAG.NO_EXECUTE : 0);
-      psc.fill(level as PscLevel, va, table, flags);
+      psc.fill(level as PscLevel, va, table, flags, tableGeneration(memory.guard, table));
+      // The entry records the table frame's generation: a free of that frame is ordered with this walk.
+      if (footprint && memory.guard !== undefined) footprint.readList.push2(table, 1);
     }
   }
 
@@ -207,4 +221,76 @@ export function walkPageTables(
   out.global = (lo & PTE_LO.G) !== 0;
   out.leafEntry = entryAddr;
   return out;
+}
+
+/** The frame guard's generation + 1 of the frame holding `table` (0: no guard, or a frame it does not cover). */
+function tableGeneration(guard: FrameGuard | undefined, table: number): number {
+  if (guard === undefined) return 0;
+  const i = Math.floor(table / PAGE_SIZE) - guard.firstPfn;
+  return i >= 0 && i < guard.frames ? guard.generation[i]! + 1 : 0;
+}
+
+/** Whether the table frame a cached entry names was freed since (free now, or its generation moved on). */
+function staleTable(guard: FrameGuard, table: number, generation: number): boolean {
+  const i = Math.floor(table / PAGE_SIZE) - guard.firstPfn;
+  if (i < 0 || i >= guard.frames) return false;
+  return guard.owner[i] === FRAME_FREE || (generation !== 0 && generation !== guard.generation[i]! + 1);
+}
+
+/**
+ * A speculative walk of the upper levels (SDM §4.10.3.1: "the processor may create a PDE-cache entry even if there
+ * are no translations for any linear address that might use that entry"): from the deepest cached entry above, or
+ * CR3, down to `downTo` (4 = the PML4E, 3 = the PDPTE, 2 = the PDE), caching each present, well-formed, non-leaf
+ * entry as a walk does, with its rights combined, and setting its A bit (§4.8). Stops at an entry that is not
+ * present, has a reserved bit set or maps a page. Returns whether the `downTo` entry was cached.
+ */
+export function fillUpperLevels(
+  memory: PhysicalMemory,
+  controls: PagingControls,
+  va: number,
+  downTo: PscLevel,
+  psc: PagingStructureCache,
+  footprint?: Footprint,
+): boolean {
+  if (!isCanonical(va)) return false;
+  let table = Math.floor(controls.cr3 / PAGE_SIZE) * PAGE_SIZE;
+  let writable = true;
+  let userOk = true;
+  let noExecute = false;
+  let top = 4;
+  if (psc.holds(downTo, va)) return false; // cached already
+  const hit = downTo === 4 ? 0 : psc.lookupFrom((downTo + 1) as PscLevel, va);
+  if (hit !== 0) {
+    const f = psc.hitFlags;
+    table = psc.hitTable;
+    writable = (f & PSC_FLAG.WRITABLE) !== 0;
+    userOk = (f & PSC_FLAG.USER) !== 0;
+    noExecute = (f & PSC_FLAG.NO_EXECUTE) !== 0 && controls.nxe;
+    top = hit - 1;
+    if (memory.guard !== undefined) {
+      if (footprint) footprint.readList.push2(table, 1);
+      if (staleTable(memory.guard, table, psc.hitGeneration)) return false;
+    }
+  }
+  const reservedHi = PTE_HI_RESERVED | (controls.nxe ? 0 : PTE_HI.NX);
+  for (let level = top; level >= downTo; level--) {
+    const entryAddr = table + ((va / LEVEL_DIVISOR[level]!) & 511) * 8;
+    const lo = memory.read32(entryAddr);
+    const hi = memory.read32(entryAddr + 4);
+    if (footprint) footprint.pteReadList.push(entryAddr);
+    if ((lo & PTE_LO.P) === 0 || (hi & reservedHi) !== 0 || (lo & PTE_LO.PS) !== 0) return false;
+    writable &&= (lo & PTE_LO.RW) !== 0;
+    userOk &&= (lo & PTE_LO.US) !== 0;
+    noExecute ||= (hi & PTE_HI.NX) !== 0 && controls.nxe;
+    if ((lo & PTE_LO.A) === 0) {
+      memory.write32(entryAddr, (lo | PTE_LO.A) >>> 0);
+      if (footprint) footprint.pteWriteList.push(entryAddr);
+    }
+    table = entryFrame(lo, hi);
+    const flags =
+      (writable ? PSC_FLAG.WRITABLE : 0) | (userOk ? PSC_FLAG.USER : 0) | (noExecute ? PSC_FLAG.NO_EXECUTE : 0);
+    psc.fill(level as PscLevel, va, table, flags, tableGeneration(memory.guard, table));
+    if (footprint && memory.guard !== undefined) footprint.readList.push2(table, 1);
+  }
+  return true;
 }

@@ -126,6 +126,9 @@ export interface MigrationSetup {
   /** Rounds of the other CPU's work (stack: at least 3). Default 8 (stack), 6 (data). */
   readonly rounds?: number;
   readonly trace?: boolean;
+  /** Each CPU's store buffer entries (x86-TSO) and paging-structure-cache entries per level. Default 0: none. */
+  readonly storeBuffer?: number;
+  readonly pagingStructureCaches?: number;
 }
 
 export interface MigrationMachine {
@@ -142,7 +145,7 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const cpus = setup.cpus ?? 2;
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 8;
-  const { machine, kernel, noted } = kernelMachine(cpus, setup.trace ?? false);
+  const { machine, kernel, noted } = kernelMachine(cpus, setup);
   machine.load(1, function* bootstrap(x: Assembler) {
     const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
     const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
@@ -168,8 +171,16 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
 export const stackMigration: Scenario = migrationScenario(STACK_MIGRATION, stackMigrationMachine);
 
 /** A booted kernel machine for a migration scenario (IPIs held in flight until delivered), and its notes. */
-function kernelMachine(cpus: number, trace: boolean) {
-  const machine = Machine.create({ cpus, trace, memory: MEMORY, kernel: {}, ipiDelivery: 'scheduled' });
+function kernelMachine(cpus: number, setup: MigrationSetup) {
+  const machine = Machine.create({
+    cpus,
+    trace: setup.trace ?? false,
+    memory: MEMORY,
+    kernel: {},
+    ipiDelivery: 'scheduled',
+    storeBuffer: setup.storeBuffer ?? 0,
+    pagingStructureCaches: setup.pagingStructureCaches ?? 0,
+  });
   const noted: Noted = { page: 0, firstPfn: -1 };
   return { machine, kernel: machine.kernel!, noted };
 }
@@ -184,6 +195,8 @@ function migrationScenario(info: ScenarioInfo, make: (setup: MigrationSetup) => 
         chunk: p.chunk as number,
         rounds: p.rounds as number,
         ...(p.cpus === undefined ? {} : { cpus: p.cpus as number }),
+        storeBuffer: (p['store-buffer'] as number | undefined) ?? 0,
+        pagingStructureCaches: (p.psc as number | undefined) ?? 0,
         trace: o.trace,
       });
       return { machine, run: { schedule: p.schedule as string, maxSteps: 200_000 }, report };
@@ -202,7 +215,7 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 6;
   const protocol = setup.protocol;
-  const { machine, kernel, noted } = kernelMachine(2, setup.trace ?? false);
+  const { machine, kernel, noted } = kernelMachine(2, setup);
   machine.load(0, function* migrator(x: Assembler) {
     yield x.sti();
     const va = yield* vmalloc(x, kernel, PAGE_SIZE);

@@ -107,12 +107,12 @@ describe('explore: random and PCT', () => {
     );
     // A TLB event naming nothing: no entry to drop, a page already held, a page with no translation, no CPU.
     expect(() => replay(racyCounter, 'evict:1:0xffffc90001000000')).toThrow(
-      /^schedule entry 0 \(evict:1:0xffffc90001000000\): CPU 1's TLB holds no 4 KiB entry for that page$/,
+      /^schedule entry 0 \(evict:1:0xffffc90001000000\): CPU 1's TLB holds no entry for that page$/,
     );
     expect(() => replay(racyCounter, '0,fill:0:0xffffc90001000000')).toThrow(
       /^schedule entry 1 \(fill:0:0xffffc90001000000\): CPU 0's TLB already holds that page$/,
     );
-    expect(() => replay(racyCounter, 'fill:0:0xffffc90005000000')).toThrow(/finds no 4 KiB translation/);
+    expect(() => replay(racyCounter, 'fill:0:0xffffc90005000000')).toThrow(/finds no translation/);
     expect(() => replay(racyCounter, 'evict:7:0xffffc90001000000')).toThrow(/names CPU 7, which does not exist/);
     expect(() => replay(racyCounter, 'deliver:1')).toThrow(/^schedule entry 0 \(deliver:1\): no such IPI/);
     // The same events where they apply: CPU0's load cached the page, so it can drop it; CPU1 can fill it.

@@ -10,7 +10,7 @@ import {
 } from '../../src/mmu/paging-structure-cache.ts';
 import { PhysicalMemory } from '../../src/mmu/physical-memory.ts';
 import { PTE_LO } from '../../src/mmu/pte.ts';
-import { ACCESS, PF_ERROR, VECTOR_PF, walkPageTables } from '../../src/mmu/walker.ts';
+import { ACCESS, fillUpperLevels, PF_ERROR, VECTOR_PF, walkPageTables } from '../../src/mmu/walker.ts';
 import { PageTables } from './page-tables.ts';
 
 const MiB = 1024 * 1024;
@@ -85,6 +85,24 @@ describe('paging-structure caches (SDM §4.10.3)', () => {
     psc.fill(PSC_LEVEL.PDPTE, VA, 0x3000, PSC_FLAG.WRITABLE);
     expect(psc.invalidateAddress(VA)).toBe(2);
     expect(psc.entries().map((e) => [e.level, e.table])).toEqual([[2, 0x2000]]);
+  });
+
+  it('a speculative upper walk caches the entries down to the PDE with no translation made, and only once', () => {
+    const pt = tables();
+    pt.map4k(VA, 0x40_0000);
+    pt.memory.write32(pt.entryAddress(VA, 1), 0); // the PTE is not present: no translation, the PDE still caches
+    const psc = new PagingStructureCache();
+    expect(fillUpperLevels(pt.memory, pt.controls(), VA, PSC_LEVEL.PDE, psc)).toBe(true);
+    expect(psc.entries().map((e) => e.level)).toEqual([2, 3, 4]);
+    expect(fillUpperLevels(pt.memory, pt.controls(), VA, PSC_LEVEL.PDE, psc)).toBe(false); // cached already
+    // The PDPTE alone, after the hardware dropped it: the walk starts from the cached PML4E.
+    psc.drop(PSC_LEVEL.PDPTE, VA);
+    expect(fillUpperLevels(pt.memory, pt.controls(), VA, PSC_LEVEL.PDPTE, psc)).toBe(true);
+    expect(psc.entries().map((e) => e.level)).toEqual([2, 3, 4]);
+    // A PDE that maps a 2 MiB page is no paging-structure entry.
+    const large = toVirtual('0xffffc90000200000');
+    pt.map2m(large, 0x60_0000);
+    expect(fillUpperLevels(pt.memory, pt.controls(), large, PSC_LEVEL.PDE, new PagingStructureCache())).toBe(false);
   });
 
   it('refuses a capacity outside 1..64, naming it', () => {
