@@ -66,8 +66,8 @@ export type Strategy = 'exhaustive' | 'random' | 'pct';
 
 export interface ExploreOptions {
   /**
-   * `exhaustive` (every interleaving, with DPOR and sleep sets), `random` (uniform choice) or `pct` (Burckhardt et
-   * al.: random priorities with d - 1 change points). Default `random`.
+   * `exhaustive` (every interleaving, with DPOR or the stateful search), `random` (uniform choice) or `pct`
+   * (Burckhardt et al.: random priorities with d - 1 change points). Default `random`.
    */
   readonly strategy?: Strategy;
   /** Executions to run at most. Default 200 for the sampling strategies, 100,000 for exhaustive. */
