@@ -224,7 +224,9 @@ function exploreText(
       : 'complete: every interleaving within the bounds was run'
     : r.stoppedBy === 'time-limit'
       ? r.strategy === 'exhaustive'
-        ? 'incomplete: the time limit ran out before every interleaving was run; a time-limited result is not reproducible'
+        ? r.search === 'stateful'
+          ? 'incomplete: the time limit ran out before every reachable state was visited; a time-limited result is not reproducible'
+          : 'incomplete: the time limit ran out before every interleaving was run; a time-limited result is not reproducible'
         : `sampled: the time limit stopped it after ${count(r.executions, 'execution')}; a time-limited result is not reproducible`
       : r.strategy === 'exhaustive'
         ? r.search === 'stateful'
@@ -274,13 +276,9 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   // The stateful search where it applies: exhaustive, with no preemption bound and in one process.
   let search: (typeof SEARCHES)[number] | undefined;
   if (strategy === 'exhaustive') {
-    search =
-      searchGiven ?? (preemptions !== undefined || workers > 1 || timeLimit !== undefined ? 'stateless' : 'stateful');
+    search = searchGiven ?? (preemptions !== undefined || workers > 1 ? 'stateless' : 'stateful');
     if (search === 'stateful' && preemptions !== undefined) {
       throw new InputError('--preemptions applies to --search stateless: the stateful search has no bound');
-    }
-    if (search === 'stateful' && timeLimit !== undefined) {
-      throw new InputError('--time-limit applies to --search stateless: the stateful search does not take one yet');
     }
     if (search === 'stateful' && workers > 1) {
       throw new InputError('--workers applies to --search stateless: the stateful search runs in one process');

@@ -70,9 +70,6 @@ export function resolveOptions(options: ExploreOptions): Resolved {
         "explore preemptions applies to the stateless search, not search: 'stateful' (it has no bound)",
       );
     }
-    if (o.timeLimit !== undefined) {
-      throw new InputError("explore timeLimit applies to the stateless search, not search: 'stateful' (not yet)");
-    }
   } else if (o.invariant !== undefined) {
     throw new InputError("explore invariant applies to search: 'stateful' (strategy exhaustive)");
   }

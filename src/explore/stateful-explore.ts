@@ -27,6 +27,8 @@ export interface StatefulExploreOptions {
   readonly reduce: boolean;
   /** States to store at most. */
   readonly budget: number;
+  /** Wall-clock milliseconds the search may take (explore's timeLimit), if any. */
+  readonly timeLimit?: number | undefined;
   readonly onProgress: ((states: number, budget: number) => void) | undefined;
 }
 
@@ -47,8 +49,8 @@ export interface StatefulExploreResult {
   readonly executions: number;
   readonly steps: number;
   readonly complete: boolean;
-  /** The budget of states (or the step bound) ended the search with work left. */
-  readonly stoppedBy?: 'budget';
+  /** What ended the search with work left: the budget of states (or the step bound), or the time limit. */
+  readonly stoppedBy?: 'budget' | 'time-limit';
   readonly distinctStates: number;
   readonly violations: readonly Found[];
   readonly states: number;
@@ -66,6 +68,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
     check: r.check,
     invariant: r.invariant,
     maxStates: r.budget,
+    ...(r.timeLimit === undefined ? {} : { deadline: Date.now() + r.timeLimit }),
     samples: CONTRACT_SAMPLES,
     reduction: r.reduce ? 'tlb-events' : 'none',
     ...(r.onProgress ? { progress: (states: number) => r.onProgress!(states, r.budget) } : {}),
@@ -99,7 +102,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
     executions: result.finalStates,
     steps: result.transitions,
     complete: result.complete,
-    ...(result.complete ? {} : { stoppedBy: 'budget' as const }),
+    ...(result.complete ? {} : { stoppedBy: result.timedOut ? ('time-limit' as const) : ('budget' as const) }),
     distinctStates: result.finalStates,
     violations,
     states: result.states,

@@ -1,11 +1,13 @@
 import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
+import { Checkpoint } from './checkpoint.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
 import { applyHardwareChoice, type CacheScope, isHardwareChoice } from './hardware-choices.ts';
-import { Checkpoint, MachineState } from './machine-state.ts';
+import { MachineState } from './machine-state.ts';
+import { PendingFills } from './pending-fills.ts';
 import { stateChoices } from './state-choices.ts';
-import { PendingFills, TlbEventReduction } from './tlb-event-reduction.ts';
+import { TlbEventReduction } from './tlb-event-reduction.ts';
 import { VisitedSet } from './visited-set.ts';
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
@@ -31,6 +33,11 @@ export interface StatefulOptions {
   readonly invariant: StateInvariant | undefined;
   /** States to store at most; the search is incomplete when it stops there. */
   readonly maxStates: number;
+  /**
+   * When to stop, as a Date.now() time (explore's timeLimit): the search is then incomplete. The wall clock is read
+   * by the search, never by the model, every 1,024 transitions.
+   */
+  readonly deadline?: number;
   /** Paths kept for the contract check at most, taken when 64, 128, 256, ... states have been reached. */
   readonly samples: number;
   readonly progress?: (states: number) => void;
@@ -71,8 +78,10 @@ export interface StatefulResult {
   readonly finalStates: number;
   /** Per kind, the violation reached by the shortest path found. */
   readonly violations: readonly Execution[];
-  /** Every reachable state was visited (not cut by maxStates or maxSteps). */
+  /** Every reachable state was visited (not cut by maxStates, maxSteps or the deadline). */
   readonly complete: boolean;
+  /** The deadline cut the search. */
+  readonly timedOut: boolean;
   readonly visitedBytes: number;
   readonly samples: readonly Sample[];
   /** Program outcomes computed (cache misses), generators made again, generator resumes. */
@@ -173,6 +182,7 @@ export class StatefulSearch {
   private depth = 0;
   private finalStates = 0;
   private complete = true;
+  private timedOut = false;
   private readonly best = new Map<string, Execution>();
   private readonly samples: Sample[] = [];
   private nextSample = 64;
@@ -231,6 +241,7 @@ export class StatefulSearch {
       finalStates: this.finalStates,
       violations: [...this.best.values()],
       complete: this.complete,
+      timedOut: this.timedOut,
       visitedBytes: this.visited.bytes,
       samples: this.samples,
       programOutcomes: p.misses,
@@ -340,6 +351,11 @@ export class StatefulSearch {
       const state = this.state;
       takeChoice(this.machine, state, c, true);
       this.transitions++;
+      if ((this.transitions & 0x3ff) === 0 && this.o.deadline !== undefined && Date.now() >= this.o.deadline) {
+        this.complete = false;
+        this.timedOut = true;
+        return;
+      }
       const event = isTlbEvent(c);
       if (!event && f.pending.count !== 0) {
         this.reduction!.afterChoice(f.pending, 'deliver' in c ? -1 : c.cpu, replay ? -1 : f.checkpoint.memory);

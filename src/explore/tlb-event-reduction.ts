@@ -5,6 +5,7 @@ import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_
 import { TLB_FLAG } from '../mmu/tlb.ts';
 import type { Choice } from './choices.ts';
 import type { MachineState } from './machine-state.ts';
+import { FAILS, MAKES, type PendingFills, Probe, WRITES } from './pending-fills.ts';
 
 // The stateful search's reduction of TLB events (issue 18; docs/checker.md "What complete means"). A TLB event is
 // the hardware's freedom to drop an entry or fill one at any step, and with one event to spend, every state of the
@@ -59,110 +60,6 @@ const NX = PTE_HI.NX;
 const PAGE = 4096;
 const LEVEL_DIVISOR = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39];
 const PAGE_SIZE_AT_LEVEL = [0, 4096, 2 ** 21, 2 ** 30];
-
-/** What a walk for a speculative fill would do now: fail with nothing written, write A bits, or make an entry. */
-const FAILS = 0;
-const WRITES = 1;
-const MAKES = 2;
-
-/** Table frames a pending event's walk reads that the search keeps apart; past them, every choice probes again. */
-const MAX_TABLES = 16;
-
-/**
- * Scratch: the entry a probe makes (page base, page size, TLB flags, frame-guard generation + 1), and the frames of
- * the tables its walk read.
- */
-class Probe {
-  effect = FAILS;
-  pageBase = 0;
-  pageSize = 0;
-  flags = 0;
-  generation = 0;
-  readonly tables = new Float64Array(4);
-  tableCount = 0;
-}
-
-/**
- * The TLB events a state offers only if a choice from it changes their entry (see above), one per candidate: the
- * entry a walk makes now, which choices count (fills: any; evictions: a step of the entry's CPU), and whether one
- * changed it yet. They take the end of the state's choice list. One per depth of the search, reused.
- */
-export class PendingFills {
-  count = 0;
-  /** The index in the state's choices of the first pending event; they take the rest of the list. */
-  first = 0;
-  cpu = new Int32Array(8);
-  /** -1: any choice can change the entry (a fill); else only a step of this CPU (an eviction of its entry). */
-  by = new Int32Array(8);
-  va = new Float64Array(8);
-  pageBase = new Float64Array(8);
-  pageSize = new Float64Array(8);
-  flags = new Int32Array(8);
-  generation = new Float64Array(8);
-  changed = new Uint8Array(8);
-  /**
-   * The frames of the tables the pending events' walks read (a choice that writes none of them, frees no frame
-   * and changes no control register of the CPU leaves every entry as it was); -1: too many, probe again always.
-   */
-  readonly tables = new Float64Array(MAX_TABLES);
-  tableCount = 0;
-  /** Per CPU at the state: CR3, CR4, EFER. */
-  controls = new Float64Array(0);
-
-  clear(): void {
-    this.count = 0;
-    this.first = 0;
-    this.tableCount = 0;
-  }
-
-  /** Whether choice `index` of the state is a pending event that no choice has changed: one to leave out. */
-  unneeded(index: number): boolean {
-    const k = index - this.first;
-    return k >= 0 && k < this.count && this.changed[k] === 0;
-  }
-
-  add(cpu: number, by: number, va: number, p: Probe): void {
-    if (this.count === this.cpu.length) this.grow();
-    const k = this.count++;
-    this.cpu[k] = cpu;
-    this.by[k] = by;
-    this.va[k] = va;
-    this.pageBase[k] = p.pageBase;
-    this.pageSize[k] = p.pageSize;
-    this.flags[k] = p.flags;
-    this.generation[k] = p.generation;
-    this.changed[k] = 0;
-    if (this.tableCount < 0) return;
-    for (let t = 0; t < p.tableCount; t++) {
-      const pfn = p.tables[t]!;
-      let known = false;
-      for (let u = 0; u < this.tableCount; u++) if (this.tables[u] === pfn) known = true;
-      if (known) continue;
-      if (this.tableCount === MAX_TABLES) {
-        this.tableCount = -1;
-        return;
-      }
-      this.tables[this.tableCount++] = pfn;
-    }
-  }
-
-  private grow(): void {
-    const n = 2 * this.cpu.length;
-    const grown = <T extends Int32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.cpu = grown(this.cpu, (k) => new Int32Array(k));
-    this.by = grown(this.by, (k) => new Int32Array(k));
-    this.va = grown(this.va, (k) => new Float64Array(k));
-    this.pageBase = grown(this.pageBase, (k) => new Float64Array(k));
-    this.pageSize = grown(this.pageSize, (k) => new Float64Array(k));
-    this.flags = grown(this.flags, (k) => new Int32Array(k));
-    this.generation = grown(this.generation, (k) => new Float64Array(k));
-    this.changed = grown(this.changed, (k) => new Uint8Array(k));
-  }
-}
 
 /** The 4 KiB pages a TLB snapshot holds, ascending: computed once per snapshot (snapshots are shared by contents). */
 function pagesOf(snapshot: { tlb: { storage: { tag: Float64Array } }; pages?: Float64Array }): Float64Array {

@@ -77,11 +77,21 @@ describe('x86slice explore', () => {
   it('--time-limit stops a long exhaustive search: not complete, and the result says the time limit stopped it', async () => {
     const args = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '--strategy', 'exhaustive'];
     const json = await cli(...args, '--time-limit', '0.5', '--json');
-    // A time limit picks the stateless search (the stateful one does not take one yet).
+    // The stateful search (exhaustive's default) takes the time limit.
     expect(json.code).toBe(0);
-    expect(JSON.parse(json.out)).toMatchObject({ complete: false, stoppedBy: 'time-limit', violations: [] });
+    expect(JSON.parse(json.out)).toMatchObject({
+      search: 'stateful',
+      complete: false,
+      stoppedBy: 'time-limit',
+      violations: [],
+    });
     const text = await cli(...args, '--time-limit=0.5');
     expect(text.out).toContain(
+      'no violation found (incomplete: the time limit ran out before every reachable state was visited; a ' +
+        'time-limited result is not reproducible)',
+    );
+    const stateless = await cli(...args, '--search', 'stateless', '--time-limit=0.5');
+    expect(stateless.out).toContain(
       'no violation found (incomplete: the time limit ran out before every interleaving was run; a time-limited ' +
         'result is not reproducible)',
     );

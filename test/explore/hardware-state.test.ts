@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Checkpoint, MachineState } from '../../src/explore/machine-state.ts';
+import { Checkpoint } from '../../src/explore/checkpoint.ts';
+import { MachineState } from '../../src/explore/machine-state.ts';
 import { takeChoice } from '../../src/explore/stateful.ts';
 import { Machine } from '../../src/machine/machine.ts';
 

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { explore, replay } from '../../src/explore/explore.ts';
 import { exploreParallel } from '../../src/explore/parallel.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
+import { findScenario } from '../../src/scenarios/catalogue.ts';
+import { resolveParams } from '../../src/scenarios/scenario.ts';
+import { machineFactory } from '../../src/scenarios/scenario-module.ts';
 import { counters, slowCounters } from './fixtures/counters.ts';
 
 // explore's timeLimit: wall-clock milliseconds beside the execution budget. It only decides when to stop; a search
@@ -30,6 +33,24 @@ describe('explore timeLimit', () => {
     expect(cut).toMatchObject({ complete: false, stoppedBy: 'time-limit' });
     expect(cut.executions).toBeLessThan(full.executions / 2);
     for (const v of cut.violations) expect(replay(build, v.schedule, { check }).kind).toBe(v.kind);
+  });
+
+  it('a stateful search cut by the time limit is not complete and says why; one it does not cut is the same', () => {
+    // The switcheroo's 1.26 million states take seconds: 20 ms cuts it (the clock is read every 1,024 choices).
+    const s = findScenario('stack-migration');
+    const build = machineFactory(s, resolveParams(s, { protocol: 'ipi-switcheroo' }));
+    const cut = explore(build, { strategy: 'exhaustive', search: 'stateful', tlbEvents: 1, timeLimit: 20 });
+    expect(cut).toMatchObject({ search: 'stateful', complete: false, stoppedBy: 'time-limit', violations: [] });
+    const small = counters(2, 2);
+    const without = explore(small.build, { strategy: 'exhaustive', search: 'stateful', check: small.check });
+    const within = explore(small.build, {
+      strategy: 'exhaustive',
+      search: 'stateful',
+      check: small.check,
+      timeLimit: 600_000,
+    });
+    expect(without.complete).toBe(true);
+    expect(JSON.stringify(within)).toBe(JSON.stringify(without));
   });
 
   it('a sampling search cut by the time limit runs fewer executions than its budget, and says why', () => {
