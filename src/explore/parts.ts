@@ -1,12 +1,11 @@
 import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
-import { formatSchedule } from '../machine/schedule.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import type { Execution, FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
 import { CACHE_SCOPES, type CacheScope } from './hardware-choices.ts';
-import type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
-import { minimise, replay, requireCheck, requireInvariant } from './replay.ts';
+import type { ExploreOptions, ExploreResult, StopReason, Strategy } from './options.ts';
+import { reportViolations, requireCheck, requireInvariant } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
 
 // How explore() and exploreParallel() divide and merge their work (internal: not part of the public API). The work
@@ -284,19 +283,7 @@ export function* plan(r: Resolved, shared: Shared, merged: Merged, workers: numb
 export function finish(source: () => Machine, r: Resolved, merged: Merged, bound: number | undefined): ExploreResult {
   const build = delivering(source, r);
   const o = { maxSteps: r.maxSteps, ipiDelivery: r.ipiDelivery, ...(r.check ? { check: r.check } : {}) };
-  const violations = [...merged.best.values()]
-    .map((v): Violation => {
-      const entries = minimise(build, v.schedule, v.kind!, o);
-      const again = replay(build, entries, o);
-      return {
-        kind: v.kind!,
-        schedule: formatSchedule(entries),
-        scheduleLength: entries.length,
-        steps: entries.length,
-        ...(again.message === undefined ? {} : { message: again.message }),
-      };
-    })
-    .sort((a, b) => a.scheduleLength - b.scheduleLength || a.kind.localeCompare(b.kind));
+  const violations = reportViolations(build, [...merged.best.values()], o);
   return {
     strategy: r.strategy,
     ...(r.strategy === 'exhaustive' ? { search: 'stateless' as const } : {}),

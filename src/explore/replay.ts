@@ -5,13 +5,15 @@ import { bufferedCpu } from '../machine/run-loops.ts';
 import {
   checkScheduleArray,
   formatEvent,
+  formatSchedule,
   type HardwareEvent,
   parseSchedule,
   type ScheduleEntry,
 } from '../machine/schedule.ts';
 import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
-import { classify, type FinalCheck, type StateInvariant, type ViolationKind } from './execution.ts';
+import { classify, type Execution, type FinalCheck, type StateInvariant, type ViolationKind } from './execution.ts';
 import { holdsTranslation } from './hardware-choices.ts';
+import type { Violation } from './options.ts';
 
 // Replaying a schedule, as a counterexample is reproduced, and shrinking one while its violation persists.
 
@@ -310,4 +312,24 @@ export function minimise(
     }
   }
   return current;
+}
+
+/**
+ * What a search reports of the violations it found (one per kind, the shortest path it took): each schedule
+ * minimised, replayed for its message, shortest first (then by kind). Every search reports through this.
+ */
+export function reportViolations(build: () => Machine, found: readonly Execution[], o: ReplayOptions): Violation[] {
+  return found
+    .map((v): Violation => {
+      const entries = minimise(build, v.schedule, v.kind!, o);
+      const again = replay(build, entries, o);
+      return {
+        kind: v.kind!,
+        schedule: formatSchedule(entries),
+        scheduleLength: entries.length,
+        steps: entries.length,
+        ...(again.message === undefined ? {} : { message: again.message }),
+      };
+    })
+    .sort((a, b) => a.scheduleLength - b.scheduleLength || a.kind.localeCompare(b.kind));
 }

@@ -1,10 +1,10 @@
 import type { IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
-import { formatSchedule } from '../machine/schedule.ts';
 import { checkContract } from './contract-check.ts';
-import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
+import type { FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
-import { minimise, replay } from './replay.ts';
+import type { Violation } from './options.ts';
+import { reportViolations } from './replay.ts';
 import { StatefulSearch } from './stateful.ts';
 import { collisionProbability } from './visited-set.ts';
 
@@ -32,16 +32,6 @@ export interface StatefulExploreOptions {
   readonly onProgress: ((states: number, budget: number) => void) | undefined;
 }
 
-/** A violation as explore() reports it (explore.ts's Violation). */
-interface Found {
-  readonly kind: ViolationKind;
-  readonly schedule: string;
-  /** Entries in the schedule (explore.ts's Violation.scheduleLength); `steps` is its deprecated alias. */
-  readonly scheduleLength: number;
-  readonly steps: number;
-  readonly message?: string;
-}
-
 /** The stateful search's result, in explore()'s terms (explore.ts's ExploreResult). */
 export interface StatefulExploreResult {
   readonly strategy: 'exhaustive';
@@ -52,7 +42,7 @@ export interface StatefulExploreResult {
   /** What ended the search with work left: the budget of states (or the step bound), or the time limit. */
   readonly stoppedBy?: 'budget' | 'time-limit';
   readonly distinctStates: number;
-  readonly violations: readonly Found[];
+  readonly violations: readonly Violation[];
   readonly states: number;
   readonly transitions: number;
   readonly depth: number;
@@ -83,19 +73,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
     ...(r.check ? { check: r.check } : {}),
     ...(r.invariant ? { invariant: r.invariant } : {}),
   };
-  const violations = result.violations
-    .map((v): Found => {
-      const entries = minimise(build, v.schedule, v.kind!, o);
-      const again = replay(build, entries, o);
-      return {
-        kind: v.kind!,
-        schedule: formatSchedule(entries),
-        scheduleLength: entries.length,
-        steps: entries.length,
-        ...(again.message === undefined ? {} : { message: again.message }),
-      };
-    })
-    .sort((a, b) => a.steps - b.steps || a.kind.localeCompare(b.kind));
+  const violations = reportViolations(build, result.violations, o);
   return {
     strategy: 'exhaustive',
     search: 'stateful',
