@@ -4,12 +4,22 @@
 //    conflicts with the other's) and on a protocol-shaped one (long private work, few conflicting steps);
 //  - `x86slice explore pf-in-pf` end to end, process start included.
 // Each figure is the median of ROUNDS timed rounds after a warm-up; the spread is min..max. Prints one JSON line;
-// bench/run.ts runs it (after `npm run build`, which `npm run bench` does first).
+// bench/run.ts runs it (after `npm run build`, which `npm run bench` does first). With --cpu, sections 1 and 2 are
+// timed by process CPU time (user + system) rather than the wall clock, and section 3 is left out: what paired A/B
+// runs on a shared machine compare (bench/paired/ab.mjs).
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { explore, Machine, MachineImage } from '../dist/index.js';
 
 const ROUNDS = 7;
+const CPU_CLOCK = process.argv.includes('--cpu');
+
+/** Seconds since `start` (a clock() value), by the clock chosen. */
+function clock() {
+  if (!CPU_CLOCK) return Number(process.hrtime.bigint()) / 1e9;
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
 const COUNTER = 0xffffc90001000000n;
 const SCRATCH = 0xffffc90001001000n;
 
@@ -34,9 +44,9 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const spread = (xs) => [Math.min(...xs), Math.max(...xs)];
 
 function rate(fn, count) {
-  const start = process.hrtime.bigint();
+  const start = clock();
   fn();
-  return count / (Number(process.hrtime.bigint() - start) / 1e9);
+  return count / (clock() - start);
 }
 
 // 1. Executions per second: 2 CPUs, 12 private stores and 18 increments each (about 104 steps an execution).
@@ -65,9 +75,9 @@ for (let r = 0; r < ROUNDS; r++) {
 
 // 2. Steps per second inside exhaustive exploration.
 function exhaustive(img) {
-  const start = process.hrtime.bigint();
+  const start = clock();
   const r = explore(img, { strategy: 'exhaustive' });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const seconds = clock() - start;
   return { stepsPerSecond: r.steps / seconds, executions: r.executions, steps: r.steps, states: r.distinctStates };
 }
 const dense = MachineImage.capture(program(2, 4, 1));
@@ -86,7 +96,7 @@ for (let r = 0; r < ROUNDS; r++) {
 // 3. `x86slice explore pf-in-pf`, end to end.
 const bin = fileURLToPath(new URL('../bin/x86slice.js', import.meta.url));
 const cliMs = [];
-for (let r = 0; r < 5; r++) {
+for (let r = 0; r < (CPU_CLOCK ? 0 : 5); r++) {
   const start = process.hrtime.bigint();
   try {
     execFileSync(process.execPath, [bin, 'explore', 'pf-in-pf'], { stdio: 'ignore' });
@@ -112,7 +122,6 @@ console.log(
     instantiateRunSpread: spread(instantiateRates),
     exhaustiveDense: summary(denseRuns),
     exhaustiveProtocol: summary(protocolRuns),
-    explorePfInPfMs: median(cliMs),
-    explorePfInPfSpreadMs: spread(cliMs),
+    ...(cliMs.length === 0 ? {} : { explorePfInPfMs: median(cliMs), explorePfInPfSpreadMs: spread(cliMs) }),
   }),
 );

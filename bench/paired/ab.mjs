@@ -1,11 +1,11 @@
 // Paired alternating A/B of two checkouts (issue 17's method): for each pair, every case runs on A and on B back to
 // back, the order alternating per pair. This VM's speed drifts in bursts, so compare per-pair ratios, by CPU time.
-//   1. Put this directory (bench/paired) into both checkouts (copy it into an older one), and `npm run build` both
-//      (explore-cpu.mjs loads dist/).
+//   1. Put this directory (bench/paired) and bench/explore.mjs (which takes --cpu) into both checkouts (copy them
+//      into an older one), and `npm run build` both (explore.mjs loads dist/).
 //   2. node bench/paired/ab.mjs <checkout A> <checkout B> <pairs> <out.jsonl> [hit|explore]
 //   3. node bench/paired/report.mjs <out.jsonl>: per figure, both medians and the median per-pair ratio.
 // hit.ts times one TLB-hit case (load, store, push+pop, xchg; 1 or 4 CPUs; trace off or on) by wall and CPU time;
-// explore-cpu.mjs the checker's inner loop (reset/instantiate + run, exhaustive steps/s) by CPU time.
+// bench/explore.mjs --cpu the checker's inner loop (reset/instantiate + run, exhaustive steps/s) by CPU time.
 import { execFileSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 
@@ -24,7 +24,7 @@ function runHit(root, c) {
   return JSON.parse(o.trim().split('\n').at(-1));
 }
 function runExploreCpu(root) {
-  const o = execFileSync(process.execPath, ['bench/paired/explore-cpu.mjs'], { cwd: root, encoding: 'utf8' });
+  const o = execFileSync(process.execPath, ['bench/explore.mjs', '--cpu'], { cwd: root, encoding: 'utf8' });
   const j = JSON.parse(o.trim().split('\n').at(-1));
   return {
     'cpu resetRun': j.resetRunExecutionsPerSecond,
