@@ -1,6 +1,6 @@
 import { canonicalHighHalf, fromCanonicalHalves, NON_CANONICAL, offsetAddress, PAGE_SIZE } from '../mmu/address.ts';
 import type { Footprint } from '../mmu/footprint.ts';
-import { FRAME_COPIED, FRAME_FREE, VECTOR_VIOLATION, VIOLATION } from '../mmu/frame-guard.ts';
+import { frameGeneration, guardViolation, VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
 import type { PagingStructureCache, PscLevel } from '../mmu/paging-structure-cache.ts';
 import { type PhysicalMemory, readFrame, writeFrame } from '../mmu/physical-memory.ts';
 import { TLB_FLAG, type Tlb } from '../mmu/tlb.ts';
@@ -16,6 +16,7 @@ import {
 } from '../mmu/walker.ts';
 import { PAGE_CACHE_ENTRIES, PageCache } from './page-cache.ts';
 import { CR0, CR4, EFER, type Registers } from './registers.ts';
+import { readSplit, writeSplit } from './split-access.ts';
 import type { StoreBuffer } from './store-buffer.ts';
 
 // Module-local copies of imported constants: V8 reads an imported binding through a cell with a TDZ check on
@@ -179,8 +180,7 @@ export class MemoryPort {
     if (g === undefined || slot >= this.tlb.capacity) return;
     // Made on the first fill under a guard: machines without a kernel (and instances never stepped) need none.
     if (this.slotGeneration === NO_GENERATIONS) this.slotGeneration = new Float64Array(this.tlb.capacity);
-    const i = pageBase / PAGE - g.firstPfn;
-    this.slotGeneration[slot] = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+    this.slotGeneration[slot] = frameGeneration(g, pageBase);
   }
 
   /**
@@ -191,18 +191,13 @@ export class MemoryPort {
   private guarded(pa: number, va: number, access: number, slot: number): boolean {
     // A store into the store buffer is judged when it reaches memory (drainOldest).
     if (this.buffering) return true;
-    const g = this.memory.guard!;
-    const i = Math.floor(pa / PAGE) - g.firstPfn;
-    if (i < 0 || i >= g.frames) return true;
-    const owner = g.owner[i]!;
-    let kind = 0;
-    if (owner === FRAME_FREE) kind = VIOLATION.USE_AFTER_FREE;
-    else if (owner === FRAME_COPIED && (access & ACCESS_WRITE) !== 0) kind = VIOLATION.LOST_WRITE;
-    else if (slot >= 0 && slot < this.slotGeneration.length) {
-      const known = this.slotGeneration[slot]!;
-      if (known !== 0 && known !== g.generation[i]! + 1) kind = VIOLATION.USE_AFTER_FREE;
-    }
-    if (kind === 0) return true;
+    const known = slot >= 0 && slot < this.slotGeneration.length ? this.slotGeneration[slot]! : 0;
+    const kind = guardViolation(this.memory.guard!, pa, (access & ACCESS_WRITE) !== 0, known);
+    return kind === 0 || this.violation(pa, va, kind);
+  }
+
+  /** Sets the fault record to violation `kind` at `pa` (for `va`); returns false. */
+  private violation(pa: number, va: number, kind: number): false {
     // The refused access still depends on the frame's state: the footprint says so (the checker orders it).
     if (this.footprint) this.footprint.readList.push2(pa, 1);
     const f = this.fault;
@@ -422,48 +417,30 @@ export class MemoryPort {
     return sb.length < sb.capacity || this.drainOldest();
   }
 
-  /** The frame guard's generation + 1 of the frame at `pa`, as the TLB slot recorded it or as it is now (0: none). */
+  /** The frame guard's generation + 1 of the frame at `pa`, as TLB `slot` recorded it or as it is now (0: none). */
   private generationOf(pa: number, slot: number): number {
     const g = this.memory.guard;
     if (g === undefined) return 0;
     const known = slot >= 0 && slot < this.slotGeneration.length ? this.slotGeneration[slot]! : 0;
-    if (known !== 0) return known;
-    const i = Math.floor(pa / PAGE) - g.firstPfn;
-    return i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+    return known !== 0 ? known : frameGeneration(g, pa);
   }
 
   /**
-   * The oldest buffered store reaches memory (a watcher on its bytes wakes). The frame guard judges it now: into a
-   * free frame, or one freed since the store was translated, is a use after free; into a frame a migration copied
-   * away, a lost write. Then it returns false with the fault record set to the violation, and drops the store.
+   * The oldest buffered store reaches memory (a watcher on its bytes wakes). The frame guard judges it now, as it
+   * becomes visible (SDM Vol. 3 §8.2.2), not when it was translated: into a frame freed or copied away since, it is a
+   * violation; then this returns false with the fault record set, and drops the store.
    */
   drainOldest(): boolean {
     const sb = this.storeBuffer!;
     const pa = sb.oldestPa;
-    const size = sb.oldestSize;
     const g = this.memory.guard;
-    if (g !== undefined) {
-      const i = Math.floor(pa / PAGE) - g.firstPfn;
-      let kind = 0;
-      if (i >= 0 && i < g.frames) {
-        const known = sb.oldestGeneration;
-        if (g.owner[i] === FRAME_FREE) kind = VIOLATION.USE_AFTER_FREE;
-        else if (g.owner[i] === FRAME_COPIED) kind = VIOLATION.LOST_WRITE;
-        else if (known !== 0 && known !== g.generation[i]! + 1) kind = VIOLATION.USE_AFTER_FREE;
-      }
-      if (kind !== 0) {
-        if (this.footprint) this.footprint.readList.push2(pa, 1);
-        const f = this.fault;
-        f.ok = false;
-        f.vector = VECTOR_VIOLATION;
-        f.errorCode = kind;
-        f.cr2 = sb.oldestVa;
-        this.violationPa = pa;
-        sb.dropOldest();
-        return false;
-      }
+    const kind = g === undefined ? 0 : guardViolation(g, pa, true, sb.oldestGeneration);
+    if (kind !== 0) {
+      const va = sb.oldestVa;
+      sb.dropOldest();
+      return this.violation(pa, va, kind);
     }
-    if (this.footprint) this.footprint.writeList.push2(pa, size);
+    if (this.footprint) this.footprint.writeList.push2(pa, sb.oldestSize);
     sb.writeOldest(this.memory);
     return true;
   }
@@ -534,37 +511,12 @@ export class MemoryPort {
     return offsetAddress(va, i);
   }
 
+  // A page-crossing access, byte by byte (split-access.ts): cold.
   private readSplit(va: number, size: number, access: number): number {
-    let value = 0;
-    const pas = new Float64Array(size);
-    for (let i = 0; i < size; i++) {
-      const pa = this.translate(this.byteAddress(va, i), access);
-      if (pa < 0) return -1;
-      pas[i] = pa;
-    }
-    const sb = this.storeBuffer;
-    for (let i = size - 1; i >= 0; i--) {
-      if (this.footprint) this.footprint.readList.push2(pas[i]!, 1);
-      value =
-        value * 256 +
-        (sb !== undefined && sb.length !== 0 ? sb.forward(this.memory, pas[i]!, 1) : this.memory.read8(pas[i]!));
-    }
-    return value;
+    return readSplit(this, va, size, access);
   }
 
   private writeSplit(va: number, size: number, value: number, access: number): boolean {
-    const pas = new Float64Array(size);
-    for (let i = 0; i < size; i++) {
-      const pa = this.translate(this.byteAddress(va, i), access | ACCESS_WRITE);
-      if (pa < 0) return false;
-      pas[i] = pa;
-    }
-    let v = value;
-    for (let i = 0; i < size; i++) {
-      if (this.footprint) this.footprint.writeList.push2(pas[i]!, 1);
-      this.memory.write8(pas[i]!, ((v % 256) + 256) % 256);
-      v = Math.floor(v / 256);
-    }
-    return true;
+    return writeSplit(this, va, size, value, access);
   }
 }

@@ -1,6 +1,6 @@
 import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
-import { type Access, accessOf, dependent } from './access.ts';
+import { type Access, accessOf } from './access.ts';
 import { applyChoice, type Choice, choiceKey, choicesOf, isStep, isTlbEvent } from './choices.ts';
 import { classify, type Execution, type FinalCheck, Findings } from './execution.ts';
 import { HappensBefore } from './happens-before.ts';
@@ -29,9 +29,9 @@ import { finalStateKey } from './state-key.ts';
 // another CPU caches the page, so races alone would miss some; every TLB event offered at a point is explored. So
 // is every store-buffer drain (see everywhere()).
 //
-// There are no sleep sets (Godefroid 1996), with or without a bound; the machinery stays, with every sleep set
-// empty, so the DPOR search is the races and (under a bound) Coons et al.'s conservative points alone, checked
-// against naive enumeration by test/explore/soundness.test.ts and litmus.test.ts.
+// There are no sleep sets (Godefroid 1996), with or without a bound: the DPOR search is the races and (under a
+// bound) Coons et al.'s conservative points alone, checked against naive enumeration by
+// test/explore/soundness.test.ts and litmus.test.ts. Sleep sets were tried and removed (issue 18):
 // - Under a preemption bound, a choice asleep below a point was explored from an earlier point, but maybe with
 //   more preemptions than the bound allows on the path that reaches it from there, so the sleep set can hide a
 //   schedule within the bound (a no-wait shootdown whose lost write needs one preemption was reported clean at
@@ -44,9 +44,6 @@ import { finalStateKey } from './state-key.ts';
 //
 // The first point's choices are all explored, each as its own part (a subtree), so that parts can run in
 // parallel and still give, merged in order, the same result as one search (see parallel.ts).
-
-/** Sleep sets: off, as they miss outcomes with these backtrack sets (see the top of this file). */
-const SLEEP_SETS = false;
 
 export interface ExhaustiveOptions {
   readonly maxSteps: number;
@@ -65,23 +62,17 @@ export interface ExhaustiveOptions {
 
 /** What one part (the subtree under one first choice) found. Per-run arrays let a merge cut it at any budget. */
 export interface PartResult {
-  /** Runs made, including those a sleep set ended early (they cost a run each). */
+  /** Runs made. */
   readonly runs: number;
   /** Steps of each run. */
   readonly steps: number[];
-  /** Final-state key of each run ('' for a run a sleep set ended: its state is reached by another). */
+  /** Final-state key of each run. */
   readonly states: string[];
   readonly improvements: [number, Execution][];
   /** The part's space was searched to the end (not cut by the budget). */
   readonly finished: boolean;
   /** Some choice was left out because it needed more preemptions than the bound. */
   readonly boundHit: boolean;
-}
-
-/** A choice asleep at a point, with what it touched when it was explored. */
-interface Sleeper {
-  readonly key: string;
-  readonly access: Access;
 }
 
 /** One point of the current path. Per-choice state is in arrays indexed like `choices` (few choices per point). */
@@ -92,8 +83,6 @@ interface Node {
   readonly backtrack: Uint8Array;
   /** What each choice explored from here touched (undefined: not explored yet). */
   readonly done: (Access | undefined)[];
-  /** Choices not to take here: explored from an earlier point, and independent with what came after. */
-  readonly sleep: readonly Sleeper[];
   /** Index of the choice the current path takes. */
   chosen: number;
   /** Preemptions taken before this point, and the CPU that stepped last (-1: none yet). */
@@ -134,11 +123,6 @@ function preempts(node: Node, c: Choice): boolean {
   return node.currentCanMove && isStep(c) && c.cpu !== node.current;
 }
 
-function asleep(node: Node, key: string): boolean {
-  for (const s of node.sleep) if (s.key === key) return true;
-  return false;
-}
-
 /**
  * Choices explored at every point that offers them, not only where races point: TLB and paging-structure-cache
  * events (they are not persistent: see the top of this file) and store-buffer drains. A drain need not run to be
@@ -164,20 +148,13 @@ function actorIndex(c: Choice): number {
   return ACTORS * c.cpu + (isStep(c) ? 0 : 'deliver' in c ? 1 : 'drain' in c ? 3 : 2);
 }
 
-function makeNode(
-  choices: readonly Choice[],
-  sleep: readonly Sleeper[],
-  preemptions: number,
-  current: number,
-  tlbLeft: number,
-): Node {
+function makeNode(choices: readonly Choice[], preemptions: number, current: number, tlbLeft: number): Node {
   const keys = choices.map(choiceKey);
   return {
     choices,
     keys,
     backtrack: new Uint8Array(choices.length),
     done: new Array<Access | undefined>(choices.length).fill(undefined),
-    sleep,
     chosen: -1,
     preemptions,
     current,
@@ -199,7 +176,7 @@ export class PartSearch {
     part: number,
   ) {
     this.bound = o.preemptions ?? Number.POSITIVE_INFINITY;
-    const node = makeNode(root.choices, [], 0, -1, o.tlbEvents);
+    const node = makeNode(root.choices, 0, -1, o.tlbEvents);
     for (let j = 0; j < part; j++) node.done[j] = root.accesses[j];
     node.backtrack[part] = 1;
     node.chosen = part;
@@ -215,8 +192,8 @@ export class PartSearch {
       const r = this.execute();
       const index = steps.length;
       steps.push(r.schedule.length);
-      states.push(r.blocked ? '' : r.state);
-      if (!r.blocked) findings.note(index, r);
+      states.push(r.state);
+      findings.note(index, r);
       this.o.progress?.(steps.length);
       if (!this.backtrack()) {
         finished = true;
@@ -254,42 +231,36 @@ export class PartSearch {
     return false;
   }
 
-  /** The first choice in `node`'s backtrack set not yet explored, not asleep and within the bound; -1 if none. */
+  /** The first choice in `node`'s backtrack set not yet explored and within the bound; -1 if none. */
   private nextChoice(node: Node): number {
     for (let i = 0; i < node.choices.length; i++) {
-      if (node.backtrack[i] === 0 || node.done[i] !== undefined || asleep(node, node.keys[i]!)) continue;
+      if (node.backtrack[i] === 0 || node.done[i] !== undefined) continue;
       if (this.withinBound(node, i)) return i;
     }
     return -1;
   }
 
-  /** The point after `parent`'s chosen choice, given the choices there and the sleep set carried down. */
-  private childOf(m: Machine, parent: Node, sleep: readonly Sleeper[]): Node {
+  /** The point after `parent`'s chosen choice, given the choices there. */
+  private childOf(m: Machine, parent: Node): Node {
     const made = parent.choices[parent.chosen]!;
     const tlbLeft = parent.tlbLeft - (isTlbEvent(made) ? 1 : 0);
     const preemptions = parent.preemptions + (preempts(parent, made) ? 1 : 0);
     const current = isStep(made) ? made.cpu : parent.current;
-    return makeNode(choicesOf(m, tlbLeft, this.o.cacheEvents), sleep, preemptions, current, tlbLeft);
+    return makeNode(choicesOf(m, tlbLeft, this.o.cacheEvents), preemptions, current, tlbLeft);
   }
 
-  /** The choice a new point starts with: the last CPU if it can move, else the first; never one asleep. */
+  /**
+   * The choice a new point starts with. With the reduction, the last CPU if it can move (no preemption), else the
+   * first; without, the first within the bound. One always is: the last CPU, or any when it cannot move.
+   */
   private firstChoice(node: Node): number {
-    const again = node.currentCanMove ? node.keys.indexOf(`${node.current}`) : -1;
-    if (again >= 0 && !asleep(node, node.keys[again]!) && this.withinBound(node, again)) return again;
-    for (let i = 0; i < node.choices.length; i++) {
-      if (i === again || asleep(node, node.keys[i]!)) continue;
-      if (this.withinBound(node, i)) return i;
-    }
-    return -1;
-  }
-
-  /** Without reduction: the first choice within the bound (one always is: the last CPU, or any when it cannot move). */
-  private firstWithinBound(node: Node): number {
+    const again = this.o.reduce && node.currentCanMove ? node.keys.indexOf(`${node.current}`) : -1;
+    if (again >= 0) return again;
     for (let i = 0; i < node.choices.length; i++) if (this.withinBound(node, i)) return i;
-    return -1;
+    throw new Error('no choice within the preemption bound: the last CPU can always go on');
   }
 
-  private execute(): Execution & { readonly state: string; readonly blocked: boolean } {
+  private execute(): Execution & { readonly state: string } {
     const m = this.build();
     const fp = m.recordFootprints();
     const schedule: ScheduleEntry[] = [];
@@ -307,23 +278,17 @@ export class PartSearch {
     const guard = m.memory.guard;
     if (guard) guard.recordChanges = true;
     let limitReached = false;
-    let blocked = false;
-    let sleep: Sleeper[] = [];
     const races: number[] = [];
     for (let depth = resume; ; depth++) {
       let node = this.stack[depth];
       if (node === undefined) {
-        node = this.childOf(m, this.stack[depth - 1]!, sleep);
+        node = this.childOf(m, this.stack[depth - 1]!);
         if (node.choices.length === 0) break;
         if (schedule.length >= this.o.maxSteps) {
           limitReached = true;
           break;
         }
-        const first = this.o.reduce ? this.firstChoice(node) : this.firstWithinBound(node);
-        if (first < 0) {
-          blocked = true;
-          break;
-        }
+        const first = this.firstChoice(node);
         node.chosen = first;
         if (this.o.reduce) {
           node.backtrack[first] = 1;
@@ -343,33 +308,18 @@ export class PartSearch {
       if (this.o.reduce) {
         const raced = hb.add(actorIndex(choice), access, races, 0);
         for (let r = 0; r < raced; r++) this.addBacktrack(races[r]!, node.keys[chosen]!);
-        // The sleep set below: what sleeps here, and what was explored here before, if independent of this choice.
-        // Empty: sleep sets are off (see the top of this file).
-        sleep = [];
-        if (!SLEEP_SETS) continue;
-        for (const s of node.sleep) if (!dependent(s.access, access)) sleep.push(s);
-        for (let i = 0; i < node.done.length; i++) {
-          const a = node.done[i];
-          if (a !== undefined && i !== chosen && !dependent(a, access)) sleep.push({ key: node.keys[i]!, access: a });
-        }
       }
     }
-    // A run a sleep set ended stopped part-way: its end is reached by another run, so it is not classified.
-    if (blocked) return { schedule, kind: undefined, message: undefined, state: '', blocked };
-    return { schedule, ...classify(m, limitReached, this.o.check), state: finalStateKey(m), blocked };
+    return { schedule, ...classify(m, limitReached, this.o.check), state: finalStateKey(m) };
   }
 
   /**
-   * Whether choice `here` (with `key`) at point `i` was explored (done there, or asleep) touching something other
+   * Whether choice `here` (with `key`) at point `i` was explored touching something other
    * than the next choice with that key after point i on the current path: what that actor does next was changed.
    */
   private replaced(i: number, here: number, key: string): boolean {
-    const node = this.stack[i]!;
-    let known = node.done[here];
-    if (known === undefined) {
-      for (const s of node.sleep) if (s.key === key) known = s.access;
-      if (known === undefined) return false;
-    }
+    const known = this.stack[i]!.done[here];
+    if (known === undefined) return false;
     for (let j = i + 1; j < this.stack.length; j++) {
       const later = this.stack[j]!;
       if (later.keys[later.chosen] === key) return !sameAccess(known, later.done[later.chosen]!);
@@ -383,8 +333,7 @@ export class PartSearch {
    *
    * An actor's choice at point i may differ from the one that raced: a step's footprint depends on state that other
    * actors change without stepping that CPU (an IPI accepted, a TLB event, a PTE a walk reads), so the choice made at
-   * i can change what that CPU does next. When the actor's choice at i was explored already (done, or asleep: done
-   * at an earlier point and independent since) and touched something else than the actor's next choice after i,
+   * i can change what that CPU does next. When the actor's choice at i was explored already and touched something else than the actor's next choice after i,
    * its subtree does not hold the reversal: the races of the choice that was replaced were attributed to points
    * where the actor that would win them may not have been able to move, and the replaced choice never runs again
    * below i to find them anew. Every choice at i is tried then, as when the actor cannot move there.

@@ -130,6 +130,7 @@ export class ProgramOutcomes {
     const key = ProgramOutcomes.key(r.ha[c]!, b);
     const known = this.cache.get(key);
     if (known !== undefined && known.check === (b & 0x7ff)) {
+      if (!sameOutcome(known, kind, value)) throw this.breach(r, c, known, kind, value);
       // Fast-forwarding a generator made again: what it yields here was cached from the one before. Its own objects
       // (a callee, a context it made) stand for those: later instructions get the cached ones (see alias).
       if (known.kind === YIELD && kind === YIELD) this.pair(r, known.value as Instruction, value as Instruction);
@@ -139,6 +140,26 @@ export class ProgramOutcomes {
     const o: Outcome = { check: b & 0x7ff, kind, value };
     this.cache.set(key, o);
     return o;
+  }
+
+  /**
+   * The program of `r`, run again with the same results, gave at its instruction c+1 something other than it gave
+   * before: it breaks the program contract (it decides by something other than its instructions' results: JS state
+   * an atomic action or another program changed, a clock, a random number).
+   */
+  private breach(r: ActivationRecord, c: number, known: Outcome, kind: number, value: unknown): InputError {
+    const what = (k: number, v: unknown): string =>
+      k === RETURN
+        ? 'returned'
+        : k === THROW
+          ? 'threw'
+          : `yielded ${(v as Instruction | undefined)?.name ?? String(v)}`;
+    return new InputError(
+      `CPU ${r.cpu.id}'s program ${r.program.name || '(anonymous)'} ${what(kind, value)} at its instruction ${c + 1} ` +
+        `when run again with the same results, where it ${what(known.kind, known.value)} before: a program must be ` +
+        'a deterministic function of its instructions\u2019 results, with no JS state that its atomic actions or ' +
+        'other programs change (docs/checker.md "The program contract")',
+    );
   }
 
   /**
@@ -194,4 +215,21 @@ export class ProgramOutcomes {
   get cached(): number {
     return this.cache.size;
   }
+}
+
+/** Whether a generator made again gave what was cached: the same kind and, for an instruction, the same operands. */
+function sameOutcome(known: Outcome, kind: number, value: unknown): boolean {
+  if (known.kind !== kind) return false;
+  if (kind !== YIELD) return true;
+  const a = known.value as Instruction | undefined;
+  const b = value as Instruction | undefined;
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a === null || b === null) return false;
+  return (
+    a.op === b.op &&
+    Object.is(a.va, b.va) &&
+    a.size === b.size &&
+    Object.is(a.value, b.value) &&
+    Object.is(a.expected, b.expected)
+  );
 }

@@ -31,3 +31,25 @@ export const VIOLATION = {
   /** A walk through a paging-structure-cache entry whose table frame was freed since (a use after free). */
   STALE_TABLE: 3,
 } as const;
+
+/**
+ * The guard's verdict on an access to physical address `pa`: 0 (allowed), or the VIOLATION it is. A free frame is a
+ * use after free; so is a frame freed since the translation was made (`known`: the frame's generation + 1 when the
+ * TLB entry or the buffered store was made; 0: not known, not checked); a write to a frame a migration copied away is
+ * lost. Addresses outside the guarded frames are allowed.
+ */
+export function guardViolation(g: FrameGuard, pa: number, write: boolean, known: number): number {
+  const i = Math.floor(pa / 4096) - g.firstPfn;
+  if (i < 0 || i >= g.frames) return 0;
+  const owner = g.owner[i]!;
+  if (owner === FRAME_FREE) return VIOLATION.USE_AFTER_FREE;
+  if (owner === FRAME_COPIED && write) return VIOLATION.LOST_WRITE;
+  if (known !== 0 && known !== g.generation[i]! + 1) return VIOLATION.USE_AFTER_FREE;
+  return 0;
+}
+
+/** The generation + 1 of the frame at `pa` now (0: outside the guarded frames): what a new translation records. */
+export function frameGeneration(g: FrameGuard, pa: number): number {
+  const i = Math.floor(pa / 4096) - g.firstPfn;
+  return i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+}

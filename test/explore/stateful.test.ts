@@ -390,6 +390,36 @@ describe('the program contract', () => {
     );
   });
 
+  it('a program that decides by JS state its own atomic action changed is refused when its generator is made again', () => {
+    // The pattern compaction's program had (src/mm/compaction.ts keeps its compact_control in a JS object its
+    // atomic actions change): a generator made again and fast-forwarded does not run the actions, so it decides
+    // otherwise. This once crashed the search with a TypeError; it must be the contract's error, naming the CPU.
+    const build = () => {
+      const m = Machine.create({ cpus: 2, trace: false });
+      const a = m.map(FLAG, { writable: true });
+      const b = m.map(DATA, { writable: true });
+      m.load(0, function* (x) {
+        for (let k = 0; k < 3; k++) yield x.store(a, 8, k + 1);
+      });
+      m.load(1, function* (x) {
+        const control = { left: 2 };
+        yield x.atomic('control', () => {
+          control.left = 0;
+          return 0;
+        });
+        while (control.left > 0) yield x.store(b, 8, control.left--);
+        // What CPU0 stored so far branches CPU1's history here: for each new value, its generator is made again
+        // and fast-forwarded past the action, which does not run, so the loop above stores where it did not.
+        const seen: number = yield x.load(a, 8);
+        yield x.store(b, 8, seen);
+      });
+      return m;
+    };
+    expect(() => explore(build, { strategy: 'exhaustive', search: 'stateful' })).toThrow(
+      /CPU 1's program .* at its instruction \d+ when run again with the same results[\s\S]*program contract/,
+    );
+  });
+
   it('a callee a program makes once and calls twice keeps its identity, even when its generator is made again', () => {
     // CPU1 calls `inc` twice with what it read of CPU0's counter: its history branches, so its generator is made
     // again and fast-forwarded; the second call must still be to the first `inc` (one code address), as in a run.
