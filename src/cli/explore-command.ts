@@ -161,6 +161,7 @@ function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r:
     params,
     strategy: r.strategy,
     ...(r.search === undefined ? {} : { search: r.search }),
+    ...(r.workers === undefined ? {} : { workers: r.workers }),
     executions: r.executions,
     steps: r.steps,
     distinctStates: r.distinctStates,
@@ -216,7 +217,8 @@ function exploreText(
         count(r.distinctStates, 'distinct final state'),
         ...(r.preemptionBound === undefined ? [] : [`preemption bound ${r.preemptionBound}`]),
       ].join(', ');
-  const how = r.search === undefined ? r.strategy : `${r.strategy} (${r.search} search)`;
+  const on = r.workers === undefined ? '' : `, ${r.workers} workers`;
+  const how = r.search === undefined ? r.strategy : `${r.strategy} (${r.search} search${on})`;
   const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${how}, ${counts}`];
   const coverage = r.complete
     ? r.search === 'stateful'
@@ -273,15 +275,12 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   if (searchGiven !== undefined && strategy !== 'exhaustive') {
     throw new InputError(`--search applies to --strategy exhaustive, not ${strategy ?? 'random'}`);
   }
-  // The stateful search where it applies: exhaustive, with no preemption bound and in one process.
+  // The stateful search where it applies: exhaustive, with no preemption bound.
   let search: (typeof SEARCHES)[number] | undefined;
   if (strategy === 'exhaustive') {
-    search = searchGiven ?? (preemptions !== undefined || workers > 1 ? 'stateless' : 'stateful');
+    search = searchGiven ?? (preemptions !== undefined ? 'stateless' : 'stateful');
     if (search === 'stateful' && preemptions !== undefined) {
       throw new InputError('--preemptions applies to --search stateless: the stateful search has no bound');
-    }
-    if (search === 'stateful' && workers > 1) {
-      throw new InputError('--workers applies to --search stateless: the stateful search runs in one process');
     }
   }
   const pairs = paramStrings(argv, flags.param);

@@ -112,7 +112,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       '--time-limit <seconds>',
       'Stop after this many seconds (wall clock); a result cut by it is not reproducible',
     )
-    .option('--workers <n>', 'Worker threads (default 1: this process; the stateless search and sampling)')
+    .option(
+      '--workers <n>',
+      'Worker threads (default 1: this process); the stateful search shares its visited states among them',
+    )
     .option(
       '--json',
       'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',

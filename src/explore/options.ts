@@ -51,6 +51,8 @@ export interface ExploreResult {
    * other and its successors were not explored: about states^2 / 2^65.
    */
   readonly collisionProbability?: number;
+  /** Stateful, with `workers` (parallel.ts): the worker threads it ran on. */
+  readonly workers?: number;
   /**
    * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the
    * sampling strategies, which never run out of work), `time-limit` (the `timeLimit` ran out first), or absent

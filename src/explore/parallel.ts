@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { InputError, requireInteger } from '../mmu/input-error.ts';
 import type { ExploreOptions, ExploreResult } from './options.ts';
 import {
@@ -13,6 +13,8 @@ import {
   resolveOptions,
 } from './parts.ts';
 import { type BuildSource, loadSource, type WorkerOptions } from './source.ts';
+import { exploreStatefulParallel } from './stateful-parallel.ts';
+import { startWorker } from './threads.ts';
 
 export type { BuildSource } from './source.ts';
 
@@ -24,18 +26,6 @@ export type { BuildSource } from './source.ts';
 export interface ParallelOptions extends ExploreOptions {
   /** Worker threads. */
   readonly workers: number;
-}
-
-/**
- * A worker running worker.ts next to this module: worker.js in the package; under a TypeScript loader (tests, a
- * user's tsx), a small script that registers tsx in the worker's thread first (a loader given with --import does
- * not reach worker threads), so the worker and the build module load as TypeScript.
- */
-function startWorker(workerData: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), { workerData });
-  const script = new URL('./worker.ts', import.meta.url).href;
-  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`;
-  return new Worker(code, { eval: true, workerData });
 }
 
 interface Pending {
@@ -52,6 +42,10 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   }
   const { build, check } = await loadSource(source);
   const r = resolveOptions({ ...rest, ...(check ? { check } : {}) });
+  if (r.strategy === 'exhaustive' && r.search === 'stateful') {
+    const { onProgress: _onProgress, ...options } = rest;
+    return exploreStatefulParallel(source, build, r, options, workers);
+  }
   // The time limit as a wall-clock deadline, which each worker checks before each execution it starts.
   const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
   const { onProgress: _progress, ...cloneable } = rest;
@@ -62,7 +56,7 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   let nextId = 0;
   const pool = await Promise.all(
     Array.from({ length: workers }, () => {
-      const worker = startWorker({ source, options: workerOptions });
+      const worker = startWorker('worker', { source, options: workerOptions });
       return new Promise<Worker>((resolve, reject) => {
         worker.once('error', reject);
         worker.once('message', (m) => (m === 'ready' ? resolve(worker) : reject(new Error(`worker said ${m}`))));

@@ -5,7 +5,7 @@ import type { FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
 import type { Violation } from './options.ts';
 import { reportViolations } from './replay.ts';
-import { StatefulSearch } from './stateful.ts';
+import { type StatefulOptions, type StatefulResult, StatefulSearch } from './stateful.ts';
 import { collisionProbability } from './visited-set.ts';
 
 // explore() with `search: 'stateful'`: the search on one machine from `build`, then the contract check on a sample
@@ -48,22 +48,49 @@ export interface StatefulExploreResult {
   readonly depth: number;
   readonly visitedBytes: number;
   readonly collisionProbability: number;
+  /** Worker threads the search ran on, when more than one. */
+  readonly workers?: number;
 }
 
 export function exploreStateful(build: () => Machine, r: StatefulExploreOptions): StatefulExploreResult {
-  const search = new StatefulSearch(build, {
+  return finishStateful(build, r, new StatefulSearch(build, statefulOptions(r)).run());
+}
+
+/** The search's options for explore()'s (a worker of the parallel search adds its own). */
+export function statefulOptions(r: StatefulExploreOptions, deadline?: number): StatefulOptions {
+  const until = deadline ?? (r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit);
+  return {
     maxSteps: r.maxSteps,
     tlbEvents: r.tlbEvents,
     ...(r.cacheEvents === undefined ? {} : { cacheEvents: r.cacheEvents }),
     check: r.check,
     invariant: r.invariant,
     maxStates: r.budget,
-    ...(r.timeLimit === undefined ? {} : { deadline: Date.now() + r.timeLimit }),
+    ...(until === undefined ? {} : { deadline: until }),
     samples: CONTRACT_SAMPLES,
     reduction: r.reduce ? 'tlb-events' : 'none',
     ...(r.onProgress ? { progress: (states: number) => r.onProgress!(states, r.budget) } : {}),
-  });
-  const result = search.run();
+  };
+}
+
+/** What the search found, in explore()'s terms: after the contract check, with each violation replayed. */
+export function finishStateful(
+  build: () => Machine,
+  r: StatefulExploreOptions,
+  result: Pick<
+    StatefulResult,
+    | 'samples'
+    | 'violations'
+    | 'finalStates'
+    | 'transitions'
+    | 'complete'
+    | 'timedOut'
+    | 'states'
+    | 'depth'
+    | 'visitedBytes'
+  >,
+  workers = 1,
+): StatefulExploreResult {
   checkContract(build, result.samples);
   // The counterexamples replay under the delivery the search used (replay() defaults to 'scheduled': with an
   // 'immediate' search, a replayed schedule used to reach a run the search never had, and report its message).
@@ -88,5 +115,6 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
     depth: result.depth,
     visitedBytes: result.visitedBytes,
     collisionProbability: collisionProbability(result.states),
+    ...(workers > 1 ? { workers } : {}),
   };
 }

@@ -6,6 +6,7 @@ import { classify, type Execution, type FinalCheck, type StateInvariant } from '
 import { applyHardwareChoice, type CacheScope, isHardwareChoice } from './hardware-choices.ts';
 import { MachineState } from './machine-state.ts';
 import { PendingFills } from './pending-fills.ts';
+import type { SharedStateSet } from './shared-state-set.ts';
 import { stateChoices } from './state-choices.ts';
 import { TlbEventReduction } from './tlb-event-reduction.ts';
 import { VisitedSet } from './visited-set.ts';
@@ -54,6 +55,13 @@ export interface StatefulOptions {
   readonly reduction?: 'tlb-events' | 'none';
   /** Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts). */
   readonly onFinal?: (m: Machine) => void;
+  /**
+   * As one worker of the parallel search (stateful-parallel.ts): the set of finished states the workers share,
+   * and this worker's number, which turns the order it takes each state's steps and deliveries (so that workers
+   * start apart).
+   */
+  readonly shared?: SharedStateSet;
+  readonly worker?: number;
 }
 
 /** A path the contract check runs again: its entries and, per depth, the fingerprint and its parts. */
@@ -114,6 +122,14 @@ export interface StatefulResult {
   readonly eventsLeftOut: number;
   /** States reached and cut because the same state with more TLB events left was visited. */
   readonly subsumed: number;
+  /** As a worker of the parallel search: whether it finished the initial state, and whether a path hit maxSteps. */
+  readonly rootFinished: boolean;
+  readonly depthCut: boolean;
+  /**
+   * As a worker: a TLB set came too close to full for the TLB-event reduction, so its result does not stand and
+   * the search must run again without it (alone, the search does that itself).
+   */
+  readonly reductionOverflowed: boolean;
 }
 
 /** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
@@ -195,11 +211,22 @@ export class StatefulSearch {
   private eventsLeftOut = 0;
   /** States cut because the same state with more TLB events left was visited. */
   private subsumedStates = 0;
+  /** As a worker of the parallel search: the states it entered (see SharedStateSet), and its finished ones. */
+  private readonly shared: SharedStateSet | undefined;
+  private entered = 0;
+  /** 1 when the last state reached() saw was counted as a final state. */
+  private lastFinal = 0;
+  /** A path reached the step bound (maxSteps): the search is incomplete, whoever finishes the initial state. */
+  private depthCut = false;
+  /** This worker finished the initial state. */
+  private rootFinished = false;
 
   constructor(
     private readonly build: () => Machine,
     private readonly o: StatefulOptions,
-  ) {}
+  ) {
+    this.shared = o.shared;
+  }
 
   run(): StatefulResult {
     this.machine = this.build();
@@ -217,13 +244,14 @@ export class StatefulSearch {
     this.initialMemory = initialMemory;
     try {
       this.state.fingerprint(this.o.tlbEvents);
-      this.visited.add(this.state.fpA, this.state.fpB);
-      this.reached(this.o.tlbEvents, undefined);
+      if (this.shared === undefined) this.visited.add(this.state.fpA, this.state.fpB);
+      else this.entered++;
+      if (!this.reached(this.o.tlbEvents, undefined) && !this.finished()) this.finalStates -= this.lastFinal;
       this.search();
     } finally {
       this.state.detach();
     }
-    if (this.reduction?.overflowed()) {
+    if (this.reduction?.overflowed() && this.shared === undefined) {
       // A fill met a TLB set too full for the reduction's argument: its result does not stand. Search again
       // without it (on the machine built again).
       const again = new StatefulSearch(this.build, { ...this.o, reduction: 'none' }).run();
@@ -235,7 +263,7 @@ export class StatefulSearch {
     const p = this.state.programs.outcomes;
     const by = this.statesBy;
     return {
-      states: this.visited.size,
+      states: this.shared === undefined ? this.visited.size : this.entered,
       transitions: this.transitions,
       depth: this.depth,
       finalStates: this.finalStates,
@@ -256,6 +284,9 @@ export class StatefulSearch {
       statesWithoutEvents: this.statesWithoutEvents,
       eventsLeftOut: this.eventsLeftOut,
       subsumed: this.subsumedStates,
+      rootFinished: this.rootFinished,
+      depthCut: this.depthCut,
+      reductionOverflowed: this.reduction?.overflowed() ?? false,
     };
   }
 
@@ -284,7 +315,11 @@ export class StatefulSearch {
     const state = this.state;
     for (let more = tlbLeft + 1; more <= this.o.tlbEvents; more++) {
       state.combine(more);
-      if (this.visited.has(state.combinedA, state.combinedB)) {
+      const seen =
+        this.shared === undefined
+          ? this.visited.has(state.combinedA, state.combinedB)
+          : this.shared.has(state.combinedA, state.combinedB) || this.stackDepth(state.combinedA, state.combinedB) >= 0;
+      if (seen) {
         this.subsumedStates++;
         return true;
       }
@@ -292,10 +327,31 @@ export class StatefulSearch {
     return false;
   }
 
-  /** Leaves the top frame. */
+  /** Leaves the top frame: as a worker, its state is finished (every choice from it taken). */
   private pop(): void {
     const f = this.frames.pop()!;
     this.onStack[f.checkpoint.fpA & 0xffff]!--;
+    if (this.shared === undefined) return;
+    this.shared.add(f.checkpoint.fpA, f.checkpoint.fpB);
+    // The initial state finished: every state reachable is finished (by this worker or another), so all stop.
+    if (this.frames.length === 0) {
+      this.rootFinished = true;
+      this.shared.stop();
+    }
+  }
+
+  /**
+   * As a worker, the state just reached ends its path (no frame pushed): it is finished. Returns whether it was
+   * not finished before (by another worker), so that final states are counted once.
+   */
+  private finished(): boolean {
+    if (this.shared === undefined) return true;
+    const fresh = this.shared.add(this.state.fpA, this.state.fpB);
+    if (this.frames.length === 0) {
+      this.rootFinished = true;
+      this.shared.stop();
+    }
+    return fresh;
   }
 
   /** The depth of the state with fingerprint a:b on the stack, or -1. */
@@ -351,10 +407,18 @@ export class StatefulSearch {
       const state = this.state;
       takeChoice(this.machine, state, c, true);
       this.transitions++;
-      if ((this.transitions & 0x3ff) === 0 && this.o.deadline !== undefined && Date.now() >= this.o.deadline) {
-        this.complete = false;
-        this.timedOut = true;
-        return;
+      if ((this.transitions & 0x3ff) === 0) {
+        if (this.o.deadline !== undefined && Date.now() >= this.o.deadline) {
+          this.complete = false;
+          this.timedOut = true;
+          this.shared?.stop();
+          return;
+        }
+        // Another worker finished the initial state, or stopped the search (parallel.ts decides which).
+        if (this.shared?.stopped) {
+          this.complete = false;
+          return;
+        }
       }
       const event = isTlbEvent(c);
       if (!event && f.pending.count !== 0) {
@@ -364,16 +428,31 @@ export class StatefulSearch {
       state.fingerprint(tlbLeft);
       at = undefined;
       if (tlbLeft < this.o.tlbEvents && this.o.reduction !== 'none' && this.subsumed(tlbLeft)) continue;
-      if (!this.visited.add(state.fpA, state.fpB)) {
+      if (this.shared === undefined) {
+        if (!this.visited.add(state.fpA, state.fpB)) {
+          const depth = this.stackDepth(state.fpA, state.fpB);
+          if (depth >= 0) this.cycle(depth);
+          continue;
+        }
+      } else {
+        // A worker cuts a path only at a state on its own stack (a cycle) or one finished: a state another worker
+        // has entered and not finished is explored again here, so that a cycle across workers is not missed (a
+        // finished state's every successor was taken, so every cycle through it was found: see stateful-parallel.ts).
         const depth = this.stackDepth(state.fpA, state.fpB);
-        if (depth >= 0) this.cycle(depth);
-        continue;
+        if (depth >= 0) {
+          this.cycle(depth);
+          continue;
+        }
+        if (this.shared.has(state.fpA, state.fpB)) continue;
+        this.entered++;
       }
       this.statesBy[stateKind(c)]!++;
       if (tlbLeft === 0) this.statesWithoutEvents++;
       if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
-      if (this.visited.size >= this.o.maxStates) {
+      else if (this.shared !== undefined && !this.finished()) this.finalStates -= this.lastFinal;
+      if ((this.shared === undefined ? this.visited.size : this.shared.size) >= this.o.maxStates) {
         this.complete = false;
+        this.shared?.stop();
         return;
       }
     }
@@ -386,7 +465,8 @@ export class StatefulSearch {
   private reached(tlbLeft: number, c: Choice | undefined): boolean {
     const m = this.machine;
     const depth = this.frames.length;
-    const states = this.visited.size;
+    const states = this.shared === undefined ? this.visited.size : this.entered;
+    this.lastFinal = 0;
     if (states >= this.nextSample) {
       this.nextSample *= 2;
       if (this.samples.length < this.o.samples) this.sample(c);
@@ -398,6 +478,7 @@ export class StatefulSearch {
     }
     if (m.firstStop !== undefined) {
       this.finalStates++;
+      this.lastFinal = 1;
       this.o.onFinal?.(m);
       this.note(classify(m, false, this.o.check));
       return false;
@@ -411,15 +492,21 @@ export class StatefulSearch {
       frame?.choices ?? [],
       this.o.cacheEvents,
     );
+    // A worker of the parallel search takes the steps and deliveries turned by its number (before the TLB events:
+    // the reduction's pending fills count on the choices before them).
+    const turn = this.o.worker === undefined || choices.length < 2 ? 0 : this.o.worker % choices.length;
+    if (turn !== 0) choices.push(...choices.splice(0, turn));
     if (this.reduction !== undefined) this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending);
     if (choices.length === 0) {
       this.finalStates++;
+      this.lastFinal = 1;
       this.o.onFinal?.(m);
       this.note(classify(m, false, this.o.check));
       return false;
     }
     if (depth >= this.o.maxSteps) {
       this.complete = false;
+      this.depthCut = true;
       this.note({ kind: 'step-bound', message: undefined });
       return false;
     }

@@ -124,6 +124,19 @@ describe('x86slice explore', () => {
     expect(text.out).toContain('complete: every reachable state within the TLB-event budget was visited');
   });
 
+  it('--workers 2 runs the stateful search on two workers, with the states one process visits', async () => {
+    const args = ['explore', 'stale-tlb', '--strategy', 'exhaustive', '--json'];
+    const one = JSON.parse((await cli(...args)).out);
+    const { code, out } = await cli(...args, '--workers', '2');
+    expect(code).toBe(0);
+    const two = JSON.parse(out);
+    expect(two).toMatchObject({ search: 'stateful', workers: 2, complete: true, violations: [] });
+    expect(two.states).toBe(one.states);
+    expect(two.distinctStates).toBe(one.distinctStates);
+    const text = await cli('explore', 'stale-tlb', '--strategy', 'exhaustive', '--workers', '2');
+    expect(text.out).toMatch(/exhaustive \(stateful search, 2 workers\), [\d,]+ states/);
+  }, 60_000);
+
   it('--search stateless, or a preemption bound, runs the stateless search', async () => {
     for (const flags of [
       ['--search', 'stateless'],
@@ -323,10 +336,6 @@ describe('bad input is exit code 2, naming the value and the rule', () => {
     [
       ['explore', 'pf-in-pf', '--strategy', 'exhaustive', '--search', 'stateful', '--preemptions', '1'],
       '--preemptions applies to --search stateless',
-    ],
-    [
-      ['explore', 'pf-in-pf', '--strategy', 'exhaustive', '--search', 'stateful', '--workers', '2'],
-      '--workers applies to --search stateless',
     ],
     [['explore', 'pf-in-pf', '--tlb-events', '-1'], 'Unknown option `-1`'],
     [['explore', 'pf-in-pf', '--seed', '1.5'], "--seed '1.5' must be a decimal integer in 0..4294967295"],

@@ -1,0 +1,143 @@
+import type { Machine } from '../machine/machine.ts';
+import { InputError } from '../mmu/input-error.ts';
+import type { Execution } from './execution.ts';
+import type { ExploreResult } from './options.ts';
+import { delivering, type Resolved } from './parts.ts';
+import { SharedStateSet, type SharedStateSetBuffers } from './shared-state-set.ts';
+import type { BuildSource, WorkerOptions } from './source.ts';
+import type { StatefulResult } from './stateful.ts';
+import { finishStateful } from './stateful-explore.ts';
+import { startWorker } from './threads.ts';
+
+// The stateful search on worker threads (explore's `workers` with `search: 'stateful'`; issue 18). Every worker
+// searches depth-first from the initial state, as stateful.ts does alone, and they share one set of *finished*
+// states (shared-state-set.ts): a state goes into it when every choice from it has been taken. A worker cuts a
+// path at a state on its own stack (a cycle, reported as the search alone reports it) or at a finished one, and
+// explores again a state another worker has entered and not finished. Each worker takes each state's steps and
+// deliveries in an order turned by its number, so that they start apart and mostly meet finished states.
+//
+// Why finished states, not entered ones (which would never explore a state twice): the search also decides
+// whether some run goes on forever (a cycle). Depth-first search finds a cycle as a step back to a state on the
+// stack; with workers cutting at states other workers have entered, a cycle whose states are shared out between
+// two stacks is missed by both. Cutting only at finished states keeps the sequential argument: when a worker
+// finishes a state, every successor was explored to its end, by it or by another worker, so every cycle reachable
+// from it was found; and the first worker to finish the initial state has finished the search (the others stop).
+// The price is the work done twice where two workers meet states neither has finished (stateful-parallel bench:
+// bench/stateful.mjs).
+//
+// The designs of distributed model checkers (PReach, DiVinE) partition the states among workers by fingerprint
+// and send each successor to its owner. Programs are generators that cannot cross threads, so a worker would have
+// to rebuild a state sent to it by replaying its path (~200 µs a state here), which costs more than the search.
+
+/** What a worker is given (stateful-worker.ts). */
+export interface StatefulWorkerSetup {
+  readonly source: BuildSource;
+  readonly options: WorkerOptions;
+  readonly buffers: SharedStateSetBuffers;
+  readonly worker: number;
+  readonly deadline?: number;
+}
+
+type WorkerMessage = { result: StatefulResult } | { error: { name: string; message: string } | string };
+
+/** How often this thread reports progress (the states finished so far), in milliseconds. */
+const PROGRESS_MS = 200;
+
+/** The most states the shared set is made for (its last table takes 1.4 GB): a larger budget stops there. */
+const MAX_CAPACITY = 2 ** 27;
+
+/**
+ * The stateful search on `workers` worker threads. This thread only waits: a program's fingerprint hashes its
+ * function's source text, so every searching thread must load the build the same way (under a test runner, this
+ * thread's modules are transformed otherwise than a worker's).
+ */
+export async function exploreStatefulParallel(
+  source: BuildSource,
+  build: () => Machine,
+  r: Resolved,
+  options: WorkerOptions,
+  workers: number,
+): Promise<ExploreResult> {
+  if (r.invariant !== undefined) {
+    throw new InputError('explore invariant cannot be sent to workers: run the stateful search in one process');
+  }
+  const set = SharedStateSet.create(Math.min(r.budget, MAX_CAPACITY));
+  const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
+  const progress =
+    r.onProgress === undefined ? undefined : setInterval(() => r.onProgress!(set.size, r.budget), PROGRESS_MS);
+  const settled = await Promise.allSettled(
+    Array.from({ length: workers }, (_, worker) =>
+      runWorker(
+        { source, options, buffers: set.buffers, worker, ...(deadline === undefined ? {} : { deadline }) },
+        set,
+      ),
+    ),
+  );
+  if (progress !== undefined) clearInterval(progress);
+  const results: StatefulResult[] = [];
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') throw outcome.reason;
+    results.push(outcome.value);
+  }
+  if (results.some((w) => w.reductionOverflowed)) {
+    // As the search alone does (stateful.ts): the TLB-event reduction's argument failed, so search again without it.
+    return exploreStatefulParallel(source, build, { ...r, reduce: false }, { ...options, reduction: 'none' }, workers);
+  }
+  return finishStateful(delivering(build, r), r, merge(results, set, r.budget), workers);
+}
+
+function runWorker(setup: StatefulWorkerSetup, set: SharedStateSet): Promise<StatefulResult> {
+  const thread = startWorker('stateful-worker', setup);
+  return new Promise<StatefulResult>((resolve, reject) => {
+    thread.once('error', (error) => {
+      set.stop();
+      reject(error);
+    });
+    thread.once('message', (m: WorkerMessage) => {
+      void thread.terminate();
+      if ('result' in m) {
+        resolve(m.result);
+        return;
+      }
+      set.stop();
+      const e = m.error;
+      reject(
+        typeof e === 'string'
+          ? new Error(e)
+          : e.name === 'InputError'
+            ? new InputError(e.message)
+            : new Error(`a worker of the stateful search failed: ${e.message}`),
+      );
+    });
+  });
+}
+/**
+ * The workers' results as one: states are the finished states (each stored once); final states are counted by the
+ * worker that finished them first; transitions are every worker's (work done twice included). Complete when a
+ * worker finished the initial state with no path cut by the step bound, the budget or the time limit.
+ */
+function merge(results: readonly StatefulResult[], set: SharedStateSet, budget: number) {
+  const best = new Map<string, Execution>();
+  for (const r of results) {
+    for (const v of r.violations) {
+      const kind = v.kind!;
+      const known = best.get(kind);
+      if (known === undefined || v.schedule.length < known.schedule.length) best.set(kind, v);
+    }
+  }
+  const states = set.size;
+  const timedOut = results.some((r) => r.timedOut);
+  const complete =
+    results.some((r) => r.rootFinished) && !results.some((r) => r.depthCut) && !timedOut && states < budget;
+  return {
+    samples: [], // each worker checked its own paths (stateful-worker.ts)
+    violations: [...best.values()],
+    finalStates: results.reduce((n, r) => n + r.finalStates, 0),
+    transitions: results.reduce((n, r) => n + r.transitions, 0),
+    complete,
+    timedOut,
+    states,
+    depth: Math.max(...results.map((r) => r.depth)),
+    visitedBytes: set.bytes,
+  };
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { explore } from '../../src/explore/explore.ts';
+import { exploreParallel } from '../../src/explore/parallel.ts';
+import { replay } from '../../src/explore/replay.ts';
+import { InputError } from '../../src/mmu/input-error.ts';
+import { scenarioBuilder } from '../../src/scenarios/scenario-module.ts';
+import { counters } from './fixtures/counters.ts';
+import { faultLoop } from './fixtures/fault-loop.ts';
+
+// The stateful search on worker threads (src/explore/stateful-parallel.ts): the threads share the finished states,
+// so together they reach exactly the states one thread reaches, and decide the same verdict.
+
+const fixture = (name: string, exported: string, args: unknown[]) => ({
+  module: new URL(`./fixtures/${name}.ts`, import.meta.url).href,
+  export: exported,
+  args,
+});
+
+const stateful = { strategy: 'exhaustive', search: 'stateful' } as const;
+
+describe('the stateful search on workers', () => {
+  it('reaches the states, final states and violations one thread reaches (a lost update, 3 CPUs)', async () => {
+    const { build, check } = counters(3, 2);
+    const one = explore(build, { ...stateful, check });
+    for (const workers of [2, 3]) {
+      const many = await exploreParallel(fixture('counters', 'counters', [3, 2]), { ...stateful, workers });
+      expect(many.complete).toBe(true);
+      expect(many.workers).toBe(workers);
+      expect(many.states).toBe(one.states);
+      expect(many.executions).toBe(one.executions);
+      expect(many.violations.map((v) => v.kind)).toEqual(one.violations.map((v) => v.kind));
+      // The counterexample is a real one: it replays to the lost update.
+      expect(replay(build, many.violations[0]!.schedule, { check }).kind).toBe('assertion');
+    }
+  }, 120_000);
+
+  it('finds a cycle (a fault retried forever) as a step-bound violation, as one thread does', async () => {
+    const build = faultLoop();
+    const one = explore(build, { ...stateful, maxSteps: 500 });
+    expect(one.violations.map((v) => v.kind)).toEqual(['step-bound']);
+    const many = await exploreParallel(fixture('fault-loop', 'faultLoop', []), {
+      ...stateful,
+      maxSteps: 500,
+      workers: 2,
+    });
+    expect(many.states).toBe(one.states);
+    expect(many.violations.map((v) => v.kind)).toEqual(['step-bound']);
+    expect(replay(build, many.violations[0]!.schedule, { maxSteps: 500 }).kind).toBe('step-bound');
+  }, 120_000);
+
+  it('proves a scenario clean with the states one thread visits (the switcheroo, 3 rounds, one TLB event)', async () => {
+    const params = { protocol: 'ipi-switcheroo', rounds: '3' };
+    const build = await scenarioBuilder('stack-migration', params);
+    const one = explore(build, { ...stateful, tlbEvents: 1 });
+    const source = {
+      module: new URL('../../src/scenarios/scenario-module.ts', import.meta.url).href,
+      export: 'scenarioBuilder',
+      args: ['stack-migration', params],
+    };
+    const many = await exploreParallel(source, { ...stateful, tlbEvents: 1, workers: 2 });
+    expect(one.complete && many.complete).toBe(true);
+    expect(many.violations).toEqual([]);
+    expect(many.states).toBe(one.states);
+    expect(many.executions).toBe(one.executions);
+  }, 120_000);
+
+  it('stops at the budget of states, incomplete', async () => {
+    const many = await exploreParallel(fixture('counters', 'counters', [3, 2]), {
+      ...stateful,
+      budget: 50,
+      workers: 2,
+    });
+    expect(many.complete).toBe(false);
+    expect(many.stoppedBy).toBe('budget');
+  }, 120_000);
+
+  it('refuses an invariant, which cannot cross to a worker', async () => {
+    await expect(
+      exploreParallel(fixture('counters', 'counters', [2, 1]), { ...stateful, workers: 2, invariant: () => true }),
+    ).rejects.toThrow(InputError);
+  }, 60_000);
+});
