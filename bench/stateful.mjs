@@ -10,6 +10,7 @@
 //  4. with --detail, the search once more without the contract check, for what the TLB-event reduction did: new
 //     states by the kind of choice that reached them, states with no event left, states cut because the same state
 //     was visited with more events left.
+//  5. the same search on 2 worker threads against one, in alternating pairs by wall time (the speedup).
 // Usage: npm run build && node bench/stateful.mjs [--rounds N] [--cpus N] [--budget STATES] [--reduction none]
 //        [--detail]
 // Prints a table, then one JSON line. CPU time is process.cpuUsage (user + system: GC threads count), wall time
@@ -17,6 +18,7 @@
 // around it (a microsecond figure: a CPU-time system call would cost as much as a restore).
 import { parseArgs } from 'node:util';
 import { MachineState } from '../dist/explore/machine-state.js';
+import { exploreParallel } from '../dist/explore/parallel.js';
 import { StatefulSearch } from '../dist/explore/stateful.js';
 import { explore, findScenario, MachineImage, resolveParams } from '../dist/index.js';
 
@@ -178,6 +180,27 @@ if (values.detail) {
   };
 }
 
+// 5. The same search on worker threads (--workers 2, stateful-parallel.ts), against one thread, by wall time in
+// alternating pairs (one thread, two workers, twice): this VM's speed drifts, and a pair shares its drift.
+const source = {
+  module: new URL('../dist/scenarios/scenario-module.js', import.meta.url).href,
+  export: 'scenarioBuilder',
+  args: ['stack-migration', params],
+};
+const parallelRuns = [];
+for (let pair = 0; pair < 2; pair++) {
+  const one = timed(() =>
+    explore(scenario('stack-migration', params), { ...exhaustiveOne(), search: 'stateful' }),
+  ).wallSeconds;
+  const wall0 = performance.now();
+  const two = await exploreParallel(source, { ...exhaustiveOne(), search: 'stateful', workers: 2 });
+  const twoSeconds = (performance.now() - wall0) / 1000;
+  parallelRuns.push({ one, two: twoSeconds, states: two.states, complete: two.complete, transitions: two.transitions });
+}
+function exhaustiveOne() {
+  return { strategy: 'exhaustive', tlbEvents: 1, maxSteps: 200_000, budget, reduction };
+}
+
 const figures = {
   scenario: shown,
   reduction,
@@ -218,6 +241,7 @@ const figures = {
     bareReexecution: { pathLength, microsPerStep: bareMicrosPerStep, microsPerPath: bareMicrosPerStep * pathLength },
   },
   ...(detail ? { detail } : {}),
+  workers2: parallelRuns.map((r) => ({ ...r, speedup: r.one / r.two })),
 };
 
 const f = (n) => n.toLocaleString('en-US', { maximumFractionDigits: 1 });
@@ -257,4 +281,9 @@ if (detail) {
       `${f(detail.statesPerCpuSecond)} states per CPU second without the contract check`,
   );
 }
+console.log(
+  `on 2 workers (same states: ${parallelRuns.every((r) => r.states === s.states && r.complete) ? 'yes' : 'NO'}), ` +
+    `alternating pairs, wall: ${parallelRuns.map((r) => `${f(r.one)} s on one thread, ${f(r.two)} s on two (${f(r.one / r.two)}x)`).join('; ')}; ` +
+    `${f(parallelRuns[0].transitions)} transitions (work done twice included)`,
+);
 console.log(JSON.stringify(figures));

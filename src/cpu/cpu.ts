@@ -226,9 +226,12 @@ export class Cpu implements CpuCore {
 
   /** @internal A context switch: the control stack becomes `list` (innermost last). */
   replaceControlStack(list: readonly Activation[]): void {
-    this.activations.length = 0;
-    this.activations.push(...list);
-    this.current = this.activations[this.activations.length - 1];
+    // In place, with no spread and no length set unless it changes (the stateful search restores a stack per state).
+    const acts = this.activations;
+    const n = list.length;
+    for (let i = 0; i < n; i++) acts[i] = list[i]!;
+    if (acts.length !== n) acts.length = n;
+    this.current = acts[n - 1];
   }
 
   /** @internal */

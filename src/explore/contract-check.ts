@@ -2,7 +2,7 @@ import type { Machine } from '../machine/machine.ts';
 import { formatEvent, formatSchedule, type ScheduleEntry } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { MachineState } from './machine-state.ts';
-import type { Sample } from './stateful.ts';
+import type { Sample } from './stateful-result.ts';
 
 // The program contract's check (docs/checker.md "The program contract"). The stateful search takes a program's
 // state to be its identity and history, caches what it yields, and puts states back without running anything

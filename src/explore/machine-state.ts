@@ -190,11 +190,22 @@ export class MachineState {
     const n = this.codePrograms.length;
     parts[p++] = this.codeA[n]!;
     parts[p++] = this.codeB[n]!;
+    // The parts hashed once; the TLB events left go in last, so that combine() is a step of the hash, not a rehash
+    // of every part (the search asks for the same state with more events left at every state it reaches).
+    const h = this.hasher.reset(0x428a2f98, 0x71374491);
+    for (let i = 0; i < parts.length; i += 2) h.add2(parts[i]!, parts[i + 1]!);
+    const stop = m.firstStop;
+    h.add(stop ? (OUTCOME_CODES[stop.outcome] ?? 9) : 0);
+    this.partsA = h.a;
+    this.partsB = h.b;
     this.combine(tlbLeft);
     this.fpA = this.combinedA;
     this.fpB = this.combinedB;
   }
 
+  /** The running hash of the last fingerprint's parts and outcome, before the TLB events left (see combine). */
+  private partsA = 0;
+  private partsB = 0;
   /** The lanes of the last combine(). */
   combinedA = 0;
   combinedB = 0;
@@ -204,12 +215,8 @@ export class MachineState {
    * combinedA/combinedB (the search looks for the same state with more events left: stateful.ts).
    */
   combine(tlbLeft: number): void {
-    const parts = this.parts;
-    const h = this.hasher.reset(0x428a2f98, 0x71374491);
+    const h = this.hasher.reset(this.partsA, this.partsB);
     h.add(tlbLeft);
-    for (let i = 0; i < parts.length; i += 2) h.add2(parts[i]!, parts[i + 1]!);
-    const stop = this.machine.firstStop;
-    h.add(stop ? (OUTCOME_CODES[stop.outcome] ?? 9) : 0);
     this.combinedA = h.finalA;
     this.combinedB = h.finalB;
   }

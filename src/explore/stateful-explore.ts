@@ -5,7 +5,8 @@ import type { FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
 import type { Violation } from './options.ts';
 import { reportViolations } from './replay.ts';
-import { type StatefulOptions, type StatefulResult, StatefulSearch } from './stateful.ts';
+import { StatefulSearch } from './stateful.ts';
+import type { StatefulOptions, StatefulResult } from './stateful-result.ts';
 import { collisionProbability } from './visited-set.ts';
 
 // explore() with `search: 'stateful'`: the search on one machine from `build`, then the contract check on a sample

@@ -5,8 +5,8 @@ import type { ExploreResult } from './options.ts';
 import { delivering, type Resolved } from './parts.ts';
 import { SharedStateSet, type SharedStateSetBuffers } from './shared-state-set.ts';
 import type { BuildSource, WorkerOptions } from './source.ts';
-import type { StatefulResult } from './stateful.ts';
 import { finishStateful } from './stateful-explore.ts';
+import type { StatefulResult } from './stateful-result.ts';
 import { startWorker } from './threads.ts';
 
 // The stateful search on worker threads (explore's `workers` with `search: 'stateful'`; issue 18). Every worker

@@ -2,13 +2,15 @@ import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
 import { Checkpoint } from './checkpoint.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
-import { classify, type Execution, type FinalCheck, type StateInvariant } from './execution.ts';
-import { applyHardwareChoice, type CacheScope, isHardwareChoice } from './hardware-choices.ts';
+import { classify, type Execution } from './execution.ts';
 import { MachineState } from './machine-state.ts';
 import { PendingFills } from './pending-fills.ts';
 import type { SharedStateSet } from './shared-state-set.ts';
 import { stateChoices } from './state-choices.ts';
+import { entryOf, stateKind, takeChoice } from './state-transition.ts';
+import type { Sample, StatefulOptions, StatefulResult } from './stateful-result.ts';
 import { TlbEventReduction } from './tlb-event-reduction.ts';
+
 import { VisitedSet } from './visited-set.ts';
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
@@ -25,113 +27,6 @@ import { VisitedSet } from './visited-set.ts';
 // events while the budget lasts. A state with none ends a run; it is classified as a run's end is (execution.ts),
 // and counts as a final state. A state where a CPU stopped ends the path too.
 
-export interface StatefulOptions {
-  readonly maxSteps: number;
-  readonly tlbEvents: number;
-  /** Which TLB and paging-structure-cache events are offered (hardware-choices.ts); default `held`. */
-  readonly cacheEvents?: CacheScope;
-  readonly check: FinalCheck | undefined;
-  readonly invariant: StateInvariant | undefined;
-  /** States to store at most; the search is incomplete when it stops there. */
-  readonly maxStates: number;
-  /**
-   * When to stop, as a Date.now() time (explore's timeLimit): the search is then incomplete. The wall clock is read
-   * by the search, never by the model, every 1,024 transitions.
-   */
-  readonly deadline?: number;
-  /** Paths kept for the contract check at most, taken when 64, 128, 256, ... states have been reached. */
-  readonly samples: number;
-  readonly progress?: (states: number) => void;
-  /**
-   * How the search goes back to a state on its path: `checkpoint` (undo log and checkpoints; the default) or
-   * `replay`, building the machine again and taking the path's choices from the start, as the stateless search
-   * does (kept to measure the one against the other: bench/stateful.mjs).
-   */
-  readonly restore?: 'checkpoint' | 'replay';
-  /**
-   * `tlb-events` (the default): TLB events that cannot make a difference are not offered (tlb-event-reduction.ts);
-   * `none`: every TLB event at every state, as the other strategies offer them.
-   */
-  readonly reduction?: 'tlb-events' | 'none';
-  /** Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts). */
-  readonly onFinal?: (m: Machine) => void;
-  /**
-   * As one worker of the parallel search (stateful-parallel.ts): the set of finished states the workers share,
-   * and this worker's number, which turns the order it takes each state's steps and deliveries (so that workers
-   * start apart).
-   */
-  readonly shared?: SharedStateSet;
-  readonly worker?: number;
-}
-
-/** A path the contract check runs again: its entries and, per depth, the fingerprint and its parts. */
-export interface Sample {
-  readonly entries: readonly ScheduleEntry[];
-  /** Fingerprint lanes per depth (0: the initial state), two per depth. */
-  readonly fingerprints: Int32Array;
-  /** TLB events left per depth. */
-  readonly tlbLeft: Int32Array;
-  /** The fingerprint's parts per depth (see MachineState.partNames). */
-  readonly parts: readonly Int32Array[];
-}
-
-export interface StatefulResult {
-  /** Distinct states reached (stored in the visited set). */
-  readonly states: number;
-  /** Choices taken: each leads to a new state or to one seen before. */
-  readonly transitions: number;
-  /** The longest path the search held (its depth-first stack). */
-  readonly depth: number;
-  /** States where the run ends (no choice left, or a CPU stopped). */
-  readonly finalStates: number;
-  /** Per kind, the violation reached by the shortest path found. */
-  readonly violations: readonly Execution[];
-  /** Every reachable state was visited (not cut by maxStates, maxSteps or the deadline). */
-  readonly complete: boolean;
-  /** The deadline cut the search. */
-  readonly timedOut: boolean;
-  readonly visitedBytes: number;
-  readonly samples: readonly Sample[];
-  /** Program outcomes computed (cache misses), generators made again, generator resumes. */
-  readonly programOutcomes: number;
-  readonly generatorsRemade: number;
-  readonly generatorResumes: number;
-  /** Memory's hash as built: a re-run starts from it. */
-  readonly initialMemory: readonly [number, number];
-  /** With `restore: 'replay'`: the restores made by replay, and the steps they took. */
-  readonly replays: number;
-  readonly replayedSteps: number;
-  /** The reduction the result stands on: `tlb-events`, or `none` (asked for, or turned off: see reductionOff). */
-  readonly reduction: 'tlb-events' | 'none';
-  /** Why the TLB-event reduction was asked for and not used (the search ran without it), if it was. */
-  readonly reductionOff?: string;
-  /**
-   * New states by the kind of choice that reached them: CPU steps, deliveries, evictions and fills (of the TLB or a
-   * paging-structure cache), store-buffer drains.
-   */
-  readonly statesBy: {
-    readonly step: number;
-    readonly delivery: number;
-    readonly eviction: number;
-    readonly fill: number;
-    readonly drain: number;
-  };
-  /** States reached with no TLB event left. */
-  readonly statesWithoutEvents: number;
-  /** TLB events the reduction left out: evictions and fills at states, fills a choice did not change. */
-  readonly eventsLeftOut: number;
-  /** States reached and cut because the same state with more TLB events left was visited. */
-  readonly subsumed: number;
-  /** As a worker of the parallel search: whether it finished the initial state, and whether a path hit maxSteps. */
-  readonly rootFinished: boolean;
-  readonly depthCut: boolean;
-  /**
-   * As a worker: a TLB set came too close to full for the TLB-event reduction, so its result does not stand and
-   * the search must run again without it (alone, the search does that itself).
-   */
-  readonly reductionOverflowed: boolean;
-}
-
 /** One state on the depth-first stack: its checkpoint, its choices, and the next one to take. */
 interface Frame {
   readonly checkpoint: Checkpoint;
@@ -140,43 +35,6 @@ interface Frame {
   tlbLeft: number;
   /** Fills offered only if a choice from this state changes their entry (the TLB-event reduction). */
   readonly pending: PendingFills;
-}
-
-/** The schedule entry of a choice (as applyChoice returns it). */
-export function entryOf(c: Choice): ScheduleEntry {
-  if (isHardwareChoice(c)) return c;
-  if ('deliver' in c) return { cpu: c.cpu, deliver: c.deliver };
-  if ('tlb' in c) return { cpu: c.cpu, tlb: c.tlb, va: c.va };
-  return c.cpu;
-}
-
-/** Takes choice `c` on `m`, telling `state` before a step and after any choice. */
-export function takeChoice(m: Machine, state: MachineState, c: Choice, drive: boolean): void {
-  if ('deliver' in c) {
-    m.deliverIpi(c.cpu, c.deliver);
-    state.afterChoice(-1);
-  } else if (isHardwareChoice(c)) {
-    applyHardwareChoice(m, c);
-    state.afterChoice(-1);
-  } else if ('tlb' in c) {
-    if (c.tlb === 'evict') m.evictTlb(c.cpu, c.va);
-    else m.fillTlb(c.cpu, c.va);
-    state.afterChoice(-1);
-  } else {
-    if (drive) state.beforeStep(c.cpu);
-    m.step(c.cpu);
-    state.afterChoice(c.cpu);
-  }
-}
-
-/** Which of statesBy's counts a state reached by `c` goes to: step, delivery, eviction, fill, drain. */
-function stateKind(c: Choice): number {
-  if ('deliver' in c) return 1;
-  if ('tlb' in c) return c.tlb === 'evict' ? 2 : 3;
-  if ('drain' in c) return 4;
-  if ('psc' in c) return 2; // a paging-structure-cache eviction
-  if ('pscFill' in c) return 3;
-  return 0;
 }
 
 export class StatefulSearch {

@@ -168,7 +168,7 @@ export class TlbEventReduction {
     this.probeAll(n);
     if (pending.controls.length !== 3 * cpus.length) pending.controls = new Float64Array(3 * cpus.length);
     const later = this.pending;
-    later.length = 0;
+    if (later.length !== 0) later.length = 0;
     let leftOut = 0;
     for (let id = 0; id < cpus.length; id++) {
       const cpu = cpus[id]!;

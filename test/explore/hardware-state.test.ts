@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../src/explore/checkpoint.ts';
 import { MachineState } from '../../src/explore/machine-state.ts';
-import { takeChoice } from '../../src/explore/stateful.ts';
+import { takeChoice } from '../../src/explore/state-transition.ts';
 import { Machine } from '../../src/machine/machine.ts';
 
 // The stateful search's state covers each CPU's store buffer and paging-structure caches (issue 19): two states
