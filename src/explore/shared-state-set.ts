@@ -26,7 +26,9 @@ const LOCK = 0;
 const SIZE = LINE;
 const STOP = 2 * LINE;
 const GENERATION = 3 * LINE;
-const CONTROL_WORDS = 4 * LINE;
+/** The initial state's fingerprint, published by the first thread to start (see agreeOnRoot): flag, lanes. */
+const ROOT = 4 * LINE;
+const CONTROL_WORDS = 5 * LINE;
 const CACHE_ENTRIES = 1 << 16;
 
 /** What a thread is sent to map the set: the series of tables and the control words. */
@@ -80,6 +82,24 @@ export class SharedStateSet {
 
   stop(): void {
     Atomics.store(this.control, STOP, 1);
+  }
+
+  /**
+   * Whether this thread's initial state has the fingerprint the first thread to start published (it publishes its
+   * own when it is the first). Threads that loaded the build differently (a program's fingerprint hashes its source
+   * text) would search two disjoint copies of the state space and count every state twice.
+   */
+  agreeOnRoot(a: number, b: number): boolean {
+    const c = this.control;
+    if (Atomics.compareExchange(c, ROOT, 0, 1) === 0) {
+      c[ROOT + 1] = a;
+      c[ROOT + 2] = b;
+      Atomics.store(c, ROOT, 2);
+      Atomics.notify(c, ROOT);
+      return true;
+    }
+    while (Atomics.load(c, ROOT) !== 2) Atomics.wait(c, ROOT, 1, 10);
+    return c[ROOT + 1] === (a | 0) && c[ROOT + 2] === (b | 0);
   }
 
   private lock(): void {

@@ -1,11 +1,13 @@
 import type { Machine } from '../machine/machine.ts';
 import { InputError } from '../mmu/input-error.ts';
+import { checkContract } from './contract-check.ts';
 import type { Execution } from './execution.ts';
 import type { ExploreResult } from './options.ts';
 import { delivering, type Resolved } from './parts.ts';
 import { SharedStateSet, type SharedStateSetBuffers } from './shared-state-set.ts';
 import type { BuildSource, WorkerOptions } from './source.ts';
-import { finishStateful } from './stateful-explore.ts';
+import { StatefulSearch } from './stateful.ts';
+import { finishStateful, statefulOptions } from './stateful-explore.ts';
 import type { StatefulResult } from './stateful-result.ts';
 import { startWorker } from './threads.ts';
 
@@ -47,9 +49,10 @@ const PROGRESS_MS = 200;
 const MAX_CAPACITY = 2 ** 27;
 
 /**
- * The stateful search on `workers` worker threads. This thread only waits: a program's fingerprint hashes its
- * function's source text, so every searching thread must load the build the same way (under a test runner, this
- * thread's modules are transformed otherwise than a worker's).
+ * The stateful search on `workers` threads. In the compiled package this thread is worker 0 (it needs no start-up:
+ * the search begins while the other workers load), and workers - 1 worker threads help; under a TypeScript loader
+ * (tests), all are worker threads, as this thread's modules are transformed otherwise than a worker's and a
+ * program's fingerprint hashes its source text (the threads check that they agree on the initial state).
  */
 export async function exploreStatefulParallel(
   source: BuildSource,
@@ -63,19 +66,36 @@ export async function exploreStatefulParallel(
   }
   const set = SharedStateSet.create(Math.min(r.budget, MAX_CAPACITY));
   const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
-  const progress =
-    r.onProgress === undefined ? undefined : setInterval(() => r.onProgress!(set.size, r.budget), PROGRESS_MS);
-  const settled = await Promise.allSettled(
-    Array.from({ length: workers }, (_, worker) =>
-      runWorker(
-        { source, options, buffers: set.buffers, worker, ...(deadline === undefined ? {} : { deadline }) },
-        set,
-      ),
+  const built = delivering(build, r);
+  const here = !import.meta.url.endsWith('.ts');
+  const first = here ? 1 : 0;
+  const threads = Array.from({ length: workers - first }, (_, k) =>
+    runWorker(
+      { source, options, buffers: set.buffers, worker: first + k, ...(deadline === undefined ? {} : { deadline }) },
+      set,
     ),
   );
-  if (progress !== undefined) clearInterval(progress);
+  const settled = Promise.allSettled(threads);
   const results: StatefulResult[] = [];
-  for (const outcome of settled) {
+  let failure: unknown;
+  if (here) {
+    try {
+      const o = statefulOptions(r, deadline);
+      const progress = r.onProgress ? { progress: () => r.onProgress!(set.size, r.budget) } : {};
+      const own = new StatefulSearch(built, { ...o, ...progress, shared: set, worker: 0 }).run();
+      checkContract(built, own.samples);
+      results.push({ ...own, samples: [] });
+    } catch (error) {
+      set.stop();
+      failure = error;
+    }
+  }
+  const progress =
+    here || r.onProgress === undefined ? undefined : setInterval(() => r.onProgress!(set.size, r.budget), PROGRESS_MS);
+  const outcomes = await settled;
+  if (progress !== undefined) clearInterval(progress);
+  if (failure !== undefined) throw failure;
+  for (const outcome of outcomes) {
     if (outcome.status === 'rejected') throw outcome.reason;
     results.push(outcome.value);
   }
@@ -83,7 +103,7 @@ export async function exploreStatefulParallel(
     // As the search alone does (stateful.ts): the TLB-event reduction's argument failed, so search again without it.
     return exploreStatefulParallel(source, build, { ...r, reduce: false }, { ...options, reduction: 'none' }, workers);
   }
-  return finishStateful(delivering(build, r), r, merge(results, set, r.budget), workers);
+  return finishStateful(built, r, merge(results, set, r.budget), workers);
 }
 
 function runWorker(setup: StatefulWorkerSetup, set: SharedStateSet): Promise<StatefulResult> {

@@ -1,5 +1,6 @@
 import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
+import { InputError } from '../mmu/input-error.ts';
 import { Checkpoint } from './checkpoint.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution } from './execution.ts';
@@ -103,7 +104,17 @@ export class StatefulSearch {
     try {
       this.state.fingerprint(this.o.tlbEvents);
       if (this.shared === undefined) this.visited.add(this.state.fpA, this.state.fpB);
-      else this.entered++;
+      else {
+        if (!this.shared.agreeOnRoot(this.state.fpA, this.state.fpB)) {
+          this.shared.stop();
+          throw new InputError(
+            `worker ${this.o.worker ?? 0} of the stateful search built an initial state other than the first ` +
+              "worker's: every thread must load the build the same way (a program's fingerprint hashes its source " +
+              'text; under a test runner, use worker threads only)',
+          );
+        }
+        this.entered++;
+      }
       if (!this.reached(this.o.tlbEvents, undefined) && !this.finished()) this.finalStates -= this.lastFinal;
       this.search();
     } finally {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { explore } from '../../src/explore/explore.ts';
 import { exploreParallel } from '../../src/explore/parallel.ts';
 import { replay } from '../../src/explore/replay.ts';
+import { SharedStateSet } from '../../src/explore/shared-state-set.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 import { scenarioBuilder } from '../../src/scenarios/scenario-module.ts';
 import { counters } from './fixtures/counters.ts';
@@ -73,6 +74,25 @@ describe('the stateful search on workers', () => {
     expect(many.complete).toBe(false);
     expect(many.stoppedBy).toBe('budget');
   }, 120_000);
+
+  it('threads that built different initial states are told apart (they would count every state twice)', () => {
+    const set = SharedStateSet.create(100);
+    const other = new SharedStateSet(set.buffers); // another thread's view of the same set
+    expect(set.agreeOnRoot(0x1234, -5)).toBe(true); // the first publishes
+    expect(other.agreeOnRoot(0x1234, -5)).toBe(true);
+    expect(other.agreeOnRoot(0x1234, 6)).toBe(false);
+  });
+
+  it('the shared set holds what any thread added, across growth', () => {
+    const set = SharedStateSet.create(10_000);
+    const other = new SharedStateSet(set.buffers);
+    for (let i = 1; i <= 5000; i++) expect(set.add(i * 7919, -i)).toBe(true);
+    for (let i = 1; i <= 5000; i++) expect(other.has(i * 7919, -i)).toBe(true);
+    expect(other.add(7919, -1)).toBe(false);
+    expect(other.has(7919, 1)).toBe(false);
+    expect(set.size).toBe(5000);
+    expect(set.bytes / set.size).toBeLessThanOrEqual(16);
+  });
 
   it('refuses an invariant, which cannot cross to a worker', async () => {
     await expect(
