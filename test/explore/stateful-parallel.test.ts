@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { explore } from '../../src/explore/explore.ts';
 import { exploreParallel } from '../../src/explore/parallel.ts';
@@ -7,6 +8,7 @@ import { InputError } from '../../src/mmu/input-error.ts';
 import { scenarioBuilder } from '../../src/scenarios/scenario-module.ts';
 import { counters } from './fixtures/counters.ts';
 import { faultLoop } from './fixtures/fault-loop.ts';
+import { randomProgramFactory, randomTlbProgram } from './fixtures/random-programs.ts';
 
 // The stateful search on worker threads (src/explore/stateful-parallel.ts): the threads share the finished states,
 // so together they reach exactly the states one thread reaches, and decide the same verdict.
@@ -64,6 +66,30 @@ describe('the stateful search on workers', () => {
     expect(many.states).toBe(one.states);
     expect(many.executions).toBe(one.executions);
   }, 120_000);
+
+  it('agrees with one thread on random programs (states, final states, violation kinds), TLB events included', async () => {
+    // Programs of the soundness harness's TLB family (remaps, restores, INVLPG, IPIs, both deliveries), a fixed
+    // sample; the one-thread search is itself checked against naive enumeration there (soundness.test.ts).
+    const programs = fc.sample(randomTlbProgram(), { numRuns: 10, seed: 18 });
+    let compared = 0;
+    for (const p of programs) {
+      const { build, check } = randomProgramFactory(p);
+      const options = { ...stateful, tlbEvents: p.tlbEvents, maxSteps: 10_000, budget: 200_000 };
+      const one = explore(build, { ...options, ...(check ? { check } : {}) });
+      if (!one.complete) continue;
+      const many = await exploreParallel(fixture('random-programs', 'randomProgramFactory', [p]), {
+        ...options,
+        workers: 2,
+      });
+      const shown = JSON.stringify(p);
+      expect(many.complete, shown).toBe(true);
+      expect(many.states, shown).toBe(one.states);
+      expect(many.executions, shown).toBe(one.executions);
+      expect(many.violations.map((v) => v.kind).sort(), shown).toEqual(one.violations.map((v) => v.kind).sort());
+      compared++;
+    }
+    expect(compared).toBeGreaterThanOrEqual(8);
+  }, 180_000);
 
   it('stops at the budget of states, incomplete', async () => {
     const many = await exploreParallel(fixture('counters', 'counters', [3, 2]), {
