@@ -49,6 +49,13 @@ export class PendingFills {
   tableCount = 0;
   /** Per CPU at the state: CR3, CR4, EFER. */
   controls = new Float64Array(0);
+  /**
+   * The probes of every page at this state (see ProbeMemo), which a child state takes as they are when nothing
+   * they depend on changed: this state's own (made here), or its parent's (taken). Undefined: none.
+   */
+  memo: ProbeMemo | undefined;
+  /** Storage for the probes made at this state (the frame is pooled per depth, and so is this). */
+  ownMemo: ProbeMemo | undefined;
 
   clear(): void {
     this.count = 0;
@@ -103,4 +110,58 @@ export class PendingFills {
     this.generation = grown(this.generation, (k) => new Float64Array(k));
     this.changed = grown(this.changed, (k) => new Uint8Array(k));
   }
+}
+
+/**
+ * The probes of every page some CPU holds, for each group of CPUs with the same paging controls, as the TLB-event
+ * reduction made them at a state, and what they depend on: the CPUs' TLB snapshots (shared by contents, so the
+ * same pages) and controls, the table frames the walks read, and the undo log's length then (writes since are
+ * logged after it). Probing every page at every state was a tenth of the stateful search.
+ */
+export class ProbeMemo {
+  pages = 0;
+  union = new Float64Array(16);
+  holds = new Uint32Array(16);
+  probes: Probe[] = [];
+  mark = 0;
+  snapshots: unknown[] = [];
+  controls = new Float64Array(0);
+  tables = new Float64Array(16);
+  tableCount = 0;
+
+  /** Takes `n` pages and `cpus` groups' probes from the reduction's scratch (copies: the scratch is reused). */
+  store(n: number, union: Float64Array, holds: Uint32Array, probes: readonly Probe[], cpus: number): void {
+    if (this.union.length < n) {
+      this.union = new Float64Array(union.length);
+      this.holds = new Uint32Array(union.length);
+    }
+    this.union.set(union.subarray(0, n));
+    this.holds.set(holds.subarray(0, n));
+    const need = cpus * n;
+    while (this.probes.length < need) this.probes.push(new Probe());
+    for (let k = 0; k < need; k++) copyProbe(probes[k]!, this.probes[k]!);
+    this.pages = n;
+    this.tableCount = 0;
+  }
+
+  noteTable(pfn: number): void {
+    const t = this.tables;
+    for (let k = 0; k < this.tableCount; k++) if (t[k] === pfn) return;
+    if (this.tableCount === t.length) {
+      const more = new Float64Array(2 * t.length);
+      more.set(t);
+      this.tables = more;
+    }
+    this.tables[this.tableCount++] = pfn;
+  }
+}
+
+function copyProbe(from: Probe, to: Probe): void {
+  to.effect = from.effect;
+  to.pageBase = from.pageBase;
+  to.pageSize = from.pageSize;
+  to.flags = from.flags;
+  to.generation = from.generation;
+  to.tableCount = from.tableCount;
+  to.tables.set(from.tables);
 }

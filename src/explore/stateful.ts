@@ -365,7 +365,11 @@ export class StatefulSearch {
     // the reduction's pending fills count on the choices before them).
     const turn = this.o.worker === undefined || choices.length < 2 ? 0 : this.o.worker % choices.length;
     if (turn !== 0) choices.push(...choices.splice(0, turn));
-    if (this.reduction !== undefined) this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending);
+    if (this.reduction !== undefined) {
+      // The parent's probes are exact at its state only when restores go back by the undo log (not by replay).
+      const parent = this.o.restore === 'replay' ? undefined : this.frames[depth - 1]?.pending;
+      this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending, parent);
+    }
     if (choices.length === 0) {
       this.finalStates++;
       this.lastFinal = 1;

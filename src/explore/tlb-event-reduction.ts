@@ -5,7 +5,7 @@ import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_
 import { TLB_FLAG } from '../mmu/tlb.ts';
 import type { Choice } from './choices.ts';
 import type { MachineState } from './machine-state.ts';
-import { FAILS, MAKES, type PendingFills, Probe, WRITES } from './pending-fills.ts';
+import { FAILS, MAKES, type PendingFills, Probe, ProbeMemo, WRITES } from './pending-fills.ts';
 
 // The stateful search's reduction of TLB events (issue 18; docs/checker.md "What complete means"). A TLB event is
 // the hardware's freedom to drop an entry or fill one at any step, and with one event to spend, every state of the
@@ -88,7 +88,6 @@ export class TlbEventReduction {
   /** Scratch: per (CPU group, page of the union), the probe's outcome (see probeAll). */
   private memo: Probe[] = [];
   private readonly pending: Choice[] = [];
-
   constructor(
     m: Machine,
     state: MachineState,
@@ -158,14 +157,27 @@ export class TlbEventReduction {
    * With one event left, fills that matter only if a choice from here changes their entry, and evictions of current
    * entries, go to the end of the list, recorded in `pending`. Returns the events left out.
    */
-  appendEvents(choices: Choice[], tlbLeft: number, pending: PendingFills): number {
+  appendEvents(choices: Choice[], tlbLeft: number, pending: PendingFills, parent?: PendingFills): number {
     pending.clear();
     pending.first = choices.length;
+    pending.memo = undefined;
     if (tlbLeft === 0 || choices.length === 0) return 0;
     const m = this.m;
     const cpus = m.cpus;
-    const n = this.collectPages();
-    this.probeAll(n);
+    // The parent's probes when they still hold (the state is one choice away from it), else probes made here.
+    const inherited = parent?.memo;
+    let memo: ProbeMemo;
+    if (inherited !== undefined && this.memoHolds(inherited)) memo = inherited;
+    else {
+      const n = this.collectPages();
+      this.probeAll(n);
+      memo = this.noteMemo(pending, n);
+    }
+    pending.memo = memo;
+    const n = memo.pages;
+    const union = memo.union;
+    const holdsOf = memo.holds;
+    const probes = memo.probes;
     if (pending.controls.length !== 3 * cpus.length) pending.controls = new Float64Array(3 * cpus.length);
     const later = this.pending;
     if (later.length !== 0) later.length = 0;
@@ -181,10 +193,10 @@ export class TlbEventReduction {
       // Evictions of the pages it holds, then fills of the pages others hold.
       for (let pass = 0; pass < 2; pass++) {
         for (let u = 0; u < n; u++) {
-          const held = (this.holds[u]! & (1 << id)) !== 0;
+          const held = (holdsOf[u]! & (1 << id)) !== 0;
           if (held !== (pass === 0)) continue;
-          const va = this.union[u]!;
-          const p = this.memo[group * n + u]!;
+          const va = union[u]!;
+          const p = probes[group * n + u]!;
           if (pass === 0) {
             const c = this.choice(this.evictions, id, 'evict', va);
             if (p.effect !== MAKES || !this.current(cpu, va, p)) choices.push(c);
@@ -207,6 +219,61 @@ export class TlbEventReduction {
     pending.first = choices.length;
     for (const c of later) choices.push(c);
     return leftOut;
+  }
+
+  /** Stores the probes just made at this state, and what they depend on, into `pending`'s own memo. */
+  private noteMemo(pending: PendingFills, n: number): ProbeMemo {
+    const cpus = this.m.cpus;
+    pending.ownMemo ??= new ProbeMemo();
+    const memo = pending.ownMemo;
+    memo.store(n, this.union, this.holds, this.memo, cpus.length);
+    if (memo.controls.length !== 3 * cpus.length) memo.controls = new Float64Array(3 * cpus.length);
+    for (let id = 0; id < cpus.length; id++) {
+      const r = cpus[id]!.regs;
+      memo.snapshots[id] = this.state.tlbSnapshot(id);
+      memo.controls[3 * id] = r.cr3;
+      memo.controls[3 * id + 1] = r.cr4;
+      memo.controls[3 * id + 2] = r.efer;
+      if (this.groupOf(id) !== id) continue;
+      for (let u = 0; u < n; u++) {
+        const p = this.memo[id * n + u]!;
+        for (let k = 0; k < p.tableCount; k++) memo.noteTable(p.tables[k]!);
+      }
+    }
+    memo.mark = this.state.memory.length;
+    return memo;
+  }
+
+  /**
+   * Whether `memo` (an ancestor's on the current path: the undo log holds every write since it) holds at this
+   * state: the same TLB snapshots (so the same pages) and paging controls, no write to a table frame its walks read,
+   * and every entry's frame of the same generation.
+   */
+  private memoHolds(memo: ProbeMemo): boolean {
+    const cpus = this.m.cpus;
+    const memory = this.state.memory;
+    // A long way since the memo was made: scanning the log would cost what probing does.
+    if (memory.length - memo.mark > 256) return false;
+    const c = memo.controls;
+    for (let id = 0; id < cpus.length; id++) {
+      const r = cpus[id]!.regs;
+      if (memo.snapshots[id] !== this.state.tlbSnapshot(id)) return false;
+      if (c[3 * id] !== r.cr3 || c[3 * id + 1] !== r.cr4 || c[3 * id + 2] !== r.efer) return false;
+    }
+    if (memory.wroteIn(memo.mark, memo.tables, memo.tableCount)) return false;
+    const g = this.m.memory.guard;
+    if (g === undefined) return true;
+    const n = memo.pages;
+    for (let id = 0; id < cpus.length; id++) {
+      if (this.groupOf(id) !== id) continue;
+      for (let u = 0; u < n; u++) {
+        const p = memo.probes[id * n + u]!;
+        if (p.effect !== MAKES || p.pageSize !== PAGE) continue;
+        const i = p.pageBase / PAGE - g.firstPfn;
+        if ((i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0) !== p.generation) return false;
+      }
+    }
+    return true;
   }
 
   /** The pages the CPUs hold into `union` (ascending) and `holds` (a bit per CPU); returns how many. */
