@@ -43,9 +43,10 @@ export class SharedStateSet {
   private generation = 0;
   private readonly control: Int32Array;
   /**
-   * This thread's cache of fingerprints known to be in the set (direct-mapped, 512 KiB): most states a thread meets
-   * again are ones it finished itself a little before, and a look in its own cache costs no line another core
-   * writes (which cost a fifth of each thread's time when every lookup went to the shared table).
+   * This thread's cache of fingerprints known to be in the set (direct-mapped, 512 KiB): many states a thread meets
+   * again are ones it finished itself a little before, and a look in its own cache reads no line another core
+   * writes. Added for a slowdown of the threads it turned out not to explain (2 workers ran as fast without it on
+   * this VM, within its noise; the slowdown is the machine's: two independent searches slow each other as much).
    */
   private readonly cache = new Int32Array(2 * CACHE_ENTRIES);
 
