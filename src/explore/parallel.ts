@@ -42,14 +42,13 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   }
   const { build, check } = await loadSource(source);
   const r = resolveOptions({ ...rest, ...(check ? { check } : {}) });
+  const { onProgress: _progress, ...cloneable } = rest;
+  const workerOptions: WorkerOptions = cloneable;
   if (r.strategy === 'exhaustive' && r.search === 'stateful') {
-    const { onProgress: _onProgress, ...options } = rest;
-    return exploreStatefulParallel(source, build, r, options, workers);
+    return exploreStatefulParallel(source, build, r, workerOptions, workers);
   }
   // The time limit as a wall-clock deadline, which each worker checks before each execution it starts.
   const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
-  const { onProgress: _progress, ...cloneable } = rest;
-  const workerOptions: WorkerOptions = cloneable;
   const shared = prepare(build, r);
   const merged = new Merged(r.budget);
   const pending = new Map<number, Pending>();

@@ -131,6 +131,7 @@ function runWorker(setup: StatefulWorkerSetup, set: SharedStateSet): Promise<Sta
     });
   });
 }
+
 /**
  * The workers' results as one: states are the finished states (each stored once); final states are counted by the
  * worker that finished them first; transitions are every worker's (work done twice included). Complete when a

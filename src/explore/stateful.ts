@@ -11,7 +11,6 @@ import { stateChoices } from './state-choices.ts';
 import { entryOf, stateKind, takeChoice } from './state-transition.ts';
 import type { Sample, StatefulOptions, StatefulResult } from './stateful-result.ts';
 import { TlbEventReduction } from './tlb-event-reduction.ts';
-
 import { VisitedSet } from './visited-set.ts';
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
@@ -73,8 +72,6 @@ export class StatefulSearch {
   /** As a worker of the parallel search: the states it entered (see SharedStateSet), and its finished ones. */
   private readonly shared: SharedStateSet | undefined;
   private entered = 0;
-  /** 1 when the last state reached() saw was counted as a final state. */
-  private lastFinal = 0;
   /** A path reached the step bound (maxSteps): the search is incomplete, whoever finishes the initial state. */
   private depthCut = false;
   /** This worker finished the initial state. */
@@ -115,7 +112,7 @@ export class StatefulSearch {
         }
         this.entered++;
       }
-      if (!this.reached(this.o.tlbEvents, undefined) && !this.finished()) this.finalStates -= this.lastFinal;
+      this.reached(this.o.tlbEvents, undefined);
       this.search();
     } finally {
       this.state.detach();
@@ -200,27 +197,37 @@ export class StatefulSearch {
   private pop(): void {
     const f = this.frames.pop()!;
     this.onStack[f.checkpoint.fpA & 0xffff]!--;
-    if (this.shared === undefined) return;
-    this.shared.add(f.checkpoint.fpA, f.checkpoint.fpB);
-    // The initial state finished: every state reachable is finished (by this worker or another), so all stop.
-    if (this.frames.length === 0) {
-      this.rootFinished = true;
-      this.shared.stop();
-    }
+    if (this.shared !== undefined) this.finish(f.checkpoint.fpA, f.checkpoint.fpB);
   }
 
   /**
-   * As a worker, the state just reached ends its path (no frame pushed): it is finished. Returns whether it was
-   * not finished before (by another worker), so that final states are counted once.
+   * As a worker: the state with fingerprint a:b is finished (every choice from it taken). Returns whether no other
+   * worker finished it first. With the initial state finished, every reachable state is, so all workers stop.
    */
-  private finished(): boolean {
-    if (this.shared === undefined) return true;
-    const fresh = this.shared.add(this.state.fpA, this.state.fpB);
+  private finish(a: number, b: number): boolean {
+    const fresh = this.shared!.add(a, b);
     if (this.frames.length === 0) {
       this.rootFinished = true;
-      this.shared.stop();
+      this.shared!.stop();
     }
     return fresh;
+  }
+
+  /**
+   * The path ends at the state just reached (no frame pushed for it): as a worker, that state is finished. A final
+   * state is counted where no other worker counted it first.
+   */
+  private endOfPath(final: boolean): false {
+    const fresh = this.shared === undefined || this.finish(this.state.fpA, this.state.fpB);
+    if (final && fresh) this.finalStates++;
+    return false;
+  }
+
+  /** A final state (a CPU stopped, or no choice is left): the run ends here; classified, it ends the path. */
+  private finalState(m: Machine): false {
+    this.o.onFinal?.(m);
+    this.note(classify(m, false, this.o.check));
+    return this.endOfPath(true);
   }
 
   /** The depth of the state with fingerprint a:b on the stack, or -1. */
@@ -283,7 +290,7 @@ export class StatefulSearch {
           this.shared?.stop();
           return;
         }
-        // Another worker finished the initial state, or stopped the search (parallel.ts decides which).
+        // Another worker finished the initial state, or stopped the search (stateful-parallel.ts's merge tells which).
         if (this.shared?.stopped) {
           this.complete = false;
           return;
@@ -318,7 +325,6 @@ export class StatefulSearch {
       this.statesBy[stateKind(c)]!++;
       if (tlbLeft === 0) this.statesWithoutEvents++;
       if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
-      else if (this.shared !== undefined && !this.finished()) this.finalStates -= this.lastFinal;
       if ((this.shared === undefined ? this.visited.size : this.shared.size) >= this.o.maxStates) {
         this.complete = false;
         this.shared?.stop();
@@ -335,7 +341,6 @@ export class StatefulSearch {
     const m = this.machine;
     const depth = this.frames.length;
     const states = this.shared === undefined ? this.visited.size : this.entered;
-    this.lastFinal = 0;
     if (states >= this.nextSample) {
       this.nextSample *= 2;
       if (this.samples.length < this.o.samples) this.sample(c);
@@ -343,15 +348,9 @@ export class StatefulSearch {
     if (this.o.progress && (states & 0x3fff) === 0) this.o.progress(states);
     if (this.o.invariant && !this.o.invariant(m)) {
       this.note({ kind: 'invariant', message: 'the state invariant is false' });
-      return false;
+      return this.endOfPath(false);
     }
-    if (m.firstStop !== undefined) {
-      this.finalStates++;
-      this.lastFinal = 1;
-      this.o.onFinal?.(m);
-      this.note(classify(m, false, this.o.check));
-      return false;
-    }
+    if (m.firstStop !== undefined) return this.finalState(m);
     let frame = this.framePool[depth];
     const pending = frame?.pending ?? new PendingFills();
     // With the reduction, the TLB events come from it (tlb-event-reduction.ts), after the steps and deliveries.
@@ -370,18 +369,12 @@ export class StatefulSearch {
       const parent = this.o.restore === 'replay' ? undefined : this.frames[depth - 1]?.pending;
       this.eventsLeftOut += this.reduction.appendEvents(choices, tlbLeft, pending, parent);
     }
-    if (choices.length === 0) {
-      this.finalStates++;
-      this.lastFinal = 1;
-      this.o.onFinal?.(m);
-      this.note(classify(m, false, this.o.check));
-      return false;
-    }
+    if (choices.length === 0) return this.finalState(m);
     if (depth >= this.o.maxSteps) {
       this.complete = false;
       this.depthCut = true;
       this.note({ kind: 'step-bound', message: undefined });
-      return false;
+      return this.endOfPath(false);
     }
     if (frame === undefined) {
       frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft, pending };

@@ -1,6 +1,7 @@
 import type { Cpu } from '../cpu/cpu.ts';
 import { CR4, EFER } from '../cpu/registers.ts';
 import type { Machine } from '../machine/machine.ts';
+import { frameGeneration } from '../mmu/frame-guard.ts';
 import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO } from '../mmu/pte.ts';
 import { TLB_FLAG } from '../mmu/tlb.ts';
 import type { Choice } from './choices.ts';
@@ -88,6 +89,7 @@ export class TlbEventReduction {
   /** Scratch: per (CPU group, page of the union), the probe's outcome (see probeAll). */
   private memo: Probe[] = [];
   private readonly pending: Choice[] = [];
+
   constructor(
     m: Machine,
     state: MachineState,
@@ -269,8 +271,7 @@ export class TlbEventReduction {
       for (let u = 0; u < n; u++) {
         const p = memo.probes[id * n + u]!;
         if (p.effect !== MAKES || p.pageSize !== PAGE) continue;
-        const i = p.pageBase / PAGE - g.firstPfn;
-        if ((i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0) !== p.generation) return false;
+        if (frameGeneration(g, p.pageBase) !== p.generation) return false;
       }
     }
     return true;
@@ -365,9 +366,7 @@ export class TlbEventReduction {
           pending.changed[k] = 1;
         }
       } else if (g !== undefined && pending.pageSize[k] === PAGE) {
-        const i = pending.pageBase[k]! / PAGE - g.firstPfn;
-        const generation = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
-        if (generation !== pending.generation[k]) pending.changed[k] = 1;
+        if (frameGeneration(g, pending.pageBase[k]!) !== pending.generation[k]) pending.changed[k] = 1;
       }
     }
   }
@@ -456,8 +455,7 @@ export class TlbEventReduction {
     const g = memory.guard;
     let generation = 0;
     if (g !== undefined && pageSize === PAGE) {
-      const i = p.pageBase / PAGE - g.firstPfn;
-      generation = i >= 0 && i < g.frames ? g.generation[i]! + 1 : 0;
+      generation = frameGeneration(g, p.pageBase);
     }
     p.generation = generation;
   }

@@ -1,6 +1,6 @@
 import { HUGE_PAGE_SIZE, isCanonical, LARGE_PAGE_SIZE, PAGE_SIZE } from './address.ts';
 import type { Footprint } from './footprint.ts';
-import { FRAME_FREE, type FrameGuard, VECTOR_VIOLATION, VIOLATION } from './frame-guard.ts';
+import { type FrameGuard, frameGeneration, guardViolation, VECTOR_VIOLATION, VIOLATION } from './frame-guard.ts';
 import { type PagingStructureCache, PSC_FLAG, type PscLevel } from './paging-structure-cache.ts';
 import type { PhysicalMemory } from './physical-memory.ts';
 import { entryFrame, LARGE_1G_RESERVED_LO, LARGE_2M_RESERVED_LO, PTE_HI, PTE_HI_RESERVED, PTE_LO } from './pte.ts';
@@ -225,16 +225,12 @@ export function walkPageTables(
 
 /** The frame guard's generation + 1 of the frame holding `table` (0: no guard, or a frame it does not cover). */
 function tableGeneration(guard: FrameGuard | undefined, table: number): number {
-  if (guard === undefined) return 0;
-  const i = Math.floor(table / PAGE_SIZE) - guard.firstPfn;
-  return i >= 0 && i < guard.frames ? guard.generation[i]! + 1 : 0;
+  return guard === undefined ? 0 : frameGeneration(guard, table);
 }
 
 /** Whether the table frame a cached entry names was freed since (free now, or its generation moved on). */
 function staleTable(guard: FrameGuard, table: number, generation: number): boolean {
-  const i = Math.floor(table / PAGE_SIZE) - guard.firstPfn;
-  if (i < 0 || i >= guard.frames) return false;
-  return guard.owner[i] === FRAME_FREE || (generation !== 0 && generation !== guard.generation[i]! + 1);
+  return guardViolation(guard, table, false, generation) !== 0;
 }
 
 /**
