@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Assembler } from '../../src/cpu/assembler.ts';
+import type { Assembler, Program } from '../../src/cpu/assembler.ts';
 import { explore, replay } from '../../src/explore/explore.ts';
 import { MachineState } from '../../src/explore/machine-state.ts';
 import { collisionProbability, VisitedSet } from '../../src/explore/visited-set.ts';
@@ -369,6 +369,18 @@ describe('the visited set', () => {
   });
 });
 
+/** CPU0 stores 1, 2, 3 to page `a`; CPU1 runs `program` with `a` and page `b`, both writable. */
+function counterAndReader(program: Program<[number, number]>) {
+  const m = Machine.create({ cpus: 2, trace: false });
+  const a = m.map(FLAG, { writable: true });
+  const b = m.map(DATA, { writable: true });
+  m.load(0, function* (x) {
+    for (let k = 0; k < 3; k++) yield x.store(a, 8, k + 1);
+  });
+  m.load(1, program, a, b);
+  return m;
+}
+
 describe('the program contract', () => {
   it('a program whose yields depend on JS state shared across runs is refused, naming the CPU and the step', () => {
     let runs = 0; // shared by every machine built: the second run of a program yields differently
@@ -394,14 +406,8 @@ describe('the program contract', () => {
     // The pattern compaction's program had (src/mm/compaction.ts keeps its compact_control in a JS object its
     // atomic actions change): a generator made again and fast-forwarded does not run the actions, so it decides
     // otherwise. This once crashed the search with a TypeError; it must be the contract's error, naming the CPU.
-    const build = () => {
-      const m = Machine.create({ cpus: 2, trace: false });
-      const a = m.map(FLAG, { writable: true });
-      const b = m.map(DATA, { writable: true });
-      m.load(0, function* (x) {
-        for (let k = 0; k < 3; k++) yield x.store(a, 8, k + 1);
-      });
-      m.load(1, function* (x) {
+    const build = () =>
+      counterAndReader(function* (x: Assembler, a: number, b: number) {
         const control = { left: 2 };
         yield x.atomic('control', () => {
           control.left = 0;
@@ -413,8 +419,6 @@ describe('the program contract', () => {
         const seen: number = yield x.load(a, 8);
         yield x.store(b, 8, seen);
       });
-      return m;
-    };
     expect(() => explore(build, { strategy: 'exhaustive', search: 'stateful' })).toThrow(
       /CPU 1's program .* at its instruction \d+ when run again with the same results[\s\S]*program contract/,
     );
@@ -423,14 +427,8 @@ describe('the program contract', () => {
   it('a callee a program makes once and calls twice keeps its identity, even when its generator is made again', () => {
     // CPU1 calls `inc` twice with what it read of CPU0's counter: its history branches, so its generator is made
     // again and fast-forwarded; the second call must still be to the first `inc` (one code address), as in a run.
-    const build = () => {
-      const m = Machine.create({ cpus: 2, trace: false });
-      const a = m.map(FLAG, { writable: true });
-      const b = m.map(DATA, { writable: true });
-      m.load(0, function* (x) {
-        for (let k = 0; k < 3; k++) yield x.store(a, 8, k + 1);
-      });
-      m.load(1, function* (x) {
+    const build = () =>
+      counterAndReader(function* (x: Assembler, a: number, b: number) {
         const inc = function* (y: Assembler, by: number) {
           const v: number = yield y.load(b, 8);
           yield y.store(b, 8, v + by);
@@ -438,8 +436,6 @@ describe('the program contract', () => {
         yield x.call(inc, yield x.load(a, 8));
         yield x.call(inc, yield x.load(a, 8));
       });
-      return m;
-    };
     const { stateful, stateless } = bothWays(build);
     expect(stateful.result.complete).toBe(true);
     expect(stateful.finals).toEqual(stateless.finals);
