@@ -151,6 +151,8 @@ function statefulFigures(r: ExploreResult, seconds: number) {
     statesPerSecond: Math.round(r.states! / Math.max(seconds, 1e-6)),
     bytesPerState: Math.round((10 * r.visitedBytes!) / Math.max(1, r.states!)) / 10,
     collisionProbability: r.collisionProbability!,
+    deadWords: r.deadWords === true,
+    ...(r.deadWordsOff === undefined ? {} : { deadWordsOff: r.deadWordsOff }),
   };
 }
 
@@ -220,6 +222,7 @@ function exploreText(
   const on = r.workers === undefined ? '' : `, ${r.workers} workers`;
   const how = r.search === undefined ? r.strategy : `${r.strategy} (${r.search} search${on})`;
   const lines = [`explore ${scenario.name}${shown ? ` (${shown})` : ''}: ${how}, ${counts}`];
+  if (r.deadWordsOff !== undefined) lines.push(`note: ${r.deadWordsOff}`);
   const coverage = r.complete
     ? r.search === 'stateful'
       ? 'complete: every reachable state within the TLB-event budget was visited'

@@ -1,5 +1,6 @@
 import { formatVirtual, NON_CANONICAL, offsetAddress } from '../mmu/address.ts';
 import { describeHex } from '../mmu/input-error.ts';
+import { poppedWord } from '../mmu/physical-memory.ts';
 import { ACCESS, VECTOR_GP } from '../mmu/walker.ts';
 import type { Activation } from './activation.ts';
 import type { ExecutionContext } from './context.ts';
@@ -82,12 +83,18 @@ export function ret(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const caller = cpu.activations[cpu.activations.length - 2]!;
   const popped = cpu.port.readAddress(cpu.regs.rsp, cpu.userAccess | ACCESS.STACK);
   if (popped < 0) return cpu.raiseFault();
+  // readAddress read the word's high half last.
+  const pa = cpu.port.lastPa - 4;
   const expected = caller.codeBase + RIP_STRIDE * (caller.index + 1);
   if (act.kind !== 'call' || popped !== expected) return corrupted(cpu, 'ret', popped, expected);
+  if (cpu.memory.dead !== undefined) poppedWord(cpu.memory, pa);
   cpu.regs.rsp = offsetAddress(cpu.regs.rsp, 8);
   cpu.popActivation();
   cpu.complete(caller, ins.value);
 }
+
+/** Physical addresses of the five words an IRET pops (scratch). */
+const framePas = new Float64Array(5);
 
 export function iret(cpu: CpuCore, act: Activation, toFixup: boolean): void {
   const handler = act.kind === 'handler';
@@ -102,16 +109,22 @@ export function iret(cpu: CpuCore, act: Activation, toFixup: boolean): void {
   // Linux's exit path drops the error code (addq $8, %rsp) before IRETQ pops RIP, CS, RFLAGS, RSP, SS.
   const base = offsetAddress(cpu.regs.rsp, handler && act.errorCodePushed ? 8 : 0);
   const access = cpu.userAccess | ACCESS.STACK;
+  const frame = framePas;
   const rip = cpu.port.readAddress(base, access);
   if (rip < 0) return cpu.raiseFault();
+  frame[0] = cpu.port.lastPa - 4; // readAddress reads the high half last
   const cs = cpu.port.read(offsetAddress(base, 8), 8, access);
   if (cs < 0) return cpu.raiseFault();
+  frame[1] = cpu.port.lastPa;
   const rflags = cpu.port.read(offsetAddress(base, 16), 8, access);
   if (rflags < 0) return cpu.raiseFault();
+  frame[2] = cpu.port.lastPa;
   const rsp = cpu.port.readAddress(offsetAddress(base, 24), access);
   if (rsp < 0) return cpu.raiseFault();
+  frame[3] = cpu.port.lastPa - 4;
   const ss = cpu.port.read(offsetAddress(base, 32), 8, access);
   if (ss < 0) return cpu.raiseFault();
+  frame[4] = cpu.port.lastPa;
   // The popped CS and SS are checked before anything changes (SDM Vol. 2 IRET, IA-32e mode).
   const selectorFault = checkReturnSelectors(cs % 0x10000, ss % 0x10000, cpu.regs.cpl);
   if (selectorFault) return cpu.raise(selectorFault.vector, selectorFault.errorCode, 0);
@@ -127,6 +140,8 @@ export function iret(cpu: CpuCore, act: Activation, toFixup: boolean): void {
   if (toFixup && below.pending?.fixup === undefined) {
     return cpu.stop({ outcome: 'oops', message: 'iret to a fixup, but the interrupted instruction has none' });
   }
+  // The stateful checker leaves the popped frame out of the state until its words are written again (DeadWords).
+  if (cpu.memory.dead !== undefined) for (let k = 0; k < 5; k++) poppedWord(cpu.memory, frame[k]!);
   cpu.regs.rsp = rsp;
   cpu.regs.rflags = (rflags | RFLAGS.FIXED) >>> 0;
   cpu.regs.cpl = (cs & 3) === 3 ? 3 : 0;

@@ -2,7 +2,7 @@ import { NON_CANONICAL } from '../mmu/address.ts';
 import { VECTOR_VIOLATION } from '../mmu/frame-guard.ts';
 import { describeValue, InputError, requireInteger } from '../mmu/input-error.ts';
 import { PagingStructureCache } from '../mmu/paging-structure-cache.ts';
-import type { PhysicalMemory } from '../mmu/physical-memory.ts';
+import { type PhysicalMemory, poppedWord } from '../mmu/physical-memory.ts';
 import { Tlb, type TlbConfig } from '../mmu/tlb.ts';
 import type { TypedArena } from '../mmu/typed-arena.ts';
 import { ACCESS, VECTOR_PF } from '../mmu/walker.ts';
@@ -476,7 +476,11 @@ export class Cpu implements CpuCore {
     if (op === OP_LOAD || op === OP_POP) {
       result = this.port.read(stack ? rsp : ins.va, ins.size, access);
       if (result < 0) return this.faulted(act, ins);
-      if (stack) this.regs.rsp = rsp + 8;
+      if (stack) {
+        this.regs.rsp = rsp + 8;
+        // The stateful checker leaves a popped word out of the state until it is written again (DeadWords).
+        if (this.memory.dead !== undefined) poppedWord(this.memory, this.port.lastPa);
+      }
     } else {
       // A push writes below RSP and moves RSP only once the write succeeded (a faulting push changes nothing).
       if (!this.port.write(stack ? rsp - 8 : ins.va, ins.size, ins.value, access)) return this.faulted(act, ins);

@@ -296,8 +296,14 @@ export class MemoryPort {
     this.lastHit = true;
     this.lastSlot = slot;
     // The next access to this page can skip the TLB probe and the frame lookup (see PageCache); read() and write()
-    // record footprints for those accesses too. Not with a store buffer: every access must see it.
-    if (base + PAGE <= this.memory.size && this.storeBuffer === undefined) {
+    // record footprints for those accesses too. Not with a store buffer: every access must see it. Not a frame with
+    // dead words (the stateful checker's): every read of it must be checked.
+    const dead = this.memory.dead;
+    if (
+      base + PAGE <= this.memory.size &&
+      this.storeBuffer === undefined &&
+      (dead === undefined || dead.perFrame[base / PAGE] === 0)
+    ) {
       const write = (access & ACCESS_WRITE) !== 0;
       const frame = this.memory.frame(base / PAGE, write);
       // While a write watch is armed (a CPU spins), writes go the long way, which tells the watcher.

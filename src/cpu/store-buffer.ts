@@ -42,6 +42,7 @@ export class StoreBuffer {
   version = 0;
   /** Bytes of a forwarded load, scratch (no allocation per access). */
   private readonly bytes = new Uint8Array(8);
+  private readonly covered = new Uint8Array(8);
 
   constructor(entries: number) {
     if (!Number.isInteger(entries) || entries < 1 || entries > MAX_STORE_BUFFER_ENTRIES) {
@@ -100,16 +101,23 @@ export class StoreBuffer {
   forward(memory: PhysicalMemory, pa: number, size: number): number {
     if (!this.overlaps(pa, size)) return memory.read(pa, size);
     const bytes = this.bytes;
-    for (let b = 0; b < size; b++) bytes[b] = memory.read8(pa + b);
+    const covered = this.covered;
+    covered.fill(0);
     for (let k = 0; k < this.length; k++) {
       const i = this.slot(k);
       const start = this.pa[i]!;
       const n = this.size[i]!;
       for (let b = 0; b < n; b++) {
         const at = start + b - pa;
-        if (at >= 0 && at < size) bytes[at] = this.byteOf(i, b);
+        if (at >= 0 && at < size) {
+          bytes[at] = this.byteOf(i, b);
+          covered[at] = 1;
+        }
       }
     }
+    // Only the bytes no buffered store covers come from memory (a load reads nothing else: the stateful checker's
+    // dead words are judged by what is read).
+    for (let b = 0; b < size; b++) if (covered[b] === 0) bytes[b] = memory.read8(pa + b);
     let value = 0;
     for (let b = size - 1; b >= 0; b--) value = value * 256 + bytes[b]!;
     return value;

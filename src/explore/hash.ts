@@ -93,3 +93,16 @@ export function wordTermB(index: number, lo: number, hi: number): number {
   h = fmix32(Math.imul(h ^ lo, 0x1b873593) ^ 0x165667b1);
   return h;
 }
+
+/** Where dead words' terms start in the index space: past any word of memory (2^44 words: 128 TiB). */
+const DEAD_INDEX = 2 ** 44;
+
+/** Lane A of memory word `index` while it is dead (memory-tracker.ts): its value left out, its deadness kept. */
+export function deadTermA(index: number): number {
+  return wordTermA(DEAD_INDEX + index, 0x6a09e667, 0);
+}
+
+/** Lane B of the same. */
+export function deadTermB(index: number): number {
+  return wordTermB(DEAD_INDEX + index, 0x6a09e667, 0);
+}

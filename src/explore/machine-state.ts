@@ -44,6 +44,8 @@ export interface StateOptions {
   readonly drive: boolean;
   /** The memory hash of the machine as built, when known (the same build again). */
   readonly initialMemory?: readonly [number, number];
+  /** Words a stack pop read are dead until written: left out of the fingerprint (memory-tracker.ts). */
+  readonly deadWords?: boolean;
 }
 
 /** A machine's fingerprint, kept current as it steps, and (driving) its checkpoints. */
@@ -92,6 +94,7 @@ export class MachineState {
     this.cpuSeen = new Float64Array(6 * machine.cpus.length).fill(Number.NaN);
     this.memory = new MemoryTracker(machine.memory, {
       undo: options.drive,
+      deadWords: options.deadWords === true,
       ...(options.initialMemory ? { initial: options.initialMemory } : {}),
     });
     this.programs = new ProgramStates(machine.cpus);

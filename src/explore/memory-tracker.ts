@@ -1,26 +1,59 @@
-import type { PhysicalMemory, WriteTracker } from '../mmu/physical-memory.ts';
-import { wordTermA, wordTermB } from './hash.ts';
+import type { DeadWords, PhysicalMemory, WriteTracker } from '../mmu/physical-memory.ts';
+import { deadTermA, deadTermB, wordTermA, wordTermB } from './hash.ts';
 
 // Memory's share of the stateful search's fingerprint and undo log: attached to a PhysicalMemory (memory.track), it
 // is told of every write, before and after. The hash is the sum, mod 2^32 per lane, of a term per 8-byte word that is
 // not zero (hash.ts), so a write of n bytes changes it in O(n). The undo log keeps each word's old value, so the
 // search goes back to an earlier state by writing them back (rollback), newest first.
+//
+// Dead words (with `deadWords`): a word a stack pop read (POP, RET, IRET) is dead until something writes it: its
+// value is left out of the hash (a term for its deadness goes in instead), so that states that differ only in what
+// lies below a stack pointer (a pushed value popped again, an interrupt frame returned from: the words a different
+// interleaving left there) are one state. A copy of a dead word is dead (migration copies stacks). That is sound
+// only while nothing reads a dead word before writing it (two states merged could then go different ways), so
+// every read that reaches a frame with dead words is checked (PhysicalMemory.dead; the CPUs' page caches skip those
+// frames), and one that reads a dead word is recorded in `deadRead`: the search then runs again without dead words
+// (stateful.ts). As in SPIN's dead variable reduction, but checked as it runs rather than proved from the code.
 
 const PAGE = 4096;
 const WORDS_PER_PAGE = PAGE / 8;
 
-export class MemoryTracker implements WriteTracker {
+const NO_FRAMES = new Int32Array(0);
+/** Zeros per frame count, shared by trackers until they hold a dead word (never written). */
+const sharedZeros = new Map<number, Int32Array>();
+function zeros(length: number): Int32Array {
+  let z = sharedZeros.get(length);
+  if (z === undefined) {
+    z = new Int32Array(length);
+    sharedZeros.set(length, z);
+  }
+  return z;
+}
+
+export class MemoryTracker implements WriteTracker, DeadWords {
   /** The hash's lanes: the sums of the word terms. */
   sumA = 0;
   sumB = 0;
   // The undo log: per entry, the word's index and its old halves.
-  private logIndex = new Float64Array(1024);
-  private logLo = new Int32Array(1024);
-  private logHi = new Int32Array(1024);
+  private logIndex = new Float64Array(0);
+  private logLo = new Int32Array(0);
+  private logHi = new Int32Array(0);
+  /** Per log entry: whether the word was dead. */
+  private logDead = new Uint8Array(0);
   /** Entries in the undo log (a checkpoint is this length). */
   length = 0;
   /** Whether writes are logged for rollback (the contract check's re-runs only hash). */
   private readonly undo: boolean;
+  /** Whether popped words are dead (see above). */
+  readonly deadWords: boolean;
+  /** Per frame: its dead words, one byte each (made at the frame's first), and how many. */
+  private readonly deadBits: (Uint8Array | undefined)[] = [];
+  /** Shared zeros until the first dead word (a tracker is made per execution by the soundness harness). */
+  perFrame: Int32Array;
+  /** Dead words now. */
+  deadCount = 0;
+  /** The physical address of the first read of a dead word, or -1. */
+  deadRead = -1;
 
   /**
    * Attaches to `memory`, hashing what it holds now; `initial`, when given, is that hash already known (the same
@@ -28,17 +61,88 @@ export class MemoryTracker implements WriteTracker {
    */
   constructor(
     private readonly memory: PhysicalMemory,
-    options: { readonly undo: boolean; readonly initial?: readonly [number, number] },
+    options: { readonly undo: boolean; readonly initial?: readonly [number, number]; readonly deadWords?: boolean },
   ) {
     this.undo = options.undo;
+    this.deadWords = options.deadWords === true;
+    this.perFrame = this.deadWords ? zeros(Math.ceil(memory.size / PAGE)) : NO_FRAMES;
     if (options.initial) [this.sumA, this.sumB] = options.initial;
     else this.hashAll();
     memory.track(this);
+    if (this.deadWords) memory.watchDeadWords(this);
   }
 
-  /** Stops being told of writes. */
+  /** Stops being told of writes (and reads). */
   detach(): void {
     this.memory.track(undefined);
+    if (this.deadWords) this.memory.watchDeadWords(undefined);
+  }
+
+  private isDead(w: number): boolean {
+    const bits = this.deadBits[Math.floor(w / WORDS_PER_PAGE)];
+    return bits !== undefined && bits[w % WORDS_PER_PAGE] === 1;
+  }
+
+  /** Marks word `w` dead or live (its hash terms are the caller's); true when its frame had no dead word before. */
+  private setDead(w: number, dead: boolean): boolean {
+    const pfn = Math.floor(w / WORDS_PER_PAGE);
+    let bits = this.deadBits[pfn];
+    if (bits === undefined) {
+      if (!dead) return false;
+      bits = new Uint8Array(WORDS_PER_PAGE);
+      this.deadBits[pfn] = bits;
+      if (this.perFrame === zeros(this.perFrame.length)) this.perFrame = new Int32Array(this.perFrame.length);
+    }
+    bits[w % WORDS_PER_PAGE] = dead ? 1 : 0;
+    this.deadCount += dead ? 1 : -1;
+    const count = this.perFrame[pfn]! + (dead ? 1 : -1);
+    this.perFrame[pfn] = count;
+    return dead && count === 1;
+  }
+
+  deadAt(pa: number): boolean {
+    return this.deadWords && this.isDead(Math.floor(pa / 8));
+  }
+
+  popped(pa: number): void {
+    const w = pa / 8;
+    if (this.isDead(w)) return;
+    const lo = this.memory.peek32(pa) | 0;
+    const hi = this.memory.peek32(pa + 4) | 0;
+    this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
+    this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
+    if (this.undo) this.log(w, lo, hi, 0);
+    // The CPUs' page caches may hold the frame: from now on its reads must be checked.
+    if (this.setDead(w, true)) this.memory.dropHeldFrames();
+  }
+
+  copied(src: number, dst: number, size: number): void {
+    if ((src - dst) % 8 !== 0) return;
+    const first = Math.ceil(dst / 8);
+    const end = Math.floor((dst + size) / 8);
+    const shift = (src - dst) / 8;
+    let drop = false;
+    for (let w = first; w < end; w++) {
+      if (!this.isDead(w + shift)) continue;
+      // beforeWrite logged the word as it was before the copy, and left it live.
+      const lo = this.memory.peek32(w * 8) | 0;
+      const hi = this.memory.peek32(w * 8 + 4) | 0;
+      this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
+      this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
+      if (this.setDead(w, true)) drop = true;
+    }
+    if (drop) this.memory.dropHeldFrames();
+  }
+
+  readDead(pa: number, size: number): void {
+    if (this.deadRead >= 0) return;
+    const last = Math.floor((pa + size - 1) / 8);
+    for (let w = Math.floor(pa / 8); w <= last; w++) {
+      if (this.isDead(w)) {
+        this.deadRead = pa;
+        return;
+      }
+    }
   }
 
   private hashAll(): void {
@@ -66,13 +170,19 @@ export class MemoryTracker implements WriteTracker {
     let a = this.sumA;
     let b = this.sumB;
     for (let w = first; w <= last; w++) {
-      const lo = memory.read32(w * 8) | 0;
-      const hi = memory.read32(w * 8 + 4) | 0;
-      if ((lo | hi) !== 0) {
+      const lo = memory.peek32(w * 8) | 0;
+      const hi = memory.peek32(w * 8 + 4) | 0;
+      // A dead word written comes alive (a write of part of it brings its old bytes back into the hash).
+      const dead = this.deadWords && this.isDead(w);
+      if (dead) {
+        a = (a - deadTermA(w)) | 0;
+        b = (b - deadTermB(w)) | 0;
+        this.setDead(w, false);
+      } else if ((lo | hi) !== 0) {
         a = (a - wordTermA(w, lo, hi)) | 0;
         b = (b - wordTermB(w, lo, hi)) | 0;
       }
-      if (this.undo) this.log(w, lo, hi);
+      if (this.undo) this.log(w, lo, hi, dead ? 1 : 0);
     }
     this.sumA = a;
     this.sumB = b;
@@ -85,8 +195,8 @@ export class MemoryTracker implements WriteTracker {
     let a = this.sumA;
     let b = this.sumB;
     for (let w = first; w <= last; w++) {
-      const lo = memory.read32(w * 8) | 0;
-      const hi = memory.read32(w * 8 + 4) | 0;
+      const lo = memory.peek32(w * 8) | 0;
+      const hi = memory.peek32(w * 8 + 4) | 0;
       if ((lo | hi) === 0) continue;
       a = (a + wordTermA(w, lo, hi)) | 0;
       b = (b + wordTermB(w, lo, hi)) | 0;
@@ -104,22 +214,27 @@ export class MemoryTracker implements WriteTracker {
     return false;
   }
 
-  private log(index: number, lo: number, hi: number): void {
+  private log(index: number, lo: number, hi: number, dead: number): void {
     if (this.length === this.logIndex.length) this.grow();
     const n = this.length++;
     this.logIndex[n] = index;
     this.logLo[n] = lo;
     this.logHi[n] = hi;
+    this.logDead[n] = dead;
   }
 
   private grow(): void {
-    const size = this.logIndex.length * 2;
+    // Made at the first write (a re-run of the contract check, or a tracker of dead words alone, logs nothing).
+    const size = Math.max(1024, this.logIndex.length * 2);
     const index = new Float64Array(size);
     index.set(this.logIndex);
     const lo = new Int32Array(size);
     lo.set(this.logLo);
     const hi = new Int32Array(size);
     hi.set(this.logHi);
+    const dead = new Uint8Array(size);
+    dead.set(this.logDead);
+    this.logDead = dead;
     this.logIndex = index;
     this.logLo = lo;
     this.logHi = hi;
@@ -136,6 +251,7 @@ export class MemoryTracker implements WriteTracker {
     let b = this.sumB;
     let pfn = -1;
     let frame: DataView | undefined;
+    let drop = false;
     for (let n = this.length - 1; n >= mark; n--) {
       const w = this.logIndex[n]!;
       const page = Math.floor(w / WORDS_PER_PAGE);
@@ -146,7 +262,11 @@ export class MemoryTracker implements WriteTracker {
       const offset = (w % WORDS_PER_PAGE) * 8;
       const lo = frame.getInt32(offset, true);
       const hi = frame.getInt32(offset + 4, true);
-      if ((lo | hi) !== 0) {
+      if (this.deadWords && this.isDead(w)) {
+        a = (a - deadTermA(w)) | 0;
+        b = (b - deadTermB(w)) | 0;
+        this.setDead(w, false);
+      } else if ((lo | hi) !== 0) {
         a = (a - wordTermA(w, lo, hi)) | 0;
         b = (b - wordTermB(w, lo, hi)) | 0;
       }
@@ -154,11 +274,16 @@ export class MemoryTracker implements WriteTracker {
       const oldHi = this.logHi[n]!;
       frame.setInt32(offset, oldLo, true);
       frame.setInt32(offset + 4, oldHi, true);
-      if ((oldLo | oldHi) !== 0) {
+      if (this.logDead[n] === 1) {
+        a = (a + deadTermA(w)) | 0;
+        b = (b + deadTermB(w)) | 0;
+        if (this.setDead(w, true)) drop = true;
+      } else if ((oldLo | oldHi) !== 0) {
         a = (a + wordTermA(w, oldLo, oldHi)) | 0;
         b = (b + wordTermB(w, oldLo, oldHi)) | 0;
       }
     }
+    if (drop) memory.dropHeldFrames();
     this.length = mark;
     this.sumA = a;
     this.sumB = b;

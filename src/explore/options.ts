@@ -54,6 +54,13 @@ export interface ExploreResult {
   /** Stateful, with `workers` (parallel.ts): the worker threads it ran on. */
   readonly workers?: number;
   /**
+   * Stateful: whether states left out the words stack pops left dead (read by a pop, not written since: the
+   * values below a stack pointer), which nothing read (memory-tracker.ts).
+   */
+  readonly deadWords?: boolean;
+  /** Stateful: why they did not, when a dead word was read (the search then ran again with every word). */
+  readonly deadWordsOff?: string;
+  /**
    * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the
    * sampling strategies, which never run out of work), `time-limit` (the `timeLimit` ran out first), or absent
    * when the search ran out of work (an exhaustive search that is `complete`).

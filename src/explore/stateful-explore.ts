@@ -51,6 +51,10 @@ export interface StatefulExploreResult {
   readonly collisionProbability: number;
   /** Worker threads the search ran on, when more than one. */
   readonly workers?: number;
+  /** Whether the states left out the words stack pops left dead (memory-tracker.ts). */
+  readonly deadWords: boolean;
+  /** Why they did not (a dead word was read, and the search ran again), when asked for. */
+  readonly deadWordsOff?: string;
 }
 
 export function exploreStateful(build: () => Machine, r: StatefulExploreOptions): StatefulExploreResult {
@@ -89,10 +93,12 @@ export function finishStateful(
     | 'states'
     | 'depth'
     | 'visitedBytes'
+    | 'deadWords'
+    | 'deadWordsOff'
   >,
   workers = 1,
 ): StatefulExploreResult {
-  checkContract(build, result.samples);
+  checkContract(build, result.samples, result.deadWords);
   // The counterexamples replay under the delivery the search used (replay() defaults to 'scheduled': with an
   // 'immediate' search, a replayed schedule used to reach a run the search never had, and report its message).
   const o = {
@@ -117,5 +123,7 @@ export function finishStateful(
     visitedBytes: result.visitedBytes,
     collisionProbability: collisionProbability(result.states),
     ...(workers > 1 ? { workers } : {}),
+    deadWords: result.deadWords,
+    ...(result.deadWordsOff === undefined ? {} : { deadWordsOff: result.deadWordsOff }),
   };
 }

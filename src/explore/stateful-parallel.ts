@@ -6,7 +6,7 @@ import type { ExploreResult } from './options.ts';
 import { delivering, type Resolved } from './parts.ts';
 import { SharedStateSet, type SharedStateSetBuffers } from './shared-state-set.ts';
 import type { BuildSource, WorkerOptions } from './source.ts';
-import { StatefulSearch } from './stateful.ts';
+import { deadWordsRead, StatefulSearch } from './stateful.ts';
 import { finishStateful, statefulOptions } from './stateful-explore.ts';
 import type { StatefulResult } from './stateful-result.ts';
 import { startWorker } from './threads.ts';
@@ -38,6 +38,8 @@ export interface StatefulWorkerSetup {
   readonly buffers: SharedStateSetBuffers;
   readonly worker: number;
   readonly deadline?: number;
+  /** Whether popped words are dead (StatefulOptions.deadWords); the search's default when absent. */
+  readonly deadWords?: boolean;
 }
 
 type WorkerMessage = { result: StatefulResult } | { error: { name: string; message: string } | string };
@@ -60,6 +62,7 @@ export async function exploreStatefulParallel(
   r: Resolved,
   options: WorkerOptions,
   workers: number,
+  deadWords?: boolean,
 ): Promise<ExploreResult> {
   if (r.invariant !== undefined) {
     throw new InputError('explore invariant cannot be sent to workers: run the stateful search in one process');
@@ -71,7 +74,14 @@ export async function exploreStatefulParallel(
   const first = here ? 1 : 0;
   const threads = Array.from({ length: workers - first }, (_, k) =>
     runWorker(
-      { source, options, buffers: set.buffers, worker: first + k, ...(deadline === undefined ? {} : { deadline }) },
+      {
+        source,
+        options,
+        buffers: set.buffers,
+        worker: first + k,
+        ...(deadline === undefined ? {} : { deadline }),
+        ...(deadWords === undefined ? {} : { deadWords }),
+      },
       set,
     ),
   );
@@ -80,10 +90,10 @@ export async function exploreStatefulParallel(
   let failure: unknown;
   if (here) {
     try {
-      const o = statefulOptions(r, deadline);
+      const o = { ...statefulOptions(r, deadline), ...(deadWords === undefined ? {} : { deadWords }) };
       const progress = r.onProgress ? { progress: () => r.onProgress!(set.size, r.budget) } : {};
       const own = new StatefulSearch(built, { ...o, ...progress, shared: set, worker: 0 }).run();
-      checkContract(built, own.samples);
+      checkContract(built, own.samples, own.deadWords);
       results.push({ ...own, samples: [] });
     } catch (error) {
       set.stop();
@@ -99,9 +109,22 @@ export async function exploreStatefulParallel(
     if (outcome.status === 'rejected') throw outcome.reason;
     results.push(outcome.value);
   }
+  const deadRead = results.find((w) => w.deadRead >= 0)?.deadRead;
+  if (deadRead !== undefined) {
+    // As the search alone does (stateful.ts): a dead word was read, so search again with every word in the state.
+    const again = await exploreStatefulParallel(source, build, r, options, workers, false);
+    return { ...again, deadWordsOff: deadWordsRead(deadRead) };
+  }
   if (results.some((w) => w.reductionOverflowed)) {
     // As the search alone does (stateful.ts): the TLB-event reduction's argument failed, so search again without it.
-    return exploreStatefulParallel(source, build, { ...r, reduce: false }, { ...options, reduction: 'none' }, workers);
+    return exploreStatefulParallel(
+      source,
+      build,
+      { ...r, reduce: false },
+      { ...options, reduction: 'none' },
+      workers,
+      deadWords,
+    );
   }
   return finishStateful(built, r, merge(results, set, r.budget), workers);
 }
@@ -160,5 +183,6 @@ function merge(results: readonly StatefulResult[], set: SharedStateSet, budget: 
     states,
     depth: Math.max(...results.map((r) => r.depth)),
     visitedBytes: set.bytes,
+    deadWords: results.every((r) => r.deadWords),
   };
 }

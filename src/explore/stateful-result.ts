@@ -35,6 +35,11 @@ export interface StatefulOptions {
    * `none`: every TLB event at every state, as the other strategies offer them.
    */
   readonly reduction?: 'tlb-events' | 'none';
+  /**
+   * Whether a word a stack pop read is dead until written, its value left out of the state (memory-tracker.ts);
+   * default: unless `reduction` is `none`. A search that sees a dead word read runs again without.
+   */
+  readonly deadWords?: boolean;
   /** Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts). */
   readonly onFinal?: (m: Machine) => void;
   /**
@@ -87,6 +92,12 @@ export interface StatefulResult {
   readonly reduction: 'tlb-events' | 'none';
   /** Why the TLB-event reduction was asked for and not used (the search ran without it), if it was. */
   readonly reductionOff?: string;
+  /** Whether the result stands on dead words (left out of states: memory-tracker.ts). */
+  readonly deadWords: boolean;
+  /** Why dead words were asked for and not used (a dead word was read: the search ran again without), if so. */
+  readonly deadWordsOff?: string;
+  /** As a worker: the physical address of a dead word read, or -1 (the result does not stand). */
+  readonly deadRead: number;
   /**
    * New states by the kind of choice that reached them: CPU steps, deliveries, evictions and fills (of the TLB or a
    * paging-structure cache), store-buffer drains.

@@ -16,11 +16,16 @@ const shared = new SharedStateSet(setup.buffers);
 try {
   const { build, check } = await loadSource(setup.source);
   const r = resolveOptions({ ...setup.options, ...(check ? { check } : {}) });
-  const o = { ...statefulOptions(r, setup.deadline), shared, worker: setup.worker };
+  const o = {
+    ...statefulOptions(r, setup.deadline),
+    ...(setup.deadWords === undefined ? {} : { deadWords: setup.deadWords }),
+    shared,
+    worker: setup.worker,
+  };
   const built = delivering(build, r);
   const result = new StatefulSearch(built, o).run();
   // The contract check runs here, on this thread's paths and its own build (see stateful-parallel.ts).
-  checkContract(built, result.samples);
+  checkContract(built, result.samples, result.deadWords);
   parentPort!.postMessage({ result: { ...result, samples: [] } });
 } catch (error) {
   shared.stop();

@@ -84,9 +84,14 @@ export class StatefulSearch {
     this.shared = o.shared;
   }
 
+  /** Whether popped words are dead (StatefulOptions.deadWords). */
+  private get deadWords(): boolean {
+    return this.o.deadWords ?? this.o.reduction !== 'none';
+  }
+
   run(): StatefulResult {
     this.machine = this.build();
-    this.state = new MachineState(this.machine, { drive: true });
+    this.state = new MachineState(this.machine, { drive: true, deadWords: this.deadWords });
     if (this.o.reduction !== 'none' && this.o.tlbEvents > 0) {
       this.reductionOff =
         this.o.cacheEvents === 'mapped'
@@ -116,6 +121,13 @@ export class StatefulSearch {
       this.search();
     } finally {
       this.state.detach();
+    }
+    const deadRead = this.state.memory.deadRead;
+    if (deadRead >= 0 && this.shared === undefined) {
+      // Two states merged for their dead words could go different ways: the result does not stand. Search again
+      // with every word's value in the state.
+      const again = new StatefulSearch(this.build, { ...this.o, deadWords: false }).run();
+      return { ...again, deadWordsOff: deadWordsRead(deadRead) };
     }
     if (this.reduction?.overflowed() && this.shared === undefined) {
       // A fill met a TLB set too full for the reduction's argument: its result does not stand. Search again
@@ -153,14 +165,22 @@ export class StatefulSearch {
       rootFinished: this.rootFinished,
       depthCut: this.depthCut,
       reductionOverflowed: this.reduction?.overflowed() ?? false,
+      deadWords: this.deadWords,
+      deadRead,
     };
   }
 
   /** Goes back to frame `f`'s state by building the machine again and taking the path's choices up to it. */
   private replayTo(f: Frame): void {
+    const deadRead = this.state.memory.deadRead;
     this.state.detach();
     this.machine = this.build();
-    this.state = new MachineState(this.machine, { drive: true, initialMemory: this.initialMemory });
+    this.state = new MachineState(this.machine, {
+      drive: true,
+      initialMemory: this.initialMemory,
+      deadWords: this.deadWords,
+    });
+    this.state.memory.deadRead = deadRead;
     this.reduction?.attach(this.machine, this.state);
     for (const g of this.frames) {
       if (g === f) break;
@@ -296,6 +316,13 @@ export class StatefulSearch {
           return;
         }
       }
+      // A dead word read (by the step, or by a check or invariant at the last state): no state merged for its dead
+      // words can be trusted, so the search stops here and runs again without them (run()).
+      if (state.memory.deadRead >= 0) {
+        this.complete = false;
+        this.shared?.stop();
+        return;
+      }
       const event = isTlbEvent(c);
       if (!event && f.pending.count !== 0) {
         this.reduction!.afterChoice(f.pending, 'deliver' in c ? -1 : c.cpu, replay ? -1 : f.checkpoint.memory);
@@ -424,4 +451,12 @@ export class StatefulSearch {
     tlbLeft[n - 1] = c === undefined ? this.o.tlbEvents : (last?.tlbLeft ?? this.o.tlbEvents) - (isTlbEvent(c) ? 1 : 0);
     this.samples.push({ entries, fingerprints, tlbLeft, parts });
   }
+}
+
+/** Why a search's dead words did not stand. */
+export function deadWordsRead(pa: number): string {
+  return (
+    `a word a stack pop had left dead was read before it was written (physical 0x${pa.toString(16)}), so states ` +
+    'that differ only there were not merged: the search ran again with every word in the state'
+  );
 }

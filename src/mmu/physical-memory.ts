@@ -70,6 +70,32 @@ export interface WriteTracker {
   afterWrite(pa: number, size: number): void;
 }
 
+/**
+ * The stateful checker's dead words (memory-tracker.ts): 8-byte words a stack pop read and nothing has written
+ * since, whose values the search leaves out of a state (a stack's dead words differ between interleavings that are
+ * otherwise the same). Sound only if nothing reads one before writing it, so every read that reaches this memory
+ * is checked against them (`readDead`); the CPUs' page caches skip frames that hold any (see MemoryPort.hit).
+ */
+export interface DeadWords {
+  /** Per frame: how many of its words are dead. */
+  readonly perFrame: Int32Array;
+  /** How many words are dead. */
+  readonly deadCount: number;
+  /** A read of [pa, pa + size) reached a frame with dead words: the watcher judges whether it read one. */
+  readDead(pa: number, size: number): void;
+  /** Bytes were copied from `src` to `dst` (the write is told to the WriteTracker first): a dead word's copy is dead. */
+  copied(src: number, dst: number, size: number): void;
+  /** The aligned word at `pa` was just read by a stack pop (POP, RET, IRET): it is dead until written. */
+  popped(pa: number): void;
+  /** Whether the 8-byte word holding `pa` is dead. */
+  deadAt(pa: number): boolean;
+}
+
+/** A stack pop read the aligned word at `pa`: dead until written, while the stateful checker watches (DeadWords). */
+export function poppedWord(memory: PhysicalMemory, pa: number): void {
+  if (pa >= 0 && pa % 8 === 0 && pa + 8 <= memory.size) memory.dead!.popped(pa);
+}
+
 export class PhysicalMemory {
   readonly size: number;
   private readonly own = new Map<number, DataView>();
@@ -88,6 +114,8 @@ export class PhysicalMemory {
   private slowWrites = 0;
   /** See WriteTracker; attach with track(). */
   private tracker: WriteTracker | undefined;
+  /** See DeadWords; attach with watchDeadWords(). Undefined outside the stateful checker. */
+  dead: DeadWords | undefined;
   private readonly watchStart: Float64Array;
   private readonly watchEnd: Float64Array;
   private watcher: WriteWatcher | undefined;
@@ -214,6 +242,17 @@ export class PhysicalMemory {
     this.framesChanged();
   }
 
+  /** Attaches `dead` (undefined detaches it): reads are checked against its words from now on. */
+  watchDeadWords(dead: DeadWords | undefined): void {
+    this.dead = dead;
+    this.framesChanged();
+  }
+
+  /** Whoever holds frames from `frame()` drops them (the dead words of a frame that held none appeared). */
+  dropHeldFrames(): void {
+    this.framesChanged();
+  }
+
   /** The range owner `owner` watches, as [start, end), or [-1, -1] (the checker saves and restores watches). */
   watchedRange(owner: number, out: Float64Array, at: number): void {
     out[at] = this.watchStart[owner]!;
@@ -262,20 +301,24 @@ export class PhysicalMemory {
   // Accesses must not cross a frame boundary; the CPU splits those (they translate two pages anyway).
   read8(pa: number): number {
     if (!this.inRange(pa, 1)) return 0xff;
+    if (this.dead !== undefined) this.checkDead(pa, 1);
     return this.frameForRead(Math.floor(pa / PAGE)).getUint8(pa & 0xfff);
   }
   read16(pa: number): number {
     if (!this.inRange(pa, 2)) return 0xffff;
+    if (this.dead !== undefined) this.checkDead(pa, 2);
     return this.frameForRead(Math.floor(pa / PAGE)).getUint16(pa & 0xfff, true);
   }
   read32(pa: number): number {
     if (!this.inRange(pa, 4)) return 0xffffffff;
+    if (this.dead !== undefined) this.checkDead(pa, 4);
     return this.frameForRead(Math.floor(pa / PAGE)).getUint32(pa & 0xfff, true);
   }
   /** 64-bit read as a number: exact below 2^53 (DESIGN.md: numbers on the hot path, BigInt only at the edge). */
   read64(pa: number): number {
     const offset = pa & 0xfff;
     if (offset > PAGE - 8 || !this.inRange(pa, 8)) return this.read32(pa + 4) * 2 ** 32 + this.read32(pa);
+    if (this.dead !== undefined) this.checkDead(pa, 8);
     const frame = this.frameForRead(Math.floor(pa / PAGE));
     return frame.getUint32(offset + 4, true) * 2 ** 32 + frame.getUint32(offset, true);
   }
@@ -284,6 +327,7 @@ export class PhysicalMemory {
     // The common case first: an aligned access inside installed memory, one cache probe.
     const offset = pa & 0xfff;
     if (offset + size <= PAGE && pa >= 0 && pa + size <= this.size) {
+      if (this.dead !== undefined) this.checkDead(pa, size);
       return readFrame(this.frameForRead(Math.floor(pa / PAGE)), offset, size);
     }
     switch (size) {
@@ -296,6 +340,18 @@ export class PhysicalMemory {
       default:
         return this.read64(pa);
     }
+  }
+
+  /** A read of [pa, pa + size) (inside one frame) while dead words are watched. */
+  private checkDead(pa: number, size: number): void {
+    const dead = this.dead!;
+    if (dead.perFrame[Math.floor(pa / PAGE)] !== 0) dead.readDead(pa, size);
+  }
+
+  /** As read32, unchecked against dead words: for the tracker that keeps them. */
+  peek32(pa: number): number {
+    if (!this.inRange(pa, 4)) return 0xffffffff;
+    return this.frameForRead(Math.floor(pa / PAGE)).getUint32(pa & 0xfff, true);
   }
 
   write8(pa: number, value: number): void {
@@ -380,6 +436,8 @@ export class PhysicalMemory {
       target.fill(0xff);
     }
     if (this.slowWrites !== 0) this.wrote(dst, size);
+    // A copy moves a dead word without reading it as a value: its copy is dead too (a migration's copy of a stack).
+    if (this.dead !== undefined && this.inRange(src, size)) this.dead.copied(src, dst, size);
   }
 
   /** Whether frame `pfn` holds data (own or shared): one never written reads as zeros. */

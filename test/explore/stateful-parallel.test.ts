@@ -8,6 +8,7 @@ import { InputError } from '../../src/mmu/input-error.ts';
 import { scenarioBuilder } from '../../src/scenarios/scenario-module.ts';
 import { counters } from './fixtures/counters.ts';
 import { faultLoop } from './fixtures/fault-loop.ts';
+import { frameReader } from './fixtures/frame-reader.ts';
 import { randomProgramFactory, randomTlbProgram } from './fixtures/random-programs.ts';
 
 // The stateful search on worker threads (src/explore/stateful-parallel.ts): the threads share the finished states,
@@ -35,6 +36,17 @@ describe('the stateful search on workers', () => {
       // The counterexample is a real one: it replays to the lost update.
       expect(replay(build, many.violations[0]!.schedule, { check }).kind).toBe('assertion');
     }
+  }, 120_000);
+
+  it('runs again with every word when a worker reads a dead word, and reaches the states one thread reaches', async () => {
+    const one = explore(frameReader, stateful);
+    expect(one.deadWordsOff).toBeDefined();
+    const many = await exploreParallel(fixture('frame-reader', 'frameReaderFactory', []), { ...stateful, workers: 2 });
+    expect(many.deadWords).toBe(false);
+    expect(many.deadWordsOff).toMatch(/a word a stack pop had left dead was read/);
+    expect(many.complete).toBe(true);
+    expect(many.states).toBe(one.states);
+    expect(many.executions).toBe(one.executions);
   }, 120_000);
 
   it('finds a cycle (a fault retried forever) as a step-bound violation, as one thread does', async () => {
@@ -69,24 +81,36 @@ describe('the stateful search on workers', () => {
 
   it('agrees with one thread on random programs (states, final states, violation kinds), TLB events included', async () => {
     // Programs of the soundness harness's TLB family (remaps, restores, INVLPG, IPIs, both deliveries), a fixed
-    // sample; the one-thread search is itself checked against naive enumeration there (soundness.test.ts).
+    // sample; the one-thread search is itself checked against naive enumeration there (soundness.test.ts). The
+    // states and final states are compared without the TLB-event reduction: with it, a state stands for those that
+    // differ from it only in TLB contents, and which one is reached first depends on the order the choices are
+    // taken in, which each worker turns (one of these programs: 210 states and 4 final states one way, 184 and 3 the
+    // other, the same by contents). The verdict is compared with it.
     const programs = fc.sample(randomTlbProgram(), { numRuns: 10, seed: 18 });
     let compared = 0;
     for (const p of programs) {
       const { build, check } = randomProgramFactory(p);
-      const options = { ...stateful, tlbEvents: p.tlbEvents, maxSteps: 10_000, budget: 200_000 };
-      const one = explore(build, { ...options, ...(check ? { check } : {}) });
-      if (!one.complete) continue;
-      const many = await exploreParallel(fixture('random-programs', 'randomProgramFactory', [p]), {
-        ...options,
-        workers: 2,
-      });
+      const source = fixture('random-programs', 'randomProgramFactory', [p]);
       const shown = JSON.stringify(p);
-      expect(many.complete, shown).toBe(true);
-      expect(many.states, shown).toBe(one.states);
-      expect(many.executions, shown).toBe(one.executions);
-      expect(many.violations.map((v) => v.kind).sort(), shown).toEqual(one.violations.map((v) => v.kind).sort());
-      compared++;
+      for (const reduction of ['none', undefined] as const) {
+        const options = {
+          ...stateful,
+          tlbEvents: p.tlbEvents,
+          maxSteps: 10_000,
+          budget: 200_000,
+          ...(reduction === undefined ? {} : { reduction }),
+        };
+        const one = explore(build, { ...options, ...(check ? { check } : {}) });
+        if (!one.complete) continue;
+        const many = await exploreParallel(source, { ...options, workers: 2 });
+        expect(many.complete, shown).toBe(true);
+        expect(many.violations.map((v) => v.kind).sort(), shown).toEqual(one.violations.map((v) => v.kind).sort());
+        if (reduction === 'none') {
+          expect(many.states, shown).toBe(one.states);
+          expect(many.executions, shown).toBe(one.executions);
+          compared++;
+        }
+      }
     }
     expect(compared).toBeGreaterThanOrEqual(8);
   }, 180_000);

@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import type { Assembler } from '../../src/cpu/assembler.ts';
+import { explore } from '../../src/explore/explore.ts';
+import { MemoryTracker } from '../../src/explore/memory-tracker.ts';
+import { Machine } from '../../src/machine/machine.ts';
+import { FRAME_READER_DATA, frameReader } from './fixtures/frame-reader.ts';
+
+// Dead words (src/explore/memory-tracker.ts): a word a stack pop read is left out of the stateful search's state
+// until something writes it, so that interleavings that differ only in what lies below a stack pointer are one
+// state; a read of one makes the search run again with every word in the state.
+
+const DATA = 0xffffc90001000000n;
+
+/** A machine whose CPU 0 runs `body`, with a tracker of dead words (and an undo log) attached before its first step. */
+function tracked(body: (x: Assembler) => Generator<ReturnType<Assembler['push']>, void, number>, deadWords = true) {
+  const m = Machine.create({ cpus: 1, trace: false });
+  m.map(DATA, { writable: true });
+  m.load(0, body);
+  const tracker = new MemoryTracker(m.memory, { undo: true, deadWords });
+  return { m, tracker, steps: (n: number) => Array.from({ length: n }, () => m.step(0)) };
+}
+
+/** The physical address of the stack word just below CPU 0's stack pointer. */
+function belowStack(m: Machine): number {
+  const rsp = m.cpu(0).regs.rsp;
+  return m.physicalAddress(BigInt(rsp - 8) | 0xffff000000000000n)!;
+}
+
+describe('dead words: what a stack pop leaves below the stack pointer', () => {
+  it('two runs that popped different values hash the same, and differently without dead words', () => {
+    const sums = (value: number, deadWords: boolean) => {
+      const { tracker, steps } = tracked(function* (x) {
+        yield x.push(value);
+        yield x.pop();
+      }, deadWords);
+      steps(2);
+      return [tracker.sumA, tracker.sumB, tracker.deadCount];
+    };
+    expect(sums(5, true)).toEqual(sums(7, true));
+    expect(sums(5, true)[2]).toBe(1);
+    expect(sums(5, false)).not.toEqual(sums(7, false));
+  });
+
+  it('a write to a dead word brings it back: a value pushed again counts as if it had never been popped', () => {
+    const pushedAgain = tracked(function* (x) {
+      yield x.push(5);
+      yield x.pop();
+      yield x.push(9);
+    });
+    pushedAgain.steps(3);
+    const pushedOnce = tracked(function* (x) {
+      yield x.push(9);
+    });
+    pushedOnce.steps(1);
+    expect(pushedAgain.tracker.deadCount).toBe(0);
+    expect([pushedAgain.tracker.sumA, pushedAgain.tracker.sumB]).toEqual([
+      pushedOnce.tracker.sumA,
+      pushedOnce.tracker.sumB,
+    ]);
+  });
+
+  it('going back past a pop makes the word live again, with the hash it had', () => {
+    const { m, tracker, steps } = tracked(function* (x) {
+      yield x.push(5);
+      yield x.pop();
+    });
+    steps(1);
+    const before = [tracker.sumA, tracker.sumB];
+    const mark = tracker.length;
+    const pa = belowStack(m) + 8; // the pushed word: RSP points at it
+    steps(1);
+    expect(tracker.deadAt(pa)).toBe(true);
+    expect([tracker.sumA, tracker.sumB]).not.toEqual(before);
+    tracker.rollback(mark);
+    expect(tracker.deadAt(pa)).toBe(false);
+    expect(tracker.deadCount).toBe(0);
+    expect([tracker.sumA, tracker.sumB]).toEqual(before);
+  });
+
+  it('a copy of a dead word is dead (a migration copies a stack page), a copy of a live one is live', () => {
+    const { m, tracker, steps } = tracked(function* (x) {
+      yield x.push(5);
+      yield x.push(6);
+      yield x.pop();
+    });
+    steps(3);
+    const dead = belowStack(m);
+    const live = dead + 8;
+    expect(tracker.deadAt(dead)).toBe(true);
+    expect(tracker.deadAt(live)).toBe(false);
+    const page = dead - (dead % 4096);
+    const copy = m.physicalAddress(DATA)!;
+    m.memory.copy(page, copy, 4096);
+    expect(tracker.deadAt(copy + (dead - page))).toBe(true);
+    expect(tracker.deadAt(copy + (live - page))).toBe(false);
+    expect(m.memory.read64(copy + (live - page))).toBe(5);
+    expect(tracker.deadRead).toBe(-1);
+  });
+
+  it('a read of a dead word is recorded with its address, through the CPU and through physical memory alike', () => {
+    const { m, tracker, steps } = tracked(function* (x) {
+      yield x.push(5);
+      yield x.pop();
+    });
+    steps(2);
+    const pa = belowStack(m);
+    expect(tracker.deadRead).toBe(-1);
+    m.memory.read32(pa + 4);
+    expect(tracker.deadRead).toBe(pa + 4);
+  });
+});
+
+describe('the stateful search with dead words', () => {
+  it('a read of a frame an IRET left dead makes the search run again with every word, and it finds every RIP', () => {
+    const rips = (o: { search: 'stateful' | 'stateless' }) => {
+      const seen = new Set<number>();
+      const result = explore(frameReader, {
+        strategy: 'exhaustive',
+        ...o,
+        ...(o.search === 'stateless' ? { reduction: 'none' as const } : {}),
+        check: (m) => {
+          seen.add(m.memory.read64(m.physicalAddress(FRAME_READER_DATA)!));
+          return true;
+        },
+      });
+      return { result, seen: [...seen].sort() };
+    };
+    const stateful = rips({ search: 'stateful' });
+    const naive = rips({ search: 'stateless' });
+    expect(stateful.result.deadWords).toBe(false);
+    expect(stateful.result.deadWordsOff).toMatch(/a word a stack pop had left dead was read before it was written/);
+    // 0 (no frame there yet when CPU0 read) and the RIP of each point where CPU1 could take the IPI.
+    expect(naive.seen.length).toBe(5);
+    expect(stateful.seen).toEqual(naive.seen);
+  });
+});
