@@ -9,7 +9,9 @@ import { deadTermA, deadTermB, wordTermA, wordTermB } from './hash.ts';
 // Dead words (with `deadWords`): a word a stack pop read (POP, RET, IRET) is dead until something writes it: its
 // value is left out of the hash (a term for its deadness goes in instead), so that states that differ only in what
 // lies below a stack pointer (a pushed value popped again, an interrupt frame returned from: the words a different
-// interleaving left there) are one state. A copy of a dead word is dead (migration copies stacks). That is sound
+// interleaving left there) are one state. Every word of a frame the kernel's allocator frees, or a migration marks
+// copied away (PhysicalMemory.guardChanged), is dead too: what such a frame holds is garbage (a stack page's old
+// copy holds the interrupt frames of every interleaving). A copy of a dead word is dead (migration copies stacks). Sound
 // only while nothing reads a dead word before writing it (two states merged could then go different ways), so
 // every read that reaches a frame with dead words is checked (PhysicalMemory.dead; the CPUs' page caches skip those
 // frames), and one that reads a dead word is recorded in `deadRead`: the search then runs again without dead words
@@ -114,6 +116,22 @@ export class MemoryTracker implements WriteTracker, DeadWords {
     if (this.undo) this.log(w, lo, hi, 0);
     // The CPUs' page caches may hold the frame: from now on its reads must be checked.
     if (this.setDead(w, true)) this.memory.dropHeldFrames();
+  }
+
+  freed(pa: number, size: number): void {
+    const first = Math.ceil(pa / 8);
+    const end = Math.floor((pa + size) / 8);
+    let drop = false;
+    for (let w = first; w < end; w++) {
+      if (this.isDead(w)) continue;
+      const lo = this.memory.peek32(w * 8) | 0;
+      const hi = this.memory.peek32(w * 8 + 4) | 0;
+      this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
+      this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
+      if (this.undo) this.log(w, lo, hi, 0);
+      if (this.setDead(w, true)) drop = true;
+    }
+    if (drop) this.memory.dropHeldFrames();
   }
 
   copied(src: number, dst: number, size: number): void {

@@ -456,7 +456,7 @@ export class StatefulSearch {
 /** Why a search's dead words did not stand. */
 export function deadWordsRead(pa: number): string {
   return (
-    `a word a stack pop had left dead was read before it was written (physical 0x${pa.toString(16)}), so states ` +
-    'that differ only there were not merged: the search ran again with every word in the state'
+    `a dead word (popped from a stack, or in a frame freed or copied away) was read before it was written ` +
+    `(physical 0x${pa.toString(16)}): the search ran again with every word in the state`
   );
 }

@@ -52,5 +52,5 @@ export function bootKernel(memory: PhysicalMemory, boot: BootInfo, options: Requ
  */
 export function attachKernel(memory: PhysicalMemory, kernel: Kernel): void {
   memory.guard = kernel.zone;
-  kernel.zone.onRelease = () => memory.guardChanged();
+  kernel.zone.onRelease = (pfn, frames) => memory.guardChanged(pfn, frames);
 }

@@ -191,9 +191,10 @@ export class BuddyAllocator implements FreeArea {
 
   /**
    * Told when frames stop being usable (a free, a migration's copy): the machine drops the pages its CPUs cached,
-   * so the next access is checked against `owner` and `generation` (this allocator is the CPUs' FrameGuard).
+   * so the next access is checked against `owner` and `generation` (this allocator is the CPUs' FrameGuard), with
+   * the frames (`frames` from `pfn`), whose contents the stateful checker leaves out of its states.
    */
-  onRelease: (() => void) | undefined;
+  onRelease: ((pfn?: number, frames?: number) => void) | undefined;
   /** See FrameGuard.recordChanges: [pfn, count] per change of frame state, for the checker. */
   recordChanges = false;
   changes: number[] = [];
@@ -383,7 +384,7 @@ export class BuddyAllocator implements FreeArea {
       this.owner[f] = NONE;
     }
     this.noteChange(i, 1 << order);
-    this.onRelease?.();
+    this.onRelease?.(this.firstPfn + i, 1 << order);
     return i;
   }
 
@@ -470,7 +471,7 @@ export class BuddyAllocator implements FreeArea {
     }
     this.owner[i] = FRAME_COPIED;
     this.noteChange(i, 1);
-    this.onRelease?.();
+    this.onRelease?.(pfn, 1);
   }
 
   /** Hands the allocated order-0 frame at `pfn` to `owner` (a compaction target that now holds a moved page). */

@@ -87,6 +87,12 @@ export interface DeadWords {
   copied(src: number, dst: number, size: number): void;
   /** The aligned word at `pa` was just read by a stack pop (POP, RET, IRET): it is dead until written. */
   popped(pa: number): void;
+  /**
+   * The frames [pa, pa + size) were freed, or copied away by a migration: every word is dead (what they hold is
+   * read only through a use after free, which the frame guard stops, through a stale translation, or after the
+   * frame is allocated again and before it is written; a read is caught like any read of a dead word).
+   */
+  freed(pa: number, size: number): void;
   /** Whether the 8-byte word holding `pa` is dead. */
   deadAt(pa: number): boolean;
 }
@@ -171,9 +177,16 @@ export class PhysicalMemory {
    */
   guard: FrameGuard | undefined;
 
-  /** The guard's frames changed state (a free, a migration's copy): cached pages are dropped, so the next access checks. */
-  guardChanged(): void {
+  /**
+   * The guard's frames changed state (a free, a migration's copy): cached pages are dropped, so the next access
+   * checks. The frames (`frames` from `pfn`) hold nothing anyone should read: their words are dead to the stateful
+   * checker (DeadWords).
+   */
+  guardChanged(pfn?: number, frames?: number): void {
     this.framesChanged();
+    if (this.dead !== undefined && pfn !== undefined && frames !== undefined) {
+      this.dead.freed(pfn * PAGE, Math.min(frames * PAGE, this.size - pfn * PAGE));
+    }
   }
 
   /** Page numbers of the frames this memory owns (written since it was made or frozen), in order. */
