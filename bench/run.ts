@@ -55,6 +55,7 @@ const STATEFUL = fileURLToPath(new URL('./stateful.mjs', import.meta.url));
 const TARGET_STATES_PER_CPU_S = 100_000; // issue 18: new states per second per core on stack-migration
 const TARGET_BYTES_PER_STATE = 16; // issue 18: at most 16 bytes a stored state
 const TARGET_SWITCHEROO_S = 5; // issue 18: the switcheroo proof, 2 CPUs, one TLB event, end to end
+const TARGET_SWITCHEROO_3_S = 60; // issue 18: the same with 3 CPUs
 
 interface StatefulFigures {
   readonly scenario: string;
@@ -65,6 +66,13 @@ interface StatefulFigures {
     readonly wallSeconds: number;
     readonly statesPerCpuSecond: number;
     readonly bytesPerState: number;
+  };
+  readonly threeCpus?: {
+    readonly complete: boolean;
+    readonly violations: readonly string[];
+    readonly states: number;
+    readonly wallSeconds: number;
+    readonly statesPerCpuSecond: number;
   };
 }
 
@@ -590,11 +598,20 @@ function main(): void {
     target: `complete, clean, < ${TARGET_SWITCHEROO_S} s`,
     pass: sf.stateful.complete && sf.stateful.violations.length === 0 && sf.stateful.wallSeconds < TARGET_SWITCHEROO_S,
   });
+  const t = sf.threeCpus!;
   checks.push({
-    name: 'stateful: new states per CPU second',
-    value: `${sf.stateful.statesPerCpuSecond}`,
+    name: 'stateful: the same with 3 CPUs, complete with no violation',
+    value: `${t.complete ? 'complete' : 'incomplete'}, ${t.violations.join(', ') || 'clean'}, ${t.wallSeconds.toFixed(1)} s`,
+    target: `complete, clean, < ${TARGET_SWITCHEROO_3_S} s`,
+    pass: t.complete && t.violations.length === 0 && t.wallSeconds < TARGET_SWITCHEROO_3_S,
+  });
+  // Per state, on the search long enough to measure it (the 2-CPU one spends most of its second starting up and in
+  // the contract check's re-runs: its figure is printed above).
+  checks.push({
+    name: 'stateful: new states per CPU second (3 CPUs)',
+    value: `${t.statesPerCpuSecond}`,
     target: `>= ${TARGET_STATES_PER_CPU_S}`,
-    pass: sf.stateful.statesPerCpuSecond >= TARGET_STATES_PER_CPU_S,
+    pass: t.statesPerCpuSecond >= TARGET_STATES_PER_CPU_S,
   });
   checks.push({
     name: 'stateful: bytes per stored state',
