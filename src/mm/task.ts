@@ -72,9 +72,11 @@ export function* contextSwitch(
   next: Task,
   options: SwitchOptions,
 ): KernelProgram<void> {
+  const sync = options.syncStack && kernel.sync === 'lazy-fault';
   if (prev.pgd !== next.pgd) {
-    if (options.syncStack && kernel.sync === 'lazy-fault') {
-      yield x.load(next.stack.bottom, 1); // READ_ONCE(*next->stack): a missing entry is fixed by vmalloc_fault now
+    if (sync) {
+      // sync_current_stack_to_mm() in switch_mm_irqs_off() (arch/x86/mm/tlb.c, 4.15-5.7): the current stack's
+      // top-level entry goes into the next mm before its CR3 is loaded.
       const index = tableIndex(prev.stack.bottom, 4) * 8;
       const lo = yield x.load(direct(prev.pgd + index), 4);
       const nextLo = yield x.load(direct(next.pgd + index), 4);
@@ -86,6 +88,10 @@ export function* contextSwitch(
     }
     yield x.movToCr3(next.pgd); // switch_mm_irqs_off()
   }
+  // prepare_switch_to() (arch/x86/include/asm/switch_to.h, 4.15-5.7), in switch_to(), after context_switch()'s
+  // switch_mm: READ_ONCE(*next->thread.sp) in the new mm, still on the old stack, so a missing top-level entry for
+  // the next stack faults here, where vmalloc_fault can fix it, and not on the first push on that stack.
+  if (sync) yield x.load(next.stack.bottom, 1);
   // __switch_to_asm: the callee-saved registers go on the old stack (one push stands for them), then the stacks
   // and control swap; the old task pops them when it runs again.
   yield x.push(0);

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { formatVirtual } from '../../src/mmu/address.ts';
+import type { Assembler } from '../../src/cpu/assembler.ts';
+import { Machine } from '../../src/machine/machine.ts';
+import { mmCreate } from '../../src/mm/mm.ts';
+import { contextSwitch, runningTask, taskCreate } from '../../src/mm/task.ts';
+import { formatVirtual, LAYOUT } from '../../src/mmu/address.ts';
 import { runScenario } from '../../src/scenarios/catalogue.ts';
 import { FRESH_SLOT } from '../../src/scenarios/vmalloc-fault.ts';
 
@@ -45,6 +49,49 @@ describe('vmap-stack-switch', () => {
     expect(result.outcome).toBe('ok');
     expect(machine.trace.some((e) => e.exceptions)).toBe(false);
     expect(machine.trace.slice(-3).map((e) => e.op)).toEqual(['push', 'pop', 'exit']);
+  });
+});
+
+describe('context_switch to a task whose own mm lacks its stack (issue 20)', () => {
+  /**
+   * The boot task switches to a process whose mm was made before its VMAP stack's 512 GiB slot existed: switch_mm
+   * syncs the current (boot) stack's entry, which the process's mm has, and nothing else; Linux then probes the
+   * next stack after switch_mm (prepare_switch_to() in switch_to(), after context_switch()'s switch_mm_irqs_off(),
+   * 4.15 to 5.7), in the new mm, so vmalloc_fault copies its entry while a #PF can still be delivered.
+   */
+  function switchToFreshStack(syncStack: boolean) {
+    const machine = Machine.create({ cpus: 1, trace: true, kernel: { sync: 'lazy-fault' } });
+    const kernel = machine.kernel!;
+    const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[0]!);
+    machine.load(0, function* bootMain(x: Assembler) {
+      const pgd = yield* mmCreate(x, kernel); // before the stack's slot exists
+      const main = function* processMain(y: Assembler) {
+        yield y.push(1);
+        yield y.pop();
+      };
+      const process = yield* taskCreate(x, kernel, 'process', pgd, main, [], {
+        start: FRESH_SLOT,
+        end: LAYOUT.vmallocEnd,
+      });
+      yield* contextSwitch(x, kernel, boot, process!, { syncStack });
+    });
+    return { machine, result: machine.run({ maxSteps: 100_000 }) };
+  }
+
+  it('with the stack sync, the probe of the next stack faults in the next mm, vmalloc_fault fixes it, the switch completes', () => {
+    const { machine, result } = switchToFreshStack(true);
+    expect(result.outcome).toBe('ok');
+    const faults = machine.trace.filter((e) => e.exceptions);
+    expect(faults).toHaveLength(1);
+    // The probe, a load, after the CR3 load: a #PF delivered on the boot stack, which every mm maps.
+    expect(faults[0]).toMatchObject({ op: 'load' });
+    expect(faults[0]!.exceptions!.map((e) => `${e.name} ${e.outcome}`)).toEqual(['#PF delivered']);
+    const cr3 = machine.trace.findIndex((e) => e.op === 'mov-to-cr3');
+    expect(machine.trace.indexOf(faults[0]!)).toBeGreaterThan(cr3);
+  });
+
+  it('without it, the first access on the next stack double-faults', () => {
+    expect(switchToFreshStack(false).result.outcome).toBe('double-fault');
   });
 });
 
