@@ -3,7 +3,7 @@ import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
 import type { GateInit, HandlerContext } from '../cpu/registers.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { CALL_FUNCTION_VECTOR, callFunctionHandler } from '../mm/smp.ts';
-import { formatVirtual } from '../mmu/address.ts';
+import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { pageFaultHandler } from './page-fault.ts';
 import { describeChain } from './reports.ts';
 
@@ -18,14 +18,16 @@ export interface GuardedStack {
 }
 
 /**
- * exc_double_fault: CR2 in the guard page below the current CPU's task stack is a stack overflow; otherwise a
- * panic. Both reports end with the chain of faults that led here.
+ * exc_double_fault (arch/x86/kernel/traps.c): CR2 in the page below the current task's stack (task_stack_page(
+ * current) - 1 - cr2 < PAGE_SIZE) is a stack overflow; otherwise a panic. The current task's stack is the one the
+ * kernel's contextSwitch last switched this CPU to, or the CPU's boot stack. Both reports end with the chain of
+ * faults that led here.
  */
-export function doubleFaultHandler(stacks: readonly GuardedStack[]): Program<[HandlerContext]> {
+export function doubleFaultHandler(stacks: readonly GuardedStack[], kernel?: Kernel): Program<[HandlerContext]> {
   return function* doubleFault(x, ctx) {
     const chain = describeChain(ctx.chain);
     const tail = chain ? `\n${chain}` : '';
-    const stack = stacks[x.cpuId];
+    const stack = currentStack(x.cpuId, stacks, kernel);
     if (stack && ctx.cr2 >= stack.guard && ctx.cr2 < stack.bottom) {
       yield x.die(
         'double-fault',
@@ -36,6 +38,13 @@ export function doubleFaultHandler(stacks: readonly GuardedStack[]): Program<[Ha
     }
     yield x.die('double-fault', `PANIC: double fault, error_code: 0x${ctx.errorCode.toString(16)}${tail}`);
   };
+}
+
+/** The stack of the task CPU `cpu` runs: the kernel's `currentStack`, or the boot stack before any switch. */
+function currentStack(cpu: number, stacks: readonly GuardedStack[], kernel?: Kernel): GuardedStack | undefined {
+  const bottom = kernel?.currentStack[2 * cpu];
+  if (bottom === undefined) return stacks[cpu];
+  return { bottom, top: kernel!.currentStack[2 * cpu + 1]!, guard: bottom - PAGE_SIZE };
 }
 
 const nmi: Program<[HandlerContext]> = function* nmi(x) {
@@ -56,7 +65,7 @@ export function exceptionGates(stacks: readonly GuardedStack[], kernel?: Kernel)
   const gates = new Map<number, GateInit>();
   for (const info of EXCEPTIONS) gates.set(info.vector, { handler: otherException, ist: 0, type: 'interrupt' });
   gates.set(VECTOR.PF, { handler: pageFaultHandler(kernel), ist: 0, type: 'interrupt' });
-  gates.set(VECTOR.DF, { handler: doubleFaultHandler(stacks), ist: 1, type: 'interrupt' });
+  gates.set(VECTOR.DF, { handler: doubleFaultHandler(stacks, kernel), ist: 1, type: 'interrupt' });
   gates.set(VECTOR.NMI, { handler: nmi, ist: 2, type: 'interrupt' });
   // smp_call_function's IPI: an interrupt gate, so the function runs with IF=0.
   if (kernel) gates.set(CALL_FUNCTION_VECTOR, { handler: callFunctionHandler(kernel), ist: 0, type: 'interrupt' });

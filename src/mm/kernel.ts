@@ -68,6 +68,11 @@ export class Kernel {
     readonly vmap: VmapAreas = new VmapAreas(LAYOUT.vmallocStart, LAYOUT.vmallocEnd),
     /** The name of the task each CPU runs (Linux's per-CPU `current`), set by contextSwitch. */
     readonly current: string[] = [],
+    /**
+     * Per CPU, the stack of the task it runs as [bottom, top) (task_stack_page(current)), two numbers a CPU; set by
+     * contextSwitch (empty for a CPU still on its boot stack). The #DF handler's stack-overflow check reads it.
+     */
+    readonly currentStack: number[] = [],
     /** What the kernel printed and carried on after (a user task's segfault), in order. */
     readonly log: string[] = [],
     /** Functions smp_call_function_many has been given, by the number a csd holds. */
@@ -127,6 +132,7 @@ export class Kernel {
     this.vmapPurges = from.vmapPurges;
     this.vmap.restore(from.vmap);
     this.current.splice(0, this.current.length, ...from.current);
+    this.currentStack.splice(0, this.currentStack.length, ...from.currentStack);
     this.log.splice(0, this.log.length, ...from.log);
     this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
     this.timing = from.timing;
@@ -146,6 +152,9 @@ export class Kernel {
     this.zone.copyFrom(from.zone);
     this.vmap.restore(from.vmap);
     if (!sameItems(this.current, from.current)) this.current.splice(0, this.current.length, ...from.current);
+    if (!sameItems(this.currentStack, from.currentStack)) {
+      this.currentStack.splice(0, this.currentStack.length, ...from.currentStack);
+    }
     if (!sameItems(this.log, from.log)) this.log.splice(0, this.log.length, ...from.log);
     if (!sameItems(this.callFunctions, from.callFunctions)) {
       this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
@@ -169,6 +178,7 @@ export class Kernel {
     this.pages.stateWords(out);
     this.lru.stateWords(out);
     out.push(this.vmapLazyNr, this.vmallocPages.size);
+    out.push(this.currentStack.length, ...this.currentStack);
     // By frame: the map's insertion order is history, not state.
     for (const pfn of [...this.vmallocPages.keys()].sort((a, b) => a - b)) out.push(pfn, this.vmallocPages.get(pfn)!);
   }
@@ -185,6 +195,7 @@ export class Kernel {
       smpArea,
       vmap.clone(),
       [...this.current],
+      [...this.currentStack],
       [...this.log],
       [...this.callFunctions],
     );

@@ -97,6 +97,8 @@ export function* contextSwitch(
   yield x.push(0);
   yield x.atomic(LOCK.RUNQUEUE, () => {
     kernel.current[x.cpuId] = next.name; // this_cpu_write(current_task, next)
+    kernel.currentStack[2 * x.cpuId] = next.stack.bottom;
+    kernel.currentStack[2 * x.cpuId + 1] = next.stack.top;
     return 0;
   });
   yield x.switchContext(prev.context, next.context);

@@ -95,6 +95,29 @@ describe('context_switch to a task whose own mm lacks its stack (issue 20)', () 
   });
 });
 
+describe("the #DF handler reads the current task's stack (issue 20)", () => {
+  it('a task made with the task API that overflows its VMAP stack is reported as a kernel stack overflow', () => {
+    const machine = Machine.create({ cpus: 1, trace: false, kernel: { sync: 'lazy-fault' } });
+    const kernel = machine.kernel!;
+    const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[0]!);
+    let stack = { bottom: 0, top: 0 };
+    machine.load(0, function* bootMain(x: Assembler) {
+      const recurse = function* recurse(y: Assembler) {
+        for (;;) yield y.push(0); // unbounded recursion, a frame a push
+      };
+      const task = yield* taskCreate(x, kernel, 'recurser', kernel.initMm, recurse, []);
+      stack = task!.stack;
+      yield* contextSwitch(x, kernel, boot, task!, { syncStack: false });
+    });
+    const result = machine.run({ maxSteps: 100_000 });
+    expect(result.outcome).toBe('double-fault');
+    expect(result.stop!.message).toMatch(/^kernel stack overflow \(double-fault\)\nBUG: stack guard page was hit at /);
+    expect(result.stop!.message).toContain(
+      `(stack is ${formatVirtual(stack.bottom)}..${formatVirtual(stack.top - 1)})`,
+    );
+  });
+});
+
 describe('vmalloc-orders', () => {
   it('the same seed gives the same workload under each policy; high-order gets higher orders than order0', () => {
     const run = (policy: string) => runScenario('vmalloc-orders', { policy, ops: 60 }, { trace: false });
