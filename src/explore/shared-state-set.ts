@@ -23,6 +23,8 @@ const MIN_SLOTS = 1024;
 // writes on every add (LOCK, SIZE) would be fetched again on each.
 const LINE = 16;
 const LOCK = 0;
+/** Threads asleep on the lock (so that an unlock wakes one only when one sleeps: a notify costs more than the add). */
+const SLEEPERS = 1;
 const SIZE = LINE;
 const STOP = 2 * LINE;
 const GENERATION = 3 * LINE;
@@ -108,13 +110,17 @@ export class SharedStateSet {
     let spins = 0;
     while (Atomics.compareExchange(c, LOCK, 0, 1) !== 0) {
       // Held for a few probes, or for a growth (milliseconds): spin a little, then sleep until released.
-      if (++spins > 100) Atomics.wait(c, LOCK, 1, 1);
+      if (++spins > 100) {
+        Atomics.add(c, SLEEPERS, 1);
+        Atomics.wait(c, LOCK, 1, 1);
+        Atomics.sub(c, SLEEPERS, 1);
+      }
     }
   }
 
   private unlock(): void {
     Atomics.store(this.control, LOCK, 0);
-    Atomics.notify(this.control, LOCK, 1);
+    if (Atomics.load(this.control, SLEEPERS) !== 0) Atomics.notify(this.control, LOCK, 1);
   }
 
   /** Moves to the table of generation `g` (another thread grew the set). */
