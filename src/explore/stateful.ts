@@ -37,6 +37,9 @@ interface Frame {
   readonly pending: PendingFills;
 }
 
+/** States a worker finishes before it publishes them to the shared set (one lock round trip for them all). */
+const FINISH_BATCH = 128;
+
 export class StatefulSearch {
   private readonly visited = new VisitedSet();
   /**
@@ -119,6 +122,7 @@ export class StatefulSearch {
       }
       this.reached(this.o.tlbEvents, undefined);
       this.search();
+      if (this.shared !== undefined) this.publish();
     } finally {
       this.state.detach();
     }
@@ -224,22 +228,42 @@ export class StatefulSearch {
    * As a worker: the state with fingerprint a:b is finished (every choice from it taken). Returns whether no other
    * worker finished it first. With the initial state finished, every reachable state is, so all workers stop.
    */
-  private finish(a: number, b: number): boolean {
-    const fresh = this.shared!.add(a, b);
+  private finish(a: number, b: number, final = false): void {
+    const n = this.batchN++;
+    this.batchA[n] = a;
+    this.batchB[n] = b;
+    this.batchFinal[n] = final ? 1 : 0;
+    // Cut here from now on (this thread's cache); the other workers see it when the batch is published. Until
+    // then they may explore it again, which costs work, never a state.
+    this.shared!.remember(a, b);
     if (this.frames.length === 0) {
+      this.publish();
       this.rootFinished = true;
       this.shared!.stop();
-    }
-    return fresh;
+    } else if (this.batchN === FINISH_BATCH) this.publish();
   }
+
+  /** Publishes the finished states of the batch; a final state is counted where it was new to the shared set. */
+  private publish(): void {
+    if (this.batchN === 0) return;
+    this.shared!.addAll(this.batchA, this.batchB, this.batchN, this.batchFresh);
+    for (let k = 0; k < this.batchN; k++) if (this.batchFinal[k] === 1 && this.batchFresh[k] === 1) this.finalStates++;
+    this.batchN = 0;
+  }
+
+  private readonly batchA = new Int32Array(FINISH_BATCH);
+  private readonly batchB = new Int32Array(FINISH_BATCH);
+  private readonly batchFinal = new Uint8Array(FINISH_BATCH);
+  private readonly batchFresh = new Uint8Array(FINISH_BATCH);
+  private batchN = 0;
 
   /**
    * The path ends at the state just reached (no frame pushed for it): as a worker, that state is finished. A final
    * state is counted where no other worker counted it first.
    */
   private endOfPath(final: boolean): false {
-    const fresh = this.shared === undefined || this.finish(this.state.fpA, this.state.fpB);
-    if (final && fresh) this.finalStates++;
+    if (this.shared !== undefined) this.finish(this.state.fpA, this.state.fpB, final);
+    else if (final) this.finalStates++;
     return false;
   }
 
