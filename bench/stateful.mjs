@@ -68,33 +68,27 @@ function timed(fn) {
 const params = { protocol: 'ipi-switcheroo', rounds, cpus };
 const shown = `stack-migration protocol=ipi-switcheroo rounds=${rounds} cpus=${cpus} --tlb-events 1`;
 
+/** The stateful search of the switcheroo with `p`, one TLB event, timed. */
+function statefulSearch(p) {
+  return timed(() =>
+    explore(scenario('stack-migration', p), {
+      strategy: 'exhaustive',
+      search: 'stateful',
+      tlbEvents: 1,
+      maxSteps: 200_000,
+      budget,
+      reduction,
+    }),
+  );
+}
+
 // 1. The stateful search.
-const stateful = timed(() =>
-  explore(scenario('stack-migration', params), {
-    strategy: 'exhaustive',
-    search: 'stateful',
-    tlbEvents: 1,
-    maxSteps: 200_000,
-    budget,
-    reduction,
-  }),
-);
+const stateful = statefulSearch(params);
 const s = stateful.result;
 
 // 1b. The same search with 3 CPUs (issue 18: under 60 s): long enough that its states per CPU second are the
 // search's, not the start-up's and the contract check's, which take most of the 2-CPU search's second.
-const three = values['skip-three']
-  ? undefined
-  : timed(() =>
-      explore(scenario('stack-migration', { ...params, cpus: 3 }), {
-        strategy: 'exhaustive',
-        search: 'stateful',
-        tlbEvents: 1,
-        maxSteps: 200_000,
-        budget,
-        reduction,
-      }),
-    );
+const three = values['skip-three'] ? undefined : statefulSearch({ ...params, cpus: 3 });
 
 // 2. The stateless search on the same scenario, for as long as the stateful one took (at least 10 s), unbounded.
 const slice = Math.max(10, stateful.wallSeconds);

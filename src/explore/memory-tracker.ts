@@ -46,7 +46,7 @@ export class MemoryTracker implements WriteTracker, DeadWords {
   length = 0;
   /** Whether writes are logged for rollback (the contract check's re-runs only hash). */
   private readonly undo: boolean;
-  /** Whether popped words are dead (see above). */
+  /** Whether dead words are left out of the hash (see above). */
   readonly deadWords: boolean;
   /** Per frame: its dead words, one byte each (made at the frame's first), and how many. */
   private readonly deadBits: (Uint8Array | undefined)[] = [];
@@ -81,8 +81,10 @@ export class MemoryTracker implements WriteTracker, DeadWords {
   }
 
   private isDead(w: number): boolean {
-    const bits = this.deadBits[Math.floor(w / WORDS_PER_PAGE)];
-    return bits !== undefined && bits[w % WORDS_PER_PAGE] === 1;
+    // Most frames hold no dead word: the count answers for them (every write asks, on the search's step path).
+    const pfn = Math.floor(w / WORDS_PER_PAGE);
+    if (this.perFrame[pfn] === 0) return false;
+    return this.deadBits[pfn]![w % WORDS_PER_PAGE] === 1;
   }
 
   /** Marks word `w` dead or live (its hash terms are the caller's); true when its frame had no dead word before. */
@@ -107,49 +109,41 @@ export class MemoryTracker implements WriteTracker, DeadWords {
   }
 
   popped(pa: number): void {
-    const w = pa / 8;
-    if (this.isDead(w)) return;
-    const lo = this.memory.peek32(pa) | 0;
-    const hi = this.memory.peek32(pa + 4) | 0;
-    this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
-    this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
-    if (this.undo) this.log(w, lo, hi, 0);
     // The CPUs' page caches may hold the frame: from now on its reads must be checked.
-    if (this.setDead(w, true)) this.memory.dropHeldFrames();
+    if (this.makeDead(pa / 8, this.undo)) this.memory.dropHeldFrames();
   }
 
   freed(pa: number, size: number): void {
-    const first = Math.ceil(pa / 8);
-    const end = Math.floor((pa + size) / 8);
     let drop = false;
-    for (let w = first; w < end; w++) {
-      if (this.isDead(w)) continue;
-      const lo = this.memory.peek32(w * 8) | 0;
-      const hi = this.memory.peek32(w * 8 + 4) | 0;
-      this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
-      this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
-      if (this.undo) this.log(w, lo, hi, 0);
-      if (this.setDead(w, true)) drop = true;
+    for (let w = Math.ceil(pa / 8), end = Math.floor((pa + size) / 8); w < end; w++) {
+      if (this.makeDead(w, this.undo)) drop = true;
     }
     if (drop) this.memory.dropHeldFrames();
   }
 
   copied(src: number, dst: number, size: number): void {
     if ((src - dst) % 8 !== 0) return;
-    const first = Math.ceil(dst / 8);
-    const end = Math.floor((dst + size) / 8);
     const shift = (src - dst) / 8;
     let drop = false;
-    for (let w = first; w < end; w++) {
-      if (!this.isDead(w + shift)) continue;
-      // beforeWrite logged the word as it was before the copy, and left it live.
-      const lo = this.memory.peek32(w * 8) | 0;
-      const hi = this.memory.peek32(w * 8 + 4) | 0;
-      this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
-      this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
-      if (this.setDead(w, true)) drop = true;
+    for (let w = Math.ceil(dst / 8), end = Math.floor((dst + size) / 8); w < end; w++) {
+      // beforeWrite logged the word as it was before the copy, and left it live: nothing more to log.
+      if (this.isDead(w + shift) && this.makeDead(w, false)) drop = true;
     }
     if (drop) this.memory.dropHeldFrames();
+  }
+
+  /**
+   * Word `w` becomes dead (if it is not): its value's terms leave the sums and its deadness's come in, logged for
+   * rollback when `log`. True when its frame had no dead word before (the CPUs' cached pages must then go).
+   */
+  private makeDead(w: number, log: boolean): boolean {
+    if (this.isDead(w)) return false;
+    const lo = this.memory.peek32(w * 8) | 0;
+    const hi = this.memory.peek32(w * 8 + 4) | 0;
+    this.sumA = (this.sumA - wordTermA(w, lo, hi) + deadTermA(w)) | 0;
+    this.sumB = (this.sumB - wordTermB(w, lo, hi) + deadTermB(w)) | 0;
+    if (log) this.log(w, lo, hi, 0);
+    return this.setDead(w, true);
   }
 
   readDead(pa: number, size: number): void {

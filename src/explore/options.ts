@@ -54,8 +54,9 @@ export interface ExploreResult {
   /** Stateful, with `workers` (parallel.ts): the worker threads it ran on. */
   readonly workers?: number;
   /**
-   * Stateful: whether states left out the words stack pops left dead (read by a pop, not written since: the
-   * values below a stack pointer), which nothing read (memory-tracker.ts).
+   * Stateful: whether states left out dead words (read by a stack pop, or in a frame freed or copied away, and not
+   * written since: what lies below a stack pointer, or in a page no one holds), which nothing read
+   * (memory-tracker.ts).
    */
   readonly deadWords?: boolean;
   /** Stateful: why they did not, when a dead word was read (the search then ran again with every word). */

@@ -151,7 +151,7 @@ export class SharedStateSet {
     const g = Atomics.load(this.control, GENERATION);
     if (g !== this.generation) this.follow(g);
     const h = hi | 0;
-    const l = h === EMPTY && (lo | 0) === EMPTY ? 1 : lo | 0;
+    const l = lowLane(h, lo);
     const c = 2 * (l & (CACHE_ENTRIES - 1));
     if (this.cache[c] === h && this.cache[c + 1] === l) return true;
     return this.find(h, l) >= 0;
@@ -160,7 +160,7 @@ export class SharedStateSet {
   /** Notes fingerprint `hi`:`lo` in this thread's cache (a state it finished and will add with addAll). */
   remember(hi: number, lo: number): void {
     const h = hi | 0;
-    const l = h === EMPTY && (lo | 0) === EMPTY ? 1 : lo | 0;
+    const l = lowLane(h, lo);
     const c = 2 * (l & (CACHE_ENTRIES - 1));
     this.cache[c] = h;
     this.cache[c + 1] = l;
@@ -173,24 +173,7 @@ export class SharedStateSet {
   addAll(his: Int32Array, los: Int32Array, n: number, fresh: Uint8Array): void {
     this.lock();
     try {
-      for (let k = 0; k < n; k++) {
-        const g = Atomics.load(this.control, GENERATION);
-        if (g !== this.generation) this.follow(g);
-        const h = his[k]! | 0;
-        const l = h === EMPTY && (los[k]! | 0) === EMPTY ? 1 : los[k]! | 0;
-        const at = this.find(h, l);
-        if (at >= 0) {
-          fresh[k] = 0;
-          continue;
-        }
-        const i = -1 - at;
-        this.table[2 * i] = h;
-        this.table[2 * i + 1] = l;
-        fresh[k] = 1;
-        const size = this.control[SIZE]! + 1;
-        Atomics.store(this.control, SIZE, size);
-        if (size > Math.floor((this.slots * 3) / 4)) this.grow();
-      }
+      for (let k = 0; k < n; k++) fresh[k] = this.insert(his[k]! | 0, lowLane(his[k]! | 0, los[k]!)) ? 1 : 0;
     } finally {
       this.unlock();
     }
@@ -202,27 +185,32 @@ export class SharedStateSet {
    */
   add(hi: number, lo: number): boolean {
     const h = hi | 0;
-    const l = h === EMPTY && (lo | 0) === EMPTY ? 1 : lo | 0;
+    const l = lowLane(h, lo);
     const c = 2 * (l & (CACHE_ENTRIES - 1));
     if (this.cache[c] === h && this.cache[c + 1] === l) return false;
     this.cache[c] = h;
     this.cache[c + 1] = l;
     this.lock();
     try {
-      const g = Atomics.load(this.control, GENERATION);
-      if (g !== this.generation) this.follow(g);
-      const at = this.find(h, l);
-      if (at >= 0) return false;
-      const i = -1 - at;
-      this.table[2 * i] = h;
-      this.table[2 * i + 1] = l;
-      const size = this.control[SIZE]! + 1;
-      Atomics.store(this.control, SIZE, size);
-      if (size > Math.floor((this.slots * 3) / 4)) this.grow();
-      return true;
+      return this.insert(h, l);
     } finally {
       this.unlock();
     }
+  }
+
+  /** Under the lock: puts `h`:`l` in the table unless it is there; true when it was not. */
+  private insert(h: number, l: number): boolean {
+    const g = Atomics.load(this.control, GENERATION);
+    if (g !== this.generation) this.follow(g);
+    const at = this.find(h, l);
+    if (at >= 0) return false;
+    const i = -1 - at;
+    this.table[2 * i] = h;
+    this.table[2 * i + 1] = l;
+    const size = this.control[SIZE]! + 1;
+    Atomics.store(this.control, SIZE, size);
+    if (size > Math.floor((this.slots * 3) / 4)) this.grow();
+    return true;
   }
 
   /** Copies the table into the next of the series (under the lock), and tells the others by the generation. */
@@ -244,4 +232,9 @@ export class SharedStateSet {
     }
     Atomics.store(this.control, GENERATION, next);
   }
+}
+
+/** A fingerprint's low lane as the table holds it: the pair 0:0 marks an empty slot, so 0:0 is stored as 0:1. */
+function lowLane(h: number, lo: number): number {
+  return h === EMPTY && (lo | 0) === EMPTY ? 1 : lo | 0;
 }

@@ -51,7 +51,7 @@ export interface StatefulExploreResult {
   readonly collisionProbability: number;
   /** Worker threads the search ran on, when more than one. */
   readonly workers?: number;
-  /** Whether the states left out the words stack pops left dead (memory-tracker.ts). */
+  /** Whether the states left out dead words (popped, or in frames freed or copied away: memory-tracker.ts). */
   readonly deadWords: boolean;
   /** Why they did not (a dead word was read, and the search ran again), when asked for. */
   readonly deadWordsOff?: string;

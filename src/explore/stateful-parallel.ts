@@ -38,7 +38,7 @@ export interface StatefulWorkerSetup {
   readonly buffers: SharedStateSetBuffers;
   readonly worker: number;
   readonly deadline?: number;
-  /** Whether popped words are dead (StatefulOptions.deadWords); the search's default when absent. */
+  /** Whether dead words are left out (StatefulOptions.deadWords); the search's default when absent. */
   readonly deadWords?: boolean;
 }
 

@@ -87,7 +87,7 @@ export class StatefulSearch {
     this.shared = o.shared;
   }
 
-  /** Whether popped words are dead (StatefulOptions.deadWords). */
+  /** Whether dead words are left out of states (StatefulOptions.deadWords). */
   private get deadWords(): boolean {
     return this.o.deadWords ?? this.o.reduction !== 'none';
   }
@@ -225,8 +225,9 @@ export class StatefulSearch {
   }
 
   /**
-   * As a worker: the state with fingerprint a:b is finished (every choice from it taken). Returns whether no other
-   * worker finished it first. With the initial state finished, every reachable state is, so all workers stop.
+   * As a worker: the state with fingerprint a:b is finished (every choice from it taken), `final` when the path ended
+   * at it; it goes into the batch publish() adds. With the initial state finished, every reachable state is, so all
+   * workers stop.
    */
   private finish(a: number, b: number, final = false): void {
     const n = this.batchN++;

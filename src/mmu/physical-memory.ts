@@ -71,9 +71,9 @@ export interface WriteTracker {
 }
 
 /**
- * The stateful checker's dead words (memory-tracker.ts): 8-byte words a stack pop read and nothing has written
- * since, whose values the search leaves out of a state (a stack's dead words differ between interleavings that are
- * otherwise the same). Sound only if nothing reads one before writing it, so every read that reaches this memory
+ * The stateful checker's dead words (memory-tracker.ts): 8-byte words a stack pop read, or in a frame freed or
+ * copied away, and not written since, whose values the search leaves out of a state (they differ between
+ * interleavings that are otherwise the same). Sound only if nothing reads one before writing it, so every read that reaches this memory
  * is checked against them (`readDead`); the CPUs' page caches skip frames that hold any (see MemoryPort.hit).
  */
 export interface DeadWords {
