@@ -13,15 +13,8 @@ import {
   walkToEntry,
 } from './kernel-page-tables.ts';
 import type { MigrationPage, MigrationProtocolFor } from './kernel-program.ts';
-import {
-  flushInfo,
-  flushTlbKernelRange,
-  kernelRangeFlush,
-  lockWord,
-  smpCallFunctionMany,
-  spinLock,
-  spinUnlock,
-} from './smp.ts';
+import { type PhaseList, type PhaseSteps, parsePhases, phaseProtocol } from './migration-phases.ts';
+import { lockWord, spinLock, spinUnlock } from './smp.ts';
 
 // Migrating a vmalloc page (mm/migrate.c; the 2018 linux-mm thread, digest §1 and §6) as kernel programs on the
 // migrating CPU: every intermediate state (a cleared PTE, a migration entry, a half-copied page) is one another CPU
@@ -47,8 +40,21 @@ export function isMigrationEntry(lo: number): boolean {
   return (lo & PTE_LO.P) === 0 && (lo & MIGRATION_ENTRY) !== 0;
 }
 
-export type ProtocolName = 'naive' | 'no-wait' | 'migration-entry' | 'ipi-switcheroo';
-export const PROTOCOLS: readonly ProtocolName[] = ['naive', 'no-wait', 'migration-entry', 'ipi-switcheroo'];
+export type ProtocolName =
+  | 'naive'
+  | 'no-wait'
+  | 'migration-entry'
+  | 'ipi-switcheroo'
+  | 'switcheroo-entry'
+  | 'park-switcheroo';
+export const PROTOCOLS: readonly ProtocolName[] = [
+  'naive',
+  'no-wait',
+  'migration-entry',
+  'ipi-switcheroo',
+  'switcheroo-entry',
+  'park-switcheroo',
+];
 
 /**
  * A migration protocol: a kernel program that moves `page` from its old frame to its new one. It calls the steps
@@ -98,80 +104,51 @@ export function* freeOldFrame(x: Assembler, kernel: Kernel, page: MigrationPage)
   });
 }
 
-/** Clears the PTE's present half (the low one) in one store. */
-function* clearPte(x: Assembler, page: MigrationPage): KernelProgram<void> {
-  yield x.store(direct(page.pte), 4, 0);
-}
-
-const naive: MigrationProtocol = function* naive(x, kernel, page) {
-  yield* clearPte(x, page);
-  yield* flushTlbKernelRange(x, kernel, page.va, page.va + PAGE_SIZE);
-  yield* copyFrame(x, kernel, page);
-  yield* installNewPte(x, page);
-  yield* freeOldFrame(x, kernel, page);
-};
-
-const noWait: MigrationProtocol = function* noWait(x, kernel, page) {
-  yield* clearPte(x, page);
-  const others = Array.from({ length: kernel.cpus }, (_, i) => i);
-  yield* smpCallFunctionMany(x, kernel, others, kernelRangeFlush, flushInfo(page.va, 1), false); // no wait
-  yield x.invlpg(page.va);
-  yield* copyFrame(x, kernel, page);
-  yield* installNewPte(x, page);
-  yield* freeOldFrame(x, kernel, page);
-};
-
-const migrationEntry: MigrationProtocol = function* migrationEntry(x, kernel, page) {
-  // try_to_migrate(): the PTE becomes a migration entry in one store (P clear, the old frame kept).
+/** try_to_migrate(): the PTE becomes a migration entry in one store (P clear, the old frame kept). */
+function* migrationEntry(x: Assembler, page: MigrationPage): KernelProgram<void> {
   yield x.store(direct(page.pte), 4, (((page.oldPfn * PAGE_SIZE) % 2 ** 32) | MIGRATION_ENTRY) >>> 0);
-  yield* flushTlbKernelRange(x, kernel, page.va, page.va + PAGE_SIZE);
-  yield* copyFrame(x, kernel, page);
-  yield* installNewPte(x, page); // remove_migration_ptes(): waiters see the entry change and retry
-  yield* freeOldFrame(x, kernel, page);
-};
+}
 
 /** The lock word of the migration lock (see migratePage). */
 export const MIGRATION_LOCK_WORD = 47;
 
-/** Lock words 48.. hold each initiating CPU's switcheroo request: the page, then the new frame. */
-const REQUEST_WORDS = 48;
+/** The built-in protocols as phase lists (migration-phases.ts): what `x86slice mutate` drops and swaps. */
+export const PROTOCOL_PHASES: Readonly<Record<ProtocolName, string>> = {
+  naive: 'clear-pte,flush,copy,install,free',
+  'no-wait': 'clear-pte,flush:nowait,copy,install,free',
+  // remove_migration_ptes() in install: waiters see the entry change and retry.
+  'migration-entry': 'migration-entry,flush,copy,install,free',
+  // The synchronized IPI: its handler on the task's CPU copies, remaps and INVLPGs; then every other TLB is flushed
+  // before the old frame is freed.
+  'ipi-switcheroo': 'ipi(copy,install,invlpg),wait,flush,free',
+  // Combined: the switcheroo for the task's CPU, a migration entry for every other CPU (an access there faults and
+  // waits in migration_entry_wait() until the new PTE is in).
+  'switcheroo-entry': 'migration-entry,flush-others,ipi(copy,install,invlpg),wait,free',
+  // Combined: every other CPU is parked in an IPI handler with interrupts off (stop_machine()'s rendezvous) while
+  // the task's CPU does the switcheroo; each INVLPGs the page as it leaves.
+  'park-switcheroo': 'park,ipi(copy,install,invlpg),wait,unpark,free',
+};
 
-/** The switcheroo's handler on the task's CPU: copy, remap, local INVLPG (the request is in the initiator's words). */
-function switcherooOn(kernel: Kernel, chunk: number) {
-  return function* switcheroo(x: Assembler, initiator: number): KernelProgram<void> {
-    const va: number = yield x.load(lockWord(kernel, REQUEST_WORDS + 2 * initiator), 8);
-    const newPfn: number = yield x.load(lockWord(kernel, REQUEST_WORDS + 2 * initiator + 1), 8);
-    const pte = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
-    const lo: number = yield x.load(direct(pte), 4);
-    const page: MigrationPage = { va, pte, oldPfn: entryFrame(lo, 0) / PAGE_SIZE, newPfn, chunk, taskCpu: x.cpuId };
-    yield* copyFrame(x, kernel, page);
-    yield* installNewPte(x, page);
-    yield x.invlpg(va);
+/** The steps migrate.ts owns, for phase lists. */
+const STEPS: PhaseSteps = { copyFrame, installNewPte, freeOldFrame, migrationEntry };
+
+/**
+ * The protocol of a phase list. A list with an ipi phase needs another CPU running the task; with none (the task is
+ * held off: "take some lock so the task can't run, then flush the world"), it runs the naive list.
+ */
+export function protocolOfPhases(phases: PhaseList): MigrationProtocol {
+  const run = phaseProtocol(phases, STEPS);
+  if (!phases.some((p) => p.kind === 'ipi')) return run;
+  const heldOff = phaseProtocol(parsePhases(PROTOCOL_PHASES.naive), STEPS);
+  return function* (x, kernel, page) {
+    if (page.taskCpu === undefined || page.taskCpu === x.cpuId) yield* heldOff(x, kernel, page);
+    else yield* run(x, kernel, page);
   };
 }
 
-const ipiSwitcheroo: MigrationProtocol = function* ipiSwitcheroo(x, kernel, page) {
-  if (page.taskCpu === undefined || page.taskCpu === x.cpuId) {
-    // No other CPU runs the task: hold it off (its lock word), then the naive sequence ("take some lock so the
-    // task can't run, then flush the world").
-    yield* naive(x, kernel, page);
-    return;
-  }
-  const me = x.cpuId;
-  yield x.store(lockWord(kernel, REQUEST_WORDS + 2 * me), 8, page.va);
-  yield x.store(lockWord(kernel, REQUEST_WORDS + 2 * me + 1), 8, page.newPfn);
-  yield* smpCallFunctionMany(x, kernel, [page.taskCpu], switcherooOn(kernel, page.chunk), me, true);
-  // Every other TLB that could hold the old frame is flushed before it is freed.
-  yield* flushTlbKernelRange(x, kernel, page.va, page.va + PAGE_SIZE);
-  yield* freeOldFrame(x, kernel, page);
-};
-
-const BUILT_IN: Readonly<Record<ProtocolName, MigrationProtocol>> = {
-  naive,
-  'no-wait': noWait,
-  'migration-entry': migrationEntry,
-  'ipi-switcheroo': ipiSwitcheroo,
-};
+const BUILT_IN: Readonly<Record<ProtocolName, MigrationProtocol>> = Object.fromEntries(
+  PROTOCOLS.map((name) => [name, protocolOfPhases(parsePhases(PROTOCOL_PHASES[name]))]),
+) as Record<ProtocolName, MigrationProtocol>;
 
 /** A copy chunk: a power of two from 8 to 4096 bytes (rep movsq's 8 up to a page a step). */
 export function requireChunk(chunk: unknown, what: string): number {
@@ -180,14 +157,32 @@ export function requireChunk(chunk: unknown, what: string): number {
   return n;
 }
 
+/** Protocols made from phase lists' text, by the text. */
+const parsed = new Map<string, MigrationProtocol>();
+
 /** A protocol by name, or a user's own; an unknown name is refused, naming the built-in ones. */
-export function migrationProtocol(protocol: ProtocolName | MigrationProtocol): MigrationProtocol {
+export function migrationProtocol(protocol: string | MigrationProtocol): MigrationProtocol {
   if (typeof protocol === 'function') return protocol;
-  const p = typeof protocol === 'string' ? BUILT_IN[protocol as ProtocolName] : undefined;
-  if (!p) {
+  if (typeof protocol !== 'string') {
     throw new InputError(`migration protocol ${describeValue(protocol)} is not one of ${PROTOCOLS.join(', ')}`);
   }
-  return p;
+  const p = Object.hasOwn(BUILT_IN, protocol) ? BUILT_IN[protocol as ProtocolName] : undefined;
+  if (p) return p;
+  try {
+    // One protocol per text: its call functions are registered by identity, so the same list must give the same
+    // functions on every run (a machine built again, a state restored).
+    let p = parsed.get(protocol);
+    if (p === undefined) {
+      p = protocolOfPhases(parsePhases(protocol));
+      parsed.set(protocol, p);
+    }
+    return p;
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e;
+    throw new InputError(
+      `migration protocol ${describeValue(protocol)} is not one of ${PROTOCOLS.join(', ')}, nor a phase list: ${e.message}`,
+    );
+  }
 }
 
 /**
@@ -199,7 +194,7 @@ export function* migratePage(
   x: Assembler,
   kernel: Kernel,
   va: number,
-  protocol: ProtocolName | MigrationProtocol,
+  protocol: ProtocolName | MigrationProtocol | string,
   options: MigrateOptions = {},
 ): KernelProgram {
   // Everything is checked before the first step: a refused call changes nothing.

@@ -20,7 +20,12 @@ export const CALL_FUNCTION_VECTOR = 0xfb;
 const CSD_FLAG_LOCK = 1;
 const CSD_SIZE = 32;
 /** Lock words in the SMP area, numbered for the kernel and scenarios (see lockWord()). */
-export const LOCK_WORDS = 64;
+export const LOCK_WORDS = 96;
+/**
+ * Lock words 80..80+CPUs-1: each CPU's queue of one on-stack csd (call_single_queue, kernel/smp.c), the csd's
+ * address or 0.
+ */
+const CALL_SINGLE_QUEUE_WORDS = 80;
 /** flush_tlb_kernel_range(): above this many pages, flush everything (tlb_single_page_flush_ceiling). */
 export const FLUSH_CEILING = 33;
 const IRQ_STACK_SIZE = PAGE_SIZE;
@@ -175,6 +180,34 @@ export function* smpCallFunctionMany(
   }
 }
 
+/**
+ * smp_call_function_single(target, fn, info, wait=1) with the csd on the caller's stack (as Linux's
+ * `call_single_data_t csd` local in smp_call_function_single()): `csd` is 24 bytes the caller reserved there. It
+ * fills and locks the csd, queues it on the target (one queued csd a target: it waits for the slot), sends the IPI,
+ * then spins in csd_lock_wait() on its own stack until the target's csd_unlock() writes it.
+ */
+export function* smpCallFunctionSingleOnStack(
+  x: Assembler,
+  kernel: Kernel,
+  target: number,
+  fn: Program<[number]>,
+  info: number,
+  csd: number,
+): KernelProgram<void> {
+  const id = yield* functionNumber(x, kernel, fn);
+  yield x.store(csd + 8, 8, id);
+  yield x.store(csd + 16, 8, info);
+  yield x.store(csd, 8, CSD_FLAG_LOCK); // csd_lock
+  const queue = lockWord(kernel, CALL_SINGLE_QUEUE_WORDS + target);
+  for (;;) {
+    const old = yield x.cmpxchg(queue, 8, 0, csd); // __smp_call_single_queue(): llist_add
+    if (old === 0) break;
+    yield x.spinUntil(queue, 8, (v) => v === 0);
+  }
+  yield x.sendIpi([target], CALL_FUNCTION_VECTOR);
+  yield x.spinUntil(csd, 8, (v) => (v & CSD_FLAG_LOCK) === 0); // csd_lock_wait, on this stack
+}
+
 /** on_each_cpu(fn, info, wait): the other CPUs through smp_call_function_many, this one directly (IF off). */
 export function* onEachCpu(
   x: Assembler,
@@ -206,6 +239,20 @@ export function callFunctionHandler(kernel: Kernel): Program<[HandlerContext]> {
       const info = yield x.load(csd + 16, 8);
       yield x.call(kernel.callFunctions[id]!, info);
       yield x.store(csd, 8, 0); // csd_unlock: the initiator's wait ends
+    }
+    // An on-stack csd queued for this CPU (smp_call_function_single with the caller's csd): run it, then
+    // csd_unlock() stores into the caller's stack, through this CPU's translation of it.
+    const queue = lockWord(kernel, CALL_SINGLE_QUEUE_WORDS + me);
+    const onStack = yield x.load(queue, 8);
+    if (onStack !== 0) {
+      const id = yield x.load(onStack + 8, 8);
+      const info = yield x.load(onStack + 16, 8);
+      yield x.store(queue, 8, 0);
+      const fn = kernel.callFunctions[id];
+      // A csd read from a stale copy of the caller's stack can name no function: Linux calls a wild pointer.
+      if (fn === undefined) yield x.die('oops', `CPU${me} ran an on-stack csd with no function (${id}): a corrupt csd`);
+      else yield x.call(fn, info);
+      yield x.store(onStack, 8, 0); // csd_unlock
     }
     yield x.eoi();
     yield x.movToRsp(ctx.frameRsp); // back to the frame, which iret pops

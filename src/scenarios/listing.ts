@@ -1,4 +1,5 @@
-import type { ScenarioInfo } from './scenario.ts';
+import { migrationProtocol, PROTOCOLS } from '../mm/migrate.ts';
+import type { ScenarioInfo, ScenarioParam } from './scenario.ts';
 
 // What `x86slice list` shows: each scenario's name, family, summary and parameters, apart from the code that
 // builds it, so listing the catalogue loads no machine. Each scenario module spreads its entry from here.
@@ -131,13 +132,22 @@ export const VMALLOC_ORDERS: ScenarioInfo = {
 };
 
 /** Every scenario, in the order `x86slice list` shows them (the catalogue holds them in the same order). */
-const PROTOCOL_PARAM = {
+/** Who else uses the migrating task's stack (issue 20): nobody, a reader, an on-stack csd's target, a completer. */
+export const REMOTE_ACCESSORS = ['none', 'reader', 'csd', 'completion'] as const;
+export type RemoteAccessor = (typeof REMOTE_ACCESSORS)[number];
+
+const PROTOCOL_PARAM: ScenarioParam = {
   name: 'protocol',
-  description: 'how the page moves (docs/scenarios/migration.md)',
-  kind: 'choice',
+  description:
+    'how the page moves: a built-in protocol or a phase list such as clear-pte,flush,copy,install,free ' +
+    '(docs/scenarios/migration.md)',
+  kind: 'string',
   default: 'naive',
-  choices: ['naive', 'no-wait', 'migration-entry', 'ipi-switcheroo'],
-} as const;
+  choices: PROTOCOLS,
+  validate: (value) => {
+    migrationProtocol(value);
+  },
+};
 
 const CHUNK_PARAM = {
   name: 'chunk',
@@ -200,6 +210,16 @@ export const STACK_MIGRATION: ScenarioInfo = {
     },
     CHUNK_PARAM,
     { ...ROUNDS_PARAM, default: 8, min: 3 },
+    {
+      name: 'remote',
+      description:
+        "another CPU (the last; cpus=3 or more) also uses the task's stack: none, reader (an unwinder reads it), " +
+        'csd (the task waits in smp_call_function_single with the csd on its stack), completion (an on-stack ' +
+        'completion the other CPU completes)',
+      kind: 'choice',
+      default: 'none',
+      choices: REMOTE_ACCESSORS,
+    },
     SCHEDULE_PARAM,
     STORE_BUFFER_PARAM,
     PSC_PARAM,

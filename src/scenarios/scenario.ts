@@ -14,15 +14,17 @@ export interface ScenarioParam {
   /** Inclusive range for integers. */
   readonly min?: number;
   readonly max?: number;
-  /** The values a choice takes. */
+  /** The values a choice takes (a string parameter's named values, beside what `validate` accepts). */
   readonly choices?: readonly string[];
+  /** A string parameter's rule: throws an InputError naming the value and the rule it breaks. */
+  readonly validate?: (value: string) => void;
 }
 
 /** How a parameter's values are written: 0..2, true|false, lazy-fault|preallocated. */
 export function paramRange(p: ScenarioParam): string {
   if (p.kind === 'integer') return `${p.min ?? '-inf'}..${p.max ?? 'inf'}`;
   if (p.kind === 'choice') return (p.choices ?? []).join('|');
-  if (p.kind === 'string') return 'text';
+  if (p.kind === 'string') return p.choices ? `${p.choices.join('|')}|text` : 'text';
   return 'true|false';
 }
 
@@ -93,8 +95,9 @@ export function resolveParams(scenario: Scenario, raw: Readonly<Record<string, s
       continue;
     }
     if (p.kind === 'string') {
-      if (typeof value === 'string') out[key] = value;
-      else throw new InputError(`parameter ${key}=${shown} must be a string`);
+      if (typeof value !== 'string') throw new InputError(`parameter ${key}=${shown} must be a string`);
+      if (!p.choices?.includes(value)) p.validate?.(value);
+      out[key] = value;
       continue;
     }
     if (p.kind === 'boolean') {
