@@ -3,14 +3,15 @@ import { DEFAULT_COSTS } from '../machine/cost-model.ts';
 import { Machine } from '../machine/machine.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { direct, walkToEntry } from '../mm/kernel-page-tables.ts';
-import { type MigrationProtocol, migratePage, type ProtocolName } from '../mm/migrate.ts';
-import { lockWord, smpCallFunctionMany, spinLockIrq } from '../mm/smp.ts';
+import { type MigrationProtocol, migratePage, migrationProtocol, type ProtocolName } from '../mm/migrate.ts';
+import { lockWord, smpCallFunctionMany, smpCallFunctionSingleOnStack, spinLockIrq } from '../mm/smp.ts';
 import { contextSwitch, runningTask, taskCreate } from '../mm/task.ts';
 import { vmalloc } from '../mm/vmalloc.ts';
 import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { FRAME_FREE } from '../mmu/frame-guard.ts';
+import { InputError } from '../mmu/input-error.ts';
 import { entryFrame } from '../mmu/pte.ts';
-import { DATA_MIGRATION, IPI_IRQS_OFF_DEADLOCK, STACK_MIGRATION } from './listing.ts';
+import { DATA_MIGRATION, IPI_IRQS_OFF_DEADLOCK, type RemoteAccessor, STACK_MIGRATION } from './listing.ts';
 import type { Scenario, ScenarioInfo } from './scenario.ts';
 
 // The migration family (docs/scenarios/migration.md): a vmalloc page moves to a new frame while another CPU uses it.
@@ -86,6 +87,7 @@ function* notePage(x: Assembler, kernel: Kernel, va: number, noted: Noted) {
     noted.firstPfn = entryFrame(lo, 0) / PAGE_SIZE;
     return 0;
   });
+  return entryFrame(lo, 0) / PAGE_SIZE;
 }
 
 /** Idle CPUs take IPIs: interrupts on, then halt. */
@@ -93,12 +95,21 @@ function* idle(x: Assembler) {
   yield x.sti();
 }
 
+/** The word the task keeps at the top of its stack for its whole life (a saved register): what a reader reads. */
+const CANARY = 0x5ca1ab1e;
+
+/** Lock word where the task asks for its on-stack completion to be completed: its address, or 1 when it is done. */
+const COMPLETION_REQUEST = 11;
+const NO_MORE = 1;
+
 /**
- * CPU1's task: on a VMAP stack from vmalloc, it calls a function that pushes two values and pops them back,
- * checking each, and counts its rounds (`rounds` of them, or fewer once CPU0 says the migration is done): a
- * bounded loop, so that no schedule runs it forever.
+ * CPU1's task: on a VMAP stack from vmalloc, it keeps a canary word at its top, then calls a function that pushes
+ * two values and pops them back, checking each, and counts its rounds (`rounds` of them, or fewer once CPU0 says
+ * the migration is done): a bounded loop, so that no schedule runs it forever. With a remote accessor that writes
+ * its stack, each round from the second also waits for that CPU: in smp_call_function_single() with its csd on this
+ * stack (csd), or for an on-stack completion (completion).
  */
-function worker(kernel: Kernel, rounds: number) {
+function worker(kernel: Kernel, rounds: number, remote: RemoteAccessor, accessor: number) {
   const check = function* check(x: Assembler, round: number) {
     yield x.push(round * 2 + 1);
     yield x.push(round * 2 + 2);
@@ -106,25 +117,84 @@ function worker(kernel: Kernel, rounds: number) {
     const a: number = yield x.pop();
     yield x.assert(a === round * 2 + 1 && b === round * 2 + 2, `the stack holds ${a}, ${b} in round ${round}`);
   };
+  // The task's frames are at fixed depths: its canary at top-8, a call's return address at top-16, so a callee's
+  // third push is at top-40.
+  const csdCall = function* csdCall(x: Assembler) {
+    const top = ((yield x.load(lockWord(kernel, WORD.PAGE), 8)) as number) + PAGE_SIZE;
+    for (let i = 0; i < 3; i++) yield x.push(0); // DECLARE_CSD on the stack: flags, function, info
+    yield* smpCallFunctionSingleOnStack(x, kernel, accessor, remoteNothing, 0, top - 40);
+    for (let i = 0; i < 3; i++) yield x.pop();
+  };
+  const completionWait = function* completionWait(x: Assembler) {
+    const top = ((yield x.load(lockWord(kernel, WORD.PAGE), 8)) as number) + PAGE_SIZE;
+    yield x.push(0); // DECLARE_COMPLETION_ONSTACK: done = 0
+    const done = top - 24;
+    yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, done);
+    // wait_for_completion() sleeps in Linux; here the task spins on its own stack (docs/deviations.md).
+    yield x.spinUntil(done, 8, (v) => v !== 0);
+    yield x.pop();
+  };
   return function* task(x: Assembler) {
+    yield x.push(CANARY);
     for (let round = 0; round < rounds; round++) {
       const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
-      if (done !== 0) return;
+      if (done !== 0) break;
       yield x.call(check, round);
+      if (round > 0 && remote === 'csd') yield x.call(csdCall);
+      if (round > 0 && remote === 'completion') yield x.call(completionWait);
       yield x.store(lockWord(kernel, WORD.PROGRESS), 8, round + 1);
+    }
+    if (remote === 'completion') yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, NO_MORE);
+  };
+}
+
+/** The function the task's on-stack csd asks the accessor CPU to run: nothing, as a wakeup would be. */
+const remoteNothing = function* remoteNothing(_x: Assembler, _info: number) {};
+
+/** Reads the reader makes of the task's canary, anywhere in the run once the task has pushed it. */
+const READS = 2;
+/** Lock word: the reader has made its first read. */
+const READER_READY = 12;
+
+/**
+ * The accessor CPU's program. reader: an unwinder (stack_trace_save_tsk) reads the task's canary READS times, each
+ * through its own TLB, and checks it. completion: complete() on each on-stack completion the task asks for, a store
+ * into the task's stack. csd, none: interrupts on, nothing else (the csd's function runs in its IPI handler).
+ */
+function accessor(kernel: Kernel, remote: RemoteAccessor) {
+  return function* remoteAccessor(x: Assembler) {
+    yield x.sti();
+    if (remote === 'reader') {
+      const page: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
+      yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1); // the canary is there
+      for (let i = 0; i < READS; i++) {
+        const canary: number = yield x.load(page + PAGE_SIZE - 8, 8);
+        yield x.assert(canary === CANARY, `the reader read 0x${canary.toString(16)} where the task's canary is`);
+        // Its first read is before the migration starts (CPU0 waits for it): the reader holds the translation.
+        if (i === 0) yield x.store(lockWord(kernel, READER_READY), 8, 1);
+      }
+    } else if (remote === 'completion') {
+      for (;;) {
+        const done: number = yield x.spinUntil(lockWord(kernel, COMPLETION_REQUEST), 8, (v) => v !== 0);
+        if (done === NO_MORE) return;
+        yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, 0);
+        yield x.store(done, 8, 1); // complete()
+      }
     }
   };
 }
 
 /** What the migration scenarios take: a protocol (built-in or a user's own) and the sizes of the run. */
 export interface MigrationSetup {
-  readonly protocol: ProtocolName | MigrationProtocol;
+  readonly protocol: ProtocolName | MigrationProtocol | string;
   /** CPUs (stack migration: CPU0 migrates, CPU1 runs the task, the rest idle). Default 2. */
   readonly cpus?: number;
   /** Bytes the copy moves per step. Default 512. */
   readonly chunk?: number;
   /** Rounds of the other CPU's work (stack: at least 3). Default 8 (stack), 6 (data). */
   readonly rounds?: number;
+  /** Stack migration: who else uses the task's stack, from the last CPU (cpus 3 or more). Default none. */
+  readonly remote?: RemoteAccessor;
   readonly trace?: boolean;
   /** Each CPU's store buffer entries (x86-TSO) and paging-structure-cache entries per level. Default 0: none. */
   readonly storeBuffer?: number;
@@ -139,16 +209,24 @@ export interface MigrationMachine {
 
 /**
  * The stack-migration machine: CPU1 runs a task on a VMAP stack; CPU0 waits until it has run two rounds, then
- * migrates the stack's top page with `protocol` (telling it CPU1 runs the task), then says it is done.
+ * migrates the stack's top page with `protocol` (telling it CPU1 runs the task), checks the old frame was freed,
+ * then says it is done. With a remote accessor, the last CPU uses the task's stack too; the others idle.
  */
 export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const cpus = setup.cpus ?? 2;
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 8;
+  const remote = setup.remote ?? 'none';
+  if (remote !== 'none' && cpus < 3) {
+    throw new InputError(
+      `remote=${remote} needs a third CPU for the accessor (the last CPU): cpus=${cpus} given, use cpus=3 or more`,
+    );
+  }
+  migrationProtocol(setup.protocol);
   const { machine, kernel, noted } = kernelMachine(cpus, setup);
   machine.load(1, function* bootstrap(x: Assembler) {
     const boot = runningTask('boot', kernel.initMm, machine.boot!.taskStacks[1]!);
-    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds), []);
+    const task = yield* taskCreate(x, kernel, 'worker', kernel.initMm, worker(kernel, rounds, remote, cpus - 1), []);
     yield x.assert(task !== undefined, 'the task stack was allocated');
     // The top page of the stack, where the task's frames are: the page CPU0 moves.
     yield x.store(lockWord(kernel, WORD.PAGE), 8, task!.stack.top - PAGE_SIZE);
@@ -159,12 +237,17 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.sti();
     const va: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running on it
-    yield* notePage(x, kernel, va, noted);
+    if (remote === 'reader') yield x.spinUntil(lockWord(kernel, READER_READY), 8, (v) => v !== 0);
+    const first = yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
+    yield x.assert(
+      () => kernel.zone.owner[first - kernel.zone.firstPfn] === FRAME_FREE,
+      `the old frame 0x${first.toString(16)} was not freed: a leak`,
+    );
     yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
   });
-  for (let id = 2; id < cpus; id++) machine.load(id, idle);
+  for (let id = 2; id < cpus; id++) machine.load(id, id === cpus - 1 ? accessor(kernel, remote) : idle);
   return { machine, report: frameReport(machine, kernel, noted) };
 }
 
@@ -191,7 +274,8 @@ function migrationScenario(info: ScenarioInfo, make: (setup: MigrationSetup) => 
     ...info,
     build(p, o) {
       const { machine, report } = make({
-        protocol: p.protocol as ProtocolName,
+        protocol: p.protocol as string,
+        ...(p.remote === undefined ? {} : { remote: p.remote as RemoteAccessor }),
         chunk: p.chunk as number,
         rounds: p.rounds as number,
         ...(p.cpus === undefined ? {} : { cpus: p.cpus as number }),

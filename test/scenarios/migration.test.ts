@@ -33,7 +33,7 @@ describe('stack-migration, default schedule (round-robin, IPIs delivered once a 
 
   it('no-wait: the schedule that copies before CPU1 takes the flush IPI shows the lost write', () => {
     // CPU1 runs the task for two rounds and more; CPU0 migrates through the copy; CPU1 pushes on its stale entry.
-    const run = runScenario('stack-migration', { protocol: 'no-wait', schedule: '1*67,0*38,1' }, { trace: false });
+    const run = runScenario('stack-migration', { protocol: 'no-wait', schedule: '1*68,0*38,1' }, { trace: false });
     expect(run.result.outcome).toBe('lost-write');
     expect(run.result.stop?.message).toMatch(/^lost write: CPU 1 stores to 0xffffc9[0-9a-f]+ in frame 0x[0-9a-f]+/);
   });
@@ -92,7 +92,7 @@ describe('the protocols under the checker (2 CPUs; 3 where stated)', () => {
     // CPU1 runs two rounds and more; CPU0 clears the PTE and sends the flush, then waits; CPU1's TLB drops its
     // stack entry; CPU1 runs on, and its next push walks the cleared PTE: #PF, then #DF, with the IPI in flight.
     const traced = scenario('stack-migration', { protocol: 'naive', rounds: 4 }, true);
-    const run = replay(traced, '1*66,0,evict:1:0xffffc9000000f000');
+    const run = replay(traced, '1*67,0,evict:1:0xffffc9000000f000');
     expect(run.kind).toBe('double-fault');
     expect(run.machine.trace.some((t) => t.op === 'deliver')).toBe(false);
     expect(run.machine.ipiBus.inFlight).toHaveLength(1);
