@@ -70,7 +70,7 @@ export interface ExploreResult {
 }
 
 /** Why a search stopped with work left (see ExploreResult.stoppedBy). */
-export type StopReason = 'budget' | 'time-limit';
+export type StopReason = 'budget' | 'time-limit' | 'violation';
 
 export type Strategy = 'exhaustive' | 'random' | 'pct';
 
@@ -133,6 +133,12 @@ export interface ExploreOptions {
    * result is not reproducible. Minimising the violations found is not limited. Default: none.
    */
   readonly timeLimit?: number;
+  /**
+   * The stateful exhaustive search only: stop at the first violation found (the result is not `complete`, says
+   * `stoppedBy: 'violation'`, and its violation's schedule is the path that reached it, not the shortest). For
+   * questions that need one counterexample, not all kinds (`x86slice mutate`). Default false.
+   */
+  readonly stopAtViolation?: boolean;
   /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
   readonly onProgress?: (executions: number, budget: number) => void;
 }

@@ -1,6 +1,6 @@
 import { IPI_DELIVERY_MODES, type IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { Machine } from '../machine/machine.ts';
-import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
+import { describeValue, InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import type { Execution, FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 import { exploreRoot, type PartResult, PartSearch, type Root } from './exhaustive.ts';
 import { CACHE_SCOPES, type CacheScope } from './hardware-choices.ts';
@@ -30,6 +30,7 @@ const OPTION_KEYS = [
   'search',
   'invariant',
   'onProgress',
+  'stopAtViolation',
 ] as const;
 
 /** Options checked and defaulted. */
@@ -51,6 +52,19 @@ export interface Resolved {
   readonly search: 'stateful' | 'stateless';
   readonly invariant: StateInvariant | undefined;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
+  readonly stopAtViolation: boolean;
+}
+
+/** stopAtViolation: a boolean, and only for the stateful exhaustive search. */
+function stopAtViolation(value: unknown, strategy: Strategy, search: 'stateful' | 'stateless'): boolean {
+  if (value === undefined || value === false) return false;
+  if (value !== true) throw new InputError(`explore stopAtViolation ${describeValue(value)} must be true or false`);
+  if (strategy !== 'exhaustive' || search !== 'stateful') {
+    throw new InputError(
+      `explore stopAtViolation is for the stateful exhaustive search, not strategy '${strategy}' (search '${search}')`,
+    );
+  }
+  return true;
 }
 
 export function resolveOptions(options: ExploreOptions): Resolved {
@@ -109,6 +123,7 @@ export function resolveOptions(options: ExploreOptions): Resolved {
         ? 'scheduled'
         : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
     search,
+    stopAtViolation: stopAtViolation(o.stopAtViolation, strategy, search),
     invariant: requireInvariant(o.invariant),
     onProgress: o.onProgress,
   };

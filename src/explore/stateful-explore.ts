@@ -3,7 +3,7 @@ import type { Machine } from '../machine/machine.ts';
 import { checkContract } from './contract-check.ts';
 import type { FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
-import type { Violation } from './options.ts';
+import type { StopReason, Violation } from './options.ts';
 import { reportViolations } from './replay.ts';
 import { StatefulSearch } from './stateful.ts';
 import type { StatefulOptions, StatefulResult } from './stateful-result.ts';
@@ -30,6 +30,8 @@ export interface StatefulExploreOptions {
   readonly budget: number;
   /** Wall-clock milliseconds the search may take (explore's timeLimit), if any. */
   readonly timeLimit?: number | undefined;
+  /** Stop at the first violation (explore's stopAtViolation). */
+  readonly stopAtViolation?: boolean;
   readonly onProgress: ((states: number, budget: number) => void) | undefined;
 }
 
@@ -41,7 +43,7 @@ export interface StatefulExploreResult {
   readonly steps: number;
   readonly complete: boolean;
   /** What ended the search with work left: the budget of states (or the step bound), or the time limit. */
-  readonly stoppedBy?: 'budget' | 'time-limit';
+  readonly stoppedBy?: StopReason;
   readonly distinctStates: number;
   readonly violations: readonly Violation[];
   readonly states: number;
@@ -72,10 +74,17 @@ export function statefulOptions(r: StatefulExploreOptions, deadline?: number): S
     invariant: r.invariant,
     maxStates: r.budget,
     ...(until === undefined ? {} : { deadline: until }),
+    ...(r.stopAtViolation ? { stopAtViolation: true } : {}),
     samples: CONTRACT_SAMPLES,
     reduction: r.reduce ? 'tlb-events' : 'none',
     ...(r.onProgress ? { progress: (states: number) => r.onProgress!(states, r.budget) } : {}),
   };
+}
+
+/** Why an incomplete search stopped. */
+function stopReason(result: Pick<StatefulResult, 'timedOut' | 'stoppedAtViolation'>): StopReason {
+  if (result.stoppedAtViolation) return 'violation';
+  return result.timedOut ? 'time-limit' : 'budget';
 }
 
 /** What the search found, in explore()'s terms: after the contract check, with each violation replayed. */
@@ -90,6 +99,7 @@ export function finishStateful(
     | 'transitions'
     | 'complete'
     | 'timedOut'
+    | 'stoppedAtViolation'
     | 'states'
     | 'depth'
     | 'visitedBytes'
@@ -114,7 +124,7 @@ export function finishStateful(
     executions: result.finalStates,
     steps: result.transitions,
     complete: result.complete,
-    ...(result.complete ? {} : { stoppedBy: result.timedOut ? ('time-limit' as const) : ('budget' as const) }),
+    ...(result.complete ? {} : { stoppedBy: stopReason(result) }),
     distinctStates: result.finalStates,
     violations,
     states: result.states,

@@ -171,8 +171,13 @@ function merge(results: readonly StatefulResult[], set: SharedStateSet, budget: 
   }
   const states = set.size;
   const timedOut = results.some((r) => r.timedOut);
+  const stoppedAtViolation = results.some((r) => r.stoppedAtViolation);
   const complete =
-    results.some((r) => r.rootFinished) && !results.some((r) => r.depthCut) && !timedOut && states < budget;
+    results.some((r) => r.rootFinished) &&
+    !results.some((r) => r.depthCut) &&
+    !timedOut &&
+    !stoppedAtViolation &&
+    states < budget;
   return {
     samples: [], // each worker checked its own paths (stateful-worker.ts)
     violations: [...best.values()],
@@ -180,6 +185,7 @@ function merge(results: readonly StatefulResult[], set: SharedStateSet, budget: 
     transitions: results.reduce((n, r) => n + r.transitions, 0),
     complete,
     timedOut,
+    stoppedAtViolation,
     states,
     depth: Math.max(...results.map((r) => r.depth)),
     visitedBytes: set.bytes,

@@ -21,6 +21,8 @@ export interface StatefulOptions {
    * by the search, never by the model, every 1,024 transitions.
    */
   readonly deadline?: number;
+  /** Stop at the first violation found (explore's stopAtViolation). */
+  readonly stopAtViolation?: boolean;
   /** Paths kept for the contract check at most, taken when 64, 128, 256, ... states have been reached. */
   readonly samples: number;
   readonly progress?: (states: number) => void;
@@ -77,6 +79,8 @@ export interface StatefulResult {
   readonly complete: boolean;
   /** The deadline cut the search. */
   readonly timedOut: boolean;
+  /** The search stopped at its first violation (stopAtViolation). */
+  readonly stoppedAtViolation: boolean;
   readonly visitedBytes: number;
   readonly samples: readonly Sample[];
   /** Program outcomes computed (cache misses), generators made again, generator resumes. */

@@ -60,6 +60,8 @@ export class StatefulSearch {
   private finalStates = 0;
   private complete = true;
   private timedOut = false;
+  /** A violation was found and the options say to stop there. */
+  private stoppedAtViolation = false;
   private readonly best = new Map<string, Execution>();
   private readonly samples: Sample[] = [];
   private nextSample = 64;
@@ -152,6 +154,7 @@ export class StatefulSearch {
       violations: [...this.best.values()],
       complete: this.complete,
       timedOut: this.timedOut,
+      stoppedAtViolation: this.stoppedAtViolation,
       visitedBytes: this.visited.bytes,
       samples: this.samples,
       programOutcomes: p.misses,
@@ -310,6 +313,11 @@ export class StatefulSearch {
     /** The frame whose state the machine is in, if any (after a step to a state seen before: none). */
     let at: Frame | undefined = frames[frames.length - 1];
     while (frames.length > 0) {
+      if (this.stoppedAtViolation) {
+        this.complete = false;
+        this.shared?.stop();
+        return;
+      }
       const f = frames[frames.length - 1]!;
       if (f.next >= f.choices.length) {
         this.pop();
@@ -451,6 +459,7 @@ export class StatefulSearch {
   /** A violation (or none) at the state just reached: kept when it is the shortest of its kind so far. */
   private note(r: Omit<Execution, 'schedule'>): void {
     if (r.kind === undefined) return;
+    if (this.o.stopAtViolation) this.stoppedAtViolation = true;
     const best = this.best.get(r.kind);
     if (best && best.schedule.length <= this.frames.length) return;
     this.best.set(r.kind, { schedule: this.path(), kind: r.kind, message: r.message });
