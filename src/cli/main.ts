@@ -28,7 +28,8 @@ export type { CliIo } from './io.ts';
 // scenario, parameter, option or command; a malformed schedule; a scenario file that is missing or exports none).
 export { EXIT_OK, EXIT_USAGE, EXIT_VIOLATION } from './io.ts';
 
-const COMMANDS = 'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, frag, demo';
+const COMMANDS =
+  'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, mutate <scenario>, frag, demo';
 
 const EXIT_CODES = `  0  the command ran; explore found no violation, or the replayed run is not one
   1  explore found a violation, or the replayed run is one
@@ -141,6 +142,21 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .example("x86slice replay pf-in-pf --schedule '' --json")
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).replayCommand(ref, options, argv, io);
+    });
+  cli
+    .command('mutate <scenario>', 'Mutation-check a migration protocol: does its clean verdict depend on each step?')
+    .option(
+      '-p, --param <key=value>',
+      'protocol=<name or phase list> (default ipi-switcheroo); chunk, store-buffer, psc',
+    )
+    .option('--budget <states>', 'States each exploration may store (default 5,000,000)')
+    .option('--workers <n>', "Explorations at once, each on a worker thread (default: the machine's CPUs, up to 8)")
+    .option('--json', 'Print one JSON object: configurations, mutants [{ phases, change, killedBy, equivalent }]')
+    .example('x86slice mutate stack-migration -p protocol=ipi-switcheroo')
+    .example("x86slice mutate data-migration -p protocol='migration-entry,flush,copy,install,free' --json")
+    .action(async (ref: string, options: Record<string, unknown>) => {
+      const { mutateCommand } = await import('./mutate-command.ts');
+      code = await mutateCommand(ref, options, argv, io);
     });
   cli
     .command('frag', 'The fragmentation experiment: stress-highalloc and thpchallenge under four vmalloc policies')

@@ -1,0 +1,258 @@
+import { Worker } from 'node:worker_threads';
+import { PROTOCOL_PHASES, type ProtocolName } from '../mm/migrate.ts';
+import { formatPhases, type PhaseList, parsePhases, phaseMutants } from '../mm/migration-phases.ts';
+import { describeValue, InputError } from '../mmu/input-error.ts';
+import { type Explored, type ExploreRequest, exploreConfig, type MutationConfig } from './mutate-explore.ts';
+import type { ParamValue } from './scenario.ts';
+
+export type { Explored, MutationConfig } from './mutate-explore.ts';
+
+// Mutation checking of a protocol's verdict (docs/scenarios/migration.md "Mutation checking"): a "clean" verdict
+// counts only if the scenario fails without each step of the protocol. Each mutant (a phase dropped, two adjacent
+// phases swapped, a synchronous call's wait dropped) is explored, with the stateful exhaustive search, in each
+// configuration where the protocol itself is clean, until one shows a violation (kills it). A mutant no
+// configuration kills is equivalent (EQUIVALENT says why) or shows a gap in the scenario.
+
+/**
+ * The configurations, cheapest first (each mutant stops at the first that kills it): the task alone on 2 CPUs,
+ * with a TLB event, then each remote accessor on a third CPU. Three rounds of the task: the smallest run in which
+ * the migration overlaps the task's work (docs/scenarios/migration.md states these bounds with each verdict).
+ */
+export const MUTATION_CONFIGS: Readonly<Record<string, readonly MutationConfig[]>> = {
+  'stack-migration': [
+    // One TLB event, of any mapped translation: an eviction, or a speculative fill (SDM 4.10.2.3: a processor may
+    // cache a translation at any time). It covers the runs with none.
+    { name: 'remote=none, 1 TLB event', params: { rounds: 3 }, tlbEvents: 1, cacheEvents: 'mapped' },
+    { name: 'remote=reader, 1 TLB event', params: { rounds: 3, cpus: 3, remote: 'reader' }, tlbEvents: 1 },
+    { name: 'remote=csd', params: { rounds: 3, cpus: 3, remote: 'csd' }, tlbEvents: 0 },
+    { name: 'remote=completion', params: { rounds: 3, cpus: 3, remote: 'completion' }, tlbEvents: 0 },
+  ],
+  'data-migration': [{ name: '1 TLB event', params: { rounds: 3 }, tlbEvents: 1, cacheEvents: 'mapped' }],
+};
+
+/** Why the switcheroo's own wait can go: the flush waits for the same csd first. */
+const CSD_REUSE =
+  "the flush's IPI to the task's CPU reuses the csd the switcheroo's call holds (one csd per initiator and target, " +
+  "as Linux's per-CPU cfd_data), and csd_lock_wait() before filling it waits for the switcheroo's handler to " +
+  'finish: the flush, and so the free after it, cannot run ahead of the switcheroo with or without its wait';
+
+/**
+ * Mutants no configuration kills, and why each cannot change the outcome (keyed by the protocol's phase list, then
+ * the mutant's). docs/scenarios/migration.md repeats these.
+ */
+export const EQUIVALENT: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  [PROTOCOL_PHASES['ipi-switcheroo']]: {
+    'ipi(copy,install,invlpg),flush,wait,free': CSD_REUSE,
+    'ipi(copy,install,invlpg),flush,free': CSD_REUSE,
+    'wait,ipi(copy,install,invlpg),flush,free': CSD_REUSE,
+  },
+};
+
+export interface MutantReport {
+  readonly phases: string;
+  readonly change: string;
+  /** The configuration that killed it and what it found there. */
+  readonly killedBy?: Explored;
+  /** Why it is equivalent, when no configuration kills it and it is a known equivalent mutant. */
+  readonly equivalent?: string;
+  /** Milliseconds its explorations took. */
+  readonly ms: number;
+}
+
+export interface MutationReport {
+  readonly scenario: string;
+  readonly protocol: string;
+  readonly phases: string;
+  /** The protocol itself in each configuration: the mutants are explored where it is clean. */
+  readonly configurations: readonly Explored[];
+  readonly mutants: readonly MutantReport[];
+  readonly killed: number;
+  readonly equivalent: number;
+  /** Mutants no configuration kills and no reason covers: a gap in the scenario. */
+  readonly survived: number;
+  readonly ms: number;
+}
+
+export interface MutateOptions {
+  /** States each exploration may store (default 5,000,000). */
+  readonly budget?: number;
+  /** Explorations run at once, each on a worker thread; default 1: one at a time, on this thread. */
+  readonly workers?: number;
+  /** Called after each exploration (for progress). */
+  readonly onExplored?: (what: string, e: Explored) => void;
+}
+
+/** The phase list of a protocol parameter: a built-in protocol's, or the text itself. */
+export function protocolPhases(protocol: string): PhaseList {
+  const builtIn = Object.hasOwn(PROTOCOL_PHASES, protocol) ? PROTOCOL_PHASES[protocol as ProtocolName] : undefined;
+  return parsePhases(builtIn ?? protocol);
+}
+
+/** A worker thread running mutate-worker.ts (its .js in the package; under tsx, registered first, as threads.ts). */
+function startExploreWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./mutate-worker.js', import.meta.url));
+  const script = new URL('./mutate-worker.ts', import.meta.url).href;
+  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`;
+  return new Worker(code, { eval: true });
+}
+
+/**
+ * Where explorations run: on this thread (one lane), or each on a worker thread of a pool; a call waits for a free
+ * worker.
+ */
+class ExploreLanes {
+  private readonly idle: Worker[] = [];
+  private readonly waiting: ((w: Worker) => void)[] = [];
+  private readonly all: Worker[] = [];
+  private nextId = 0;
+
+  constructor(private readonly workers: number) {}
+
+  async explore(request: ExploreRequest): Promise<Explored> {
+    if (this.workers <= 1) return exploreConfig(request);
+    const worker = await this.take();
+    try {
+      return await new Promise<Explored>((resolve, reject) => {
+        const id = this.nextId++;
+        const onMessage = (m: { id: number; result?: Explored; error?: string }) => {
+          if (m.id !== id) return;
+          worker.off('message', onMessage);
+          worker.off('error', reject);
+          if (m.error !== undefined) reject(new InputError(m.error));
+          else resolve(m.result!);
+        };
+        worker.on('message', onMessage);
+        worker.once('error', reject);
+        worker.postMessage({ id, request });
+      });
+    } finally {
+      this.give(worker);
+    }
+  }
+
+  private take(): Promise<Worker> {
+    const w = this.idle.pop();
+    if (w !== undefined) return Promise.resolve(w);
+    if (this.all.length < this.workers) {
+      const started = startExploreWorker();
+      this.all.push(started);
+      return Promise.resolve(started);
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private give(w: Worker): void {
+    const next = this.waiting.shift();
+    if (next) next(w);
+    else this.idle.push(w);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * Mutation-checks `protocol` on `scenario` (stack-migration or data-migration): explores the protocol in each
+ * configuration, then each mutant where the protocol is clean, until one kills it. `params` are the scenario's other
+ * parameters (store-buffer, psc, chunk), applied to every configuration.
+ */
+export async function mutate(
+  scenario: string,
+  protocol: string,
+  params: Readonly<Record<string, ParamValue>> = {},
+  options: MutateOptions = {},
+): Promise<MutationReport> {
+  const configs = MUTATION_CONFIGS[scenario];
+  if (configs === undefined) {
+    throw new InputError(
+      `mutate: scenario ${describeValue(scenario)} has no mutation configurations; it takes ${Object.keys(MUTATION_CONFIGS).join(', ')}`,
+    );
+  }
+  for (const key of ['protocol', 'rounds', 'cpus', 'remote', 'schedule']) {
+    if (Object.hasOwn(params, key)) {
+      throw new InputError(`mutate: parameter ${key} is set by each configuration (MUTATION_CONFIGS), not by -p`);
+    }
+  }
+  const budget = options.budget ?? 5_000_000;
+  const phases = protocolPhases(protocol);
+  const text = formatPhases(phases);
+  const start = performance.now();
+  // The protocol's own first violation in a configuration is enough to leave it out; where it has none, the
+  // search ran to its end: clean, complete.
+  const workers = options.workers ?? 1;
+  // With workers, explorations run on worker threads, `workers` at a time (a mutant's in order: it stops at the first
+  // that kills it); the report is in the same order either way.
+  const lanes = new ExploreLanes(workers);
+  try {
+    // Every exploration queues for a worker in the order asked: the protocol's own first, then each mutant's, each
+    // waiting only for the protocol's result in the configuration it is about to explore.
+    const baselines = configs.map(async (c) => {
+      const e = await lanes.explore({ scenario, protocol: text, params, config: c, stopAtViolation: true, budget });
+      options.onExplored?.(`${protocol} in ${c.name}`, e);
+      return e;
+    });
+    const equivalents = EQUIVALENT[text] ?? {};
+    const mutants = await Promise.all(
+      phaseMutants(phases).map(async (m): Promise<MutantReport> => {
+        const mutantText = formatPhases(m.phases);
+        let killedBy: Explored | undefined;
+        let ms = 0;
+        for (const [i, c] of configs.entries()) {
+          // Only where the protocol is clean, completely, does a violation tell the mutant from the protocol.
+          const own = await baselines[i]!;
+          if (own.violation !== undefined || !own.complete) continue;
+          const e = await lanes.explore({
+            scenario,
+            protocol: mutantText,
+            params,
+            config: c,
+            stopAtViolation: true,
+            budget,
+          });
+          options.onExplored?.(`mutant ${mutantText} in ${c.name}`, e);
+          ms += e.ms;
+          if (e.violation !== undefined) {
+            killedBy = e;
+            break;
+          }
+        }
+        const reason = killedBy === undefined ? equivalents[mutantText] : undefined;
+        return {
+          phases: mutantText,
+          change: m.change,
+          ...(killedBy === undefined ? {} : { killedBy }),
+          ...(reason === undefined ? {} : { equivalent: reason }),
+          ms,
+        };
+      }),
+    );
+    const configurations = await Promise.all(baselines);
+    return report(scenario, protocol, text, configurations, mutants, start);
+  } finally {
+    await lanes.close();
+  }
+}
+
+function report(
+  scenario: string,
+  protocol: string,
+  text: string,
+  configurations: readonly Explored[],
+  mutants: readonly MutantReport[],
+  start: number,
+): MutationReport {
+  const killed = mutants.filter((m) => m.killedBy !== undefined).length;
+  const equivalent = mutants.filter((m) => m.equivalent !== undefined).length;
+  return {
+    scenario,
+    protocol,
+    phases: text,
+    configurations,
+    mutants,
+    killed,
+    equivalent,
+    survived: mutants.length - killed - equivalent,
+    ms: Math.round(performance.now() - start),
+  };
+}
