@@ -2,6 +2,7 @@ import type { Program } from '../cpu/assembler.ts';
 import { EXCEPTIONS, VECTOR } from '../cpu/exceptions.ts';
 import type { GateInit, HandlerContext } from '../cpu/registers.ts';
 import type { Kernel } from '../mm/kernel.ts';
+import { LOCAL_TIMER_VECTOR, localTimerHandler } from '../mm/sched.ts';
 import { CALL_FUNCTION_VECTOR, callFunctionHandler } from '../mm/smp.ts';
 import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { pageFaultHandler } from './page-fault.ts';
@@ -59,7 +60,7 @@ const otherException: Program<[HandlerContext]> = function* otherException(x, ct
 
 /**
  * The gates for vectors 0..21: the minimal boot's (no kernel) or a booted kernel's (with the fault dispatcher),
- * and with a kernel the call-function IPI's.
+ * and with a kernel the call-function IPI's and the local timer's.
  */
 export function exceptionGates(stacks: readonly GuardedStack[], kernel?: Kernel): Map<number, GateInit> {
   const gates = new Map<number, GateInit>();
@@ -69,5 +70,7 @@ export function exceptionGates(stacks: readonly GuardedStack[], kernel?: Kernel)
   gates.set(VECTOR.NMI, { handler: nmi, ist: 2, type: 'interrupt' });
   // smp_call_function's IPI: an interrupt gate, so the function runs with IF=0.
   if (kernel) gates.set(CALL_FUNCTION_VECTOR, { handler: callFunctionHandler(kernel), ist: 0, type: 'interrupt' });
+  // The local timer's tick (sched.ts): an interrupt gate too; it does the scheduler's work when one is set up.
+  if (kernel) gates.set(LOCAL_TIMER_VECTOR, { handler: localTimerHandler(kernel), ist: 0, type: 'interrupt' });
   return gates;
 }

@@ -38,6 +38,15 @@ export interface KernelTimings {
   readonly irqTime: number[];
 }
 
+/**
+ * What the kernel knows of a scheduler set up on it (src/mm/sched.ts): the scheduler itself keeps its state in
+ * emulated memory and its tasks' contexts; the kernel only carries it, and asks it to put its contexts back as
+ * set-up left them when a machine image starts an instance over.
+ */
+export interface KernelScheduler {
+  reset(): void;
+}
+
 function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
   to.clear();
   for (const [k, v] of from) to.set(k, v);
@@ -107,6 +116,8 @@ export class Kernel {
    * as `x86slice run --timed` does). Off by default: the extra steps are not in other runs.
    */
   timing = false;
+  /** The scheduler set up on this kernel (sched.ts), or undefined: no timer ticks, tasks switched by hand. */
+  scheduler: KernelScheduler | undefined = undefined;
   /** What the routines measured while `timing` was on. */
   timings: KernelTimings = emptyTimings();
   /**
@@ -138,6 +149,9 @@ export class Kernel {
     this.timing = from.timing;
     this.timings = emptyTimings();
     this.copyPageMaps(this, from);
+    // An image instance starts over: the scheduler's tasks are fresh contexts again (their words are in memory).
+    this.scheduler = from.scheduler;
+    this.scheduler?.reset();
   }
 
   private copyPageMaps(to: Kernel, from: Kernel): void {
@@ -160,6 +174,7 @@ export class Kernel {
       this.callFunctions.splice(0, this.callFunctions.length, ...from.callFunctions);
     }
     this.timing = from.timing;
+    this.scheduler = from.scheduler;
     this.pages.restore(from.pages);
     this.lru.restore(from.lru);
     this.migrateProtocol = from.migrateProtocol;
@@ -206,6 +221,7 @@ export class Kernel {
     c.vmapLazyNr = this.vmapLazyNr;
     c.vmapPurges = this.vmapPurges;
     c.timing = this.timing;
+    c.scheduler = this.scheduler;
     this.copyPageMaps(c, this);
     return c;
   }
