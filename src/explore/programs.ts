@@ -77,6 +77,11 @@ export class ProgramStates {
   readonly outcomes: ProgramOutcomes;
   /** Contexts named by switch-context steps, in order. */
   private readonly known: ExecutionContext[] = [];
+  /**
+   * The RSP each known context had before any switch named it (a fresh one starts there): a state restored from
+   * before its first switch gets it back, with nothing saved, whatever a later path left in it.
+   */
+  private readonly initialRsp = new Map<ExecutionContext, number>();
   contexts: ContextsSnapshot = EMPTY_CONTEXTS;
   private readonly hasher = new Hasher();
 
@@ -150,6 +155,15 @@ export class ProgramStates {
     const from = ins.aux!.from as ExecutionContext;
     const to = ins.aux!.to as ExecutionContext;
     for (const c of [from, to]) if (!this.known.includes(c)) this.known.push(c);
+    // The activation that executed the switch completed it, but it is no longer on the CPU for the loop above: its
+    // history gets the switch's result here, so that the saved stack's hash (and a later resume) see it.
+    for (const a of from.saved ?? []) {
+      const r = this.records.get(a);
+      if (r !== undefined && a.index === r.length + 1) r.append(a.resume, this.hasher);
+    }
+    // A switch leaves `to`'s RSP as it was: a fresh context's starting one. (`from` was running: its RSP field is
+    // written by the switch before anything reads it, so its first value does not matter.)
+    if (!this.initialRsp.has(to)) this.initialRsp.set(to, to.rsp);
   }
 
   /** Before CPU `cpu` steps: its innermost activation, if the step may fetch from it, gets a feeder. */
@@ -306,6 +320,13 @@ export class ProgramStates {
 
   /** Puts the known contexts back as `s` holds them. */
   restoreContexts(s: ContextsSnapshot): void {
+    // Contexts first named after this state are fresh again (or running, for a `from`): nothing saved.
+    for (let k = s.count; k < this.known.length; k++) {
+      const c = this.known[k]!;
+      c.saved = undefined;
+      const rsp = this.initialRsp.get(c);
+      if (rsp !== undefined) c.rsp = rsp;
+    }
     this.known.length = s.count;
     for (let k = 0; k < s.count; k++) {
       const c = this.known[k]!;
