@@ -60,12 +60,18 @@ const STACK_STRIDE = 2 * THREAD_SIZE;
 export type SchedPolicy = 'pinned' | 'preempt' | 'migrate';
 export const SCHED_POLICIES: readonly SchedPolicy[] = ['pinned', 'preempt', 'migrate'];
 
+/**
+ * A step of a task's program: called with the task's id and the step's index (its identity for the stateful
+ * checker, which knows a program by its source text and arguments, not by what a closure captured).
+ */
+export type SchedStep = Program<[task: number, step: number]>;
+
 /** A task: its name (kernel.current shows it), the CPU whose run queue it starts on, and its program's steps. */
 export interface SchedTaskSpec {
   readonly name: string;
   readonly cpu: number;
   /** Run in order, each by `call` on the task's stack; between two is a migration point. At least one. */
-  readonly steps: readonly Program<[]>[];
+  readonly steps: readonly SchedStep[];
 }
 
 export interface SchedSetup {
@@ -324,7 +330,7 @@ export class Scheduler implements KernelScheduler {
       for (;;) {
         const k: number = yield x.load(s.taskWord(id, 'STEP'));
         if (k >= steps.length) break;
-        yield x.call(steps[k]!);
+        yield x.call(steps[k]!, id, k);
         yield x.store(s.taskWord(id, 'STEP'), 8, k + 1);
         if (s.policy === 'migrate') yield* s.migrationPoint(x, id);
       }
@@ -554,9 +560,9 @@ export function* holdTask(x: Assembler, kernel: Kernel, task: number): KernelPro
   const [cpu, flags] = yield* taskRqLock(x, s, id);
   const onCpu: number = yield x.load(s.taskWord(id, 'ON_CPU'));
   if (onCpu === 0) {
-    yield x.store(s.taskWord(id, 'HELD'), 8, 1);
     const rq: number = yield x.load(s.cpuWord(cpu, 'RQ'));
     if ((rq & bit(id)) !== 0) yield x.store(s.cpuWord(cpu, 'RQ'), 8, rq - bit(id));
+    yield x.store(s.taskWord(id, 'HELD'), 8, 1);
   }
   yield* taskRqUnlock(x, s, cpu, flags);
   return onCpu === 0 ? 1 : 0;

@@ -195,3 +195,108 @@ describe('scheduler ticks', () => {
     expect(read(machine, out(kernel, 2))).toBe(5);
   });
 });
+
+describe('holding a task off every CPU', () => {
+  /**
+   * CPU1 schedules A and B (preempt, one tick the checker may deliver at any point); CPU0, outside the scheduler,
+   * holds B (retrying while B runs), says so in word 5, clears it, and releases B. Each of B's two steps checks that
+   * word: B never runs while held.
+   */
+  function heldMachine(hold: 'holdTask' | 'flag only' = 'holdTask') {
+    const checkNotHeld = function* checkNotHeld(x: Assembler, _task: number, step: number) {
+      const holding: number = yield x.load(out(kernel, 5));
+      yield x.assert(holding === 0, `B runs (step ${step}) while CPU0 holds it`);
+      yield x.store(out(kernel, 1 + step), 8, 1);
+    };
+    const { machine, kernel, sched } = schedMachine(2, (k) => ({
+      policy: 'preempt',
+      ticks: 1,
+      cpus: [1],
+      tasks: [
+        { name: 'A', cpu: 1, steps: [pushPop(k, 0, 1)] },
+        {
+          name: 'B',
+          cpu: 1,
+          // One program for both steps: a step knows which it is by its argument (the checker tells programs apart
+          // by source text and arguments, not by what a closure captured).
+          steps: [checkNotHeld, checkNotHeld],
+        },
+      ],
+    }));
+    machine.load(0, function* holder(x: Assembler) {
+      yield* schedReady(x, kernel);
+      for (;;) {
+        if (hold === 'flag only') {
+          // A mutant: the held word alone, without the rq lock, the on_cpu check or the dequeue.
+          yield x.store(sched.taskWord(2, 'HELD'), 8, 1);
+          break;
+        }
+        const held: number = yield* holdTask(x, kernel, 2);
+        if (held === 1) break;
+        yield x.spinUntil(sched.taskWord(2, 'ON_CPU'), 8, (v) => v === 0); // B runs: wait until it is off
+      }
+      yield x.store(out(kernel, 5), 8, 1);
+      const cpu: number = yield* taskCpu(x, kernel, 2);
+      yield x.assert(cpu === 1, `B is on CPU1's queue (task_cpu ${cpu})`);
+      yield x.store(out(kernel, 5), 8, 0);
+      yield* releaseTask(x, kernel, 2);
+    });
+    return machine;
+  }
+
+  it('a held task is never picked until released, in every interleaving and tick time (stateful, exhaustive)', () => {
+    const probe = heldMachine();
+    const sched = probe.kernel!.scheduler as Scheduler;
+    const word = (m: Machine, va: number) => read(m, va);
+    const result = explore(heldMachine, {
+      strategy: 'exhaustive',
+      search: 'stateful',
+      maxSteps: 20_000,
+      // Held means off every CPU: not claimed (on_cpu), not current, not queued, whenever the rq lock is free.
+      invariant: (m) =>
+        word(m, sched.rqLock(1)) !== 0 ||
+        word(m, sched.taskWord(2, 'HELD')) === 0 ||
+        (word(m, sched.taskWord(2, 'ON_CPU')) === 0 &&
+          word(m, sched.cpuWord(1, 'CURR')) !== 2 &&
+          (word(m, sched.cpuWord(1, 'RQ')) & 4) === 0),
+      check: (m) =>
+        (word(m, out(m.kernel!, 0)) === 1 && word(m, out(m.kernel!, 1)) === 1 && word(m, out(m.kernel!, 2)) === 1) ||
+        'A or B did not finish',
+    });
+    expect(result).toMatchObject({ complete: true, violations: [] });
+  });
+
+  it('the hold needs its lock, on_cpu check and dequeue: a bare held flag lets B run while held', () => {
+    const result = explore(() => heldMachine('flag only'), {
+      strategy: 'exhaustive',
+      search: 'stateful',
+      maxSteps: 20_000,
+    });
+    expect(result.violations.map((v) => v.kind)).toContain('assertion');
+    expect(result.violations.find((v) => v.kind === 'assertion')!.message).toMatch(
+      /B runs \(step \d\) while CPU0 holds it/,
+    );
+  });
+});
+
+describe('queries for a switcheroo handler', () => {
+  it('isCurrentOn and taskCpu read rq->curr and task_cpu: A, running on CPU1, is current there and B is queued there', () => {
+    const ask = (k: Kernel) =>
+      function* ask(x: Assembler) {
+        const aCurrent: number = yield* isCurrentOn(x, k, 1);
+        const bCurrent: number = yield* isCurrentOn(x, k, 2);
+        const bCpu: number = yield* taskCpu(x, k, 2);
+        yield x.store(out(k, 0), 8, 100 * aCurrent + 10 * bCurrent + bCpu);
+      };
+    const { machine, kernel } = schedMachine(2, (k) => ({
+      policy: 'pinned',
+      tasks: [
+        { name: 'A', cpu: 1, steps: [ask(k)] },
+        { name: 'B', cpu: 1, steps: [noteCpu(k, 1)] },
+      ],
+    }));
+    expect(machine.run({ maxSteps: 20_000 }).outcome).toBe('ok');
+    expect(read(machine, out(kernel, 0))).toBe(101);
+    expect(read(machine, out(kernel, 1))).toBe(101);
+  });
+});
