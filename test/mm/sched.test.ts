@@ -196,7 +196,8 @@ describe('scheduler ticks', () => {
   });
 });
 
-describe('holding a task off every CPU', () => {
+/** The two searches take 4 s each on their own, more beside the rest of the suite. */
+describe('holding a task off every CPU', { timeout: 30_000 }, () => {
   /**
    * CPU1 schedules A and B (preempt, one tick the checker may deliver at any point); CPU0, outside the scheduler,
    * holds B (retrying while B runs), says so in word 5, clears it, and releases B. Each of B's two steps checks that
