@@ -125,8 +125,8 @@ export const PROTOCOL_PHASES: Readonly<Record<ProtocolName, string>> = {
   // waits in migration_entry_wait() until the new PTE is in).
   'switcheroo-entry': 'migration-entry,flush-others,ipi(copy,install,invlpg),wait,free',
   // Combined: every other CPU is parked in an IPI handler with interrupts off (stop_machine()'s rendezvous) while
-  // the task's CPU does the switcheroo; each INVLPGs the page as it leaves.
-  'park-switcheroo': 'park,ipi(copy,install,invlpg),wait,unpark,free',
+  // the task's CPU does the switcheroo; each INVLPGs the page as it leaves, and so does this CPU.
+  'park-switcheroo': 'park,ipi(copy,install,invlpg),wait,unpark,invlpg,free',
 };
 
 /** The steps migrate.ts owns, for phase lists. */

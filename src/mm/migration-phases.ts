@@ -1,7 +1,7 @@
 import type { Assembler } from '../cpu/assembler.ts';
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { InputError } from '../mmu/input-error.ts';
-import type { Kernel } from './kernel.ts';
+import { type Kernel, LOCK } from './kernel.ts';
 import { direct, type KernelProgram, walkToEntry } from './kernel-page-tables.ts';
 import type { MigrationPage, MigrationProtocolFor } from './kernel-program.ts';
 import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord, smpCallFunctionMany } from './smp.ts';
@@ -197,6 +197,8 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
   function* run(x: Assembler, kernel: Kernel, page: MigrationPage, phases: PhaseList): KernelProgram<void> {
     const me = x.cpuId;
     const remote = page.taskCpu !== undefined && page.taskCpu !== me;
+    /** With `kernel.timing`, when the last ipi was sent: its wait records the round trip, as a waiting call does. */
+    let sent: number | undefined;
     for (const p of phases) {
       switch (p.kind) {
         case 'clear-pte':
@@ -240,12 +242,22 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
           else {
             yield* request(x, kernel, page);
             const handler = handlerOf(kernel, p.handler, page.chunk);
+            if (kernel.timing) sent = yield x.rdtsc();
             yield* smpCallFunctionMany(x, kernel, [page.taskCpu!], handler, me, false);
           }
           break;
         case 'wait':
           // csd_lock_wait() on the last ipi's csd.
-          if (remote) yield x.spinUntil(csdAddress(kernel, me, page.taskCpu!), 8, (v) => (v & 1) === 0);
+          if (!remote) break;
+          yield x.spinUntil(csdAddress(kernel, me, page.taskCpu!), 8, (v) => (v & 1) === 0);
+          if (kernel.timing && sent !== undefined) {
+            const start = sent;
+            const end: number = yield x.rdtsc();
+            yield x.atomic(LOCK.STATS, () => {
+              kernel.timings.ipiRoundTrips.push(end - start);
+              return 0;
+            });
+          }
           break;
         case 'park': {
           const others = otherCpus(kernel, me, page.taskCpu);

@@ -36,6 +36,11 @@ const CSD_REUSE =
   "as Linux's per-CPU cfd_data), and csd_lock_wait() before filling it waits for the switcheroo's handler to " +
   'finish: the flush, and so the free after it, cannot run ahead of the switcheroo with or without its wait';
 
+/** Why the park protocol's own INVLPG can go in stack-migration. */
+const INITIATOR_UNTOUCHED =
+  "in stack-migration the migrating CPU never touches the task's stack, so its own INVLPG has nothing to drop " +
+  '(data-migration, where it wrote the page first, kills this mutant with a use after free)';
+
 /**
  * Mutants no configuration kills, and why each cannot change the outcome (keyed by the protocol's phase list, then
  * the mutant's). docs/scenarios/migration.md repeats these.
@@ -45,6 +50,18 @@ export const EQUIVALENT: Readonly<Record<string, Readonly<Record<string, string>
     'ipi(copy,install,invlpg),flush,wait,free': CSD_REUSE,
     'ipi(copy,install,invlpg),flush,free': CSD_REUSE,
     'wait,ipi(copy,install,invlpg),flush,free': CSD_REUSE,
+  },
+  [PROTOCOL_PHASES['park-switcheroo']]: {
+    'park,ipi(copy,install,invlpg),wait,unpark,free': INITIATOR_UNTOUCHED,
+    'park,ipi(copy,install,invlpg),wait,unpark,free,invlpg':
+      'the migrating CPU runs the free and its own INVLPG back to back, and nothing it runs between them touches ' +
+      'the page: its stale entry cannot be used in between',
+    'park,ipi(copy,install,invlpg),wait,invlpg,unpark,free':
+      "in stack-migration the migrating CPU never touches the task's stack: its INVLPG, before or after the " +
+      'unpark, drops nothing, and the free comes after both',
+    'park,ipi(install,copy,invlpg),wait,unpark,invlpg,free':
+      'between the new PTE and the copy no CPU can read the new frame: the others are parked, and the task is ' +
+      'interrupted by the handler that does both',
   },
 };
 
