@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 import type { Reporter, TestModule } from 'vitest/node';
@@ -26,6 +27,9 @@ export default defineConfig({
   resolve: { alias: [{ find: /^x86slice$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) }] },
   test: {
     include: ['test/**/*.test.ts', 'docs/**/*.test.ts'],
+    // Two test files at a time on a 2-core machine (vitest's default is one fewer than the CPUs: one). The suite's
+    // long files are explorations that use one core each; no test asserts on time.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     reporters: ['default', new ClosingLine()],
   },
 });
