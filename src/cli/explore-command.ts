@@ -136,7 +136,8 @@ function scenarioModuleUrl(): string {
 
 /** The command that replays a schedule, for the user to paste (schedules hold no quotes or shell characters). */
 function replayCommandLine(ref: string, pairs: readonly string[], schedule: string): string {
-  const params = pairs.map((p) => ` -p ${p}`).join('');
+  // A value the shell would read (a phase list's parentheses) is quoted; no parameter value holds a quote.
+  const params = pairs.map((p) => (/^[\w.,:=/+-]*$/.test(p) ? ` -p ${p}` : ` -p '${p}'`)).join('');
   return `x86slice replay ${ref}${params} --schedule '${schedule}'`;
 }
 

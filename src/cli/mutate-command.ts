@@ -22,7 +22,9 @@ export function mutateText(r: MutationReport): string {
       ? `killed by ${m.killedBy.config}: ${m.killedBy.violation} (${m.killedBy.ms} ms)`
       : m.equivalent
         ? `survives, equivalent: ${m.equivalent}`
-        : 'SURVIVES: no configuration kills it and no reason says it is equivalent (a gap in the scenario)';
+        : m.killedOutside
+          ? `survives these configurations, ${m.killedOutside}`
+          : 'SURVIVES: no configuration kills it and no reason says it is equivalent (a gap in the scenario)';
     lines.push(`  ${m.change.padEnd(34)} ${m.phases}`, `  ${''.padEnd(34)} ${what}`);
     if (m.killedBy?.schedule !== undefined) {
       lines.push(`  ${''.padEnd(34)} schedule '${m.killedBy.schedule}'`);
@@ -30,7 +32,8 @@ export function mutateText(r: MutationReport): string {
   }
   lines.push(
     '',
-    `${r.killed} killed, ${r.equivalent} equivalent, ${r.survived} surviving, in ${(r.ms / 1000).toFixed(1)} s`,
+    `${r.killed} killed, ${r.killedOutside} killed outside these configurations, ${r.equivalent} equivalent, ` +
+      `${r.survived} surviving, in ${(r.ms / 1000).toFixed(1)} s`,
   );
   return lines.join('\n');
 }

@@ -19,6 +19,11 @@ export interface MigrationPage {
   readonly chunk: number;
   /** The CPU running the task whose stack this page is, when there is one (the switcheroo's target). */
   readonly taskCpu: number | undefined;
+  /**
+   * The task's id in the kernel's scheduler (sched.ts), when it has one: the switcheroo's handler then checks the
+   * task is still current there, and a protocol that finds it is not holds it off instead.
+   */
+  readonly task?: number;
 }
 
 /**

@@ -1,7 +1,7 @@
-import type { Program } from '../cpu/assembler.ts';
+import type { Assembler, Program } from '../cpu/assembler.ts';
 import { LAYOUT } from '../mmu/address.ts';
 import type { BuddyAllocator } from './buddy.ts';
-import type { MigrationProtocolFor } from './kernel-program.ts';
+import type { KernelProgram, MigrationProtocolFor } from './kernel-program.ts';
 import { OWNER } from './kernel-tags.ts';
 import { LruLists } from './lru.ts';
 import { PageAllocator } from './page-alloc.ts';
@@ -45,6 +45,14 @@ export interface KernelTimings {
  */
 export interface KernelScheduler {
   reset(): void;
+  /** task_cpu(p), one load (sched.ts's taskCpu). */
+  taskCpu(x: Assembler, task: number): KernelProgram;
+  /** Whether `task` is this CPU's current task: 1 or 0 (sched.ts's isCurrentOn). */
+  isCurrentOn(x: Assembler, task: number): KernelProgram;
+  /** Keeps `task` off every CPU if it is not running: 1, or 0 when it is running (sched.ts's holdTask). */
+  hold(x: Assembler, task: number): KernelProgram;
+  /** Lets a held task run again (sched.ts's releaseTask). */
+  release(x: Assembler, task: number): KernelProgram<void>;
 }
 
 function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {

@@ -3,7 +3,7 @@ import { PAGE_SIZE } from '../mmu/address.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { type Kernel, LOCK } from './kernel.ts';
 import { direct, type KernelProgram, walkToEntry } from './kernel-page-tables.ts';
-import type { MigrationPage, MigrationProtocolFor } from './kernel-program.ts';
+import type { MigrationPage } from './kernel-program.ts';
 import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord, smpCallFunctionMany } from './smp.ts';
 
 // A migration protocol as a list of named phases (docs/scenarios/migration.md "Protocols as phases"): the unit the
@@ -26,7 +26,11 @@ import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord,
 //   free             the old frame goes back to the zone
 //   ipi(...)         smp_call_function_single() to the task's CPU, not waited for: its handler runs the inner list
 //                    (on its IRQ stack, IF=0, the task interrupted)
-//   wait             csd_lock_wait() for the last ipi: the wait of a synchronous call, as its own phase
+//   wait             csd_lock_wait() for the last ipi: the wait of a synchronous call, as its own phase; when the
+//                    handler found the task gone (check-current), the protocol holds the task off and runs the
+//                    naive list instead (see phaseProtocol)
+//   check-current    in a handler: if the task is not current on this CPU (it was switched out or migrated since
+//                    the initiator read task_cpu), return at once and tell the initiator
 //   park             stop_machine()'s rendezvous for every CPU but this one and the task's: each takes an IPI and
 //                    spins in its handler, interrupts off, until unpark; this CPU waits until all have arrived
 //   unpark           releases them; each INVLPGs the page before it leaves its handler; waits until all have left
@@ -34,7 +38,7 @@ import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord,
 /** One phase of a protocol. */
 export type Phase =
   | { readonly kind: 'clear-pte' | 'migration-entry' | 'copy' | 'install' | 'invlpg' | 'free' | 'wait' }
-  | { readonly kind: 'park' | 'unpark' | 'flush-others' }
+  | { readonly kind: 'park' | 'unpark' | 'flush-others' | 'check-current' }
   | { readonly kind: 'flush'; readonly wait: boolean }
   | { readonly kind: 'ipi'; readonly handler: readonly Phase[] };
 
@@ -51,6 +55,7 @@ const SIMPLE = [
   'park',
   'unpark',
   'flush-others',
+  'check-current',
 ] as const;
 type SimpleKind = (typeof SIMPLE)[number];
 
@@ -107,16 +112,22 @@ export function parsePhases(text: string): PhaseList {
 
 /** Lock words the phases talk through (smp.ts's SMP area). */
 const WORDS = {
-  /** Lock words 48..71: each initiating CPU's request to the task's CPU: the page, its old frame, its new one. */
+  /**
+   * Lock words 48..87: each initiating CPU's request to the task's CPU: the page, its old frame, its new one, the
+   * task's id (0: none), and what the handler did (HANDLED).
+   */
   REQUEST: 48,
   /** How many CPUs the park phase has parked, and the word that releases them. */
-  PARKED: 88,
-  RELEASE: 89,
+  PARKED: 104,
+  RELEASE: 105,
 } as const;
 
-/** The request word `k` (0 page, 1 old frame, 2 new frame) of `initiator`. */
+/** What a handler leaves in its request's last word. */
+const HANDLED = { RAN: 1, NOT_CURRENT: 2 } as const;
+
+/** The request word `k` (0 page, 1 old frame, 2 new frame, 3 task, 4 handled) of `initiator`. */
 function requestWord(kernel: Kernel, initiator: number, k: number): number {
-  return lockWord(kernel, WORDS.REQUEST + 3 * initiator + k);
+  return lockWord(kernel, WORDS.REQUEST + 5 * initiator + k);
 }
 
 /** The page a handler works on, from its initiator's request words. */
@@ -124,8 +135,9 @@ function* requestedPage(x: Assembler, kernel: Kernel, initiator: number, chunk: 
   const va: number = yield x.load(requestWord(kernel, initiator, 0), 8);
   const oldPfn: number = yield x.load(requestWord(kernel, initiator, 1), 8);
   const newPfn: number = yield x.load(requestWord(kernel, initiator, 2), 8);
+  const task: number = yield x.load(requestWord(kernel, initiator, 3), 8);
   const pte = yield* walkToEntry(x, kernel, kernel.initMm, va, 1, false);
-  return { va, pte, oldPfn, newPfn, chunk, taskCpu: x.cpuId };
+  return { va, pte, oldPfn, newPfn, chunk, taskCpu: x.cpuId, ...(task === 0 ? {} : { task }) };
 }
 
 /** The steps each phase takes, given what migrate.ts's steps are (it owns copy, install and free). */
@@ -134,7 +146,12 @@ export interface PhaseSteps {
   installNewPte(x: Assembler, page: MigrationPage): KernelProgram<void>;
   freeOldFrame(x: Assembler, kernel: Kernel, page: MigrationPage): KernelProgram<void>;
   migrationEntry(x: Assembler, page: MigrationPage): KernelProgram<void>;
+  /** Whether `task` is current on this CPU (sched.ts's isCurrentOn): 1 or 0. */
+  isCurrent(x: Assembler, kernel: Kernel, task: number): KernelProgram;
 }
+
+/** How a phase list ended: it ran to its end, or its ipi's handler found the task gone (check-current). */
+export type PhaseOutcome = 'done' | 'not-current';
 
 /** The CPUs the park and flush-others phases reach: all but this one and the task's. */
 function otherCpus(kernel: Kernel, me: number, taskCpu: number | undefined): number[] {
@@ -145,7 +162,10 @@ function otherCpus(kernel: Kernel, me: number, taskCpu: number | undefined): num
  * The protocol a phase list describes. With no other CPU running the task (taskCpu undefined or this CPU), an ipi
  * phase runs its handler's list here, in order, and wait is nothing.
  */
-export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProtocolFor<Kernel> {
+export function phaseProtocol(
+  list: PhaseList,
+  steps: PhaseSteps,
+): (x: Assembler, kernel: Kernel, page: MigrationPage) => KernelProgram<PhaseOutcome> {
   // Call functions are registered by identity (a csd holds their number): one per kernel, handler list and chunk,
   // each closing over its kernel, so nothing outside emulated memory passes between CPUs.
   const made = new WeakMap<Kernel, Map<string, (x: Assembler, initiator: number) => KernelProgram<void>>>();
@@ -173,7 +193,9 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
       () =>
         function* switcheroo(x: Assembler, initiator: number): KernelProgram<void> {
           const page = yield* requestedPage(x, kernel, initiator, chunk);
-          yield* run(x, kernel, page, inner);
+          const outcome = yield* run(x, kernel, page, inner);
+          const handled = outcome === 'done' ? HANDLED.RAN : HANDLED.NOT_CURRENT;
+          yield x.store(requestWord(kernel, initiator, 4), 8, handled);
         },
     );
   // multi_cpu_stop()'s shape: arrive, spin with interrupts off until released, then flush this CPU's translation.
@@ -193,13 +215,18 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
     yield x.store(requestWord(kernel, x.cpuId, 0), 8, page.va);
     yield x.store(requestWord(kernel, x.cpuId, 1), 8, page.oldPfn);
     yield x.store(requestWord(kernel, x.cpuId, 2), 8, page.newPfn);
+    yield x.store(requestWord(kernel, x.cpuId, 3), 8, page.task ?? 0);
+    yield x.store(requestWord(kernel, x.cpuId, 4), 8, 0);
   }
-  function* run(x: Assembler, kernel: Kernel, page: MigrationPage, phases: PhaseList): KernelProgram<void> {
+  function* run(x: Assembler, kernel: Kernel, page: MigrationPage, phases: PhaseList): KernelProgram<PhaseOutcome> {
     const me = x.cpuId;
     const remote = page.taskCpu !== undefined && page.taskCpu !== me;
     /** With `kernel.timing`, when the last ipi was sent: its wait records the round trip, as a waiting call does. */
     let sent: number | undefined;
+    // Once the task is found gone, the rest of the list is left out but for unpark: parked CPUs must go free.
+    let gone = false;
     for (const p of phases) {
+      if (gone && p.kind !== 'unpark') continue;
       switch (p.kind) {
         case 'clear-pte':
           yield x.store(direct(page.pte), 4, 0);
@@ -237,9 +264,17 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
         case 'free':
           yield* steps.freeOldFrame(x, kernel, page);
           break;
+        case 'check-current':
+          // Only a handler on the task's CPU checks (the initiator's own list has nothing to check).
+          if (page.task !== undefined && !remote) {
+            const current = yield* steps.isCurrent(x, kernel, page.task);
+            if (current === 0) gone = true;
+          }
+          break;
         case 'ipi':
-          if (!remote) yield* run(x, kernel, page, p.handler);
-          else {
+          if (!remote) {
+            if ((yield* run(x, kernel, page, p.handler)) === 'not-current') gone = true;
+          } else {
             yield* request(x, kernel, page);
             const handler = handlerOf(kernel, p.handler, page.chunk);
             if (kernel.timing) sent = yield x.rdtsc();
@@ -250,6 +285,10 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
           // csd_lock_wait() on the last ipi's csd.
           if (!remote) break;
           yield x.spinUntil(csdAddress(kernel, me, page.taskCpu!), 8, (v) => (v & 1) === 0);
+          if (page.task !== undefined) {
+            const handled: number = yield x.load(requestWord(kernel, me, 4), 8);
+            if (handled === HANDLED.NOT_CURRENT) gone = true;
+          }
           if (kernel.timing && sent !== undefined) {
             const start = sent;
             const end: number = yield x.rdtsc();
@@ -278,9 +317,10 @@ export function phaseProtocol(list: PhaseList, steps: PhaseSteps): MigrationProt
         }
       }
     }
+    return gone ? 'not-current' : 'done';
   }
   return function* phases(x, kernel, page) {
-    yield* run(x, kernel, page, list);
+    return yield* run(x, kernel, page, list);
   };
 }
 
@@ -301,9 +341,9 @@ export interface Mutant {
 }
 
 /**
- * The mutants of a phase list: each phase dropped, each two adjacent phases swapped, the wait of each synchronous
- * call dropped (flush becomes flush:nowait; the wait phase is dropped like any phase), in the top list and in each
- * ipi handler's. Mutants with the same text as the list or as an earlier mutant are left out.
+ * The mutants of a phase list: each phase dropped, each two adjacent phases swapped (but for check-current, a guard,
+ * which is only dropped), the wait of each synchronous call dropped (flush becomes flush:nowait; the wait phase is
+ * dropped like any phase), in the top list and in each ipi handler's. Mutants with the same text as the list or as an earlier mutant are left out.
  */
 export function phaseMutants(list: PhaseList): Mutant[] {
   const seen = new Set<string>([formatPhases(list)]);
@@ -320,6 +360,9 @@ export function phaseMutants(list: PhaseList): Mutant[] {
       add(wrap(phases.filter((_, j) => j !== i)), `${where}drop ${name(p)}`);
     });
     for (let i = 0; i + 1 < phases.length; i++) {
+      // check-current is a guard on what follows it: moving it past a phase makes that phase unconditional, a
+      // weaker form of dropping it, which is a mutant of its own; so it is dropped, never swapped.
+      if (phases[i]!.kind === 'check-current' || phases[i + 1]!.kind === 'check-current') continue;
       const swapped = [...phases];
       [swapped[i], swapped[i + 1]] = [swapped[i + 1]!, swapped[i]!];
       add(wrap(swapped), `${where}swap ${name(phases[i]!)} and ${name(phases[i + 1]!)}`);

@@ -151,6 +151,20 @@ export class Scheduler implements KernelScheduler {
     });
   }
 
+  /** KernelScheduler: the queries and the hold-off a migration protocol uses (the functions below). */
+  taskCpu(x: Assembler, task: number): KernelProgram {
+    return taskCpu(x, this.kernel, task);
+  }
+  isCurrentOn(x: Assembler, task: number): KernelProgram {
+    return isCurrentOn(x, this.kernel, task);
+  }
+  hold(x: Assembler, task: number): KernelProgram {
+    return holdTask(x, this.kernel, task);
+  }
+  release(x: Assembler, task: number): KernelProgram<void> {
+    return releaseTask(x, this.kernel, task);
+  }
+
   /** KernelScheduler: every context back to fresh (an image instance starts over). */
   reset(): void {
     for (const t of this.idleTasks) if (t) resetContext(t);

@@ -20,12 +20,12 @@ export const CALL_FUNCTION_VECTOR = 0xfb;
 const CSD_FLAG_LOCK = 1;
 const CSD_SIZE = 32;
 /** Lock words in the SMP area, numbered for the kernel and scenarios (see lockWord()). */
-export const LOCK_WORDS = 96;
+export const LOCK_WORDS = 128;
 /**
- * Lock words 80..80+CPUs-1: each CPU's queue of one on-stack csd (call_single_queue, kernel/smp.c), the csd's
+ * Lock words 96..96+CPUs-1: each CPU's queue of one on-stack csd (call_single_queue, kernel/smp.c), the csd's
  * address or 0.
  */
-const CALL_SINGLE_QUEUE_WORDS = 80;
+const CALL_SINGLE_QUEUE_WORDS = 96;
 /** flush_tlb_kernel_range(): above this many pages, flush everything (tlb_single_page_flush_ceiling). */
 export const FLUSH_CEILING = 33;
 const IRQ_STACK_SIZE = PAGE_SIZE;

@@ -220,6 +220,15 @@ export const STACK_MIGRATION: ScenarioInfo = {
       default: 'none',
       choices: REMOTE_ACCESSORS,
     },
+    {
+      name: 'sched',
+      description:
+        'how the task is scheduled: pinned (switched to once, on CPU1), preempt (timer ticks switch CPU1 between it ' +
+        'and another task), migrate (ticks move it between CPU1 and CPU2; cpus=3 or more)',
+      kind: 'choice',
+      default: 'pinned',
+      choices: ['pinned', 'preempt', 'migrate'],
+    },
     SCHEDULE_PARAM,
     STORE_BUFFER_PARAM,
     PSC_PARAM,

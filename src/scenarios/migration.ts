@@ -4,6 +4,7 @@ import { Machine } from '../machine/machine.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { direct, walkToEntry } from '../mm/kernel-page-tables.ts';
 import { type MigrationProtocol, migratePage, migrationProtocol, type ProtocolName } from '../mm/migrate.ts';
+import { type SchedPolicy, schedReady, schedSetup } from '../mm/sched.ts';
 import { lockWord, smpCallFunctionMany, smpCallFunctionSingleOnStack, spinLockIrq } from '../mm/smp.ts';
 import { contextSwitch, runningTask, taskCreate } from '../mm/task.ts';
 import { vmalloc } from '../mm/vmalloc.ts';
@@ -195,6 +196,12 @@ export interface MigrationSetup {
   readonly rounds?: number;
   /** Stack migration: who else uses the task's stack, from the last CPU (cpus 3 or more). Default none. */
   readonly remote?: RemoteAccessor;
+  /**
+   * Stack migration: how the task is scheduled. pinned (the default): switched to once on CPU1, never preempted;
+   * preempt: the scheduler (src/mm/sched.ts) runs it on CPU1 beside another task and timer ticks preempt it;
+   * migrate: ticks move it between CPU1 and CPU2 (cpus 3 or more).
+   */
+  readonly sched?: SchedPolicy;
   readonly trace?: boolean;
   /** Each CPU's store buffer entries (x86-TSO) and paging-structure-cache entries per level. Default 0: none. */
   readonly storeBuffer?: number;
@@ -213,6 +220,7 @@ export interface MigrationMachine {
  * then says it is done. With a remote accessor, the last CPU uses the task's stack too; the others idle.
  */
 export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
+  if (setup.sched !== undefined && setup.sched !== 'pinned') return scheduledStackMachine(setup, setup.sched);
   const cpus = setup.cpus ?? 2;
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 8;
@@ -251,6 +259,67 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   return { machine, report: frameReport(machine, kernel, noted) };
 }
 
+/**
+ * stack-migration with the scheduler: the task's rounds are its steps (a step a round: push, pop and check two
+ * values, then count the round), on CPU1's run queue; with `preempt` another task shares CPU1 and ticks switch
+ * between them; with `migrate` ticks move the task between CPU1 and CPU2. CPU0 reads the task's CPU from task_cpu
+ * and migrates its stack's top page, the protocol told which task it is (its handler checks `current`).
+ */
+function scheduledStackMachine(setup: MigrationSetup, policy: SchedPolicy): MigrationMachine {
+  const cpus = setup.cpus ?? (policy === 'migrate' ? 3 : 2);
+  const chunk = setup.chunk ?? 512;
+  const rounds = setup.rounds ?? 8;
+  if ((setup.remote ?? 'none') !== 'none') {
+    throw new InputError(`remote=${setup.remote} with sched=${policy} is not modelled yet: use remote=none`);
+  }
+  if (policy === 'migrate' && cpus < 3) {
+    throw new InputError(`sched=migrate needs CPU2 to move the task to: cpus=${cpus} given, use cpus=3 or more`);
+  }
+  migrationProtocol(setup.protocol);
+  const { machine, kernel, noted } = kernelMachine(cpus, setup);
+  const round = function* round(x: Assembler, _task: number, step: number) {
+    const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
+    if (done !== 0) return;
+    yield x.push(step * 2 + 1);
+    yield x.push(step * 2 + 2);
+    const b: number = yield x.pop();
+    const a: number = yield x.pop();
+    yield x.assert(a === step * 2 + 1 && b === step * 2 + 2, `the stack holds ${a}, ${b} in round ${step}`);
+    yield x.store(lockWord(kernel, WORD.PROGRESS), 8, step + 1);
+  };
+  const other = function* other(x: Assembler) {
+    yield x.pause();
+  };
+  const schedCpus = policy === 'migrate' ? [1, 2] : [1];
+  const sched = schedSetup(kernel, machine.boot!.taskStacks, {
+    policy,
+    cpus: schedCpus,
+    ticks: 1,
+    tasks: [
+      { name: 'worker', cpu: 1, steps: Array.from({ length: rounds }, () => round) },
+      ...(policy === 'preempt' ? [{ name: 'other', cpu: 1, steps: [other] }] : []),
+    ],
+  });
+  const WORKER = 1;
+  const va = sched.stacks[WORKER]!.top - PAGE_SIZE;
+  for (const c of schedCpus) machine.load(c, sched.idle);
+  machine.load(0, function* migrator(x: Assembler) {
+    yield x.sti();
+    yield* schedReady(x, kernel);
+    yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running
+    const first = yield* notePage(x, kernel, va, noted);
+    const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, task: WORKER });
+    yield x.assert(moved === 0, 'the page was migrated');
+    yield x.assert(
+      () => kernel.zone.owner[first - kernel.zone.firstPfn] === FRAME_FREE,
+      `the old frame 0x${first.toString(16)} was not freed: a leak`,
+    );
+    yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
+  });
+  for (let id = 1; id < cpus; id++) if (!schedCpus.includes(id)) machine.load(id, idle);
+  return { machine, report: frameReport(machine, kernel, noted) };
+}
+
 export const stackMigration: Scenario = migrationScenario(STACK_MIGRATION, stackMigrationMachine);
 
 /** A booted kernel machine for a migration scenario (IPIs held in flight until delivered), and its notes. */
@@ -276,6 +345,7 @@ function migrationScenario(info: ScenarioInfo, make: (setup: MigrationSetup) => 
       const { machine, report } = make({
         protocol: p.protocol as string,
         ...(p.remote === undefined ? {} : { remote: p.remote as RemoteAccessor }),
+        ...(p.sched === undefined ? {} : { sched: p.sched as SchedPolicy }),
         chunk: p.chunk as number,
         rounds: p.rounds as number,
         ...(p.cpus === undefined ? {} : { cpus: p.cpus as number }),
