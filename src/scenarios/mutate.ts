@@ -233,7 +233,10 @@ export async function mutate(
         const mutantText = formatPhases(m.phases);
         let killedBy: Explored | undefined;
         let ms = 0;
-        for (const [i, c] of configs.entries()) {
+        // A mutant killed outside these configurations is not explored in them: there it changes nothing the
+        // search could see (drop check-current: with no scheduler the check is no step).
+        const elsewhere = outside[mutantText];
+        for (const [i, c] of elsewhere === undefined ? configs.entries() : []) {
           // Only where the protocol is clean, completely, does a violation tell the mutant from the protocol.
           const own = await baselines[i]!;
           if (own.violation !== undefined || !own.complete) continue;
@@ -252,8 +255,7 @@ export async function mutate(
             break;
           }
         }
-        const reason = killedBy === undefined ? equivalents[mutantText] : undefined;
-        const elsewhere = killedBy === undefined ? outside[mutantText] : undefined;
+        const reason = killedBy === undefined && elsewhere === undefined ? equivalents[mutantText] : undefined;
         return {
           phases: mutantText,
           change: m.change,
