@@ -6,8 +6,17 @@ import { Worker } from 'node:worker_threads';
  * given with --import does not reach worker threads), so the worker and the build module load as TypeScript.
  */
 export function startWorker(name: string, workerData: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, import.meta.url), { workerData });
-  const script = new URL(`./${name}.ts`, import.meta.url).href;
+  return startWorkerBeside(import.meta.url, name, workerData);
+}
+
+/**
+ * A worker thread running module `name` next to the module at `here` (its import.meta.url), the same way:
+ * for the other layers' workers (the fragmentation experiment's, the mutation check's).
+ */
+export function startWorkerBeside(here: string, name: string, workerData?: unknown): Worker {
+  const options = workerData === undefined ? {} : { workerData };
+  if (!here.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, here), options);
+  const script = new URL(`./${name}.ts`, here).href;
   const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`;
-  return new Worker(code, { eval: true, workerData });
+  return new Worker(code, { eval: true, ...options });
 }

@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerBeside } from '../explore/threads.ts';
 import { InputError, requireInteger, requireOneOf, requireOptions } from '../mmu/input-error.ts';
 import {
   FRAG_POLICIES,
@@ -128,10 +129,7 @@ function plan(r: ReturnType<typeof resolveExperiment>): FragRunOptions[] {
 }
 
 function startWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./frag-worker.js', import.meta.url));
-  const script = new URL('./frag-worker.ts', import.meta.url).href;
-  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`;
-  return new Worker(code, { eval: true });
+  return startWorkerBeside(import.meta.url, 'frag-worker');
 }
 
 /** Runs `runs` over `count` worker threads; results in the order of `runs`. */

@@ -1,9 +1,11 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerBeside } from '../explore/threads.ts';
 import { PROTOCOL_PHASES, type ProtocolName } from '../mm/migrate.ts';
 import { formatPhases, type PhaseList, parsePhases, phaseMutants } from '../mm/migration-phases.ts';
 import { describeValue, InputError } from '../mmu/input-error.ts';
+import { findScenario } from './catalogue.ts';
 import { type Explored, type ExploreRequest, exploreConfig, type MutationConfig } from './mutate-explore.ts';
-import type { ParamValue } from './scenario.ts';
+import { type ParamValue, resolveParams } from './scenario.ts';
 
 export type { Explored, MutationConfig } from './mutate-explore.ts';
 
@@ -122,14 +124,6 @@ export function protocolPhases(protocol: string): PhaseList {
   return parsePhases(builtIn ?? protocol);
 }
 
-/** A worker thread running mutate-worker.ts (its .js in the package; under tsx, registered first, as threads.ts). */
-function startExploreWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./mutate-worker.js', import.meta.url));
-  const script = new URL('./mutate-worker.ts', import.meta.url).href;
-  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`;
-  return new Worker(code, { eval: true });
-}
-
 /**
  * Where explorations run: on this thread (one lane), or each on a worker thread of a pool; a call waits for a free
  * worker.
@@ -168,7 +162,7 @@ class ExploreLanes {
     const w = this.idle.pop();
     if (w !== undefined) return Promise.resolve(w);
     if (this.all.length < this.workers) {
-      const started = startExploreWorker();
+      const started = startWorkerBeside(import.meta.url, 'mutate-worker');
       this.all.push(started);
       return Promise.resolve(started);
     }
@@ -210,6 +204,9 @@ export async function mutate(
   }
   const budget = options.budget ?? 5_000_000;
   const phases = protocolPhases(protocol);
+  // Every configuration's parameters are checked before anything runs: a bad one is refused, nothing half-done.
+  const s = findScenario(scenario);
+  for (const c of configs) resolveParams(s, { ...params, ...c.params, protocol: formatPhases(phases) });
   const text = formatPhases(phases);
   const start = performance.now();
   // The protocol's own first violation in a configuration is enough to leave it out; where it has none, the
