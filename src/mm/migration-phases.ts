@@ -6,7 +6,8 @@ import { direct, type KernelProgram, walkToEntry } from './kernel-page-tables.ts
 import type { MigrationPage } from './kernel-program.ts';
 import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord, smpCallFunctionMany } from './smp.ts';
 
-// A migration protocol as a list of named phases (docs/scenarios/migration.md "Protocols as phases"): the unit the
+// A migration protocol as a list of named phases (docs/scenarios/migration.md "The protocols"; the Linux functions
+// named below as of v6.6): the unit the
 // mutation check drops or swaps. A phase list is written as text, phases separated by commas, a handler's phases in
 // parentheses after `ipi`:
 //

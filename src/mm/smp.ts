@@ -181,7 +181,7 @@ export function* smpCallFunctionMany(
 }
 
 /**
- * smp_call_function_single(target, fn, info, wait=1) with the csd on the caller's stack (as Linux's
+ * smp_call_function_single(target, fn, info, wait=1) (kernel/smp.c, v6.6) with the csd on the caller's stack (as Linux's
  * `call_single_data_t csd` local in smp_call_function_single()): `csd` is 24 bytes the caller reserved there. It
  * fills and locks the csd, queues it on the target (one queued csd a target: it waits for the slot), sends the IPI,
  * then spins in csd_lock_wait() on its own stack until the target's csd_unlock() writes it.
