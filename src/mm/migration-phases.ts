@@ -12,7 +12,7 @@ import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord,
 // parentheses after `ipi`:
 //
 //   naive            clear-pte,flush,copy,install,free
-//   ipi-switcheroo   ipi(copy,install,invlpg),wait,flush,free
+//   ipi-switcheroo   ipi(check-current,copy,install,invlpg),wait,flush,free
 //
 // Each phase is a few kernel steps (migrate.ts's copyFrame, installNewPte, freeOldFrame, smp.ts's flush):
 //
