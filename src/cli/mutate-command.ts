@@ -16,6 +16,14 @@ export function mutateText(r: MutationReport): string {
     const verdict = c.violation ?? (c.complete ? 'clean, complete' : 'cut by the budget');
     lines.push(`  ${c.config.padEnd(26)} ${verdict} (${c.states.toLocaleString('en-US')} states, ${c.ms} ms)`);
   }
+  if (r.cleanConfigurations === 0) {
+    lines.push(
+      '',
+      `The protocol is clean, completely, in no configuration: its own verdict is above, and its ${r.mutants.length} ` +
+        'mutants are not checked (a mutant can only be told from a protocol that is clean).',
+    );
+    return lines.join('\n');
+  }
   lines.push('', `${r.mutants.length} mutants:`);
   for (const m of r.mutants) {
     const what = m.killedBy
@@ -54,5 +62,6 @@ export async function mutateCommand(
     Math.min(availableParallelism(), 8);
   const r = await mutate(ref, protocol, params, { workers, ...(budget === undefined ? {} : { budget }) });
   io.out(flags.json ? JSON.stringify(r) : mutateText(r));
-  return r.survived > 0 ? EXIT_VIOLATION : EXIT_OK;
+  // Exit 1 for a gap in the scenario, or for a protocol that is clean nowhere (its own violation, as explore says).
+  return r.survived > 0 || r.cleanConfigurations === 0 ? EXIT_VIOLATION : EXIT_OK;
 }

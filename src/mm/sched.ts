@@ -72,6 +72,11 @@ export interface SchedTaskSpec {
   readonly cpu: number;
   /** Run in order, each by `call` on the task's stack; between two is a migration point. At least one. */
   readonly steps: readonly SchedStep[];
+  /**
+   * A word the task keeps at the top of its stack for its whole life, pushed first thing (as pt_regs sits at the
+   * top of a Linux task's stack): what another CPU's stack unwinder can read. Default: none.
+   */
+  readonly topWord?: number;
 }
 
 export interface SchedSetup {
@@ -332,13 +337,16 @@ export class Scheduler implements KernelScheduler {
   // Tasks -----------------------------------------------------------------------------------------------------------
 
   /**
-   * The code every task context starts with: schedule_tail() (finish_task_switch() for a fresh task, which enables
-   * interrupts: the task's steps run with IF=1), then its steps from the one its step word names, a migration
-   * point after each (migrate policy), and do_exit().
+   * The code every task context starts with: its top word if it keeps one (each incarnation pushes the same value
+   * to the same place), schedule_tail() (finish_task_switch() for a fresh task, which enables interrupts: the
+   * task's steps run with IF=1), then its steps from the one its step word names, a migration point after each
+   * (migrate policy), and do_exit().
    */
   private taskEntry(): Program<[number]> {
     const s = this;
     return function* taskEntry(x: Assembler, id: number) {
+      const top = s.tasks[id - 1]!.topWord;
+      if (top !== undefined) yield x.push(top);
       yield* s.finishTaskSwitch(x, 'fresh');
       const steps = s.tasks[id - 1]!.steps;
       for (;;) {
@@ -498,7 +506,7 @@ function checkTasks(tasks: unknown, cpus: readonly number[]): readonly SchedTask
     throw new InputError(`scheduler tasks ${describeValue(tasks)} must be an array of 1..${MAX_SCHED_TASKS} tasks`);
   }
   return tasks.map((t: unknown, i) => {
-    const o = requireOptions<SchedTaskSpec>(t, `scheduler task ${i + 1}`, ['name', 'cpu', 'steps']);
+    const o = requireOptions<SchedTaskSpec>(t, `scheduler task ${i + 1}`, ['name', 'cpu', 'steps', 'topWord']);
     if (typeof o.name !== 'string' || o.name.length === 0) {
       throw new InputError(`scheduler task ${i + 1} name ${describeValue(o.name)} must be a non-empty string`);
     }
@@ -511,7 +519,11 @@ function checkTasks(tasks: unknown, cpus: readonly number[]): readonly SchedTask
         `scheduler task ${o.name} steps ${describeValue(o.steps)} must be a non-empty array of programs`,
       );
     }
-    return { name: o.name, cpu, steps: [...o.steps] };
+    const topWord =
+      o.topWord === undefined
+        ? undefined
+        : requireInteger(o.topWord, `scheduler task ${o.name} topWord`, 0, Number.MAX_SAFE_INTEGER);
+    return { name: o.name, cpu, steps: [...o.steps], ...(topWord === undefined ? {} : { topWord }) };
   });
 }
 

@@ -213,9 +213,9 @@ export const STACK_MIGRATION: ScenarioInfo = {
     {
       name: 'remote',
       description:
-        "another CPU (the last; cpus=3 or more) also uses the task's stack: none, reader (an unwinder reads it), " +
-        'csd (the task waits in smp_call_function_single with the csd on its stack), completion (an on-stack ' +
-        'completion the other CPU completes)',
+        "another CPU (the last: cpus=3 or more, 4 with sched=migrate) also uses the task's stack: none, reader (an " +
+        'unwinder reads it), csd (the task waits in smp_call_function_single with the csd on its stack), ' +
+        'completion (an on-stack completion the other CPU completes)',
       kind: 'choice',
       default: 'none',
       choices: REMOTE_ACCESSORS,

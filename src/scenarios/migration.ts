@@ -3,6 +3,7 @@ import { DEFAULT_COSTS } from '../machine/cost-model.ts';
 import { Machine } from '../machine/machine.ts';
 import type { Kernel } from '../mm/kernel.ts';
 import { direct, walkToEntry } from '../mm/kernel-page-tables.ts';
+import type { KernelProgram } from '../mm/kernel-program.ts';
 import { type MigrationProtocol, migratePage, migrationProtocol, type ProtocolName } from '../mm/migrate.ts';
 import { type SchedPolicy, schedReady, schedSetup } from '../mm/sched.ts';
 import { lockWord, smpCallFunctionMany, smpCallFunctionSingleOnStack, spinLockIrq } from '../mm/smp.ts';
@@ -104,6 +105,35 @@ const COMPLETION_REQUEST = 11;
 const NO_MORE = 1;
 
 /**
+ * What the task calls to have the accessor CPU write its stack, a call whose return address is `ret` bytes below
+ * the stack's top: smp_call_function_single(wait=1) with the csd on this stack (csdCall), or an on-stack completion
+ * the accessor completes (completionWait). The stack's top is `stackTop`, or when that is not known at set-up
+ * (taskCreate allocates the stack), read from the PAGE word.
+ */
+function stackUsers(kernel: Kernel, accessor: number, ret: number, stackTop?: number) {
+  const topOf = function* topOf(x: Assembler): KernelProgram {
+    if (stackTop !== undefined) return stackTop;
+    return ((yield x.load(lockWord(kernel, WORD.PAGE), 8)) as number) + PAGE_SIZE;
+  };
+  const csdCall = function* csdCall(x: Assembler) {
+    const top = yield* topOf(x);
+    for (let i = 0; i < 3; i++) yield x.push(0); // DECLARE_CSD on the stack: flags, function, info
+    yield* smpCallFunctionSingleOnStack(x, kernel, accessor, remoteNothing, 0, top - ret - 24);
+    for (let i = 0; i < 3; i++) yield x.pop();
+  };
+  const completionWait = function* completionWait(x: Assembler) {
+    const top = yield* topOf(x);
+    yield x.push(0); // DECLARE_COMPLETION_ONSTACK: done = 0
+    const done = top - ret - 8;
+    yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, done);
+    // wait_for_completion() sleeps in Linux; here the task spins on its own stack (docs/deviations.md).
+    yield x.spinUntil(done, 8, (v) => v !== 0);
+    yield x.pop();
+  };
+  return { csdCall, completionWait };
+}
+
+/**
  * CPU1's task: on a VMAP stack from vmalloc, it keeps a canary word at its top, then calls a function that pushes
  * two values and pops them back, checking each, and counts its rounds (`rounds` of them, or fewer once CPU0 says
  * the migration is done): a bounded loop, so that no schedule runs it forever. With a remote accessor that writes
@@ -118,23 +148,8 @@ function worker(kernel: Kernel, rounds: number, remote: RemoteAccessor, accessor
     const a: number = yield x.pop();
     yield x.assert(a === round * 2 + 1 && b === round * 2 + 2, `the stack holds ${a}, ${b} in round ${round}`);
   };
-  // The task's frames are at fixed depths: its canary at top-8, a call's return address at top-16, so a callee's
-  // third push is at top-40.
-  const csdCall = function* csdCall(x: Assembler) {
-    const top = ((yield x.load(lockWord(kernel, WORD.PAGE), 8)) as number) + PAGE_SIZE;
-    for (let i = 0; i < 3; i++) yield x.push(0); // DECLARE_CSD on the stack: flags, function, info
-    yield* smpCallFunctionSingleOnStack(x, kernel, accessor, remoteNothing, 0, top - 40);
-    for (let i = 0; i < 3; i++) yield x.pop();
-  };
-  const completionWait = function* completionWait(x: Assembler) {
-    const top = ((yield x.load(lockWord(kernel, WORD.PAGE), 8)) as number) + PAGE_SIZE;
-    yield x.push(0); // DECLARE_COMPLETION_ONSTACK: done = 0
-    const done = top - 24;
-    yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, done);
-    // wait_for_completion() sleeps in Linux; here the task spins on its own stack (docs/deviations.md).
-    yield x.spinUntil(done, 8, (v) => v !== 0);
-    yield x.pop();
-  };
+  // The task's frames are at fixed depths: its canary at top-8, a call's return address at top-16.
+  const { csdCall, completionWait } = stackUsers(kernel, accessor, 16);
   return function* task(x: Assembler) {
     yield x.push(CANARY);
     for (let round = 0; round < rounds; round++) {
@@ -267,50 +282,72 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
  * stack-migration with the scheduler: the task's rounds are its steps (a step a round: push, pop and check two
  * values, then count the round), on CPU1's run queue; with `preempt` another task shares CPU1 and ticks switch
  * between them; with `migrate` ticks move the task between CPU1 and CPU2. CPU0 reads the task's CPU from task_cpu
- * and migrates its stack's top page, the protocol told which task it is (its handler checks `current`).
+ * and migrates its stack's top page, the protocol told which task it is (its handler checks `current`). A remote
+ * accessor runs on the last CPU, as in the pinned machine; the task keeps its canary as its top word, and from its
+ * second round calls the accessor through an on-stack csd or completion.
  */
 function scheduledStackMachine(setup: MigrationSetup, policy: SchedPolicy): MigrationMachine {
-  const cpus = setup.cpus ?? (policy === 'migrate' ? 3 : 2);
+  const schedCpus = policy === 'migrate' ? [1, 2] : [1];
+  const remote = setup.remote ?? 'none';
+  // The accessor runs on the last CPU, beside the scheduler's CPUs.
+  const needed = schedCpus.length + 1 + (remote === 'none' ? 0 : 1);
+  const cpus = setup.cpus ?? needed;
   const chunk = setup.chunk ?? 512;
   const rounds = setup.rounds ?? 8;
-  if ((setup.remote ?? 'none') !== 'none') {
-    throw new InputError(`remote=${setup.remote} with sched=${policy} is not modelled yet: use remote=none`);
-  }
-  if (policy === 'migrate' && cpus < 3) {
-    throw new InputError(`sched=migrate needs CPU2 to move the task to: cpus=${cpus} given, use cpus=3 or more`);
+  if (cpus < needed) {
+    const why =
+      remote === 'none'
+        ? 'CPU2 to move the task to'
+        : `a CPU for the ${remote} beside CPU0 and the scheduler's (CPU${schedCpus.join(', CPU')})`;
+    throw new InputError(
+      `sched=${policy} with remote=${remote} needs ${why}: cpus=${cpus} given, use cpus=${needed} or more`,
+    );
   }
   migrationProtocol(setup.protocol);
   const { machine, kernel, noted } = kernelMachine(cpus, setup);
+  const accessorCpu = cpus - 1;
+  // A step's call leaves its return address at top-16 (the canary is at top-8), so a call from a step has its
+  // return address at top-24.
+  // Known once the scheduler is set up (below): the task's stack top is its fixed slot's.
+  let users: ReturnType<typeof stackUsers> | undefined;
   const round = function* round(x: Assembler, _task: number, step: number) {
     const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
-    if (done !== 0) return;
-    yield x.push(step * 2 + 1);
-    yield x.push(step * 2 + 2);
-    const b: number = yield x.pop();
-    const a: number = yield x.pop();
-    yield x.assert(a === step * 2 + 1 && b === step * 2 + 2, `the stack holds ${a}, ${b} in round ${step}`);
-    yield x.store(lockWord(kernel, WORD.PROGRESS), 8, step + 1);
+    if (done === 0) {
+      yield x.push(step * 2 + 1);
+      yield x.push(step * 2 + 2);
+      const b: number = yield x.pop();
+      const a: number = yield x.pop();
+      yield x.assert(a === step * 2 + 1 && b === step * 2 + 2, `the stack holds ${a}, ${b} in round ${step}`);
+      if (step > 0 && remote === 'csd') yield x.call(users!.csdCall);
+      if (step > 0 && remote === 'completion') yield x.call(users!.completionWait);
+      yield x.store(lockWord(kernel, WORD.PROGRESS), 8, step + 1);
+    }
+    if (step === rounds - 1 && remote === 'completion') {
+      yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, NO_MORE);
+    }
   };
   const other = function* other(x: Assembler) {
     yield x.pause();
   };
-  const schedCpus = policy === 'migrate' ? [1, 2] : [1];
   const sched = schedSetup(kernel, machine.boot!.taskStacks, {
     policy,
     cpus: schedCpus,
     ticks: 1,
     tasks: [
-      { name: 'worker', cpu: 1, steps: Array.from({ length: rounds }, () => round) },
+      { name: 'worker', cpu: 1, steps: Array.from({ length: rounds }, () => round), topWord: CANARY },
       ...(policy === 'preempt' ? [{ name: 'other', cpu: 1, steps: [other] }] : []),
     ],
   });
   const WORKER = 1;
+  users = stackUsers(kernel, accessorCpu, 24, sched.stacks[WORKER]!.top);
   const va = sched.stacks[WORKER]!.top - PAGE_SIZE;
   for (const c of schedCpus) machine.load(c, sched.idle);
   machine.load(0, function* migrator(x: Assembler) {
     yield x.sti();
     yield* schedReady(x, kernel);
+    if (remote !== 'none') yield x.store(lockWord(kernel, WORD.PAGE), 8, va); // where the accessor finds the stack
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running
+    if (remote === 'reader') yield x.spinUntil(lockWord(kernel, READER_READY), 8, (v) => v !== 0);
     const first = yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, task: WORKER });
     yield x.assert(moved === 0, 'the page was migrated');
@@ -320,7 +357,10 @@ function scheduledStackMachine(setup: MigrationSetup, policy: SchedPolicy): Migr
     );
     yield x.store(lockWord(kernel, WORD.DONE), 8, 1);
   });
-  for (let id = 1; id < cpus; id++) if (!schedCpus.includes(id)) machine.load(id, idle);
+  for (let id = 1; id < cpus; id++) {
+    if (schedCpus.includes(id)) continue;
+    machine.load(id, id === accessorCpu && remote !== 'none' ? accessor(kernel, remote) : idle);
+  }
   return { machine, report: frameReport(machine, kernel, noted) };
 }
 
@@ -367,7 +407,8 @@ const THINK = 24;
 
 /**
  * The data-migration machine: CPU0 vmallocs a page, writes its word, waits for CPU1's first round and migrates
- * the page with `protocol`, then checks both CPUs' words; CPU1 writes its word and reads it back, `rounds` times.
+ * the page with `protocol`, checks that the old frame was freed (a dropped free is a leak) and then both CPUs' words;
+ * CPU1 writes its word and reads it back, `rounds` times.
  */
 export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
   const chunk = setup.chunk ?? 512;
@@ -381,9 +422,13 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.store(va, 8, 100);
     yield x.store(lockWord(kernel, WORD.PAGE), 8, va);
     yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1);
-    yield* notePage(x, kernel, va, noted);
+    const first = yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
+    yield x.assert(
+      () => kernel.zone.owner[first - kernel.zone.firstPfn] === FRAME_FREE,
+      `the old frame 0x${first.toString(16)} was not freed: a leak`,
+    );
     yield x.spinUntil(lockWord(kernel, WORD.DONE), 8, (v) => v === 1);
     const mine: number = yield x.load(va, 8);
     const theirs: number = yield x.load(va + 8, 8);

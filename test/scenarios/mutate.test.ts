@@ -46,45 +46,61 @@ describe('protocols as phase lists', () => {
   });
 });
 
-describe('x86slice mutate stack-migration: every mutant of a clean protocol is killed, or docs/ says why not', () => {
-  const configs = MUTATION_CONFIGS['stack-migration']!;
-  const docs = readFileSync(new URL('../../docs/scenarios/migration.md', import.meta.url), 'utf8');
-  // Where each protocol is clean (test/scenarios/migration-verdicts.test.ts proves it): only there does a
-  // violation kill a mutant.
-  const cleanIn: Readonly<Record<string, readonly string[]>> = {
+// Where each protocol is clean, by scenario (test/scenarios/migration-verdicts.test.ts proves it for
+// stack-migration, the first test below for data-migration): only there does a violation kill a mutant.
+const CLEAN_IN: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
+  'stack-migration': {
     'ipi-switcheroo': ['remote=none, 1 TLB event', 'remote=reader, 1 TLB event'],
-    'park-switcheroo': configs.map((c) => c.name),
-  };
+    'switcheroo-entry': ['remote=csd', 'remote=completion'],
+    'park-switcheroo': MUTATION_CONFIGS['stack-migration']!.map((c) => c.name),
+  },
+  'data-migration': {
+    'migration-entry': ['1 TLB event'],
+    'ipi-switcheroo': ['1 TLB event'],
+    'park-switcheroo': ['1 TLB event'],
+  },
+};
 
-  it.each(Object.keys(cleanIn))(
-    '%s',
-    (protocol) => {
-      const list = PROTOCOL_PHASES[protocol as keyof typeof PROTOCOL_PHASES];
-      const equivalents = EQUIVALENT[list]!;
-      const clean = configs.filter((c) => cleanIn[protocol]!.includes(c.name));
-      for (const m of phaseMutants(parsePhases(list))) {
-        const text = formatPhases(m.phases);
-        if (equivalents[text] !== undefined || KILLED_OUTSIDE[list]?.[text] !== undefined) {
-          expect(docs, `docs/scenarios/migration.md says why ${text} survives here`).toContain(`\`${text}\``);
-          continue;
+describe.each(Object.keys(CLEAN_IN))(
+  'x86slice mutate %s: every mutant of a clean protocol is killed, or docs/ says why not',
+  (scenario) => {
+    const configs = MUTATION_CONFIGS[scenario]!;
+    const docs = readFileSync(new URL('../../docs/scenarios/migration.md', import.meta.url), 'utf8');
+    const cleanIn = CLEAN_IN[scenario]!;
+
+    it.each(Object.keys(cleanIn))(
+      '%s',
+      (protocol) => {
+        const list = PROTOCOL_PHASES[protocol as keyof typeof PROTOCOL_PHASES];
+        const equivalents = EQUIVALENT[scenario]?.[list] ?? {};
+        const outside = KILLED_OUTSIDE[scenario]?.[list] ?? {};
+        const clean = configs.filter((c) => cleanIn[protocol]!.includes(c.name));
+        for (const m of phaseMutants(parsePhases(list))) {
+          const text = formatPhases(m.phases);
+          if (equivalents[text] !== undefined || outside[text] !== undefined) {
+            expect(docs, `docs/scenarios/migration.md says why ${text} survives in ${scenario}`).toContain(
+              `\`${text}\``,
+            );
+            continue;
+          }
+          const killed = clean.some(
+            (config) =>
+              exploreConfig({
+                scenario,
+                protocol: text,
+                params: {},
+                config,
+                stopAtViolation: true,
+                budget: 5_000_000,
+              }).violation !== undefined,
+          );
+          expect(killed, `${m.change} (${text}) is killed in ${scenario}`).toBe(true);
         }
-        const killed = clean.some(
-          (config) =>
-            exploreConfig({
-              scenario: 'stack-migration',
-              protocol: text,
-              params: {},
-              config,
-              stopAtViolation: true,
-              budget: 5_000_000,
-            }).violation !== undefined,
-        );
-        expect(killed, `${m.change} (${text}) is killed`).toBe(true);
-      }
-    },
-    180_000,
-  );
-});
+      },
+      240_000,
+    );
+  },
+);
 
 describe('bad input to mutate and the migration parameters', () => {
   it('a scenario with no mutation configurations, or a parameter the configurations set, is refused', async () => {
@@ -109,5 +125,31 @@ describe('bad input to mutate and the migration parameters', () => {
     expect(() => runScenario('stack-migration', { protocol: 'ipi-switcheroo', remote: 'csd' })).toThrow(
       /remote=csd needs a third CPU for the accessor \(the last CPU\): cpus=2 given, use cpus=3 or more/,
     );
+  });
+
+  it('a remote accessor with the scheduler needs a CPU beside the scheduler CPUs, and says how many', () => {
+    expect(() =>
+      runScenario('stack-migration', { protocol: 'ipi-switcheroo', remote: 'reader', sched: 'migrate', cpus: 3 }),
+    ).toThrow(
+      /sched=migrate with remote=reader needs a CPU for the reader beside CPU0 and the scheduler's \(CPU1, CPU2\): cpus=3 given, use cpus=4 or more/,
+    );
+  });
+
+  it('with the scheduler and any remote accessor, the round-robin run of the switcheroo ends ok', () => {
+    for (const remote of ['reader', 'csd', 'completion']) {
+      for (const [sched, cpus] of [
+        ['preempt', 3],
+        ['migrate', 4],
+      ] as const) {
+        const { result } = runScenario('stack-migration', {
+          protocol: 'ipi-switcheroo',
+          remote,
+          sched,
+          cpus,
+          rounds: 3,
+        });
+        expect(result.outcome, `${remote}, ${sched}`).toBe('ok');
+      }
+    }
   });
 });

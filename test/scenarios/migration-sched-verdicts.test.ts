@@ -1,0 +1,264 @@
+import { describe, expect, it } from 'vitest';
+import { explore, replay } from '../../src/explore/explore.ts';
+import { findScenario } from '../../src/scenarios/catalogue.ts';
+import { exploreConfig } from '../../src/scenarios/mutate-explore.ts';
+import { resolveParams } from '../../src/scenarios/scenario.ts';
+import { machineFactory } from '../../src/scenarios/scenario-module.ts';
+
+// The verdict table of docs/scenarios/migration.md, "With the scheduler": protocol x remote accessor x sched
+// (preempt, migrate), rounds=3, no TLB event, the accessor on the last CPU (cpus 2 or 3 for preempt, 3 or 4 for
+// migrate). Each cell is what the checker found:
+// - stateful: the stateful exhaustive search, stopping at the first violation, 8,000,000 states at most: a
+//   violation, clean (complete), or open (cut by the budget with none found);
+// - pct: where the stateful search was cut with none, 3,000 PCT executions (seed 1) found one.
+// Every counterexample's schedule is replayed here. The explorations that take more than a few seconds (`long`)
+// run only with X86SLICE_LONG=1 (`npm run test:long`), to keep `npm test` near its 5 minutes.
+
+type Kind = 'clean' | 'open' | 'double-fault' | 'use-after-free' | 'lost-write' | 'oops';
+interface Cell {
+  readonly by: 'stateful' | 'pct';
+  readonly kind: Kind;
+  readonly schedule?: string;
+  readonly states?: number;
+  readonly long?: true;
+}
+
+const REMOTES = ['none', 'reader', 'csd', 'completion'] as const;
+const BUDGET = 8_000_000;
+const LONG = process.env.X86SLICE_LONG === '1';
+
+const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, readonly Cell[]>>>> = {
+  preempt: {
+    naive: [
+      { by: 'stateful', kind: 'double-fault', schedule: '1*1150,0,1*11,0*27,deliver:1:0xfb', states: 23505 },
+      { by: 'stateful', kind: 'oops', schedule: '0,1*1123,0*2,1*38,2*5,0*31,deliver:2:0xfb', states: 16625 },
+      {
+        by: 'stateful',
+        kind: 'double-fault',
+        schedule: '1*1169,deliver:1:0xec,1*53,deliver:2:0xfb,2*11,1*6,0',
+        states: 1325,
+      },
+      {
+        by: 'stateful',
+        kind: 'double-fault',
+        schedule: '1*1119,0,1*30,0,1*14,2*4,1*4,0*31,deliver:1:0xfb',
+        states: 1524531,
+        long: true,
+      },
+    ],
+    'no-wait': [
+      { by: 'stateful', kind: 'use-after-free', schedule: '1*1161,0', states: 1213 },
+      { by: 'stateful', kind: 'use-after-free', schedule: '0,1*1120,0*2,1*41,2', states: 1288 },
+      { by: 'stateful', kind: 'use-after-free', schedule: '', states: 1302 },
+      { by: 'stateful', kind: 'use-after-free', schedule: '', states: 1229 },
+    ],
+    'migration-entry': [
+      { by: 'stateful', kind: 'double-fault', schedule: '1*1150,0,1*11,0*27,deliver:1:0xfb', states: 23505 },
+      {
+        by: 'stateful',
+        kind: 'double-fault',
+        schedule: '1*1136,0,1*11,0*2,1*14,2*5,0*31,deliver:1:0xfb',
+        states: 4660640,
+        long: true,
+      },
+      { by: 'stateful', kind: 'double-fault', schedule: '', states: 1325 },
+      {
+        by: 'stateful',
+        kind: 'double-fault',
+        schedule: '1*1119,0,1*30,0,1*14,2*4,1*4,0*31,deliver:1:0xfb',
+        states: 1524531,
+        long: true,
+      },
+    ],
+    'ipi-switcheroo': [
+      { by: 'stateful', kind: 'clean', states: 1385844 },
+      {
+        by: 'stateful',
+        kind: 'oops',
+        schedule: '1*1120,0*2,1*30,0,1*65,2*5,0*32,1*7,deliver:1:0xfb,1*20,0*23,deliver:2:0xfb',
+        states: 26981,
+      },
+      {
+        by: 'stateful',
+        kind: 'lost-write',
+        schedule:
+          '0,1*1148,0,1*21,deliver:1:0xec,1*53,deliver:2:0xfb,2*11,1*6,0*32,1*20,deliver:1:0xfb,1*26,deliver:2:0xfb,2',
+        states: 111921,
+      },
+      {
+        by: 'pct',
+        kind: 'lost-write',
+        schedule: '1*406,0,1*714,0,1*30,0,1*13,2*4,1*4,0*31,deliver:1:0xfb',
+        long: true,
+      },
+    ],
+    'switcheroo-entry': [
+      { by: 'stateful', kind: 'clean', states: 1217826 },
+      { by: 'stateful', kind: 'oops', schedule: '0,1*1120,0*2,1*41,2*5,0*28,deliver:2:0xfb', states: 56128 },
+      {
+        by: 'stateful',
+        kind: 'oops',
+        schedule:
+          '1*1149,0,1*21,deliver:2:0xfb,2*11,1*6,0*28,1*20,2*3,deliver:1:0xec,1*27,deliver:2:0xfb,2*9,0*13,deliver:1:0xfb,1*20,0',
+        states: 1238927,
+        long: true,
+      },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+    ],
+    'park-switcheroo': [
+      { by: 'stateful', kind: 'clean', states: 230927 },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+    ],
+  },
+  migrate: {
+    naive: [
+      {
+        by: 'stateful',
+        kind: 'double-fault',
+        schedule: '1*1077,0,1*30,0,1*12,0*30,deliver:1:0xfb',
+        states: 856863,
+        long: true,
+      },
+      {
+        by: 'stateful',
+        kind: 'oops',
+        schedule: '1*1076,0,1*2,0*2,1*41,3*5,0*35,deliver:3:0xfb',
+        states: 1135228,
+        long: true,
+      },
+      { by: 'stateful', kind: 'double-fault', schedule: '', states: 1248 },
+      {
+        by: 'pct',
+        kind: 'double-fault',
+        schedule: '1*1077,0*3,1*3,deliver:1:0xec,1*48,3*4,1*4,0*34,deliver:1:0xfb',
+        long: true,
+      },
+    ],
+    'no-wait': [
+      { by: 'stateful', kind: 'use-after-free', schedule: '1*1119,0', states: 1175 },
+      { by: 'stateful', kind: 'use-after-free', schedule: '0,1*1077,0,1*12,0,1*18,3*5,0', states: 1239 },
+      { by: 'stateful', kind: 'use-after-free', schedule: '1*1128,deliver:3:0xfb', states: 1227 },
+      { by: 'stateful', kind: 'use-after-free', schedule: '', states: 1197 },
+    ],
+    'migration-entry': [
+      {
+        by: 'stateful',
+        kind: 'double-fault',
+        schedule: '1*1077,0,1*30,0,1*12,0*30,deliver:1:0xfb',
+        states: 856863,
+        long: true,
+      },
+      {
+        by: 'pct',
+        kind: 'double-fault',
+        schedule: '1*148,0,1*929,0,3,0,1*30,3*4,1*12,0*35,deliver:1:0xfb',
+        long: true,
+      },
+      { by: 'stateful', kind: 'double-fault', schedule: '', states: 1248 },
+      {
+        by: 'pct',
+        kind: 'double-fault',
+        schedule: '1*1077,0*3,1*3,deliver:1:0xec,1*48,3*4,1*4,0*34,deliver:1:0xfb',
+        long: true,
+      },
+    ],
+    'ipi-switcheroo': [
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+      {
+        by: 'stateful',
+        kind: 'oops',
+        schedule: '1*1106,0,1*12,0*2,1*43,3*5,0*32,deliver:1:0xec,1*7,deliver:1:0xfb,1*20,0*27,deliver:3:0xfb',
+        states: 2246130,
+        long: true,
+      },
+      {
+        by: 'pct',
+        kind: 'oops',
+        schedule:
+          '1*1077,0*2,1*3,deliver:1:0xec,1*34,0,1*21,deliver:3:0xfb,3*12,1*6,0*31,deliver:1:0xfb,1*59,deliver:3:0xfb,3',
+        long: true,
+      },
+      { by: 'pct', kind: 'lost-write', schedule: '1*1077,0*2,1*30,0,1*14,3*4,1*4,0*31,deliver:1:0xfb', long: true },
+    ],
+    'switcheroo-entry': [
+      { by: 'stateful', kind: 'double-fault', schedule: '1*1110,deliver:1:0xec', states: 4137357, long: true },
+      {
+        by: 'stateful',
+        kind: 'oops',
+        schedule: '1*1065,0,1*12,0*2,1*42,3*5,0*32,deliver:3:0xfb',
+        states: 5586997,
+        long: true,
+      },
+      { by: 'stateful', kind: 'double-fault', schedule: '', states: 1245 },
+      { by: 'pct', kind: 'double-fault', schedule: '1*1110,deliver:1:0xec', long: true },
+    ],
+    'park-switcheroo': [
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+      { by: 'stateful', kind: 'open', states: 8000000, long: true },
+    ],
+  },
+};
+
+function params(sched: string, remote: string) {
+  const cpus = (sched === 'migrate' ? 3 : 2) + (remote === 'none' ? 0 : 1);
+  return { rounds: 3, cpus, sched, remote };
+}
+
+describe.each(['preempt', 'migrate'] as const)(
+  'stack-migration verdicts with sched=%s (rounds=3, no TLB event)',
+  (sched) => {
+    const s = findScenario('stack-migration');
+    for (const [protocol, cells] of Object.entries(TABLE[sched])) {
+      cells.forEach((cell, i) => {
+        const remote = REMOTES[i]!;
+        const build = () => machineFactory(s, resolveParams(s, { ...params(sched, remote), protocol }));
+        const where = `${protocol}, remote=${remote}`;
+        if (cell.schedule !== undefined) {
+          it(`${where}: the ${cell.kind} schedule replays`, () => {
+            expect(replay(build(), cell.schedule!).kind).toBe(cell.kind);
+          });
+        }
+        const title =
+          cell.kind === 'clean'
+            ? `${where}: complete, no violation`
+            : cell.kind === 'open'
+              ? `${where}: no violation in ${BUDGET.toLocaleString('en-US')} states, and not complete`
+              : `${where}: the ${cell.by === 'pct' ? 'PCT' : 'stateful'} search finds the ${cell.kind}`;
+        it.runIf(!cell.long || LONG)(
+          title,
+          () => {
+            if (cell.by === 'pct') {
+              const r = explore(build(), { strategy: 'pct', budget: 3_000, seed: 1, maxSteps: 200_000 });
+              // The first violation of the kind whose schedule replays to it.
+              const found = r.violations.find(
+                (v) => v.kind === cell.kind && replay(build(), v.schedule).kind === cell.kind,
+              );
+              expect(found, `${where}: a ${cell.kind} that replays`).toBeDefined();
+              return;
+            }
+            const found = exploreConfig({
+              scenario: 'stack-migration',
+              protocol,
+              params: {},
+              config: { name: where, params: params(sched, remote), tlbEvents: 0 },
+              stopAtViolation: true,
+              budget: BUDGET,
+            });
+            if (cell.kind === 'clean' || cell.kind === 'open') {
+              expect(found.violation).toBeUndefined();
+              expect(found.complete).toBe(cell.kind === 'clean');
+              return;
+            }
+            expect(found.violation).toBe(cell.kind);
+            expect(replay(build(), found.schedule!).kind).toBe(cell.kind);
+          },
+          600_000,
+        );
+      });
+    }
+  },
+);
