@@ -173,13 +173,9 @@ const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, read
         states: 2246130,
         long: true,
       },
-      {
-        by: 'pct',
-        kind: 'oops',
-        schedule:
-          '1*1077,0*2,1*3,deliver:1:0xec,1*34,0,1*21,deliver:3:0xfb,3*12,1*6,0*31,deliver:1:0xfb,1*59,deliver:3:0xfb,3',
-        long: true,
-      },
+      // The task moves back to CPU1 before the flush reaches it (PCT also finds an oops here: a csd read through
+      // CPU3's stale translation, the schedule in the test below).
+      { by: 'pct', kind: 'lost-write', schedule: '', long: true },
       { by: 'pct', kind: 'lost-write', schedule: '1*1077,0*2,1*30,0,1*14,3*4,1*4,0*31,deliver:1:0xfb', long: true },
     ],
     'switcheroo-entry': [
@@ -262,3 +258,27 @@ describe.each(['preempt', 'migrate'] as const)(
     }
   },
 );
+
+describe('stack-migration with sched=migrate and remote=csd: the switcheroo', () => {
+  const s = findScenario('stack-migration');
+  const build = () =>
+    machineFactory(
+      s,
+      resolveParams(s, { protocol: 'ipi-switcheroo', sched: 'migrate', remote: 'csd', cpus: 4, rounds: 3 }),
+    );
+
+  it('loses a write when the task moves back to a CPU the flush has not reached yet', () => {
+    const run = replay(build(), '');
+    expect(run.kind).toBe('lost-write');
+    expect(run.message).toMatch(/^lost write: CPU 1 stores to 0xffffc91000003ff0 in frame 0x80c/);
+  });
+
+  it("oopses when CPU3 reads the task's next csd through its stale translation of the old frame", () => {
+    const run = replay(
+      build(),
+      '1*1077,0*2,1*3,deliver:1:0xec,1*34,0,1*21,deliver:3:0xfb,3*12,1*6,0*31,deliver:1:0xfb,1*59,deliver:3:0xfb,3',
+    );
+    expect(run.kind).toBe('oops');
+    expect(run.message).toMatch(/CPU3 ran an on-stack csd with no function \(514\): a corrupt csd/);
+  });
+});
