@@ -306,9 +306,7 @@ function scheduledStackMachine(setup: MigrationSetup, policy: SchedPolicy): Migr
   migrationProtocol(setup.protocol);
   const { machine, kernel, noted } = kernelMachine(cpus, setup);
   const accessorCpu = cpus - 1;
-  // A step's call leaves its return address at top-16 (the canary is at top-8), so a call from a step has its
-  // return address at top-24.
-  // Known once the scheduler is set up (below): the task's stack top is its fixed slot's.
+  // The accessor calls, made once the scheduler is set up (below): the task's stack top is its fixed slot's.
   let users: ReturnType<typeof stackUsers> | undefined;
   const round = function* round(x: Assembler, _task: number, step: number) {
     const done: number = yield x.load(lockWord(kernel, WORD.DONE), 8);
@@ -339,6 +337,8 @@ function scheduledStackMachine(setup: MigrationSetup, policy: SchedPolicy): Migr
     ],
   });
   const WORKER = 1;
+  // A step's call leaves its return address at top-16 (the canary is at top-8), so a call from a step has its
+  // return address at top-24.
   users = stackUsers(kernel, accessorCpu, 24, sched.stacks[WORKER]!.top);
   const va = sched.stacks[WORKER]!.top - PAGE_SIZE;
   for (const c of schedCpus) machine.load(c, sched.idle);

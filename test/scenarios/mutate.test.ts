@@ -47,7 +47,8 @@ describe('protocols as phase lists', () => {
 });
 
 // Where each protocol is clean, by scenario (test/scenarios/migration-verdicts.test.ts proves it for
-// stack-migration, the first test below for data-migration): only there does a violation kill a mutant.
+// stack-migration, test/scenarios/data-migration-verdicts.test.ts for data-migration): only there does a violation
+// kill a mutant.
 const CLEAN_IN: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
   'stack-migration': {
     'ipi-switcheroo': ['remote=none, 1 TLB event', 'remote=reader, 1 TLB event'],
