@@ -1,10 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { replay } from '../../src/explore/explore.ts';
-import { findScenario } from '../../src/scenarios/catalogue.ts';
+import { describe, it } from 'vitest';
 import { MUTATION_CONFIGS } from '../../src/scenarios/mutate.ts';
-import { exploreConfig } from '../../src/scenarios/mutate-explore.ts';
-import { resolveParams } from '../../src/scenarios/scenario.ts';
-import { machineFactory } from '../../src/scenarios/scenario-module.ts';
+import { expectVerdict } from './verdicts.ts';
 
 // data-migration's verdicts in the configuration `x86slice mutate data-migration` uses: the mutation check's
 // premise (test/scenarios/mutate.test.ts explores mutants only where these say the protocol is clean).
@@ -24,26 +20,7 @@ describe('data-migration verdicts (the mutation check configuration: rounds=2, o
   };
   it.each(Object.entries(expected))(
     '%s: %s',
-    (protocol, verdict) => {
-      const found = exploreConfig({
-        scenario: 'data-migration',
-        protocol,
-        params: {},
-        config,
-        stopAtViolation: true,
-        budget: 5_000_000,
-      });
-      if (verdict === 'clean') {
-        expect(found.violation).toBeUndefined();
-        expect(found.complete).toBe(true);
-        return;
-      }
-      expect(found.violation).toBe(verdict);
-      const s = findScenario('data-migration');
-      expect(replay(machineFactory(s, resolveParams(s, { ...config.params, protocol })), found.schedule!).kind).toBe(
-        verdict,
-      );
-    },
+    (protocol, verdict) => expectVerdict('data-migration', protocol, config, verdict, 5_000_000),
     120_000,
   );
 });

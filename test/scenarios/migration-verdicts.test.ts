@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { replay } from '../../src/explore/explore.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { MUTATION_CONFIGS } from '../../src/scenarios/mutate.ts';
-import { exploreConfig } from '../../src/scenarios/mutate-explore.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
+import { expectVerdict } from './verdicts.ts';
 
 // The verdict table of docs/scenarios/migration.md ("Verdicts: protocol x remote accessor"): each cell explored
 // with the stateful search in mutate's configuration for that remote accessor; each counterexample replayed.
@@ -30,25 +30,7 @@ describe('stack-migration verdicts, protocol x remote accessor (sched=pinned, ro
         expected === 'clean'
           ? `${protocol}, ${config.name}: complete, no violation`
           : `${protocol}, ${config.name}: ${expected}, and the schedule replays it`;
-      it(title, () => {
-        const found = exploreConfig({
-          scenario: 'stack-migration',
-          protocol,
-          params: {},
-          config,
-          stopAtViolation: true,
-          budget: 5_000_000,
-        });
-        if (expected === 'clean') {
-          expect(found.violation).toBeUndefined();
-          expect(found.complete).toBe(true);
-          return;
-        }
-        expect(found.violation).toBe(expected);
-        const s = findScenario('stack-migration');
-        const build = machineFactory(s, resolveParams(s, { ...config.params, protocol }));
-        expect(replay(build, found.schedule!).kind).toBe(expected);
-      }, 120_000);
+      it(title, () => expectVerdict('stack-migration', protocol, config, expected, 5_000_000), 120_000);
     });
   }
 });
