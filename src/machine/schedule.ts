@@ -285,6 +285,21 @@ export function formatSchedule(entries: readonly ScheduleEntry[]): string {
   return out.join(',');
 }
 
+/**
+ * The text of `text`'s schedule with entry `e` appended, as formatSchedule would give it; `last` is the schedule's
+ * last entry (a step of the same CPU lengthens its run). Linear in the text's length, never in the entries'.
+ */
+export function appendToSchedule(text: string, last: ScheduleEntry | undefined, e: ScheduleEntry): string {
+  if (typeof e === 'number' && last === e) {
+    const cut = text.lastIndexOf(',') + 1;
+    const star = text.indexOf('*', cut);
+    const times = star < 0 ? 1 : Number(text.slice(star + 1));
+    return `${text.slice(0, cut)}${e}*${times + 1}`;
+  }
+  const token = typeof e === 'number' ? `${e}` : formatEvent(e);
+  return text === '' ? token : `${text},${token}`;
+}
+
 /** A hardware event as its schedule token: evict:1:0xffffc90000001000, deliver:1, deliver:1:0xf0, deliver:1:nmi. */
 export function formatEvent(e: HardwareEvent): string {
   if ('tlb' in e) return `${e.tlb}:${e.cpu}:${formatVirtual(e.va)}`;
