@@ -27,6 +27,9 @@ export interface ExploreFlags {
   readonly budget?: unknown;
   readonly timeLimit?: unknown;
   readonly workers?: unknown;
+  readonly broker?: unknown;
+  readonly ranges?: unknown;
+  readonly minWorkers?: unknown;
   readonly json?: unknown;
 }
 
@@ -287,6 +290,26 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
       throw new InputError('--preemptions applies to --search stateless: the stateful search has no bound');
     }
   }
+  const broker = optionText(argv, '--broker', flags.broker);
+  const ranges = integerOption(argv, '--ranges', flags.ranges, [1, 4096], 'parts the states are split into');
+  const minWorkers = integerOption(argv, '--min-workers', flags.minWorkers, [1, 1024], 'workers to wait for');
+  if (broker === undefined && (ranges !== undefined || minWorkers !== undefined)) {
+    throw new InputError(`${ranges !== undefined ? '--ranges' : '--min-workers'} applies with --broker only`);
+  }
+  if (broker !== undefined) {
+    if (search !== 'stateful') {
+      throw new InputError(
+        '--broker distributes the stateful exhaustive search: give --strategy exhaustive (without --search stateless ' +
+          'or --preemptions)',
+      );
+    }
+    if (workersGiven !== undefined) {
+      throw new InputError(
+        '--workers counts threads of this process; with --broker the workers are processes: start them with ' +
+          `x86slice worker --broker ${broker}`,
+      );
+    }
+  }
   const pairs = paramStrings(argv, flags.param);
   const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
 
@@ -305,8 +328,19 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   };
   let result: ExploreResult;
   const started = performance.now();
+  let distributed: Record<string, unknown> | undefined;
   try {
-    if (workers > 1) {
+    if (broker !== undefined) {
+      const { exploreOverBroker } = await import('./broker-explore.ts');
+      const scenarioRef = isScenarioPath(ref) ? resolve(process.cwd(), ref) : ref;
+      const done = await exploreOverBroker(broker, scenario, scenarioRef, params, options, {
+        ranges: ranges ?? 16,
+        minWorkers: minWorkers ?? 1,
+        io,
+      });
+      result = done.result;
+      distributed = done.broker;
+    } else if (workers > 1) {
       const { exploreParallel } = await import('../explore/parallel.ts');
       // Workers rebuild the scenario from plain data; a module path is made absolute so each finds the same file.
       const source = {
@@ -324,8 +358,13 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   const seconds = (performance.now() - started) / 1000;
   io.out(
     flags.json
-      ? JSON.stringify(exploreJson(scenario, ref, params, result, seconds), null, 2)
-      : exploreText(scenario, ref, pairs, params, result, seconds),
+      ? JSON.stringify(
+          { ...exploreJson(scenario, ref, params, result, seconds), ...(distributed ? { broker: distributed } : {}) },
+          null,
+          2,
+        )
+      : exploreText(scenario, ref, pairs, params, result, seconds) +
+          (distributed ? `\nbroker: ${JSON.stringify(distributed)}` : ''),
   );
   return result.violations.length > 0 ? EXIT_VIOLATION : EXIT_OK;
 }

@@ -4,6 +4,7 @@ import { SCENARIO_LIST as SCENARIOS } from '../scenarios/listing.ts';
 import { paramRange, parseParamStrings } from '../scenarios/scenario.ts';
 import { type CliIo, EXIT_USAGE, processIo } from './io.ts';
 import { paramStrings } from './params.ts';
+import { VERSION } from './version.ts';
 
 // The x86slice command line: list the scenarios, run one, explore one's interleavings, replay a schedule explore
 // reported, or show the flagship demo. `list` needs only the scenarios' descriptions; the machine, the checker and
@@ -29,7 +30,8 @@ export type { CliIo } from './io.ts';
 export { EXIT_OK, EXIT_USAGE, EXIT_VIOLATION } from './io.ts';
 
 const COMMANDS =
-  'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, mutate <scenario>, frag, demo';
+  'list, run <scenario>, explore <scenario|file>, replay <scenario|file> --schedule S, mutate <scenario>, frag, ' +
+  'worker --broker URL, demo';
 
 const EXIT_CODES = `  0  the command ran; explore found no violation, or the replayed run is not one
   1  explore found a violation, or the replayed run is one
@@ -118,6 +120,12 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       'Worker threads (default 1: this process); the stateful search shares its visited states among them',
     )
     .option(
+      '--broker <url>',
+      'Coordinate the distributed stateful search over a Redis broker (redis://host:port): see docs/distributed.md',
+    )
+    .option('--ranges <n>', 'With --broker: parts the states are split into by fingerprint (default 16)')
+    .option('--min-workers <n>', 'With --broker: workers to wait for before the search starts (default 1)')
+    .option(
       '--json',
       'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',
     )
@@ -126,6 +134,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .example('x86slice explore ./my-scenario.ts -p locked=true --json')
     .action(async (ref: string, options: Record<string, unknown>) => {
       code = await (await checker()).exploreCommand(ref, options, argv, io);
+    });
+  cli
+    .command('worker', 'Serve the distributed stateful search: join the runs a coordinator publishes on the broker')
+    .option('--broker <url>', 'The Redis broker (redis://host:port, or a unix socket path)')
+    .option('--name <name>', "This worker's name (default: host and process id)")
+    .option('--once', 'Leave after one run')
+    .example('x86slice worker --broker redis://127.0.0.1:6379')
+    .action(async (options: Record<string, unknown>) => {
+      const { workerCommand } = await import('./broker-explore.ts');
+      code = await workerCommand(options, argv, io);
     });
   cli
     .command('replay <scenario>', 'Replay one schedule: per-CPU timeline, Chrome trace or Mermaid diagram')
@@ -196,7 +214,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       io.out(DEMO_OUTRO);
     });
   cli.help((sections) => [...sections, { title: 'Exit codes', body: EXIT_CODES }]);
-  cli.version('0.1.0');
+  cli.version(VERSION);
   try {
     cli.parse(['node', 'x86slice', ...argv], { run: false });
     if (cli.options.help || cli.options.version) return 0;

@@ -107,3 +107,12 @@ describe('x86slice CLI', () => {
     expect(out).toContain('oldFrameFreed: true');
   });
 });
+
+describe('the version', () => {
+  it("is package.json's: a distributed search refuses workers of another version by it", async () => {
+    const { VERSION } = await import('../../src/cli/version.ts');
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(VERSION).toBe(pkg.version);
+  });
+});

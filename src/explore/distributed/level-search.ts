@@ -64,6 +64,13 @@ export interface LevelReport {
   violations: FoundViolation[];
 }
 
+/** Where a successor goes: its range, fingerprint and path. */
+export type Emit = (range: number, fpA: number, fpB: number, path: string) => void;
+
+export function emptyReport(): LevelReport {
+  return { states: 0, transitions: 0, finalStates: 0, depthCut: false, deadRead: -1, violations: [] };
+}
+
 /** The range a fingerprint belongs to (its low half: the visited set places states by the high one). */
 export function rangeOf(fpB: number, ranges: number): number {
   return (fpB >>> 0) % ranges;
@@ -102,10 +109,7 @@ class PathCursor {
   /** Steps taken to reach states (the cost of restoring by path). */
   replayed = 0;
 
-  constructor(
-    build: () => Machine,
-    private readonly o: LevelSearchOptions,
-  ) {
+  constructor(build: () => Machine, o: LevelSearchOptions) {
     this.machine = build();
     this.state = new MachineState(this.machine, { drive: true, deadWords: o.deadWords });
     this.state.fingerprint(o.tlbEvents);
@@ -210,14 +214,23 @@ export class LevelSearch {
    * The level's states sent to `range`: those not visited are explored, each successor handed to `emit` (its
    * range, fingerprint and path) for the next level.
    */
-  expand(
-    range: number,
-    arrivals: readonly Arrival[],
-    emit: (range: number, fpA: number, fpB: number, path: string) => void,
-  ): LevelReport {
+  expand(range: number, arrivals: readonly Arrival[], emit: Emit): LevelReport {
+    const report = emptyReport();
+    for (const a of this.fresh(range, arrivals)) {
+      this.explore(a, report, emit);
+      if (report.deadRead >= 0) break;
+    }
+    return report;
+  }
+
+  /**
+   * The states of `arrivals` not visited yet, now marked visited, in the order to explore them (by path, so that
+   * the machine goes back only as far as two paths differ). A state reached by several paths keeps the least: the
+   * result is the same whatever order they arrive in.
+   */
+  fresh(range: number, arrivals: readonly Arrival[]): Arrival[] {
     const visited = this.visited.get(range);
     if (visited === undefined) throw new Error(`range ${range} is not this worker's`);
-    // A state reached by several paths keeps the least: the result is the same whatever order they arrive in.
     const fresh = new Map<string, Arrival>();
     for (const a of arrivals) {
       if (visited.has(a.fpA, a.fpB)) continue;
@@ -225,29 +238,18 @@ export class LevelSearch {
       const known = fresh.get(key);
       if (known === undefined || a.path < known.path) fresh.set(key, a);
     }
-    const report: LevelReport = {
-      states: 0,
-      transitions: 0,
-      finalStates: 0,
-      depthCut: false,
-      deadRead: -1,
-      violations: [],
-    };
     const list = [...fresh.values()].sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
-    for (const a of list) {
-      visited.add(a.fpA, a.fpB);
-      report.states++;
-      this.explore(a, report, emit);
-      if (report.deadRead >= 0) break;
-    }
-    return report;
+    for (const a of list) visited.add(a.fpA, a.fpB);
+    return list;
   }
 
-  private explore(
-    a: Arrival,
-    report: LevelReport,
-    emit: (range: number, fpA: number, fpB: number, path: string) => void,
-  ): void {
+  /** Explores state `a` (one of fresh()'s): classifies it, or sends its successors; counted in `report`. */
+  explore(a: Arrival, report: LevelReport, emit: Emit): void {
+    report.states++;
+    this.expandState(a, report, emit);
+  }
+
+  private expandState(a: Arrival, report: LevelReport, emit: Emit): void {
     const cursor = this.cursor;
     const entries = parseSchedule(a.path);
     cursor.goTo(entries);
