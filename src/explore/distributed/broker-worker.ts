@@ -21,7 +21,7 @@ import {
   type RunConfig,
   type WorkerReport,
 } from './broker.ts';
-import { type Arrival, emptyReport, LevelSearch } from './level-search.ts';
+import { type Arrival, emptyReport, inPathOrder, LevelSearch } from './level-search.ts';
 
 // `x86slice worker`: one process of the distributed search (broker.ts). It joins the run the broker names, builds
 // the coordinator's machine (refused if its version or initial state differ), and does what the coordinator orders:
@@ -233,6 +233,8 @@ async function doLevel(
   const done = new Map<number, string[]>();
   const found = new Map<number, number[]>();
   const entries = await readLevel(redis, k, order.ranges, name);
+  // Every range's new states in one order, so that the machine goes back only as far as two paths differ.
+  const states: Arrival[] = [];
   for (const range of order.ranges) {
     const ids: string[] = [];
     const arrivals: Arrival[] = [];
@@ -244,16 +246,15 @@ async function doLevel(
     done.set(range, ids);
     const fresh = search.fresh(range, arrivals);
     const fps: number[] = [];
-    for (let i = 0; i < fresh.length; i++) {
-      const a = fresh[i]!;
-      fps.push(a.fpA, a.fpB);
-      search.explore(a, report, emit);
-      if (report.deadRead >= 0) break;
-      if (i % CHUNK === CHUNK - 1 || full.length > 0) {
-        await flush(full.splice(0));
-      }
-    }
+    for (const a of fresh) fps.push(a.fpA, a.fpB);
     found.set(range, fps);
+    states.push(...fresh);
+  }
+  inPathOrder(states);
+  for (let i = 0; i < states.length; i++) {
+    search.explore(states[i]!, report, emit);
+    if (report.deadRead >= 0) break;
+    if (i % CHUNK === CHUNK - 1 || full.length > 0) await flush(full.splice(0));
   }
   await flush([...out.keys()]);
   // The new states' fingerprints, after their successors were sent: whoever takes a range over starts from these.

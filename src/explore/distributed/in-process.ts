@@ -1,7 +1,14 @@
 import type { Machine } from '../../machine/machine.ts';
 import { deadWordsRead } from '../stateful.ts';
 import { type LevelLimits, LevelMerge, type LevelResult } from './level-merge.ts';
-import { type Arrival, LevelSearch, type LevelSearchOptions, rangeOf } from './level-search.ts';
+import {
+  type Arrival,
+  emptyReport,
+  inPathOrder,
+  LevelSearch,
+  type LevelSearchOptions,
+  rangeOf,
+} from './level-search.ts';
 
 // The level-by-level search with its owners in this process and its messages in arrays: what a broker run does,
 // with no broker (tests of the search itself, and the reference a broker run is compared with).
@@ -37,7 +44,17 @@ export function exploreLevelsInProcess(
         next[range]!.push({ fpA, fpB, path });
         sent++;
       };
-      for (let k = 0; k < o.ranges; k++) merge.add(searches[k % owners]!.expand(k, queues[k]!, emit));
+      // As a worker does (broker-worker.ts): each owner takes its ranges' new states in one order.
+      for (let w = 0; w < owners; w++) {
+        const report = emptyReport();
+        const states: Arrival[] = [];
+        for (let k = w; k < o.ranges; k += owners) states.push(...searches[w]!.fresh(k, queues[k]!));
+        for (const a of inPathOrder(states)) {
+          searches[w]!.explore(a, report, emit);
+          if (report.deadRead >= 0) break;
+        }
+        merge.add(report);
+      }
       if (!merge.next(sent)) break;
       queues = next;
     }

@@ -71,6 +71,11 @@ export function emptyReport(): LevelReport {
   return { states: 0, transitions: 0, finalStates: 0, depthCut: false, deadRead: -1, violations: [] };
 }
 
+/** Sorts states by path (in place): explored in this order, consecutive ones share long prefixes. */
+export function inPathOrder<T extends Arrival>(states: T[]): T[] {
+  return states.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+}
+
 /** The range a fingerprint belongs to (its low half: the visited set places states by the high one). */
 export function rangeOf(fpB: number, ranges: number): number {
   return (fpB >>> 0) % ranges;
@@ -211,19 +216,6 @@ export class LevelSearch {
   }
 
   /**
-   * The level's states sent to `range`: those not visited are explored, each successor handed to `emit` (its
-   * range, fingerprint and path) for the next level.
-   */
-  expand(range: number, arrivals: readonly Arrival[], emit: Emit): LevelReport {
-    const report = emptyReport();
-    for (const a of this.fresh(range, arrivals)) {
-      this.explore(a, report, emit);
-      if (report.deadRead >= 0) break;
-    }
-    return report;
-  }
-
-  /**
    * The states of `arrivals` not visited yet, now marked visited, in the order to explore them (by path, so that
    * the machine goes back only as far as two paths differ). A state reached by several paths keeps the least: the
    * result is the same whatever order they arrive in.
@@ -238,7 +230,7 @@ export class LevelSearch {
       const known = fresh.get(key);
       if (known === undefined || a.path < known.path) fresh.set(key, a);
     }
-    const list = [...fresh.values()].sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    const list = inPathOrder([...fresh.values()]);
     for (const a of list) visited.add(a.fpA, a.fpB);
     return list;
   }

@@ -42,11 +42,14 @@ function single(protocol: string) {
 }
 
 describe('the level-by-level search', () => {
-  for (const protocol of ['ipi-switcheroo', 'no-wait']) {
+  for (const [protocol, owners] of [
+    ['ipi-switcheroo', 3],
+    ['no-wait', 2],
+  ] as const) {
     it(`stores the states, transitions and final states the stateful search stores (${protocol})`, () => {
       const reference = single(protocol);
       expect(reference.complete).toBe(true);
-      for (const owners of [1, 3]) {
+      {
         const r = levels(protocol, owners);
         expect(r.complete).toBe(true);
         expect([r.states, r.transitions, r.finalStates]).toEqual([
@@ -56,22 +59,23 @@ describe('the level-by-level search', () => {
         ]);
         expect(r.violations.map((v) => v.kind).sort()).toEqual(reference.violations.map((v) => v.kind).sort());
       }
-    });
+    }, 60_000);
   }
 
   it('reports each kind of violation by a shortest path, the same one for any number of owners', () => {
-    const reference = single('no-wait');
-    const runs = [1, 2, 3].map((owners) => levels('no-wait', owners));
+    const reference = single('naive');
+    const runs = [1, 2, 3].map((owners) => levels('naive', owners));
     const texts = runs.map((r) => r.violations.map((v) => `${v.kind} ${formatSchedule(v.schedule)}`));
     expect(texts[1]).toEqual(texts[0]);
     expect(texts[2]).toEqual(texts[0]);
-    const build = scenario('no-wait').builds();
+    expect(runs[0]!.violations.length).toBeGreaterThan(0);
+    const build = scenario('naive').builds();
     for (const v of runs[0]!.violations) {
       const dfs = reference.violations.find((w) => w.kind === v.kind)!;
       expect(v.schedule.length).toBeLessThanOrEqual(dfs.schedule.length);
       expect(replay(build, formatSchedule(v.schedule)).kind).toBe(v.kind);
     }
-  });
+  }, 60_000);
 });
 
 describe('appendToSchedule', () => {
