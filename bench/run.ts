@@ -52,6 +52,8 @@ const MM = fileURLToPath(new URL('./mm.mjs', import.meta.url));
 const TARGET_FRAG_100K_S = 10; // issue 21: a 1 GiB, 100,000-operation run in under 10 s
 /** The stateful search beside the stateless one on the switcheroo (see bench/stateful.mjs). */
 const STATEFUL = fileURLToPath(new URL('./stateful.mjs', import.meta.url));
+/** The distributed search against the single-process one (see bench/distributed.mjs; needs redis-server). */
+const DISTRIBUTED = fileURLToPath(new URL('./distributed.mjs', import.meta.url));
 const TARGET_STATES_PER_CPU_S = 100_000; // issue 18: new states per second per core on stack-migration
 const TARGET_BYTES_PER_STATE = 16; // issue 18: at most 16 bytes a stored state
 const TARGET_SWITCHEROO_S = 5; // issue 18: the switcheroo proof, 2 CPUs, one TLB event, end to end
@@ -619,6 +621,25 @@ function main(): void {
     target: `<= ${TARGET_BYTES_PER_STATE}`,
     pass: sf.stateful.bytesPerState <= TARGET_BYTES_PER_STATE,
   });
+  console.log('');
+
+  // 10. The distributed search ------------------------------------------------------------------------------------
+  console.log(
+    '10. The distributed search over a Redis broker, against the single-process search (plain node on dist/)',
+  );
+  try {
+    const lines = execFileSync(process.execPath, [DISTRIBUTED], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+      .trim()
+      .split('\n');
+    for (const line of lines.slice(0, -1)) console.log(line);
+  } catch (error) {
+    console.log(
+      `  not measured: ${(error as Error).message.split('\n')[0]} (it needs redis-server or X86SLICE_BROKER)`,
+    );
+  }
   console.log('');
 
   // Summary -------------------------------------------------------------------------------------------------------

@@ -444,3 +444,37 @@ describe('the progress bar', () => {
     }
   });
 });
+
+describe('the distributed search on the command line: bad input', () => {
+  const refused = async (argv: string[], message: RegExp) => {
+    const { code, err } = await cli(...argv);
+    expect(code).toBe(EXIT_USAGE);
+    expect(err).toMatch(message);
+  };
+
+  it('refuses --ranges or --min-workers without --broker, naming the option', async () => {
+    await refused(
+      ['explore', 'stale-tlb', '--strategy', 'exhaustive', '--ranges', '4'],
+      /--ranges applies with --broker/,
+    );
+    await refused(['explore', 'stale-tlb', '--strategy', 'exhaustive', '--min-workers', '2'], /--min-workers applies/);
+  });
+
+  it('refuses --broker for a search it does not distribute, and --workers beside it', async () => {
+    await refused(['explore', 'stale-tlb', '--broker', '/nowhere.sock'], /--broker distributes the stateful/);
+    await refused(
+      ['explore', 'stale-tlb', '--strategy', 'exhaustive', '--broker', '/nowhere.sock', '--workers', '2'],
+      /with --broker the workers are processes: start them with x86slice worker --broker \/nowhere\.sock/,
+    );
+  });
+
+  it('says which broker it cannot reach, and refuses a worker with no broker or a bad name', async () => {
+    await refused(
+      ['explore', 'stale-tlb', '--strategy', 'exhaustive', '--broker', '/nonexistent/redis.sock'],
+      /cannot reach the broker at \/nonexistent\/redis\.sock/,
+    );
+    await refused(['explore', 'stale-tlb', '--strategy', 'exhaustive', '--broker', 'http://x'], /must be a redis:\/\//);
+    await refused(['worker'], /worker needs --broker <url>/);
+    await refused(['worker', '--broker', '/x.sock', '--name', 'a b'], /--name 'a b' must be 1 to 64 letters/);
+  });
+});

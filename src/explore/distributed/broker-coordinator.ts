@@ -130,15 +130,14 @@ async function coordinate(redis: Redis, reader: Redis, o: CoordinatorOptions, fi
     let shown = 0;
     for (let level = 0; ; level++) {
       const pending = new Set(owner.keys());
-      const order = (w: string, ranges: number[], takeover: number[]) =>
-        redis.lpush(k.go(w), JSON.stringify({ level, ranges, takeover } satisfies Order));
+      const order = (ranges: number[], takeover: number[]) =>
+        JSON.stringify({ level, ranges, takeover } satisfies Order);
+      const orders = redis.pipeline();
       for (const w of live) {
-        await order(
-          w,
-          [...owner].filter(([, x]) => x === w).map(([r]) => r),
-          takeOverNext.get(w) ?? [],
-        );
+        const ranges = [...owner].filter(([, x]) => x === w).map(([r]) => r);
+        orders.lpush(k.go(w), order(ranges, takeOverNext.get(w) ?? []));
       }
+      await orders.exec();
       takeOverNext.clear();
       let sent = 0;
       let workerMs = 0;
@@ -163,8 +162,11 @@ async function coordinate(redis: Redis, reader: Redis, o: CoordinatorOptions, fi
         }
         if (Date.now() - lastCheck >= 250) {
           lastCheck = Date.now();
-          for (const w of [...live]) {
-            if ((await redis.exists(k.alive(w))) === 1) continue;
+          const beats = redis.pipeline();
+          for (const w of live) beats.exists(k.alive(w));
+          const alive = ((await beats.exec()) ?? []).map(([, n]) => n === 1);
+          for (const [i, w] of [...live].entries()) {
+            if (alive[i]) continue;
             live.delete(w);
             lost.push(w);
             const theirs = [...owner].filter(([, x]) => x === w).map(([r]) => r);
@@ -178,7 +180,7 @@ async function coordinate(redis: Redis, reader: Redis, o: CoordinatorOptions, fi
             // reported is taken over at the next level, from a log that has this level too.
             const redo = theirs.filter((r) => pending.has(r));
             const done = theirs.filter((r) => !pending.has(r));
-            if (redo.length > 0) await order(heir, redo, redo);
+            if (redo.length > 0) await redis.lpush(k.go(heir), order(redo, redo));
             if (done.length > 0) takeOverNext.set(heir, [...(takeOverNext.get(heir) ?? []), ...done]);
           }
         }

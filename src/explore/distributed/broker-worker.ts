@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import createDebug from 'debug';
 import type { Redis } from 'ioredis';
 import type { Machine } from '../../machine/machine.ts';
 import { InputError } from '../../mmu/input-error.ts';
@@ -41,6 +42,9 @@ export interface BrokerWorkerOptions {
   readonly resolve: (config: RunConfig) => Promise<{ build: () => Machine; check: FinalCheck | undefined }>;
   readonly log: (line: string) => void;
 }
+
+/** DEBUG=x86slice:worker: each level's phases, in ms. */
+const debug = createDebug('x86slice:worker');
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** States explored between two looks at the event loop (heartbeats, sends). */
@@ -115,10 +119,12 @@ async function serve(
         'coordinator (its initial state differs): give every worker the same scenario file and x86slice build',
     );
   }
+  if ((await redis.hsetnx(k.workers, name, String(Date.now()))) === 0) {
+    await refuse(redis, run, name, `a worker named ${name} has joined it already: give each worker its own --name`);
+  }
   const beat = () => redis.set(k.alive(name), '1', 'PX', LOST_AFTER_MS).catch(() => {});
   await beat();
   const heartbeat = setInterval(beat, HEARTBEAT_MS);
-  await redis.hset(k.workers, name, String(Date.now()));
   o.log(`worker ${name}: joined run ${run} (${config.scenario})`);
   try {
     for (;;) {
@@ -155,23 +161,33 @@ async function readLevel(
   name: string,
 ): Promise<Map<number, Batch[]>> {
   const out = new Map<number, Batch[]>(ranges.map((r) => [r, []]));
-  for (const from of ['0', '>'] as const) {
-    let open = ranges.map((r) => [r, from === '0' ? '0' : '>'] as [number, string]);
-    while (open.length > 0) {
-      const pipe = redis.pipeline();
-      for (const [r, last] of open) pipe.xreadgroup('GROUP', GROUP, name, 'COUNT', PAGE, 'STREAMS', k.range(r), last);
-      const replies = (await pipe.exec()) ?? [];
-      const next: [number, string][] = [];
-      replies.forEach(([error, got], i) => {
-        if (error) throw error;
-        const [r] = open[i]!;
-        const entries = (got as [string, [string, string[] | null][]][] | null)?.[0]?.[1] ?? [];
-        // A pending entry that was deleted comes back with no fields.
-        for (const [id, fields] of entries) if (fields && fields.length > 0) out.get(r)!.push(decodeBatch(id, fields));
-        if (entries.length === PAGE) next.push([r, from === '0' ? entries[entries.length - 1]![0] : '>']);
-      });
-      open = next;
-    }
+  const seen = new Set<string>();
+  // Per range, its pending entries (from id 0) and then new ones ('>'), in one pipeline; a full page is read on.
+  let open: [number, string][] = ranges.flatMap((r) => [
+    [r, '0'],
+    [r, '>'],
+  ]);
+  while (open.length > 0) {
+    const pipe = redis.pipeline();
+    for (const [r, last] of open) pipe.xreadgroup('GROUP', GROUP, name, 'COUNT', PAGE, 'STREAMS', k.range(r), last);
+    const replies = (await pipe.exec()) ?? [];
+    const next: [number, string][] = [];
+    replies.forEach(([error, got], i) => {
+      if (error) throw error;
+      const [r, last] = open[i]!;
+      const entries = (got as [string, [string, string[] | null][]][] | null)?.[0]?.[1] ?? [];
+      // A pending entry that was deleted comes back with no fields.
+      // (A page of pending entries read on may hold entries the '>' read just delivered: each is taken once.)
+      for (const [id, fields] of entries) {
+        // (Ids are per stream: two ranges' streams may both have an entry 1733...-0.)
+        const key = `${r}:${id}`;
+        if (!fields || fields.length === 0 || seen.has(key)) continue;
+        seen.add(key);
+        out.get(r)!.push(decodeBatch(id, fields));
+      }
+      if (entries.length === PAGE) next.push([r, last === '>' ? '>' : entries[entries.length - 1]![0]]);
+    });
+    open = next;
   }
   return out;
 }
@@ -219,8 +235,8 @@ async function doLevel(
     sent++;
     if (batch.length === BATCH) full.push(range);
   };
-  const flush = async (ranges: Iterable<number>) => {
-    const pipe = redis.pipeline();
+  /** Queues the batches of `ranges` on `pipe` (successors for the next level). */
+  const queue = (pipe: ReturnType<Redis['pipeline']>, ranges: Iterable<number>) => {
     for (const range of ranges) {
       const batch = out.get(range);
       if (batch === undefined || batch.length === 0) continue;
@@ -228,11 +244,17 @@ async function doLevel(
       messages++;
       out.set(range, []);
     }
+  };
+  const flush = async (ranges: Iterable<number>) => {
+    const pipe = redis.pipeline();
+    queue(pipe, ranges);
     await pipe.exec();
   };
   const done = new Map<number, string[]>();
   const found = new Map<number, number[]>();
+  const t0 = performance.now();
   const entries = await readLevel(redis, k, order.ranges, name);
+  const t1 = performance.now();
   // Every range's new states in one order, so that the machine goes back only as far as two paths differ.
   const states: Arrival[] = [];
   for (const range of order.ranges) {
@@ -256,12 +278,15 @@ async function doLevel(
     if (report.deadRead >= 0) break;
     if (i % CHUNK === CHUNK - 1 || full.length > 0) await flush(full.splice(0));
   }
-  await flush([...out.keys()]);
-  // The new states' fingerprints, after their successors were sent: whoever takes a range over starts from these.
-  const log = redis.pipeline();
-  for (const [range, fps] of found)
-    log.xadd(k.visited(range), '*', 'level', String(order.level), 'fps', encodeFingerprints(fps));
-  await log.exec();
+  const t2 = performance.now();
+  // One round trip, in this order (the server runs a pipeline's commands in order): the last successors; the new
+  // states' fingerprints, after their successors (whoever takes a range over starts from these); the report; then
+  // the acknowledgements of the entries taken.
+  const pipe = redis.pipeline();
+  queue(pipe, [...out.keys()]);
+  for (const [range, fps] of found) {
+    pipe.xadd(k.visited(range), '*', 'level', String(order.level), 'fps', encodeFingerprints(fps));
+  }
   const r: WorkerReport = {
     worker: name,
     level: order.level,
@@ -274,12 +299,19 @@ async function doLevel(
     ms: Date.now() - started,
     replayed: search.replayed - replayedBefore,
   };
-  await redis.xadd(k.reports, '*', 'report', JSON.stringify(r));
-  const ack = redis.pipeline();
+  pipe.xadd(k.reports, '*', 'report', JSON.stringify(r));
   for (const [range, ids] of done) {
     if (ids.length === 0) continue;
-    ack.xack(k.range(range), GROUP, ...ids);
-    ack.xdel(k.range(range), ...ids);
+    pipe.xack(k.range(range), GROUP, ...ids);
+    pipe.xdel(k.range(range), ...ids);
   }
-  await ack.exec();
+  const replies = (await pipe.exec()) ?? [];
+  for (const [error] of replies) if (error) throw error;
+  debug(
+    'level %d: read %d, explore %d ms; %d states',
+    order.level,
+    Math.round(t1 - t0),
+    Math.round(t2 - t1),
+    report.states,
+  );
 }

@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COORDINATOR, CURRENT, connect, keys } from '../../../src/explore/distributed/broker.ts';
 import { runBrokerWorker } from '../../../src/explore/distributed/broker-worker.ts';
+import { LevelSearch } from '../../../src/explore/distributed/level-search.ts';
 import { explore, replay } from '../../../src/explore/explore.ts';
 import { findScenario } from '../../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../../src/scenarios/scenario.ts';
@@ -15,7 +16,28 @@ import { machineFactory } from '../../../src/scenarios/scenario-module.ts';
 // X86SLICE_BROKER when set (.ci/run starts one), else a redis-server started here on a unix socket; with neither,
 // these tests are skipped (and say so).
 
+const ROOT = join(import.meta.dirname, '..', '..', '..');
 const ENTRY = join(import.meta.dirname, 'cli-entry.ts');
+
+/** The newest modification time of the files under `dir`. */
+function newest(dir: string): number {
+  return Math.max(
+    ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+      e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
+    ),
+  );
+}
+
+/**
+ * The processes run the compiled CLI when dist/ is newer than every source (npm ci builds it: CI), else the sources
+ * through tsx (a developer's edit not yet built); the same for all, as workers check the coordinator's machine by
+ * its fingerprint, which hashes programs' text.
+ */
+const DIST = join(ROOT, 'dist', 'cli', 'main.js');
+const COMMAND =
+  existsSync(DIST) && statSync(DIST).mtimeMs >= newest(join(ROOT, 'src'))
+    ? [join(ROOT, 'bin', 'x86slice.js')]
+    : ['--import', 'tsx', ENTRY];
 const given = process.env.X86SLICE_BROKER;
 const haveServer = spawnSync('redis-server', ['--version']).status === 0;
 const usable = given !== undefined || haveServer;
@@ -50,7 +72,7 @@ afterAll(() => {
 });
 
 function cli(args: readonly string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [...COMMAND, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 function finished(p: ChildProcess): Promise<{ code: number | null; out: string; err: string }> {
@@ -74,8 +96,11 @@ interface Json {
   broker: { workers: number; lost: string[] };
 }
 
-/** explore --broker with `workers` worker processes; `kill` kills the second one after that many ms. */
-async function distributed(params: readonly string[], workers: number, kill?: number): Promise<Json> {
+/**
+ * explore --broker with `workers` worker processes; with `killAfter`, the second worker is killed (SIGKILL) once the
+ * run has that many level reports, mid-search whatever the machine's speed.
+ */
+async function distributed(params: readonly string[], workers: number, killAfter?: number): Promise<Json> {
   const pairs = params.flatMap((p) => ['-p', p]);
   const coordinator = cli([
     'explore',
@@ -96,7 +121,19 @@ async function distributed(params: readonly string[], workers: number, kill?: nu
     cli(['worker', '--broker', broker, '--once', '--name', `w${i + 1}`]),
   );
   const ends = started.map(finished);
-  if (kill !== undefined) setTimeout(() => started[1]!.kill('SIGKILL'), kill);
+  if (killAfter !== undefined) {
+    const redis = await connect(broker);
+    try {
+      for (;;) {
+        const run = await redis.get(CURRENT);
+        if (run !== null && (await redis.xlen(keys(run).reports)) >= killAfter) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      started[1]!.kill('SIGKILL');
+    } finally {
+      redis.disconnect();
+    }
+  }
   const result = await done;
   await Promise.all(ends);
   expect(result.err).not.toMatch(/refused|Error/);
@@ -148,7 +185,8 @@ describe.skipIf(!usable)('the distributed search over a Redis broker', () => {
 
   it('loses nothing when a worker is killed mid-search: the verdict and the state count stand', async () => {
     const { result } = single({ protocol: 'ipi-switcheroo', rounds: '4' });
-    const r = await distributed(['protocol=ipi-switcheroo', 'rounds=4'], 3, 4_000);
+    // 3 workers, killed after 60 reports: about level 20 of 200.
+    const r = await distributed(['protocol=ipi-switcheroo', 'rounds=4'], 3, 60);
     expect(r.broker.lost).toEqual(['w2']);
     expect([r.complete, r.states, r.transitions, r.distinctStates, r.violations]).toEqual([
       true,
@@ -159,7 +197,7 @@ describe.skipIf(!usable)('the distributed search over a Redis broker', () => {
     ]);
   }, 120_000);
 
-  it('refuses a worker of another version, or one that builds another machine, naming why', async () => {
+  it('refuses a worker of another version, one that builds another machine, or a second of one name, saying why', async () => {
     const redis = await connect(broker);
     const config = {
       version: '0.0.1',
@@ -178,19 +216,24 @@ describe.skipIf(!usable)('the distributed search over a Redis broker', () => {
       build: machineFactory(s, resolveParams(s, { protocol: 'naive' })),
       check: undefined,
     });
+    const search = new LevelSearch((await resolve()).build, { ...config, cacheEvents: 'held', check: undefined });
+    const root = [search.root.fpA, search.root.fpB];
+    search.detach();
     try {
       for (const [run, version, reason] of [
         ['old', '0.0.1', /coordinator runs x86slice 0\.0\.1 and this worker 0\.1\.0: run the same version/],
         ['other', '0.1.0', /builds another machine here than on the coordinator/],
+        ['twice', '0.1.0', /a worker named w has joined it already: give each worker its own --name/],
       ] as const) {
         const k = keys(run);
-        await redis.set(k.config, JSON.stringify({ ...config, version }));
+        if (run === 'twice') await redis.hset(k.workers, 'w', '1');
+        await redis.set(k.config, JSON.stringify({ ...config, version, root: run === 'twice' ? root : config.root }));
         await redis.set(k.alive(COORDINATOR), '1', 'PX', 5000);
         await redis.set(CURRENT, run);
         const joined = runBrokerWorker({ broker, version: '0.1.0', name: 'w', once: true, resolve, log: () => {} });
         await expect(joined).rejects.toThrow(reason);
         expect(await redis.xlen(k.refused)).toBe(1);
-        await redis.del(CURRENT, k.config, k.alive(COORDINATOR), k.refused);
+        await redis.del(CURRENT, k.config, k.alive(COORDINATOR), k.refused, k.workers);
       }
     } finally {
       redis.disconnect();
