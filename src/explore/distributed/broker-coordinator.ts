@@ -135,7 +135,7 @@ async function coordinate(redis: Redis, reader: Redis, o: CoordinatorOptions, fi
       const orders = redis.pipeline();
       for (const w of live) {
         const ranges = [...owner].filter(([, x]) => x === w).map(([r]) => r);
-        orders.lpush(k.go(w), order(ranges, takeOverNext.get(w) ?? []));
+        if (ranges.length > 0) orders.lpush(k.go(w), order(ranges, takeOverNext.get(w) ?? []));
       }
       await orders.exec();
       takeOverNext.clear();
@@ -162,6 +162,8 @@ async function coordinate(redis: Redis, reader: Redis, o: CoordinatorOptions, fi
         }
         if (Date.now() - lastCheck >= 250) {
           lastCheck = Date.now();
+          // Workers that joined after the start stand by: each is a possible heir.
+          for (const w of Object.keys(await redis.hgetall(k.workers))) if (!lost.includes(w)) live.add(w);
           const beats = redis.pipeline();
           for (const w of live) beats.exists(k.alive(w));
           const alive = ((await beats.exec()) ?? []).map(([, n]) => n === 1);

@@ -100,7 +100,14 @@ async function serve(
       `the coordinator runs x86slice ${config.version} and this worker ${o.version}: run the same version everywhere`,
     );
   }
-  const { build, check } = await o.resolve(config);
+  let made: Awaited<ReturnType<BrokerWorkerOptions['resolve']>>;
+  try {
+    made = await o.resolve(config);
+  } catch (error) {
+    // A scenario file missing here, or a parameter this version does not know: the coordinator's log says so too.
+    return refuse(redis, run, name, error instanceof Error ? error.message : String(error));
+  }
+  const { build, check } = made;
   const search = new LevelSearch(build, {
     maxSteps: config.maxSteps,
     tlbEvents: config.tlbEvents,
