@@ -2,7 +2,6 @@ import createDebug from 'debug';
 import type { Redis } from 'ioredis';
 import type { Machine } from '../../machine/machine.ts';
 import { InputError } from '../../mmu/input-error.ts';
-import type { FinalCheck } from '../execution.ts';
 import { deadWordsRead } from '../stateful.ts';
 import {
   COORDINATOR,
@@ -282,5 +281,3 @@ async function finishRun(redis: Redis, run: string, final: boolean): Promise<voi
     await pipe.exec();
   } while (cursor !== '0');
 }
-
-export type { FinalCheck };

@@ -199,16 +199,24 @@ async function readLevel(
   return out;
 }
 
+function* pairs(f: Int32Array): Generator<readonly [number, number]> {
+  for (let i = 0; i < f.length; i += 2) yield [f[i]!, f[i + 1]!];
+}
+
 /** Takes range `range` over at `level`: its visited set from the log, and the lost owner's pending entries. */
 async function takeOver(redis: Redis, k: Keys, search: LevelSearch, range: number, level: number, name: string) {
-  const fps: (readonly [number, number])[] = [];
-  const log = (await redis.xrange(k.visited(range), '-', '+')) as [string, string[]][];
-  for (const [, fields] of log) {
-    if (Number(fields[1]) >= level) continue; // a level not reported: done again
-    const f = decodeFingerprints(fields[3]!);
-    for (let i = 0; i < f.length; i += 2) fps.push([f[i]!, f[i + 1]!]);
+  search.own(range);
+  // The log a page at a time (an entry holds a level's new states of the range: it can be megabytes).
+  let from = '-';
+  for (;;) {
+    const page = (await redis.xrange(k.visited(range), from, '+', 'COUNT', 16)) as [string, string[]][];
+    for (const [, fields] of page) {
+      if (Number(fields[1]) >= level) continue; // a level not reported: done again
+      search.own(range, pairs(decodeFingerprints(fields[3]!)));
+    }
+    if (page.length < 16) break;
+    from = `(${page[page.length - 1]![0]}`;
   }
-  search.own(range, fps);
   let cursor = '0-0';
   do {
     const got = (await redis.xautoclaim(k.range(range), GROUP, name, 0, cursor, 'COUNT', 1000)) as [string, unknown];

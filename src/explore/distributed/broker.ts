@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { IpiDelivery } from '../../cpu/ipi-bus.ts';
 import { InputError } from '../../mmu/input-error.ts';
 import type { CacheScope } from '../hardware-choices.ts';
-import type { Arrival, FoundViolation, LevelReport } from './level-search.ts';
+import type { Arrival, LevelReport } from './level-search.ts';
 
 // The distributed search's transport (issue 22): Redis Streams with consumer groups. Why Redis: its streams give
 // at-least-once delivery (an entry read through a consumer group stays pending until acknowledged, and a pending
@@ -148,5 +148,3 @@ export function decodeBatch(id: string, fields: readonly string[]): Batch {
 export function encodeFingerprints(fps: readonly number[]): string {
   return Buffer.from(Int32Array.from(fps).buffer).toString('base64');
 }
-
-export type { FoundViolation };

@@ -9,7 +9,7 @@ import { stateChoices } from '../state-choices.ts';
 import { entryOf, takeChoice } from '../state-transition.ts';
 import { VisitedSet } from '../visited-set.ts';
 
-// The distributed stateful search's work on one machine (issue 22; transport in broker-search.ts): the states are
+// The distributed stateful search's work on one machine (issue 22; the transport is broker-coordinator.ts and broker-worker.ts): the states are
 // split into `ranges` by fingerprint, and each range has one owner, which keeps that range's visited set. The
 // search goes level by level (breadth first: level d holds the states whose shortest path has d entries). An owner
 // takes the states sent to its ranges for level d, keeps those it has not visited, restores each by taking its path
@@ -51,9 +51,9 @@ export interface FoundViolation {
   readonly message: string | undefined;
 }
 
-/** What an owner did with one range's states of one level. */
+/** What an owner did with its ranges' states of one level. */
 export interface LevelReport {
-  /** New states (not visited before): the range's share of the level. */
+  /** New states (not visited before): the owner's share of the level. */
   states: number;
   transitions: number;
   finalStates: number;
