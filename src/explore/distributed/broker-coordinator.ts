@@ -68,8 +68,8 @@ export interface CoordinatorResult extends LevelResult {
   readonly sent: number;
 }
 
-/** DEBUG=x86slice:broker: each level's wall time against the time its workers spent on it. */
-const debug = createDebug('x86slice:broker');
+/** DEBUG=x86slice:explore:coordinator: each level's wall time against the time its workers spent on it. */
+const debug = createDebug('x86slice:explore:coordinator');
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -43,8 +43,8 @@ export interface BrokerWorkerOptions {
   readonly log: (line: string) => void;
 }
 
-/** DEBUG=x86slice:worker: each level's phases, in ms. */
-const debug = createDebug('x86slice:worker');
+/** DEBUG=x86slice:explore:worker: each level's phases, in ms. */
+const debug = createDebug('x86slice:explore:worker');
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** States explored between two looks at the event loop (heartbeats, sends). */
