@@ -30,6 +30,9 @@ export default defineConfig({
     // Two test files at a time on a 2-core machine (vitest's default is one fewer than the CPUs: one). The suite's
     // long files are explorations that use one core each; no test asserts on time.
     maxWorkers: Math.max(2, availableParallelism() - 1),
+    // A timeout guards against a hang, never against slowness: vitest's 5 s default failed an exploration that
+    // took 5.3 s while the broker tests' processes shared the cores (no test asserts on time; bench/ measures).
+    testTimeout: 60_000,
     reporters: ['default', new ClosingLine()],
   },
 });
