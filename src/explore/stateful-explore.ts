@@ -87,25 +87,28 @@ function stopReason(result: Pick<StatefulResult, 'timedOut' | 'stoppedAtViolatio
   return result.timedOut ? 'time-limit' : 'budget';
 }
 
+/** What a stateful search (one process, threads, or the distributed search) hands finishStateful. */
+export type StatefulFindings = Pick<
+  StatefulResult,
+  | 'samples'
+  | 'violations'
+  | 'finalStates'
+  | 'transitions'
+  | 'complete'
+  | 'timedOut'
+  | 'stoppedAtViolation'
+  | 'states'
+  | 'depth'
+  | 'visitedBytes'
+  | 'deadWords'
+  | 'deadWordsOff'
+>;
+
 /** What the search found, in explore()'s terms: after the contract check, with each violation replayed. */
 export function finishStateful(
   build: () => Machine,
   r: StatefulExploreOptions,
-  result: Pick<
-    StatefulResult,
-    | 'samples'
-    | 'violations'
-    | 'finalStates'
-    | 'transitions'
-    | 'complete'
-    | 'timedOut'
-    | 'stoppedAtViolation'
-    | 'states'
-    | 'depth'
-    | 'visitedBytes'
-    | 'deadWords'
-    | 'deadWordsOff'
-  >,
+  result: StatefulFindings,
   workers = 1,
 ): StatefulExploreResult {
   checkContract(build, result.samples, result.deadWords);

@@ -1,6 +1,6 @@
 import { parseSchedule } from '../../machine/schedule.ts';
 import type { Execution, ViolationKind } from '../execution.ts';
-import type { StatefulResult } from '../stateful-result.ts';
+import type { StatefulFindings } from '../stateful-explore.ts';
 import { better, type FoundViolation, type LevelReport } from './level-search.ts';
 
 // The coordinator's view of the level-by-level search (level-search.ts): the owners' reports summed level by level,
@@ -15,20 +15,7 @@ export interface LevelLimits {
 }
 
 /** What the search had done when it stopped, in the stateful search's result's terms. */
-export type LevelResult = Pick<
-  StatefulResult,
-  | 'samples'
-  | 'violations'
-  | 'finalStates'
-  | 'transitions'
-  | 'complete'
-  | 'timedOut'
-  | 'stoppedAtViolation'
-  | 'states'
-  | 'depth'
-  | 'visitedBytes'
-  | 'deadWords'
->;
+export type LevelResult = Omit<StatefulFindings, 'deadWordsOff'>;
 
 export class LevelMerge {
   states = 0;
