@@ -11,6 +11,8 @@ import { type CliIo, EXIT_OK, EXIT_VIOLATION } from './io.ts';
 import { paramStrings } from './params.ts';
 import { progressBar } from './progress.ts';
 import { type ReplayRun, replayOutcome, replayReport, replayText } from './report.ts';
+import { readSavedSearch, writeSavedSearch } from './saved-search.ts';
+import { VERSION } from './version.ts';
 
 // `x86slice explore` and `x86slice replay`: explore a scenario's interleavings (a catalogue name or a user's module)
 // and report each violation as a schedule; replay one schedule as a per-CPU timeline, a Chrome trace or a Mermaid
@@ -30,6 +32,8 @@ export interface ExploreFlags {
   readonly broker?: unknown;
   readonly ranges?: unknown;
   readonly minWorkers?: unknown;
+  readonly saveSearch?: unknown;
+  readonly resume?: unknown;
   readonly json?: unknown;
 }
 
@@ -145,14 +149,16 @@ function replayCommandLine(ref: string, pairs: readonly string[], schedule: stri
 }
 
 /** The stateful search's figures: what it stored and took, and how fast (wall clock: the CLI's, not the model's). */
-function statefulFigures(r: ExploreResult, seconds: number) {
+/** A stateful search's figures; `resumedAt`: the states of the saved search it took up (its rate counts the rest). */
+function statefulFigures(r: ExploreResult, seconds: number, resumedAt = 0) {
   if (r.search !== 'stateful') return undefined;
   return {
     states: r.states!,
+    ...(resumedAt > 0 ? { resumedAt } : {}),
     transitions: r.transitions!,
     depth: r.depth!,
     seconds: Math.round(seconds * 1000) / 1000,
-    statesPerSecond: Math.round(r.states! / Math.max(seconds, 1e-6)),
+    statesPerSecond: Math.round((r.states! - resumedAt) / Math.max(seconds, 1e-6)),
     bytesPerState: Math.round((10 * r.visitedBytes!) / Math.max(1, r.states!)) / 10,
     collisionProbability: r.collisionProbability!,
     deadWords: r.deadWords === true,
@@ -160,7 +166,14 @@ function statefulFigures(r: ExploreResult, seconds: number) {
   };
 }
 
-function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r: ExploreResult, seconds: number) {
+function exploreJson(
+  scenario: Scenario,
+  ref: string,
+  params: ScenarioParams,
+  r: ExploreResult,
+  seconds: number,
+  resumedAt = 0,
+) {
   return {
     scenario: scenario.name,
     ...(isScenarioPath(ref) ? { file: ref } : {}),
@@ -172,7 +185,7 @@ function exploreJson(scenario: Scenario, ref: string, params: ScenarioParams, r:
     steps: r.steps,
     distinctStates: r.distinctStates,
     ...(r.preemptionBound === undefined ? {} : { preemptionBound: r.preemptionBound }),
-    ...statefulFigures(r, seconds),
+    ...statefulFigures(r, seconds, resumedAt),
     complete: r.complete,
     ...(r.stoppedBy === undefined ? {} : { stoppedBy: r.stoppedBy }),
     violations: r.violations.map((v) => ({
@@ -202,14 +215,15 @@ function exploreText(
   params: ScenarioParams,
   r: ExploreResult,
   seconds: number,
+  resumedAt = 0,
 ): string {
   const shown = Object.entries(params)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
-  const figures = statefulFigures(r, seconds);
+  const figures = statefulFigures(r, seconds, resumedAt);
   const counts = figures
     ? [
-        `${grouped(figures.states)} states`,
+        `${grouped(figures.states)} states${resumedAt > 0 ? ` (resumed at ${grouped(resumedAt)})` : ''}`,
         `${grouped(figures.transitions)} transitions`,
         `depth ${figures.depth}`,
         count(r.distinctStates, 'final state'),
@@ -310,8 +324,33 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
       );
     }
   }
+  const saveTo = optionText(argv, '--save-search', flags.saveSearch);
+  const resumeFrom = optionText(argv, '--resume', flags.resume);
+  for (const [flag, given] of [
+    ['--save-search', saveTo],
+    ['--resume', resumeFrom],
+  ] as const) {
+    if (given === undefined) continue;
+    if (given === '' || given === 'true') throw new InputError(`${flag} needs a file name`);
+    if (search !== 'stateful' || broker !== undefined || workers > 1) {
+      throw new InputError(
+        `${flag} applies to the stateful exhaustive search on one thread (--strategy exhaustive, without --search ` +
+          'stateless, --preemptions, --workers or --broker)',
+      );
+    }
+  }
   const pairs = paramStrings(argv, flags.param);
   const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
+  // What a saved search was run with: a resume with anything else is refused (src/cli/saved-search.ts).
+  const about = {
+    version: VERSION,
+    scenario: isScenarioPath(ref) ? resolve(process.cwd(), ref) : scenario.name,
+    params,
+    tlbEvents: tlbEvents ?? 0,
+    cacheEvents: cacheEvents ?? 'held',
+    maxSteps: maxSteps ?? null,
+  };
+  const resume = resumeFrom === undefined ? undefined : readSavedSearch(resumeFrom, about);
 
   const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
   const options: ExploreOptions = {
@@ -325,6 +364,8 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     ...(cacheEvents === undefined ? {} : { cacheEvents }),
     ...(maxSteps === undefined ? {} : { maxSteps }),
     ...(bar ? { onProgress: (done: number, total: number) => bar.update(done, total) } : {}),
+    ...(saveTo === undefined ? {} : { saveSearch: true }),
+    ...(resume === undefined ? {} : { resume }),
   };
   let result: ExploreResult;
   const started = performance.now();
@@ -356,15 +397,22 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     bar?.done();
   }
   const seconds = (performance.now() - started) / 1000;
+  const saved = saveTo !== undefined && result.snapshot !== undefined ? saveTo : undefined;
+  if (saved !== undefined) writeSavedSearch(saved, result.snapshot!, about);
   io.out(
     flags.json
       ? JSON.stringify(
-          { ...exploreJson(scenario, ref, params, result, seconds), ...(distributed ? { broker: distributed } : {}) },
+          {
+            ...exploreJson(scenario, ref, params, result, seconds, resume?.visitedSize),
+            ...(distributed ? { broker: distributed } : {}),
+            ...(saved ? { savedSearch: saved } : {}),
+          },
           null,
           2,
         )
-      : exploreText(scenario, ref, pairs, params, result, seconds) +
-          (distributed ? `\nbroker: ${JSON.stringify(distributed)}` : ''),
+      : exploreText(scenario, ref, pairs, params, result, seconds, resume?.visitedSize) +
+          (distributed ? `\nbroker: ${JSON.stringify(distributed)}` : '') +
+          (saved ? `\nsearch saved to ${saved}: take it up with --resume ${saved}` : ''),
   );
   return result.violations.length > 0 ? EXIT_VIOLATION : EXIT_OK;
 }

@@ -126,6 +126,14 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .option('--ranges <n>', 'With --broker: parts the states are split into by fingerprint (default 16)')
     .option('--min-workers <n>', 'With --broker: workers to wait for before the search starts (default 1)')
     .option(
+      '--save-search <file>',
+      'The stateful search on one thread: if the budget or time limit stops it, save it to this file (see --resume)',
+    )
+    .option(
+      '--resume <file>',
+      'Take up the stateful search saved in this file where it stopped (the same scenario, parameters and options)',
+    )
+    .option(
       '--json',
       'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',
     )

@@ -1,5 +1,6 @@
 import type { IpiDelivery } from '../cpu/ipi-bus.ts';
 import type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
+import type { SearchSnapshot } from './search-snapshot.ts';
 
 // What explore() takes and what it returns: its options and its verdict (a module below explore.ts and parts.ts,
 // which both use them).
@@ -53,6 +54,11 @@ export interface ExploreResult {
   readonly collisionProbability?: number;
   /** Stateful, with `workers` (parallel.ts): the worker threads it ran on. */
   readonly workers?: number;
+  /**
+   * Stateful, with `saveSearch`, when the search stopped with work left (budget or time limit): the search as it
+   * stood, for `resume` (search-snapshot.ts; the CLI writes it with --save-search).
+   */
+  readonly snapshot?: SearchSnapshot;
   /**
    * Stateful: whether states left out dead words (read by a stack pop, or in a frame freed or copied away, and not
    * written since: what lies below a stack pointer, or in a page no one holds), which nothing read
@@ -141,4 +147,15 @@ export interface ExploreOptions {
   readonly stopAtViolation?: boolean;
   /** Called as executions complete (not more often than every 64), e.g. to drive a progress bar. */
   readonly onProgress?: (executions: number, budget: number) => void;
+  /**
+   * The stateful exhaustive search on one thread: keep the search as it stands when it stops with work left (the
+   * budget or the time limit), as the result's `snapshot`, so that a later run can take it up (`resume`).
+   */
+  readonly saveSearch?: boolean;
+  /**
+   * The stateful exhaustive search on one thread: take up the search saved in this snapshot where it stopped, with
+   * the same machine and options (a mismatch is refused, naming it). `budget` counts the states of both runs. The
+   * result of a search resumed until complete is that of one search run to its end.
+   */
+  readonly resume?: SearchSnapshot;
 }

@@ -7,6 +7,7 @@ import { CACHE_SCOPES, type CacheScope } from './hardware-choices.ts';
 import type { ExploreOptions, ExploreResult, StopReason, Strategy } from './options.ts';
 import { reportViolations, requireCheck, requireInvariant } from './replay.ts';
 import { probeLength, type SamplingOptions, samplePart } from './sampling.ts';
+import type { SearchSnapshot } from './search-snapshot.ts';
 
 // How explore() and exploreParallel() divide and merge their work (internal: not part of the public API). The work
 // is parts: the subtree under each first choice, per preemption bound, or a range of sampled executions. Parts merge
@@ -31,6 +32,8 @@ const OPTION_KEYS = [
   'invariant',
   'onProgress',
   'stopAtViolation',
+  'saveSearch',
+  'resume',
 ] as const;
 
 /** Options checked and defaulted. */
@@ -53,6 +56,8 @@ export interface Resolved {
   readonly invariant: StateInvariant | undefined;
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
   readonly stopAtViolation: boolean;
+  readonly saveSearch: boolean;
+  readonly resume: SearchSnapshot | undefined;
 }
 
 /** stopAtViolation: a boolean, and only for the stateful exhaustive search. */
@@ -65,6 +70,32 @@ function stopAtViolation(value: unknown, strategy: Strategy, search: 'stateful' 
     );
   }
   return true;
+}
+
+/** saveSearch and resume: only for the stateful exhaustive search (on one thread: parallel.ts refuses them). */
+function searchSaving(
+  o: ExploreOptions,
+  strategy: Strategy,
+  search: 'stateful' | 'stateless',
+): Pick<Resolved, 'saveSearch' | 'resume'> {
+  for (const key of ['saveSearch', 'resume'] as const) {
+    if (o[key] !== undefined && o[key] !== false && (strategy !== 'exhaustive' || search !== 'stateful')) {
+      throw new InputError(
+        `explore ${key} is for the stateful exhaustive search, not strategy '${strategy}' (search '${search}')`,
+      );
+    }
+  }
+  if (o.saveSearch !== undefined && typeof o.saveSearch !== 'boolean') {
+    throw new InputError(`explore saveSearch ${describeValue(o.saveSearch)} must be true or false`);
+  }
+  const resume = o.resume;
+  if (
+    resume !== undefined &&
+    (typeof resume !== 'object' || resume === null || !(resume.visited instanceof Int32Array))
+  ) {
+    throw new InputError(`explore resume ${describeValue(resume)} must be a snapshot a saved search returned`);
+  }
+  return { saveSearch: o.saveSearch === true, resume };
 }
 
 export function resolveOptions(options: ExploreOptions): Resolved {
@@ -124,6 +155,7 @@ export function resolveOptions(options: ExploreOptions): Resolved {
         : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
     search,
     stopAtViolation: stopAtViolation(o.stopAtViolation, strategy, search),
+    ...searchSaving(o, strategy, search),
     invariant: requireInvariant(o.invariant),
     onProgress: o.onProgress,
   };

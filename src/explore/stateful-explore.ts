@@ -5,6 +5,7 @@ import type { FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
 import type { StopReason, Violation } from './options.ts';
 import { reportViolations } from './replay.ts';
+import type { SearchSnapshot } from './search-snapshot.ts';
 import { StatefulSearch } from './stateful.ts';
 import type { StatefulOptions, StatefulResult } from './stateful-result.ts';
 import { collisionProbability } from './visited-set.ts';
@@ -33,6 +34,9 @@ export interface StatefulExploreOptions {
   /** Stop at the first violation (explore's stopAtViolation). */
   readonly stopAtViolation?: boolean;
   readonly onProgress: ((states: number, budget: number) => void) | undefined;
+  /** Keep the search if it stops with work left (the result's snapshot), and a saved search to take up. */
+  readonly saveSearch?: boolean;
+  readonly resume?: SearchSnapshot | undefined;
 }
 
 /** The stateful search's result, in explore()'s terms (explore.ts's ExploreResult). */
@@ -57,10 +61,19 @@ export interface StatefulExploreResult {
   readonly deadWords: boolean;
   /** Why they did not (a dead word was read, and the search ran again), when asked for. */
   readonly deadWordsOff?: string;
+  /** With saveSearch, a search stopped with work left: what resume takes. */
+  readonly snapshot?: SearchSnapshot;
 }
 
 export function exploreStateful(build: () => Machine, r: StatefulExploreOptions): StatefulExploreResult {
-  return finishStateful(build, r, new StatefulSearch(build, statefulOptions(r)).run());
+  const options = {
+    ...statefulOptions(r),
+    ...(r.saveSearch ? { keepSnapshot: true } : {}),
+    ...(r.resume === undefined ? {} : { resume: r.resume }),
+  };
+  const result = new StatefulSearch(build, options).run();
+  const found = finishStateful(build, r, result);
+  return result.snapshot === undefined ? found : { ...found, snapshot: result.snapshot };
 }
 
 /** The search's options for explore()'s (a worker of the parallel search adds its own). */

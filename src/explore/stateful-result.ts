@@ -2,6 +2,7 @@ import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
 import type { Execution, FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
+import type { SearchSnapshot } from './search-snapshot.ts';
 import type { SharedStateSet } from './shared-state-set.ts';
 
 // What the stateful search (stateful.ts) is asked, and what it answers: its options, its result, and the paths it
@@ -26,6 +27,10 @@ export interface StatefulOptions {
   /** Paths kept for the contract check at most, taken when 64, 128, 256, ... states have been reached. */
   readonly samples: number;
   readonly progress?: (states: number) => void;
+  /** A search saved when it stopped (search-snapshot.ts): take it up where it stopped. */
+  readonly resume?: SearchSnapshot;
+  /** Save the search if it stops with work left (the result's `snapshot`). */
+  readonly keepSnapshot?: boolean;
   /**
    * How the search goes back to a state on its path: `checkpoint` (undo log and checkpoints; the default) or
    * `replay`, building the machine again and taking the path's choices from the start, as the stateless search
@@ -102,6 +107,8 @@ export interface StatefulResult {
   readonly deadWordsOff?: string;
   /** As a worker: the physical address of a dead word read, or -1 (the result does not stand). */
   readonly deadRead: number;
+  /** With keepSnapshot, a search that stopped with work left: the snapshot to resume it from. */
+  readonly snapshot?: SearchSnapshot;
   /**
    * New states by the kind of choice that reached them: CPU steps, deliveries, evictions and fills (of the TLB or a
    * paging-structure cache), store-buffer drains.

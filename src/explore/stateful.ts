@@ -6,6 +6,7 @@ import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution } from './execution.ts';
 import { MachineState } from './machine-state.ts';
 import { PendingFills } from './pending-fills.ts';
+import type { SearchSnapshot } from './search-snapshot.ts';
 import type { SharedStateSet } from './shared-state-set.ts';
 import { stateChoices } from './state-choices.ts';
 import { entryOf, stateKind, takeChoice } from './state-transition.ts';
@@ -37,11 +38,14 @@ interface Frame {
   readonly pending: PendingFills;
 }
 
+/** Snapshots a search has taken up (resumeFrom): their visited tables belong to that search now. */
+const spent = new WeakSet<SearchSnapshot>();
+
 /** States a worker finishes before it publishes them to the shared set (one lock round trip for them all). */
 const FINISH_BATCH = 128;
 
 export class StatefulSearch {
-  private readonly visited = new VisitedSet();
+  private visited = new VisitedSet();
   /**
    * The states on the depth-first stack, for cycles (a step back to one): per bucket of the fingerprint's low 16
    * bits, how many are on the stack (so most revisits need no look at the stack).
@@ -56,6 +60,8 @@ export class StatefulSearch {
   private replayedSteps = 0;
   private readonly frames: Frame[] = [];
   private transitions = 0;
+  /** The transitions count at the last look at the clock (search()). */
+  private lastClockCheck = -1;
   private depth = 0;
   private finalStates = 0;
   private complete = true;
@@ -123,6 +129,7 @@ export class StatefulSearch {
         this.entered++;
       }
       this.reached(this.o.tlbEvents, undefined);
+      if (this.o.resume !== undefined) this.resumeFrom(this.o.resume);
       this.search();
       if (this.shared !== undefined) this.publish();
     } finally {
@@ -132,13 +139,15 @@ export class StatefulSearch {
     if (deadRead >= 0 && this.shared === undefined) {
       // Two states merged for their dead words could go different ways: the result does not stand. Search again
       // with every word's value in the state.
-      const again = new StatefulSearch(this.build, { ...this.o, deadWords: false }).run();
+      const { resume: _saved, ...fresh } = this.o;
+      const again = new StatefulSearch(this.build, { ...fresh, deadWords: false }).run();
       return { ...again, deadWordsOff: deadWordsRead(deadRead) };
     }
     if (this.reduction?.overflowed() && this.shared === undefined) {
       // A fill met a TLB set too full for the reduction's argument: its result does not stand. Search again
       // without it (on the machine built again).
-      const again = new StatefulSearch(this.build, { ...this.o, reduction: 'none' }).run();
+      const { resume: _saved, ...fresh } = this.o;
+      const again = new StatefulSearch(this.build, { ...fresh, reduction: 'none' }).run();
       return {
         ...again,
         reductionOff: 'a TLB set came too close to full for the reduction (a fill could replace an entry)',
@@ -174,7 +183,116 @@ export class StatefulSearch {
       reductionOverflowed: this.reduction?.overflowed() ?? false,
       deadWords: this.deadWords,
       deadRead,
+      ...(this.o.keepSnapshot && this.frames.length > 0 ? { snapshot: this.snapshot() } : {}),
     };
+  }
+
+  /** The search as it stands, to be resumed (search-snapshot.ts). */
+  private snapshot(): SearchSnapshot {
+    const frames = this.frames;
+    const fingerprints = new Int32Array(2 * frames.length);
+    const next = new Int32Array(frames.length);
+    frames.forEach((f, d) => {
+      fingerprints[2 * d] = f.checkpoint.fpA;
+      fingerprints[2 * d + 1] = f.checkpoint.fpB;
+      next[d] = f.next;
+    });
+    const visited = this.visited.export();
+    return {
+      fingerprints,
+      next,
+      changed: frames.map((f) => Array.from(f.pending.changed.subarray(0, f.pending.count))),
+      counters: {
+        transitions: this.transitions,
+        depth: this.depth,
+        finalStates: this.finalStates,
+        statesBy: Array.from(this.statesBy),
+        statesWithoutEvents: this.statesWithoutEvents,
+        eventsLeftOut: this.eventsLeftOut,
+        subsumed: this.subsumedStates,
+        depthCut: this.depthCut,
+        nextSample: this.nextSample,
+      },
+      violations: [...this.best.values()],
+      visited: visited.table,
+      visitedSize: visited.size,
+      deadWords: this.deadWords,
+      tlbEvents: this.o.tlbEvents,
+      reduction: this.reduction === undefined ? 'none' : 'tlb-events',
+    };
+  }
+
+  /**
+   * Takes up a saved search (run(), with the initial state's frame pushed): its visited set and counts, then its
+   * stack, by taking the saved choice at each depth from the initial state, each state checked against the saved
+   * fingerprint.
+   */
+  private resumeFrom(s: SearchSnapshot): void {
+    const mismatch = (what: string) =>
+      new InputError(
+        `the saved search does not match this one: ${what} (it was saved from another scenario, parameters, ` +
+          'options or version of x86slice)',
+      );
+    if (this.shared !== undefined) throw new InputError('a saved search resumes on one thread only');
+    const reduction = this.reduction === undefined ? 'none' : 'tlb-events';
+    if (s.deadWords !== this.deadWords || s.tlbEvents !== this.o.tlbEvents || s.reduction !== reduction) {
+      throw mismatch(
+        `it has deadWords ${s.deadWords}, tlbEvents ${s.tlbEvents}, reduction ${s.reduction}; this search ` +
+          `${this.deadWords}, ${this.o.tlbEvents}, ${reduction}`,
+      );
+    }
+    const depth = s.next.length;
+    const frames = this.frames;
+    if (depth === 0 || frames.length === 0) throw mismatch('it has no state left to explore');
+    const root = frames[0]!.checkpoint;
+    if (root.fpA !== s.fingerprints[0] || root.fpB !== s.fingerprints[1]) throw mismatch('the initial states differ');
+    // The search takes the snapshot's table over (a copy would double the largest allocation a long search makes):
+    // the snapshot is spent.
+    if (spent.has(s)) {
+      throw new InputError(
+        'explore resume: this snapshot was taken up already (a resumed search takes its visited table over); ' +
+          'resume from the snapshot that search returns, or save the search again',
+      );
+    }
+    spent.add(s);
+    this.visited = VisitedSet.from(s.visited, s.visitedSize);
+    const c = s.counters;
+    this.transitions = c.transitions;
+    this.depth = c.depth;
+    this.finalStates = c.finalStates;
+    this.statesBy.set(c.statesBy);
+    this.statesWithoutEvents = c.statesWithoutEvents;
+    this.eventsLeftOut = c.eventsLeftOut;
+    this.subsumedStates = c.subsumed;
+    this.depthCut = c.depthCut;
+    this.nextSample = c.nextSample;
+    for (const v of s.violations) if (v.kind !== undefined) this.best.set(v.kind, v);
+    for (let d = 0; d < depth; d++) {
+      const f = frames[d]!;
+      const next = s.next[d]!;
+      if (next < (d < depth - 1 ? 1 : 0) || next > f.choices.length) {
+        throw mismatch(`depth ${d} has ${f.choices.length} choices, and ${next} taken is not a way down`);
+      }
+      f.next = next;
+      const changed = s.changed[d] ?? [];
+      if (changed.length !== f.pending.count) throw mismatch(`depth ${d}'s pending TLB events differ`);
+      f.pending.changed.set(changed);
+      if (d === depth - 1) break;
+      const choice = f.choices[next - 1]!;
+      takeChoice(this.machine, this.state, choice, true);
+      const event = isTlbEvent(choice);
+      if (!event && f.pending.count !== 0) {
+        const memory = this.o.restore === 'replay' ? -1 : f.checkpoint.memory;
+        this.reduction!.afterChoice(f.pending, 'deliver' in choice ? -1 : choice.cpu, memory);
+      }
+      const tlbLeft = f.tlbLeft - (event ? 1 : 0);
+      this.state.fingerprint(tlbLeft);
+      if (this.state.fpA !== s.fingerprints[2 * d + 2] || this.state.fpB !== s.fingerprints[2 * d + 3]) {
+        throw mismatch(`the state at depth ${d + 1} differs`);
+      }
+      if (!this.reached(tlbLeft, choice)) throw mismatch(`the state at depth ${d + 1} has no choice`);
+      f.pending.changed.set(changed);
+    }
   }
 
   /** Goes back to frame `f`'s state by building the machine again and taking the path's choices up to it. */
@@ -318,6 +436,22 @@ export class StatefulSearch {
         this.shared?.stop();
         return;
       }
+      if ((this.transitions & 0x3ff) === 0 && this.transitions !== this.lastClockCheck) {
+        // Checked before a choice is taken, so that a search stopped here has taken each choice it counts (a saved
+        // search resumes at the next one).
+        this.lastClockCheck = this.transitions;
+        if (this.o.deadline !== undefined && Date.now() >= this.o.deadline) {
+          this.complete = false;
+          this.timedOut = true;
+          this.shared?.stop();
+          return;
+        }
+        // Another worker finished the initial state, or stopped the search (stateful-parallel.ts's merge tells which).
+        if (this.shared?.stopped) {
+          this.complete = false;
+          return;
+        }
+      }
       const f = frames[frames.length - 1]!;
       if (f.next >= f.choices.length) {
         this.pop();
@@ -336,19 +470,6 @@ export class StatefulSearch {
       const state = this.state;
       takeChoice(this.machine, state, c, true);
       this.transitions++;
-      if ((this.transitions & 0x3ff) === 0) {
-        if (this.o.deadline !== undefined && Date.now() >= this.o.deadline) {
-          this.complete = false;
-          this.timedOut = true;
-          this.shared?.stop();
-          return;
-        }
-        // Another worker finished the initial state, or stopped the search (stateful-parallel.ts's merge tells which).
-        if (this.shared?.stopped) {
-          this.complete = false;
-          return;
-        }
-      }
       // A dead word read (by the step, or by a check or invariant at the last state): no state merged for its dead
       // words can be trusted, so the search stops here and runs again without them (run()).
       if (state.memory.deadRead >= 0) {

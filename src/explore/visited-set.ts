@@ -21,6 +21,25 @@ export class VisitedSet {
     this.limit = Math.floor((this.slots * 3) / 4);
   }
 
+  /** The set as stored (its table, shared, not copied), for a saved search (search-snapshot.ts). */
+  export(): { readonly table: Int32Array; readonly size: number } {
+    return { table: this.table, size: this.size };
+  }
+
+  /** A set holding what `export()` gave: `table` is taken as it is (not copied). */
+  static from(table: Int32Array, size: number): VisitedSet {
+    const set = new VisitedSet();
+    const slots = table.length / 2;
+    if (!Number.isInteger(slots) || slots < MIN_SLOTS || size > Math.floor((slots * 3) / 4)) {
+      throw new RangeError(`a visited table of ${table.length} words cannot hold ${size} states`);
+    }
+    set.table = table;
+    set.slots = slots;
+    set.limit = Math.floor((slots * 3) / 4);
+    set.size = size;
+    return set;
+  }
+
   /** Bytes the table takes. */
   get bytes(): number {
     return this.table.byteLength;

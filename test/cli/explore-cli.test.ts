@@ -478,3 +478,64 @@ describe('the distributed search on the command line: bad input', () => {
     await refused(['worker', '--broker', '/x.sock', '--name', 'a b'], /--name 'a b' must be 1 to 64 letters/);
   });
 });
+
+describe('x86slice explore --save-search and --resume', () => {
+  const switcheroo = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '--strategy', 'exhaustive'];
+
+  it('a search cut by its budget is saved, taken up twice, and ends as one search run to its end does', async () => {
+    const file = join(temp, 'switcheroo.search');
+    const first = await cli(...switcheroo, '--budget', '1000', '--save-search', file, '--json');
+    expect(JSON.parse(first.out)).toMatchObject({ states: 1000, complete: false, savedSearch: file });
+    const second = await cli(...switcheroo, '--budget', '3000', '--resume', file, '--save-search', file);
+    expect(second.out).toContain('3,000 states (resumed at 1,000)');
+    expect(second.out).toContain(`search saved to ${file}: take it up with --resume ${file}`);
+    const last = JSON.parse((await cli(...switcheroo, '--resume', file, '--json')).out);
+    const whole = JSON.parse((await cli(...switcheroo, '--json')).out);
+    expect(last).toMatchObject({ complete: true, resumedAt: 3000 });
+    for (const key of ['states', 'transitions', 'depth', 'executions', 'distinctStates', 'violations'] as const) {
+      expect(last[key], key).toEqual(whole[key]);
+    }
+  });
+
+  it('refuses a saved search taken up with other parameters or options, naming what differs', async () => {
+    const file = join(temp, 'cut.search');
+    await cli(...switcheroo, '--budget', '500', '--save-search', file);
+    const naive = await cli(
+      'explore',
+      'stack-migration',
+      '-p',
+      'protocol=naive',
+      '--strategy',
+      'exhaustive',
+      '--resume',
+      file,
+    );
+    expect(naive.code).toBe(EXIT_USAGE);
+    expect(naive.err).toMatch(
+      /--resume '.*cut\.search' was saved with params \{"protocol":"ipi-switcheroo",.*this run has \{"protocol":"naive"/,
+    );
+    const events = await cli(...switcheroo, '--tlb-events', '1', '--resume', file);
+    expect(events.err).toMatch(/was saved with tlbEvents 0; this run has 1/);
+  });
+
+  it('refuses a file that is not a saved search, one that is missing, and the options it does not apply to', async () => {
+    const notes = join(temp, 'notes.txt');
+    writeFileSync(notes, 'hello\n');
+    expect((await cli(...switcheroo, '--resume', notes)).err).toMatch(
+      /--resume '.*notes\.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 1'/,
+    );
+    expect((await cli(...switcheroo, '--resume', join(temp, 'none.search'))).err).toMatch(
+      /--resume '.*none\.search': cannot read the file \(ENOENT\)/,
+    );
+    for (const extra of [
+      ['--workers', '2'],
+      ['--search', 'stateless'],
+    ]) {
+      const r = await cli(...switcheroo, ...extra, '--save-search', join(temp, 'x.search'));
+      expect(r.code).toBe(EXIT_USAGE);
+      expect(r.err).toContain('--save-search applies to the stateful exhaustive search on one thread');
+    }
+    const pct = await cli('explore', 'stack-migration', '--strategy', 'pct', '--resume', notes);
+    expect(pct.err).toContain('--resume applies to the stateful exhaustive search on one thread');
+  });
+});

@@ -1,0 +1,119 @@
+import { formatSchedule, parseSchedule } from '../machine/schedule.ts';
+import { InputError } from '../mmu/input-error.ts';
+import type { Execution, ViolationKind } from './execution.ts';
+
+// A stateful search stopped with work left (budget or time limit), saved so that a later run takes it up where it
+// stopped (explore's `resume`; the CLI's --save-search and --resume): the visited set, the depth-first stack as the
+// choice taken at each depth, and what the search counted and found. A search resumed from it, then run to its end,
+// reaches the states, transitions, final states and violations one search run to its end reaches
+// (test/explore/search-snapshot.test.ts). As TLC's checkpoints (-checkpoint, -recover) do for a long search.
+//
+// The stack is saved as choice indices, not machine states: a resume builds the machine again and takes the
+// choices down the stack, checking each state's fingerprint against the saved one (another build, scenario or
+// version of x86slice fails there, naming the depth).
+
+/** What the search had counted when it stopped. */
+export interface SearchCounters {
+  readonly transitions: number;
+  readonly depth: number;
+  readonly finalStates: number;
+  readonly statesBy: readonly number[];
+  readonly statesWithoutEvents: number;
+  readonly eventsLeftOut: number;
+  readonly subsumed: number;
+  readonly depthCut: boolean;
+  readonly nextSample: number;
+}
+
+export interface SearchSnapshot {
+  /** The stack: per depth, the state's fingerprint (two lanes) and the choices taken from it so far. */
+  readonly fingerprints: Int32Array;
+  readonly next: Int32Array;
+  /** Per depth: which of the state's pending TLB events a choice has changed (tlb-event-reduction.ts). */
+  readonly changed: readonly (readonly number[])[];
+  readonly counters: SearchCounters;
+  /** Per kind, the shortest violation found so far. */
+  readonly violations: readonly Execution[];
+  /** The visited set's table (visited-set.ts) and the states in it. */
+  readonly visited: Int32Array;
+  readonly visitedSize: number;
+  /** What the states stood on: dead words left out, TLB events, the reduction. */
+  readonly deadWords: boolean;
+  readonly tlbEvents: number;
+  readonly reduction: 'tlb-events' | 'none';
+}
+
+const MAGIC = 'x86slice-search 1\n';
+
+/**
+ * The snapshot as bytes: a text line, a JSON header (the caller's `about`, which a resume compares with its own,
+ * and the snapshot's small parts), then the visited table (little-endian, as typed arrays are on x86 and ARM).
+ * Returned as parts, so that a table larger than one buffer is never copied into one.
+ */
+export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string, unknown>>): Uint8Array[] {
+  const header = JSON.stringify({
+    about,
+    fingerprints: Array.from(s.fingerprints),
+    next: Array.from(s.next),
+    changed: s.changed,
+    counters: s.counters,
+    violations: s.violations.map((v) => ({ schedule: formatSchedule(v.schedule), kind: v.kind, message: v.message })),
+    visitedSlots: s.visited.length / 2,
+    visitedSize: s.visitedSize,
+    deadWords: s.deadWords,
+    tlbEvents: s.tlbEvents,
+    reduction: s.reduction,
+  });
+  const headerBytes = new TextEncoder().encode(header);
+  const start = new TextEncoder().encode(`${MAGIC}${headerBytes.length}\n`);
+  const table = new Uint8Array(s.visited.buffer, s.visited.byteOffset, s.visited.byteLength);
+  return [start, headerBytes, table];
+}
+
+/** Where a saved search's header ends and its table starts, and what the header says. */
+export interface SnapshotHeader {
+  readonly about: Readonly<Record<string, unknown>>;
+  readonly tableOffset: number;
+  readonly visitedSlots: number;
+  /** The rest of the snapshot, given the table (read by the caller: it may be larger than one buffer). */
+  readonly complete: (visited: Int32Array) => SearchSnapshot;
+}
+
+/** Reads the header at the start of a saved search (`head`: its first bytes, at least the header). */
+export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHeader {
+  const bad = (rule: string) => new InputError(`${what} is not a search saved by x86slice: ${rule}`);
+  const text = new TextDecoder().decode(head.subarray(0, Math.min(head.length, MAGIC.length + 24)));
+  if (!text.startsWith(MAGIC)) throw bad(`it does not start with '${MAGIC.trim()}'`);
+  const lengthEnd = text.indexOf('\n', MAGIC.length);
+  const length = Number(text.slice(MAGIC.length, lengthEnd));
+  if (lengthEnd < 0 || !Number.isInteger(length) || length <= 0) throw bad('its header length is missing');
+  const start = MAGIC.length + (lengthEnd - MAGIC.length) + 1;
+  if (head.length < start + length) throw bad('it ends inside its header');
+  let h: Record<string, unknown>;
+  try {
+    h = JSON.parse(new TextDecoder().decode(head.subarray(start, start + length))) as Record<string, unknown>;
+  } catch (e) {
+    throw bad(`its header is not JSON (${(e as Error).message})`);
+  }
+  const slots = h.visitedSlots;
+  if (typeof slots !== 'number' || !Number.isInteger(slots) || slots <= 0) throw bad('its visited table has no size');
+  return {
+    about: (h.about ?? {}) as Record<string, unknown>,
+    tableOffset: start + length,
+    visitedSlots: slots,
+    complete: (visited) => ({
+      fingerprints: Int32Array.from(h.fingerprints as number[]),
+      next: Int32Array.from(h.next as number[]),
+      changed: h.changed as number[][],
+      counters: h.counters as SearchCounters,
+      violations: (h.violations as { schedule: string; kind: ViolationKind; message: string | undefined }[]).map(
+        (v) => ({ schedule: parseSchedule(v.schedule), kind: v.kind, message: v.message ?? undefined }),
+      ),
+      visited,
+      visitedSize: h.visitedSize as number,
+      deadWords: h.deadWords as boolean,
+      tlbEvents: h.tlbEvents as number,
+      reduction: h.reduction as 'tlb-events' | 'none',
+    }),
+  };
+}

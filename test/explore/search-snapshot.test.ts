@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { explore } from '../../src/explore/explore.ts';
+import type { ExploreOptions, ExploreResult } from '../../src/explore/options.ts';
+import { decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
+import { findScenario } from '../../src/scenarios/catalogue.ts';
+import { resolveParams } from '../../src/scenarios/scenario.ts';
+import { machineFactory } from '../../src/scenarios/scenario-module.ts';
+
+// A stateful search saved when it stops (budget or time limit) and resumed later must end where one search run to
+// its end ends: the same states, transitions, final states and violations (schedules included).
+
+function build(params: Record<string, unknown>) {
+  const s = findScenario('stack-migration');
+  return machineFactory(s, resolveParams(s, { rounds: 3, ...params }));
+}
+
+const EXHAUSTIVE: ExploreOptions = { strategy: 'exhaustive', search: 'stateful' };
+
+/** What a finished search reports, for comparing two. */
+function outcome(r: ExploreResult) {
+  return {
+    complete: r.complete,
+    states: r.states,
+    transitions: r.transitions,
+    depth: r.depth,
+    finalStates: r.executions,
+    violations: r.violations.map((v) => `${v.kind}: ${v.schedule}`),
+  };
+}
+
+/** The search run `chunk` states at a time, each run resuming the last one's snapshot, until complete. */
+function inChunks(params: Record<string, unknown>, options: ExploreOptions, chunk: number) {
+  let resume: SearchSnapshot | undefined;
+  let runs = 0;
+  for (;;) {
+    runs++;
+    const budget = (resume?.visitedSize ?? 0) + chunk;
+    const r = explore(build(params), { ...options, budget, saveSearch: true, ...(resume ? { resume } : {}) });
+    if (r.complete) return { result: r, runs };
+    expect(r.stoppedBy).toBe('budget');
+    expect(r.snapshot, 'a search stopped by its budget returns its snapshot').toBeDefined();
+    resume = r.snapshot!;
+  }
+}
+
+describe('a stateful search saved and resumed', () => {
+  it('a clean search resumed 500 states at a time ends as one search does (the switcheroo)', () => {
+    const params = { protocol: 'ipi-switcheroo' };
+    const whole = explore(build(params), EXHAUSTIVE);
+    expect(whole.complete).toBe(true);
+    const { result, runs } = inChunks(params, EXHAUSTIVE, 500);
+    expect(runs).toBeGreaterThan(5);
+    expect(outcome(result)).toEqual(outcome(whole));
+  });
+
+  it('with TLB events and violations, resumed at every 300 states: the same states and shortest counterexamples', () => {
+    const params = { protocol: 'naive' };
+    const options: ExploreOptions = { ...EXHAUSTIVE, tlbEvents: 1 };
+    const whole = explore(build(params), options);
+    expect(whole.violations.length).toBeGreaterThan(0);
+    const { result, runs } = inChunks(params, options, 300);
+    expect(runs).toBeGreaterThan(3);
+    expect(outcome(result)).toEqual(outcome(whole));
+  });
+
+  it('goes through its byte form unchanged (what --save-search writes and --resume reads)', () => {
+    const params = { protocol: 'ipi-switcheroo' };
+    const cut = explore(build(params), { ...EXHAUSTIVE, budget: 1_000, saveSearch: true });
+    const parts = encodeSnapshot(cut.snapshot!, { scenario: 'stack-migration' });
+    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.length;
+    }
+    const header = decodeSnapshotHeader(bytes, 'the file');
+    expect(header.about).toEqual({ scenario: 'stack-migration' });
+    const table = new Int32Array(bytes.slice(header.tableOffset).buffer);
+    expect(table.length).toBe(2 * header.visitedSlots);
+    const back = header.complete(table);
+    expect({ ...back, visited: undefined }).toEqual({ ...cut.snapshot!, visited: undefined });
+    expect(Array.from(back.visited)).toEqual(Array.from(cut.snapshot!.visited));
+    const resumed = explore(build(params), { ...EXHAUSTIVE, resume: back });
+    expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
+  });
+
+  it('a search that ran to its end returns no snapshot', () => {
+    const r = explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, saveSearch: true });
+    expect(r.complete).toBe(true);
+    expect(r.snapshot).toBeUndefined();
+  });
+});
+
+describe('bad input to saving and resuming a search', () => {
+  const cut = () =>
+    explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, budget: 1_000, saveSearch: true }).snapshot!;
+
+  it('a snapshot taken up by another scenario configuration is refused, naming the depth where they part', () => {
+    expect(() => explore(build({ protocol: 'naive' }), { ...EXHAUSTIVE, resume: cut() })).toThrow(
+      /the saved search does not match this one: the state at depth \d+ differs/,
+    );
+  });
+
+  it('a snapshot taken up with other options is refused, naming them', () => {
+    expect(() =>
+      explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, tlbEvents: 1, resume: cut() }),
+    ).toThrow(
+      /does not match this one: it has deadWords true, tlbEvents 0, reduction none; this search true, 1, tlb-events/,
+    );
+  });
+
+  it('a snapshot resumes once: the search takes its visited table over', () => {
+    const snapshot = cut();
+    explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, budget: 1_500, resume: snapshot });
+    expect(() => explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, resume: snapshot })).toThrow(
+      /explore resume: this snapshot was taken up already/,
+    );
+  });
+
+  it('saveSearch and resume are for the stateful exhaustive search, and resume takes a snapshot only', () => {
+    const m = build({ protocol: 'ipi-switcheroo' });
+    expect(() => explore(m, { strategy: 'pct', saveSearch: true })).toThrow(
+      /explore saveSearch is for the stateful exhaustive search, not strategy 'pct'/,
+    );
+    expect(() => explore(m, { strategy: 'exhaustive', search: 'stateless', resume: cut() })).toThrow(
+      /explore resume is for the stateful exhaustive search, not strategy 'exhaustive' \(search 'stateless'\)/,
+    );
+    expect(() => explore(m, { ...EXHAUSTIVE, resume: { visited: [] } as unknown as SearchSnapshot })).toThrow(
+      /explore resume .* must be a snapshot a saved search returned/,
+    );
+  });
+
+  it('bytes that are not a saved search are refused, saying why', () => {
+    const bytes = new TextEncoder().encode('hello\n');
+    expect(() => decodeSnapshotHeader(bytes, "'notes.txt'")).toThrow(
+      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 1'/,
+    );
+  });
+});
+
+describe('a stateful search stopped by its time limit', () => {
+  it('resumed until complete, ends as one search does (each run cut by a 40 ms limit)', () => {
+    const params = { protocol: 'ipi-switcheroo' };
+    const whole = explore(build(params), EXHAUSTIVE);
+    let resume: SearchSnapshot | undefined;
+    let runs = 0;
+    for (;;) {
+      runs++;
+      const r = explore(build(params), {
+        ...EXHAUSTIVE,
+        timeLimit: 40,
+        saveSearch: true,
+        ...(resume ? { resume } : {}),
+      });
+      if (r.complete) {
+        expect(outcome(r)).toEqual(outcome(whole));
+        break;
+      }
+      expect(r.stoppedBy).toBe('time-limit');
+      resume = r.snapshot!;
+    }
+    expect(runs).toBeGreaterThan(1);
+  });
+});
