@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ExploreOptions, type ExploreResult, explore, replay } from '../explore/explore.ts';
+import type { SearchSnapshot } from '../explore/search-snapshot.ts';
 import type { Machine } from '../machine/machine.ts';
 import { describeValue, InputError } from '../mmu/input-error.ts';
 import type { Scenario, ScenarioParams } from '../scenarios/scenario.ts';
@@ -33,6 +34,7 @@ export interface ExploreFlags {
   readonly ranges?: unknown;
   readonly minWorkers?: unknown;
   readonly saveSearch?: unknown;
+  readonly saveEvery?: unknown;
   readonly resume?: unknown;
   readonly json?: unknown;
 }
@@ -326,6 +328,10 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   }
   const saveTo = optionText(argv, '--save-search', flags.saveSearch);
   const resumeFrom = optionText(argv, '--resume', flags.resume);
+  const saveEvery = integerOption(argv, '--save-every', flags.saveEvery, [1, 30 * 24 * 3600], 'seconds between saves');
+  if (saveEvery !== undefined && saveTo === undefined) {
+    throw new InputError('--save-every applies with --save-search FILE (the file it saves to)');
+  }
   for (const [flag, given] of [
     ['--save-search', saveTo],
     ['--resume', resumeFrom],
@@ -365,6 +371,9 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     ...(maxSteps === undefined ? {} : { maxSteps }),
     ...(bar ? { onProgress: (done: number, total: number) => bar.update(done, total) } : {}),
     ...(saveTo === undefined ? {} : { saveSearch: true }),
+    ...(saveTo === undefined || saveEvery === undefined
+      ? {}
+      : { saveSearchEvery: { seconds: saveEvery, save: (s: SearchSnapshot) => writeSavedSearch(saveTo, s, about) } }),
     ...(resume === undefined ? {} : { resume }),
   };
   let result: ExploreResult;

@@ -129,6 +129,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       '--save-search <file>',
       'The stateful search on one thread: if the budget or time limit stops it, save it to this file (see --resume)',
     )
+    .option('--save-every <seconds>', 'With --save-search: also save the search every so many seconds while it runs')
     .option(
       '--resume <file>',
       'Take up the stateful search saved in this file where it stopped (the same scenario, parameters and options)',

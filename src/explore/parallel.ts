@@ -40,7 +40,7 @@ export async function exploreParallel(source: BuildSource, options: ParallelOpti
   if (rest.check !== undefined) {
     throw new InputError('explore check cannot be sent to workers: return { build, check } from the source factory');
   }
-  for (const key of ['saveSearch', 'resume'] as const) {
+  for (const key of ['saveSearch', 'saveSearchEvery', 'resume'] as const) {
     if (rest[key] !== undefined && rest[key] !== false) {
       throw new InputError(`explore ${key} is for the stateful search on one thread: use explore(), not workers`);
     }

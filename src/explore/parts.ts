@@ -33,6 +33,7 @@ const OPTION_KEYS = [
   'onProgress',
   'stopAtViolation',
   'saveSearch',
+  'saveSearchEvery',
   'resume',
 ] as const;
 
@@ -57,6 +58,7 @@ export interface Resolved {
   readonly onProgress: ((executions: number, budget: number) => void) | undefined;
   readonly stopAtViolation: boolean;
   readonly saveSearch: boolean;
+  readonly saveSearchEvery: ExploreOptions['saveSearchEvery'];
   readonly resume: SearchSnapshot | undefined;
 }
 
@@ -77,8 +79,8 @@ function searchSaving(
   o: ExploreOptions,
   strategy: Strategy,
   search: 'stateful' | 'stateless',
-): Pick<Resolved, 'saveSearch' | 'resume'> {
-  for (const key of ['saveSearch', 'resume'] as const) {
+): Pick<Resolved, 'saveSearch' | 'saveSearchEvery' | 'resume'> {
+  for (const key of ['saveSearch', 'saveSearchEvery', 'resume'] as const) {
     if (o[key] !== undefined && o[key] !== false && (strategy !== 'exhaustive' || search !== 'stateful')) {
       throw new InputError(
         `explore ${key} is for the stateful exhaustive search, not strategy '${strategy}' (search '${search}')`,
@@ -95,7 +97,21 @@ function searchSaving(
   ) {
     throw new InputError(`explore resume ${describeValue(resume)} must be a snapshot a saved search returned`);
   }
-  return { saveSearch: o.saveSearch === true, resume };
+  const every = o.saveSearchEvery;
+  if (every !== undefined) {
+    if (typeof every !== 'object' || every === null || typeof every.save !== 'function') {
+      throw new InputError(
+        `explore saveSearchEvery ${describeValue(every)} must be { seconds, save: (snapshot) => void }`,
+      );
+    }
+    const seconds = every.seconds;
+    if (typeof seconds !== 'number' || !(seconds > 0 && seconds <= MAX_TIME_LIMIT / 1000)) {
+      throw new InputError(
+        `explore saveSearchEvery.seconds ${describeValue(seconds)} must be a positive number of seconds (at most 30 days)`,
+      );
+    }
+  }
+  return { saveSearch: o.saveSearch === true, saveSearchEvery: every, resume };
 }
 
 export function resolveOptions(options: ExploreOptions): Resolved {

@@ -36,6 +36,9 @@ export interface StatefulExploreOptions {
   readonly onProgress: ((states: number, budget: number) => void) | undefined;
   /** Keep the search if it stops with work left (the result's snapshot), and a saved search to take up. */
   readonly saveSearch?: boolean;
+  readonly saveSearchEvery?:
+    | { readonly seconds: number; readonly save: (snapshot: SearchSnapshot) => void }
+    | undefined;
   readonly resume?: SearchSnapshot | undefined;
 }
 
@@ -69,6 +72,7 @@ export function exploreStateful(build: () => Machine, r: StatefulExploreOptions)
   const options = {
     ...statefulOptions(r),
     ...(r.saveSearch ? { keepSnapshot: true } : {}),
+    ...(r.saveSearchEvery ? { saveEvery: { ms: r.saveSearchEvery.seconds * 1000, save: r.saveSearchEvery.save } } : {}),
     ...(r.resume === undefined ? {} : { resume: r.resume }),
   };
   const result = new StatefulSearch(build, options).run();

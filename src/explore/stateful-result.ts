@@ -32,6 +32,12 @@ export interface StatefulOptions {
   /** Save the search if it stops with work left (the result's `snapshot`). */
   readonly keepSnapshot?: boolean;
   /**
+   * Hand the search as it stands to `save` every `ms` milliseconds (wall clock, read with the deadline), so that a
+   * long search killed on the way can be taken up from the last save. The snapshot shares the live visited table:
+   * `save` must be done with it before it returns.
+   */
+  readonly saveEvery?: { readonly ms: number; readonly save: (snapshot: SearchSnapshot) => void };
+  /**
    * How the search goes back to a state on its path: `checkpoint` (undo log and checkpoints; the default) or
    * `replay`, building the machine again and taking the path's choices from the start, as the stateless search
    * does (kept to measure the one against the other: bench/stateful.mjs).

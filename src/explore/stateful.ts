@@ -62,6 +62,8 @@ export class StatefulSearch {
   private transitions = 0;
   /** The transitions count at the last look at the clock (search()). */
   private lastClockCheck = -1;
+  /** With saveEvery: when to save the search next (Date.now() time). */
+  private nextSave = Number.POSITIVE_INFINITY;
   private depth = 0;
   private finalStates = 0;
   private complete = true;
@@ -130,6 +132,7 @@ export class StatefulSearch {
       }
       this.reached(this.o.tlbEvents, undefined);
       if (this.o.resume !== undefined) this.resumeFrom(this.o.resume);
+      if (this.o.saveEvery !== undefined) this.nextSave = Date.now() + this.o.saveEvery.ms;
       this.search();
       if (this.shared !== undefined) this.publish();
     } finally {
@@ -440,6 +443,11 @@ export class StatefulSearch {
         // Checked before a choice is taken, so that a search stopped here has taken each choice it counts (a saved
         // search resumes at the next one).
         this.lastClockCheck = this.transitions;
+        const every = this.o.saveEvery;
+        if (every !== undefined && Date.now() >= this.nextSave) {
+          every.save(this.snapshot());
+          this.nextSave = Date.now() + every.ms;
+        }
         if (this.o.deadline !== undefined && Date.now() >= this.o.deadline) {
           this.complete = false;
           this.timedOut = true;

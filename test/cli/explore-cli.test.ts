@@ -535,6 +535,9 @@ describe('x86slice explore --save-search and --resume', () => {
       expect(r.code).toBe(EXIT_USAGE);
       expect(r.err).toContain('--save-search applies to the stateful exhaustive search on one thread');
     }
+    expect((await cli(...switcheroo, '--save-every', '60')).err).toContain(
+      '--save-every applies with --save-search FILE (the file it saves to)',
+    );
     const pct = await cli('explore', 'stack-migration', '--strategy', 'pct', '--resume', notes);
     expect(pct.err).toContain('--resume applies to the stateful exhaustive search on one thread');
   });

@@ -162,3 +162,32 @@ describe('a stateful search stopped by its time limit', () => {
     expect(runs).toBeGreaterThan(1);
   });
 });
+
+describe('a stateful search saved as it runs (saveSearchEvery)', () => {
+  it('hands out snapshots on the way, and one taken up ends as the whole search does', () => {
+    const params = { protocol: 'ipi-switcheroo', rounds: 12 };
+    const saves: SearchSnapshot[] = [];
+    // The snapshot shares the live table: a caller that keeps it copies it (the CLI writes it out).
+    const save = (s: SearchSnapshot) => saves.push({ ...s, visited: s.visited.slice() });
+    const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.05, save } });
+    expect(whole.complete).toBe(true);
+    expect(saves.length).toBeGreaterThanOrEqual(2);
+    const middle = saves[Math.floor(saves.length / 2)]!;
+    expect(middle.visitedSize).toBeLessThan(whole.states!);
+    const resumed = explore(build(params), { ...EXHAUSTIVE, resume: middle });
+    expect(outcome(resumed)).toEqual(outcome(whole));
+  });
+
+  it('refuses a period that is not a positive number of seconds, or no save function', () => {
+    const m = build({ protocol: 'ipi-switcheroo' });
+    expect(() => explore(m, { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0, save: () => {} } })).toThrow(
+      /explore saveSearchEvery.seconds 0 must be a positive number of seconds/,
+    );
+    expect(() =>
+      explore(m, {
+        ...EXHAUSTIVE,
+        saveSearchEvery: { seconds: 1 } as unknown as NonNullable<ExploreOptions['saveSearchEvery']>,
+      }),
+    ).toThrow(/explore saveSearchEvery .* must be \{ seconds, save: \(snapshot\) => void \}/);
+  });
+});
