@@ -150,8 +150,10 @@ function replayCommandLine(ref: string, pairs: readonly string[], schedule: stri
   return `x86slice replay ${ref}${params} --schedule '${schedule}'`;
 }
 
-/** The stateful search's figures: what it stored and took, and how fast (wall clock: the CLI's, not the model's). */
-/** A stateful search's figures; `resumedAt`: the states of the saved search it took up (its rate counts the rest). */
+/**
+ * The stateful search's figures: what it stored and took, and how fast (wall clock: the CLI's, not the model's).
+ * `resumedAt`: the states of the saved search it took up (the rate counts only this run's).
+ */
 function statefulFigures(r: ExploreResult, seconds: number, resumedAt = 0) {
   if (r.search !== 'stateful') return undefined;
   return {
