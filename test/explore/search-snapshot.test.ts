@@ -165,11 +165,11 @@ describe('a stateful search stopped by its time limit', () => {
 
 describe('a stateful search saved as it runs (saveSearchEvery)', () => {
   it('hands out snapshots on the way, and one taken up ends as the whole search does', () => {
-    const params = { protocol: 'ipi-switcheroo', rounds: 12 };
+    const params = { protocol: 'ipi-switcheroo', rounds: 8 };
     const saves: SearchSnapshot[] = [];
     // The snapshot shares the live table: a caller that keeps it copies it (the CLI writes it out).
     const save = (s: SearchSnapshot) => saves.push({ ...s, visited: s.visited.slice() });
-    const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.05, save } });
+    const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.02, save } });
     expect(whole.complete).toBe(true);
     expect(saves.length).toBeGreaterThanOrEqual(2);
     const middle = saves[Math.floor(saves.length / 2)]!;
