@@ -139,8 +139,9 @@ describe('bad input to saving and resuming a search', () => {
 });
 
 describe('a stateful search stopped by its time limit', () => {
-  it('resumed until complete, ends as one search does (each run cut by a 40 ms limit)', () => {
-    const params = { protocol: 'ipi-switcheroo' };
+  it('resumed until complete, ends as one search does (each run cut by a 100 ms limit)', () => {
+    // The 8-round switcheroo: about a second of search, so that the limit cuts it several times on any machine.
+    const params = { protocol: 'ipi-switcheroo', rounds: 8 };
     const whole = explore(build(params), EXHAUSTIVE);
     let resume: SearchSnapshot | undefined;
     let runs = 0;
@@ -148,7 +149,7 @@ describe('a stateful search stopped by its time limit', () => {
       runs++;
       const r = explore(build(params), {
         ...EXHAUSTIVE,
-        timeLimit: 40,
+        timeLimit: 100,
         saveSearch: true,
         ...(resume ? { resume } : {}),
       });
@@ -169,7 +170,7 @@ describe('a stateful search saved as it runs (saveSearchEvery)', () => {
     const saves: SearchSnapshot[] = [];
     // The snapshot shares the live table: a caller that keeps it copies it (the CLI writes it out).
     const save = (s: SearchSnapshot) => saves.push({ ...s, visited: s.visited.slice() });
-    const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.02, save } });
+    const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.01, save } });
     expect(whole.complete).toBe(true);
     expect(saves.length).toBeGreaterThanOrEqual(2);
     const middle = saves[Math.floor(saves.length / 2)]!;
