@@ -54,6 +54,8 @@ const TARGET_FRAG_100K_S = 10; // issue 21: a 1 GiB, 100,000-operation run in un
 const STATEFUL = fileURLToPath(new URL('./stateful.mjs', import.meta.url));
 /** The distributed search against the single-process one (see bench/distributed.mjs; needs redis-server). */
 const DISTRIBUTED = fileURLToPath(new URL('./distributed.mjs', import.meta.url));
+/** A stateful search saved and taken up again (see bench/saved-search.mjs). */
+const SAVED_SEARCH = fileURLToPath(new URL('./saved-search.mjs', import.meta.url));
 const TARGET_STATES_PER_CPU_S = 100_000; // issue 18: new states per second per core on stack-migration
 const TARGET_BYTES_PER_STATE = 16; // issue 18: at most 16 bytes a stored state
 const TARGET_SWITCHEROO_S = 5; // issue 18: the switcheroo proof, 2 CPUs, one TLB event, end to end
@@ -640,6 +642,19 @@ function main(): void {
       `  not measured: ${(error as Error).message.split('\n')[0]} (it needs redis-server or X86SLICE_BROKER)`,
     );
   }
+  console.log('');
+
+  // 11. A saved search ---------------------------------------------------------------------------------------------
+  console.log(
+    '11. A stateful search saved at half its states and taken up again, against one go (plain node on dist/)',
+  );
+  const savedLines = execFileSync(process.execPath, [SAVED_SEARCH], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+    .trim()
+    .split('\n');
+  for (const line of savedLines.slice(0, -1)) console.log(line);
   console.log('');
 
   // Summary -------------------------------------------------------------------------------------------------------
