@@ -359,6 +359,17 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     maxSteps: maxSteps ?? null,
   };
   const resume = resumeFrom === undefined ? undefined : readSavedSearch(resumeFrom, about);
+  // Each save on the way says so on stderr (a long search run unattended shows its progress in its log).
+  const launched = performance.now();
+  const saveOnTheWay = (file: string, s: SearchSnapshot) => {
+    writeSavedSearch(file, s, about);
+    const seconds = (performance.now() - launched) / 1000;
+    const rate = (s.visitedSize - (resume?.visitedSize ?? 0)) / Math.max(seconds, 1e-6);
+    io.err(
+      `saved ${grouped(s.visitedSize)} states to ${file} after ${Math.round(seconds)} s ` +
+        `(${grouped(Math.round(rate))} states/s, depth ${s.next.length})`,
+    );
+  };
 
   const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
   const options: ExploreOptions = {
@@ -375,7 +386,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     ...(saveTo === undefined ? {} : { saveSearch: true }),
     ...(saveTo === undefined || saveEvery === undefined
       ? {}
-      : { saveSearchEvery: { seconds: saveEvery, save: (s: SearchSnapshot) => writeSavedSearch(saveTo, s, about) } }),
+      : { saveSearchEvery: { seconds: saveEvery, save: (s: SearchSnapshot) => saveOnTheWay(saveTo, s) } }),
     ...(resume === undefined ? {} : { resume }),
   };
   let result: ExploreResult;
