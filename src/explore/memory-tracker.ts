@@ -115,10 +115,54 @@ export class MemoryTracker implements WriteTracker, DeadWords {
 
   freed(pa: number, size: number): void {
     let drop = false;
-    for (let w = Math.ceil(pa / 8), end = Math.floor((pa + size) / 8); w < end; w++) {
-      if (this.makeDead(w, this.undo)) drop = true;
+    const end = Math.floor((pa + size) / 8);
+    for (let w = Math.ceil(pa / 8); w < end; ) {
+      const pfn = Math.floor(w / WORDS_PER_PAGE);
+      const stop = Math.min(end, (pfn + 1) * WORDS_PER_PAGE);
+      if (this.killWords(pfn, w, stop)) drop = true;
+      w = stop;
     }
     if (drop) this.memory.dropHeldFrames();
+  }
+
+  /**
+   * makeDead (logged when undoing) for words [from, to) of frame `pfn`, with the frame's lookups made once: a freed
+   * or copied-away page is 512 words at a time, on the search's path. True when the frame had no dead word before.
+   */
+  private killWords(pfn: number, from: number, to: number): boolean {
+    let bits = this.deadBits[pfn];
+    if (bits === undefined) {
+      bits = new Uint8Array(WORDS_PER_PAGE);
+      this.deadBits[pfn] = bits;
+      if (this.perFrame === zeros(this.perFrame.length)) this.perFrame = new Int32Array(this.perFrame.length);
+    }
+    const before = this.perFrame[pfn]!;
+    const frame = this.memory.frame(pfn, false);
+    const base = pfn * WORDS_PER_PAGE;
+    let a = this.sumA;
+    let b = this.sumB;
+    let killed = 0;
+    for (let w = from; w < to; w++) {
+      const i = w - base;
+      if (bits[i] === 1) continue;
+      const lo = frame.getInt32(i * 8, true);
+      const hi = frame.getInt32(i * 8 + 4, true);
+      // A zero word has no term in the sum (hashAll, afterWrite).
+      if ((lo | hi) !== 0) {
+        a = (a - wordTermA(w, lo, hi)) | 0;
+        b = (b - wordTermB(w, lo, hi)) | 0;
+      }
+      a = (a + deadTermA(w)) | 0;
+      b = (b + deadTermB(w)) | 0;
+      if (this.undo) this.log(w, lo, hi, 0);
+      bits[i] = 1;
+      killed++;
+    }
+    this.sumA = a;
+    this.sumB = b;
+    this.deadCount += killed;
+    this.perFrame[pfn] = before + killed;
+    return before === 0 && killed > 0;
   }
 
   copied(src: number, dst: number, size: number): void {
