@@ -25,6 +25,7 @@ import { exploreStateful } from './stateful-explore.ts';
 export type { FinalCheck, StateInvariant, ViolationKind } from './execution.ts';
 export type { ExploreOptions, ExploreResult, StopReason, Strategy, Violation } from './options.ts';
 export { type Buildable, type ReplayOptions, type ReplayResult, replay } from './replay.ts';
+export type { SearchCounters, SearchSnapshot } from './search-snapshot.ts';
 export { collisionProbability } from './visited-set.ts';
 
 /**

@@ -154,8 +154,9 @@ export interface ExploreOptions {
   readonly saveSearch?: boolean;
   /**
    * The stateful exhaustive search on one thread: call `save` with the search as it stands every `seconds` (wall
-   * clock; a fraction is allowed), so that a long search that is killed can be taken up from the last one (`resume`). The snapshot shares
-   * the search's live visited table: `save` must be done with it (e.g. have written it) before it returns.
+   * clock; a fraction is allowed), so that a long search that is killed can be taken up from the last one
+   * (`resume`). The snapshot shares the search's live visited table: `save` must be done with it (e.g. have
+   * written it) before it returns.
    */
   readonly saveSearchEvery?: { readonly seconds: number; readonly save: (snapshot: SearchSnapshot) => void };
   /**
