@@ -31,3 +31,16 @@ test('the stateful search visits every reachable state once, and checks an invar
   const schedule = result.violations[0]!.schedule;
   expect(replay(buildTickets, schedule, { invariant: distinctTickets }).kind).toBe('invariant');
 });
+
+test('a stateful search stopped by its budget is saved, and taken up later ends as one search does', () => {
+  const options = { strategy: 'exhaustive', search: 'stateful', invariant: distinctTickets } as const;
+  const whole = explore(buildTickets, options);
+  // Stop after 10 states, keeping the search as it stands.
+  const first = explore(buildTickets, { ...options, budget: 10, saveSearch: true });
+  expect(first.complete).toBe(false);
+  // Later (the CLI writes it to a file: --save-search FILE, then --resume FILE): go on from where it stopped.
+  const rest = explore(buildTickets, { ...options, resume: first.snapshot! });
+  expect(rest.complete).toBe(true);
+  expect(rest.states).toBe(whole.states);
+  expect(rest.violations.map((v) => v.schedule)).toEqual(whole.violations.map((v) => v.schedule));
+});
