@@ -434,7 +434,11 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
         )
       : exploreText(scenario, ref, pairs, params, result, seconds, resume?.visitedSize) +
           (distributed ? `\nbroker: ${JSON.stringify(distributed)}` : '') +
-          (saved ? `\nsearch saved to ${saved}: take it up with --resume ${saved}` : ''),
+          (saved
+            ? `\nsearch saved to ${saved}: take it up with --resume ${saved}`
+            : saveTo !== undefined
+              ? `\nthe search ended with nothing left to explore: ${saveTo} not written`
+              : ''),
   );
   return result.violations.length > 0 ? EXIT_VIOLATION : EXIT_OK;
 }

@@ -492,6 +492,18 @@ describe('x86slice explore --save-search and --resume', () => {
     const last = JSON.parse((await cli(...switcheroo, '--resume', file, '--json')).out);
     const whole = JSON.parse((await cli(...switcheroo, '--json')).out);
     expect(last).toMatchObject({ complete: true, resumedAt: 3000 });
+    expect(last.savedSearch).toBeUndefined();
+    const small = await cli(
+      'explore',
+      MY_SCENARIO,
+      '--strategy',
+      'exhaustive',
+      '--save-search',
+      join(temp, 'no.search'),
+    );
+    expect(small.out).toContain(
+      `the search ended with nothing left to explore: ${join(temp, 'no.search')} not written`,
+    );
     for (const key of ['states', 'transitions', 'depth', 'executions', 'distinctStates', 'violations'] as const) {
       expect(last[key], key).toEqual(whole[key]);
     }
