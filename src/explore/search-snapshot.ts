@@ -97,6 +97,16 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
   }
   const slots = h.visitedSlots;
   if (typeof slots !== 'number' || !Number.isInteger(slots) || slots <= 0) throw bad('its visited table has no size');
+  for (const [key, ok] of [
+    ['fingerprints', Array.isArray(h.fingerprints)],
+    ['next', Array.isArray(h.next)],
+    ['changed', Array.isArray(h.changed)],
+    ['counters', typeof h.counters === 'object' && h.counters !== null],
+    ['violations', Array.isArray(h.violations)],
+    ['visitedSize', typeof h.visitedSize === 'number'],
+  ] as const) {
+    if (!ok) throw bad(`its header has no ${key}`);
+  }
   return {
     about: (h.about ?? {}) as Record<string, unknown>,
     tableOffset: start + length,

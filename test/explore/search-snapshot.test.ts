@@ -135,6 +135,11 @@ describe('bad input to saving and resuming a search', () => {
     expect(() => decodeSnapshotHeader(bytes, "'notes.txt'")).toThrow(
       /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 1'/,
     );
+    const header = '{"visitedSlots":1024}';
+    const truncated = new TextEncoder().encode(`x86slice-search 1\n${header.length}\n${header}`);
+    expect(() => decodeSnapshotHeader(truncated, "'cut.search'")).toThrow(
+      /'cut.search' is not a search saved by x86slice: its header has no fingerprints/,
+    );
   });
 });
 
