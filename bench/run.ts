@@ -56,6 +56,14 @@ const STATEFUL = fileURLToPath(new URL('./stateful.mjs', import.meta.url));
 const DISTRIBUTED = fileURLToPath(new URL('./distributed.mjs', import.meta.url));
 /** A stateful search saved and taken up again (see bench/saved-search.mjs). */
 const SAVED_SEARCH = fileURLToPath(new URL('./saved-search.mjs', import.meta.url));
+
+/** Runs a bench script in a plain node process and prints its table (every line but its last, the JSON one). */
+function printTable(script: string): void {
+  const lines = execFileSync(process.execPath, [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+    .trim()
+    .split('\n');
+  for (const line of lines.slice(0, -1)) console.log(line);
+}
 const TARGET_STATES_PER_CPU_S = 100_000; // issue 18: new states per second per core on stack-migration
 const TARGET_BYTES_PER_STATE = 16; // issue 18: at most 16 bytes a stored state
 const TARGET_SWITCHEROO_S = 5; // issue 18: the switcheroo proof, 2 CPUs, one TLB event, end to end
@@ -630,13 +638,7 @@ function main(): void {
     '10. The distributed search over a Redis broker, against the single-process search (plain node on dist/)',
   );
   try {
-    const lines = execFileSync(process.execPath, [DISTRIBUTED], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-      .trim()
-      .split('\n');
-    for (const line of lines.slice(0, -1)) console.log(line);
+    printTable(DISTRIBUTED);
   } catch (error) {
     console.log(
       `  not measured: ${(error as Error).message.split('\n')[0]} (it needs redis-server or X86SLICE_BROKER)`,
@@ -648,13 +650,7 @@ function main(): void {
   console.log(
     '11. A stateful search saved at half its states and taken up again, against one go (plain node on dist/)',
   );
-  const savedLines = execFileSync(process.execPath, [SAVED_SEARCH], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-    .trim()
-    .split('\n');
-  for (const line of savedLines.slice(0, -1)) console.log(line);
+  printTable(SAVED_SEARCH);
   console.log('');
 
   // Summary -------------------------------------------------------------------------------------------------------
