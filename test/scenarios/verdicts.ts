@@ -1,6 +1,9 @@
 import { expect } from 'vitest';
 import { replay } from '../../src/explore/explore.ts';
+import { PROTOCOL_PHASES } from '../../src/mm/migrate.ts';
+import { formatPhases, parsePhases, phaseMutants } from '../../src/mm/migration-phases.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
+import { EQUIVALENT, KILLED_OUTSIDE, MUTATION_CONFIGS } from '../../src/scenarios/mutate.ts';
 import { exploreConfig, type MutationConfig } from '../../src/scenarios/mutate-explore.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
@@ -32,4 +35,50 @@ export function expectVerdict(
   const s = findScenario(scenario);
   const build = machineFactory(s, resolveParams(s, { ...config.params, protocol }));
   expect(replay(build, found.schedule!).kind).toBe(expected);
+}
+
+/** By mutant (its change, as phaseMutants() names it): the configuration that kills it. */
+export type KilledBy = Readonly<Record<string, string>>;
+
+/**
+ * Checks the mutation verdict of `protocol` on `scenario`: every mutant is either equivalent or killed outside the
+ * configurations (and docs/scenarios/migration.md says why), or killed by the configuration `killedBy` names, one
+ * where the protocol itself is clean (`cleanIn`: the verdict tests prove it). Only that configuration is explored
+ * (the `mutate` command tries them in order, cheapest first; this test pins which one kills).
+ */
+export function expectMutantsKilled(
+  scenario: string,
+  protocol: string,
+  cleanIn: readonly string[],
+  killedBy: KilledBy,
+  docs: string,
+): void {
+  const list = PROTOCOL_PHASES[protocol as keyof typeof PROTOCOL_PHASES];
+  const equivalents = EQUIVALENT[scenario]?.[list] ?? {};
+  const outside = KILLED_OUTSIDE[scenario]?.[list] ?? {};
+  const configs = MUTATION_CONFIGS[scenario]!;
+  const named = new Set<string>();
+  for (const m of phaseMutants(parsePhases(list))) {
+    const text = formatPhases(m.phases);
+    if (equivalents[text] !== undefined || outside[text] !== undefined) {
+      expect(docs, `docs/scenarios/migration.md says why ${text} survives in ${scenario}`).toContain(`\`${text}\``);
+      continue;
+    }
+    const name = killedBy[m.change];
+    expect(name, `the configuration that kills '${m.change}' (${text}) in ${scenario}`).toBeDefined();
+    expect(cleanIn, `${protocol} is clean in '${name}', where '${m.change}' is killed`).toContain(name);
+    named.add(m.change);
+    const config = configs.find((c) => c.name === name)!;
+    const found = exploreConfig({
+      scenario,
+      protocol: text,
+      params: {},
+      config,
+      stopAtViolation: true,
+      budget: 5_000_000,
+    });
+    expect(found.violation, `${m.change} (${text}) is killed in ${scenario} by ${name}`).toBeDefined();
+  }
+  // A mutant the table names that the protocol no longer has is a stale row.
+  expect(Object.keys(killedBy).filter((change) => !named.has(change))).toEqual([]);
 }
