@@ -44,7 +44,7 @@ export async function exploreOverBroker(
       tlbEvents: r.tlbEvents,
       cacheEvents: r.cacheEvents,
       ipiDelivery: r.ipiDelivery,
-      deadWords: r.reduce,
+      deadWords: r.deadWords ?? r.reduce,
       ranges: flags.ranges,
     },
     build,

@@ -36,6 +36,7 @@ export interface ExploreFlags {
   readonly saveSearch?: unknown;
   readonly saveEvery?: unknown;
   readonly resume?: unknown;
+  readonly deadWords?: unknown;
   readonly json?: unknown;
 }
 
@@ -50,6 +51,7 @@ export interface ReplayFlags {
 const STRATEGIES = ['exhaustive', 'pct', 'random'] as const;
 const SEARCHES = ['stateful', 'stateless'] as const;
 const CACHE_EVENTS = ['held', 'mapped'] as const;
+const ON_OFF = ['on', 'off'] as const;
 const TRACE_FORMATS = ['text', 'chrome', 'mermaid'] as const;
 
 /**
@@ -347,6 +349,13 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
       );
     }
   }
+  const deadWords = choiceOption(argv, '--dead-words', flags.deadWords, ON_OFF);
+  if (deadWords !== undefined && search !== 'stateful') {
+    throw new InputError(
+      '--dead-words applies to the stateful exhaustive search (--strategy exhaustive, without --search stateless or ' +
+        '--preemptions): the others keep no states',
+    );
+  }
   const pairs = paramStrings(argv, flags.param);
   const { scenario, params, maxSteps } = await scenarioOf(ref, pairs);
   // What a saved search was run with: a resume with anything else is refused (src/cli/saved-search.ts).
@@ -388,6 +397,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
       ? {}
       : { saveSearchEvery: { seconds: saveEvery, save: (s: SearchSnapshot) => saveOnTheWay(saveTo, s) } }),
     ...(resume === undefined ? {} : { resume }),
+    ...(deadWords === undefined ? {} : { deadWords: deadWords === 'on' }),
   };
   let result: ExploreResult;
   const started = performance.now();

@@ -135,6 +135,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       'Take up the stateful search saved in this file where it stopped (the same scenario, parameters and options)',
     )
     .option(
+      '--dead-words <on|off>',
+      'The stateful search: leave popped stack words out of states (default on; off: every word from the start)',
+    )
+    .option(
       '--json',
       'Print one JSON object: executions, steps, complete, violations [{ outcome, schedule, scheduleLength, message }]',
     )

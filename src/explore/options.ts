@@ -165,4 +165,12 @@ export interface ExploreOptions {
    * result of a search resumed until complete is that of one search run to its end.
    */
   readonly resume?: SearchSnapshot;
+  /**
+   * The stateful exhaustive search: leave words a stack pop read (and frames freed or copied away) out of the state
+   * until something writes them (memory-tracker.ts). Default true (false with `reduction: 'none'`). A search that
+   * reads such a word anyway starts again with every word (the result's `deadWordsOff` says where): false starts
+   * with every word, for a long search known to read one (it saves the first run). A resumed search takes the
+   * setting of the search it resumes unless this is given.
+   */
+  readonly deadWords?: boolean;
 }

@@ -35,6 +35,7 @@ const OPTION_KEYS = [
   'saveSearch',
   'saveSearchEvery',
   'resume',
+  'deadWords',
 ] as const;
 
 /** Options checked and defaulted. */
@@ -60,6 +61,21 @@ export interface Resolved {
   readonly saveSearch: boolean;
   readonly saveSearchEvery: ExploreOptions['saveSearchEvery'];
   readonly resume: SearchSnapshot | undefined;
+  /** Whether the stateful search leaves dead words out; undefined: its default. */
+  readonly deadWords: boolean | undefined;
+}
+
+/** deadWords: a boolean, and only for the stateful exhaustive search (the others keep no states). */
+function deadWords(value: unknown, strategy: Strategy, search: 'stateful' | 'stateless'): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean')
+    throw new InputError(`explore deadWords ${describeValue(value)} must be true or false`);
+  if (strategy !== 'exhaustive' || search !== 'stateful') {
+    throw new InputError(
+      `explore deadWords is for the stateful exhaustive search, not strategy '${strategy}' (search '${search}')`,
+    );
+  }
+  return value;
 }
 
 /** stopAtViolation: a boolean, and only for the stateful exhaustive search. */
@@ -171,6 +187,7 @@ export function resolveOptions(options: ExploreOptions): Resolved {
         : requireOneOf(o.ipiDelivery, 'explore ipiDelivery', IPI_DELIVERY_MODES),
     search,
     stopAtViolation: stopAtViolation(o.stopAtViolation, strategy, search),
+    deadWords: deadWords(o.deadWords, strategy, search),
     ...searchSaving(o, strategy, search),
     invariant: requireInvariant(o.invariant),
     onProgress: o.onProgress,

@@ -40,6 +40,8 @@ export interface StatefulExploreOptions {
     | { readonly seconds: number; readonly save: (snapshot: SearchSnapshot) => void }
     | undefined;
   readonly resume?: SearchSnapshot | undefined;
+  /** Whether states leave dead words out (explore's deadWords); undefined: the search's default. */
+  readonly deadWords?: boolean | undefined;
 }
 
 /** The stateful search's result, in explore()'s terms (explore.ts's ExploreResult). */
@@ -94,6 +96,7 @@ export function statefulOptions(r: StatefulExploreOptions, deadline?: number): S
     ...(r.stopAtViolation ? { stopAtViolation: true } : {}),
     samples: CONTRACT_SAMPLES,
     reduction: r.reduce ? 'tlb-events' : 'none',
+    ...(r.deadWords === undefined ? {} : { deadWords: r.deadWords }),
     ...(r.onProgress ? { progress: (states: number) => r.onProgress!(states, r.budget) } : {}),
   };
 }

@@ -97,9 +97,12 @@ export class StatefulSearch {
     this.shared = o.shared;
   }
 
-  /** Whether dead words are left out of states (StatefulOptions.deadWords). */
+  /**
+   * Whether dead words are left out of states (StatefulOptions.deadWords); when not given, a resumed search takes
+   * its snapshot's (a search that read a dead word and ran again without them saves snapshots without them).
+   */
   private get deadWords(): boolean {
-    return this.o.deadWords ?? this.o.reduction !== 'none';
+    return this.o.deadWords ?? this.o.resume?.deadWords ?? this.o.reduction !== 'none';
   }
 
   run(): StatefulResult {

@@ -553,4 +553,23 @@ describe('x86slice explore --save-search and --resume', () => {
     const pct = await cli('explore', 'stack-migration', '--strategy', 'pct', '--resume', notes);
     expect(pct.err).toContain('--resume applies to the stateful exhaustive search on one thread');
   });
+
+  it('--dead-words off searches with every word from the start, and a search saved so resumes so', async () => {
+    const small = [...switcheroo, '-p', 'rounds=3'];
+    const whole = JSON.parse((await cli(...small, '--dead-words', 'off', '--json')).out);
+    const lean = JSON.parse((await cli(...small, '--json')).out);
+    expect([whole.complete, whole.deadWords, lean.deadWords]).toEqual([true, false, true]);
+    // Popped words in the state tell apart states that differ only below a stack pointer: more states.
+    expect(whole.states).toBeGreaterThan(lean.states);
+    const file = join(temp, 'every-word.search');
+    await cli(...small, '--dead-words', 'off', '--budget', '2000', '--save-search', file);
+    const rest = JSON.parse((await cli(...small, '--resume', file, '--json')).out);
+    expect([rest.complete, rest.deadWords, rest.states, rest.violations]).toEqual([true, false, whole.states, []]);
+    expect((await cli(...small, '--dead-words', 'maybe')).err).toContain("--dead-words 'maybe' must be one of on, off");
+    const pct = await cli('explore', 'stack-migration', '--strategy', 'pct', '--dead-words', 'off');
+    expect([pct.code, pct.err]).toEqual([
+      EXIT_USAGE,
+      expect.stringContaining('--dead-words applies to the stateful exhaustive search'),
+    ]);
+  });
 });

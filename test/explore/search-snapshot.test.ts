@@ -63,6 +63,29 @@ describe('a stateful search saved and resumed', () => {
     expect(outcome(result)).toEqual(outcome(whole));
   });
 
+  it('a search saved with every word in its states (after it read a dead word) resumes so, unless told otherwise', () => {
+    const params = { protocol: 'ipi-switcheroo' };
+    const every: ExploreOptions = { ...EXHAUSTIVE, deadWords: false };
+    const whole = explore(build(params), every);
+    expect([whole.complete, whole.deadWords]).toEqual([true, false]);
+    const cutAt = (options: ExploreOptions) =>
+      explore(build(params), { ...options, budget: 2_000, saveSearch: true }).snapshot!;
+    // What a search that read a dead word and ran again without them saves: a resume takes that setting (it was
+    // refused as another search's, so a long search stopped after its restart could not be taken up).
+    const rest = explore(build(params), { ...EXHAUSTIVE, resume: cutAt(every) });
+    expect(rest.deadWords).toBe(false);
+    expect(outcome(rest)).toEqual(outcome(whole));
+    expect(() => explore(build(params), { ...EXHAUSTIVE, deadWords: true, resume: cutAt(every) })).toThrow(
+      /does not match this one: it has deadWords false, tlbEvents 0, reduction none; this search true, 0/,
+    );
+    expect(() => explore(build(params), { strategy: 'pct', deadWords: false })).toThrow(
+      /explore deadWords is for the stateful exhaustive search, not strategy 'pct'/,
+    );
+    expect(() => explore(build(params), { ...EXHAUSTIVE, deadWords: 'no' as never })).toThrow(
+      /explore deadWords 'no' must be true or false/,
+    );
+  });
+
   it('goes through its byte form unchanged (what --save-search writes and --resume reads)', () => {
     const params = { protocol: 'ipi-switcheroo' };
     const cut = explore(build(params), { ...EXHAUSTIVE, budget: 1_000, saveSearch: true });
