@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +38,13 @@ const LONGEST = [
   'test/explore/distributed/broker.test.ts',
   'test/scenarios/mutate.test.ts',
 ];
+
+// A file renamed or removed would silently drop out of the list: say so instead.
+for (const file of LONGEST) {
+  if (!existsSync(fileURLToPath(new URL(file, import.meta.url)))) {
+    throw new Error(`vitest.config.ts: LONGEST names ${file}, which does not exist`);
+  }
+}
 
 /** Vitest's order (failed first, then longest first by its cache, else largest first), the LONGEST files before. */
 class LongestFirst extends BaseSequencer {
