@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_PHASES, PROTOCOLS } from '../../src/mm/migrate.ts';
 import { formatPhases, parsePhases, phaseMutants } from '../../src/mm/migration-phases.ts';
 import { runScenario } from '../../src/scenarios/catalogue.ts';
 import { MUTATION_CONFIGS, mutate, protocolPhases } from '../../src/scenarios/mutate.ts';
-import { expectMutantsKilled, type KilledBy } from './verdicts.ts';
+import { describeMutantsKilled, type KilledBy } from './verdicts.ts';
 
 const SWITCHEROO = PROTOCOL_PHASES['ipi-switcheroo'];
 
@@ -100,14 +99,7 @@ const KILLED_BY: Readonly<Record<string, KilledBy>> = {
   },
 };
 
-describe('x86slice mutate stack-migration: every mutant of a clean protocol is killed, or docs/ says why not', () => {
-  const docs = readFileSync(new URL('../../docs/scenarios/migration.md', import.meta.url), 'utf8');
-  it.each(Object.keys(CLEAN_IN))(
-    '%s',
-    (protocol) => expectMutantsKilled('stack-migration', protocol, CLEAN_IN[protocol]!, KILLED_BY[protocol]!, docs),
-    240_000,
-  );
-});
+describeMutantsKilled('stack-migration', CLEAN_IN, KILLED_BY);
 
 describe('bad input to mutate and the migration parameters', () => {
   it('a scenario with no mutation configurations, or a parameter the configurations set, is refused', async () => {

@@ -1,4 +1,5 @@
-import { expect } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { replay } from '../../src/explore/explore.ts';
 import { PROTOCOL_PHASES } from '../../src/mm/migrate.ts';
 import { formatPhases, parsePhases, phaseMutants } from '../../src/mm/migration-phases.ts';
@@ -44,15 +45,16 @@ export type KilledBy = Readonly<Record<string, string>>;
  * Checks the mutation verdict of `protocol` on `scenario`: every mutant is either equivalent or killed outside the
  * configurations (and docs/scenarios/migration.md says why), or killed by the configuration `killedBy` names, one
  * where the protocol itself is clean (`cleanIn`: the verdict tests prove it). Only that configuration is explored
- * (the `mutate` command tries them in order, cheapest first; this test pins which one kills).
+ * (the `mutate` command tries them in order, cheapest first; this test pins which one kills). The reasons for
+ * survivors are checked against docs/scenarios/migration.md.
  */
 export function expectMutantsKilled(
   scenario: string,
   protocol: string,
   cleanIn: readonly string[],
   killedBy: KilledBy,
-  docs: string,
 ): void {
+  const docs = readFileSync(new URL('../../docs/scenarios/migration.md', import.meta.url), 'utf8');
   const list = PROTOCOL_PHASES[protocol as keyof typeof PROTOCOL_PHASES];
   const equivalents = EQUIVALENT[scenario]?.[list] ?? {};
   const outside = KILLED_OUTSIDE[scenario]?.[list] ?? {};
@@ -81,4 +83,22 @@ export function expectMutantsKilled(
   }
   // A mutant the table names that the protocol no longer has is a stale row.
   expect(Object.keys(killedBy).filter((change) => !named.has(change))).toEqual([]);
+}
+
+/**
+ * The mutation verdicts of `scenario`, one test per protocol of `killedBy`: each protocol is clean in the
+ * configurations `cleanIn` names for it, and each mutant is killed where `killedBy` says (expectMutantsKilled).
+ */
+export function describeMutantsKilled(
+  scenario: string,
+  cleanIn: Readonly<Record<string, readonly string[]>>,
+  killedBy: Readonly<Record<string, KilledBy>>,
+): void {
+  describe(`x86slice mutate ${scenario}: every mutant of a clean protocol is killed, or docs/ says why not`, () => {
+    it.each(Object.keys(killedBy))(
+      '%s',
+      (protocol) => expectMutantsKilled(scenario, protocol, cleanIn[protocol]!, killedBy[protocol]!),
+      240_000,
+    );
+  });
 }
