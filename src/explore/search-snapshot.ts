@@ -1,4 +1,4 @@
-import { formatSchedule, parseSchedule } from '../machine/schedule.ts';
+import { formatSchedule, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
 import type { Execution, ViolationKind } from './execution.ts';
 
@@ -41,6 +41,8 @@ export interface SearchSnapshot {
   readonly deadWords: boolean;
   readonly tlbEvents: number;
   readonly reduction: 'tlb-events' | 'none';
+  /** The path the search goes down first (StatefulOptions.first), which decides its order. */
+  readonly first?: readonly ScheduleEntry[];
 }
 
 const MAGIC = 'x86slice-search 1\n';
@@ -63,6 +65,7 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     deadWords: s.deadWords,
     tlbEvents: s.tlbEvents,
     reduction: s.reduction,
+    ...(s.first === undefined ? {} : { first: formatSchedule(s.first) }),
   });
   const headerBytes = new TextEncoder().encode(header);
   const start = new TextEncoder().encode(`${MAGIC}${headerBytes.length}\n`);
@@ -124,6 +127,7 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
       deadWords: h.deadWords as boolean,
       tlbEvents: h.tlbEvents as number,
       reduction: h.reduction as 'tlb-events' | 'none',
+      ...(typeof h.first === 'string' ? { first: parseSchedule(h.first) } : {}),
     }),
   };
 }

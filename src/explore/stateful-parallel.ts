@@ -109,11 +109,11 @@ export async function exploreStatefulParallel(
     if (outcome.status === 'rejected') throw outcome.reason;
     results.push(outcome.value);
   }
-  const deadRead = results.find((w) => w.deadRead >= 0)?.deadRead;
-  if (deadRead !== undefined) {
+  const reader = results.find((w) => w.deadRead >= 0);
+  if (reader !== undefined) {
     // As the search alone does (stateful.ts): a dead word was read, so search again with every word in the state.
     const again = await exploreStatefulParallel(source, build, r, options, workers, false);
-    return { ...again, deadWordsOff: deadWordsRead(deadRead) };
+    return { ...again, deadWordsOff: deadWordsRead(reader.deadRead, reader.deadReadSchedule) };
   }
   if (results.some((w) => w.reductionOverflowed)) {
     // As the search alone does (stateful.ts): the TLB-event reduction's argument failed, so search again without it.

@@ -29,6 +29,12 @@ export interface StatefulOptions {
   readonly progress?: (states: number) => void;
   /** A search saved when it stopped (search-snapshot.ts): take it up where it stopped. */
   readonly resume?: SearchSnapshot;
+  /**
+   * A path to go down first: while the search is on it, its next entry goes first among a state's steps and
+   * deliveries. The search run again after a dead word was read takes the path that read it first (a real
+   * execution, and where the search with dead words had got to). Only the order changes, never what is searched.
+   */
+  readonly first?: readonly ScheduleEntry[];
   /** Save the search if it stops with work left (the result's `snapshot`). */
   readonly keepSnapshot?: boolean;
   /**
@@ -113,6 +119,8 @@ export interface StatefulResult {
   readonly deadWordsOff?: string;
   /** As a worker: the physical address of a dead word read, or -1 (the result does not stand). */
   readonly deadRead: number;
+  /** The path to the step (or check) that read it: a schedule that replays to that read. */
+  readonly deadReadSchedule?: string;
   /** With keepSnapshot, a search that stopped with work left: the snapshot to resume it from. */
   readonly snapshot?: SearchSnapshot;
   /**

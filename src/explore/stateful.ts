@@ -1,5 +1,6 @@
+import createDebug from 'debug';
 import type { Machine } from '../machine/machine.ts';
-import type { ScheduleEntry } from '../machine/schedule.ts';
+import { formatSchedule, type ScheduleEntry } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { Checkpoint } from './checkpoint.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
@@ -13,6 +14,8 @@ import { entryOf, stateKind, takeChoice } from './state-transition.ts';
 import type { Sample, StatefulOptions, StatefulResult } from './stateful-result.ts';
 import { TlbEventReduction } from './tlb-event-reduction.ts';
 import { VisitedSet } from './visited-set.ts';
+
+const log = createDebug('x86slice:explore:stateful');
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
 // visited set of 64-bit fingerprints, so that every path reaching a state seen before is cut there, as in SPIN and
@@ -34,6 +37,8 @@ interface Frame {
   readonly choices: Choice[];
   next: number;
   tlbLeft: number;
+  /** Whether the path to this state is the search's `first` path so far, its entry here put at index 0. */
+  onFirst: boolean;
   /** Fills offered only if a choice from this state changes their entry (the TLB-event reduction). */
   readonly pending: PendingFills;
 }
@@ -87,6 +92,11 @@ export class StatefulSearch {
   private entered = 0;
   /** A path reached the step bound (maxSteps): the search is incomplete, whoever finishes the initial state. */
   private depthCut = false;
+  /** The path to the step that read a dead word (deadRead), as a schedule. */
+  private deadReadPath: string | undefined;
+  private deadReadEntries: ScheduleEntry[] | undefined;
+  /** The path to go down first (StatefulOptions.first; a resumed search's own). */
+  private readonly first: readonly ScheduleEntry[] | undefined;
   /** This worker finished the initial state. */
   private rootFinished = false;
 
@@ -95,6 +105,7 @@ export class StatefulSearch {
     private readonly o: StatefulOptions,
   ) {
     this.shared = o.shared;
+    this.first = o.resume === undefined ? o.first : o.resume.first;
   }
 
   /**
@@ -146,8 +157,9 @@ export class StatefulSearch {
       // Two states merged for their dead words could go different ways: the result does not stand. Search again
       // with every word's value in the state.
       const { resume: _saved, ...fresh } = this.o;
-      const again = new StatefulSearch(this.build, { ...fresh, deadWords: false }).run();
-      return { ...again, deadWordsOff: deadWordsRead(deadRead) };
+      const first = this.deadReadEntries === undefined ? {} : { first: this.deadReadEntries };
+      const again = new StatefulSearch(this.build, { ...fresh, deadWords: false, ...first }).run();
+      return { ...again, deadWordsOff: deadWordsRead(deadRead, this.deadReadPath) };
     }
     if (this.reduction?.overflowed() && this.shared === undefined) {
       // A fill met a TLB set too full for the reduction's argument: its result does not stand. Search again
@@ -189,6 +201,7 @@ export class StatefulSearch {
       reductionOverflowed: this.reduction?.overflowed() ?? false,
       deadWords: this.deadWords,
       deadRead,
+      ...(this.deadReadPath === undefined ? {} : { deadReadSchedule: this.deadReadPath }),
       ...(this.o.keepSnapshot && this.frames.length > 0 ? { snapshot: this.snapshot() } : {}),
     };
   }
@@ -225,6 +238,7 @@ export class StatefulSearch {
       deadWords: this.deadWords,
       tlbEvents: this.o.tlbEvents,
       reduction: this.reduction === undefined ? 'none' : 'tlb-events',
+      ...(this.first === undefined ? {} : { first: this.first }),
     };
   }
 
@@ -481,13 +495,8 @@ export class StatefulSearch {
       const state = this.state;
       takeChoice(this.machine, state, c, true);
       this.transitions++;
-      // A dead word read (by the step, or by a check or invariant at the last state): no state merged for its dead
-      // words can be trusted, so the search stops here and runs again without them (run()).
-      if (state.memory.deadRead >= 0) {
-        this.complete = false;
-        this.shared?.stop();
-        return;
-      }
+      // A dead word read by the step (or below, by a check or invariant at the state it reached).
+      if (state.memory.deadRead >= 0) return this.stopAtDeadRead(this.path());
       const event = isTlbEvent(c);
       if (!event && f.pending.count !== 0) {
         this.reduction!.afterChoice(f.pending, 'deliver' in c ? -1 : c.cpu, replay ? -1 : f.checkpoint.memory);
@@ -516,7 +525,9 @@ export class StatefulSearch {
       }
       this.statesBy[stateKind(c)]!++;
       if (tlbLeft === 0) this.statesWithoutEvents++;
-      if (this.reached(tlbLeft, c)) at = frames[frames.length - 1];
+      const pushed = this.reached(tlbLeft, c);
+      if (pushed) at = frames[frames.length - 1];
+      if (state.memory.deadRead >= 0) return this.stopAtDeadRead(pushed ? this.path(1) : this.path());
       if ((this.shared === undefined ? this.visited.size : this.shared.size) >= this.o.maxStates) {
         this.complete = false;
         this.shared?.stop();
@@ -556,6 +567,7 @@ export class StatefulSearch {
     // the reduction's pending fills count on the choices before them).
     const turn = this.o.worker === undefined || choices.length < 2 ? 0 : this.o.worker % choices.length;
     if (turn !== 0) choices.push(...choices.splice(0, turn));
+    const onFirst = this.first !== undefined && this.takeFirst(depth, choices);
     if (this.reduction !== undefined) {
       // The parent's probes are exact at its state only when restores go back by the undo log (not by replay).
       const parent = this.o.restore === 'replay' ? undefined : this.frames[depth - 1]?.pending;
@@ -569,11 +581,12 @@ export class StatefulSearch {
       return this.endOfPath(false);
     }
     if (frame === undefined) {
-      frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft, pending };
+      frame = { checkpoint: new Checkpoint(m.cpus.length), choices, next: 0, tlbLeft, pending, onFirst };
       this.framePool[depth] = frame;
     }
     frame.next = 0;
     frame.tlbLeft = tlbLeft;
+    frame.onFirst = onFirst;
     this.state.save(frame.checkpoint);
     this.onStack[frame.checkpoint.fpA & 0xffff]!++;
     this.frames.push(frame);
@@ -581,11 +594,50 @@ export class StatefulSearch {
     return true;
   }
 
-  /** The entries of the path to the state just reached (the top frame's choice last). */
-  private path(): ScheduleEntry[] {
+  /**
+   * While the path to a new state at `depth` is the `first` path so far (each frame above took its index 0, put
+   * there by this), moves the path's next entry to the front of `choices`, among the steps and deliveries (before
+   * the TLB events: the reduction's pending fills count on the choices before them). Whether it did.
+   */
+  private takeFirst(depth: number, choices: Choice[]): boolean {
+    const first = this.first!;
+    if (depth >= first.length) return false;
+    const parent = this.frames[depth - 1];
+    if (parent !== undefined && !(parent.onFirst && parent.next === 1)) return false;
+    const want = formatSchedule([first[depth]!]);
+    const k = choices.findIndex((c) => !isTlbEvent(c) && formatSchedule([entryOf(c)]) === want);
+    if (k < 0) return false;
+    if (k > 0) choices.unshift(...choices.splice(k, 1));
+    return true;
+  }
+
+  /** The entries of the path to the state just reached (the top frame's choice last; `skip` top frames left out). */
+  private path(skip = 0): ScheduleEntry[] {
     const entries: ScheduleEntry[] = [];
-    for (const f of this.frames) entries.push(entryOf(f.choices[f.next - 1]!));
+    const n = this.frames.length - skip;
+    for (let d = 0; d < n; d++) {
+      const f = this.frames[d]!;
+      entries.push(entryOf(f.choices[f.next - 1]!));
+    }
     return entries;
+  }
+
+  /**
+   * A dead word was read, by the last step of `path` or by a check or invariant at the state it reaches: no state
+   * merged for its dead words can be trusted, so the search stops here and runs again without them, down this path
+   * first (run()).
+   */
+  private stopAtDeadRead(path: ScheduleEntry[]): void {
+    this.deadReadEntries = path;
+    this.deadReadPath = formatSchedule(path);
+    log(
+      'dead word read at physical 0x%s after %d states, by %s',
+      this.state.memory.deadRead.toString(16),
+      this.visited.size,
+      this.deadReadPath,
+    );
+    this.complete = false;
+    this.shared?.stop();
   }
 
   /** A violation (or none) at the state just reached: kept when it is the shortest of its kind so far. */
@@ -620,9 +672,11 @@ export class StatefulSearch {
 }
 
 /** Why a search's dead words did not stand. */
-export function deadWordsRead(pa: number): string {
+export function deadWordsRead(pa: number, schedule?: string): string {
   return (
     `a dead word (popped from a stack, or in a frame freed or copied away) was read before it was written ` +
-    `(physical 0x${pa.toString(16)}): the search ran again with every word in the state`
+    `(physical 0x${pa.toString(16)}` +
+    (schedule === undefined ? '' : `, by the last step of schedule '${schedule}'`) +
+    `): the search ran again with every word in the state`
   );
 }
