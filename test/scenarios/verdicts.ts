@@ -4,7 +4,7 @@ import { replay } from '../../src/explore/explore.ts';
 import { PROTOCOL_PHASES } from '../../src/mm/migrate.ts';
 import { formatPhases, parsePhases, phaseMutants } from '../../src/mm/migration-phases.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
-import { EQUIVALENT, KILLED_OUTSIDE, MUTATION_CONFIGS } from '../../src/scenarios/mutate.ts';
+import { EQUIVALENT, MUTATION_CONFIGS } from '../../src/scenarios/mutate.ts';
 import { exploreConfig, type MutationConfig } from '../../src/scenarios/mutate-explore.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
@@ -42,8 +42,8 @@ export function expectVerdict(
 export type KilledBy = Readonly<Record<string, string>>;
 
 /**
- * Checks the mutation verdict of `protocol` on `scenario`: every mutant is either equivalent or killed outside the
- * configurations (and docs/scenarios/migration.md says why), or killed by the configuration `killedBy` names, one
+ * Checks the mutation verdict of `protocol` on `scenario`: every mutant is either equivalent (and
+ * docs/scenarios/migration.md says why), or killed by the configuration `killedBy` names, one
  * where the protocol itself is clean (`cleanIn`: the verdict tests prove it). Only that configuration is explored
  * (the `mutate` command tries them in order, cheapest first; this test pins which one kills). The reasons for
  * survivors are checked against docs/scenarios/migration.md.
@@ -57,12 +57,11 @@ export function expectMutantsKilled(
   const docs = readFileSync(new URL('../../docs/scenarios/migration.md', import.meta.url), 'utf8');
   const list = PROTOCOL_PHASES[protocol as keyof typeof PROTOCOL_PHASES];
   const equivalents = EQUIVALENT[scenario]?.[list] ?? {};
-  const outside = KILLED_OUTSIDE[scenario]?.[list] ?? {};
   const configs = MUTATION_CONFIGS[scenario]!;
   const named = new Set<string>();
   for (const m of phaseMutants(parsePhases(list))) {
     const text = formatPhases(m.phases);
-    if (equivalents[text] !== undefined || outside[text] !== undefined) {
+    if (equivalents[text] !== undefined) {
       expect(docs, `docs/scenarios/migration.md says why ${text} survives in ${scenario}`).toContain(`\`${text}\``);
       continue;
     }
