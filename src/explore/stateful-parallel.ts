@@ -1,4 +1,5 @@
 import type { Machine } from '../machine/machine.ts';
+import { parseSchedule } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { checkContract } from './contract-check.ts';
 import type { Execution } from './execution.ts';
@@ -40,6 +41,8 @@ export interface StatefulWorkerSetup {
   readonly deadline?: number;
   /** Whether dead words are left out (StatefulOptions.deadWords); the search's default when absent. */
   readonly deadWords?: boolean;
+  /** The path to go down first, as a schedule (StatefulOptions.first): where a search with dead words read one. */
+  readonly first?: string;
 }
 
 type WorkerMessage = { result: StatefulResult } | { error: { name: string; message: string } | string };
@@ -63,6 +66,7 @@ export async function exploreStatefulParallel(
   options: WorkerOptions,
   workers: number,
   deadWords?: boolean,
+  first?: string,
 ): Promise<ExploreResult> {
   if (r.invariant !== undefined) {
     throw new InputError('explore invariant cannot be sent to workers: run the stateful search in one process');
@@ -71,16 +75,17 @@ export async function exploreStatefulParallel(
   const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
   const built = delivering(build, r);
   const here = !import.meta.url.endsWith('.ts');
-  const first = here ? 1 : 0;
-  const threads = Array.from({ length: workers - first }, (_, k) =>
+  const firstWorker = here ? 1 : 0;
+  const threads = Array.from({ length: workers - firstWorker }, (_, k) =>
     runWorker(
       {
         source,
         options,
         buffers: set.buffers,
-        worker: first + k,
+        worker: firstWorker + k,
         ...(deadline === undefined ? {} : { deadline }),
         ...(deadWords === undefined ? {} : { deadWords }),
+        ...(first === undefined ? {} : { first }),
       },
       set,
     ),
@@ -90,7 +95,11 @@ export async function exploreStatefulParallel(
   let failure: unknown;
   if (here) {
     try {
-      const o = { ...statefulOptions(r, deadline), ...(deadWords === undefined ? {} : { deadWords }) };
+      const o = {
+        ...statefulOptions(r, deadline),
+        ...(deadWords === undefined ? {} : { deadWords }),
+        ...(first === undefined ? {} : { first: parseSchedule(first) }),
+      };
       const progress = r.onProgress ? { progress: () => r.onProgress!(set.size, r.budget) } : {};
       const own = new StatefulSearch(built, { ...o, ...progress, shared: set, worker: 0 }).run();
       checkContract(built, own.samples, own.deadWords);
@@ -111,8 +120,9 @@ export async function exploreStatefulParallel(
   }
   const reader = results.find((w) => w.deadRead >= 0);
   if (reader !== undefined) {
-    // As the search alone does (stateful.ts): a dead word was read, so search again with every word in the state.
-    const again = await exploreStatefulParallel(source, build, r, options, workers, false);
+    // As the search alone does (stateful.ts): a dead word was read, so search again with every word in the state,
+    // down the path that read it first.
+    const again = await exploreStatefulParallel(source, build, r, options, workers, false, reader.deadReadSchedule);
     return { ...again, deadWordsOff: deadWordsRead(reader.deadRead, reader.deadReadSchedule) };
   }
   if (results.some((w) => w.reductionOverflowed)) {
@@ -124,6 +134,7 @@ export async function exploreStatefulParallel(
       { ...options, reduction: 'none' },
       workers,
       deadWords,
+      first,
     );
   }
   return finishStateful(built, r, merge(results, set, r.budget), workers);

@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { parseSchedule } from '../machine/schedule.ts';
 import { checkContract } from './contract-check.ts';
 import { delivering, resolveOptions } from './parts.ts';
 import { SharedStateSet } from './shared-state-set.ts';
@@ -19,6 +20,7 @@ try {
   const o = {
     ...statefulOptions(r, setup.deadline),
     ...(setup.deadWords === undefined ? {} : { deadWords: setup.deadWords }),
+    ...(setup.first === undefined ? {} : { first: parseSchedule(setup.first) }),
     shared,
     worker: setup.worker,
   };
