@@ -53,6 +53,8 @@ export interface KernelScheduler {
   hold(x: Assembler, task: number): KernelProgram;
   /** Lets a held task run again (sched.ts's releaseTask). */
   release(x: Assembler, task: number): KernelProgram<void>;
+  /** Keeps the running `task` on its CPU, or lets it move again (sched.ts's pinTask). */
+  pin(x: Assembler, task: number, pinned: boolean): KernelProgram<void>;
 }
 
 function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {

@@ -145,6 +145,7 @@ const STEPS: PhaseSteps = {
   freeOldFrame,
   migrationEntry,
   isCurrent: (x, kernel, task) => schedulerOf(kernel).isCurrentOn(x, task),
+  pin: (x, kernel, task, pinned) => schedulerOf(kernel).pin(x, task, pinned),
 };
 
 /** The kernel's scheduler (sched.ts, through the kernel: migrate.ts is below it), for a protocol given a task. */

@@ -32,6 +32,8 @@ import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord,
 //                    naive list instead (see phaseProtocol)
 //   check-current    in a handler: if the task is not current on this CPU (it was switched out or migrated since
 //                    the initiator read task_cpu), return at once and tell the initiator
+//   pin, unpin       migrate_disable() / migrate_enable() for the task: pin keeps it on the CPU it runs on (in a
+//                    handler that found it current), unpin lets it move again (sched.ts's pinTask)
 //   park             stop_machine()'s rendezvous for every CPU but this one and the task's: each takes an IPI and
 //                    spins in its handler, interrupts off, until unpark; this CPU waits until all have arrived
 //   unpark           releases them; each INVLPGs the page before it leaves its handler; waits until all have left
@@ -39,7 +41,7 @@ import { csdAddress, flushInfo, flushTlbKernelRange, kernelRangeFlush, lockWord,
 /** One phase of a protocol. */
 export type Phase =
   | { readonly kind: 'clear-pte' | 'migration-entry' | 'copy' | 'install' | 'invlpg' | 'free' | 'wait' }
-  | { readonly kind: 'park' | 'unpark' | 'flush-others' | 'check-current' }
+  | { readonly kind: 'park' | 'unpark' | 'flush-others' | 'check-current' | 'pin' | 'unpin' }
   | { readonly kind: 'flush'; readonly wait: boolean }
   | { readonly kind: 'ipi'; readonly handler: readonly Phase[] };
 
@@ -57,6 +59,8 @@ const SIMPLE = [
   'unpark',
   'flush-others',
   'check-current',
+  'pin',
+  'unpin',
 ] as const;
 type SimpleKind = (typeof SIMPLE)[number];
 
@@ -149,6 +153,8 @@ export interface PhaseSteps {
   migrationEntry(x: Assembler, page: MigrationPage): KernelProgram<void>;
   /** Whether `task` is current on this CPU (sched.ts's isCurrentOn): 1 or 0. */
   isCurrent(x: Assembler, kernel: Kernel, task: number): KernelProgram;
+  /** Keeps the running `task` on its CPU, or lets it move again (sched.ts's pinTask). */
+  pin(x: Assembler, kernel: Kernel, task: number, pinned: boolean): KernelProgram<void>;
 }
 
 /** How a phase list ended: it ran to its end, or its ipi's handler found the task gone (check-current). */
@@ -271,6 +277,11 @@ export function phaseProtocol(
             const current = yield* steps.isCurrent(x, kernel, page.task);
             if (current === 0) gone = true;
           }
+          break;
+        case 'pin':
+        case 'unpin':
+          // With no scheduler (no task named) the task never moves: nothing to keep it from.
+          if (page.task !== undefined) yield* steps.pin(x, kernel, page.task, p.kind === 'pin');
           break;
         case 'ipi':
           if (!remote) {

@@ -25,7 +25,8 @@ import { vmalloc } from './vmalloc.ts';
 // Task ids are 1..4; 0 is the idle task (swapper/N, pid 0 in Linux). The scheduler's page (one zone page, taken at
 // set-up and direct-mapped, zero as memory starts) holds, as 8-byte words:
 //   per CPU c, at c * 64:        curr, rq (queued task bits, STOP), need_resched, rq lock, tick budget, last
-//   per task t, at 256 + t * 64: cpu (task_cpu), on_cpu, held, step (its next step), migrate_to (target + 1), dead
+//   per task t, at 256 + t * 64: cpu (task_cpu), on_cpu, held (HELD_OFF or PINNED), step (its next step),
+//                                migrate_to (target + 1), dead
 //   at 1024:                     ready (sched_init done), live (tasks not exited)
 //
 // A task's program is a list of steps (programs), run one after another by its entry code. The model's program
@@ -36,6 +37,10 @@ import { vmalloc } from './vmalloc.ts';
 // task carries across is in memory: its stack and its step word. An incarnation left on the old CPU is parked
 // right after its switch at the migration point, at the same stack depth as every other one, and resumes there if
 // the task comes back.
+
+/** The held word: kept off every CPU (holdTask), or kept on its own (pinTask); either way, never migrated. */
+const HELD_OFF = 1;
+const PINNED = 2;
 
 /** LOCAL_TIMER_VECTOR (arch/x86/include/asm/irq_vectors.h): the local APIC timer's interrupt. */
 export const LOCAL_TIMER_VECTOR = 0xec;
@@ -165,6 +170,9 @@ export class Scheduler implements KernelScheduler {
   }
   hold(x: Assembler, task: number): KernelProgram {
     return holdTask(x, this.kernel, task);
+  }
+  pin(x: Assembler, task: number, pinned: boolean): KernelProgram<void> {
+    return pinTask(x, this.kernel, task, pinned);
   }
   release(x: Assembler, task: number): KernelProgram<void> {
     return releaseTask(x, this.kernel, task);
@@ -377,7 +385,7 @@ export class Scheduler implements KernelScheduler {
     yield* spinLock(x, this.rqLock(first));
     yield* spinLock(x, this.rqLock(second));
     yield x.store(this.taskWord(id, 'MIGRATE_TO'), 8, 0);
-    const held: number = yield x.load(this.taskWord(id, 'HELD'));
+    const held: number = yield x.load(this.taskWord(id, 'HELD')); // held off, or pinned (pinTask)
     if (held !== 0 || target === c) {
       yield* spinUnlock(x, this.rqLock(second));
       yield* spinUnlock(x, this.rqLock(first));
@@ -588,7 +596,7 @@ export function* holdTask(x: Assembler, kernel: Kernel, task: number): KernelPro
   if (onCpu === 0) {
     const rq: number = yield x.load(s.cpuWord(cpu, 'RQ'));
     if ((rq & bit(id)) !== 0) yield x.store(s.cpuWord(cpu, 'RQ'), 8, rq - bit(id));
-    yield x.store(s.taskWord(id, 'HELD'), 8, 1);
+    yield x.store(s.taskWord(id, 'HELD'), 8, HELD_OFF);
   }
   yield* taskRqUnlock(x, s, cpu, flags);
   return onCpu === 0 ? 1 : 0;
@@ -609,6 +617,20 @@ export function* releaseTask(x: Assembler, kernel: Kernel, task: number): Kernel
     if ((rq & bit(id)) === 0) yield x.store(s.cpuWord(cpu, 'RQ'), 8, rq + bit(id));
   }
   yield* taskRqUnlock(x, s, cpu, flags);
+}
+
+/**
+ * Keeps the running `task` on its CPU (`pinned`), or lets it move again: the held word's PINNED, which the
+ * migration point reads (a tick's request to move is then dropped). The model's migrate_disable() /
+ * migrate_enable() (kernel/sched/core.c, v6.6), with two departures (docs/deviations.md): Linux's are the task's
+ * own (current's counter), where a migration protocol pins the task its IPI handler interrupted and unpins it from
+ * the initiating CPU; and a request made meanwhile is dropped, not carried out at migrate_enable(). One store each:
+ * the task is running when it is pinned (its handler found it current), so it is not held off, and nothing else
+ * writes the word until the protocol unpins it.
+ */
+export function* pinTask(x: Assembler, kernel: Kernel, task: number, pinned: boolean): KernelProgram<void> {
+  const s = schedulerOf(kernel, 'pinTask');
+  yield x.store(s.taskWord(checkTask(s, task, 'pinTask'), 'HELD'), 8, pinned ? PINNED : 0);
 }
 
 /** task_cpu(p): the CPU whose run queue the task is on (or runs on), one load. */

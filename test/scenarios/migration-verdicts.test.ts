@@ -53,6 +53,26 @@ describe('stack-migration with the scheduler (sched=preempt|migrate, rounds=3, n
     expect(checked.kind).toBeUndefined();
   });
 
+  it('sched=migrate: the switcheroo loses a write when the task moves back before the flush; pinned until the flush, it does not', () => {
+    // A tick moves the task to CPU2, the switcheroo copies there, a second tick asks it back to CPU1, whose TLB
+    // still maps the old frame (docs/scenarios/migration.md, the move back).
+    const moveBack =
+      '1*1107,0,1*12,0*32,1*2,2*3,deliver:1:0xec,1*31,2*18,deliver:1:0xfb,1*20,0*22,deliver:2:0xec,deliver:2:0xfb';
+    const run = replay(machineFactory(s, params('ipi-switcheroo', 'migrate')), moveBack);
+    expect(run.kind).toBe('lost-write');
+    expect(run.message).toMatch(/^lost write: CPU 1 stores to 0xffffc91000003ff0 in frame 0x808/);
+    // The handler pins the task (migrate_disable()) and CPU0 unpins it after the flush: the second tick's request
+    // is dropped, the task finishes on CPU2, and nothing reaches the old frame.
+    const pinned = 'ipi(check-current,pin,copy,install,invlpg),wait,flush,unpin,free';
+    expect(replay(machineFactory(s, params(pinned, 'migrate')), moveBack).kind).toBeUndefined();
+    // It is the pin that does it: the same list without it loses the write as the switcheroo does.
+    const unpinned = replay(
+      machineFactory(s, params('ipi(check-current,copy,install,invlpg),wait,flush,unpin,free', 'migrate')),
+      moveBack,
+    );
+    expect(unpinned.kind).toBe('lost-write');
+  });
+
   it.each(['preempt', 'migrate'])(
     'sched=%s, round-robin: the switcheroo moves the page and the task finishes',
     (sched) => {
