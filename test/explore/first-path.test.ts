@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { explore } from '../../src/explore/explore.ts';
-import { decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
+import { decodeSnapshotHeader, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
 import { StatefulSearch } from '../../src/explore/stateful.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatSchedule, parseSchedule } from '../../src/machine/schedule.ts';
 import { frameReader } from './fixtures/frame-reader.ts';
+import { snapshotBytes } from './fixtures/snapshot-bytes.ts';
 
 // The stateful search's `first` path (StatefulOptions.first): the search goes down it before anything else, which
 // changes the order it searches in, never what it searches. The search run again after a dead word was read takes
@@ -47,13 +48,7 @@ function search(o: { first?: string; stopAtViolation: boolean; maxStates?: numbe
 
 /** A snapshot through its byte form (what --save-search writes and --resume reads). */
 function throughBytes(s: SearchSnapshot): SearchSnapshot {
-  const parts = encodeSnapshot(s, {});
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
-  }
+  const bytes = snapshotBytes(s, {});
   const header = decodeSnapshotHeader(bytes, 'the snapshot');
   return header.complete(new Int32Array(bytes.slice(header.tableOffset).buffer));
 }

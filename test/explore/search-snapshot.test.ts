@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { explore } from '../../src/explore/explore.ts';
 import type { ExploreOptions, ExploreResult } from '../../src/explore/options.ts';
-import { decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
+import { decodeSnapshotHeader, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
+import { snapshotBytes } from './fixtures/snapshot-bytes.ts';
 
 // A stateful search saved when it stops (budget or time limit) and resumed later must end where one search run to
 // its end ends: the same states, transitions, final states and violations (schedules included).
@@ -89,13 +90,7 @@ describe('a stateful search saved and resumed', () => {
   it('goes through its byte form unchanged (what --save-search writes and --resume reads)', () => {
     const params = { protocol: 'ipi-switcheroo' };
     const cut = explore(build(params), { ...EXHAUSTIVE, budget: 1_000, saveSearch: true });
-    const parts = encodeSnapshot(cut.snapshot!, { scenario: 'stack-migration' });
-    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      bytes.set(p, at);
-      at += p.length;
-    }
+    const bytes = snapshotBytes(cut.snapshot!, { scenario: 'stack-migration' });
     const header = decodeSnapshotHeader(bytes, 'the file');
     expect(header.about).toEqual({ scenario: 'stack-migration' });
     const table = new Int32Array(bytes.slice(header.tableOffset).buffer);
