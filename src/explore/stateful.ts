@@ -1,6 +1,6 @@
 import createDebug from 'debug';
 import type { Machine } from '../machine/machine.ts';
-import { formatSchedule, type ScheduleEntry } from '../machine/schedule.ts';
+import { formatSchedule, type ScheduleEntry, sameEntry } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { Checkpoint } from './checkpoint.ts';
 import { type Choice, isTlbEvent } from './choices.ts';
@@ -92,9 +92,8 @@ export class StatefulSearch {
   private entered = 0;
   /** A path reached the step bound (maxSteps): the search is incomplete, whoever finishes the initial state. */
   private depthCut = false;
-  /** The path to the step that read a dead word (deadRead), as a schedule. */
-  private deadReadPath: string | undefined;
-  private deadReadEntries: ScheduleEntry[] | undefined;
+  /** The path to the step that read a dead word (deadRead). */
+  private deadReadPath: ScheduleEntry[] | undefined;
   /** The path to go down first (StatefulOptions.first; a resumed search's own). */
   private readonly first: readonly ScheduleEntry[] | undefined;
   /** This worker finished the initial state. */
@@ -157,9 +156,10 @@ export class StatefulSearch {
       // Two states merged for their dead words could go different ways: the result does not stand. Search again
       // with every word's value in the state.
       const { resume: _saved, ...fresh } = this.o;
-      const first = this.deadReadEntries === undefined ? {} : { first: this.deadReadEntries };
+      const path = this.deadReadPath;
+      const first = path === undefined ? {} : { first: path };
       const again = new StatefulSearch(this.build, { ...fresh, deadWords: false, ...first }).run();
-      return { ...again, deadWordsOff: deadWordsRead(deadRead, this.deadReadPath) };
+      return { ...again, deadWordsOff: deadWordsRead(deadRead, path === undefined ? undefined : formatSchedule(path)) };
     }
     if (this.reduction?.overflowed() && this.shared === undefined) {
       // A fill met a TLB set too full for the reduction's argument: its result does not stand. Search again
@@ -201,7 +201,7 @@ export class StatefulSearch {
       reductionOverflowed: this.reduction?.overflowed() ?? false,
       deadWords: this.deadWords,
       deadRead,
-      ...(this.deadReadPath === undefined ? {} : { deadReadSchedule: this.deadReadPath }),
+      ...(this.deadReadPath === undefined ? {} : { deadReadSchedule: formatSchedule(this.deadReadPath) }),
       ...(this.o.keepSnapshot && this.frames.length > 0 ? { snapshot: this.snapshot() } : {}),
     };
   }
@@ -604,8 +604,8 @@ export class StatefulSearch {
     if (depth >= first.length) return false;
     const parent = this.frames[depth - 1];
     if (parent !== undefined && !(parent.onFirst && parent.next === 1)) return false;
-    const want = formatSchedule([first[depth]!]);
-    const k = choices.findIndex((c) => !isTlbEvent(c) && formatSchedule([entryOf(c)]) === want);
+    const want = first[depth]!;
+    const k = choices.findIndex((c) => !isTlbEvent(c) && sameEntry(entryOf(c), want));
     if (k < 0) return false;
     if (k > 0) choices.unshift(...choices.splice(k, 1));
     return true;
@@ -628,13 +628,12 @@ export class StatefulSearch {
    * first (run()).
    */
   private stopAtDeadRead(path: ScheduleEntry[]): void {
-    this.deadReadEntries = path;
-    this.deadReadPath = formatSchedule(path);
+    this.deadReadPath = path;
     log(
       'dead word read at physical 0x%s after %d states, by %s',
       this.state.memory.deadRead.toString(16),
       this.visited.size,
-      this.deadReadPath,
+      formatSchedule(path),
     );
     this.complete = false;
     this.shared?.stop();

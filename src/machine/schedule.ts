@@ -267,6 +267,16 @@ function checkCpu(cpu: unknown, where: string, cpus: number): number {
   return cpu;
 }
 
+/** Whether two schedule entries name the same choice (a CPU's step, a delivery, a hardware event). */
+export function sameEntry(a: ScheduleEntry | undefined, b: ScheduleEntry): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object') return false;
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  for (const k of Object.keys(y)) if (x[k] !== y[k]) return false;
+  return Object.keys(x).length === Object.keys(y).length;
+}
+
 /** The inverse of parseSchedule, with runs of one CPU folded ("1*3"). */
 export function formatSchedule(entries: readonly ScheduleEntry[]): string {
   const out: string[] = [];

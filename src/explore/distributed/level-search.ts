@@ -1,5 +1,5 @@
 import type { Machine } from '../../machine/machine.ts';
-import { appendToSchedule, parseSchedule, type ScheduleEntry } from '../../machine/schedule.ts';
+import { appendToSchedule, parseSchedule, type ScheduleEntry, sameEntry } from '../../machine/schedule.ts';
 import { Checkpoint } from '../checkpoint.ts';
 import { type Choice, isTlbEvent } from '../choices.ts';
 import { classify, type FinalCheck, type ViolationKind } from '../execution.ts';
@@ -90,15 +90,6 @@ const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.f
 
 function choiceOf(e: ScheduleEntry): Choice {
   return typeof e === 'number' ? STEPS[e]! : (e as Choice);
-}
-
-function sameEntry(a: ScheduleEntry | undefined, b: ScheduleEntry): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object') return false;
-  const x = a as unknown as Record<string, unknown>;
-  const y = b as unknown as Record<string, unknown>;
-  for (const k of Object.keys(y)) if (x[k] !== y[k]) return false;
-  return Object.keys(x).length === Object.keys(y).length;
 }
 
 /**
