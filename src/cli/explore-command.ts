@@ -168,6 +168,7 @@ function statefulFigures(r: ExploreResult, seconds: number, resumedAt = 0) {
     bytesPerState: Math.round((10 * r.visitedBytes!) / Math.max(1, r.states!)) / 10,
     collisionProbability: r.collisionProbability!,
     deadWords: r.deadWords === true,
+    ...(r.copiedLive ? { copiedLive: true } : {}),
     ...(r.deadWordsOff === undefined ? {} : { deadWordsOff: r.deadWordsOff }),
   };
 }

@@ -43,10 +43,15 @@ function apply(m: Machine, state: MachineState, e: ScheduleEntry): void {
  * Runs each sample again on a machine from `build`; a state whose fingerprint differs from the one the search had
  * at that depth is an InputError naming the step (the CPU that moved) and what differs.
  */
-export function checkContract(build: () => Machine, samples: readonly Sample[], deadWords: boolean): void {
+export function checkContract(
+  build: () => Machine,
+  samples: readonly Sample[],
+  deadWords: boolean,
+  copiedLive = false,
+): void {
   for (const sample of samples) {
     const m = build();
-    const state = new MachineState(m, { drive: false, deadWords });
+    const state = new MachineState(m, { drive: false, deadWords, copiedLive });
     try {
       for (let k = 0; ; k++) {
         state.fingerprint(sample.tlbLeft[k]!);

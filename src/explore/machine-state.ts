@@ -46,6 +46,8 @@ export interface StateOptions {
   readonly initialMemory?: readonly [number, number];
   /** Words a stack pop read are dead until written: left out of the fingerprint (memory-tracker.ts). */
   readonly deadWords?: boolean;
+  /** With dead words: a frame copied away keeps its words live until it is freed (memory-tracker.ts). */
+  readonly copiedLive?: boolean;
 }
 
 /** A machine's fingerprint, kept current as it steps, and (driving) its checkpoints. */
@@ -95,6 +97,7 @@ export class MachineState {
     this.memory = new MemoryTracker(machine.memory, {
       undo: options.drive,
       deadWords: options.deadWords === true,
+      copiedLive: options.copiedLive === true,
       ...(options.initialMemory ? { initial: options.initialMemory } : {}),
     });
     this.programs = new ProgramStates(machine.cpus);

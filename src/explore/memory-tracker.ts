@@ -1,3 +1,4 @@
+import { FRAME_COPIED } from '../mmu/frame-guard.ts';
 import type { DeadWords, PhysicalMemory, WriteTracker } from '../mmu/physical-memory.ts';
 import { deadTermA, deadTermB, wordTermA, wordTermB } from './hash.ts';
 
@@ -16,6 +17,9 @@ import { deadTermA, deadTermB, wordTermA, wordTermB } from './hash.ts';
 // every read that reaches a frame with dead words is checked (PhysicalMemory.dead; the CPUs' page caches skip those
 // frames), and one that reads a dead word is recorded in `deadRead`: the search then runs again without dead words
 // (stateful.ts). As in SPIN's dead variable reduction, but checked as it runs rather than proved from the code.
+// With `copiedLive`, a copied-away frame's words stay in the state until it is freed: a CPU still translating to it
+// (a remote reader before the flush reaches it) reads them legitimately, and the search that read one runs again
+// so, keeping the other dead words (stateful.ts), rather than with none.
 
 const PAGE = 4096;
 const WORDS_PER_PAGE = PAGE / 8;
@@ -48,6 +52,10 @@ export class MemoryTracker implements WriteTracker, DeadWords {
   private readonly undo: boolean;
   /** Whether dead words are left out of the hash (see above). */
   readonly deadWords: boolean;
+  /** Whether a frame copied away keeps its words live until it is freed (see above). */
+  readonly copiedLive: boolean;
+  /** Whether the frame of the dead word read (deadRead) was a copied-away one then. */
+  deadReadCopied = false;
   /** Per frame: its dead words, one byte each (made at the frame's first), and how many. */
   private readonly deadBits: (Uint8Array | undefined)[] = [];
   /** Shared zeros until the first dead word (a tracker is made per execution by the soundness harness). */
@@ -63,10 +71,16 @@ export class MemoryTracker implements WriteTracker, DeadWords {
    */
   constructor(
     private readonly memory: PhysicalMemory,
-    options: { readonly undo: boolean; readonly initial?: readonly [number, number]; readonly deadWords?: boolean },
+    options: {
+      readonly undo: boolean;
+      readonly initial?: readonly [number, number];
+      readonly deadWords?: boolean;
+      readonly copiedLive?: boolean;
+    },
   ) {
     this.undo = options.undo;
     this.deadWords = options.deadWords === true;
+    this.copiedLive = options.copiedLive === true;
     this.perFrame = this.deadWords ? zeros(Math.ceil(memory.size / PAGE)) : NO_FRAMES;
     if (options.initial) [this.sumA, this.sumB] = options.initial;
     else this.hashAll();
@@ -114,6 +128,7 @@ export class MemoryTracker implements WriteTracker, DeadWords {
   }
 
   freed(pa: number, size: number): void {
+    if (this.copiedLive && this.copiedAway(pa)) return;
     let drop = false;
     const end = Math.floor((pa + size) / 8);
     for (let w = Math.ceil(pa / 8); w < end; ) {
@@ -196,9 +211,18 @@ export class MemoryTracker implements WriteTracker, DeadWords {
     for (let w = Math.floor(pa / 8); w <= last; w++) {
       if (this.isDead(w)) {
         this.deadRead = pa;
+        this.deadReadCopied = this.copiedAway(pa);
         return;
       }
     }
+  }
+
+  /** Whether the frame at `pa` is one a migration copied away and has not freed (the kernel's frame guard). */
+  private copiedAway(pa: number): boolean {
+    const g = this.memory.guard;
+    if (g === undefined) return false;
+    const i = Math.floor(pa / PAGE) - g.firstPfn;
+    return i >= 0 && i < g.frames && g.owner[i] === FRAME_COPIED;
   }
 
   private hashAll(): void {

@@ -65,7 +65,15 @@ export interface ExploreResult {
    * (memory-tracker.ts).
    */
   readonly deadWords?: boolean;
-  /** Stateful: why they did not, when a dead word was read (the search then ran again with every word). */
+  /**
+   * Stateful: true when the words of frames a migration copied away stayed in the states (a CPU still translating
+   * to such a frame read one, and the search ran again so: the other dead words stayed out).
+   */
+  readonly copiedLive?: boolean;
+  /**
+   * Stateful: why they did not, when a dead word was read (the search then ran again with every word, or with the
+   * words of copied-away frames).
+   */
   readonly deadWordsOff?: string;
   /**
    * What ended the search while it had work left: `budget` (the execution budget was used up: always, for the

@@ -39,6 +39,8 @@ export interface SearchSnapshot {
   readonly visitedSize: number;
   /** What the states stood on: dead words left out, TLB events, the reduction. */
   readonly deadWords: boolean;
+  /** With dead words: whether copied-away frames' words stayed in the states (absent: false). */
+  readonly copiedLive?: boolean;
   readonly tlbEvents: number;
   readonly reduction: 'tlb-events' | 'none';
   /** The path the search goes down first (StatefulOptions.first), which decides its order. */
@@ -63,6 +65,7 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     visitedSlots: s.visited.length / 2,
     visitedSize: s.visitedSize,
     deadWords: s.deadWords,
+    ...(s.copiedLive ? { copiedLive: true } : {}),
     tlbEvents: s.tlbEvents,
     reduction: s.reduction,
     ...(s.first === undefined ? {} : { first: formatSchedule(s.first) }),
@@ -125,6 +128,7 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
       visited,
       visitedSize: h.visitedSize as number,
       deadWords: h.deadWords as boolean,
+      ...(h.copiedLive === true ? { copiedLive: true } : {}),
       tlbEvents: h.tlbEvents as number,
       reduction: h.reduction as 'tlb-events' | 'none',
       ...(typeof h.first === 'string' ? { first: parseSchedule(h.first) } : {}),

@@ -64,6 +64,8 @@ export interface StatefulExploreResult {
   readonly workers?: number;
   /** Whether the states left out dead words (popped, or in frames freed or copied away: memory-tracker.ts). */
   readonly deadWords: boolean;
+  /** With dead words: whether copied-away frames' words stayed in the states (StatefulOptions.copiedLive). */
+  readonly copiedLive?: boolean;
   /** Why they did not (a dead word was read, and the search ran again), when asked for. */
   readonly deadWordsOff?: string;
   /** With saveSearch, a search stopped with work left: what resume takes. */
@@ -122,7 +124,8 @@ export type StatefulFindings = Pick<
   | 'visitedBytes'
   | 'deadWords'
   | 'deadWordsOff'
->;
+> &
+  Partial<Pick<StatefulResult, 'copiedLive'>>;
 
 /** What the search found, in explore()'s terms: after the contract check, with each violation replayed. */
 export function finishStateful(
@@ -131,7 +134,7 @@ export function finishStateful(
   result: StatefulFindings,
   workers = 1,
 ): StatefulExploreResult {
-  checkContract(build, result.samples, result.deadWords);
+  checkContract(build, result.samples, result.deadWords, result.copiedLive ?? false);
   // The counterexamples replay under the delivery the search used (replay() defaults to 'scheduled': with an
   // 'immediate' search, a replayed schedule used to reach a run the search never had, and report its message).
   const o = {
@@ -157,6 +160,7 @@ export function finishStateful(
     collisionProbability: collisionProbability(result.states),
     ...(workers > 1 ? { workers } : {}),
     deadWords: result.deadWords,
+    ...(result.copiedLive ? { copiedLive: true } : {}),
     ...(result.deadWordsOff === undefined ? {} : { deadWordsOff: result.deadWordsOff }),
   };
 }

@@ -7,7 +7,7 @@ import type { ExploreResult } from './options.ts';
 import { delivering, type Resolved } from './parts.ts';
 import { SharedStateSet, type SharedStateSetBuffers } from './shared-state-set.ts';
 import type { BuildSource, WorkerOptions } from './source.ts';
-import { deadWordsRead, StatefulSearch } from './stateful.ts';
+import { copiedWordRead, deadWordsRead, StatefulSearch } from './stateful.ts';
 import { finishStateful, statefulOptions } from './stateful-explore.ts';
 import type { StatefulResult } from './stateful-result.ts';
 import { startWorker } from './threads.ts';
@@ -43,6 +43,8 @@ export interface StatefulWorkerSetup {
   readonly deadWords?: boolean;
   /** The path to go down first, as a schedule (StatefulOptions.first): where a search with dead words read one. */
   readonly first?: string;
+  /** StatefulOptions.copiedLive. */
+  readonly copiedLive?: boolean;
 }
 
 type WorkerMessage = { result: StatefulResult } | { error: { name: string; message: string } | string };
@@ -67,6 +69,7 @@ export async function exploreStatefulParallel(
   workers: number,
   deadWords?: boolean,
   first?: string,
+  copiedLive?: boolean,
 ): Promise<ExploreResult> {
   if (r.invariant !== undefined) {
     throw new InputError('explore invariant cannot be sent to workers: run the stateful search in one process');
@@ -86,6 +89,7 @@ export async function exploreStatefulParallel(
         ...(deadline === undefined ? {} : { deadline }),
         ...(deadWords === undefined ? {} : { deadWords }),
         ...(first === undefined ? {} : { first }),
+        ...(copiedLive === undefined ? {} : { copiedLive }),
       },
       set,
     ),
@@ -99,10 +103,11 @@ export async function exploreStatefulParallel(
         ...statefulOptions(r, deadline),
         ...(deadWords === undefined ? {} : { deadWords }),
         ...(first === undefined ? {} : { first: parseSchedule(first) }),
+        ...(copiedLive === undefined ? {} : { copiedLive }),
       };
       const progress = r.onProgress ? { progress: () => r.onProgress!(set.size, r.budget) } : {};
       const own = new StatefulSearch(built, { ...o, ...progress, shared: set, worker: 0 }).run();
-      checkContract(built, own.samples, own.deadWords);
+      checkContract(built, own.samples, own.deadWords, own.copiedLive);
       results.push({ ...own, samples: [] });
     } catch (error) {
       set.stop();
@@ -119,6 +124,14 @@ export async function exploreStatefulParallel(
     results.push(outcome.value);
   }
   const reader = results.find((w) => w.deadRead >= 0);
+  if (reader?.deadReadCopied && !reader.copiedLive) {
+    // As the search alone does: a word of a frame copied away was read, so search again with those frames' words in
+    // the state (and the other dead words left out), down the path that read it first.
+    const s = reader.deadReadSchedule;
+    const again = await exploreStatefulParallel(source, build, r, options, workers, true, s, true);
+    const why = copiedWordRead(reader.deadRead, s);
+    return { ...again, deadWordsOff: again.deadWordsOff === undefined ? why : `${why}; then ${again.deadWordsOff}` };
+  }
   if (reader !== undefined) {
     // As the search alone does (stateful.ts): a dead word was read, so search again with every word in the state,
     // down the path that read it first.
@@ -135,6 +148,7 @@ export async function exploreStatefulParallel(
       workers,
       deadWords,
       first,
+      copiedLive,
     );
   }
   return finishStateful(built, r, merge(results, set, r.budget), workers);
@@ -201,5 +215,6 @@ function merge(results: readonly StatefulResult[], set: SharedStateSet, budget: 
     depth: Math.max(...results.map((r) => r.depth)),
     visitedBytes: set.bytes,
     deadWords: results.every((r) => r.deadWords),
+    copiedLive: results.some((r) => r.copiedLive),
   };
 }

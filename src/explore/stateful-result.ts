@@ -59,6 +59,12 @@ export interface StatefulOptions {
    * default: unless `reduction` is `none`. A search that sees a dead word read runs again without.
    */
   readonly deadWords?: boolean;
+  /**
+   * With dead words: a frame a migration copied away keeps its words in the state until it is freed
+   * (memory-tracker.ts). Default false, or a resumed search's; a search that read a word of a copied-away frame runs
+   * again with it true (a CPU still translating to the old frame read it), keeping the other dead words.
+   */
+  readonly copiedLive?: boolean;
   /** Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts). */
   readonly onFinal?: (m: Machine) => void;
   /**
@@ -115,10 +121,14 @@ export interface StatefulResult {
   readonly reductionOff?: string;
   /** Whether the result stands on dead words (left out of states: memory-tracker.ts). */
   readonly deadWords: boolean;
+  /** With dead words: whether copied-away frames' words stayed in the states (StatefulOptions.copiedLive). */
+  readonly copiedLive: boolean;
   /** Why dead words were asked for and not used (a dead word was read: the search ran again without), if so. */
   readonly deadWordsOff?: string;
   /** As a worker: the physical address of a dead word read, or -1 (the result does not stand). */
   readonly deadRead: number;
+  /** Whether the frame of that word was one a migration copied away (a search with copiedLive need not drop all). */
+  readonly deadReadCopied: boolean;
   /** The path to the step (or check) that read it: a schedule that replays to that read. */
   readonly deadReadSchedule?: string;
   /** With keepSnapshot, a search that stopped with work left: the snapshot to resume it from. */

@@ -21,13 +21,14 @@ try {
     ...statefulOptions(r, setup.deadline),
     ...(setup.deadWords === undefined ? {} : { deadWords: setup.deadWords }),
     ...(setup.first === undefined ? {} : { first: parseSchedule(setup.first) }),
+    ...(setup.copiedLive === undefined ? {} : { copiedLive: setup.copiedLive }),
     shared,
     worker: setup.worker,
   };
   const built = delivering(build, r);
   const result = new StatefulSearch(built, o).run();
   // The contract check runs here, on this thread's paths and its own build (see stateful-parallel.ts).
-  checkContract(built, result.samples, result.deadWords);
+  checkContract(built, result.samples, result.deadWords, result.copiedLive);
   parentPort!.postMessage({ result: { ...result, samples: [] } });
 } catch (error) {
   shared.stop();

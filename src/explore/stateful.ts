@@ -115,9 +115,18 @@ export class StatefulSearch {
     return this.o.deadWords ?? this.o.resume?.deadWords ?? this.o.reduction !== 'none';
   }
 
+  /** Whether copied-away frames keep their words in the state (StatefulOptions.copiedLive; a resumed search's). */
+  private get copiedLive(): boolean {
+    return this.deadWords && (this.o.copiedLive ?? this.o.resume?.copiedLive ?? false);
+  }
+
   run(): StatefulResult {
     this.machine = this.build();
-    this.state = new MachineState(this.machine, { drive: true, deadWords: this.deadWords });
+    this.state = new MachineState(this.machine, {
+      drive: true,
+      deadWords: this.deadWords,
+      copiedLive: this.copiedLive,
+    });
     if (this.o.reduction !== 'none' && this.o.tlbEvents > 0) {
       this.reductionOff =
         this.o.cacheEvents === 'mapped'
@@ -152,6 +161,20 @@ export class StatefulSearch {
       this.state.detach();
     }
     const deadRead = this.state.memory.deadRead;
+    if (deadRead >= 0 && this.shared === undefined && this.state.memory.deadReadCopied && !this.copiedLive) {
+      // A word of a frame copied away was read (a CPU still translating to it): run again with those frames' words
+      // in the state and the other dead words left out, down the path that read it first.
+      const { resume: _saved, ...fresh } = this.o;
+      const path = this.deadReadPath;
+      const again = new StatefulSearch(this.build, {
+        ...fresh,
+        deadWords: true,
+        copiedLive: true,
+        ...(path === undefined ? {} : { first: path }),
+      }).run();
+      const why = copiedWordRead(deadRead, path === undefined ? undefined : formatSchedule(path));
+      return { ...again, deadWordsOff: again.deadWordsOff === undefined ? why : `${why}; then ${again.deadWordsOff}` };
+    }
     if (deadRead >= 0 && this.shared === undefined) {
       // Two states merged for their dead words could go different ways: the result does not stand. Search again
       // with every word's value in the state.
@@ -200,7 +223,9 @@ export class StatefulSearch {
       depthCut: this.depthCut,
       reductionOverflowed: this.reduction?.overflowed() ?? false,
       deadWords: this.deadWords,
+      copiedLive: this.copiedLive,
       deadRead,
+      deadReadCopied: this.state.memory.deadReadCopied,
       ...(this.deadReadPath === undefined ? {} : { deadReadSchedule: formatSchedule(this.deadReadPath) }),
       ...(this.o.keepSnapshot && this.frames.length > 0 ? { snapshot: this.snapshot() } : {}),
     };
@@ -236,6 +261,7 @@ export class StatefulSearch {
       visited: visited.table,
       visitedSize: visited.size,
       deadWords: this.deadWords,
+      ...(this.copiedLive ? { copiedLive: true } : {}),
       tlbEvents: this.o.tlbEvents,
       reduction: this.reduction === undefined ? 'none' : 'tlb-events',
       ...(this.first === undefined ? {} : { first: this.first }),
@@ -255,10 +281,16 @@ export class StatefulSearch {
       );
     if (this.shared !== undefined) throw new InputError('a saved search resumes on one thread only');
     const reduction = this.reduction === undefined ? 'none' : 'tlb-events';
-    if (s.deadWords !== this.deadWords || s.tlbEvents !== this.o.tlbEvents || s.reduction !== reduction) {
+    const copiedLive = s.copiedLive === true;
+    if (
+      s.deadWords !== this.deadWords ||
+      copiedLive !== this.copiedLive ||
+      s.tlbEvents !== this.o.tlbEvents ||
+      s.reduction !== reduction
+    ) {
       throw mismatch(
-        `it has deadWords ${s.deadWords}, tlbEvents ${s.tlbEvents}, reduction ${s.reduction}; this search ` +
-          `${this.deadWords}, ${this.o.tlbEvents}, ${reduction}`,
+        `it has deadWords ${s.deadWords}, copiedLive ${copiedLive}, tlbEvents ${s.tlbEvents}, reduction ` +
+          `${s.reduction}; this search ${this.deadWords}, ${this.copiedLive}, ${this.o.tlbEvents}, ${reduction}`,
       );
     }
     const depth = s.next.length;
@@ -324,6 +356,7 @@ export class StatefulSearch {
       drive: true,
       initialMemory: this.initialMemory,
       deadWords: this.deadWords,
+      copiedLive: this.copiedLive,
     });
     this.state.memory.deadRead = deadRead;
     this.reduction?.attach(this.machine, this.state);
@@ -668,6 +701,15 @@ export class StatefulSearch {
     tlbLeft[n - 1] = c === undefined ? this.o.tlbEvents : (last?.tlbLeft ?? this.o.tlbEvents) - (isTlbEvent(c) ? 1 : 0);
     this.samples.push({ entries, fingerprints, tlbLeft, parts });
   }
+}
+
+/** Why a search's dead words stood only with copied-away frames' words in the state. */
+export function copiedWordRead(pa: number, schedule?: string): string {
+  return (
+    `a word of a frame a migration copied away was read (physical 0x${pa.toString(16)}` +
+    (schedule === undefined ? '' : `, by the last step of schedule '${schedule}'`) +
+    `), by a CPU still translating to it: the search ran again with copied-away frames' words in the state`
+  );
 }
 
 /** Why a search's dead words did not stand. */

@@ -77,7 +77,7 @@ describe('a stateful search saved and resumed', () => {
     expect(rest.deadWords).toBe(false);
     expect(outcome(rest)).toEqual(outcome(whole));
     expect(() => explore(build(params), { ...EXHAUSTIVE, deadWords: true, resume: cutAt(every) })).toThrow(
-      /does not match this one: it has deadWords false, tlbEvents 0, reduction none; this search true, 0/,
+      /does not match this one: it has deadWords false, copiedLive false, tlbEvents 0, reduction none; this search true, false, 0/,
     );
     expect(() => explore(build(params), { strategy: 'pct', deadWords: false })).toThrow(
       /explore deadWords is for the stateful exhaustive search, not strategy 'pct'/,
@@ -86,6 +86,21 @@ describe('a stateful search saved and resumed', () => {
       /explore deadWords 'no' must be true or false/,
     );
   });
+
+  it('a search saved after it read a frame copied away resumes with those frames in its states', () => {
+    // The remote reader reads the old stack page before the flush reaches it (dead-words.test.ts): the search ran
+    // again with copied-away frames' words in its states, and a resume of what it saved goes on so.
+    const params = { protocol: 'ipi-switcheroo', remote: 'reader', cpus: 3, rounds: 3, chunk: 4096 };
+    const cut = explore(build(params), { ...EXHAUSTIVE, budget: 20_000, saveSearch: true });
+    expect([cut.deadWords, cut.copiedLive]).toEqual([true, true]);
+    const bytes = snapshotBytes(cut.snapshot!, {});
+    const header = decodeSnapshotHeader(bytes, 'the file');
+    const saved = header.complete(new Int32Array(bytes.slice(header.tableOffset).buffer));
+    expect(saved.copiedLive).toBe(true);
+    const rest = explore(build(params), { ...EXHAUSTIVE, budget: 25_000, resume: saved });
+    expect([rest.deadWords, rest.copiedLive, rest.deadWordsOff]).toEqual([true, true, undefined]);
+    expect(rest.states).toBeGreaterThan(cut.states!);
+  }, 60_000);
 
   it('goes through its byte form unchanged (what --save-search writes and --resume reads)', () => {
     const params = { protocol: 'ipi-switcheroo' };
@@ -123,7 +138,7 @@ describe('bad input to saving and resuming a search', () => {
     expect(() =>
       explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, tlbEvents: 1, resume: cut() }),
     ).toThrow(
-      /does not match this one: it has deadWords true, tlbEvents 0, reduction none; this search true, 1, tlb-events/,
+      /does not match this one: it has deadWords true, copiedLive false, tlbEvents 0, reduction none; this search true, false, 1, tlb-events/,
     );
   });
 
