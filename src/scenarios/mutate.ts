@@ -4,6 +4,7 @@ import { PROTOCOL_PHASES, type ProtocolName } from '../mm/migrate.ts';
 import { formatPhases, type PhaseList, parsePhases, phaseMutants } from '../mm/migration-phases.ts';
 import { describeValue, InputError } from '../mmu/input-error.ts';
 import { findScenario } from './catalogue.ts';
+import { clean, firstKill, PROBE_STATES } from './mutant-kill.ts';
 import { type Explored, type ExploreRequest, exploreConfig, type MutationConfig } from './mutate-explore.ts';
 import { type ParamValue, resolveParams } from './scenario.ts';
 
@@ -11,9 +12,10 @@ export type { Explored, MutationConfig } from './mutate-explore.ts';
 
 // Mutation checking of a protocol's verdict (docs/scenarios/migration.md "Mutation checking"): a "clean" verdict
 // counts only if the scenario fails without each step of the protocol. Each mutant (a phase dropped, two adjacent
-// phases swapped, a synchronous call's wait dropped) is explored, with the stateful exhaustive search, in each
-// configuration where the protocol itself is clean, until one shows a violation (kills it). A mutant no
-// configuration kills is equivalent (EQUIVALENT says why) or shows a gap in the scenario.
+// phases swapped, a synchronous call's wait dropped) is explored, with the stateful exhaustive search, in the
+// configurations where the protocol itself is clean, until one shows a violation (kills it): first a quick look in
+// each (PROBE_STATES states), then, if none kills it, completely in each. A mutant no configuration kills is
+// equivalent (EQUIVALENT says why) or shows a gap in the scenario.
 
 /**
  * The configurations, cheapest first (each mutant stops at the first that kills it): the task alone on 2 CPUs,
@@ -143,11 +145,14 @@ export const EQUIVALENT: Readonly<Record<string, Readonly<Record<string, Readonl
 export interface MutantReport {
   readonly phases: string;
   readonly change: string;
-  /** The configuration that killed it and what it found there. */
+  /**
+   * The configuration that killed it and what it found there: the first, in MUTATION_CONFIGS' order, where a quick
+   * look (PROBE_STATES states) found a violation; where none did, the first whose complete exploration did.
+   */
   readonly killedBy?: Explored;
   /** Why it is equivalent, when no configuration kills it and it is a known equivalent mutant. */
   readonly equivalent?: string;
-  /** Milliseconds its explorations took. */
+  /** Milliseconds its explorations took (every one run for it, quick looks included). */
   readonly ms: number;
 }
 
@@ -185,21 +190,47 @@ export function protocolPhases(protocol: string): PhaseList {
   return parsePhases(builtIn ?? protocol);
 }
 
+/** How urgent an exploration is (lower first): the protocol's own, the quick looks, then the complete ones. */
+const BASELINE = 0;
+const PROBE = 1;
+const COMPLETE = 2;
+
+/** An exploration waiting for a worker: by priority, then `size` (larger first), then in the order asked. */
+interface Waiting {
+  readonly priority: number;
+  readonly size: () => number;
+  readonly order: number;
+  readonly start: (w: Worker | undefined) => void;
+}
+
 /**
  * Where explorations run: on this thread (one lane), or each on a worker thread of a pool; a call waits for a free
- * worker.
+ * worker, the most urgent first (see Waiting), and is dropped (undefined) if `wanted()` is false by then.
  */
 class ExploreLanes {
   private readonly idle: Worker[] = [];
-  private readonly waiting: ((w: Worker) => void)[] = [];
+  private readonly waiting: Waiting[] = [];
   private readonly all: Worker[] = [];
   private nextId = 0;
+  private asked = 0;
 
   constructor(private readonly workers: number) {}
 
-  async explore(request: ExploreRequest): Promise<Explored> {
-    if (this.workers <= 1) return exploreConfig(request);
-    const worker = await this.take();
+  async explore(
+    request: ExploreRequest,
+    priority = BASELINE,
+    size: () => number = () => 0,
+    wanted: () => boolean = () => true,
+  ): Promise<Explored | undefined> {
+    if (this.workers <= 1) return wanted() ? exploreConfig(request) : undefined;
+    const worker = await this.take(priority, size);
+    // The worker came free as an exploration finished: let what that finish sets off run first (a mutant killed by
+    // it no longer wants its later explorations).
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!wanted()) {
+      this.give(worker);
+      return undefined;
+    }
     try {
       return await new Promise<Explored>((resolve, reject) => {
         const id = this.nextId++;
@@ -219,7 +250,7 @@ class ExploreLanes {
     }
   }
 
-  private take(): Promise<Worker> {
+  private take(priority: number, size: () => number): Promise<Worker> {
     const w = this.idle.pop();
     if (w !== undefined) return Promise.resolve(w);
     if (this.all.length < this.workers) {
@@ -227,13 +258,31 @@ class ExploreLanes {
       this.all.push(started);
       return Promise.resolve(started);
     }
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve) =>
+      this.waiting.push({ priority, size, order: this.asked++, start: (w) => resolve(w!) }),
+    );
   }
 
   private give(w: Worker): void {
-    const next = this.waiting.shift();
-    if (next) next(w);
-    else this.idle.push(w);
+    const waiting = this.waiting;
+    if (waiting.length === 0) {
+      this.idle.push(w);
+      return;
+    }
+    let best = 0;
+    for (let k = 1; k < waiting.length; k++) {
+      const a = waiting[k]!;
+      const b = waiting[best]!;
+      const bySize = b.size() - a.size();
+      if (
+        a.priority < b.priority ||
+        (a.priority === b.priority && (bySize < 0 || (bySize === 0 && a.order < b.order)))
+      ) {
+        best = k;
+      }
+    }
+    const [next] = waiting.splice(best, 1);
+    next!.start(w);
   }
 
   async close(): Promise<void> {
@@ -277,14 +326,15 @@ export async function mutate(
   // The protocol's own first violation in a configuration is enough to leave it out; where it has none, the
   // search ran to its end: clean, complete.
   const workers = options.workers ?? 1;
-  // With workers, explorations run on worker threads, `workers` at a time (a mutant's in order: it stops at the first
-  // that kills it); the report is in the same order either way.
+  // With workers, explorations run on worker threads, `workers` at a time; the report is the same either way.
   const lanes = new ExploreLanes(workers);
   try {
-    // Every exploration queues for a worker in the order asked: the protocol's own first, then each mutant's, each
-    // waiting only for the protocol's result in the configuration it is about to explore.
-    const baselines = configs.map(async (c) => {
-      const e = await lanes.explore({ scenario, protocol: text, params, config: c, stopAtViolation: true, budget });
+    // The protocol's own explorations first; each mutant's quick looks and complete explorations queue behind them,
+    // each deciding by the protocol's result in its configuration (awaited: a look may start before it is known).
+    const known: (Explored | undefined)[] = configs.map(() => undefined);
+    const baselines = configs.map(async (c, i) => {
+      const e = (await lanes.explore({ scenario, protocol: text, params, config: c, stopAtViolation: true, budget }))!;
+      known[i] = e;
       options.onExplored?.(`${protocol} in ${c.name}`, e);
       return e;
     });
@@ -292,38 +342,52 @@ export async function mutate(
     const mutants = await Promise.all(
       phaseMutants(phases).map(async (m): Promise<MutantReport> => {
         const mutantText = formatPhases(m.phases);
-        let killedBy: Explored | undefined;
+        // Without a scheduler the check that the task is current is no step (migration-phases.ts), so a mutant
+        // that drops it takes the protocol's steps: its exploration would be the protocol's, clean.
+        const skip = configs.map((_, i) => m.change.endsWith('drop check-current') && !scheduled[i]);
         let ms = 0;
-        for (const [i, c] of configs.entries()) {
-          // Only where the protocol is clean, completely, does a violation tell the mutant from the protocol.
-          const own = await baselines[i]!;
-          if (own.violation !== undefined || !own.complete) continue;
-          // Without a scheduler the check that the task is current is no step (migration-phases.ts), so a mutant
-          // that drops it takes the protocol's steps: its exploration would be the protocol's, clean.
-          if (m.change.endsWith('drop check-current') && !scheduled[i]) continue;
-          const e = await lanes.explore({
-            scenario,
-            protocol: mutantText,
-            params,
-            config: c,
-            stopAtViolation: true,
-            budget,
-          });
-          options.onExplored?.(`mutant ${mutantText} in ${c.name}`, e);
-          ms += e.ms;
-          if (e.violation !== undefined) {
-            killedBy = e;
-            break;
+        const explore = async (i: number, priority: number, wanted: () => boolean) => {
+          const c = configs[i]!;
+          const quick = priority === PROBE;
+          const e = await lanes.explore(
+            {
+              scenario,
+              protocol: mutantText,
+              params,
+              config: c,
+              stopAtViolation: true,
+              budget: quick ? PROBE_STATES : budget,
+            },
+            priority,
+            // The largest explorations first, so that the last to finish is a short one.
+            () => (known[i] === undefined ? Number.POSITIVE_INFINITY : known[i]!.states),
+            wanted,
+          );
+          if (e !== undefined) {
+            options.onExplored?.(`${quick ? 'a quick look at ' : ''}mutant ${mutantText} in ${c.name}`, e);
+            ms += e.ms;
           }
-        }
-        const reason = killedBy === undefined ? equivalents[mutantText] : undefined;
-        return {
-          phases: mutantText,
-          change: m.change,
-          ...(killedBy === undefined ? {} : { killedBy }),
-          ...(reason === undefined ? {} : { equivalent: reason }),
-          ms,
+          return e;
         };
+        const finish = (killedBy: Explored | undefined): MutantReport => {
+          const reason = killedBy === undefined ? equivalents[mutantText] : undefined;
+          return {
+            phases: mutantText,
+            change: m.change,
+            ...(killedBy === undefined ? {} : { killedBy }),
+            ...(reason === undefined ? {} : { equivalent: reason }),
+            ms,
+          };
+        };
+        return finish(
+          await firstKill({
+            configs: configs.length,
+            eligible: (i) => !skip[i],
+            baseline: (i) => baselines[i]!,
+            known: (i) => known[i],
+            explore: (i, quick, wanted) => explore(i, quick ? PROBE : COMPLETE, wanted),
+          }),
+        );
       }),
     );
     const configurations = await Promise.all(baselines);
@@ -343,7 +407,7 @@ function report(
 ): MutationReport {
   const killed = mutants.filter((m) => m.killedBy !== undefined).length;
   const equivalent = mutants.filter((m) => m.equivalent !== undefined).length;
-  const cleanConfigurations = configurations.filter((c) => c.violation === undefined && c.complete).length;
+  const cleanConfigurations = configurations.filter(clean).length;
   return {
     scenario,
     protocol,

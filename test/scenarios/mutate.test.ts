@@ -53,8 +53,8 @@ const CLEAN_IN: Readonly<Record<string, readonly string[]>> = {
   'park-switcheroo': MUTATION_CONFIGS['stack-migration']!.map((c) => c.name),
 };
 
-// The configuration that kills each mutant: the first, in MUTATION_CONFIGS' order, that `x86slice mutate` finds a
-// violation in (cheapest first).
+// The configuration that kills each mutant, as `x86slice mutate` reports it: the first, in MUTATION_CONFIGS' order,
+// whose quick look finds a violation, else whose complete exploration does (src/scenarios/mutant-kill.ts).
 const KILLED_BY: Readonly<Record<string, KilledBy>> = {
   'ipi-switcheroo': {
     'drop ipi': 'remote=none, 1 TLB event',

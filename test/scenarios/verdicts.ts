@@ -45,8 +45,8 @@ export type KilledBy = Readonly<Record<string, string>>;
  * Checks the mutation verdict of `protocol` on `scenario`: every mutant is either equivalent (and
  * docs/scenarios/migration.md says why), or killed by the configuration `killedBy` names, one
  * where the protocol itself is clean (`cleanIn`: the verdict tests prove it). Only that configuration is explored
- * (the `mutate` command tries them in order, cheapest first; this test pins which one kills). The reasons for
- * survivors are checked against docs/scenarios/migration.md.
+ * (the `mutate` command looks at each quickly, in order, then explores them completely: mutant-kill.ts; this test
+ * pins which one kills). The reasons for survivors are checked against docs/scenarios/migration.md.
  */
 export function expectMutantsKilled(
   scenario: string,
