@@ -349,7 +349,7 @@ export class StatefulSearch {
 
   /** Goes back to frame `f`'s state by building the machine again and taking the path's choices up to it. */
   private replayTo(f: Frame): void {
-    const deadRead = this.state.memory.deadRead;
+    const { deadRead, deadReadCopied } = this.state.memory;
     this.state.detach();
     this.machine = this.build();
     this.state = new MachineState(this.machine, {
@@ -359,6 +359,7 @@ export class StatefulSearch {
       copiedLive: this.copiedLive,
     });
     this.state.memory.deadRead = deadRead;
+    this.state.memory.deadReadCopied = deadReadCopied;
     this.reduction?.attach(this.machine, this.state);
     for (const g of this.frames) {
       if (g === f) break;

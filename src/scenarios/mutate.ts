@@ -200,7 +200,15 @@ interface Waiting {
   readonly priority: number;
   readonly size: () => number;
   readonly order: number;
-  readonly start: (w: Worker | undefined) => void;
+  readonly start: (w: Worker) => void;
+}
+
+/** Whether `a` goes to a worker before `b`. */
+function before(a: Waiting, b: Waiting): boolean {
+  if (a.priority !== b.priority) return a.priority < b.priority;
+  const sizeA = a.size();
+  const sizeB = b.size();
+  return sizeA !== sizeB ? sizeA > sizeB : a.order < b.order;
 }
 
 /**
@@ -258,9 +266,7 @@ class ExploreLanes {
       this.all.push(started);
       return Promise.resolve(started);
     }
-    return new Promise((resolve) =>
-      this.waiting.push({ priority, size, order: this.asked++, start: (w) => resolve(w!) }),
-    );
+    return new Promise((resolve) => this.waiting.push({ priority, size, order: this.asked++, start: resolve }));
   }
 
   private give(w: Worker): void {
@@ -270,17 +276,7 @@ class ExploreLanes {
       return;
     }
     let best = 0;
-    for (let k = 1; k < waiting.length; k++) {
-      const a = waiting[k]!;
-      const b = waiting[best]!;
-      const bySize = b.size() - a.size();
-      if (
-        a.priority < b.priority ||
-        (a.priority === b.priority && (bySize < 0 || (bySize === 0 && a.order < b.order)))
-      ) {
-        best = k;
-      }
-    }
+    for (let k = 1; k < waiting.length; k++) if (before(waiting[k]!, waiting[best]!)) best = k;
     const [next] = waiting.splice(best, 1);
     next!.start(w);
   }
@@ -346,9 +342,8 @@ export async function mutate(
         // that drops it takes the protocol's steps: its exploration would be the protocol's, clean.
         const skip = configs.map((_, i) => m.change.endsWith('drop check-current') && !scheduled[i]);
         let ms = 0;
-        const explore = async (i: number, priority: number, wanted: () => boolean) => {
+        const explore = async (i: number, quick: boolean, wanted: () => boolean) => {
           const c = configs[i]!;
-          const quick = priority === PROBE;
           const e = await lanes.explore(
             {
               scenario,
@@ -358,7 +353,7 @@ export async function mutate(
               stopAtViolation: true,
               budget: quick ? PROBE_STATES : budget,
             },
-            priority,
+            quick ? PROBE : COMPLETE,
             // The largest explorations first, so that the last to finish is a short one.
             () => (known[i] === undefined ? Number.POSITIVE_INFINITY : known[i]!.states),
             wanted,
@@ -369,25 +364,21 @@ export async function mutate(
           }
           return e;
         };
-        const finish = (killedBy: Explored | undefined): MutantReport => {
-          const reason = killedBy === undefined ? equivalents[mutantText] : undefined;
-          return {
-            phases: mutantText,
-            change: m.change,
-            ...(killedBy === undefined ? {} : { killedBy }),
-            ...(reason === undefined ? {} : { equivalent: reason }),
-            ms,
-          };
+        const killedBy = await firstKill({
+          configs: configs.length,
+          eligible: (i) => !skip[i],
+          baseline: (i) => baselines[i]!,
+          known: (i) => known[i],
+          explore,
+        });
+        const reason = killedBy === undefined ? equivalents[mutantText] : undefined;
+        return {
+          phases: mutantText,
+          change: m.change,
+          ...(killedBy === undefined ? {} : { killedBy }),
+          ...(reason === undefined ? {} : { equivalent: reason }),
+          ms,
         };
-        return finish(
-          await firstKill({
-            configs: configs.length,
-            eligible: (i) => !skip[i],
-            baseline: (i) => baselines[i]!,
-            known: (i) => known[i],
-            explore: (i, quick, wanted) => explore(i, quick ? PROBE : COMPLETE, wanted),
-          }),
-        );
       }),
     );
     const configurations = await Promise.all(baselines);

@@ -177,8 +177,9 @@ const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, read
     'ipi-switcheroo': [
       // The task moves back to CPU1 before the flush reaches it. The search with dead words reads one (CPU1 pops
       // the task's saved context through its stale translation of the old frame) after 39,015,729 states, and
-      // runs again with every word, down that path first: the lost write is a few steps on (1,399 states). Before
-      // it went down that path first, the search with every word ran 649,049,669 states without finding it.
+      // runs again down that path first, with the old frame's words in the state (where the pop reads a word popped
+      // before the copy, 1,372 states in), then with every word: the lost write is a few steps on (1,399 states).
+      // Before it went down that path first, the search with every word ran 649,049,669 states without finding it.
       {
         by: 'stateful',
         kind: 'lost-write',
