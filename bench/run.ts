@@ -56,6 +56,9 @@ const STATEFUL = fileURLToPath(new URL('./stateful.mjs', import.meta.url));
 const DISTRIBUTED = fileURLToPath(new URL('./distributed.mjs', import.meta.url));
 /** A stateful search saved and taken up again (see bench/saved-search.mjs). */
 const SAVED_SEARCH = fileURLToPath(new URL('./saved-search.mjs', import.meta.url));
+/** The mutation check of the switcheroo (see bench/mutate.mjs). */
+const MUTATE = fileURLToPath(new URL('./mutate.mjs', import.meta.url));
+const TARGET_MUTATE_S = 60; // issue 20: `x86slice mutate stack-migration -p protocol=ipi-switcheroo` here
 
 /** Runs a bench script in a plain node process and prints its table (every line but its last, the JSON one). */
 function printTable(script: string): void {
@@ -651,6 +654,28 @@ function main(): void {
     '11. A stateful search saved at half its states and taken up again, against one go (plain node on dist/)',
   );
   printTable(SAVED_SEARCH);
+  console.log('');
+
+  // 12. The mutation check ----------------------------------------------------------------------------------------
+  console.log('12. The mutation check of the switcheroo, as the CLI runs it (plain node on dist/, worker threads)');
+  const mutateOutput = execFileSync(process.execPath, [MUTATE], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+    .trim()
+    .split('\n');
+  for (const line of mutateOutput.slice(0, -1)) console.log(line);
+  const mutation = JSON.parse(mutateOutput.at(-1)!) as {
+    readonly medianSeconds: number;
+    readonly maxSeconds: number;
+    readonly runs: readonly { readonly survived: number }[];
+  };
+  checks.push({
+    name: 'mutate: the switcheroo, every non-equivalent mutant killed (median of 3)',
+    value: `${mutation.runs.some((r) => r.survived > 0) ? 'a mutant survives' : 'none survives'}, ${mutation.medianSeconds.toFixed(1)} s (max ${mutation.maxSeconds.toFixed(1)} s)`,
+    target: `none survives, < ${TARGET_MUTATE_S} s`,
+    pass: mutation.runs.every((r) => r.survived === 0) && mutation.medianSeconds < TARGET_MUTATE_S,
+  });
   console.log('');
 
   // Summary -------------------------------------------------------------------------------------------------------
