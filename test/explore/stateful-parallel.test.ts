@@ -7,6 +7,7 @@ import { SharedStateSet } from '../../src/explore/shared-state-set.ts';
 import { parseSchedule } from '../../src/machine/schedule.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 import { scenarioBuilder } from '../../src/scenarios/scenario-module.ts';
+import { copiedReader } from './fixtures/copied-reader.ts';
 import { counters } from './fixtures/counters.ts';
 import { faultLoop } from './fixtures/fault-loop.ts';
 import { frameReader } from './fixtures/frame-reader.ts';
@@ -53,6 +54,18 @@ describe('the stateful search on workers', () => {
     expect(many.complete).toBe(true);
     expect(many.states).toBe(one.states);
     expect(many.executions).toBe(one.executions);
+  }, 120_000);
+
+  it('runs again with copied-away frames in its states when a worker reads one, as one thread does', async () => {
+    const one = explore(copiedReader, stateful);
+    expect([one.deadWords, one.copiedLive]).toEqual([true, true]);
+    const many = await exploreParallel(fixture('copied-reader', 'copiedReaderFactory', []), {
+      ...stateful,
+      workers: 2,
+    });
+    expect([many.deadWords, many.copiedLive]).toEqual([true, true]);
+    expect(many.deadWordsOff).toMatch(/a word of a frame a migration copied away was read \(physical 0x[0-9a-f]+, by/);
+    expect([many.complete, many.states, many.executions]).toEqual([true, one.states, one.executions]);
   }, 120_000);
 
   it('finds a cycle (a fault retried forever) as a step-bound violation, as one thread does', async () => {

@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import type { Redis } from 'ioredis';
 import type { Machine } from '../../machine/machine.ts';
 import { InputError } from '../../mmu/input-error.ts';
-import { deadWordsRead } from '../stateful.ts';
+import { copiedWordRead, deadWordsRead } from '../stateful.ts';
 import {
   COORDINATOR,
   CURRENT,
@@ -58,8 +58,9 @@ export interface CoordinatorResult extends LevelResult {
   /** Workers lost during the search, and the ranges taken over. */
   readonly lost: readonly string[];
   readonly deadWordsOff?: string;
-  /** A dead word was read (its physical address), or -1. */
+  /** A dead word was read (its physical address), or -1, and whether its frame was one copied away. */
   readonly deadRead: number;
+  readonly deadReadCopied: boolean;
   readonly run: string;
   /** Whether the workers were told the search is over. */
   readonly final: boolean;
@@ -79,11 +80,21 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
   reader.on('error', () => {});
   try {
     const again = o.config.deadWords;
-    const result = await coordinate(redis, reader, o, !again);
+    let result = await coordinate(redis, reader, o, !again);
+    let why: string | undefined;
+    if (result.deadRead >= 0 && again && result.deadReadCopied && !o.config.copiedLive) {
+      // As the stateful search does: a word of a frame copied away was read, so again with those frames' words in
+      // the states and the other dead words left out (a run that may in turn read a dead word).
+      why = copiedWordRead(result.deadRead);
+      result = await coordinate(redis, reader, { ...o, config: { ...o.config, copiedLive: true } }, false);
+      if (result.deadRead < 0) return { ...result, deadWordsOff: why };
+    }
     if (result.deadRead >= 0 && again) {
       // As the stateful search does: a dead word was read, so states merged for their dead words do not stand.
-      const rerun = await coordinate(redis, reader, { ...o, config: { ...o.config, deadWords: false } }, true);
-      return { ...rerun, deadWordsOff: deadWordsRead(result.deadRead) };
+      const config = { ...o.config, deadWords: false, copiedLive: false };
+      const rerun = await coordinate(redis, reader, { ...o, config }, true);
+      const off = deadWordsRead(result.deadRead);
+      return { ...rerun, deadWordsOff: why === undefined ? off : `${why}; then ${off}` };
     }
     return result;
   } finally {
@@ -209,8 +220,9 @@ async function coordinate(redis: Redis, reader: Redis, o: CoordinatorOptions, fi
     }
     const held = [...bytes.values()].reduce((a, b) => a + b, 0);
     return {
-      ...merge.result(held, config.deadWords),
+      ...merge.result(held, config.deadWords, config.copiedLive),
       deadRead: merge.deadRead,
+      deadReadCopied: merge.deadReadCopied,
       workers: owners.length,
       lost,
       messages,

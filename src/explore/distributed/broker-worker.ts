@@ -114,6 +114,7 @@ async function serve(
     cacheEvents: config.cacheEvents,
     check,
     deadWords: config.deadWords,
+    ...(config.copiedLive ? { copiedLive: true } : {}),
     ranges: config.ranges,
   });
   const root = search.root;

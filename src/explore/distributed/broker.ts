@@ -42,6 +42,8 @@ export interface RunConfig {
   readonly cacheEvents: CacheScope;
   readonly ipiDelivery: IpiDelivery;
   readonly deadWords: boolean;
+  /** With dead words: copied-away frames keep their words in the states (a run after one read such a word). */
+  readonly copiedLive?: boolean;
   readonly ranges: number;
   /** The initial state's fingerprint: a worker whose machine differs is refused. */
   readonly root: readonly [number, number];

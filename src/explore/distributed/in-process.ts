@@ -1,5 +1,5 @@
 import type { Machine } from '../../machine/machine.ts';
-import { deadWordsRead } from '../stateful.ts';
+import { copiedWordRead, deadWordsRead } from '../stateful.ts';
 import { type LevelLimits, LevelMerge, type LevelResult } from './level-merge.ts';
 import {
   type Arrival,
@@ -58,13 +58,23 @@ export function exploreLevelsInProcess(
       if (!merge.next(sent)) break;
       queues = next;
     }
+    if (merge.deadRead >= 0 && o.deadWords && merge.deadReadCopied && !o.copiedLive) {
+      // As the stateful search does: a word of a frame copied away was read, so again with those frames' words in
+      // the states and the other dead words left out.
+      const again = exploreLevelsInProcess(builds, { ...o, copiedLive: true }, limits, owners);
+      const why = copiedWordRead(merge.deadRead);
+      return { ...again, deadWordsOff: again.deadWordsOff === undefined ? why : `${why}; then ${again.deadWordsOff}` };
+    }
     if (merge.deadRead >= 0 && o.deadWords) {
       // As the stateful search does: a dead word was read, so states merged for their dead words do not stand.
-      const again = exploreLevelsInProcess(builds, { ...o, deadWords: false }, limits, owners);
+      const again = exploreLevelsInProcess(builds, { ...o, deadWords: false, copiedLive: false }, limits, owners);
       return { ...again, deadWordsOff: deadWordsRead(merge.deadRead) };
     }
     const bytes = searches.reduce((n, s) => n + s.visitedBytes, 0);
-    return { ...merge.result(bytes, o.deadWords), replayed: searches.reduce((n, s) => n + s.replayed, 0) };
+    return {
+      ...merge.result(bytes, o.deadWords, o.copiedLive),
+      replayed: searches.reduce((n, s) => n + s.replayed, 0),
+    };
   } finally {
     for (const s of searches) s.detach();
   }

@@ -25,6 +25,8 @@ export class LevelMerge {
   levels = 0;
   depthCut = false;
   deadRead = -1;
+  /** Whether the dead word read was in a frame copied away (level-search.ts). */
+  deadReadCopied = false;
   timedOut = false;
   private readonly best = new Map<ViolationKind, FoundViolation>();
   /** States sent for the next level (successors, counted at their senders). */
@@ -38,7 +40,10 @@ export class LevelMerge {
     this.transitions += r.transitions;
     this.finalStates += r.finalStates;
     this.depthCut ||= r.depthCut;
-    if (r.deadRead >= 0 && this.deadRead < 0) this.deadRead = r.deadRead;
+    if (r.deadRead >= 0 && this.deadRead < 0) {
+      this.deadRead = r.deadRead;
+      this.deadReadCopied = r.deadReadCopied === true;
+    }
     for (const v of r.violations) if (better(v, this.best.get(v.kind))) this.best.set(v.kind, v);
   }
 
@@ -65,7 +70,7 @@ export class LevelMerge {
   }
 
   /** The result; complete when the last level sent nothing and no path met the step bound. */
-  result(visitedBytes: number, deadWords: boolean): LevelResult {
+  result(visitedBytes: number, deadWords: boolean, copiedLive = false): LevelResult {
     const stoppedAtViolation = this.limits.stopAtViolation && this.best.size > 0 && this.sent > 0;
     const complete = this.sent === 0 && !this.depthCut && !this.timedOut && this.deadRead < 0;
     return {
@@ -80,6 +85,7 @@ export class LevelMerge {
       depth: Math.max(0, this.levels - 1),
       visitedBytes,
       deadWords,
+      ...(copiedLive ? { copiedLive: true } : {}),
     };
   }
 }

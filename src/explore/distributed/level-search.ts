@@ -39,6 +39,8 @@ export interface LevelSearchOptions {
   readonly check: FinalCheck | undefined;
   /** Whether dead words are left out of states (memory-tracker.ts); a dead word read voids the search. */
   readonly deadWords: boolean;
+  /** With dead words: copied-away frames keep their words in the states (StatefulOptions.copiedLive). */
+  readonly copiedLive?: boolean;
   /** How many ranges the fingerprints are split into. */
   readonly ranges: number;
 }
@@ -61,6 +63,8 @@ export interface LevelReport {
   depthCut: boolean;
   /** A dead word was read (the physical address), or -1: the search must run again with every word. */
   deadRead: number;
+  /** Whether that word's frame was one a migration copied away (then again with copiedLive, not every word). */
+  deadReadCopied?: boolean;
   violations: FoundViolation[];
 }
 
@@ -107,7 +111,11 @@ class PathCursor {
 
   constructor(build: () => Machine, o: LevelSearchOptions) {
     this.machine = build();
-    this.state = new MachineState(this.machine, { drive: true, deadWords: o.deadWords });
+    this.state = new MachineState(this.machine, {
+      drive: true,
+      deadWords: o.deadWords,
+      copiedLive: o.copiedLive === true,
+    });
     this.state.fingerprint(o.tlbEvents);
     this.checkpoints.push(new Checkpoint(this.machine.cpus.length));
     this.state.save(this.checkpoints[0]!);
@@ -240,6 +248,7 @@ export class LevelSearch {
     const state = cursor.state;
     if (state.memory.deadRead >= 0) {
       report.deadRead = state.memory.deadRead;
+      report.deadReadCopied = state.memory.deadReadCopied;
       return;
     }
     const final = () => {
@@ -269,6 +278,7 @@ export class LevelSearch {
       state.fingerprint(tlbLeft - (isTlbEvent(c) ? 1 : 0));
       if (state.memory.deadRead >= 0) {
         report.deadRead = state.memory.deadRead;
+        report.deadReadCopied = state.memory.deadReadCopied;
         return;
       }
       emit(rangeOf(state.fpB, this.o.ranges), state.fpA, state.fpB, appendToSchedule(a.path, last, entryOf(c)));

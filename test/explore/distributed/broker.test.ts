@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COORDINATOR, CURRENT, connect, keys } from '../../../src/explore/distributed/broker.ts';
 import { runBrokerWorker } from '../../../src/explore/distributed/broker-worker.ts';
@@ -10,6 +11,7 @@ import { explore, replay } from '../../../src/explore/explore.ts';
 import { findScenario } from '../../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../../src/scenarios/scenario-module.ts';
+import { copiedReader } from '../fixtures/copied-reader.ts';
 
 // The distributed search over a real broker (issue 22): a coordinator and 1 to 3 worker processes on this machine
 // find what the single-process stateful search finds, and a worker killed mid-search changes nothing. The broker is
@@ -89,6 +91,9 @@ function finished(p: ChildProcess): Promise<{ code: number | null; out: string; 
 
 interface Json {
   states: number;
+  deadWords: boolean;
+  copiedLive?: boolean;
+  deadWordsOff?: string;
   transitions: number;
   distinctStates: number;
   complete: boolean;
@@ -100,11 +105,16 @@ interface Json {
  * explore --broker with `workers` worker processes; with `killAfter`, the second worker is killed (SIGKILL) once the
  * run has that many level reports, mid-search whatever the machine's speed.
  */
-async function distributed(params: readonly string[], workers: number, killAfter?: number): Promise<Json> {
+async function distributed(
+  params: readonly string[],
+  workers: number,
+  killAfter?: number,
+  scenario = 'stack-migration',
+): Promise<Json> {
   const pairs = params.flatMap((p) => ['-p', p]);
   const coordinator = cli([
     'explore',
-    'stack-migration',
+    scenario,
     ...pairs,
     '--strategy',
     'exhaustive',
@@ -179,6 +189,15 @@ describe.skipIf(!usable)('the distributed search over a Redis broker', () => {
       const dfs = result.violations.find((w) => w.kind === v.outcome)!;
       expect(v.scheduleLength).toBeLessThanOrEqual(dfs.scheduleLength);
     }
+  }, 120_000);
+
+  it('runs again with copied-away frames in its states when a worker reads one, as the single-process search does', async () => {
+    const one = explore(copiedReader, { strategy: 'exhaustive', search: 'stateful' });
+    const scenario = fileURLToPath(new URL('../fixtures/copied-reader-scenario.ts', import.meta.url));
+    const r = await distributed([], 2, undefined, scenario);
+    expect([r.complete, ...counts(r)]).toEqual([true, ...counts(one)]);
+    expect([r.deadWords, r.copiedLive]).toEqual([true, true]);
+    expect(r.deadWordsOff).toMatch(/a word of a frame a migration copied away was read/);
   }, 120_000);
 
   it('loses nothing when a worker is killed mid-search: the verdict and the state count stand', async () => {

@@ -7,6 +7,7 @@ import { appendToSchedule, formatSchedule, type ScheduleEntry } from '../../../s
 import { findScenario } from '../../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../../src/scenarios/scenario-module.ts';
+import { copiedReader } from '../fixtures/copied-reader.ts';
 
 // The distributed search's level-by-level engine (src/explore/distributed/level-search.ts), with its owners in one
 // process: it must store exactly the states the stateful search stores, and report shortest counterexamples that do
@@ -76,6 +77,32 @@ describe('the level-by-level search', () => {
       expect(replay(build, formatSchedule(v.schedule)).kind).toBe(v.kind);
     }
   }, 60_000);
+
+  it('runs again with copied-away frames in its states when an owner reads one, as the stateful search does', () => {
+    const o = { maxSteps: MAX_STEPS, tlbEvents: 0, cacheEvents: 'held' as const, check: undefined, deadWords: true };
+    const r = exploreLevelsInProcess(
+      () => copiedReader,
+      { ...o, ranges: 4 },
+      { budget: 1e6, stopAtViolation: false },
+      2,
+    );
+    const reference = new StatefulSearch(copiedReader, {
+      maxSteps: MAX_STEPS,
+      tlbEvents: 0,
+      check: undefined,
+      invariant: undefined,
+      maxStates: 1e6,
+      samples: 0,
+    }).run();
+    expect([reference.deadWords, reference.copiedLive]).toEqual([true, true]);
+    expect([r.complete, r.deadWords, r.copiedLive]).toEqual([true, true, true]);
+    expect(r.deadWordsOff).toMatch(/a word of a frame a migration copied away was read \(physical 0x[0-9a-f]+\)/);
+    expect([r.states, r.transitions, r.finalStates]).toEqual([
+      reference.states,
+      reference.transitions,
+      reference.finalStates,
+    ]);
+  });
 });
 
 describe('appendToSchedule', () => {
