@@ -60,12 +60,16 @@ const SAVED_SEARCH = fileURLToPath(new URL('./saved-search.mjs', import.meta.url
 const MUTATE = fileURLToPath(new URL('./mutate.mjs', import.meta.url));
 const TARGET_MUTATE_S = 60; // issue 20: `x86slice mutate stack-migration -p protocol=ipi-switcheroo` here
 
-/** Runs a bench script in a plain node process and prints its table (every line but its last, the JSON one). */
-function printTable(script: string): void {
+/**
+ * Runs a bench script in a plain node process, prints its table (every line but its last) and returns its figures
+ * (the last line, JSON).
+ */
+function printTable<T = unknown>(script: string): T {
   const lines = execFileSync(process.execPath, [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
     .trim()
     .split('\n');
   for (const line of lines.slice(0, -1)) console.log(line);
+  return JSON.parse(lines.at(-1)!) as T;
 }
 const TARGET_STATES_PER_CPU_S = 100_000; // issue 18: new states per second per core on stack-migration
 const TARGET_BYTES_PER_STATE = 16; // issue 18: at most 16 bytes a stored state
@@ -599,14 +603,7 @@ function main(): void {
 
   // 9. The stateful search beside the stateless one ----------------------------------------------------------------
   console.log('9. The stateful search and the stateless one on the same scenario (plain node on dist/)');
-  const statefulOutput = execFileSync(process.execPath, [STATEFUL], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-    .trim()
-    .split('\n');
-  const sf = JSON.parse(statefulOutput.at(-1)!) as StatefulFigures;
-  for (const line of statefulOutput.slice(0, -1)) console.log(line);
+  const sf = printTable<StatefulFigures>(STATEFUL);
   checks.push({
     name: `stateful: ${sf.scenario}, complete with no violation`,
     value: `${sf.stateful.complete ? 'complete' : 'incomplete'}, ${sf.stateful.violations.join(', ') || 'clean'}, ${sf.stateful.wallSeconds.toFixed(1)} s`,
@@ -658,18 +655,11 @@ function main(): void {
 
   // 12. The mutation check ----------------------------------------------------------------------------------------
   console.log('12. The mutation check of the switcheroo, as the CLI runs it (plain node on dist/, worker threads)');
-  const mutateOutput = execFileSync(process.execPath, [MUTATE], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-    .trim()
-    .split('\n');
-  for (const line of mutateOutput.slice(0, -1)) console.log(line);
-  const mutation = JSON.parse(mutateOutput.at(-1)!) as {
+  const mutation = printTable<{
     readonly medianSeconds: number;
     readonly maxSeconds: number;
     readonly runs: readonly { readonly survived: number }[];
-  };
+  }>(MUTATE);
   checks.push({
     name: 'mutate: the switcheroo, every non-equivalent mutant killed (median of 3)',
     value: `${mutation.runs.some((r) => r.survived > 0) ? 'a mutant survives' : 'none survives'}, ${mutation.medianSeconds.toFixed(1)} s (max ${mutation.maxSeconds.toFixed(1)} s)`,
