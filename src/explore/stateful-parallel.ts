@@ -129,8 +129,7 @@ export async function exploreStatefulParallel(
     // the state (and the other dead words left out), down the path that read it first.
     const s = reader.deadReadSchedule;
     const again = await exploreStatefulParallel(source, build, r, options, workers, true, s, true);
-    const why = copiedWordRead(reader.deadRead, s);
-    return { ...again, deadWordsOff: again.deadWordsOff === undefined ? why : `${why}; then ${again.deadWordsOff}` };
+    return { ...again, deadWordsOff: copiedWordRead(reader.deadRead, s, again.deadWordsOff) };
   }
   if (reader !== undefined) {
     // As the search alone does (stateful.ts): a dead word was read, so search again with every word in the state,

@@ -172,8 +172,8 @@ export class StatefulSearch {
         copiedLive: true,
         ...(path === undefined ? {} : { first: path }),
       }).run();
-      const why = copiedWordRead(deadRead, path === undefined ? undefined : formatSchedule(path));
-      return { ...again, deadWordsOff: again.deadWordsOff === undefined ? why : `${why}; then ${again.deadWordsOff}` };
+      const schedule = path === undefined ? undefined : formatSchedule(path);
+      return { ...again, deadWordsOff: copiedWordRead(deadRead, schedule, again.deadWordsOff) };
     }
     if (deadRead >= 0 && this.shared === undefined) {
       // Two states merged for their dead words could go different ways: the result does not stand. Search again
@@ -704,12 +704,16 @@ export class StatefulSearch {
   }
 }
 
-/** Why a search's dead words stood only with copied-away frames' words in the state. */
-export function copiedWordRead(pa: number, schedule?: string): string {
+/**
+ * Why a search's dead words stood only with copied-away frames' words in the state; `then`, why that search in turn
+ * did not keep its dead words (it read another), if it did not.
+ */
+export function copiedWordRead(pa: number, schedule?: string, then?: string): string {
   return (
     `a word of a frame a migration copied away was read (physical 0x${pa.toString(16)}` +
     (schedule === undefined ? '' : `, by the last step of schedule '${schedule}'`) +
-    `), by a CPU still translating to it: the search ran again with copied-away frames' words in the state`
+    `), by a CPU still translating to it: the search ran again with copied-away frames' words in the state` +
+    (then === undefined ? '' : `; then ${then}`)
   );
 }
 

@@ -81,20 +81,21 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
   try {
     const again = o.config.deadWords;
     let result = await coordinate(redis, reader, o, !again);
-    let why: string | undefined;
+    /** The address of a word of a copied-away frame the first run read, when a run with copiedLive followed. */
+    let copiedRead: number | undefined;
     if (result.deadRead >= 0 && again && result.deadReadCopied && !o.config.copiedLive) {
       // As the stateful search does: a word of a frame copied away was read, so again with those frames' words in
       // the states and the other dead words left out (a run that may in turn read a dead word).
-      why = copiedWordRead(result.deadRead);
+      copiedRead = result.deadRead;
       result = await coordinate(redis, reader, { ...o, config: { ...o.config, copiedLive: true } }, false);
-      if (result.deadRead < 0) return { ...result, deadWordsOff: why };
+      if (result.deadRead < 0) return { ...result, deadWordsOff: copiedWordRead(copiedRead) };
     }
     if (result.deadRead >= 0 && again) {
       // As the stateful search does: a dead word was read, so states merged for their dead words do not stand.
       const config = { ...o.config, deadWords: false, copiedLive: false };
       const rerun = await coordinate(redis, reader, { ...o, config }, true);
       const off = deadWordsRead(result.deadRead);
-      return { ...rerun, deadWordsOff: why === undefined ? off : `${why}; then ${off}` };
+      return { ...rerun, deadWordsOff: copiedRead === undefined ? off : copiedWordRead(copiedRead, undefined, off) };
     }
     return result;
   } finally {

@@ -62,8 +62,7 @@ export function exploreLevelsInProcess(
       // As the stateful search does: a word of a frame copied away was read, so again with those frames' words in
       // the states and the other dead words left out.
       const again = exploreLevelsInProcess(builds, { ...o, copiedLive: true }, limits, owners);
-      const why = copiedWordRead(merge.deadRead);
-      return { ...again, deadWordsOff: again.deadWordsOff === undefined ? why : `${why}; then ${again.deadWordsOff}` };
+      return { ...again, deadWordsOff: copiedWordRead(merge.deadRead, undefined, again.deadWordsOff) };
     }
     if (merge.deadRead >= 0 && o.deadWords) {
       // As the stateful search does: a dead word was read, so states merged for their dead words do not stand.
