@@ -351,7 +351,7 @@ export async function mutate(
               params,
               config: c,
               stopAtViolation: true,
-              budget: quick ? PROBE_STATES : budget,
+              budget: quick ? Math.min(PROBE_STATES, budget) : budget,
             },
             quick ? PROBE : COMPLETE,
             // The largest explorations first, so that the last to finish is a short one.
