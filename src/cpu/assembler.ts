@@ -222,6 +222,21 @@ export class Assembler {
     }
     return this.make(OP.SPIN_UNTIL, address, s, 0, 0, { condition });
   }
+  /**
+   * A spin loop whose program needs only that the condition held (csd_lock_wait(), a flag): as spinUntil, but the
+   * program is resumed with 1, not the value. The stateful search takes a program's state to be the results it was
+   * resumed with (docs/checker.md), so a value the program ignores would tell apart states that are the same: a
+   * counter met at 2 in one run and 3 in another. Traces still show the value read.
+   */
+  waitUntil(va: number | bigint, size: number, condition: (value: number) => boolean): Instruction {
+    const where = this.where('wait-until');
+    const address = this.address(va, 'wait-until');
+    const s = checkSize(size, where);
+    if (typeof condition !== 'function') {
+      throw new InputError(`${where} condition ${describeValue(condition)} must be a function (value) => boolean`);
+    }
+    return this.make(OP.SPIN_UNTIL, address, s, 0, 0, { condition, valueUnused: true });
+  }
   pause(): Instruction {
     return this.shared.pause;
   }

@@ -128,6 +128,8 @@ export interface InstructionAux {
   readonly program?: CalledProgram;
   readonly args?: readonly unknown[];
   readonly condition?: (value: number) => boolean;
+  /** `wait-until`: the program is resumed with 1, not the value that met the condition (see Assembler.waitUntil). */
+  readonly valueUnused?: boolean;
   readonly text?: string;
   readonly target?: IpiDestination;
   readonly outcome?: Exclude<Outcome, 'ok'>;

@@ -31,14 +31,19 @@ export function lockedExchange(cpu: CpuCore, act: Activation, ins: Instruction):
 }
 
 /**
- * `spinUntil`: reads the bytes and completes when the condition holds; otherwise the CPU blocks, watching them,
+ * `spinUntil` and `waitUntil`: read the bytes and complete when the condition holds (waitUntil resumes the program with 1); otherwise the CPU blocks, watching them,
  * until a write to them (or a TLB change) wakes it to read again.
  */
 export function spinUntil(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const port = cpu.port;
   const value = port.read(ins.va, ins.size, cpu.userAccess);
   if (value < 0) return cpu.raiseFault();
-  if (ins.aux!.condition!(value)) return cpu.complete(act, value);
+  if (ins.aux!.condition!(value)) {
+    if (ins.aux!.valueUnused !== true) return cpu.complete(act, value);
+    cpu.complete(act, 1);
+    cpu.lastResult = value; // what a trace shows
+    return;
+  }
   cpu.status = STATUS.BLOCKED;
   cpu.memory.watch(cpu.id, port.lastPa, ins.size);
 }

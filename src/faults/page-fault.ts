@@ -88,7 +88,7 @@ function* migrationEntryWait(x: Assembler, kernel: Kernel, ctx: HandlerContext):
   if (!isMigrationEntry(lo)) return false;
   const rflags = yield x.load(ctx.frameRsp + 24, 8); // the frame: error code, RIP, CS, RFLAGS
   if ((rflags & RFLAGS.IF) !== 0) yield x.sti();
-  yield x.spinUntil(pte, 4, (lo) => !isMigrationEntry(lo));
+  yield x.waitUntil(pte, 4, (lo) => !isMigrationEntry(lo));
   return true;
 }
 

@@ -20,7 +20,7 @@ export function* kthreads(x: Assembler, kernel: Kernel): KernelProgram<void> {
   const pages = kernel.pages;
   yield x.sti();
   for (;;) {
-    yield x.spinUntil(word, 8, (v) => v !== 0);
+    yield x.waitUntil(word, 8, (v) => v !== 0);
     const v: number = yield x.xchg(word, 8, 0);
     if ((v & STOP) !== 0) return;
     const reclaim: number = yield x.atomic(LOCK.ZONE, () => {

@@ -213,7 +213,7 @@ export function phaseProtocol(
       () =>
         function* park(x: Assembler, initiator: number): KernelProgram<void> {
           yield* increment(x, lockWord(kernel, WORDS.PARKED));
-          yield x.spinUntil(lockWord(kernel, WORDS.RELEASE), 8, (v) => v !== 0);
+          yield x.waitUntil(lockWord(kernel, WORDS.RELEASE), 8, (v) => v !== 0);
           const va: number = yield x.load(requestWord(kernel, initiator, 0), 8);
           yield x.invlpg(va);
         },
@@ -296,7 +296,7 @@ export function phaseProtocol(
         case 'wait':
           // csd_lock_wait() on the last ipi's csd.
           if (!remote) break;
-          yield x.spinUntil(csdAddress(kernel, me, page.taskCpu!), 8, (v) => (v & 1) === 0);
+          yield x.waitUntil(csdAddress(kernel, me, page.taskCpu!), 8, (v) => (v & 1) === 0);
           if (page.task !== undefined) {
             const handled: number = yield x.load(requestWord(kernel, me, 4), 8);
             if (handled === HANDLED.NOT_CURRENT) gone = true;
@@ -317,14 +317,14 @@ export function phaseProtocol(
           yield x.store(lockWord(kernel, WORDS.PARKED), 8, 0);
           yield* request(x, kernel, page);
           yield* smpCallFunctionMany(x, kernel, others, parkOf(kernel), me, false);
-          yield x.spinUntil(lockWord(kernel, WORDS.PARKED), 8, (v) => v >= others.length);
+          yield x.waitUntil(lockWord(kernel, WORDS.PARKED), 8, (v) => v >= others.length);
           break;
         }
         case 'unpark': {
           const others = otherCpus(kernel, me, page.taskCpu);
           if (others.length === 0) break;
           yield x.store(lockWord(kernel, WORDS.RELEASE), 8, 1);
-          for (const t of others) yield x.spinUntil(csdAddress(kernel, me, t), 8, (v) => (v & 1) === 0);
+          for (const t of others) yield x.waitUntil(csdAddress(kernel, me, t), 8, (v) => (v & 1) === 0);
           break;
         }
       }

@@ -268,7 +268,7 @@ export class Scheduler implements KernelScheduler {
       if (!s.cpus.includes(c))
         throw new InputError(`CPU ${c} does not run the scheduler (its CPUs: ${s.cpus.join(', ')})`);
       if (c === s.cpus[0]) yield* s.schedInit(x);
-      else yield x.spinUntil(s.globalWord('READY'), 8, (v) => v === 1);
+      else yield x.waitUntil(s.globalWord('READY'), 8, (v) => v === 1);
       if (s.policy !== 'pinned') yield* s.armTick(x, c);
       yield x.sti();
       for (;;) {
@@ -317,7 +317,7 @@ export class Scheduler implements KernelScheduler {
     if (next !== IDLE) {
       // The CPU `next` last ran on may still be switching away from it: wait for its on_cpu to clear (what
       // try_to_wake_up() does with smp_cond_load_acquire(&p->on_cpu, !VAL)), then claim it.
-      yield x.spinUntil(this.taskWord(next, 'ON_CPU'), 8, (v) => v === 0);
+      yield x.waitUntil(this.taskWord(next, 'ON_CPU'), 8, (v) => v === 0);
       yield x.store(this.taskWord(next, 'ON_CPU'), 8, 1);
     }
     yield x.store(this.cpuWord(c, 'CURR'), 8, next); // RCU_INIT_POINTER(rq->curr, next)
@@ -558,7 +558,7 @@ function checkTask(s: Scheduler, task: unknown, what: string): number {
 /** Waits until sched_init has run (for a program on a CPU that is not the scheduler's boot CPU). */
 export function* schedReady(x: Assembler, kernel: Kernel): KernelProgram<void> {
   const s = schedulerOf(kernel, 'schedReady');
-  yield x.spinUntil(s.globalWord('READY'), 8, (v) => v === 1);
+  yield x.waitUntil(s.globalWord('READY'), 8, (v) => v === 1);
 }
 
 /**

@@ -78,7 +78,7 @@ export function* spinLock(x: Assembler, lock: number, kernel?: Kernel): KernelPr
   for (;;) {
     const old = yield x.xchg(lock, 8, 1);
     if (old === 0) break;
-    yield x.spinUntil(lock, 8, (v) => v === 0);
+    yield x.waitUntil(lock, 8, (v) => v === 0);
   }
   if (kernel?.timing) {
     const now = yield x.rdtsc();
@@ -163,14 +163,14 @@ export function* smpCallFunctionMany(
   const start = kernel.timing ? yield x.rdtsc() : 0;
   for (const t of targets) {
     const csd = csdAddress(kernel, me, t);
-    yield x.spinUntil(csd, 8, (v) => (v & CSD_FLAG_LOCK) === 0); // csd_lock_wait
+    yield x.waitUntil(csd, 8, (v) => (v & CSD_FLAG_LOCK) === 0); // csd_lock_wait
     yield x.store(csd + 8, 8, id);
     yield x.store(csd + 16, 8, info);
     yield x.store(csd, 8, CSD_FLAG_LOCK); // csd_lock
   }
   yield x.sendIpi(targets, CALL_FUNCTION_VECTOR);
   if (!wait) return;
-  for (const t of targets) yield x.spinUntil(csdAddress(kernel, me, t), 8, (v) => (v & CSD_FLAG_LOCK) === 0);
+  for (const t of targets) yield x.waitUntil(csdAddress(kernel, me, t), 8, (v) => (v & CSD_FLAG_LOCK) === 0);
   if (kernel.timing) {
     const end = yield x.rdtsc();
     yield x.atomic(LOCK.STATS, () => {
@@ -202,10 +202,10 @@ export function* smpCallFunctionSingleOnStack(
   for (;;) {
     const old = yield x.cmpxchg(queue, 8, 0, csd); // __smp_call_single_queue(): llist_add
     if (old === 0) break;
-    yield x.spinUntil(queue, 8, (v) => v === 0);
+    yield x.waitUntil(queue, 8, (v) => v === 0);
   }
   yield x.sendIpi([target], CALL_FUNCTION_VECTOR);
-  yield x.spinUntil(csd, 8, (v) => (v & CSD_FLAG_LOCK) === 0); // csd_lock_wait, on this stack
+  yield x.waitUntil(csd, 8, (v) => (v & CSD_FLAG_LOCK) === 0); // csd_lock_wait, on this stack
 }
 
 /** on_each_cpu(fn, info, wait): the other CPUs through smp_call_function_many, this one directly (IF off). */

@@ -127,7 +127,7 @@ function stackUsers(kernel: Kernel, accessor: number, ret: number, stackTop?: nu
     const done = top - ret - 8;
     yield x.store(lockWord(kernel, COMPLETION_REQUEST), 8, done);
     // wait_for_completion() sleeps in Linux; here the task spins on its own stack (docs/deviations.md).
-    yield x.spinUntil(done, 8, (v) => v !== 0);
+    yield x.waitUntil(done, 8, (v) => v !== 0);
     yield x.pop();
   };
   return { csdCall, completionWait };
@@ -182,7 +182,7 @@ function accessor(kernel: Kernel, remote: RemoteAccessor) {
     yield x.sti();
     if (remote === 'reader') {
       const page: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
-      yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1); // the canary is there
+      yield x.waitUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1); // the canary is there
       for (let i = 0; i < READS; i++) {
         const canary: number = yield x.load(page + PAGE_SIZE - 8, 8);
         // The check is no step of its own (an assert would be one more point to interleave at): only a wrong value
@@ -263,8 +263,8 @@ export function stackMigrationMachine(setup: MigrationSetup): MigrationMachine {
   machine.load(0, function* migrator(x: Assembler) {
     yield x.sti();
     const va: number = yield x.spinUntil(lockWord(kernel, WORD.PAGE), 8, (v) => v !== 0);
-    yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running on it
-    if (remote === 'reader') yield x.spinUntil(lockWord(kernel, READER_READY), 8, (v) => v !== 0);
+    yield x.waitUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running on it
+    if (remote === 'reader') yield x.waitUntil(lockWord(kernel, READER_READY), 8, (v) => v !== 0);
     const first = yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
@@ -346,8 +346,8 @@ function scheduledStackMachine(setup: MigrationSetup, policy: SchedPolicy): Migr
     yield x.sti();
     yield* schedReady(x, kernel);
     if (remote !== 'none') yield x.store(lockWord(kernel, WORD.PAGE), 8, va); // where the accessor finds the stack
-    yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running
-    if (remote === 'reader') yield x.spinUntil(lockWord(kernel, READER_READY), 8, (v) => v !== 0);
+    yield x.waitUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 2); // the task is running
+    if (remote === 'reader') yield x.waitUntil(lockWord(kernel, READER_READY), 8, (v) => v !== 0);
     const first = yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, setup.protocol, { chunk, task: WORKER });
     yield x.assert(moved === 0, 'the page was migrated');
@@ -421,7 +421,7 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
     yield x.assert(va !== 0, 'vmalloc succeeds');
     yield x.store(va, 8, 100);
     yield x.store(lockWord(kernel, WORD.PAGE), 8, va);
-    yield x.spinUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1);
+    yield x.waitUntil(lockWord(kernel, WORD.PROGRESS), 8, (v) => v >= 1);
     const first = yield* notePage(x, kernel, va, noted);
     const moved = yield* migratePage(x, kernel, va, protocol, { chunk, taskCpu: 1 });
     yield x.assert(moved === 0, 'the page was migrated');
@@ -429,7 +429,7 @@ export function dataMigrationMachine(setup: MigrationSetup): MigrationMachine {
       () => kernel.zone.owner[first - kernel.zone.firstPfn] === FRAME_FREE,
       `the old frame 0x${first.toString(16)} was not freed: a leak`,
     );
-    yield x.spinUntil(lockWord(kernel, WORD.DONE), 8, (v) => v === 1);
+    yield x.waitUntil(lockWord(kernel, WORD.DONE), 8, (v) => v === 1);
     const mine: number = yield x.load(va, 8);
     const theirs: number = yield x.load(va + 8, 8);
     yield x.assert(mine === 100, `CPU0's word is ${mine}, not 100`);

@@ -31,7 +31,7 @@ export const staleTlb: Scenario = {
     const cleared = FLAGS_VA + 8; // CPU0 -> CPU1: "the PTE is cleared"
     const reads = p.reads as number;
     machine.load(0, function* clearer(x) {
-      yield x.spinUntil(cached, 8, (v) => v === 1);
+      yield x.waitUntil(cached, 8, (v) => v === 1);
       const low = yield x.load(pte, 4);
       yield x.store(pte, 4, low & ~PTE_LO.P);
       yield x.store(cleared, 8, 1);
@@ -43,7 +43,7 @@ export const staleTlb: Scenario = {
       const before = yield x.load(DATA_VA, 8);
       yield x.assert(before === VALUE, `CPU1 reads ${VALUE} before the PTE is cleared`);
       yield x.store(cached, 8, 1);
-      yield x.spinUntil(cleared, 8, (v) => v === 1);
+      yield x.waitUntil(cleared, 8, (v) => v === 1);
       for (let i = 0; i < reads; i++) {
         const stale = yield x.load(DATA_VA, 8);
         yield x.assert(stale === VALUE, 'CPU1 still reads through its stale TLB entry');

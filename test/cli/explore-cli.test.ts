@@ -75,7 +75,9 @@ describe('x86slice explore', () => {
   }, 60_000);
 
   it('--time-limit stops a long exhaustive search: not complete, and the result says the time limit stopped it', async () => {
-    const args = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '--strategy', 'exhaustive'];
+    // With a reader on a third CPU: about 250,000 states, several seconds.
+    const args = ['explore', 'stack-migration', '-p', 'protocol=ipi-switcheroo', '-p', 'remote=reader', '-p', 'cpus=3'];
+    args.push('--strategy', 'exhaustive');
     const json = await cli(...args, '--time-limit', '0.5', '--json');
     // The stateful search (exhaustive's default) takes the time limit.
     expect(json.code).toBe(0);

@@ -336,6 +336,21 @@ describe('fingerprints', () => {
     };
     expect(fingerprintAfter(reader(1), [0, 0])).not.toBe(fingerprintAfter(reader(2), [0, 0]));
   });
+
+  it('a wait-until keeps no value in the history: a counter met at 2 or at 3 is one state; a spin-until two', () => {
+    const waiter = (value: number, wait: boolean) => () => {
+      const m = Machine.create({ cpus: 1, trace: false });
+      const a = m.map(FLAG, { writable: true });
+      m.memory.write64(m.physicalAddress(FLAG)!, value);
+      m.load(0, function* (x) {
+        yield wait ? x.waitUntil(a, 8, (v) => v >= 2) : x.spinUntil(a, 8, (v) => v >= 2);
+        yield x.store(a, 8, 0); // memory ends the same either way
+      });
+      return m;
+    };
+    expect(fingerprintAfter(waiter(2, true), [0, 0])).toBe(fingerprintAfter(waiter(3, true), [0, 0]));
+    expect(fingerprintAfter(waiter(2, false), [0, 0])).not.toBe(fingerprintAfter(waiter(3, false), [0, 0]));
+  });
 });
 
 describe('the visited set', () => {

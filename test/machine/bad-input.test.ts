@@ -1115,6 +1115,7 @@ const ADDRESS_BUILDERS: readonly (readonly [string, (x: Assembler, va: never) =>
   ['cmpxchg', (x, va) => x.cmpxchg(va, 8, 0, 1)],
   ['xchg', (x, va) => x.xchg(va, 8, 1)],
   ['spin-until', (x, va) => x.spinUntil(va, 8, () => true)],
+  ['wait-until', (x, va) => x.waitUntil(va, 8, () => true)],
   ['invlpg', (x, va) => x.invlpg(va)],
   ['mov-to-cr2', (x, va) => x.movToCr2(va)],
   ['mov-to-rsp', (x, va) => x.movToRsp(va)],
@@ -1144,6 +1145,7 @@ const SIZE_BUILDERS: readonly (readonly [string, (x: Assembler, size: never) => 
   ['cmpxchg', (x, size) => x.cmpxchg(DATA, size, 0, 0)],
   ['xchg', (x, size) => x.xchg(DATA, size, 0)],
   ['spin-until', (x, size) => x.spinUntil(DATA, size, () => true)],
+  ['wait-until', (x, size) => x.waitUntil(DATA, size, () => true)],
 ];
 
 /** Values no access size holds. */
@@ -1345,6 +1347,15 @@ const BUILDER_OTHER_ROWS: readonly BuilderRow[] = [
       'condition',
       condition,
       (x) => x.spinUntil(DATA, 8, condition as never),
+      /must be a function \(value\) => boolean$/,
+    ),
+  ),
+  ...[null, 5, 'v => true'].map((condition) =>
+    row(
+      'wait-until',
+      'condition',
+      condition,
+      (x) => x.waitUntil(DATA, 8, condition as never),
       /must be a function \(value\) => boolean$/,
     ),
   ),
