@@ -44,6 +44,7 @@ export function spinUntil(cpu: CpuCore, act: Activation, ins: Instruction): void
     cpu.lastResult = value; // what a trace shows
     return;
   }
+  cpu.lastResult = value; // a trace shows the value the condition refused
   cpu.status = STATUS.BLOCKED;
   cpu.memory.watch(cpu.id, port.lastPa, ins.size);
 }

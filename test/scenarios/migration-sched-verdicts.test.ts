@@ -213,7 +213,7 @@ const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, read
       { by: 'pct', kind: 'double-fault', schedule: '1*1110,deliver:1:0xec', long: true },
     ],
     'park-switcheroo': [
-      { by: 'stateful', kind: 'clean', states: 39906536, long: true },
+      { by: 'stateful', kind: 'clean', states: 25031448, long: true },
       { by: 'stateful', kind: 'open', states: 8000000, long: true },
       { by: 'stateful', kind: 'open', states: 8000000, long: true },
       { by: 'stateful', kind: 'open', states: 8000000, long: true },
