@@ -214,13 +214,7 @@ export class Assembler {
    * changes. The result is the value that satisfied the condition.
    */
   spinUntil(va: number | bigint, size: number, condition: (value: number) => boolean): Instruction {
-    const where = this.where('spin-until');
-    const address = this.address(va, 'spin-until');
-    const s = checkSize(size, where);
-    if (typeof condition !== 'function') {
-      throw new InputError(`${where} condition ${describeValue(condition)} must be a function (value) => boolean`);
-    }
-    return this.make(OP.SPIN_UNTIL, address, s, 0, 0, { condition });
+    return this.spin('spin-until', va, size, condition, { condition });
   }
   /**
    * A spin loop whose program needs only that the condition held (csd_lock_wait(), a flag): as spinUntil, but the
@@ -229,13 +223,17 @@ export class Assembler {
    * counter met at 2 in one run and 3 in another. Traces still show the value read.
    */
   waitUntil(va: number | bigint, size: number, condition: (value: number) => boolean): Instruction {
-    const where = this.where('wait-until');
-    const address = this.address(va, 'wait-until');
+    return this.spin('wait-until', va, size, condition, { condition, valueUnused: true });
+  }
+  /** spinUntil and waitUntil: their operands checked, named as `name` in a refusal. */
+  private spin(name: string, va: unknown, size: unknown, condition: unknown, aux: InstructionAux): Instruction {
+    const where = this.where(name);
+    const address = this.address(va, name);
     const s = checkSize(size, where);
     if (typeof condition !== 'function') {
       throw new InputError(`${where} condition ${describeValue(condition)} must be a function (value) => boolean`);
     }
-    return this.make(OP.SPIN_UNTIL, address, s, 0, 0, { condition, valueUnused: true });
+    return this.make(OP.SPIN_UNTIL, address, s, 0, 0, aux);
   }
   pause(): Instruction {
     return this.shared.pause;

@@ -31,8 +31,8 @@ export function lockedExchange(cpu: CpuCore, act: Activation, ins: Instruction):
 }
 
 /**
- * `spinUntil` and `waitUntil`: read the bytes and complete when the condition holds (waitUntil resumes the program with 1); otherwise the CPU blocks, watching them,
- * until a write to them (or a TLB change) wakes it to read again.
+ * `spinUntil` and `waitUntil`: read the bytes and complete when the condition holds (waitUntil resumes the program
+ * with 1); otherwise the CPU blocks, watching them, until a write to them (or a TLB change) wakes it to read again.
  */
 export function spinUntil(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const port = cpu.port;

@@ -52,8 +52,8 @@ type WorkerMessage = { result: StatefulResult } | { error: { name: string; messa
 /** How often this thread reports progress (the states finished so far), in milliseconds. */
 const PROGRESS_MS = 200;
 
-/** The most states the shared set is made for (its last table takes 1.4 GB): a larger budget stops there. */
-const MAX_CAPACITY = 2 ** 27;
+/** The most states the shared set is made for (its last table takes 1.4 GB): a larger budget is refused. */
+export const MAX_CAPACITY = 2 ** 27;
 
 /**
  * The stateful search on `workers` threads. In the compiled package this thread is worker 0 (it needs no start-up:
@@ -74,7 +74,15 @@ export async function exploreStatefulParallel(
   if (r.invariant !== undefined) {
     throw new InputError('explore invariant cannot be sent to workers: run the stateful search in one process');
   }
-  const set = SharedStateSet.create(Math.min(r.budget, MAX_CAPACITY));
+  if (r.budget > MAX_CAPACITY) {
+    // Refused before it starts: a search that outgrew the set would stop with nothing to show for its hours.
+    throw new InputError(
+      `budget ${r.budget} with ${workers} workers: the parallel search's shared set holds at most ` +
+        `${MAX_CAPACITY.toLocaleString('en-US')} states; give a smaller budget, or search on one thread (its set ` +
+        'grows with the search) or over machines (--broker)',
+    );
+  }
+  const set = SharedStateSet.create(r.budget);
   const deadline = r.timeLimit === undefined ? undefined : Date.now() + r.timeLimit;
   const built = delivering(build, r);
   const here = !import.meta.url.endsWith('.ts');

@@ -4,6 +4,7 @@ import { explore } from '../../src/explore/explore.ts';
 import { exploreParallel } from '../../src/explore/parallel.ts';
 import { replay } from '../../src/explore/replay.ts';
 import { SharedStateSet } from '../../src/explore/shared-state-set.ts';
+import { MAX_CAPACITY } from '../../src/explore/stateful-parallel.ts';
 import { parseSchedule } from '../../src/machine/schedule.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
 import { scenarioBuilder } from '../../src/scenarios/scenario-module.ts';
@@ -143,6 +144,19 @@ describe('the stateful search on workers', () => {
     expect(many.complete).toBe(false);
     expect(many.stoppedBy).toBe('budget');
   }, 120_000);
+
+  it('a budget larger than the shared set holds is refused before the search starts, naming the budget', async () => {
+    const asked = exploreParallel(fixture('counters', 'counters', [3, 2]), {
+      ...stateful,
+      budget: MAX_CAPACITY + 1,
+      workers: 2,
+    });
+    await expect(asked).rejects.toThrow(
+      new RegExp(
+        `^budget ${MAX_CAPACITY + 1} with 2 workers: the parallel search's shared set holds at most 134,217,728`,
+      ),
+    );
+  });
 
   it('threads that built different initial states are told apart (they would count every state twice)', () => {
     const set = SharedStateSet.create(100);

@@ -1341,22 +1341,15 @@ const BUILDER_OTHER_ROWS: readonly BuilderRow[] = [
   ...[1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, -(2 ** 53), '1', null, 1n, {}, true, Symbol('r')].map((v) =>
     row('ret', 'value', v, (x) => x.ret(v as never), /must be a safe integer \(the callee's result, like RAX\)$/),
   ),
-  ...[null, undefined, 5, 'v => true', {}, true, Symbol('p')].map((condition) =>
-    row(
-      'spin-until',
-      'condition',
-      condition,
-      (x) => x.spinUntil(DATA, 8, condition as never),
-      /must be a function \(value\) => boolean$/,
-    ),
-  ),
-  ...[null, 5, 'v => true'].map((condition) =>
-    row(
-      'wait-until',
-      'condition',
-      condition,
-      (x) => x.waitUntil(DATA, 8, condition as never),
-      /must be a function \(value\) => boolean$/,
+  ...(['spin-until', 'wait-until'] as const).flatMap((name) =>
+    [null, undefined, 5, 'v => true', {}, true, Symbol('p')].map((condition) =>
+      row(
+        name,
+        'condition',
+        condition,
+        (x) => (name === 'spin-until' ? x.spinUntil : x.waitUntil).call(x, DATA, 8, condition as never),
+        /must be a function \(value\) => boolean$/,
+      ),
     ),
   ),
   ...[-1, 2 ** 32, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '0xc0000080', null, undefined, 0xc000_0080n].map((msr) =>

@@ -72,7 +72,7 @@ const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, read
       },
     ],
     'ipi-switcheroo': [
-      { by: 'stateful', kind: 'clean', states: 1385844 },
+      { by: 'stateful', kind: 'clean', states: 916824 },
       {
         by: 'stateful',
         kind: 'oops',
@@ -94,7 +94,7 @@ const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, read
       },
     ],
     'switcheroo-entry': [
-      { by: 'stateful', kind: 'clean', states: 1217826 },
+      { by: 'stateful', kind: 'clean', states: 786907 },
       { by: 'stateful', kind: 'oops', schedule: '0,1*1120,0*2,1*41,2*5,0*28,deliver:2:0xfb', states: 56128 },
       {
         by: 'stateful',
@@ -116,10 +116,10 @@ const TABLE: Readonly<Record<'preempt' | 'migrate', Readonly<Record<string, read
       },
     ],
     'park-switcheroo': [
-      { by: 'stateful', kind: 'clean', states: 230927 },
-      { by: 'stateful', kind: 'clean', states: 21879922, long: true },
-      { by: 'stateful', kind: 'clean', states: 15749076, long: true },
-      { by: 'stateful', kind: 'clean', states: 11006241, long: true },
+      { by: 'stateful', kind: 'clean', states: 165903 },
+      { by: 'stateful', kind: 'clean', states: 5923008, long: true },
+      { by: 'stateful', kind: 'clean', states: 13767552, long: true },
+      { by: 'stateful', kind: 'clean', states: 7610510, long: true },
     ],
   },
   migrate: {
