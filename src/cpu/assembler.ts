@@ -217,8 +217,9 @@ export class Assembler {
     return this.spin('spin-until', va, size, condition, { condition });
   }
   /**
-   * A spin loop whose program needs only that the condition held (csd_lock_wait(), a flag): as spinUntil, but the
-   * program is resumed with 1, not the value. The stateful search takes a program's state to be the results it was
+   * A spin loop whose program needs only that the condition held (a flag; csd_lock_wait(), which since Linux 4.8
+   * is smp_cond_load_acquire() with the value dropped, kernel/smp.c): as spinUntil, but the program is resumed
+   * with 1, not the value. The stateful search takes a program's state to be the results it was
    * resumed with (docs/checker.md), so a value the program ignores would tell apart states that are the same: a
    * counter met at 2 in one run and 3 in another. Traces still show the value read.
    */

@@ -39,12 +39,11 @@ export function spinUntil(cpu: CpuCore, act: Activation, ins: Instruction): void
   const value = port.read(ins.va, ins.size, cpu.userAccess);
   if (value < 0) return cpu.raiseFault();
   if (ins.aux!.condition!(value)) {
-    if (ins.aux!.valueUnused !== true) return cpu.complete(act, value);
-    cpu.complete(act, 1);
-    cpu.lastResult = value; // what a trace shows
+    cpu.complete(act, ins.aux!.valueUnused === true ? 1 : value);
+    cpu.lastResult = value; // a trace shows the value read, not the 1 a wait-until resumes with
     return;
   }
-  cpu.lastResult = value; // a trace shows the value the condition refused
+  cpu.lastResult = value; // and the value the condition refused
   cpu.status = STATUS.BLOCKED;
   cpu.memory.watch(cpu.id, port.lastPa, ins.size);
 }
