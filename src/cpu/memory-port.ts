@@ -315,6 +315,30 @@ export class MemoryPort {
     return pa;
   }
 
+  /**
+   * The value a read of `size` bytes at `va` would return through a 4 KiB TLB hit that needs nothing else (the
+   * cached rights allow it, the frame guard objects to nothing, no store is buffered), found without changing
+   * anything: no hit counted, no footprint, no dead-word check. -1 when the read would do more than that (walk, fault,
+   * forward from the store buffer). For the checker, which asks before a step what it would read (stutter-step.ts).
+   */
+  quietRead(va: number, size: number, access: number): number {
+    if ((va & 0xfff) + size > PAGE || !(va >= 0 && va < NON_CANONICAL_MARK)) return -1;
+    const sb = this.storeBuffer;
+    if (sb !== undefined && sb.length !== 0) return -1;
+    const tlb = this.tlb;
+    const slot = tlb.probe(va);
+    if (slot < 0) return -1;
+    const required = REQUIRED_FLAGS[access & (ACCESS_WRITE | ACCESS_USER)]!;
+    if ((tlb.smallFlags(slot) & required) !== required) return -1;
+    const pa = tlb.smallFrame(slot) + (va & 0xfff);
+    const guard = this.memory.guard;
+    if (guard !== undefined) {
+      const known = slot < this.slotGeneration.length ? this.slotGeneration[slot]! : 0;
+      if (guardViolation(guard, pa, (access & ACCESS_WRITE) !== 0, known) !== 0) return -1;
+    }
+    return this.memory.peek(pa, size);
+  }
+
   /** Reads `size` bytes at `va`: the value, or -1 on a fault. */
   read(va: number, size: number, access: number): number {
     // The fast path: a page of the PageCache, the access inside it, and U/S allowing it.

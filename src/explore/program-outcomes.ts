@@ -14,8 +14,11 @@ const YIELD = 0;
 const RETURN = 1;
 const THROW = 2;
 
+/** Outcome kinds: the program yielded an instruction, returned a value, or threw. */
+export const OUTCOME = { YIELD, RETURN, THROW } as const;
+
 /** What a program's generator gave at one history: an instruction (yield), a return value, or an error thrown. */
-interface Outcome {
+export interface Outcome {
   /** The fingerprint's low 11 bits of lane B, which the cache key leaves out (see ProgramOutcomes.key). */
   readonly check: number;
   readonly kind: number;
@@ -62,6 +65,14 @@ export class ProgramOutcomes {
       writable.gen = this.feeders[cpu.id]!;
     } else if (o.kind === RETURN) writable.gen = returning(o.value) as unknown as ProgramGenerator;
     else writable.gen = throwing(o.value) as unknown as ProgramGenerator;
+  }
+
+  /**
+   * What the program of `r` gives after `length` results, without a CPU stepping: the outcome prefetch would feed
+   * (from the cache, or computed and cached). For the checker's look at a CPU's next step (stutter-step.ts).
+   */
+  upcoming(r: ActivationRecord, length: number): Outcome {
+    return this.outcome(r, length);
   }
 
   /** The cache key of prefix lanes a:b: 53 bits (all of a, the high 21 of b); the entry checks the rest of b. */

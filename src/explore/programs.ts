@@ -6,7 +6,7 @@ import { type Instruction, OP } from '../cpu/instruction.ts';
 import { InputError } from '../mmu/input-error.ts';
 import { ActivationRecord, type ProgramGenerator } from './activation-record.ts';
 import { Hasher } from './hash.ts';
-import { ProgramOutcomes } from './program-outcomes.ts';
+import { type Outcome, ProgramOutcomes } from './program-outcomes.ts';
 import { ValueHasher } from './value-hash.ts';
 
 // The programs' share of a machine state, for the stateful search (stateful.ts). A generator cannot be copied, but
@@ -174,6 +174,18 @@ export class ProgramStates {
     const r = this.mirror[cpu.id]![acts.length - 1] === top ? this.mirrorRecords[cpu.id]![acts.length - 1]! : undefined;
     if (r === undefined) throw new Error(`internal: CPU ${cpu.id} was not synced before it steps`);
     this.outcomes.prefetch(cpu, top, r);
+  }
+
+  /**
+   * What CPU `cpu`'s next step would fetch from its innermost activation (synced): the program's outcome there, or
+   * undefined when the step fetches nothing (no program, a pending instruction to execute again, a finished task).
+   */
+  upcoming(cpu: Cpu): Outcome | undefined {
+    const acts = cpu.activations;
+    const top = acts[acts.length - 1];
+    if (top === undefined || top.pending !== undefined || top.finished) return undefined;
+    const r = this.mirror[cpu.id]![acts.length - 1] === top ? this.mirrorRecords[cpu.id]![acts.length - 1]! : undefined;
+    return r === undefined ? undefined : this.outcomes.upcoming(r, top.index);
   }
 
   // Hashes and snapshots --------------------------------------------------------------------------------------------

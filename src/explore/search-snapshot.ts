@@ -43,6 +43,8 @@ export interface SearchSnapshot {
   readonly copiedLive?: boolean;
   readonly tlbEvents: number;
   readonly reduction: 'tlb-events' | 'none';
+  /** Whether stutter steps were offered alone (stutter-step.ts; absent: false, as in searches saved before them). */
+  readonly stutterSteps?: boolean;
   /** The path the search goes down first (StatefulOptions.first), which decides its order. */
   readonly first?: readonly ScheduleEntry[];
 }
@@ -68,6 +70,7 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     ...(s.copiedLive ? { copiedLive: true } : {}),
     tlbEvents: s.tlbEvents,
     reduction: s.reduction,
+    ...(s.stutterSteps ? { stutterSteps: true } : {}),
     ...(s.first === undefined ? {} : { first: formatSchedule(s.first) }),
   });
   const headerBytes = new TextEncoder().encode(header);
@@ -131,6 +134,7 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
       ...(h.copiedLive === true ? { copiedLive: true } : {}),
       tlbEvents: h.tlbEvents as number,
       reduction: h.reduction as 'tlb-events' | 'none',
+      ...(h.stutterSteps === true ? { stutterSteps: true } : {}),
       ...(typeof h.first === 'string' ? { first: parseSchedule(h.first) } : {}),
     }),
   };

@@ -8,6 +8,11 @@ import { type CacheScope, cacheChoicesInto, drainChoicesInto } from './hardware-
 
 const STEPS: readonly Choice[] = Array.from({ length: 64 }, (_, cpu) => Object.freeze({ cpu }));
 
+/** The choice of a step of CPU `cpu` (one object per CPU). */
+export function stepChoice(cpu: number): Choice {
+  return STEPS[cpu]!;
+}
+
 /** Delivery and TLB-event choices, made once each (a search offers the same few at many states), by CPU and key. */
 const deliveries: Map<number | 'nmi', Choice>[] = [];
 const evictions: Map<number, Choice>[] = [];

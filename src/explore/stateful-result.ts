@@ -2,6 +2,7 @@ import type { Machine } from '../machine/machine.ts';
 import type { ScheduleEntry } from '../machine/schedule.ts';
 import type { Execution, FinalCheck, StateInvariant } from './execution.ts';
 import type { CacheScope } from './hardware-choices.ts';
+import type { ProgramStates } from './programs.ts';
 import type { SearchSnapshot } from './search-snapshot.ts';
 import type { SharedStateSet } from './shared-state-set.ts';
 
@@ -65,8 +66,11 @@ export interface StatefulOptions {
    * again with it true (a CPU still translating to the old frame read it), keeping the other dead words.
    */
   readonly copiedLive?: boolean;
-  /** Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts). */
-  readonly onFinal?: (m: Machine) => void;
+  /**
+   * Called at each final state (the soundness harness collects them: test/explore/fixtures/soundness.ts), with the
+   * search's program states (which tell what each CPU would do next: stutter-step.ts).
+   */
+  readonly onFinal?: (m: Machine, programs: ProgramStates) => void;
   /**
    * As one worker of the parallel search (stateful-parallel.ts): the set of finished states the workers share,
    * and this worker's number, which turns the order it takes each state's steps and deliveries (so that workers

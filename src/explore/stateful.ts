@@ -12,6 +12,7 @@ import type { SharedStateSet } from './shared-state-set.ts';
 import { stateChoices } from './state-choices.ts';
 import { entryOf, stateKind, takeChoice } from './state-transition.ts';
 import type { Sample, StatefulOptions, StatefulResult } from './stateful-result.ts';
+import { offerStutterAlone } from './stutter-step.ts';
 import { TlbEventReduction } from './tlb-event-reduction.ts';
 import { VisitedSet } from './visited-set.ts';
 
@@ -113,6 +114,14 @@ export class StatefulSearch {
    */
   private get deadWords(): boolean {
     return this.o.deadWords ?? this.o.resume?.deadWords ?? this.o.reduction !== 'none';
+  }
+
+  /**
+   * Whether a CPU's stutter step is offered alone at a state with no TLB event left (stutter-step.ts): with either
+   * reduction; `none` is the search the reductions are tested against.
+   */
+  private get stutterSteps(): boolean {
+    return this.o.reduction !== 'none';
   }
 
   /** Whether copied-away frames keep their words in the state (StatefulOptions.copiedLive; a resumed search's). */
@@ -264,6 +273,7 @@ export class StatefulSearch {
       ...(this.copiedLive ? { copiedLive: true } : {}),
       tlbEvents: this.o.tlbEvents,
       reduction: this.reduction === undefined ? 'none' : 'tlb-events',
+      ...(this.stutterSteps ? { stutterSteps: true } : {}),
       ...(this.first === undefined ? {} : { first: this.first }),
     };
   }
@@ -282,15 +292,18 @@ export class StatefulSearch {
     if (this.shared !== undefined) throw new InputError('a saved search resumes on one thread only');
     const reduction = this.reduction === undefined ? 'none' : 'tlb-events';
     const copiedLive = s.copiedLive === true;
+    const stutter = s.stutterSteps === true;
     if (
       s.deadWords !== this.deadWords ||
       copiedLive !== this.copiedLive ||
       s.tlbEvents !== this.o.tlbEvents ||
-      s.reduction !== reduction
+      s.reduction !== reduction ||
+      stutter !== this.stutterSteps
     ) {
       throw mismatch(
         `it has deadWords ${s.deadWords}, copiedLive ${copiedLive}, tlbEvents ${s.tlbEvents}, reduction ` +
-          `${s.reduction}; this search ${this.deadWords}, ${this.copiedLive}, ${this.o.tlbEvents}, ${reduction}`,
+          `${s.reduction}, stutterSteps ${stutter}; this search ${this.deadWords}, ${this.copiedLive}, ` +
+          `${this.o.tlbEvents}, ${reduction}, ${this.stutterSteps}`,
       );
     }
     const depth = s.next.length;
@@ -445,7 +458,7 @@ export class StatefulSearch {
 
   /** A final state (a CPU stopped, or no choice is left): the run ends here; classified, it ends the path. */
   private finalState(m: Machine): false {
-    this.o.onFinal?.(m);
+    this.o.onFinal?.(m, this.state.programs);
     this.note(classify(m, false, this.o.check));
     return this.endOfPath(true);
   }
@@ -597,6 +610,8 @@ export class StatefulSearch {
       frame?.choices ?? [],
       this.o.cacheEvents,
     );
+    // With no TLB event left, a CPU's stutter step is offered alone (an ample set: stutter-step.ts).
+    if (tlbLeft === 0 && this.stutterSteps) offerStutterAlone(m, this.state.programs, choices);
     // A worker of the parallel search takes the steps and deliveries turned by its number (before the TLB events:
     // the reduction's pending fills count on the choices before them).
     const turn = this.o.worker === undefined || choices.length < 2 ? 0 : this.o.worker % choices.length;

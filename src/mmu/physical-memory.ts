@@ -361,6 +361,12 @@ export class PhysicalMemory {
     if (dead.perFrame[Math.floor(pa / PAGE)] !== 0) dead.readDead(pa, size);
   }
 
+  /** As read (within one frame), unchecked against dead words: a look that changes nothing (stutter-step.ts). */
+  peek(pa: number, size: number): number {
+    if (!this.inRange(pa, size) || (pa & 0xfff) + size > PAGE) return -1;
+    return readFrame(this.frameForRead(Math.floor(pa / PAGE)), pa & 0xfff, size);
+  }
+
   /** As read32, unchecked against dead words: for the tracker that keeps them. */
   peek32(pa: number): number {
     if (!this.inRange(pa, 4)) return 0xffffffff;

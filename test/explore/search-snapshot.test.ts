@@ -77,7 +77,7 @@ describe('a stateful search saved and resumed', () => {
     expect(rest.deadWords).toBe(false);
     expect(outcome(rest)).toEqual(outcome(whole));
     expect(() => explore(build(params), { ...EXHAUSTIVE, deadWords: true, resume: cutAt(every) })).toThrow(
-      /does not match this one: it has deadWords false, copiedLive false, tlbEvents 0, reduction none; this search true, false, 0/,
+      /does not match this one: it has deadWords false, copiedLive false, tlbEvents 0, reduction none, stutterSteps true; this search true, false, 0/,
     );
     expect(() => explore(build(params), { strategy: 'pct', deadWords: false })).toThrow(
       /explore deadWords is for the stateful exhaustive search, not strategy 'pct'/,
@@ -138,7 +138,14 @@ describe('bad input to saving and resuming a search', () => {
     expect(() =>
       explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, tlbEvents: 1, resume: cut() }),
     ).toThrow(
-      /does not match this one: it has deadWords true, copiedLive false, tlbEvents 0, reduction none; this search true, false, 1, tlb-events/,
+      /does not match this one: it has deadWords true, copiedLive false, tlbEvents 0, reduction none, stutterSteps true; this search true, false, 1, tlb-events, true/,
+    );
+    // Saved before stutter steps were offered alone (the header has no stutterSteps): its stack indexes other
+    // choice lists than this search makes.
+    const { stutterSteps: _, ...before } = cut();
+    expect(before).not.toHaveProperty('stutterSteps');
+    expect(() => explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, resume: before })).toThrow(
+      /does not match this one: it has .*reduction none, stutterSteps false; this search true, false, 0, none, true/,
     );
   });
 

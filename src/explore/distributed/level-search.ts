@@ -7,6 +7,7 @@ import type { CacheScope } from '../hardware-choices.ts';
 import { MachineState } from '../machine-state.ts';
 import { stateChoices } from '../state-choices.ts';
 import { entryOf, takeChoice } from '../state-transition.ts';
+import { offerStutterAlone } from '../stutter-step.ts';
 import { VisitedSet } from '../visited-set.ts';
 
 // The distributed stateful search's work on one machine (issue 22; the transport is broker-coordinator.ts and broker-worker.ts): the states are
@@ -261,6 +262,8 @@ export class LevelSearch {
     if (m.firstStop !== undefined) return final();
     const tlbLeft = cursor.tlbLeft;
     const choices = stateChoices(m, tlbLeft, this.choices, this.o.cacheEvents);
+    // As the single-process search: a stutter step alone, with no TLB event left (stutter-step.ts).
+    if (tlbLeft === 0) offerStutterAlone(m, state.programs, choices);
     if (choices.length === 0) return final();
     if (entries.length >= this.o.maxSteps) {
       report.depthCut = true;
