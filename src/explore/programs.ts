@@ -190,7 +190,13 @@ export class ProgramStates {
 
   // Hashes and snapshots --------------------------------------------------------------------------------------------
 
-  /** CPU `cpu`'s control stack (synced) hashed into `out` at `at` (two lanes). */
+  /**
+   * CPU `cpu`'s control stack (synced) hashed into `out` at `at` (two lanes). Whether an activation's instruction is
+   * pending is left out: a pending instruction (one that faulted, or a spin that blocked and was woken) is the one
+   * the program yields at that history and index, which the next step would fetch from the outcome cache if it were
+   * not pending, so the two states behave alike (a spin woken by a write that did not meet its condition, and the
+   * same spin not yet looked at, were two states).
+   */
   hashCpu(cpu: Cpu, out: Int32Array, at: number): void {
     const acts = cpu.activations;
     const records = this.mirrorRecords[cpu.id]!;
@@ -199,7 +205,7 @@ export class ProgramStates {
       const a = acts[i]!;
       const r = records[i]!;
       h.add2(r.ha[a.index]!, r.hb[a.index]!);
-      h.add((a.pending !== undefined ? 1 : 0) | (a.finished ? 2 : 0)).add(a.progress);
+      h.add(a.finished ? 2 : 0).add(a.progress);
     }
     out[at] = h.a;
     out[at + 1] = h.b;
@@ -243,7 +249,7 @@ export class ProgramStates {
       fields[3 * i + 2] = a.finished ? 1 : 0;
       pending[i] = a.pending;
       h.add2(r.ha[a.index]!, r.hb[a.index]!);
-      h.add((a.pending !== undefined ? 1 : 0) | (a.finished ? 2 : 0)).add(a.progress);
+      h.add(a.finished ? 2 : 0).add(a.progress);
     }
     return { acts: acts.slice(), records: records.slice(), fields, pending, hashA: h.a, hashB: h.b };
   }

@@ -337,6 +337,24 @@ describe('fingerprints', () => {
     expect(fingerprintAfter(reader(1), [0, 0])).not.toBe(fingerprintAfter(reader(2), [0, 0]));
   });
 
+  it('a spin woken by a write that does not meet its condition is one state with the spin not yet looked at', () => {
+    const build = () => {
+      const m = Machine.create({ cpus: 2, trace: false });
+      const flag = m.map(FLAG, { writable: true });
+      m.load(0, function* (x) {
+        yield x.load(flag, 8);
+        yield x.spinUntil(flag, 8, (v) => v === 2);
+      });
+      m.load(1, function* (x) {
+        yield x.store(flag, 8, 1);
+      });
+      return m;
+    };
+    // CPU0 looks (the flag is 0: it blocks), CPU1's store wakes it with the spin pending; or CPU1 stores first.
+    expect(fingerprintAfter(build, [0, 0, 1])).toBe(fingerprintAfter(build, [0, 1]));
+    expect(fingerprintAfter(build, [0, 0])).not.toBe(fingerprintAfter(build, [0]));
+  });
+
   it('a wait-until keeps no value in the history: a counter met at 2 or at 3 is one state; a spin-until two', () => {
     const waiter = (value: number, wait: boolean) => () => {
       const m = Machine.create({ cpus: 1, trace: false });
