@@ -10,7 +10,7 @@ import { parseParamStrings, resolveParams } from '../scenarios/scenario.ts';
 import { buildScenario, findScenarioRef, isScenarioPath, machineFactory } from '../scenarios/scenario-module.ts';
 import { type CliIo, EXIT_OK, EXIT_VIOLATION } from './io.ts';
 import { paramStrings } from './params.ts';
-import { progressBar } from './progress.ts';
+import { progressBar, progressLines } from './progress.ts';
 import { type ReplayRun, replayOutcome, replayReport, replayText } from './report.ts';
 import { readSavedSearch, writeSavedSearch } from './saved-search.ts';
 import { VERSION } from './version.ts';
@@ -381,7 +381,12 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     );
   };
 
-  const bar = flags.json || !io.progress ? undefined : progressBar(io.progress, `exploring ${scenario.name}`);
+  const label = `exploring ${scenario.name}`;
+  const bar = io.progress
+    ? flags.json
+      ? undefined
+      : progressBar(io.progress, label)
+    : progressLines(io.err, label, search === 'stateful' ? 'states' : 'executions', () => performance.now());
   const options: ExploreOptions = {
     ...(strategy === undefined ? {} : { strategy }),
     ...(search === undefined ? {} : { search }),

@@ -1,6 +1,7 @@
 // A one-line progress bar for long explorations, drawn on a terminal's stderr. It is redrawn only when what it
 // shows changes (a percent, or for an open-ended run a round count), so a run of millions of executions pays for a
-// hundred or so writes, not one per execution.
+// hundred or so writes, not one per execution. On a stderr that is not a terminal (a long search under nohup, its
+// log a file), plain lines instead, one a minute.
 
 const WIDTH = 30;
 
@@ -43,5 +44,31 @@ export function progressBar(write: (text: string) => void, label: string): Progr
       if (drawn) write('\r\x1b[K');
       drawn = false;
     },
+  };
+}
+
+/**
+ * Progress as plain lines, for a stderr that is not a terminal: at most one line every `everyMs` (by `now`, in
+ * milliseconds), with the count so far and its rate since the start, so a log shows how a long search goes.
+ */
+export function progressLines(
+  write: (line: string) => void,
+  label: string,
+  unit: string,
+  now: () => number,
+  everyMs = 60_000,
+): ProgressBar {
+  const start = now();
+  let next = start + everyMs;
+  return {
+    update(done) {
+      const t = now();
+      if (t < next) return;
+      next = t + everyMs;
+      const seconds = Math.max((t - start) / 1000, 1e-3);
+      const count = (n: number) => n.toLocaleString('en-US');
+      write(`${label}: ${count(done)} ${unit} after ${Math.round(seconds)} s (${count(Math.round(done / seconds))}/s)`);
+    },
+    done() {},
   };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT_USAGE, EXIT_VIOLATION, main } from '../../src/cli/main.ts';
-import { progressBar } from '../../src/cli/progress.ts';
+import { progressBar, progressLines } from '../../src/cli/progress.ts';
 
 async function cli(...argv: string[]) {
   const out: string[] = [];
@@ -433,6 +433,24 @@ describe('the progress bar', () => {
     const bar = progressBar((t) => writes.push(t), 'exploring');
     for (let i = 1; i <= 1000; i++) bar.update(i, Number.POSITIVE_INFINITY);
     expect(writes.length).toBe(28); // 1..9, 10..90, 100..900, 1000
+  });
+
+  it('on a stderr that is not a terminal, is a plain line a minute with the count and its rate', () => {
+    const lines: string[] = [];
+    let clock = 0;
+    const log = progressLines(
+      (t) => lines.push(t),
+      'exploring x',
+      'states',
+      () => clock,
+    );
+    for (let i = 1; i <= 2_000; i++) {
+      clock += 500; // a progress call each half second, 16,384 states apart: 1,000 s in all
+      log.update(16_384 * i, 1e9);
+    }
+    log.done();
+    expect(lines).toHaveLength(16); // at 60 s, 120 s, ... 960 s: none closer than a minute to the one before
+    expect(lines[0]).toBe('exploring x: 1,966,080 states after 60 s (32,768/s)');
   });
 
   it('is drawn on a terminal for a text explore, never with --json', async () => {
