@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ExploreOptions, type ExploreResult, explore, replay } from '../explore/explore.ts';
-import type { SearchSnapshot } from '../explore/search-snapshot.ts';
+import { type SearchSnapshot, STATE_FORMAT } from '../explore/search-snapshot.ts';
 import type { Machine } from '../machine/machine.ts';
 import { describeValue, InputError } from '../mmu/input-error.ts';
 import type { Scenario, ScenarioParams } from '../scenarios/scenario.ts';
@@ -362,6 +362,7 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
   // What a saved search was run with: a resume with anything else is refused (src/cli/saved-search.ts).
   const about = {
     version: VERSION,
+    stateFormat: STATE_FORMAT,
     scenario: isScenarioPath(ref) ? resolve(process.cwd(), ref) : scenario.name,
     params,
     tlbEvents: tlbEvents ?? 0,

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
-import { decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } from '../explore/search-snapshot.ts';
+import { byteViews, decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } from '../explore/search-snapshot.ts';
 import { InputError } from '../mmu/input-error.ts';
 
 // `x86slice explore --save-search FILE` and `--resume FILE`: a stateful search stopped by its budget or time limit,
@@ -65,8 +65,12 @@ export function readSavedSearch(file: string, about: Readonly<Record<string, unk
       }
     }
     const visited = new Int32Array(2 * header.visitedSlots);
-    if (!readFully(fd, new Uint8Array(visited.buffer), header.tableOffset)) {
-      throw new InputError(`${what} is not a search saved by x86slice: it ends inside its visited table`);
+    let position = header.tableOffset;
+    for (const view of byteViews(visited)) {
+      if (!readFully(fd, view, position)) {
+        throw new InputError(`${what} is not a search saved by x86slice: it ends inside its visited table`);
+      }
+      position += view.length;
     }
     return header.complete(visited);
   } finally {

@@ -52,6 +52,14 @@ export interface SearchSnapshot {
 const MAGIC = 'x86slice-search 1\n';
 
 /**
+ * What a state's fingerprint covers, by number: raised whenever that changes, so that a search saved to disk is not
+ * taken up by one whose fingerprints it cannot be compared with (the stack's are checked on resume, the visited
+ * table's cannot be). 2: a pending instruction is no part of a state (2026-12-07). The CLI writes it beside the
+ * version, and a resume with another is refused, naming it.
+ */
+export const STATE_FORMAT = 2;
+
+/**
  * The snapshot as bytes: a text line, a JSON header (the caller's `about`, which a resume compares with its own,
  * and the snapshot's small parts), then the visited table (little-endian, as typed arrays are on x86 and ARM).
  * Returned as parts, so that a table larger than one buffer is never copied into one.
@@ -75,8 +83,23 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
   });
   const headerBytes = new TextEncoder().encode(header);
   const start = new TextEncoder().encode(`${MAGIC}${headerBytes.length}\n`);
-  const table = new Uint8Array(s.visited.buffer, s.visited.byteOffset, s.visited.byteLength);
-  return [start, headerBytes, table];
+  return [start, headerBytes, ...byteViews(s.visited)];
+}
+
+/** Bytes per view of a table (byteViews). */
+const VIEW_BYTES = 1 << 30;
+
+/**
+ * `table`'s bytes as views of at most `most` bytes each, in order, sharing its buffer. One view of a table past 4 GiB
+ * is refused (a byte array's length is limited: "Invalid typed array length" on Node 20, where a 4.7 GB table, a
+ * search of 290 million states, stopped a --save-search run).
+ */
+export function byteViews(table: Int32Array, most = VIEW_BYTES): Uint8Array[] {
+  const views: Uint8Array[] = [];
+  for (let at = 0; at < table.byteLength; at += most) {
+    views.push(new Uint8Array(table.buffer, table.byteOffset + at, Math.min(most, table.byteLength - at)));
+  }
+  return views;
 }
 
 /** Where a saved search's header ends and its table starts, and what the header says. */

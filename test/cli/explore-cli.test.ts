@@ -548,6 +548,13 @@ describe('x86slice explore --save-search and --resume', () => {
     );
     const events = await cli(...switcheroo, '--tlb-events', '1', '--resume', file);
     expect(events.err).toMatch(/was saved with tlbEvents 0; this run has 1/);
+    // Saved by a search whose fingerprints covered something else (the same length of header, another number).
+    const bytes = readFileSync(file);
+    const at = bytes.indexOf('"stateFormat":2');
+    expect(at).toBeGreaterThan(0);
+    bytes.write('"stateFormat":1', at);
+    writeFileSync(file, bytes);
+    expect((await cli(...switcheroo, '--resume', file)).err).toMatch(/was saved with stateFormat 1; this run has 2/);
   });
 
   it('refuses a file that is not a saved search, one that is missing, and the options it does not apply to', async () => {

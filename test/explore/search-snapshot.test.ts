@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { explore } from '../../src/explore/explore.ts';
 import type { ExploreOptions, ExploreResult } from '../../src/explore/options.ts';
-import { decodeSnapshotHeader, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
+import { byteViews, decodeSnapshotHeader, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
@@ -101,6 +101,22 @@ describe('a stateful search saved and resumed', () => {
     expect([rest.deadWords, rest.copiedLive, rest.deadWordsOff]).toEqual([true, true, undefined]);
     expect(rest.states).toBeGreaterThan(cut.states!);
   }, 60_000);
+
+  it('writes and reads its visited table in views of at most 1 GiB, so a table past 4 GiB can be saved', () => {
+    // Node refuses one byte view of more than 4 GiB: a 4.7 GB table (290 million states) stopped a save.
+    const table = Int32Array.from({ length: 10 }, (_, i) => 0x01020304 * i);
+    const part = table.subarray(1, 9); // 32 bytes, not at the buffer's start
+    const views = byteViews(part, 12);
+    expect(views.map((v) => v.length)).toEqual([12, 12, 8]);
+    const joined = new Uint8Array(32);
+    let at = 0;
+    for (const v of views) {
+      joined.set(v, at);
+      at += v.length;
+    }
+    expect(joined).toEqual(new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    expect(byteViews(new Int32Array(2 ** 20)).map((v) => v.length)).toEqual([2 ** 22]);
+  });
 
   it('goes through its byte form unchanged (what --save-search writes and --resume reads)', () => {
     const params = { protocol: 'ipi-switcheroo' };
