@@ -71,6 +71,15 @@ export function programStutter(cpu: Cpu, programs: ProgramStates): 'spin' | 'ret
   return next.kind === OUTCOME.YIELD && failingSpin(cpu, next.value as Instruction) ? 'spin' : undefined;
 }
 
+/** The instruction CPU `cpu`'s next step would execute from its program: the pending one, or the one it yields next. */
+export function nextInstruction(cpu: Cpu, programs: ProgramStates): Instruction | undefined {
+  const top = cpu.activations[cpu.activations.length - 1];
+  if (top === undefined || top.finished) return undefined;
+  if (top.pending !== undefined) return top.pending;
+  const next = programs.upcoming(cpu);
+  return next?.kind === OUTCOME.YIELD ? (next.value as Instruction) : undefined;
+}
+
 /** Whether `ins` is a spin-until of this CPU's that would read through a plain TLB hit and find its condition false. */
 function failingSpin(cpu: Cpu, ins: Instruction): boolean {
   if (ins?.op !== OP.SPIN_UNTIL || ins.owner !== cpu.id || !isBuilt(ins)) return false;
