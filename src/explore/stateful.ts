@@ -7,7 +7,7 @@ import { type Choice, isTlbEvent } from './choices.ts';
 import { classify, type Execution } from './execution.ts';
 import { MachineState } from './machine-state.ts';
 import { PendingFills } from './pending-fills.ts';
-import type { SearchSnapshot } from './search-snapshot.ts';
+import { type SearchSnapshot, takeVisitedTable } from './search-snapshot.ts';
 import type { SharedStateSet } from './shared-state-set.ts';
 import { stateChoices } from './state-choices.ts';
 import { entryOf, stateKind, takeChoice } from './state-transition.ts';
@@ -320,7 +320,7 @@ export class StatefulSearch {
       );
     }
     spent.add(s);
-    this.visited = VisitedSet.from(s.visited, s.visitedSize);
+    this.visited = VisitedSet.from(takeVisitedTable(s), s.visitedSize);
     const c = s.counters;
     this.transitions = c.transitions;
     this.depth = c.depth;
