@@ -387,7 +387,9 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
     ? flags.json
       ? undefined
       : progressBar(io.progress, label)
-    : progressLines(io.err, label, search === 'stateful' ? 'states' : 'executions', () => performance.now());
+    : progressLines(io.err, label, search === 'stateful' ? 'states' : 'executions', () => performance.now(), {
+        from: resume?.visitedSize ?? 0,
+      });
   const options: ExploreOptions = {
     ...(strategy === undefined ? {} : { strategy }),
     ...(search === undefined ? {} : { search }),

@@ -49,14 +49,15 @@ export function progressBar(write: (text: string) => void, label: string): Progr
 
 /**
  * Progress as plain lines, for a stderr that is not a terminal: at most one line every `everyMs` (by `now`, in
- * milliseconds), with the count so far and its rate since the start, so a log shows how a long search goes.
+ * milliseconds), with the count so far and its rate since the start, so a log shows how a long search goes. `from`:
+ * the count when this run started (a resumed search's states), which the rate leaves out.
  */
 export function progressLines(
   write: (line: string) => void,
   label: string,
   unit: string,
   now: () => number,
-  everyMs = 60_000,
+  { everyMs = 60_000, from = 0 }: { readonly everyMs?: number; readonly from?: number } = {},
 ): ProgressBar {
   const start = now();
   let next = start + everyMs;
@@ -67,7 +68,9 @@ export function progressLines(
       next = t + everyMs;
       const seconds = Math.max((t - start) / 1000, 1e-3);
       const count = (n: number) => n.toLocaleString('en-US');
-      write(`${label}: ${count(done)} ${unit} after ${Math.round(seconds)} s (${count(Math.round(done / seconds))}/s)`);
+      write(
+        `${label}: ${count(done)} ${unit} after ${Math.round(seconds)} s (${count(Math.round((done - from) / seconds))}/s)`,
+      );
     },
     done() {},
   };

@@ -453,6 +453,21 @@ describe('the progress bar', () => {
     expect(lines[0]).toBe('exploring x: 1,966,080 states after 60 s (32,768/s)');
   });
 
+  it("of a resumed search, counts the saved search's states and leaves them out of the rate", () => {
+    const lines: string[] = [];
+    let clock = 0;
+    const log = progressLines(
+      (t) => lines.push(t),
+      'exploring x',
+      'states',
+      () => clock,
+      { from: 270_000_000 },
+    );
+    clock = 60_000;
+    log.update(270_000_000 + 3_000_000, 1e9);
+    expect(lines).toEqual(['exploring x: 273,000,000 states after 60 s (50,000/s)']);
+  });
+
   it('is drawn on a terminal for a text explore, never with --json', async () => {
     for (const json of [false, true]) {
       const drawn: string[] = [];
