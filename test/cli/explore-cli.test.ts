@@ -435,17 +435,24 @@ describe('the progress bar', () => {
     expect(writes.length).toBe(28); // 1..9, 10..90, 100..900, 1000
   });
 
-  it('on a stderr that is not a terminal, is a plain line a minute with the count and its rate', () => {
+  /** A progress log on a clock the test sets, and the lines it wrote. */
+  const lineLog = (from?: number) => {
     const lines: string[] = [];
-    let clock = 0;
+    const clock = { ms: 0 };
     const log = progressLines(
       (t) => lines.push(t),
       'exploring x',
       'states',
-      () => clock,
+      () => clock.ms,
+      { from: from ?? 0 },
     );
+    return { lines, clock, log };
+  };
+
+  it('on a stderr that is not a terminal, is a plain line a minute with the count and its rate', () => {
+    const { lines, clock, log } = lineLog();
     for (let i = 1; i <= 2_000; i++) {
-      clock += 500; // a progress call each half second, 16,384 states apart: 1,000 s in all
+      clock.ms += 500; // a progress call each half second, 16,384 states apart: 1,000 s in all
       log.update(16_384 * i, 1e9);
     }
     log.done();
@@ -454,16 +461,8 @@ describe('the progress bar', () => {
   });
 
   it("of a resumed search, counts the saved search's states and leaves them out of the rate", () => {
-    const lines: string[] = [];
-    let clock = 0;
-    const log = progressLines(
-      (t) => lines.push(t),
-      'exploring x',
-      'states',
-      () => clock,
-      { from: 270_000_000 },
-    );
-    clock = 60_000;
+    const { lines, clock, log } = lineLog(270_000_000);
+    clock.ms = 60_000;
     log.update(270_000_000 + 3_000_000, 1e9);
     expect(lines).toEqual(['exploring x: 273,000,000 states after 60 s (50,000/s)']);
   });
