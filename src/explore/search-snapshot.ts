@@ -56,7 +56,8 @@ export interface SearchSnapshot {
  */
 export function takeVisitedTable(s: SearchSnapshot): Int32Array {
   const table = s.visited;
-  (s as { visited: Int32Array }).visited = new Int32Array(0);
+  // A frozen snapshot (kept in immer state, say) keeps it: the search is the same, only its memory is not.
+  if (!Object.isFrozen(s)) (s as { visited: Int32Array }).visited = new Int32Array(0);
   return table;
 }
 

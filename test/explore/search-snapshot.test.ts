@@ -173,6 +173,11 @@ describe('bad input to saving and resuming a search', () => {
     );
     // It lets go of the table as well, which the search frees once it has grown past it.
     expect(snapshot.visited).toHaveLength(0);
+    // A frozen snapshot cannot let go of it, and resumes all the same.
+    const frozen = Object.freeze(cut());
+    const whole = explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, resume: frozen });
+    expect(whole.complete).toBe(true);
+    expect(frozen.visited.length).toBeGreaterThan(0);
   });
 
   it('saveSearch and resume are for the stateful exhaustive search, and resume takes a snapshot only', () => {
