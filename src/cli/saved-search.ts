@@ -3,9 +3,9 @@ import { byteViews, decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } 
 import { InputError } from '../mmu/input-error.ts';
 
 // `x86slice explore --save-search FILE` and `--resume FILE`: a stateful search stopped by its budget or time limit,
-// on disk (src/explore/search-snapshot.ts has the format). The visited table can be larger than one buffer (16 bytes
-// a state at most: 4 GB at 250 million states), so it is written and read in slices, straight from and into the
-// table. What the search was run with (`about`: version, scenario, parameters, options) is written beside it, and a
+// on disk (src/explore/search-snapshot.ts has the format). The visited set's tables can be larger than one buffer (16
+// bytes a state at most: 4 GB at 250 million states), so they are written and read in slices, straight from and
+// into the tables. What the search was run with (`about`: version, scenario, parameters, options) is written beside it, and a
 // resume run with anything else is refused, naming what differs.
 
 /** Bytes written or read per call (Node reads and writes at most 2 GiB at once). */
@@ -64,9 +64,9 @@ export function readSavedSearch(file: string, about: Readonly<Record<string, unk
         throw new InputError(`${what} was saved with ${key} ${saved ?? '(none)'}; this run has ${now ?? '(none)'}`);
       }
     }
-    const visited = new Int32Array(2 * header.visitedSlots);
+    const visited = header.visitedSegments.map((slots) => new Int32Array(2 * slots));
     let position = header.tableOffset;
-    for (const view of byteViews(visited)) {
+    for (const view of visited.flatMap((t) => byteViews(t))) {
       if (!readFully(fd, view, position)) {
         throw new InputError(`${what} is not a search saved by x86slice: it ends inside its visited table`);
       }

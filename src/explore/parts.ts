@@ -109,7 +109,11 @@ function searchSaving(
   const resume = o.resume;
   if (
     resume !== undefined &&
-    (typeof resume !== 'object' || resume === null || !(resume.visited instanceof Int32Array))
+    (typeof resume !== 'object' ||
+      resume === null ||
+      !Array.isArray(resume.visited) ||
+      !resume.visited.every((t) => t instanceof Int32Array) ||
+      !(resume.next instanceof Int32Array))
   ) {
     throw new InputError(`explore resume ${describeValue(resume)} must be a snapshot a saved search returned`);
   }

@@ -34,8 +34,11 @@ export interface SearchSnapshot {
   readonly counters: SearchCounters;
   /** Per kind, the shortest violation found so far. */
   readonly violations: readonly Execution[];
-  /** The visited set's table (visited-set.ts) and the states in it; empty once a search has taken it up. */
-  readonly visited: Int32Array;
+  /**
+   * The visited set's tables, one a segment (visited-set.ts), and the states in them; none once a search has taken
+   * them up. One table, in a search saved before segments (read from a file of format 1).
+   */
+  readonly visited: readonly Int32Array[];
   readonly visitedSize: number;
   /** What the states stood on: dead words left out, TLB events, the reduction. */
   readonly deadWords: boolean;
@@ -54,14 +57,19 @@ export interface SearchSnapshot {
  * snapshot is left an empty one, so that the table can be freed once that search grows past it. (A search resumed
  * from a 3.1 GB file kept its table to the end, beside the 7 GB one it had grown into.)
  */
-export function takeVisitedTable(s: SearchSnapshot): Int32Array {
-  const table = s.visited;
+export function takeVisitedTable(s: SearchSnapshot): readonly Int32Array[] {
+  const tables = s.visited;
   // A frozen snapshot (kept in immer state, say) keeps it: the search is the same, only its memory is not.
-  if (!Object.isFrozen(s)) (s as { visited: Int32Array }).visited = new Int32Array(0);
-  return table;
+  if (!Object.isFrozen(s)) (s as { visited: readonly Int32Array[] }).visited = [];
+  return tables;
 }
 
-const MAGIC = 'x86slice-search 1\n';
+/**
+ * The file's first line, by layout: 2 has the visited set's segments one after another (visitedSegments: their
+ * slots); 1, read still, one table (visitedSlots).
+ */
+const MAGIC = 'x86slice-search 2\n';
+const MAGIC_ONE_TABLE = 'x86slice-search 1\n';
 
 /**
  * What a state's fingerprint covers, by number: raised whenever that changes, so that a search saved to disk is not
@@ -84,7 +92,7 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     changed: s.changed,
     counters: s.counters,
     violations: s.violations.map((v) => ({ schedule: formatSchedule(v.schedule), kind: v.kind, message: v.message })),
-    visitedSlots: s.visited.length / 2,
+    visitedSegments: s.visited.map((t) => t.length / 2),
     visitedSize: s.visitedSize,
     deadWords: s.deadWords,
     ...(s.copiedLive ? { copiedLive: true } : {}),
@@ -95,7 +103,7 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
   });
   const headerBytes = new TextEncoder().encode(header);
   const start = new TextEncoder().encode(`${MAGIC}${headerBytes.length}\n`);
-  return [start, headerBytes, ...byteViews(s.visited)];
+  return [start, headerBytes, ...s.visited.flatMap((t) => byteViews(t))];
 }
 
 /** Bytes per view of a table (byteViews). */
@@ -114,20 +122,22 @@ export function byteViews(table: Int32Array, most = VIEW_BYTES): Uint8Array[] {
   return views;
 }
 
-/** Where a saved search's header ends and its table starts, and what the header says. */
+/** Where a saved search's header ends and its tables start, and what the header says. */
 export interface SnapshotHeader {
   readonly about: Readonly<Record<string, unknown>>;
   readonly tableOffset: number;
-  readonly visitedSlots: number;
-  /** The rest of the snapshot, given the table (read by the caller: it may be larger than one buffer). */
-  readonly complete: (visited: Int32Array) => SearchSnapshot;
+  /** The visited set's tables' slots, in the order they follow the header. */
+  readonly visitedSegments: readonly number[];
+  /** The rest of the snapshot, given the tables (read by the caller: they may be larger than one buffer). */
+  readonly complete: (visited: readonly Int32Array[]) => SearchSnapshot;
 }
 
 /** Reads the header at the start of a saved search (`head`: its first bytes, at least the header). */
 export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHeader {
   const bad = (rule: string) => new InputError(`${what} is not a search saved by x86slice: ${rule}`);
   const text = new TextDecoder().decode(head.subarray(0, Math.min(head.length, MAGIC.length + 24)));
-  if (!text.startsWith(MAGIC)) throw bad(`it does not start with '${MAGIC.trim()}'`);
+  const oneTable = text.startsWith(MAGIC_ONE_TABLE);
+  if (!text.startsWith(MAGIC) && !oneTable) throw bad(`it does not start with '${MAGIC.trim()}'`);
   const lengthEnd = text.indexOf('\n', MAGIC.length);
   const length = Number(text.slice(MAGIC.length, lengthEnd));
   if (lengthEnd < 0 || !Number.isInteger(length) || length <= 0) throw bad('its header length is missing');
@@ -139,8 +149,9 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
   } catch (e) {
     throw bad(`its header is not JSON (${(e as Error).message})`);
   }
-  const slots = h.visitedSlots;
-  if (typeof slots !== 'number' || !Number.isInteger(slots) || slots <= 0) throw bad('its visited table has no size');
+  const slots = oneTable ? [h.visitedSlots] : h.visitedSegments;
+  const isSize = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n > 0;
+  if (!Array.isArray(slots) || slots.length === 0 || !slots.every(isSize)) throw bad('its visited table has no size');
   for (const [key, ok] of [
     ['fingerprints', Array.isArray(h.fingerprints)],
     ['next', Array.isArray(h.next)],
@@ -154,7 +165,7 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
   return {
     about: (h.about ?? {}) as Record<string, unknown>,
     tableOffset: start + length,
-    visitedSlots: slots,
+    visitedSegments: slots as number[],
     complete: (visited) => ({
       fingerprints: Int32Array.from(h.fingerprints as number[]),
       next: Int32Array.from(h.next as number[]),

@@ -267,7 +267,7 @@ export class StatefulSearch {
         nextSample: this.nextSample,
       },
       violations: [...this.best.values()],
-      visited: visited.table,
+      visited: visited.segments,
       visitedSize: visited.size,
       deadWords: this.deadWords,
       ...(this.copiedLive ? { copiedLive: true } : {}),

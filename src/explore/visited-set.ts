@@ -1,63 +1,102 @@
-// The stateful search's visited set: 64-bit state fingerprints, stored as two 32-bit halves side by side in one
-// Int32Array with open addressing and linear probing (SPIN's and TLC's fingerprint sets work the same way). The
-// table grows by half when three quarters full, so it holds 8 bytes per slot and at most 16 bytes per state
-// right after a growth (10.7 on average over a growth cycle). A fingerprint is never stored twice, so the only
-// error is a collision: two states with one fingerprint, the second taken for the first (see collisionProbability).
+// The stateful search's visited set: 64-bit state fingerprints, stored as two 32-bit halves side by side in
+// Int32Arrays with open addressing and linear probing (SPIN's and TLC's fingerprint sets work the same way). A
+// fingerprint is never stored twice, so the only error is a collision: two states with one fingerprint, the second
+// taken for the first (see collisionProbability).
+//
+// The set is SEGMENTS tables, one per value of the fingerprint's top SEGMENT_BITS bits, each growing by half on its
+// own when three quarters full (8 bytes a slot, so at most 16 bytes a state right after a growth, 10.7 on average
+// over a growth cycle). One table grown whole needs the old and the new at once, two and a half times the table:
+// a search of 995 million states would have needed 26.5 GB to grow past its 10.6 GB table, more than this 24 GB
+// machine has (the csd cell of docs/scenarios/migration.md is expected past a billion). A segment grows with one
+// segment's memory beside the table (1.5 / SEGMENTS of it), so a search fills memory with its table instead.
 
 /** Fingerprint 0:0 marks an empty slot; a state that hashes to it is stored as 0:1. */
 const EMPTY = 0;
-const MIN_SLOTS = 1024;
+const SEGMENT_BITS = 6;
+/** Segments: 64, so that a growth takes 2.3% of the table beside it, and an empty set is 32 KiB. */
+export const SEGMENTS = 1 << SEGMENT_BITS;
+const MIN_SEGMENT_SLOTS = 64;
+const TWO_32 = 2 ** 32;
 
 export class VisitedSet {
-  private table: Int32Array;
-  private slots: number;
+  private readonly tables: Int32Array[] = [];
+  /** Per segment: its slots, the states it holds, and how many it may hold before it grows. */
+  private readonly slots = new Float64Array(SEGMENTS);
+  private readonly counts = new Float64Array(SEGMENTS);
+  private readonly limits = new Float64Array(SEGMENTS);
   /** States stored. */
   size = 0;
-  private limit: number;
 
-  constructor(expected = MIN_SLOTS) {
-    this.slots = Math.max(MIN_SLOTS, Math.ceil((expected * 4) / 3));
-    this.table = new Int32Array(2 * this.slots);
-    this.limit = Math.floor((this.slots * 3) / 4);
+  constructor(expected = 0) {
+    const slots = Math.max(MIN_SEGMENT_SLOTS, Math.ceil((expected * 4) / 3 / SEGMENTS));
+    for (let s = 0; s < SEGMENTS; s++) this.setSegment(s, new Int32Array(2 * slots));
   }
 
-  /** The set as stored (its table, shared, not copied), for a saved search (search-snapshot.ts). */
-  export(): { readonly table: Int32Array; readonly size: number } {
-    return { table: this.table, size: this.size };
-  }
-
-  /** A set holding what `export()` gave: `table` is taken as it is (not copied). */
-  static from(table: Int32Array, size: number): VisitedSet {
-    const set = new VisitedSet();
+  private setSegment(s: number, table: Int32Array): void {
     const slots = table.length / 2;
-    if (!Number.isInteger(slots) || slots < MIN_SLOTS || size > Math.floor((slots * 3) / 4)) {
-      throw new RangeError(`a visited table of ${table.length} words cannot hold ${size} states`);
+    this.tables[s] = table;
+    this.slots[s] = slots;
+    this.limits[s] = Math.floor((slots * 3) / 4);
+  }
+
+  /** The set as stored (its segments, shared, not copied), for a saved search (search-snapshot.ts). */
+  export(): { readonly segments: readonly Int32Array[]; readonly size: number } {
+    return { segments: this.tables.slice(), size: this.size };
+  }
+
+  /**
+   * A set holding what `export()` gave (the segments taken as they are, not copied), or one table of a search saved
+   * before segments (its fingerprints added again). Each table is counted, so that a file cut or mixed up is refused
+   * here rather than explored from.
+   */
+  static from(segments: readonly Int32Array[], size: number): VisitedSet {
+    const refuse = (why: string) => new RangeError(`a visited table of ${segments.length} segments ${why}`);
+    if (segments.length !== 1 && segments.length !== SEGMENTS)
+      throw refuse(`cannot be taken up: this set has ${SEGMENTS}`);
+    const counted = segments.map((t) => {
+      if (t.length % 2 !== 0 || t.length < 2) throw refuse(`has a segment of ${t.length} words`);
+      let n = 0;
+      for (let i = 0; i < t.length; i += 2) if (t[i] !== EMPTY || t[i + 1] !== EMPTY) n++;
+      return n;
+    });
+    const total = counted.reduce((a, b) => a + b, 0);
+    if (total !== size) throw refuse(`holds ${total} states, not the ${size} it was saved with`);
+    if (segments.length === 1) {
+      // Half full, as a segment is right after it grows (three quarters would have each grow at once).
+      const set = new VisitedSet(size * 1.5);
+      const t = segments[0]!;
+      for (let i = 0; i < t.length; i += 2) if (t[i] !== EMPTY || t[i + 1] !== EMPTY) set.add(t[i]!, t[i + 1]!);
+      return set;
     }
-    set.table = table;
-    set.slots = slots;
-    set.limit = Math.floor((slots * 3) / 4);
+    const set = new VisitedSet();
+    segments.forEach((t, s) => {
+      set.setSegment(s, t);
+      if (counted[s]! > set.limits[s]!) throw refuse(`has segment ${s} fuller than three quarters`);
+      set.counts[s] = counted[s]!;
+    });
     set.size = size;
     return set;
   }
 
-  /** Bytes the table takes. */
+  /** Bytes the tables take. */
   get bytes(): number {
-    return this.table.byteLength;
+    let n = 0;
+    for (const t of this.tables) n += t.byteLength;
+    return n;
   }
 
-  /** The slot a fingerprint starts probing at: its high half mapped onto [0, slots) by a multiply (no modulo). */
-  private home(hi: number): number {
-    return Math.floor((hi >>> 0) * (this.slots / 2 ** 32));
-  }
-
-  /** Adds fingerprint `hi`:`lo` (32-bit halves); returns true when it was not there yet. */
+  /**
+   * Adds fingerprint `hi`:`lo` (32-bit halves); returns true when it was not there yet. Its segment is `hi`'s top
+   * bits; it starts probing at `hi`'s other bits mapped onto the segment's slots by a multiply (no modulo).
+   */
   add(hi: number, lo: number): boolean {
     const h = hi | 0;
     let l = lo | 0;
     if (h === EMPTY && l === EMPTY) l = 1;
-    const table = this.table;
-    const slots = this.slots;
-    let i = this.home(h);
+    const s = h >>> (32 - SEGMENT_BITS);
+    const table = this.tables[s]!;
+    const slots = this.slots[s]!;
+    let i = Math.floor(((h << SEGMENT_BITS) >>> 0) * (slots / TWO_32));
     for (;;) {
       const th = table[2 * i]!;
       const tl = table[2 * i + 1]!;
@@ -67,7 +106,8 @@ export class VisitedSet {
     }
     table[2 * i] = h;
     table[2 * i + 1] = l;
-    if (++this.size > this.limit) this.grow();
+    this.size++;
+    if (++this.counts[s]! > this.limits[s]!) this.grow(s);
     return true;
   }
 
@@ -76,27 +116,28 @@ export class VisitedSet {
     const h = hi | 0;
     let l = lo | 0;
     if (h === EMPTY && l === EMPTY) l = 1;
-    const table = this.table;
-    let i = this.home(h);
+    const s = h >>> (32 - SEGMENT_BITS);
+    const table = this.tables[s]!;
+    const slots = this.slots[s]!;
+    let i = Math.floor(((h << SEGMENT_BITS) >>> 0) * (slots / TWO_32));
     for (;;) {
       const th = table[2 * i]!;
       const tl = table[2 * i + 1]!;
       if (th === EMPTY && tl === EMPTY) return false;
       if (th === h && tl === l) return true;
-      i = i + 1 === this.slots ? 0 : i + 1;
+      i = i + 1 === slots ? 0 : i + 1;
     }
   }
 
-  private grow(): void {
-    const old = this.table;
-    const oldSlots = this.slots;
-    this.slots = Math.ceil(oldSlots * 1.5);
-    this.table = new Int32Array(2 * this.slots);
-    this.limit = Math.floor((this.slots * 3) / 4);
-    this.size = 0;
-    for (let i = 0; i < oldSlots; i++) {
-      const h = old[2 * i]!;
-      const l = old[2 * i + 1]!;
+  /** Segment `s`, half as large again, its fingerprints added again. */
+  private grow(s: number): void {
+    const old = this.tables[s]!;
+    this.setSegment(s, new Int32Array(2 * Math.ceil((old.length / 2) * 1.5)));
+    this.size -= this.counts[s]!;
+    this.counts[s] = 0;
+    for (let i = 0; i < old.length; i += 2) {
+      const h = old[i]!;
+      const l = old[i + 1]!;
       if (h !== EMPTY || l !== EMPTY) this.add(h, l);
     }
   }

@@ -5,7 +5,7 @@ import { StatefulSearch } from '../../src/explore/stateful.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { formatSchedule, parseSchedule } from '../../src/machine/schedule.ts';
 import { frameReader } from './fixtures/frame-reader.ts';
-import { snapshotBytes } from './fixtures/snapshot-bytes.ts';
+import { snapshotBytes, tablesOf } from './fixtures/snapshot-bytes.ts';
 
 // The stateful search's `first` path (StatefulOptions.first): the search goes down it before anything else, which
 // changes the order it searches in, never what it searches. The search run again after a dead word was read takes
@@ -50,7 +50,7 @@ function search(o: { first?: string; stopAtViolation: boolean; maxStates?: numbe
 function throughBytes(s: SearchSnapshot): SearchSnapshot {
   const bytes = snapshotBytes(s, {});
   const header = decodeSnapshotHeader(bytes, 'the snapshot');
-  return header.complete(new Int32Array(bytes.slice(header.tableOffset).buffer));
+  return header.complete(tablesOf(bytes, header));
 }
 
 describe("the stateful search's first path", () => {

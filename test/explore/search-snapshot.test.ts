@@ -1,11 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { explore } from '../../src/explore/explore.ts';
 import type { ExploreOptions, ExploreResult } from '../../src/explore/options.ts';
-import { byteViews, decodeSnapshotHeader, type SearchSnapshot } from '../../src/explore/search-snapshot.ts';
+import {
+  byteViews,
+  decodeSnapshotHeader,
+  encodeSnapshot,
+  type SearchSnapshot,
+} from '../../src/explore/search-snapshot.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
-import { snapshotBytes } from './fixtures/snapshot-bytes.ts';
+import { snapshotBytes, tablesOf } from './fixtures/snapshot-bytes.ts';
 
 // A stateful search saved when it stops (budget or time limit) and resumed later must end where one search run to
 // its end ends: the same states, transitions, final states and violations (schedules included).
@@ -95,7 +100,7 @@ describe('a stateful search saved and resumed', () => {
     expect([cut.deadWords, cut.copiedLive]).toEqual([true, true]);
     const bytes = snapshotBytes(cut.snapshot!, {});
     const header = decodeSnapshotHeader(bytes, 'the file');
-    const saved = header.complete(new Int32Array(bytes.slice(header.tableOffset).buffer));
+    const saved = header.complete(tablesOf(bytes, header));
     expect(saved.copiedLive).toBe(true);
     const rest = explore(build(params), { ...EXHAUSTIVE, budget: 25_000, resume: saved });
     expect([rest.deadWords, rest.copiedLive, rest.deadWordsOff]).toEqual([true, true, undefined]);
@@ -124,11 +129,11 @@ describe('a stateful search saved and resumed', () => {
     const bytes = snapshotBytes(cut.snapshot!, { scenario: 'stack-migration' });
     const header = decodeSnapshotHeader(bytes, 'the file');
     expect(header.about).toEqual({ scenario: 'stack-migration' });
-    const table = new Int32Array(bytes.slice(header.tableOffset).buffer);
-    expect(table.length).toBe(2 * header.visitedSlots);
-    const back = header.complete(table);
+    const tables = tablesOf(bytes, header);
+    expect(bytes.length).toBe(header.tableOffset + tables.reduce((n, t) => n + t.byteLength, 0));
+    const back = header.complete(tables);
     expect({ ...back, visited: undefined }).toEqual({ ...cut.snapshot!, visited: undefined });
-    expect(Array.from(back.visited)).toEqual(Array.from(cut.snapshot!.visited));
+    expect(back.visited).toEqual(cut.snapshot!.visited);
     const resumed = explore(build(params), { ...EXHAUSTIVE, resume: back });
     expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
   });
@@ -165,6 +170,35 @@ describe('bad input to saving and resuming a search', () => {
     );
   });
 
+  it('a search saved before segments (format 1: one table) resumes, and ends as one search does', () => {
+    // The csd cell's 3.1 GB save of 2026-12-07 is such a file.
+    const params = { protocol: 'ipi-switcheroo', rounds: 8 };
+    const cut = explore(build(params), { ...EXHAUSTIVE, budget: 3_000, saveSearch: true }).snapshot!;
+    // Its fingerprints in one table (where each sits does not matter to the set that takes them up).
+    const one = new Int32Array(2 * Math.ceil((cut.visitedSize * 4) / 3) + 2);
+    let at = 0;
+    for (const t of cut.visited) {
+      for (let i = 0; i < t.length; i += 2) {
+        if (t[i] === 0 && t[i + 1] === 0) continue;
+        one.set([t[i]!, t[i + 1]!], at);
+        at += 2;
+      }
+    }
+    const [, header] = encodeSnapshot(cut, {});
+    const json = JSON.parse(new TextDecoder().decode(header)) as Record<string, unknown>;
+    delete json.visitedSegments;
+    const oldHeader = new TextEncoder().encode(JSON.stringify({ ...json, visitedSlots: one.length / 2 }));
+    const bytes = new Uint8Array([
+      ...new TextEncoder().encode(`x86slice-search 1\n${oldHeader.length}\n`),
+      ...oldHeader,
+      ...new Uint8Array(one.buffer),
+    ]);
+    const decoded = decodeSnapshotHeader(bytes, 'the file');
+    expect(decoded.visitedSegments).toEqual([one.length / 2]);
+    const resumed = explore(build(params), { ...EXHAUSTIVE, resume: decoded.complete(tablesOf(bytes, decoded)) });
+    expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
+  });
+
   it('a snapshot resumes once: the search takes its visited table over', () => {
     const snapshot = cut();
     explore(build({ protocol: 'ipi-switcheroo' }), { ...EXHAUSTIVE, budget: 1_500, resume: snapshot });
@@ -196,7 +230,7 @@ describe('bad input to saving and resuming a search', () => {
   it('bytes that are not a saved search are refused, saying why', () => {
     const bytes = new TextEncoder().encode('hello\n');
     expect(() => decodeSnapshotHeader(bytes, "'notes.txt'")).toThrow(
-      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 1'/,
+      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 2'/,
     );
     const header = '{"visitedSlots":1024}';
     const truncated = new TextEncoder().encode(`x86slice-search 1\n${header.length}\n${header}`);
@@ -236,8 +270,8 @@ describe('a stateful search saved as it runs (saveSearchEvery)', () => {
   it('hands out snapshots on the way, and one taken up ends as the whole search does', () => {
     const params = { protocol: 'ipi-switcheroo', rounds: 8 };
     const saves: SearchSnapshot[] = [];
-    // The snapshot shares the live table: a caller that keeps it copies it (the CLI writes it out).
-    const save = (s: SearchSnapshot) => saves.push({ ...s, visited: s.visited.slice() });
+    // The snapshot shares the live tables: a caller that keeps it copies it (the CLI writes it out).
+    const save = (s: SearchSnapshot) => saves.push({ ...s, visited: s.visited.map((t) => t.slice()) });
     const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.01, save } });
     expect(whole.complete).toBe(true);
     expect(saves.length).toBeGreaterThanOrEqual(2);

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import type { Assembler, Program } from '../../src/cpu/assembler.ts';
 import { explore, replay } from '../../src/explore/explore.ts';
 import { MachineState } from '../../src/explore/machine-state.ts';
-import { collisionProbability, VisitedSet } from '../../src/explore/visited-set.ts';
 import { MachineImage } from '../../src/machine/image.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { InputError } from '../../src/mmu/input-error.ts';
@@ -368,37 +367,6 @@ describe('fingerprints', () => {
     };
     expect(fingerprintAfter(waiter(2, true), [0, 0])).toBe(fingerprintAfter(waiter(3, true), [0, 0]));
     expect(fingerprintAfter(waiter(2, false), [0, 0])).not.toBe(fingerprintAfter(waiter(3, false), [0, 0]));
-  });
-});
-
-describe('the visited set', () => {
-  it('stores each fingerprint once, 0:0 included, and grows keeping at most 16 bytes a state', () => {
-    const set = new VisitedSet(16);
-    expect(set.add(0, 0)).toBe(true);
-    expect(set.add(0, 0)).toBe(false);
-    expect(set.has(0, 2)).toBe(false);
-    let x = 1;
-    const n = 200_000;
-    let added = 0;
-    for (let i = 0; i < n; i++) {
-      x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + i;
-      if (set.add(x, i)) added++;
-    }
-    expect(added).toBe(n);
-    expect(set.size).toBe(n + 1);
-    expect(set.bytes / set.size).toBeLessThanOrEqual(16);
-    x = 1;
-    let found = 0;
-    for (let i = 0; i < n; i++) {
-      x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + i;
-      if (set.has(x, i) && !set.add(x, i)) found++;
-    }
-    expect(found).toBe(n);
-  });
-
-  it('reports the collision probability n^2 / 2^65', () => {
-    expect(collisionProbability(2 ** 20)).toBe(2 ** -25);
-    expect(collisionProbability(2 ** 40)).toBe(1);
   });
 });
 
