@@ -68,16 +68,16 @@ export type UserEntryRegistrar = (program: Program, args: readonly unknown[]) =>
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
- * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store, push and pop (the hot
- * operations) refill one instruction object per CPU instead of allocating, which is what makes a TLB-hit step
- * cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the same one
+ * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store, push, pop, xchg and
+ * cmpxchg (the hot operations) refill one instruction object per CPU instead of allocating, which is what makes a
+ * TLB-hit step cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the same one
  * twice, is a StaleInstructionError naming the CPU, never a silently different instruction.
  *
  * Every operand is checked here, where it enters (docs/guide.md "Errors"): a bad one throws an InputError from the
  * program's own `yield` expression, which stops the CPU like any exception thrown by the program.
  */
 export class Assembler {
-  /** The instruction load/store/push/pop refill. */
+  /** The instruction load/store/push/pop/xchg/cmpxchg refill. */
   readonly reused: Instruction;
   /** How many times `reused` was filled, and how many of those fills the CPU has executed. */
   builds = 0;
@@ -123,12 +123,13 @@ export class Assembler {
     return `CPU ${this.cpuId} ${instruction}`;
   }
 
-  private refill(op: Op, va: number, size: number, value: number): Instruction {
+  private refill(op: Op, va: number, size: number, value: number, expected = 0): Instruction {
     const ins = this.reused as Writable<Instruction>;
     ins.op = op;
     ins.va = va;
     ins.size = size;
     ins.value = value;
+    ins.expected = expected;
     this.builds++;
     return this.reused;
   }
@@ -194,6 +195,9 @@ export class Assembler {
   }
   /** Atomic compare-and-exchange; the result is the old value (success when it equals `expected`). */
   cmpxchg(va: number | bigint, size: number, expected: number | bigint, value: number | bigint): Instruction {
+    if (isPlainAccess(va, size) && isPlainValue(expected, size) && isPlainValue(value, size)) {
+      return this.refill(OP.CMPXCHG, va, size, value, expected);
+    }
     const where = this.where('cmpxchg');
     const address = this.address(va, 'cmpxchg');
     const s = checkSize(size, where);
@@ -203,6 +207,7 @@ export class Assembler {
   }
   /** Atomic exchange; the result is the old value. */
   xchg(va: number | bigint, size: number, value: number | bigint): Instruction {
+    if (isPlainAccess(va, size) && isPlainValue(value, size)) return this.refill(OP.XCHG, va, size, value);
     const where = this.where('xchg');
     const address = this.address(va, 'xchg');
     const s = checkSize(size, where);

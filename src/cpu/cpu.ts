@@ -372,7 +372,8 @@ export class Cpu implements CpuCore {
     } catch (error) {
       return programThrew(this, error);
     }
-    // The hot case: a load, store, push or pop in the Assembler's reused object. It is written out here, not in a
+    // The hot case: a load, store, push or pop in the Assembler's reused object (or an xchg or cmpxchg in it, which
+    // only skips the fetch checks and the allocation here). It is written out here, not in a
     // helper, so that step() stays too large for V8 to inline into the run loop: compiled on its own, it has the
     // inlining budget (counted in bytecode) to take access() and the memory access in as well.
     const asm = this.asm;
@@ -380,6 +381,12 @@ export class Cpu implements CpuCore {
       const unexecuted = asm.builds - asm.consumed;
       if (unexecuted !== 1) staleInstruction(this, unexecuted);
       asm.consumed = asm.builds;
+      // An xchg or cmpxchg: the locked family's own path (it drains the store buffer first), pending meanwhile so
+      // that a fault keeps it (raise() copies it out of the reused object).
+      if (asm.reused.op > OP_POP) {
+        top.pending = asm.reused;
+        return this.executeNext(top, asm.reused);
+      }
       this.lastKind = STEP_KIND.INSTRUCTION;
       this.lastInstruction = asm.reused;
       return this.access(top, asm.reused);

@@ -1,13 +1,13 @@
 import { formatVirtual, PAGE_SIZE } from '../mmu/address.ts';
 import { InputError } from '../mmu/input-error.ts';
-import { ACCESS } from '../mmu/walker.ts';
 import type { Activation } from './activation.ts';
 import type { CpuCore } from './core.ts';
 import { type Instruction, OP } from './instruction.ts';
 import { STATUS } from './status.ts';
 
 // Memory instructions other than the hot load/store/push/pop (which stay in Cpu.access for the step's fast path):
-// locked read-modify-writes (LOCK CMPXCHG, XCHG) and the spin-until of a PAUSE loop.
+// locked read-modify-writes (LOCK CMPXCHG, XCHG; built in the reused object too, and sent here from step()) and the
+// spin-until of a PAUSE loop.
 
 /**
  * `cmpxchg` / `xchg`: one locked read-modify-write. It is a write access even when the compare fails (SDM Vol. 2
@@ -15,7 +15,10 @@ import { STATUS } from './status.ts';
  */
 export function lockedExchange(cpu: CpuCore, act: Activation, ins: Instruction): void {
   const port = cpu.port;
-  const pa = port.translate(ins.va, cpu.userAccess | ACCESS.WRITE);
+  const access = cpu.userAccess;
+  const cached = port.exchangeCached(ins.va, ins.size, ins.value, ins.op === OP.XCHG ? -1 : ins.expected, access);
+  if (cached >= 0) return cpu.complete(act, cached);
+  const pa = port.translateForWrite(ins.va, ins.size, access);
   if (pa < 0 || (ins.va & 0xfff) + ins.size > PAGE_SIZE) {
     if (pa >= 0) throw new InputError(`locked access at ${formatVirtual(ins.va)} crosses a page (split lock)`);
     return cpu.raiseFault();

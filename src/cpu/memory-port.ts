@@ -369,6 +369,42 @@ export class MemoryPort {
     return this.memory.read(pa, size);
   }
 
+  /**
+   * A locked read-modify-write (xchg, cmpxchg) of `size` bytes at `va` within a writable page of the PageCache: reads
+   * the old value and writes `value` when `expected` is -1 (xchg) or equals it, as write() would. Returns the old
+   * value, or -1 when the page is not cached for writes (lockedExchange then takes translateForWrite()).
+   */
+  exchangeCached(va: number, size: number, value: number, expected: number, access: number): number {
+    const pages = this.pages;
+    const offset = va & 0xfff;
+    const i = (va >>> 12) & PAGE_INDEX_MASK;
+    if (pages.writeTag[i] !== va - offset || offset + size > PAGE || ((access & ACCESS_USER) !== 0 && !pages.user[i])) {
+      return -1;
+    }
+    this.tlb.hits++;
+    this.lastHit = true;
+    const pa = pages.base[i]! + offset;
+    this.lastPa = pa;
+    const frame = pages.frames[i]!;
+    const old = readBytes(frame, offset, size);
+    const footprint = this.footprint;
+    if (footprint !== undefined) footprint.readList.push2(pa, size);
+    if (expected === -1 || old === expected) {
+      if (footprint !== undefined) footprint.writeList.push2(pa, size);
+      writeBytes(frame, offset, size, value);
+    }
+    return old;
+  }
+
+  /**
+   * The physical address for a write of `size` bytes at `va` (a locked read-modify-write's), or -1 on a fault: a TLB
+   * hit that allows it outright goes through hit(), which caches the page for the next; anything else translate().
+   */
+  translateForWrite(va: number, size: number, access: number): number {
+    const pa = this.hit(va, size, access | ACCESS_WRITE);
+    return pa >= 0 ? pa : this.translate(va, access | ACCESS_WRITE);
+  }
+
   /** Writes `size` bytes at `va`; false on a fault (nothing written). */
   write(va: number, size: number, value: number, access: number): boolean {
     // As read(). No entry allows writes while a write watch is armed (see hit()), so a spinning CPU hears of them.

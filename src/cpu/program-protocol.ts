@@ -169,7 +169,7 @@ export function instructionFailed(cpu: CpuCore, instruction: Instruction, error:
 /** A reused load/store/push/pop was yielded `unexecuted` builds after it was made: the yield-as-you-build rule. */
 export function staleInstruction(cpu: CpuCore, unexecuted: number): never {
   const error = new StaleInstructionError(
-    `CPU ${cpu.id} program yielded a load/store/push/pop ${
+    `CPU ${cpu.id} program yielded a load/store/push/pop/xchg/cmpxchg ${
       unexecuted === 0 ? 'it had already yielded' : `after building ${unexecuted} of them`
     }: these reuse one instruction object per CPU, so build each in the yield that executes it ` +
       '(yield x.load(va, 8)), not ahead of time',

@@ -206,7 +206,7 @@ describe('a load through a warm page sees every store to its frame', () => {
     expect(seen).toEqual([0, 0, 0x11, 0x22, 0x33, 0x44, 0x66, 0x66, 0x66]);
   });
 
-  it('a warm load sees a value CPU0 wrote with cmpxchg and xchg (locked writes, not through the write page)', () => {
+  it('a warm load sees a value CPU0 wrote with cmpxchg and xchg (locked writes, the third through the write page)', () => {
     const m = Machine.create({ cpus: 2 });
     m.map(DATA, { writable: true });
     const seen: number[] = [];
@@ -1191,6 +1191,31 @@ describe('footprints record every physical access', () => {
     const m = Machine.create({ cpus: 1, footprint: true });
     footprintProgram(m);
     expectEveryAccess(m, recordSteps(m, 10));
+  });
+
+  it('a locked exchange through a warm write page records its read and, when it writes, its write', () => {
+    const m = Machine.create({ cpus: 1, footprint: true });
+    m.map(DATA, { writable: true });
+    const old: number[] = [];
+    m.load(0, function* (x) {
+      yield x.store(DATA, 8, 1); // a miss; the write page is warm after it
+      old.push(yield x.xchg(DATA, 8, 2));
+      old.push(yield x.cmpxchg(DATA, 8, 9, 3)); // fails: reads only
+      old.push(yield x.cmpxchg(DATA + 8, 4, 0, 4));
+    });
+    const steps = recordSteps(m, 4);
+    const data = phys(m, DATA);
+    expect(steps.map(({ fp }) => ({ reads: fp.reads, writes: fp.writes }))).toEqual([
+      { reads: [], writes: [data, 8] },
+      { reads: [data, 8], writes: [data, 8] },
+      { reads: [data, 8], writes: [] },
+      { reads: [data + 8, 4], writes: [data + 8, 4] },
+    ]);
+    expect(steps.map(({ event }) => event.tlb)).toEqual(['miss', 'hit', 'hit', 'hit']);
+    expect(m.run().outcome).toBe('ok'); // the program takes the last result
+    expect(old).toEqual([1, 2, 0]);
+    expect(m.memory.read64(data)).toBe(2);
+    expect(m.memory.read(data + 8, 4)).toBe(4);
   });
 
   it('a clone instantiated from an image with footprint: true records them too', () => {
