@@ -7,11 +7,11 @@
 //    state) and the CPU seconds of both halves together, against the search in one go.
 // Medians of --pairs runs. Usage: npm run build && node bench/saved-search.mjs [--rounds N] [--pairs N]
 // Prints a table, then one JSON line.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { decodeSnapshotHeader, encodeSnapshot } from '../dist/explore/search-snapshot.js';
+import { readSavedSearch, writeSavedSearch } from '../dist/cli/saved-search.js';
 import { explore, findScenario, resolveParams } from '../dist/index.js';
 import { machineFactory } from '../dist/scenarios/scenario-module.js';
 
@@ -47,17 +47,12 @@ try {
     const first = explore(build(), { ...options, budget: BUDGET / 2, saveSearch: true });
     const firstCpu = cpu() - t;
     let w = performance.now();
-    const parts = encodeSnapshot(first.snapshot, { params });
-    writeFileSync(file, Buffer.concat(parts));
+    // As the CLI's --save-search and --resume write and read it.
+    writeSavedSearch(file, first.snapshot, { params });
     const writeSeconds = (performance.now() - w) / 1000;
-    const fileBytes = parts.reduce((n, p) => n + p.length, 0);
+    const fileBytes = statSync(file).size;
     w = performance.now();
-    const bytes = readFileSync(file);
-    const header = decodeSnapshotHeader(bytes, file);
-    const table = new Int32Array(
-      bytes.buffer.slice(bytes.byteOffset + header.tableOffset, bytes.byteOffset + bytes.length),
-    );
-    const snapshot = header.complete(table);
+    const snapshot = readSavedSearch(file, { params });
     const readSeconds = (performance.now() - w) / 1000;
 
     // The stack rebuilt: a resume with one state of budget left stops right after it.
