@@ -3,10 +3,10 @@ import { byteViews, decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } 
 import { InputError } from '../mmu/input-error.ts';
 
 // `x86slice explore --save-search FILE` and `--resume FILE`: a stateful search stopped by its budget or time limit,
-// on disk (src/explore/search-snapshot.ts has the format). The visited set's tables can be larger than one buffer (16
-// bytes a state at most: 4 GB at 250 million states), so they are written and read in slices, straight from and
-// into the tables. What the search was run with (`about`: version, scenario, parameters, options) is written beside it, and a
-// resume run with anything else is refused, naming what differs.
+// on disk (src/explore/search-snapshot.ts has the format). The visited set's tables can be larger than one buffer
+// (16 bytes a state at most: 4 GB at 250 million states), so they are written and read in slices, straight from and
+// into the tables. What the search was run with (`about`: version, scenario, parameters, options) is written beside
+// them, and a resume run with anything else is refused, naming what differs.
 
 /** Bytes written or read per call (Node reads and writes at most 2 GiB at once). */
 const SLICE = 1 << 30;

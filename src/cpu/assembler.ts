@@ -70,8 +70,8 @@ type Writable<T> = { -readonly [K in keyof T]: T[K] };
 /**
  * Builds instructions for one CPU's programs. `yield` each one as you build it: load, store, push, pop, xchg and
  * cmpxchg (the hot operations) refill one instruction object per CPU instead of allocating, which is what makes a
- * TLB-hit step cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the same one
- * twice, is a StaleInstructionError naming the CPU, never a silently different instruction.
+ * TLB-hit step cost tens of nanoseconds. The CPU checks the contract: building two before yielding, or yielding the
+ * same one twice, is a StaleInstructionError naming the CPU, never a silently different instruction.
  *
  * Every operand is checked here, where it enters (docs/guide.md "Errors"): a bad one throws an InputError from the
  * program's own `yield` expression, which stops the CPU like any exception thrown by the program.

@@ -373,9 +373,9 @@ export class Cpu implements CpuCore {
       return programThrew(this, error);
     }
     // The hot case: a load, store, push or pop in the Assembler's reused object (or an xchg or cmpxchg in it, which
-    // only skips the fetch checks and the allocation here). It is written out here, not in a
-    // helper, so that step() stays too large for V8 to inline into the run loop: compiled on its own, it has the
-    // inlining budget (counted in bytecode) to take access() and the memory access in as well.
+    // only skips the fetch checks and the allocation here). It is written out here, not in a helper, so that step()
+    // stays too large for V8 to inline into the run loop: compiled on its own, it has the inlining budget (counted
+    // in bytecode) to take access() and the memory access in as well.
     const asm = this.asm;
     if (next.value === asm.reused && next.done !== true) {
       const unexecuted = asm.builds - asm.consumed;

@@ -36,7 +36,7 @@ export interface SearchSnapshot {
   readonly violations: readonly Execution[];
   /**
    * The visited set's tables, one a segment (visited-set.ts), and the states in them; none once a search has taken
-   * them up. One table, in a search saved before segments (read from a file of format 1).
+   * them up. One table, in a search saved before segments (read from a file of layout 1).
    */
   readonly visited: readonly Int32Array[];
   readonly visitedSize: number;

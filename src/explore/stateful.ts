@@ -53,14 +53,10 @@ const FINISH_BATCH = 128;
 export class StatefulSearch {
   private visited = new VisitedSet();
   /**
-   * The states on the depth-first stack, for cycles (a step back to one): per bucket of the fingerprint's low 16
-   * bits, how many are on the stack (so most revisits need no look at the stack).
-   */
-  /**
-   * The states on the stack by their fingerprint's low 16 bits: per bucket the depth + 1 of its topmost frame (0:
-   * none), and per depth that of the next frame below it in its bucket. A look-up walks one bucket's chain (a few
-   * hundredths of a frame at depth 1,400), where a scan of the whole stack on a 16-bit filter's hit cost 3.8% of a
-   * deep search's time.
+   * The states on the depth-first stack, for cycles (a step back to one), by their fingerprint's low 16 bits: per
+   * bucket the depth + 1 of its topmost frame (0: none), and per depth that of the next frame below it in its bucket.
+   * A look-up walks one bucket's chain (a few hundredths of a frame at depth 1,400), where a scan of the whole stack
+   * whenever a 16-bit filter hit cost 3.8% of a deep search's time.
    */
   private readonly stackTop = new Int32Array(1 << 16);
   private stackBelow = new Int32Array(1024);

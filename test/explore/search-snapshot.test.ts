@@ -170,7 +170,7 @@ describe('bad input to saving and resuming a search', () => {
     );
   });
 
-  it('a search saved before segments (format 1: one table) resumes, and ends as one search does', () => {
+  it('a search saved before segments (layout 1: one table) resumes, and ends as one search does', () => {
     // The csd cell's 3.1 GB save of 2026-12-07 is such a file.
     const params = { protocol: 'ipi-switcheroo', rounds: 8 };
     const cut = explore(build(params), { ...EXHAUSTIVE, budget: 3_000, saveSearch: true }).snapshot!;
