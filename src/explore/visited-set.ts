@@ -87,7 +87,8 @@ export class VisitedSet {
 
   /**
    * Adds fingerprint `hi`:`lo` (32-bit halves); returns true when it was not there yet. Its segment is `hi`'s top
-   * bits; it starts probing at `hi`'s other bits mapped onto the segment's slots by a multiply (no modulo).
+   * bits; it starts probing at `hi`'s other 26 bits mapped onto the segment's slots by a multiply (no modulo), which
+   * reaches every slot while a segment has at most 2^26 (4 billion slots in all, 34 GB).
    */
   add(hi: number, lo: number): boolean {
     const h = hi | 0;
