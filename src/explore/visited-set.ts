@@ -8,7 +8,8 @@
 // over a growth cycle). One table grown whole needs the old and the new at once, two and a half times the table:
 // a search of 995 million states would have needed 26.5 GB to grow past its 10.6 GB table, more than this 24 GB
 // machine has (the csd cell of docs/scenarios/migration.md is expected past a billion). A segment grows with one
-// segment's memory beside the table (1.5 / SEGMENTS of it), so a search fills memory with its table instead.
+// segment's memory beside the table (1.5 / SEGMENTS of it); the segments fill evenly and so grow in one wave, so the
+// table before a wave can take two thirds of memory (about 1.4 billion states in 22 GB).
 
 /** Fingerprint 0:0 marks an empty slot; a state that hashes to it is stored as 0:1. */
 const EMPTY = 0;
