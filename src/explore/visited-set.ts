@@ -54,21 +54,25 @@ export class VisitedSet {
     const refuse = (why: string) => new RangeError(`a visited table of ${segments.length} segments ${why}`);
     if (segments.length !== 1 && segments.length !== SEGMENTS)
       throw refuse(`cannot be taken up: this set has ${SEGMENTS}`);
-    const counted = segments.map((t) => {
+    for (const t of segments) {
       if (t.length % 2 !== 0 || t.length < 2) throw refuse(`has a segment of ${t.length} words`);
-      let n = 0;
-      for (let i = 0; i < t.length; i += 2) if (t[i] !== EMPTY || t[i + 1] !== EMPTY) n++;
-      return n;
-    });
-    const total = counted.reduce((a, b) => a + b, 0);
-    if (total !== size) throw refuse(`holds ${total} states, not the ${size} it was saved with`);
+    }
+    const mismatch = (total: number) => refuse(`holds ${total} states, not the ${size} it was saved with`);
     if (segments.length === 1) {
       // Half full, as a segment is right after it grows (three quarters would have each grow at once).
       const set = new VisitedSet(size * 1.5);
       const t = segments[0]!;
       for (let i = 0; i < t.length; i += 2) if (t[i] !== EMPTY || t[i + 1] !== EMPTY) set.add(t[i]!, t[i + 1]!);
+      if (set.size !== size) throw mismatch(set.size);
       return set;
     }
+    const counted = segments.map((t) => {
+      let n = 0;
+      for (let i = 0; i < t.length; i += 2) if (t[i] !== EMPTY || t[i + 1] !== EMPTY) n++;
+      return n;
+    });
+    const total = counted.reduce((a, b) => a + b, 0);
+    if (total !== size) throw mismatch(total);
     const set = new VisitedSet();
     segments.forEach((t, s) => {
       set.setSegment(s, t);
