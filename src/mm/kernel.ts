@@ -174,7 +174,7 @@ export class Kernel {
    */
   copyFrom(from: Kernel): void {
     this.zone.copyFrom(from.zone);
-    this.vmap.restore(from.vmap);
+    this.vmap.copyFrom(from.vmap);
     if (!sameItems(this.current, from.current)) this.current.splice(0, this.current.length, ...from.current);
     if (!sameItems(this.currentStack, from.currentStack)) {
       this.currentStack.splice(0, this.currentStack.length, ...from.currentStack);
@@ -185,7 +185,7 @@ export class Kernel {
     }
     this.timing = from.timing;
     this.scheduler = from.scheduler;
-    this.pages.restore(from.pages);
+    this.pages.copyFrom(from.pages);
     this.lru.restore(from.lru);
     this.migrateProtocol = from.migrateProtocol;
     this.vmallocStats = { ...from.vmallocStats };

@@ -123,6 +123,24 @@ export class PageAllocator {
   }
 
   /**
+   * Internal (the stateful checker, which goes back to saved states many times): as restore(), in place: the
+   * per-CPU lists that are equal are left alone rather than the whole allocator cloned (2.8% of a search).
+   */
+  copyFrom(from: PageAllocator): void {
+    // Every plain field: a test changes each own field that is not an object and checks that this puts it back.
+    this.boosted = from.boosted;
+    this.reclaimActive = from.reclaimActive;
+    this.kswapdPending = from.kswapdPending;
+    this.kswapdOrder = from.kswapdOrder;
+    this.kcompactdPending = from.kcompactdPending;
+    this.kcompactdMaxOrder = from.kcompactdMaxOrder;
+    this.pcp.copyFrom(from.pcp);
+    this.compaction = from.compaction.clone(this.zone);
+    Object.assign(this.watermarks, from.watermarks);
+    Object.assign(this.vmstat, from.vmstat);
+  }
+
+  /**
    * The state that decides what the allocator does next, as numbers (the stateful checker's fingerprint): the
    * per-CPU lists, the compaction state and the daemons' flags. The vmstat counters are statistics, left out as the
    * kernel's other counters are.

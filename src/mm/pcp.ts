@@ -64,6 +64,34 @@ export class PerCpuPages {
     return c;
   }
 
+  /**
+   * Takes `from`'s lists in place, copying only the lists that differ (the stateful checker goes back to saved
+   * states many times, and most of the lists are the same each time).
+   */
+  copyFrom(from: PerCpuPages): void {
+    this.batch = from.batch;
+    this.high = from.high;
+    if (this.cpus.length !== from.cpus.length) {
+      this.cpus = from.clone().cpus;
+      return;
+    }
+    for (let cpu = 0; cpu < from.cpus.length; cpu++) {
+      const mine = this.cpus[cpu]!;
+      const theirs = from.cpus[cpu]!;
+      mine.count = theirs.count;
+      mine.freeFactor = theirs.freeFactor;
+      for (let i = 0; i < theirs.lists.length; i++) {
+        const a = mine.lists[i]!;
+        const b = theirs.lists[i]!;
+        let k = a.length === b.length ? 0 : -1;
+        if (k === 0) while (k < b.length && a[k] === b[k]) k++;
+        if (k === b.length) continue;
+        a.length = b.length;
+        for (let j = 0; j < b.length; j++) a[j] = b[j]!;
+      }
+    }
+  }
+
   /** Appends what decides the lists' future behaviour (the stateful checker's fingerprint): batch, high, contents. */
   stateWords(out: number[]): void {
     out.push(this.batch, this.high, this.cpus.length);

@@ -56,6 +56,24 @@ export class VmapAreas {
     this.areas = from.areas.map((a) => ({ ...a, blocks: a.blocks.slice(), pages: a.pages.slice() }));
   }
 
+  /**
+   * Internal (the stateful checker, which goes back to saved states many times): as restore(), but an area equal to
+   * `from`'s is kept (this object's own copy already), so only the areas that differ are copied. Most restores
+   * differ in the zone or a task, not in the areas: copying every area and its page array was 3% of a search.
+   */
+  copyFrom(from: VmapAreas): void {
+    const mine = this.areas;
+    const theirs = from.areas;
+    if (mine.length !== theirs.length) {
+      this.restore(from);
+      return;
+    }
+    for (let i = 0; i < theirs.length; i++) {
+      const a = theirs[i]!;
+      if (!sameArea(mine[i]!, a)) mine[i] = { ...a, blocks: a.blocks.slice(), pages: a.pages.slice() };
+    }
+  }
+
   /** Every area, in address order. */
   get list(): readonly VmapArea[] {
     return this.areas;
@@ -157,4 +175,18 @@ export class VmapAreas {
     this.areas.splice(i, 1);
     return true;
   }
+}
+
+function sameArea(a: VmapArea, b: VmapArea): boolean {
+  if (a.start !== b.start || a.size !== b.size || a.huge !== b.huge || a.lazy !== b.lazy) return false;
+  if (a.purging !== b.purging || a.pages.length !== b.pages.length || a.blocks.length !== b.blocks.length) {
+    return false;
+  }
+  for (let i = 0; i < a.pages.length; i++) if (a.pages[i] !== b.pages[i]) return false;
+  for (let i = 0; i < a.blocks.length; i++) {
+    const x = a.blocks[i]!;
+    const y = b.blocks[i]!;
+    if (x.va !== y.va || x.pfn !== y.pfn || x.order !== y.order) return false;
+  }
+  return true;
 }

@@ -198,3 +198,91 @@ describe('the fast path', () => {
     expect(pages.allocBulk(0, GFP_KERNEL, pages.zone.freePages, 2, [])).toBe(0);
   });
 });
+
+describe('going back to a saved state (the stateful checker)', () => {
+  type Op = { alloc: number; cpu: number; movable: boolean } | { free: number; cpu: number } | { wake: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ alloc: fc.nat(3), cpu: fc.nat(1), movable: fc.boolean() }),
+    fc.record({ free: fc.nat(), cpu: fc.nat(1) }),
+    fc.record({ wake: fc.nat(4) }),
+  );
+  /** Applies `ops`; returns what each did (the pfns allocated), to compare two allocators' futures. */
+  function apply(pages: PageAllocator, live: { pfn: number; order: number }[], ops: readonly Op[]): number[] {
+    const out: number[] = [];
+    for (const o of ops) {
+      if ('alloc' in o) {
+        const pfn = pages.allocFast(o.cpu, o.movable ? GFP_HIGHUSER_MOVABLE : GFP_KERNEL, o.alloc, 1);
+        out.push(pfn);
+        if (pfn >= 0) live.push({ pfn, order: o.alloc });
+      } else if ('free' in o) {
+        if (live.length === 0) continue;
+        const [b] = live.splice(o.free % live.length, 1);
+        pages.free(o.cpu, b!.pfn, b!.order);
+      } else if (o.wake === 4) pages.wakeupKcompactd(2);
+      else pages.wakeupKswapd(o.wake);
+    }
+    return out;
+  }
+  function state(pages: PageAllocator): unknown {
+    const words: number[] = [];
+    pages.stateWords(words);
+    return { words, vmstat: { ...pages.vmstat }, watermarks: { ...pages.watermarks }, free: pages.zone.freePages };
+  }
+
+  it('property: copyFrom, which keeps the per-CPU lists that are equal, leaves the allocator as a restore does', () => {
+    fc.assert(
+      fc.property(
+        fc.array(op, { maxLength: 60 }),
+        fc.array(op, { minLength: 1, maxLength: 60 }),
+        fc.array(op, { minLength: 1, maxLength: 60 }),
+        (before, after, later) => {
+          const pages = allocator(1024);
+          const live: { pfn: number; order: number }[] = [];
+          apply(pages, live, before);
+          const saved = pages.clone(pages.zone.clone());
+          const savedLive = live.slice();
+          const expected = state(saved);
+          apply(pages, live, after);
+          pages.watermarks.boost = 7;
+          // Every plain field changed, including any added later that copyFrom does not know of yet.
+          const fields = pages as unknown as Record<string, unknown>;
+          for (const [key, value] of Object.entries(pages)) {
+            if (key === 'nofragment') continue; // configuration, readonly: the same in every state
+            if (typeof value === 'number') fields[key] = value + 1;
+            else if (typeof value === 'boolean') fields[key] = !value;
+          }
+          pages.zone.copyFrom(saved.zone);
+          pages.copyFrom(saved);
+          expect(state(pages)).toEqual(expected);
+          for (const [key, value] of Object.entries(saved)) {
+            if (typeof value !== 'object') expect([key, fields[key]]).toEqual([key, value]);
+          }
+          // Its future is a restored allocator's, and the saved one is left as it was.
+          const restored = saved.clone(saved.zone.clone());
+          expect(apply(pages, savedLive.slice(), later)).toEqual(apply(restored, savedLive.slice(), later));
+          expect(state(pages)).toEqual(state(restored));
+          expect(state(saved)).toEqual(expected);
+        },
+      ),
+      { numRuns: 100, seed: 11 },
+    );
+  });
+
+  it('a per-CPU list of the same length with another page on it is copied back', () => {
+    const pages = allocator(GiB / 8, 1);
+    const a = pages.allocFast(0, GFP_KERNEL, 0, 1);
+    const b = pages.allocFast(0, GFP_KERNEL, 0, 1);
+    pages.free(0, a, 0);
+    const saved = pages.clone(pages.zone.clone());
+    const expected = state(saved);
+    pages.free(0, b, 0);
+    expect(pages.allocFast(0, GFP_KERNEL, 0, 1)).toBe(b); // the head: the list holds what it held, but a for b
+    const c = pages.allocFast(0, GFP_KERNEL, 0, 1);
+    pages.free(0, b, 0);
+    pages.free(0, c, 0);
+    pages.allocFast(0, GFP_KERNEL, 0, 1);
+    pages.zone.copyFrom(saved.zone);
+    pages.copyFrom(saved);
+    expect(state(pages)).toEqual(expected);
+  });
+});
