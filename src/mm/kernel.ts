@@ -186,7 +186,7 @@ export class Kernel {
     this.timing = from.timing;
     this.scheduler = from.scheduler;
     this.pages.copyFrom(from.pages);
-    this.lru.restore(from.lru);
+    this.lru.copyFrom(from.lru);
     this.migrateProtocol = from.migrateProtocol;
     this.vmallocStats = { ...from.vmallocStats };
     this.vmapLazyNr = from.vmapLazyNr;

@@ -52,6 +52,28 @@ export class LruLists {
     Object.assign(this, from.clone());
   }
 
+  /**
+   * Internal (the stateful checker, which goes back to saved states many times): as restore(), but nothing is copied
+   * when this object still shares `from`'s arrays and its lists' ends are the same (no write since they were shared:
+   * a write copies the arrays first), as in a search whose programs never touch the LRU lists.
+   */
+  copyFrom(from: LruLists): void {
+    if (
+      this.shared &&
+      this.next === from.next &&
+      this.prev === from.prev &&
+      this.id === from.id &&
+      this.kind === from.kind &&
+      this.byId.every((table, list) => table === from.byId[list]) &&
+      sameNumbers(this.head, from.head) &&
+      sameNumbers(this.tail, from.tail) &&
+      sameNumbers(this.count, from.count)
+    ) {
+      return;
+    }
+    this.restore(from);
+  }
+
   private writable(): void {
     if (!this.shared) return;
     this.next = this.next.slice();
@@ -197,4 +219,9 @@ export class LruLists {
     else this.tail[kind] = p;
     this.count[kind]!--;
   }
+}
+
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return a.length === b.length;
 }
