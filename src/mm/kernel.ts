@@ -5,6 +5,7 @@ import type { KernelProgram, MigrationProtocolFor } from './kernel-program.ts';
 import { OWNER } from './kernel-tags.ts';
 import { LruLists } from './lru.ts';
 import { PageAllocator } from './page-alloc.ts';
+import { sameItems } from './same-items.ts';
 import { emptyVmallocStats, type VmallocStats } from './vmalloc-stats.ts';
 import { VmapAreas } from './vmap-areas.ts';
 
@@ -60,12 +61,6 @@ export interface KernelScheduler {
 function copyMap<K, V>(to: Map<K, V>, from: ReadonlyMap<K, V>): void {
   to.clear();
   for (const [k, v] of from) to.set(k, v);
-}
-
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function emptyTimings(): KernelTimings {

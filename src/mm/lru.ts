@@ -3,6 +3,8 @@
 // from each page's id (a file offset, an anonymous address) to its frame. Adding, removing and taking the oldest
 // are O(1). Copy-on-write like the zone's arrays: a clone shares them until either side writes.
 
+import { sameItems } from './same-items.ts';
+
 const NONE = -1;
 /** Which list a frame is on. */
 export const LRU = { NONE: 0, FILE: 1, ANON: 2 } as const;
@@ -65,9 +67,9 @@ export class LruLists {
       this.id === from.id &&
       this.kind === from.kind &&
       this.byId.every((table, list) => table === from.byId[list]) &&
-      sameNumbers(this.head, from.head) &&
-      sameNumbers(this.tail, from.tail) &&
-      sameNumbers(this.count, from.count)
+      sameItems(this.head, from.head) &&
+      sameItems(this.tail, from.tail) &&
+      sameItems(this.count, from.count)
     ) {
       return;
     }
@@ -219,9 +221,4 @@ export class LruLists {
     else this.tail[kind] = p;
     this.count[kind]!--;
   }
-}
-
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return a.length === b.length;
 }

@@ -1,6 +1,7 @@
 import type { BuddyAllocator } from './buddy.ts';
 import { rmqueue } from './fallback.ts';
 import { MIGRATE_TYPES, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER } from './mmzone.ts';
+import { sameItems } from './same-items.ts';
 
 // Per-CPU page lists (struct per_cpu_pages, mm/page_alloc.c, Linux 6.6). Each CPU keeps free pages of orders
 // 0..PAGE_ALLOC_COSTLY_ORDER per migratetype, and pageblock-order pages on one list (CONFIG_TRANSPARENT_HUGEPAGE),
@@ -83,9 +84,7 @@ export class PerCpuPages {
       for (let i = 0; i < theirs.lists.length; i++) {
         const a = mine.lists[i]!;
         const b = theirs.lists[i]!;
-        let k = a.length === b.length ? 0 : -1;
-        if (k === 0) while (k < b.length && a[k] === b[k]) k++;
-        if (k === b.length) continue;
+        if (sameItems(a, b)) continue;
         a.length = b.length;
         for (let j = 0; j < b.length; j++) a[j] = b[j]!;
       }

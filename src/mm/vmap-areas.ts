@@ -1,5 +1,6 @@
 import { PAGE_SIZE } from '../mmu/address.ts';
 import { describeHex, InputError, requireInteger } from '../mmu/input-error.ts';
+import { sameItems } from './same-items.ts';
 
 // The vmap area allocator (mm/vmalloc.c alloc_vmap_area / find_vmap_area / free_vmap_area): ranges of the vmalloc
 // space handed to vmalloc and vmap, each followed by an unmapped guard page. Bookkeeping beside the machine:
@@ -177,12 +178,10 @@ export class VmapAreas {
   }
 }
 
+/** Whether two areas hold the same: every field of VmapArea (one added there must be compared here too). */
 function sameArea(a: VmapArea, b: VmapArea): boolean {
   if (a.start !== b.start || a.size !== b.size || a.huge !== b.huge || a.lazy !== b.lazy) return false;
-  if (a.purging !== b.purging || a.pages.length !== b.pages.length || a.blocks.length !== b.blocks.length) {
-    return false;
-  }
-  for (let i = 0; i < a.pages.length; i++) if (a.pages[i] !== b.pages[i]) return false;
+  if (a.purging !== b.purging || a.blocks.length !== b.blocks.length || !sameItems(a.pages, b.pages)) return false;
   for (let i = 0; i < a.blocks.length; i++) {
     const x = a.blocks[i]!;
     const y = b.blocks[i]!;
