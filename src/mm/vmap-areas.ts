@@ -48,13 +48,13 @@ export class VmapAreas {
   /** A copy with its own area list (machine images copy bookkeeping per instance). */
   clone(): VmapAreas {
     const c = new VmapAreas(this.start, this.end);
-    c.areas = this.areas.map((a) => ({ ...a, blocks: a.blocks.slice(), pages: a.pages.slice() }));
+    c.areas = this.areas.map(copyArea);
     return c;
   }
 
   /** Takes `from`'s areas (copied): this object, which programs may hold, returns to that state. */
   restore(from: VmapAreas): void {
-    this.areas = from.areas.map((a) => ({ ...a, blocks: a.blocks.slice(), pages: a.pages.slice() }));
+    this.areas = from.areas.map(copyArea);
   }
 
   /**
@@ -71,7 +71,7 @@ export class VmapAreas {
     }
     for (let i = 0; i < theirs.length; i++) {
       const a = theirs[i]!;
-      if (!sameArea(mine[i]!, a)) mine[i] = { ...a, blocks: a.blocks.slice(), pages: a.pages.slice() };
+      if (!sameArea(mine[i]!, a)) mine[i] = copyArea(a);
     }
   }
 
@@ -176,6 +176,11 @@ export class VmapAreas {
     this.areas.splice(i, 1);
     return true;
   }
+}
+
+/** An area's own copy (vmalloc appends to its blocks, migration changes its pages in place). */
+function copyArea(a: VmapArea): VmapArea {
+  return { ...a, blocks: a.blocks.slice(), pages: a.pages.slice() };
 }
 
 /** Whether two areas hold the same: every field of VmapArea (one added there must be compared here too). */
