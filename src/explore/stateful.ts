@@ -1,3 +1,4 @@
+import { totalmem } from 'node:os';
 import createDebug from 'debug';
 import type { Machine } from '../machine/machine.ts';
 import { formatSchedule, type ScheduleEntry, sameEntry } from '../machine/schedule.ts';
@@ -17,6 +18,13 @@ import { TlbEventReduction } from './tlb-event-reduction.ts';
 import { VisitedSet } from './visited-set.ts';
 
 const log = createDebug('x86slice:explore:stateful');
+
+/**
+ * Memory the visited set may grow into: three quarters of the machine's, the rest left to the search's stack, its
+ * checkpoints and the system. Past it the set fills its segments fuller rather than grow (visited-set.ts): on this
+ * project's 24 GiB machines, growing the set of 1.53 billion states would have needed 24.5 GB.
+ */
+const VISITED_BUDGET = Math.floor(totalmem() * 0.75);
 
 // The stateful exhaustive search (DESIGN.md "Checking"; issue 18): depth-first over the machine's states, with a
 // visited set of 64-bit fingerprints, so that every path reaching a state seen before is cut there, as in SPIN and
@@ -51,7 +59,7 @@ const spent = new WeakSet<SearchSnapshot>();
 const FINISH_BATCH = 128;
 
 export class StatefulSearch {
-  private visited = new VisitedSet();
+  private visited = new VisitedSet(0, VISITED_BUDGET);
   /**
    * The states on the depth-first stack, for cycles (a step back to one), by their fingerprint's low 16 bits: per
    * bucket the depth + 1 of its topmost frame (0: none), and per depth that of the next frame below it in its bucket.
@@ -323,7 +331,7 @@ export class StatefulSearch {
       );
     }
     spent.add(s);
-    this.visited = VisitedSet.from(takeVisitedTable(s), s.visitedSize);
+    this.visited = VisitedSet.from(takeVisitedTable(s), s.visitedSize, VISITED_BUDGET);
     const c = s.counters;
     this.transitions = c.transitions;
     this.depth = c.depth;

@@ -242,8 +242,9 @@ describe('bad input to saving and resuming a search', () => {
 
 describe('a stateful search stopped by its time limit', () => {
   it('resumed until complete, ends as one search does (each run cut by a 100 ms limit)', () => {
-    // The 8-round switcheroo: about a second of search, so that the limit cuts it several times on any machine.
-    const params = { protocol: 'ipi-switcheroo', rounds: 8 };
+    // The 40-round switcheroo: about a second of search (107,542 states), so that the limit cuts it several times on
+    // any machine. (8 rounds were a second once; since the stutter steps, 17,366 states, once done inside 100 ms.)
+    const params = { protocol: 'ipi-switcheroo', rounds: 40 };
     const whole = explore(build(params), EXHAUSTIVE);
     let resume: SearchSnapshot | undefined;
     let runs = 0;

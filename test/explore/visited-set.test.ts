@@ -71,6 +71,39 @@ describe('the visited set', () => {
     );
   });
 
+  it('fills segments to nine tenths rather than grow past its memory budget, then grows all the same', () => {
+    // Sized for 48,000 states (1,000 slots a segment, 8 KB each), the budget has room for a growth (12 KB beside
+    // the table while its fingerprints move) until 24 KB more are taken: seven segments grow.
+    const budget = 64 * 8 * 1_000 + 3 * 8 * 1_500;
+    const set = new VisitedSet(48_000, budget);
+    const free = new VisitedSet(48_000);
+    const start = set.bytes;
+    const pairs = fingerprints(64 * 800);
+    for (const [hi, lo] of pairs) {
+      set.add(hi, lo);
+      free.add(hi, lo);
+    }
+    const grownIn = (v: VisitedSet) => v.export().segments.filter((t) => t.length > 2 * 1_000).length;
+    expect(grownIn(free)).toBeGreaterThan(48);
+    expect(grownIn(set)).toBe(7);
+    expect(set.bytes).toBe(start + 7 * 8 * 500);
+    expect(set.bytes).toBeLessThanOrEqual(budget);
+    expect(set.size).toBe(pairs.length);
+    expect(pairs.every(([hi, lo]) => set.has(hi, lo) && !set.add(hi, lo))).toBe(true);
+    // A set taken up from it keeps the segments as full, under the same budget.
+    const copy = VisitedSet.from(set.export().segments, set.size, budget);
+    expect(contents(copy)).toEqual(contents(set));
+    // Past nine tenths a segment grows, budget or not (the alternative is a table that cannot take a state).
+    for (const [hi, lo] of fingerprints(64 * 1_000)) copy.add(hi, lo);
+    expect(copy.bytes).toBeGreaterThan(budget);
+    for (const t of copy.export().segments) {
+      let n = 0;
+      for (let i = 0; i < t.length; i += 2) if (t[i] !== 0 || t[i + 1] !== 0) n++;
+      expect(n).toBeLessThanOrEqual(Math.floor((t.length / 2) * 0.9));
+    }
+    expect(() => new VisitedSet(0, 0)).toThrow(/memory budget must be positive bytes, not 0/);
+  });
+
   it('takes up the one table of a search saved before segments, its fingerprints added again', () => {
     const pairs = fingerprints(5_000);
     // Format 1's table: one open-addressing table; where each fingerprint sits does not matter to the new set.
@@ -95,6 +128,15 @@ describe('the visited set', () => {
     );
     expect(() => VisitedSet.from(segments.slice(0, 3), 3)).toThrow(/3 segments .*cannot be taken up: this set has 64/);
     expect(() => VisitedSet.from([new Int32Array(3)], 0)).toThrow(/has a segment of 3 words/);
+    // A segment fuller than any set fills one (nine tenths): the file is not a visited table.
+    const crowded = segments.map((t) => t.slice());
+    const t = crowded[0]!;
+    let before = 0;
+    for (let i = 0; i < t.length; i += 2) {
+      if (t[i] !== 0 || t[i + 1] !== 0) before++;
+      else t[i + 1] = 7 + i;
+    }
+    expect(() => VisitedSet.from(crowded, 1_000 - before + t.length / 2)).toThrow(/segment 0 fuller than nine tenths/);
   });
 
   it('reports the collision probability n^2 / 2^65', () => {
