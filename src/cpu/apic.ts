@@ -17,6 +17,7 @@ function listBits(bits: Uint32Array): number[] {
   return out;
 }
 
+/** IRR and ISR are public for reading; they change only through the methods, which keep their counts. */
 export class LocalApic {
   readonly irr = new Uint32Array(8);
 
@@ -32,6 +33,9 @@ export class LocalApic {
   pendingCount = 0;
   /** Fixed IPIs that arrived while their vector was already pending (merged into one IRR bit). */
   coalesced = 0;
+  /** Number of vectors in service (ISR): with pendingCount, whether the APIC holds any bit at all, kept so that
+   * the stateful search need not scan both registers at every restore (explore/machine-state.ts). */
+  serviceCount = 0;
 
   /** A fixed interrupt arrives: sets its IRR bit. Returns false when it coalesced with a pending one. */
   raise(vector: number): boolean {
@@ -64,6 +68,7 @@ export class LocalApic {
     const word = vector >>> 5;
     const bit = 1 << (vector & 31);
     if ((this.irr[word]! & bit) !== 0) this.pendingCount--;
+    if ((this.isr[word]! & bit) === 0) this.serviceCount++;
     this.irr[word] = this.irr[word]! & ~bit;
     this.isr[word] = this.isr[word]! | bit;
   }
@@ -71,7 +76,10 @@ export class LocalApic {
   /** EOI: clears the highest in-service vector; returns it, or -1 when none was in service. */
   eoi(): number {
     const vector = highestBit(this.isr);
-    if (vector >= 0) this.isr[vector >>> 5] = this.isr[vector >>> 5]! & ~(1 << (vector & 31));
+    if (vector >= 0) {
+      this.isr[vector >>> 5] = this.isr[vector >>> 5]! & ~(1 << (vector & 31));
+      this.serviceCount--;
+    }
     return vector;
   }
 
@@ -89,5 +97,6 @@ export class LocalApic {
     this.nmiPending = other.nmiPending;
     this.coalesced = other.coalesced;
     this.pendingCount = other.pendingCount;
+    this.serviceCount = other.serviceCount;
   }
 }

@@ -22,6 +22,7 @@ class CpuCheckpoint {
   readonly isr = new Uint32Array(8);
   nmiPending = false;
   pendingCount = 0;
+  serviceCount = 0;
   coalesced = 0;
   readonly watch = new Float64Array(2);
   tlb!: TlbSnapshot;

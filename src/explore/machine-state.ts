@@ -265,7 +265,9 @@ export class MachineState {
     // IRR and ISR are mostly zero: a mask of the words that are not, then those words (hashing 16 words every
     // step was a fifth of the search's hashing).
     let mask = 0;
-    for (let w = 0; w < 8; w++) if ((apic.irr[w]! | apic.isr[w]!) !== 0) mask |= 1 << w;
+    if ((apic.pendingCount | apic.serviceCount) !== 0) {
+      for (let w = 0; w < 8; w++) if ((apic.irr[w]! | apic.isr[w]!) !== 0) mask |= 1 << w;
+    }
     h.add(mask);
     for (let w = 0; mask !== 0 && w < 8; w++) if ((mask & (1 << w)) !== 0) h.add(apic.irr[w]!).add(apic.isr[w]!);
     h.add(apic.nmiPending ? 1 : 0);
@@ -353,12 +355,16 @@ export class MachineState {
       s.stopEvent = cpu.stopEvent;
       s.lastException = cpu.lastException;
       const apic = cpu.apic;
-      for (let w = 0; w < 8; w++) {
-        s.irr[w] = apic.irr[w]!;
-        s.isr[w] = apic.isr[w]!;
+      // Mostly empty: the words are copied only where a bit is set (checkpoints are reused, so both sides count).
+      if ((apic.pendingCount | apic.serviceCount | s.pendingCount | s.serviceCount) !== 0) {
+        for (let w = 0; w < 8; w++) {
+          s.irr[w] = apic.irr[w]!;
+          s.isr[w] = apic.isr[w]!;
+        }
       }
       s.nmiPending = apic.nmiPending;
       s.pendingCount = apic.pendingCount;
+      s.serviceCount = apic.serviceCount;
       s.coalesced = apic.coalesced;
       m.memory.watchedRange(id, s.watch, 0);
       s.tlb = this.tlbs[id]!;
@@ -411,12 +417,16 @@ export class MachineState {
       cpu.stopEvent = s.stopEvent;
       cpu.lastException = s.lastException;
       const apic = cpu.apic;
-      for (let w = 0; w < 8; w++) {
-        apic.irr[w] = s.irr[w]!;
-        apic.isr[w] = s.isr[w]!;
+      // Both empty (the counts say so) is the common case: nothing to copy.
+      if ((apic.pendingCount | apic.serviceCount | s.pendingCount | s.serviceCount) !== 0) {
+        for (let w = 0; w < 8; w++) {
+          apic.irr[w] = s.irr[w]!;
+          apic.isr[w] = s.isr[w]!;
+        }
       }
       apic.nmiPending = s.nmiPending;
       apic.pendingCount = s.pendingCount;
+      apic.serviceCount = s.serviceCount;
       apic.coalesced = s.coalesced;
       const start = s.watch[0]!;
       m.memory.watchedRange(id, WATCH, 0);
@@ -463,8 +473,7 @@ export class MachineState {
       this.cpuHashes[2 * id] = c.parts[2 + 2 * PARTS_PER_CPU * id]!;
       this.cpuHashes[2 * id + 1] = c.parts[3 + 2 * PARTS_PER_CPU * id]!;
     }
-    const seen = this.cpuSeen;
-    for (let i = 0; i < seen.length; i++) seen[i] = c.cpuSeen[i]!;
+    this.cpuSeen.set(c.cpuSeen);
     this.stepped = -1;
     this.fpA = c.fpA;
     this.fpB = c.fpB;

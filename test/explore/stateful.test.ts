@@ -307,7 +307,8 @@ describe('fingerprints', () => {
       'a global TLB entry filled': (m) => m.fillTlb(0, DATA),
       'an IRR bit': (m) => m.cpus[1]!.apic.raise(0x30),
       'an ISR bit': (m) => {
-        m.cpus[0]!.apic.isr[1] = 1;
+        m.cpus[0]!.apic.raise(0x20);
+        m.cpus[0]!.apic.accept(0x20);
       },
       'the NMI latch': (m) => m.cpus[0]!.apic.raiseNmi(),
       'NMI blocking': (m) => {
