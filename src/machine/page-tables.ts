@@ -170,26 +170,34 @@ export class PageTableEditor {
     });
     this.checkVa(va, LARGE);
     this.checkVa(va + bytes - 1 - ((va + bytes - 1) % LARGE), LARGE);
+    // Where va and pa stand within a 1 GiB page, in 2 MiB units: a 1 GiB entry fits where both are 0 (mod 512).
+    // Counted in integers: `%` on addresses near 2^64 is a floating-point remainder, and was most of the time of
+    // creating a machine of 1 TiB (1,024 entries).
+    // (va is 2 MiB aligned, checked above; a pa that is not takes 2 MiB entries throughout, as before.)
+    const vaUnit = (va % HUGE) / LARGE;
+    const paUnit = pa % LARGE === 0 ? (pa % HUGE) / LARGE : Number.NaN;
+    const units = Math.ceil(bytes / LARGE);
     let table = -1;
     let tableLevel = 0;
     let frame: DataView | undefined;
-    for (let offset = 0; offset < bytes; ) {
-      const huge = (va + offset) % HUGE === 0 && (pa + offset) % HUGE === 0 && bytes - offset >= HUGE;
+    for (let unit = 0; unit < units; ) {
+      const offset = unit * LARGE;
+      const huge = (vaUnit + unit) % 512 === 0 && (paUnit + unit) % 512 === 0 && bytes - offset >= HUGE;
       const level: 2 | 3 = huge ? 3 : 2;
-      const size = huge ? HUGE : LARGE;
       const v = va + offset;
+      const index = tableIndex(v, level);
       // A new table is looked up when the level changes or the index wraps to 0 (the next table); its frame is
       // then written directly (boot time: no CPU runs, no write watch is armed).
-      if (table < 0 || tableLevel !== level || tableIndex(v, level) === 0) {
-        table = this.entryFor(v, level) - tableIndex(v, level) * 8;
+      if (table < 0 || tableLevel !== level || index === 0) {
+        table = this.entryFor(v, level) - index * 8;
         tableLevel = level;
         frame = this.memory.frame(table / PAGE_SIZE, true);
       }
-      const at = tableIndex(v, level) * 8;
       const p = pa + offset;
-      frame!.setUint32(at, (template.lo | (p % TWO_32)) >>> 0, true);
-      frame!.setUint32(at + 4, (template.hi | Math.floor(p / TWO_32)) >>> 0, true);
-      offset += size;
+      const high = Math.floor(p / TWO_32);
+      frame!.setUint32(index * 8, (template.lo | (p - high * TWO_32)) >>> 0, true);
+      frame!.setUint32(index * 8 + 4, (template.hi | high) >>> 0, true);
+      unit += huge ? 512 : 1;
     }
   }
 

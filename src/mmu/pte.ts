@@ -125,9 +125,13 @@ export function pteToBigInt(pte: PteHalves): bigint {
   return (BigInt(pte.hi >>> 0) << 32n) | BigInt(pte.lo >>> 0);
 }
 
+/** Bytes an entry maps at each level (index 1 = PT .. 4 = PML4): a table, since `2 ** e` with `e` unknown to the
+ * compiler is a Math.pow call, half the time of creating a 1 TiB machine (whose direct map writes 1,024 entries). */
+const LEVEL_SPAN = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39] as const;
+
 /** Index of the entry for `va` at a level (4 = PML4 .. 1 = PT): bits 47:39, 38:30, 29:21, 20:12. */
 export function tableIndex(va: number, level: 1 | 2 | 3 | 4): number {
-  return (va / 2 ** (12 + 9 * (level - 1))) & 511;
+  return (va / LEVEL_SPAN[level]) & 511;
 }
 
 export const LEVEL_NAMES = { 4: 'PML4E', 3: 'PDPTE', 2: 'PDE', 1: 'PTE' } as const;
