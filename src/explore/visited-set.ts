@@ -163,7 +163,7 @@ export class VisitedSet {
     const slots = this.slots[s]!;
     const fuller = Math.floor(slots * MAX_LOAD);
     const grownBytes = 8 * Math.ceil(slots * 1.5);
-    if (this.tableBytes + grownBytes > this.maxBytes && this.counts[s]! <= fuller && this.limits[s]! < fuller) {
+    if (this.limits[s]! < fuller && this.tableBytes + grownBytes > this.maxBytes) {
       this.limits[s] = fuller;
       return;
     }
