@@ -1,12 +1,18 @@
 import { closeSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
-import { byteViews, decodeSnapshotHeader, encodeSnapshot, type SearchSnapshot } from '../explore/search-snapshot.ts';
+import {
+  byteViews,
+  decodeSnapshotHeader,
+  encodeSnapshot,
+  readVisited,
+  type SearchSnapshot,
+} from '../explore/search-snapshot.ts';
 import { InputError } from '../mmu/input-error.ts';
 
 // `x86slice explore --save-search FILE` and `--resume FILE`: a stateful search stopped by its budget or time limit,
 // on disk (src/explore/search-snapshot.ts has the format). The visited set's tables can be larger than one buffer
-// (16 bytes a state at most: 4 GB at 250 million states), so they are written and read in slices, straight from and
-// into the tables. What the search was run with (`about`: version, scenario, parameters, options) is written beside
-// them, and a resume run with anything else is refused, naming what differs.
+// in all, so they are written and read in slices, straight from and into the tables. What the search was run with
+// (`about`: version, scenario, parameters, options) is written beside them, and a resume run with anything else is
+// refused, naming what differs.
 
 /** Bytes written or read per call (Node reads and writes at most 2 GiB at once). */
 const SLICE = 1 << 30;
@@ -64,14 +70,15 @@ export function readSavedSearch(file: string, about: Readonly<Record<string, unk
         throw new InputError(`${what} was saved with ${key} ${saved ?? '(none)'}; this run has ${now ?? '(none)'}`);
       }
     }
-    const visited = header.visitedSegments.map((slots) => new Int32Array(2 * slots));
+    const cut = () => new InputError(`${what} is not a search saved by x86slice: it ends inside its visited table`);
     let position = header.tableOffset;
-    for (const view of visited.flatMap((t) => byteViews(t))) {
-      if (!readFully(fd, view, position)) {
-        throw new InputError(`${what} is not a search saved by x86slice: it ends inside its visited table`);
+    const read = (table: Int32Array | Uint16Array) => {
+      for (const view of byteViews(table)) {
+        if (!readFully(fd, view, position)) throw cut();
+        position += view.length;
       }
-      position += view.length;
-    }
+    };
+    const visited = readVisited(header, what, read);
     return header.complete(visited);
   } finally {
     closeSync(fd);

@@ -1,6 +1,7 @@
 import { formatSchedule, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
 import type { Execution, ViolationKind } from './execution.ts';
+import { compactPairs, emptySegments, SLOT_WORDS } from './visited-set.ts';
 
 // A stateful search stopped with work left (budget or time limit), saved so that a later run takes it up where it
 // stopped (explore's `resume`; the CLI's --save-search and --resume): the visited set, the depth-first stack as the
@@ -35,10 +36,10 @@ export interface SearchSnapshot {
   /** Per kind, the shortest violation found so far. */
   readonly violations: readonly Execution[];
   /**
-   * The visited set's tables, one a segment (visited-set.ts), and the states in them; none once a search has taken
-   * them up. One table, in a search saved before segments (read from a file of layout 1).
+   * The visited set's tables, one a segment (visited-set.ts: 6-byte slots), and the states in them; none once a
+   * search has taken them up. A file saved with 8-byte slots (layouts 1 and 2) is read into these.
    */
-  readonly visited: readonly Int32Array[];
+  readonly visited: readonly Uint16Array[];
   readonly visitedSize: number;
   /** What the states stood on: dead words left out, TLB events, the reduction. */
   readonly deadWords: boolean;
@@ -57,18 +58,20 @@ export interface SearchSnapshot {
  * snapshot is left an empty one, so that the table can be freed once that search grows past it. (A search resumed
  * from a 3.1 GB file kept its table to the end, beside the 7 GB one it had grown into.)
  */
-export function takeVisitedTable(s: SearchSnapshot): readonly Int32Array[] {
+export function takeVisitedTable(s: SearchSnapshot): readonly Uint16Array[] {
   const tables = s.visited;
   // A frozen snapshot (kept in immer state, say) keeps it: the search is the same, only its memory is not.
-  if (!Object.isFrozen(s)) (s as { visited: readonly Int32Array[] }).visited = [];
+  if (!Object.isFrozen(s)) (s as { visited: readonly Uint16Array[] }).visited = [];
   return tables;
 }
 
 /**
- * The file's first line, by layout: 2 has the visited set's segments one after another (visitedSegments: their
- * slots); 1, read still, one table (visitedSlots).
+ * The file's first line, by layout: 3 has the visited set's segments one after another, 6-byte slots (visitedSegments:
+ * their slots, 0 for a segment holding nothing). Read still, with 8-byte slots (two 32-bit halves): 2, 64 segments;
+ * 1, one table (visitedSlots).
  */
-const MAGIC = 'x86slice-search 2\n';
+const MAGIC = 'x86slice-search 3\n';
+const MAGIC_PAIRS = 'x86slice-search 2\n';
 const MAGIC_ONE_TABLE = 'x86slice-search 1\n';
 
 /**
@@ -92,7 +95,7 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     changed: s.changed,
     counters: s.counters,
     violations: s.violations.map((v) => ({ schedule: formatSchedule(v.schedule), kind: v.kind, message: v.message })),
-    visitedSegments: s.visited.map((t) => t.length / 2),
+    visitedSegments: s.visited.map((t) => t.length / SLOT_WORDS),
     visitedSize: s.visitedSize,
     deadWords: s.deadWords,
     ...(s.copiedLive ? { copiedLive: true } : {}),
@@ -114,7 +117,7 @@ const VIEW_BYTES = 1 << 30;
  * is refused (a byte array's length is limited: "Invalid typed array length" on Node 20, where a 4.7 GB table, a
  * search of 290 million states, stopped a --save-search run).
  */
-export function byteViews(table: Int32Array, most = VIEW_BYTES): Uint8Array[] {
+export function byteViews(table: Int32Array | Uint16Array, most = VIEW_BYTES): Uint8Array[] {
   const views: Uint8Array[] = [];
   for (let at = 0; at < table.byteLength; at += most) {
     views.push(new Uint8Array(table.buffer, table.byteOffset + at, Math.min(most, table.byteLength - at)));
@@ -128,8 +131,13 @@ export interface SnapshotHeader {
   readonly tableOffset: number;
   /** The visited set's tables' slots, in the order they follow the header. */
   readonly visitedSegments: readonly number[];
+  /**
+   * Bytes a slot of those tables takes: 6 (layout 3, SLOT_WORDS 16-bit words), or 8 (layouts 1 and 2: two 32-bit
+   * halves, which the reader turns into 6-byte segments with compactPairs).
+   */
+  readonly slotBytes: 6 | 8;
   /** The rest of the snapshot, given the tables (read by the caller: they may be larger than one buffer). */
-  readonly complete: (visited: readonly Int32Array[]) => SearchSnapshot;
+  readonly complete: (visited: readonly Uint16Array[]) => SearchSnapshot;
 }
 
 /** Reads the header at the start of a saved search (`head`: its first bytes, at least the header). */
@@ -137,7 +145,8 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
   const bad = (rule: string) => new InputError(`${what} is not a search saved by x86slice: ${rule}`);
   const text = new TextDecoder().decode(head.subarray(0, Math.min(head.length, MAGIC.length + 24)));
   const oneTable = text.startsWith(MAGIC_ONE_TABLE);
-  if (!text.startsWith(MAGIC) && !oneTable) throw bad(`it does not start with '${MAGIC.trim()}'`);
+  const pairs = oneTable || text.startsWith(MAGIC_PAIRS);
+  if (!text.startsWith(MAGIC) && !pairs) throw bad(`it does not start with '${MAGIC.trim()}'`);
   const lengthEnd = text.indexOf('\n', MAGIC.length);
   const length = Number(text.slice(MAGIC.length, lengthEnd));
   if (lengthEnd < 0 || !Number.isInteger(length) || length <= 0) throw bad('its header length is missing');
@@ -150,7 +159,8 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
     throw bad(`its header is not JSON (${(e as Error).message})`);
   }
   const slots = oneTable ? [h.visitedSlots] : h.visitedSegments;
-  const isSize = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n > 0;
+  // A segment of layout 3 may hold nothing (0 slots); a table of 8-byte slots had at least one.
+  const isSize = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= (pairs ? 1 : 0);
   if (!Array.isArray(slots) || slots.length === 0 || !slots.every(isSize)) throw bad('its visited table has no size');
   for (const [key, ok] of [
     ['fingerprints', Array.isArray(h.fingerprints)],
@@ -166,6 +176,7 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
     about: (h.about ?? {}) as Record<string, unknown>,
     tableOffset: start + length,
     visitedSegments: slots as number[],
+    slotBytes: pairs ? 8 : 6,
     complete: (visited) => ({
       fingerprints: Int32Array.from(h.fingerprints as number[]),
       next: Int32Array.from(h.next as number[]),
@@ -184,4 +195,33 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
       ...(typeof h.first === 'string' ? { first: parseSchedule(h.first) } : {}),
     }),
   };
+}
+
+/**
+ * The visited set's segments of a saved search whose header is `header`, its tables read in order by `read` (which
+ * fills the table it is given). Tables of 8-byte slots (layouts 1 and 2) are each turned into 6-byte segments
+ * (compactPairs) before the next is read, so that the old tables are never all in memory beside the new ones (a
+ * search of 1.3 billion states saved 16 GB of them).
+ */
+export function readVisited(
+  header: SnapshotHeader,
+  what: string,
+  read: (into: Int32Array | Uint16Array) => void,
+): Uint16Array[] {
+  if (header.slotBytes === 6) {
+    const visited = header.visitedSegments.map((slots) => new Uint16Array(SLOT_WORDS * slots));
+    for (const table of visited) read(table);
+    return visited;
+  }
+  const visited = emptySegments();
+  for (const slots of header.visitedSegments) {
+    const table = new Int32Array(2 * slots);
+    read(table);
+    try {
+      compactPairs(table, visited);
+    } catch (e) {
+      throw new InputError(`${what} is not a search saved by x86slice: ${(e as Error).message}`);
+    }
+  }
+  return visited;
 }

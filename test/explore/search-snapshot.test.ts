@@ -10,7 +10,7 @@ import {
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
-import { snapshotBytes, tablesOf } from './fixtures/snapshot-bytes.ts';
+import { fingerprintsOf, pairTables, snapshotBytes, tablesOf } from './fixtures/snapshot-bytes.ts';
 
 // A stateful search saved when it stops (budget or time limit) and resumed later must end where one search run to
 // its end ends: the same states, transitions, final states and violations (schedules included).
@@ -170,34 +170,43 @@ describe('bad input to saving and resuming a search', () => {
     );
   });
 
-  it('a search saved before segments (layout 1: one table) resumes, and ends as one search does', () => {
-    // The csd cell's 3.1 GB save of 2026-12-07 is such a file.
-    const params = { protocol: 'ipi-switcheroo', rounds: 8 };
-    const cut = explore(build(params), { ...EXHAUSTIVE, budget: 3_000, saveSearch: true }).snapshot!;
-    // Its fingerprints in one table (where each sits does not matter to the set that takes them up).
-    const one = new Int32Array(2 * Math.ceil((cut.visitedSize * 4) / 3) + 2);
-    let at = 0;
-    for (const t of cut.visited) {
-      for (let i = 0; i < t.length; i += 2) {
-        if (t[i] === 0 && t[i + 1] === 0) continue;
-        one.set([t[i]!, t[i + 1]!], at);
-        at += 2;
-      }
-    }
-    const [, header] = encodeSnapshot(cut, {});
-    const json = JSON.parse(new TextDecoder().decode(header)) as Record<string, unknown>;
-    delete json.visitedSegments;
-    const oldHeader = new TextEncoder().encode(JSON.stringify({ ...json, visitedSlots: one.length / 2 }));
-    const bytes = new Uint8Array([
-      ...new TextEncoder().encode(`x86slice-search 1\n${oldHeader.length}\n`),
-      ...oldHeader,
-      ...new Uint8Array(one.buffer),
-    ]);
-    const decoded = decodeSnapshotHeader(bytes, 'the file');
-    expect(decoded.visitedSegments).toEqual([one.length / 2]);
-    const resumed = explore(build(params), { ...EXHAUSTIVE, resume: decoded.complete(tablesOf(bytes, decoded)) });
-    expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
-  });
+  it.each([
+    [1, 1],
+    [2, 64],
+  ] as const)(
+    'a search saved with 8-byte slots (layout %i: %i tables) resumes, and ends as one search does',
+    (layout, n) => {
+      // The csd cell's saves of 2026-12-07 are such files (layout 1 the first, 3.1 GB; layout 2 the later, to 16 GB).
+      const params = { protocol: 'ipi-switcheroo', rounds: 8 };
+      const cut = explore(build(params), { ...EXHAUSTIVE, budget: 3_000, saveSearch: true }).snapshot!;
+      const tables = pairTables(fingerprintsOf(cut.visited), n);
+      const [, header] = encodeSnapshot(cut, {});
+      const json = JSON.parse(new TextDecoder().decode(header)) as Record<string, unknown>;
+      delete json.visitedSegments;
+      const slots = tables.map((t) => t.length / 2);
+      const oldHeader = new TextEncoder().encode(
+        JSON.stringify({ ...json, ...(layout === 1 ? { visitedSlots: slots[0] } : { visitedSegments: slots }) }),
+      );
+      const bytes = new Uint8Array([
+        ...new TextEncoder().encode(`x86slice-search ${layout}\n${oldHeader.length}\n`),
+        ...oldHeader,
+        ...tables.flatMap((t) => [...new Uint8Array(t.buffer)]),
+      ]);
+      const decoded = decodeSnapshotHeader(bytes, 'the file');
+      expect([decoded.visitedSegments, decoded.slotBytes]).toEqual([slots, 8]);
+      const visited = tablesOf(bytes, decoded);
+      expect(new Set(fingerprintsOf(visited).map(String))).toEqual(new Set(fingerprintsOf(cut.visited).map(String)));
+      const resumed = explore(build(params), { ...EXHAUSTIVE, resume: decoded.complete(visited) });
+      expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
+      // A table holding a fingerprint twice is no saved search's.
+      tables[0]!.set(tables[0]!.subarray(0, 2), tables[0]!.length - 2);
+      const twice = new Uint8Array([
+        ...bytes.subarray(0, decoded.tableOffset),
+        ...tables.flatMap((t) => [...new Uint8Array(t.buffer)]),
+      ]);
+      expect(() => tablesOf(twice, decoded)).toThrow(/the bytes is not a search saved by x86slice: .* holds .* twice/);
+    },
+  );
 
   it('a snapshot resumes once: the search takes its visited table over', () => {
     const snapshot = cut();
@@ -230,7 +239,7 @@ describe('bad input to saving and resuming a search', () => {
   it('bytes that are not a saved search are refused, saying why', () => {
     const bytes = new TextEncoder().encode('hello\n');
     expect(() => decodeSnapshotHeader(bytes, "'notes.txt'")).toThrow(
-      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 2'/,
+      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 3'/,
     );
     const header = '{"visitedSlots":1024}';
     const truncated = new TextEncoder().encode(`x86slice-search 1\n${header.length}\n${header}`);
