@@ -112,7 +112,10 @@ function searchSaving(
     (typeof resume !== 'object' ||
       resume === null ||
       !Array.isArray(resume.visited) ||
-      !resume.visited.every((t) => t instanceof Uint16Array) ||
+      !(
+        resume.visited.every((t: unknown) => t instanceof Int32Array) ||
+        resume.visited.every((t: unknown) => t instanceof Uint16Array)
+      ) ||
       !(resume.next instanceof Int32Array))
   ) {
     throw new InputError(`explore resume ${describeValue(resume)} must be a snapshot a saved search returned`);

@@ -1,7 +1,8 @@
 import { formatSchedule, parseSchedule, type ScheduleEntry } from '../machine/schedule.ts';
 import { InputError } from '../mmu/input-error.ts';
+import { compactPairs, emptySegments, SLOT_WORDS } from './compact-set.ts';
 import type { Execution, ViolationKind } from './execution.ts';
-import { compactPairs, emptySegments, SLOT_WORDS } from './visited-set.ts';
+import { COMPACT_AT, type VisitedTables } from './visited-set.ts';
 
 // A stateful search stopped with work left (budget or time limit), saved so that a later run takes it up where it
 // stopped (explore's `resume`; the CLI's --save-search and --resume): the visited set, the depth-first stack as the
@@ -36,10 +37,10 @@ export interface SearchSnapshot {
   /** Per kind, the shortest violation found so far. */
   readonly violations: readonly Execution[];
   /**
-   * The visited set's tables, one a segment (visited-set.ts: 6-byte slots), and the states in them; none once a
-   * search has taken them up. A file saved with 8-byte slots (layouts 1 and 2) is read into these.
+   * The visited set's tables, one a segment (visited-set.ts: 8-byte slots in a small set, 6-byte in a large one), and
+   * the states in them; none once a search has taken them up. One table of 8-byte slots, from a file of layout 1.
    */
-  readonly visited: readonly Uint16Array[];
+  readonly visited: VisitedTables;
   readonly visitedSize: number;
   /** What the states stood on: dead words left out, TLB events, the reduction. */
   readonly deadWords: boolean;
@@ -58,17 +59,17 @@ export interface SearchSnapshot {
  * snapshot is left an empty one, so that the table can be freed once that search grows past it. (A search resumed
  * from a 3.1 GB file kept its table to the end, beside the 7 GB one it had grown into.)
  */
-export function takeVisitedTable(s: SearchSnapshot): readonly Uint16Array[] {
+export function takeVisitedTable(s: SearchSnapshot): VisitedTables {
   const tables = s.visited;
   // A frozen snapshot (kept in immer state, say) keeps it: the search is the same, only its memory is not.
-  if (!Object.isFrozen(s)) (s as { visited: readonly Uint16Array[] }).visited = [];
+  if (!Object.isFrozen(s)) (s as { visited: VisitedTables }).visited = [];
   return tables;
 }
 
 /**
- * The file's first line, by layout: 3 has the visited set's segments one after another, 6-byte slots (visitedSegments:
- * their slots, 0 for a segment holding nothing). Read still, with 8-byte slots (two 32-bit halves): 2, 64 segments;
- * 1, one table (visitedSlots).
+ * The file's first line, by layout: the visited set's segments one after another (visitedSegments: their slots), in
+ * 6-byte slots (3: a compact set; 0 slots for a segment holding nothing), or 8-byte ones (2: 64 segments, a small
+ * set's, and until 2026-12-07's third session every set's). Read still: 1, one table of 8-byte slots (visitedSlots).
  */
 const MAGIC = 'x86slice-search 3\n';
 const MAGIC_PAIRS = 'x86slice-search 2\n';
@@ -95,7 +96,9 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     changed: s.changed,
     counters: s.counters,
     violations: s.violations.map((v) => ({ schedule: formatSchedule(v.schedule), kind: v.kind, message: v.message })),
-    visitedSegments: s.visited.map((t) => t.length / SLOT_WORDS),
+    visitedSegments: (s.visited as readonly (Int32Array | Uint16Array)[]).map((t) =>
+      t instanceof Uint16Array ? t.length / SLOT_WORDS : t.length / 2,
+    ),
     visitedSize: s.visitedSize,
     deadWords: s.deadWords,
     ...(s.copiedLive ? { copiedLive: true } : {}),
@@ -105,8 +108,9 @@ export function encodeSnapshot(s: SearchSnapshot, about: Readonly<Record<string,
     ...(s.first === undefined ? {} : { first: formatSchedule(s.first) }),
   });
   const headerBytes = new TextEncoder().encode(header);
-  const start = new TextEncoder().encode(`${MAGIC}${headerBytes.length}\n`);
-  return [start, headerBytes, ...s.visited.flatMap((t) => byteViews(t))];
+  const compact = s.visited.length > 0 && s.visited[0] instanceof Uint16Array;
+  const start = new TextEncoder().encode(`${compact ? MAGIC : MAGIC_PAIRS}${headerBytes.length}\n`);
+  return [start, headerBytes, ...(s.visited as readonly (Int32Array | Uint16Array)[]).flatMap((t) => byteViews(t))];
 }
 
 /** Bytes per view of a table (byteViews). */
@@ -136,8 +140,10 @@ export interface SnapshotHeader {
    * halves, which the reader turns into 6-byte segments with compactPairs).
    */
   readonly slotBytes: 6 | 8;
+  /** The states in those tables. */
+  readonly visitedSize: number;
   /** The rest of the snapshot, given the tables (read by the caller: they may be larger than one buffer). */
-  readonly complete: (visited: readonly Uint16Array[]) => SearchSnapshot;
+  readonly complete: (visited: VisitedTables) => SearchSnapshot;
 }
 
 /** Reads the header at the start of a saved search (`head`: its first bytes, at least the header). */
@@ -146,7 +152,9 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
   const text = new TextDecoder().decode(head.subarray(0, Math.min(head.length, MAGIC.length + 24)));
   const oneTable = text.startsWith(MAGIC_ONE_TABLE);
   const pairs = oneTable || text.startsWith(MAGIC_PAIRS);
-  if (!text.startsWith(MAGIC) && !pairs) throw bad(`it does not start with '${MAGIC.trim()}'`);
+  if (!text.startsWith(MAGIC) && !pairs) {
+    throw bad(`it does not start with '${MAGIC_PAIRS.trim()}' or '${MAGIC.trim()}'`);
+  }
   const lengthEnd = text.indexOf('\n', MAGIC.length);
   const length = Number(text.slice(MAGIC.length, lengthEnd));
   if (lengthEnd < 0 || !Number.isInteger(length) || length <= 0) throw bad('its header length is missing');
@@ -177,6 +185,7 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
     tableOffset: start + length,
     visitedSegments: slots as number[],
     slotBytes: pairs ? 8 : 6,
+    visitedSize: h.visitedSize as number,
     complete: (visited) => ({
       fingerprints: Int32Array.from(h.fingerprints as number[]),
       next: Int32Array.from(h.next as number[]),
@@ -198,18 +207,24 @@ export function decodeSnapshotHeader(head: Uint8Array, what: string): SnapshotHe
 }
 
 /**
- * The visited set's segments of a saved search whose header is `header`, its tables read in order by `read` (which
- * fills the table it is given). Tables of 8-byte slots (layouts 1 and 2) are each turned into 6-byte segments
+ * The visited set's tables of a saved search whose header is `header`, read in order by `read` (which fills the
+ * table it is given). Tables of 8-byte slots holding `compactAt` states or more are each turned into 6-byte segments
  * (compactPairs) before the next is read, so that the old tables are never all in memory beside the new ones (a
- * search of 1.3 billion states saved 16 GB of them).
+ * search of 1.3 billion states saved 16 GB of them); a small set's are kept as they are.
  */
 export function readVisited(
   header: SnapshotHeader,
   what: string,
   read: (into: Int32Array | Uint16Array) => void,
-): Uint16Array[] {
+  compactAt = COMPACT_AT,
+): VisitedTables {
   if (header.slotBytes === 6) {
     const visited = header.visitedSegments.map((slots) => new Uint16Array(SLOT_WORDS * slots));
+    for (const table of visited) read(table);
+    return visited;
+  }
+  if (header.visitedSize < compactAt) {
+    const visited = header.visitedSegments.map((slots) => new Int32Array(2 * slots));
     for (const table of visited) read(table);
     return visited;
   }

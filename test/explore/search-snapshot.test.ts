@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { compactPairs, emptySegments } from '../../src/explore/compact-set.ts';
 import { explore } from '../../src/explore/explore.ts';
 import type { ExploreOptions, ExploreResult } from '../../src/explore/options.ts';
 import {
@@ -7,6 +8,7 @@ import {
   encodeSnapshot,
   type SearchSnapshot,
 } from '../../src/explore/search-snapshot.ts';
+import type { VisitedTables } from '../../src/explore/visited-set.ts';
 import { findScenario } from '../../src/scenarios/catalogue.ts';
 import { resolveParams } from '../../src/scenarios/scenario.ts';
 import { machineFactory } from '../../src/scenarios/scenario-module.ts';
@@ -171,12 +173,15 @@ describe('bad input to saving and resuming a search', () => {
   });
 
   it.each([
-    [1, 1],
-    [2, 64],
+    [1, 1, 'kept', undefined],
+    [2, 64, 'kept', undefined],
+    [1, 1, 'turned into 6-byte ones', 0],
+    [2, 64, 'turned into 6-byte ones', 0],
   ] as const)(
-    'a search saved with 8-byte slots (layout %i: %i tables) resumes, and ends as one search does',
-    (layout, n) => {
-      // The csd cell's saves of 2026-12-07 are such files (layout 1 the first, 3.1 GB; layout 2 the later, to 16 GB).
+    'a search saved with 8-byte slots (layout %i: %i tables, %s) resumes, and ends as one search does',
+    (layout, n, _, compactAt) => {
+      // The csd cell's saves of 2026-12-07 are such files (layout 1 the first, 3.1 GB; layout 2 the later, to 16 GB),
+      // large enough to be read into 6-byte slots (COMPACT_AT states; here every size, to try that on a small one).
       const params = { protocol: 'ipi-switcheroo', rounds: 8 };
       const cut = explore(build(params), { ...EXHAUSTIVE, budget: 3_000, saveSearch: true }).snapshot!;
       const tables = pairTables(fingerprintsOf(cut.visited), n);
@@ -194,19 +199,43 @@ describe('bad input to saving and resuming a search', () => {
       ]);
       const decoded = decodeSnapshotHeader(bytes, 'the file');
       expect([decoded.visitedSegments, decoded.slotBytes]).toEqual([slots, 8]);
-      const visited = tablesOf(bytes, decoded);
+      const visited = tablesOf(bytes, decoded, compactAt);
+      expect(visited[0] instanceof Uint16Array).toBe(compactAt === 0);
       expect(new Set(fingerprintsOf(visited).map(String))).toEqual(new Set(fingerprintsOf(cut.visited).map(String)));
       const resumed = explore(build(params), { ...EXHAUSTIVE, resume: decoded.complete(visited) });
       expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
-      // A table holding a fingerprint twice is no saved search's.
-      tables[0]!.set(tables[0]!.subarray(0, 2), tables[0]!.length - 2);
-      const twice = new Uint8Array([
-        ...bytes.subarray(0, decoded.tableOffset),
-        ...tables.flatMap((t) => [...new Uint8Array(t.buffer)]),
-      ]);
-      expect(() => tablesOf(twice, decoded)).toThrow(/the bytes is not a search saved by x86slice: .* holds .* twice/);
+      if (compactAt === 0) {
+        // A table holding a fingerprint twice is no saved search's.
+        const t = tables.find((x) => x.some((w) => w !== 0))!;
+        const slot = (full: boolean) =>
+          [...Array(t.length / 2).keys()].find((k) => ((t[2 * k]! | t[2 * k + 1]!) !== 0) === full)!;
+        t.set(t.subarray(2 * slot(true), 2 * slot(true) + 2), 2 * slot(false));
+        const twice = new Uint8Array([
+          ...bytes.subarray(0, decoded.tableOffset),
+          ...tables.flatMap((t) => [...new Uint8Array(t.buffer)]),
+        ]);
+        expect(() => tablesOf(twice, decoded, 0)).toThrow(
+          /the bytes is not a search saved by x86slice: .* holds .* twice/,
+        );
+      }
     },
   );
+
+  it('a search whose visited set is compact (layout 3: 6-byte slots) goes through its byte form, and resumes', () => {
+    // A set turns compact at COMPACT_AT states; this one is made so from a small search's tables.
+    const params = { protocol: 'ipi-switcheroo', rounds: 8 };
+    const cut = explore(build(params), { ...EXHAUSTIVE, budget: 3_000, saveSearch: true }).snapshot!;
+    const compact = emptySegments();
+    for (const t of cut.visited as readonly Int32Array[]) compactPairs(t, compact);
+    const bytes = snapshotBytes({ ...cut, visited: compact }, {});
+    expect(new TextDecoder().decode(bytes.subarray(0, 18))).toBe('x86slice-search 3\n');
+    const decoded = decodeSnapshotHeader(bytes, 'the file');
+    expect(decoded.slotBytes).toBe(6);
+    const visited = tablesOf(bytes, decoded);
+    expect(visited).toEqual(compact);
+    const resumed = explore(build(params), { ...EXHAUSTIVE, resume: decoded.complete(visited) });
+    expect(outcome(resumed)).toEqual(outcome(explore(build(params), EXHAUSTIVE)));
+  });
 
   it('a snapshot resumes once: the search takes its visited table over', () => {
     const snapshot = cut();
@@ -239,7 +268,7 @@ describe('bad input to saving and resuming a search', () => {
   it('bytes that are not a saved search are refused, saying why', () => {
     const bytes = new TextEncoder().encode('hello\n');
     expect(() => decodeSnapshotHeader(bytes, "'notes.txt'")).toThrow(
-      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 3'/,
+      /'notes.txt' is not a search saved by x86slice: it does not start with 'x86slice-search 2' or 'x86slice-search 3'/,
     );
     const header = '{"visitedSlots":1024}';
     const truncated = new TextEncoder().encode(`x86slice-search 1\n${header.length}\n${header}`);
@@ -281,7 +310,8 @@ describe('a stateful search saved as it runs (saveSearchEvery)', () => {
     const params = { protocol: 'ipi-switcheroo', rounds: 8 };
     const saves: SearchSnapshot[] = [];
     // The snapshot shares the live tables: a caller that keeps it copies it (the CLI writes it out).
-    const save = (s: SearchSnapshot) => saves.push({ ...s, visited: s.visited.map((t) => t.slice()) });
+    const save = (s: SearchSnapshot) =>
+      saves.push({ ...s, visited: s.visited.map((t: Int32Array | Uint16Array) => t.slice()) as VisitedTables });
     const whole = explore(build(params), { ...EXHAUSTIVE, saveSearchEvery: { seconds: 0.01, save } });
     expect(whole.complete).toBe(true);
     expect(saves.length).toBeGreaterThanOrEqual(2);
