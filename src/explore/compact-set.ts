@@ -66,6 +66,34 @@ function homeSlot(h: number, l: number, partSlots: number): number {
   return Math.floor((((h << 16) | (l >>> 16)) >>> 0) * (partSlots / TWO_32));
 }
 
+/**
+ * Where fingerprint `h`:`l` is in its part of `table` (the part's first slot and its slots): its slot, or, when it is
+ * not there, -1 minus the empty slot where it would go.
+ */
+function probe(table: Uint16Array, first: number, slots: number, h: number, l: number): number {
+  const a = h & 0xffff;
+  const b = l >>> 16;
+  const c = l & 0xffff;
+  const end = first + slots;
+  let i = first + homeSlot(h, l, slots);
+  for (;;) {
+    const k = SLOT_WORDS * i;
+    const tc = table[k + 2]!;
+    const ta = table[k]!;
+    const tb = table[k + 1]!;
+    if ((ta | tb | tc) === 0) return -1 - i;
+    if (tc === c && ta === a && tb === b) return i;
+    i = i + 1 === end ? first : i + 1;
+  }
+}
+
+/** Stores the low 48 bits of `h`:`l` in slot `i` of `table`. */
+function put(table: Uint16Array, i: number, h: number, l: number): void {
+  table[SLOT_WORDS * i] = h & 0xffff;
+  table[SLOT_WORDS * i + 1] = l >>> 16;
+  table[SLOT_WORDS * i + 2] = l & 0xffff;
+}
+
 export class CompactSet {
   private readonly tables: Uint16Array[] = new Array<Uint16Array>(SEGMENTS).fill(NO_TABLE);
   /** Per segment: its parts' slots, the states it holds, how many it may hold before it grows, a part's most. */
@@ -169,24 +197,9 @@ export class CompactSet {
     const table = this.tables[s]!;
     const slots = this.partSlots[s]!;
     const first = (part & (PARTS - 1)) * slots;
-    const a = h & 0xffff;
-    const b = l >>> 16;
-    const c = l & 0xffff;
-    let i = first + homeSlot(h, l, slots);
-    const end = first + slots;
-    for (;;) {
-      const k = SLOT_WORDS * i;
-      const tc = table[k + 2]!;
-      const ta = table[k]!;
-      const tb = table[k + 1]!;
-      if ((ta | tb | tc) === 0) break;
-      if (tc === c && ta === a && tb === b) return false;
-      i = i + 1 === end ? first : i + 1;
-    }
-    const k = SLOT_WORDS * i;
-    table[k] = a;
-    table[k + 1] = b;
-    table[k + 2] = c;
+    const i = probe(table, first, slots, h, l);
+    if (i >= 0) return false;
+    put(table, -1 - i, h, l);
     this.size++;
     this.counts[s]!++;
     this.partCounts[part]!++;
@@ -199,24 +212,8 @@ export class CompactSet {
     const l = (h & 0xffff) === 0 && (lo | 0) === 0 ? 1 : lo | 0;
     const part = h >>> (32 - IMPLIED_BITS);
     const s = part >>> PART_BITS;
-    const table = this.tables[s]!;
     const slots = this.partSlots[s]!;
-    if (slots === 0) return false;
-    const first = (part & (PARTS - 1)) * slots;
-    const a = h & 0xffff;
-    const b = l >>> 16;
-    const c = l & 0xffff;
-    let i = first + homeSlot(h, l, slots);
-    const end = first + slots;
-    for (;;) {
-      const k = SLOT_WORDS * i;
-      const tc = table[k + 2]!;
-      const ta = table[k]!;
-      const tb = table[k + 1]!;
-      if ((ta | tb | tc) === 0) return false;
-      if (tc === c && ta === a && tb === b) return true;
-      i = i + 1 === end ? first : i + 1;
-    }
+    return slots !== 0 && probe(this.tables[s]!, (part & (PARTS - 1)) * slots, slots, h, l) >= 0;
   }
 
   /**
@@ -251,14 +248,15 @@ export class CompactSet {
     this.setSegment(s, table);
     for (let p = 0; p < PARTS; p++) {
       const h16 = ((s << PART_BITS) | p) << 16;
+      const oldEnd = SLOT_WORDS * oldSlots * (p + 1);
       const first = p * slots;
       const end = first + slots;
-      const oldEnd = SLOT_WORDS * oldSlots * (p + 1);
       for (let k = SLOT_WORDS * oldSlots * p; k < oldEnd; k += SLOT_WORDS) {
         const a = old[k]!;
         const b = old[k + 1]!;
         const c = old[k + 2]!;
         if ((a | b | c) === 0) continue;
+        // The fingerprints are distinct: the first empty slot from the home slot is the one.
         let i = first + homeSlot(h16 | a, (b << 16) | c, slots);
         while ((table[SLOT_WORDS * i]! | table[SLOT_WORDS * i + 1]! | table[SLOT_WORDS * i + 2]!) !== 0) {
           i = i + 1 === end ? first : i + 1;
@@ -309,21 +307,9 @@ export function compactPairs(table: Int32Array, into: Uint16Array[]): number {
     const part = h >>> (32 - IMPLIED_BITS);
     const t = into[part >>> PART_BITS]!;
     const slots = t.length / (SLOT_WORDS * PARTS);
-    const first = (part & (PARTS - 1)) * slots;
-    let k = first + homeSlot(h, l, slots);
-    for (;;) {
-      const ta = t[SLOT_WORDS * k]!;
-      const tb = t[SLOT_WORDS * k + 1]!;
-      const tc = t[SLOT_WORDS * k + 2]!;
-      if ((ta | tb | tc) === 0) break;
-      if (ta === (h & 0xffff) && tb === l >>> 16 && tc === (l & 0xffff)) {
-        throw new RangeError(`a visited table of 8-byte slots holds ${h}:${lo} twice`);
-      }
-      k = k + 1 === first + slots ? first : k + 1;
-    }
-    t[SLOT_WORDS * k] = h & 0xffff;
-    t[SLOT_WORDS * k + 1] = l >>> 16;
-    t[SLOT_WORDS * k + 2] = l & 0xffff;
+    const k = probe(t, (part & (PARTS - 1)) * slots, slots, h, l);
+    if (k >= 0) throw new RangeError(`a visited table of 8-byte slots holds ${h}:${lo} twice`);
+    put(t, -1 - k, h, l);
   }
   return total;
 }

@@ -13,6 +13,21 @@ const MIN_SEGMENT_SLOTS = 64;
 const GROW_LOAD = 3 / 4;
 const TWO_32 = 2 ** 32;
 
+/**
+ * Where fingerprint `h`:`l` is in `table` (`slots` pairs of 32-bit halves, 0:0 empty), probing linearly from slot
+ * `i`: its slot, or, when it is not there, -1 minus the empty slot where it would go. (The parallel search's shared
+ * table probes the same way: shared-state-set.ts.)
+ */
+export function probePairs(table: Int32Array, slots: number, i: number, h: number, l: number): number {
+  for (;;) {
+    const th = table[2 * i]!;
+    const tl = table[2 * i + 1]!;
+    if (th === EMPTY && tl === EMPTY) return -1 - i;
+    if (th === h && tl === l) return i;
+    i = i + 1 === slots ? 0 : i + 1;
+  }
+}
+
 export class PairSet {
   private readonly tables: Int32Array[] = [];
   /** Per segment: its slots, the states it holds, and how many it may hold before it grows. */
@@ -84,27 +99,22 @@ export class PairSet {
     return this.tableBytes;
   }
 
-  /**
-   * Adds fingerprint `hi`:`lo` (32-bit halves); returns true when it was not there yet. Its segment is `hi`'s top
-   * bits; it starts probing at `hi`'s other 26 bits mapped onto the segment's slots by a multiply (no modulo).
-   */
+  /** Where fingerprint `h`:`l` is in segment `s` (probePairs), from `h`'s bits below the segment's by a multiply. */
+  private probe(s: number, h: number, l: number): number {
+    const slots = this.slots[s]!;
+    return probePairs(this.tables[s]!, slots, Math.floor(((h << SEGMENT_BITS) >>> 0) * (slots / TWO_32)), h, l);
+  }
+
+  /** Adds fingerprint `hi`:`lo` (32-bit halves); returns true when it was not there yet. */
   add(hi: number, lo: number): boolean {
     const h = hi | 0;
-    let l = lo | 0;
-    if (h === EMPTY && l === EMPTY) l = 1;
+    const l = h === EMPTY && (lo | 0) === EMPTY ? 1 : lo | 0;
     const s = h >>> (32 - SEGMENT_BITS);
+    const i = this.probe(s, h, l);
+    if (i >= 0) return false;
     const table = this.tables[s]!;
-    const slots = this.slots[s]!;
-    let i = Math.floor(((h << SEGMENT_BITS) >>> 0) * (slots / TWO_32));
-    for (;;) {
-      const th = table[2 * i]!;
-      const tl = table[2 * i + 1]!;
-      if (th === EMPTY && tl === EMPTY) break;
-      if (th === h && tl === l) return false;
-      i = i + 1 === slots ? 0 : i + 1;
-    }
-    table[2 * i] = h;
-    table[2 * i + 1] = l;
+    table[2 * (-1 - i)] = h;
+    table[2 * (-1 - i) + 1] = l;
     this.size++;
     if (++this.counts[s]! > this.limits[s]!) this.grow(s);
     return true;
@@ -113,19 +123,8 @@ export class PairSet {
   /** Whether fingerprint `hi`:`lo` is stored. */
   has(hi: number, lo: number): boolean {
     const h = hi | 0;
-    let l = lo | 0;
-    if (h === EMPTY && l === EMPTY) l = 1;
-    const s = h >>> (32 - SEGMENT_BITS);
-    const table = this.tables[s]!;
-    const slots = this.slots[s]!;
-    let i = Math.floor(((h << SEGMENT_BITS) >>> 0) * (slots / TWO_32));
-    for (;;) {
-      const th = table[2 * i]!;
-      const tl = table[2 * i + 1]!;
-      if (th === EMPTY && tl === EMPTY) return false;
-      if (th === h && tl === l) return true;
-      i = i + 1 === slots ? 0 : i + 1;
-    }
+    const l = h === EMPTY && (lo | 0) === EMPTY ? 1 : lo | 0;
+    return this.probe(h >>> (32 - SEGMENT_BITS), h, l) >= 0;
   }
 
   /** Segment `s`, half as large again, its fingerprints added again. */

@@ -1,4 +1,5 @@
 import { InputError } from '../mmu/input-error.ts';
+import { probePairs } from './pair-set.ts';
 
 // The parallel stateful search's set of finished states (stateful-parallel.ts), shared by its threads: the same
 // 64-bit fingerprints in the same open-addressing layout as visited-set.ts, in SharedArrayBuffers every thread
@@ -134,16 +135,8 @@ export class SharedStateSet {
 
   /** The slot fingerprint `h`:`l` is at, or the empty slot where its probe ends (-1 - slot). */
   private find(h: number, l: number): number {
-    const table = this.table;
     const slots = this.slots;
-    let i = Math.floor((h >>> 0) * (slots / 2 ** 32));
-    for (;;) {
-      const th = table[2 * i]!;
-      const tl = table[2 * i + 1]!;
-      if (th === EMPTY && tl === EMPTY) return -1 - i;
-      if (th === h && tl === l) return i;
-      i = i + 1 === slots ? 0 : i + 1;
-    }
+    return probePairs(this.table, slots, Math.floor((h >>> 0) * (slots / 2 ** 32)), h, l);
   }
 
   /** Whether fingerprint `hi`:`lo` is stored (an entry being added may be missed: see above). */

@@ -21,8 +21,8 @@ const log = createDebug('x86slice:explore:stateful');
 
 /**
  * Memory the visited set may grow into: three quarters of the machine's, the rest left to the search's stack, its
- * checkpoints and the system. Past it the set fills its segments fuller rather than grow (visited-set.ts): on this
- * project's 24 GiB machines, growing the set of 1.53 billion states would have needed 24.5 GB.
+ * checkpoints and the system. Past it the set fills its segments fuller, then grows in small steps (compact-set.ts):
+ * on this project's 24 GiB machines it holds about 2.9 billion states so (docs/checker.md, the visited set).
  */
 const VISITED_BUDGET = Math.floor(totalmem() * 0.75);
 

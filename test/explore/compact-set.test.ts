@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CompactSet, compactPairs, emptySegments, PARTS, SEGMENTS, SLOT_WORDS } from '../../src/explore/compact-set.ts';
-import { fingerprintsOf, pairTables } from './fixtures/snapshot-bytes.ts';
+import { fingerprints, fingerprintsOf, pairTables } from './fixtures/snapshot-bytes.ts';
 
 /** Every fingerprint `segments` hold, as "hi:lo". */
 function contentsOf(segments: readonly Uint16Array[]): Set<string> {
@@ -20,17 +20,6 @@ function perPart(t: Uint16Array): number[] {
 }
 
 const contents = (set: CompactSet) => contentsOf(set.export().segments);
-
-/** `n` distinct pseudo-random fingerprints (a fixed sequence). */
-function fingerprints(n: number): [number, number][] {
-  const out: [number, number][] = [];
-  let x = 1;
-  for (let i = 0; i < n; i++) {
-    x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + i;
-    out.push([x | 0, i]);
-  }
-  return out;
-}
 
 /** `perPart` distinct fingerprints in every part of every segment, from `from` on (a fixed sequence). */
 function evenly(perPart: number, from = 0): [number, number][] {

@@ -2,22 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PAIR_SEGMENTS } from '../../src/explore/pair-set.ts';
 import { COMPACT_AT, collisionProbability, VisitedSet } from '../../src/explore/visited-set.ts';
-import { fingerprintsOf } from './fixtures/snapshot-bytes.ts';
+import { fingerprints, fingerprintsOf } from './fixtures/snapshot-bytes.ts';
 
 /** Every fingerprint `set` holds, as "hi:lo". */
 function contents(set: VisitedSet): Set<string> {
   return new Set(fingerprintsOf(set.export().segments).map(([hi, lo]) => `${hi}:${lo}`));
-}
-
-/** `n` distinct pseudo-random fingerprints (a fixed sequence). */
-function fingerprints(n: number): [number, number][] {
-  const out: [number, number][] = [];
-  let x = 1;
-  for (let i = 0; i < n; i++) {
-    x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + i;
-    out.push([x | 0, i]);
-  }
-  return out;
 }
 
 describe('the visited set', () => {
