@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ExploreOptions, type ExploreResult, explore, replay } from '../explore/explore.ts';
@@ -389,6 +390,8 @@ export async function exploreCommand(ref: string, flags: ExploreFlags, argv: rea
       : progressBar(io.progress, label)
     : progressLines(io.err, label, search === 'stateful' ? 'states' : 'executions', () => performance.now(), {
         from: resume?.visitedSize ?? 0,
+        // A stateful search's memory grows with its states: the log shows how close it is to the machine's.
+        ...(search === 'stateful' ? { resident: () => process.memoryUsage.rss(), machine: totalmem() } : {}),
       });
   const options: ExploreOptions = {
     ...(strategy === undefined ? {} : { strategy }),

@@ -50,14 +50,25 @@ export function progressBar(write: (text: string) => void, label: string): Progr
 /**
  * Progress as plain lines, for a stderr that is not a terminal: at most one line every `everyMs` (by `now`, in
  * milliseconds), with the count so far and its rate since the start, so a log shows how a long search goes. `from`:
- * the count when this run started (a resumed search's states), which the rate leaves out.
+ * the count when this run started (a resumed search's states), which the rate leaves out. `resident`: the process's
+ * memory in bytes, shown against `machine` bytes (a search of a billion states runs into the machine's memory).
  */
 export function progressLines(
   write: (line: string) => void,
   label: string,
   unit: string,
   now: () => number,
-  { everyMs = 60_000, from = 0 }: { readonly everyMs?: number; readonly from?: number } = {},
+  {
+    everyMs = 60_000,
+    from = 0,
+    resident,
+    machine,
+  }: {
+    readonly everyMs?: number;
+    readonly from?: number;
+    readonly resident?: () => number;
+    readonly machine?: number;
+  } = {},
 ): ProgressBar {
   const start = now();
   let next = start + everyMs;
@@ -68,8 +79,12 @@ export function progressLines(
       next = t + everyMs;
       const seconds = Math.max((t - start) / 1000, 1e-3);
       const count = (n: number) => n.toLocaleString('en-US');
+      const gb = (bytes: number) => (bytes / 1e9).toFixed(1);
+      const memory =
+        resident === undefined ? '' : `, ${gb(resident())}${machine ? ` of ${gb(machine)}` : ''} GB resident`;
       write(
-        `${label}: ${count(done)} ${unit} after ${Math.round(seconds)} s (${count(Math.round((done - from) / seconds))}/s)`,
+        `${label}: ${count(done)} ${unit} after ${Math.round(seconds)} s (${count(Math.round((done - from) / seconds))}/s)` +
+          memory,
       );
     },
     done() {},

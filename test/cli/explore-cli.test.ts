@@ -460,6 +460,24 @@ describe('the progress bar', () => {
     expect(lines[0]).toBe('exploring x: 1,966,080 states after 60 s (32,768/s)');
   });
 
+  it("of a stateful search, shows the process's memory against the machine's", () => {
+    const lines: string[] = [];
+    const clock = { ms: 0 };
+    const log = progressLines(
+      (t) => lines.push(t),
+      'exploring x',
+      'states',
+      () => clock.ms,
+      {
+        resident: () => 11_840_900_000,
+        machine: 25_300_000_000,
+      },
+    );
+    clock.ms = 60_000;
+    log.update(6_000_000, 1e9);
+    expect(lines).toEqual(['exploring x: 6,000,000 states after 60 s (100,000/s), 11.8 of 25.3 GB resident']);
+  });
+
   it("of a resumed search, counts the saved search's states and leaves them out of the rate", () => {
     const { lines, clock, log } = lineLog(270_000_000);
     clock.ms = 60_000;
