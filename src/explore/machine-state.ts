@@ -199,7 +199,7 @@ export class MachineState {
     // The parts hashed once; the TLB events left go in last, so that combine() is a step of the hash, not a rehash
     // of every part (the search asks for the same state with more events left at every state it reaches).
     const h = this.hasher.reset(0x428a2f98, 0x71374491);
-    for (let i = 0; i < parts.length; i += 2) h.add2(parts[i]!, parts[i + 1]!);
+    h.addLanes(parts);
     const stop = m.firstStop;
     h.add(stop ? (OUTCOME_CODES[stop.outcome] ?? 9) : 0);
     this.partsA = h.a;
