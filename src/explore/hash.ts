@@ -44,6 +44,27 @@ function laneB(acc: number, a: number, b: number): number {
   return (Math.imul(y ^ a, 0xc2b2ae35) + 0x2545f491) | 0;
 }
 
+/** Bits 63..32 of integer `v` as add hashes them (exact below 2^53; -1 for a negative v above -2^32). */
+function highHalf(v: number): number {
+  return (v >= TWO_32 || v < -TWO_32 ? Math.floor(v / TWO_32) : v < 0 ? -1 : 0) | 0;
+}
+
+/** Lane A of a hash `acc` after adding a value of halves `lo`, `hi` (Hasher.add). */
+function valueA(acc: number, lo: number, hi: number): number {
+  let a = Math.imul(acc ^ lo, 0xcc9e2d51);
+  a = (a << 15) | (a >>> 17);
+  a = Math.imul(a ^ hi, 0x1b873593);
+  return (a << 13) | (a >>> 19);
+}
+
+/** Lane B of the same, wrapped to 32 bits as laneB's. */
+function valueB(acc: number, lo: number, hi: number): number {
+  let b = Math.imul(acc ^ hi, 0x85ebca6b);
+  b = (b << 17) | (b >>> 15);
+  b = Math.imul(b ^ lo, 0xc2b2ae35);
+  return (((b << 11) | (b >>> 21)) + 0x6b43a9b5) | 0;
+}
+
 /** Hashes a sequence of numbers into two 32-bit lanes. Reused: `reset(seed)` starts a new sequence. */
 export class Hasher {
   a = 0;
@@ -57,16 +78,24 @@ export class Hasher {
 
   /** Adds an integer (any size a number holds: both 32-bit halves go in). */
   add(v: number): this {
-    const lo = v | 0;
-    const hi = (v >= TWO_32 || v < -TWO_32 ? Math.floor(v / TWO_32) : v < 0 ? -1 : 0) | 0;
-    let a = Math.imul(this.a ^ lo, 0xcc9e2d51);
-    a = (a << 15) | (a >>> 17);
-    a = Math.imul(a ^ hi, 0x1b873593);
-    this.a = (a << 13) | (a >>> 19);
-    let b = Math.imul(this.b ^ hi, 0x85ebca6b);
-    b = (b << 17) | (b >>> 15);
-    b = Math.imul(b ^ lo, 0xc2b2ae35);
-    this.b = (((b << 11) | (b >>> 21)) + 0x6b43a9b5) | 0; // wrapped, as laneB's
+    const hi = highHalf(v);
+    this.a = valueA(this.a, v | 0, hi);
+    this.b = valueB(this.b, v | 0, hi);
+    return this;
+  }
+
+  /** Adds `values[0..n)` as add would one at a time, in locals (a CPU's registers, at every step: hashCpu). */
+  addValues(values: Float64Array, n: number): this {
+    let a = this.a;
+    let b = this.b;
+    for (let i = 0; i < n; i++) {
+      const v = values[i]!;
+      const hi = highHalf(v);
+      a = valueA(a, v | 0, hi);
+      b = valueB(b, v | 0, hi);
+    }
+    this.a = a;
+    this.b = b;
     return this;
   }
 

@@ -56,6 +56,8 @@ export class MachineState {
   readonly memory: MemoryTracker;
   readonly programs: ProgramStates;
   private readonly hasher = new Hasher();
+  /** What hashCpu hashes, one value a slot: registers, state, APIC, watch (at most 30). */
+  private readonly cpuValues = new Float64Array(32);
   private readonly tlbs: TlbSnapshot[];
   /** Per CPU: the TLB generation its snapshot in `tlbs` was taken (or put back) at. */
   private readonly tlbGenerations: Float64Array;
@@ -258,9 +260,17 @@ export class MachineState {
 
   private hashCpu(cpu: Cpu, h: Hasher): void {
     const r = cpu.regs;
-    h.reset(0xb5c0fbcf, cpu.id);
-    h.add(r.rsp).add(r.rflags).add(r.cpl).add(r.ss).add(r.cr0).add(r.cr2).add(r.cr3).add(r.cr4).add(r.efer);
-    h.add(cpu.status | (cpu.nmiBlocked ? 8 : 0) | (cpu.interruptShadow ? 16 : 0));
+    const v = this.cpuValues;
+    v[0] = r.rsp;
+    v[1] = r.rflags;
+    v[2] = r.cpl;
+    v[3] = r.ss;
+    v[4] = r.cr0;
+    v[5] = r.cr2;
+    v[6] = r.cr3;
+    v[7] = r.cr4;
+    v[8] = r.efer;
+    v[9] = cpu.status | (cpu.nmiBlocked ? 8 : 0) | (cpu.interruptShadow ? 16 : 0);
     const apic = cpu.apic;
     // IRR and ISR are mostly zero: a mask of the words that are not, then those words (hashing 16 words every
     // step was a fifth of the search's hashing).
@@ -268,11 +278,19 @@ export class MachineState {
     if ((apic.pendingCount | apic.serviceCount) !== 0) {
       for (let w = 0; w < 8; w++) if ((apic.irr[w]! | apic.isr[w]!) !== 0) mask |= 1 << w;
     }
-    h.add(mask);
-    for (let w = 0; mask !== 0 && w < 8; w++) if ((mask & (1 << w)) !== 0) h.add(apic.irr[w]!).add(apic.isr[w]!);
-    h.add(apic.nmiPending ? 1 : 0);
+    v[10] = mask;
+    let n = 11;
+    for (let w = 0; mask !== 0 && w < 8; w++) {
+      if ((mask & (1 << w)) === 0) continue;
+      v[n++] = apic.irr[w]!;
+      v[n++] = apic.isr[w]!;
+    }
+    v[n++] = apic.nmiPending ? 1 : 0;
     this.machine.memory.watchedRange(cpu.id, WATCH, 0);
-    h.add(WATCH[0]!).add(WATCH[1]!);
+    v[n++] = WATCH[0]!;
+    v[n++] = WATCH[1]!;
+    // One value at a time as Hasher.add would, in locals (hashCpu runs at every step).
+    h.reset(0xb5c0fbcf, cpu.id).addValues(v, n);
   }
 
   /**
