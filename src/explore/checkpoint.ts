@@ -10,6 +10,20 @@ import type { IpiSnapshot, KernelSnapshot, TlbSnapshot } from './snapshots.ts';
 /** Registers in a fixed order: rsp, rflags, cpl, ss, cr0, cr2, cr3, cr4, efer. */
 export const REGISTERS = 9;
 
+/** `cpu`'s registers into `into[0..REGISTERS)`, in that order (a checkpoint's copy; what hashCpu hashes first). */
+export function registersInto(cpu: Cpu, into: Float64Array): void {
+  const r = cpu.regs;
+  into[0] = r.rsp;
+  into[1] = r.rflags;
+  into[2] = r.cpl;
+  into[3] = r.ss;
+  into[4] = r.cr0;
+  into[5] = r.cr2;
+  into[6] = r.cr3;
+  into[7] = r.cr4;
+  into[8] = r.efer;
+}
+
 /** Per CPU, what a checkpoint holds: copies, the shared TLB snapshot, and the control stack's copy. */
 class CpuCheckpoint {
   readonly regs = new Float64Array(REGISTERS);

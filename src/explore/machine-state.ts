@@ -3,7 +3,7 @@ import { type Cpu, STEP_KIND } from '../cpu/cpu.ts';
 import { OP } from '../cpu/instruction.ts';
 import { attachKernel } from '../machine/kernel-boot.ts';
 import type { Machine } from '../machine/machine.ts';
-import { type Checkpoint, PARTS_PER_CPU } from './checkpoint.ts';
+import { type Checkpoint, PARTS_PER_CPU, REGISTERS, registersInto } from './checkpoint.ts';
 import { HardwareCheckpoint, HardwareState } from './hardware-state.ts';
 import { Hasher } from './hash.ts';
 import { MemoryTracker } from './memory-tracker.ts';
@@ -259,18 +259,9 @@ export class MachineState {
   }
 
   private hashCpu(cpu: Cpu, h: Hasher): void {
-    const r = cpu.regs;
     const v = this.cpuValues;
-    v[0] = r.rsp;
-    v[1] = r.rflags;
-    v[2] = r.cpl;
-    v[3] = r.ss;
-    v[4] = r.cr0;
-    v[5] = r.cr2;
-    v[6] = r.cr3;
-    v[7] = r.cr4;
-    v[8] = r.efer;
-    v[9] = cpu.status | (cpu.nmiBlocked ? 8 : 0) | (cpu.interruptShadow ? 16 : 0);
+    registersInto(cpu, v);
+    v[REGISTERS] = cpu.status | (cpu.nmiBlocked ? 8 : 0) | (cpu.interruptShadow ? 16 : 0);
     const apic = cpu.apic;
     // IRR and ISR are mostly zero: a mask of the words that are not, then those words (hashing 16 words every
     // step was a fifth of the search's hashing).
@@ -278,8 +269,8 @@ export class MachineState {
     if ((apic.pendingCount | apic.serviceCount) !== 0) {
       for (let w = 0; w < 8; w++) if ((apic.irr[w]! | apic.isr[w]!) !== 0) mask |= 1 << w;
     }
-    v[10] = mask;
-    let n = 11;
+    v[REGISTERS + 1] = mask;
+    let n = REGISTERS + 2;
     for (let w = 0; mask !== 0 && w < 8; w++) {
       if ((mask & (1 << w)) === 0) continue;
       v[n++] = apic.irr[w]!;
@@ -356,17 +347,7 @@ export class MachineState {
     for (let id = 0; id < m.cpus.length; id++) {
       const cpu = m.cpus[id]!;
       const s = c.cpus[id]!;
-      const r = cpu.regs;
-      const regs = s.regs;
-      regs[0] = r.rsp;
-      regs[1] = r.rflags;
-      regs[2] = r.cpl;
-      regs[3] = r.ss;
-      regs[4] = r.cr0;
-      regs[5] = r.cr2;
-      regs[6] = r.cr3;
-      regs[7] = r.cr4;
-      regs[8] = r.efer;
+      registersInto(cpu, s.regs);
       s.status = cpu.status;
       s.nmiBlocked = cpu.nmiBlocked;
       s.interruptShadow = cpu.interruptShadow;

@@ -436,7 +436,7 @@ describe('the progress bar', () => {
   });
 
   /** A progress log on a clock the test sets, and the lines it wrote. */
-  const lineLog = (from?: number) => {
+  const lineLog = (from?: number, memory?: { resident: () => number; machine: number }) => {
     const lines: string[] = [];
     const clock = { ms: 0 };
     const log = progressLines(
@@ -444,7 +444,7 @@ describe('the progress bar', () => {
       'exploring x',
       'states',
       () => clock.ms,
-      { from: from ?? 0 },
+      { from: from ?? 0, ...memory },
     );
     return { lines, clock, log };
   };
@@ -461,18 +461,7 @@ describe('the progress bar', () => {
   });
 
   it("of a stateful search, shows the process's memory against the machine's", () => {
-    const lines: string[] = [];
-    const clock = { ms: 0 };
-    const log = progressLines(
-      (t) => lines.push(t),
-      'exploring x',
-      'states',
-      () => clock.ms,
-      {
-        resident: () => 11_840_900_000,
-        machine: 25_300_000_000,
-      },
-    );
+    const { lines, clock, log } = lineLog(0, { resident: () => 11_840_900_000, machine: 25_300_000_000 });
     clock.ms = 60_000;
     log.update(6_000_000, 1e9);
     expect(lines).toEqual(['exploring x: 6,000,000 states after 60 s (100,000/s), 11.8 of 25.3 GB resident']);
